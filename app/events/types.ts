@@ -1,0 +1,39 @@
+// One record per decided request or relayed connection. Every sink receives
+// it only after the redaction pass (see redact.ts), so no secret value can
+// reach the database, the JSON-lines file or the log.
+
+export type EventKind = "http" | "connection";
+
+export interface GatewayEvent {
+  /** ISO-8601 time the request (or connection) started. */
+  time: string;
+  kind: EventKind;
+  /** Capture mode flow id, for joining the requests of one connection. */
+  flowId: string;
+  device: string;
+  profile: string;
+  /** Endpoint ref (`https.github`), absent for plain relays. */
+  endpoint?: string;
+  host: string;
+  port: number;
+  method?: string;
+  path?: string;
+  /** HTTP status sent to the agent (403 on deny), absent for relays. */
+  status?: number;
+  bytesUp: number;
+  bytesDown: number;
+  durationMs: number;
+  rule?: string;
+  /** allow | deny for requests; relay | passthrough | deny for connections. */
+  verdict: string;
+  reason: string;
+  /** Credential ref (`bearer_token.gh`); never its value. */
+  credential?: string;
+  /** Diagnostic detail for operators (e.g. a CEL error); redacted like the rest. */
+  detail?: string;
+}
+
+export interface EventSink {
+  write(event: GatewayEvent): void;
+  close?(): void | Promise<void>;
+}

@@ -1,0 +1,178 @@
+// The compiled policy: what the config loader produces and every handler reads.
+// A Policy is immutable; a reload builds a new one and swaps it in whole.
+
+/** Where a block or attribute was declared, for FILE:LINE errors and audit. */
+export interface SourceRef {
+  file: string;
+  line: number;
+}
+
+/** One problem found while loading a config; rendered as `FILE:LINE: message`. */
+export interface ConfigError extends SourceRef {
+  message: string;
+}
+
+export type Verdict = "allow" | "deny";
+
+export interface ProxySettings {
+  /** host:port of the HTTP CONNECT listener (SOCKS5 is also accepted there). */
+  listen: string;
+  /** Optional separate host:port for SOCKS5 only. */
+  socks5Listen?: string;
+}
+
+export interface GatewaySettings {
+  /** Absolute path of the state directory (database, CA, keys). */
+  stateDir: string;
+  /** Absolute path of the control socket (HTTP over a Unix socket). */
+  controlSocket: string;
+  proxy?: ProxySettings;
+  dashboardListen: string;
+  /** Absolute path of the JSON-lines event file, if any. */
+  eventsJsonl?: string;
+  /** Days of events kept in the `actions` table. */
+  eventsRetentionDays: number;
+}
+
+export interface Defaults {
+  /** Verdict when no rule matches. */
+  verdict: Verdict;
+  /** TLS with an SNI no endpoint claims: splice it untouched, or close it. */
+  unknownHost: "passthrough" | "deny";
+  /** Profile given to proxy connections that present no device token. */
+  profile?: string;
+  /** Other UDP (packet plane): relay or drop. */
+  udp: "relay" | "drop";
+  /** Request bodies are inspected up to this many bytes (default 1 MiB). */
+  inspectLimitBytes: number;
+}
+
+/** Endpoint kinds; each implies a rule family. */
+export type EndpointType = "https";
+export type Family = "http";
+
+export interface Endpoint {
+  type: EndpointType;
+  name: string;
+  /** Reference form, e.g. `https.github`. */
+  ref: string;
+  family: Family;
+  /** Exact names (`api.github.com`) and suffix wildcards (`*.github.com`), lower-case. */
+  hosts: string[];
+  /** PEM text of extra CA certificates trusted for this upstream (in addition to the system store). */
+  caCertPem?: string;
+  /** Credential injected when the matching rule names none. */
+  credential?: string;
+  source: SourceRef;
+}
+
+export type CredentialType =
+  | "bearer_token"
+  | "header_token"
+  | "basic_auth"
+  | "cookie_token"
+  | "anthropic_manual_key"
+  | "openai_api_key"
+  | "github_token"
+  | "gemini_api_key"
+  | "passthrough";
+
+export interface Credential {
+  type: CredentialType;
+  name: string;
+  /** Reference form, e.g. `bearer_token.gh`. */
+  ref: string;
+  /** Type-specific settings, validated by the loader (e.g. header, prefix, cookie, username). */
+  settings: Record<string, string>;
+  /** Absolute path of a file holding the secret, if configured (`secret_file`). */
+  secretFile?: string;
+  source: SourceRef;
+}
+
+export interface Profile {
+  name: string;
+  /** Credential refs this profile may have injected. */
+  credentials: string[];
+  /** Endpoint refs visible to this profile; undefined means all. */
+  endpoints?: string[];
+  source: SourceRef;
+}
+
+/** The facts of an HTTP request that CEL conditions see as `http.*`. */
+export interface HttpFacts {
+  method: string;
+  host: string;
+  path: string;
+  /** First value per key of the query string. */
+  query: Record<string, string>;
+  /** Lower-cased header names; repeated headers joined with ", ". */
+  headers: Record<string, string>;
+  /** The body as text, up to the inspection limit ("" when absent). */
+  body: string;
+  /** The parsed JSON body, or null when absent or not JSON. */
+  bodyJson: unknown;
+  /** True when the body was longer than the inspection limit. */
+  bodyTruncated: boolean;
+}
+
+export interface RequestContext {
+  device: string;
+  profile: string;
+  endpoint: Endpoint;
+}
+
+export interface Rule {
+  name: string;
+  /** Endpoint refs the rule applies to. */
+  endpoints: string[];
+  family: Family;
+  priority: number;
+  disabled: boolean;
+  /** Profiles the rule applies to; undefined means all. */
+  profiles?: string[];
+  condition?: string;
+  /** True when the condition reads `http.body` or `http.body_json`. */
+  readsBody: boolean;
+  verdict?: Verdict;
+  /** Approver refs (`dashboard`, `human_approver.oncall`, ...), in order. */
+  approve?: string[];
+  reason?: string;
+  credential?: string;
+  source: SourceRef;
+}
+
+/** What the rule engine answers for one request. */
+export interface Decision {
+  verdict: Verdict | "approve";
+  /** Name of the matched rule; undefined when the default applied. */
+  rule?: string;
+  /** Short, agent-safe reason. */
+  reason: string;
+  approvers?: string[];
+  /** Credential ref to inject (rule's, else endpoint's). */
+  credential?: string;
+  /** Diagnostic for the log only (e.g. a CEL error); never sent to the agent. */
+  detail?: string;
+}
+
+export interface Approver {
+  type: string;
+  name: string;
+  ref: string;
+  settings: Record<string, unknown>;
+  source: SourceRef;
+}
+
+export interface Policy {
+  /** Files the policy was loaded from, in merge order. */
+  files: string[];
+  schemaVersion: number;
+  gateway: GatewaySettings;
+  defaults: Defaults;
+  endpoints: Map<string, Endpoint>;
+  credentials: Map<string, Credential>;
+  profiles: Map<string, Profile>;
+  approvers: Map<string, Approver>;
+  /** Enabled and disabled rules, sorted by priority (highest first), then declaration order. */
+  rules: Rule[];
+}
