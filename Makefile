@@ -11,8 +11,10 @@ node_modules/.installed: package.json package-lock.json
 deps: node_modules/.installed
 
 ## Run the gateway on the embedded default config (loopback only, state in ./.state/).
+# The demo credential of config/default.hcl gets a value unless you set one.
 run: deps
-	$(BUN) app/main.ts all --config $(CONFIG)
+	CLAWPATROL_SECRET_DEMO="$${CLAWPATROL_SECRET_DEMO:-demo-secret-injected-by-the-gateway}" \
+	  $(BUN) app/main.ts all --config $(CONFIG)
 
 ## Install what the tests need, then run every suite.
 test: deps test-deps

@@ -26,3 +26,12 @@ export interface Flow {
   /** When the capture mode accepted the flow (ms since epoch). */
   startedAt: number;
 }
+
+let flowCounter = 0;
+const flowPrefix = Math.floor(Math.random() * 36 ** 4).toString(36).padStart(4, "0");
+
+/** Short, unique-per-process flow ids (`k3x9-1a`), cheap enough for every connection. */
+export function newFlowId(): string {
+  flowCounter += 1;
+  return `${flowPrefix}-${flowCounter.toString(36)}`;
+}

@@ -59,6 +59,8 @@ export interface Endpoint {
   family: Family;
   /** Exact names (`api.github.com`) and suffix wildcards (`*.github.com`), lower-case. */
   hosts: string[];
+  /** TCP ports the endpoint claims (default [443]); TLS is only peeked on claimed ports. */
+  ports?: number[];
   /** PEM text of extra CA certificates trusted for this upstream (in addition to the system store). */
   caCertPem?: string;
   /** Credential injected when the matching rule names none. */

@@ -1,0 +1,562 @@
+// One intercepted HTTPS connection from an agent, after TLS termination.
+// For each request on it:
+//
+// 1. parse the head (and, when a rule reads it, the body up to the inspection limit)
+// 2. decide against the current policy (first matching rule, else the default)
+// 3. on deny: answer 403 with a small JSON body; the connection lives on when it can
+// 4. on allow: inject the credential into its slot, forward to the upstream
+//    (pooled, certificate verified), stream the body both ways with
+//    backpressure, scrub the secret from anything echoed back
+// 5. publish one event
+import type { Duplex } from "node:stream";
+import type { Credential, Decision, Endpoint, Policy } from "../../policy/types.ts";
+import type { Flow } from "../../dispatch/flow.ts";
+import type { GatewayEvent } from "../../events/types.ts";
+import { decide, httpFactsFromRequest, matchEndpoint, needsBody } from "../../policy/engine.ts";
+import { Http1Parser, type ParseEvent, type RequestHead, type ResponseHead } from "../http1/parser.ts";
+import {
+  getHeader,
+  hasToken,
+  removeHeader,
+  setHeader,
+  stripHopByHop,
+  type HeaderList,
+} from "../http1/headers.ts";
+import { encodeChunk, LAST_CHUNK, serializeRequestHead, serializeResponseHead, simpleResponse } from "../http1/serialize.ts";
+import { pluginFor } from "../../credentials/plugin.ts";
+import { StreamScrubber, scrubHeaders, sameLengthMask } from "../../credentials/scrub.ts";
+import { StreamPuller } from "./puller.ts";
+import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
+import { log } from "../../log.ts";
+
+export type SecretLookup = (cred: Credential) => { ok: true; value: string } | { ok: false; reason: string };
+
+export interface InterceptDeps {
+  policy(): Policy;
+  secretFor: SecretLookup;
+  publish(event: GatewayEvent): void;
+  pool: UpstreamPool;
+}
+
+/** Outcome of one exchange: whether the agent connection can carry another request. */
+type Next = "continue" | "close";
+
+export class InterceptSession {
+  private readonly parser = new Http1Parser("request");
+  private readonly puller: StreamPuller;
+  private events: ParseEvent[] = [];
+
+  constructor(
+    private readonly flow: Flow,
+    private readonly agent: Duplex,
+    private readonly sni: string,
+    private readonly deps: InterceptDeps,
+  ) {
+    this.puller = new StreamPuller(agent);
+  }
+
+  async run(): Promise<void> {
+    try {
+      for (;;) {
+        const ev = await this.nextEvent();
+        if (!ev) break;
+        if (ev.type === "error") {
+          await this.write(errorResponse(ev.code, ev.message));
+          break;
+        }
+        // The end of a message without a body arrives after its exchange.
+        if (ev.type === "end") continue;
+        if (ev.type !== "head" || !("method" in ev.head)) break;
+        const next = await this.exchange(ev.head);
+        if (next === "close") break;
+        // An upgrade the upstream (or the policy) declined: carry on with HTTP.
+        if (this.parser.awaitingUpgrade) this.events.push(...this.parser.declineUpgrade());
+      }
+    } catch (e) {
+      log.debug("intercept session ended", { flow: this.flow.id, error: (e as Error).message });
+    } finally {
+      this.agent.end();
+      setTimeout(() => this.agent.destroy(), 5_000).unref?.();
+    }
+  }
+
+  private async nextEvent(): Promise<ParseEvent | undefined> {
+    while (this.events.length === 0) {
+      const chunk = await this.puller.next();
+      if (chunk === undefined) {
+        const tail = this.parser.end();
+        if (tail.length === 0) return undefined;
+        this.events.push(...tail);
+        break;
+      }
+      this.events.push(...this.parser.push(chunk));
+    }
+    return this.events.shift();
+  }
+
+  private write(data: Uint8Array | string): Promise<void> {
+    return writeWithBackpressure(this.agent, data);
+  }
+
+  private async exchange(head: RequestHead): Promise<Next> {
+    const started = Date.now();
+    const policy = this.deps.policy();
+    const { device } = this.flow;
+    const path = head.target;
+    const hostHeader = (getHeader(head.headers, "host") ?? "").toLowerCase();
+    const event: GatewayEvent = {
+      time: new Date(started).toISOString(),
+      kind: "http",
+      flowId: this.flow.id,
+      device: device.name,
+      profile: device.profile,
+      host: this.sni,
+      port: this.flow.dst.port,
+      method: head.method,
+      path,
+      bytesUp: 0,
+      bytesDown: 0,
+      durationMs: 0,
+      verdict: "deny",
+      reason: "",
+    };
+    const finish = (fields: Partial<GatewayEvent>) => {
+      Object.assign(event, fields);
+      event.durationMs = Date.now() - started;
+      this.deps.publish(event);
+    };
+    let requestDone = head.bodyKind.kind === "none";
+
+    // The endpoint was claimed by SNI; a Host naming another server would let
+    // a request dodge the rules written for that server.
+    if (stripPort(hostHeader) !== this.sni) {
+      finish({ status: 421, verdict: "deny", reason: "Host header does not match the TLS server name" });
+      await this.write(denyResponse(421, undefined, "Host header does not match the TLS server name", true));
+      return "close";
+    }
+    const endpoint = matchEndpoint(policy, this.sni, device.profile);
+    if (!endpoint) {
+      finish({ status: 403, verdict: "deny", reason: `no endpoint claims ${this.sni} any more` });
+      await this.write(denyResponse(403, undefined, `no endpoint claims ${this.sni}`, !requestDone));
+      return requestDone && head.keepAlive ? "continue" : "close";
+    }
+    event.endpoint = endpoint.ref;
+
+    // Collect the body when a rule may read it. A client waiting on
+    // `Expect: 100-continue` gets our 100 first, since we read before deciding.
+    const expectsContinue = hasToken(head.headers, "expect", "100-continue");
+    const buffered: Uint8Array[] = [];
+    let bufferedBytes = 0;
+    let truncated = false;
+    let sentContinue = false;
+    if (!requestDone && needsBody(policy, endpoint, device.profile)) {
+      if (expectsContinue) {
+        await this.write("HTTP/1.1 100 Continue\r\n\r\n");
+        sentContinue = true;
+      }
+      const limit = policy.defaults.inspectLimitBytes;
+      while (!requestDone && bufferedBytes <= limit) {
+        const ev = await this.nextEvent();
+        if (!ev || ev.type === "error") return "close";
+        if (ev.type === "body") {
+          buffered.push(ev.data);
+          bufferedBytes += ev.data.length;
+        } else if (ev.type === "end") {
+          requestDone = true;
+        }
+      }
+      truncated = !requestDone;
+    }
+
+    const body = buffered.length > 0 ? concat(buffered, Math.min(bufferedBytes, policy.defaults.inspectLimitBytes)) : undefined;
+    const facts = httpFactsFromRequest(head.method, this.sni, head.target, head.headers, body, truncated);
+    const decision = decide(policy, { device: device.name, profile: device.profile, endpoint }, facts);
+    event.rule = decision.rule;
+    if (decision.detail) {
+      log.warn("rule evaluation failed closed", { flow: this.flow.id, rule: decision.rule, detail: decision.detail });
+    }
+
+    const denied = (status: number, reason: string, detail?: string): Promise<Next> =>
+      this.refuse(head, event, finish, { status, rule: decision.rule, reason, detail, requestDone, bufferedBytes });
+
+    if (decision.verdict === "deny") return denied(403, decision.reason, decision.detail);
+    if (decision.verdict === "approve") {
+      // Approver chains arrive with the approvals work; until then a rule
+      // that asks for approval cannot be satisfied, so it fails closed.
+      return denied(403, `${decision.reason} (approval required; no approver is available)`);
+    }
+
+    // Credential: only what the device's profile grants, with a value we hold.
+    let secret: string | undefined;
+    let credential: Credential | undefined;
+    if (decision.credential) {
+      credential = policy.credentials.get(decision.credential);
+      const profile = policy.profiles.get(device.profile);
+      if (!credential) return denied(403, `credential ${decision.credential} is not configured`);
+      if (!profile || !profile.credentials.includes(credential.ref)) {
+        return denied(403, `profile "${device.profile}" is not granted ${credential.ref}`);
+      }
+      event.credential = credential.ref;
+      const resolved = this.deps.secretFor(credential);
+      if (!resolved.ok) {
+        log.error("credential unavailable", { credential: credential.ref, reason: resolved.reason });
+        return this.refuse(head, event, finish, {
+          status: 502,
+          rule: decision.rule,
+          reason: `credential ${credential.ref} has no value configured on the gateway`,
+          requestDone,
+          bufferedBytes,
+          verdict: "error",
+        });
+      }
+      secret = resolved.value;
+    }
+
+    return this.forward({
+      head,
+      endpoint,
+      decision,
+      credential,
+      secret,
+      buffered,
+      bufferedBytes,
+      requestDone,
+      sentContinue,
+      event,
+      finish,
+    });
+  }
+
+  /** Answers a refusal in HTTP's own form and keeps the connection when the request was fully read. */
+  private async refuse(
+    head: RequestHead,
+    event: GatewayEvent,
+    finish: (f: Partial<GatewayEvent>) => void,
+    r: {
+      status: number;
+      rule: string | undefined;
+      reason: string;
+      detail?: string | undefined;
+      requestDone: boolean;
+      bufferedBytes: number;
+      verdict?: string;
+    },
+  ): Promise<Next> {
+    let requestDone = r.requestDone;
+    let bytesUp = r.bufferedBytes;
+    // Drain a small remaining body so the connection can carry on; a large
+    // or unbounded one is cut off by closing instead.
+    while (!requestDone && bytesUp < DRAIN_LIMIT && !hasToken(head.headers, "expect", "100-continue")) {
+      const ev = await this.nextEvent();
+      if (!ev || ev.type === "error") break;
+      if (ev.type === "body") bytesUp += ev.data.length;
+      if (ev.type === "end") requestDone = true;
+    }
+    const close = !requestDone || !head.keepAlive;
+    finish({
+      status: r.status,
+      verdict: r.verdict ?? "deny",
+      reason: r.reason,
+      bytesUp,
+      ...(r.detail ? { detail: r.detail } : {}),
+    });
+    await this.write(denyResponse(r.status, r.rule, r.reason, close));
+    return close ? "close" : "continue";
+  }
+
+  private async forward(x: {
+    head: RequestHead;
+    endpoint: Endpoint;
+    decision: Decision;
+    credential: Credential | undefined;
+    secret: string | undefined;
+    buffered: Uint8Array[];
+    bufferedBytes: number;
+    requestDone: boolean;
+    sentContinue: boolean;
+    event: GatewayEvent;
+    finish: (f: Partial<GatewayEvent>) => void;
+  }): Promise<Next> {
+    const { head, endpoint, credential, secret, event, finish } = x;
+    const isUpgrade = head.upgrade !== undefined;
+
+    // The outbound head: hop-by-hop headers are ours, the credential slot is ours.
+    const headers: HeaderList = stripHopByHop(head.headers.map(([k, v]) => [k, v] as [string, string]));
+    if (isUpgrade) {
+      setHeader(headers, "Connection", "Upgrade");
+      setHeader(headers, "Upgrade", head.upgrade!);
+    }
+    if (x.sentContinue) removeHeader(headers, "expect");
+    const outbound = { method: head.method, target: head.target, headers };
+    let needles: string[] = [];
+    if (credential && secret !== undefined) {
+      const plugin = pluginFor(credential.type);
+      plugin.inject(outbound, secret, credential);
+      needles = plugin.revealingForms(secret, credential);
+      // Echoed secrets are scrubbed from the response; that needs bytes we can
+      // read, so credentialed requests ask for an uncompressed answer. The
+      // mask keeps the length, so a Content-Length stays true.
+      if (needles.length > 0) setHeader(outbound.headers, "Accept-Encoding", "identity");
+    }
+    const chunked = head.bodyKind.kind === "chunked";
+    if (head.bodyKind.kind === "length") setHeader(outbound.headers, "Content-Length", String(head.bodyKind.length));
+    if (chunked) setHeader(outbound.headers, "Transfer-Encoding", "chunked");
+    const headBytes = serializeRequestHead(outbound);
+
+    const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint };
+    // A pooled connection the server closed meanwhile fails before any
+    // response byte; a request we still hold whole is then sent again once.
+    const replayable = x.requestDone;
+    let upstream: UpstreamConn | undefined;
+    let attempt = 0;
+    let response: { status: number; bytesDown: number; upgraded: boolean; reusable: boolean; agentClose: boolean } | undefined;
+    let bytesUp = x.bufferedBytes;
+    let requestComplete = x.requestDone;
+    for (;;) {
+      attempt += 1;
+      const pooled = this.deps.pool.takeIdle(target);
+      try {
+        upstream = pooled ?? (await this.deps.pool.dial(target));
+      } catch (e) {
+        const message = (e as Error).message;
+        log.warn("upstream connect failed", { flow: this.flow.id, host: this.sni, error: message });
+        finish({ status: 502, verdict: "allow", reason: x.decision.reason, detail: `upstream: ${message}`, bytesUp });
+        await this.write(errorResponse(502, `could not reach ${this.sni}`, !x.requestDone));
+        return x.requestDone && head.keepAlive ? "continue" : "close";
+      }
+      upstream.parser.expectResponseTo(head.method);
+      const sending = this.sendRequest(upstream, headBytes, x.buffered, chunked, requestComplete).then(
+        (r) => {
+          bytesUp += r.bytes;
+          requestComplete = r.complete;
+        },
+        (e: Error) => {
+          upstream?.destroy();
+          throw e;
+        },
+      );
+      sending.catch(() => undefined);
+      const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
+      response = await this.relayResponse(upstream, head, scrubber, needles, sending).catch((e: Error) => {
+        log.debug("upstream exchange failed", { flow: this.flow.id, error: e.message });
+        return undefined;
+      });
+      if (response) break;
+      upstream.destroy();
+      if (!(pooled && replayable && attempt === 1 && !this.responseStarted)) {
+        finish({ status: 502, verdict: "allow", reason: x.decision.reason, detail: "upstream closed the connection", bytesUp });
+        if (!this.responseStarted) await this.write(errorResponse(502, `${this.sni} closed the connection`, true)).catch(() => undefined);
+        return "close";
+      }
+    }
+
+    finish({
+      status: response.status,
+      verdict: "allow",
+      reason: x.decision.reason,
+      bytesUp,
+      bytesDown: response.bytesDown,
+    });
+    if (response.upgraded) {
+      await this.spliceUpgraded(upstream!);
+      return "close";
+    }
+    if (response.reusable && requestComplete) this.deps.pool.release(upstream!);
+    else upstream!.destroy();
+    if (!requestComplete || response.agentClose || !head.keepAlive) return "close";
+    return "continue";
+  }
+
+  /** Set once any byte of the current response was written to the agent. */
+  private responseStarted = false;
+
+  private async sendRequest(
+    upstream: UpstreamConn,
+    headBytes: Uint8Array,
+    buffered: Uint8Array[],
+    chunked: boolean,
+    alreadyComplete: boolean,
+  ): Promise<{ bytes: number; complete: boolean }> {
+    const frame = (data: Uint8Array): Uint8Array[] => (chunked ? encodeChunk(data) : [data]);
+    const parts: Uint8Array[] = [headBytes];
+    for (const b of buffered) parts.push(...frame(b));
+    if (alreadyComplete) {
+      if (chunked) parts.push(LAST_CHUNK);
+      await upstream.write(Buffer.concat(parts));
+      return { bytes: 0, complete: true };
+    }
+    await upstream.write(Buffer.concat(parts));
+    let bytes = 0;
+    for (;;) {
+      const ev = await this.nextEvent();
+      if (!ev) return { bytes, complete: false };
+      if (ev.type === "body") {
+        bytes += ev.data.length;
+        for (const p of frame(ev.data)) await upstream.write(p);
+      } else if (ev.type === "end") {
+        if (chunked) await upstream.write(LAST_CHUNK);
+        return { bytes, complete: true };
+      } else if (ev.type === "error") {
+        throw new Error(ev.message);
+      } else {
+        return { bytes, complete: true };
+      }
+    }
+  }
+
+  private async relayResponse(
+    upstream: UpstreamConn,
+    req: RequestHead,
+    scrubber: StreamScrubber | undefined,
+    needles: string[],
+    sending: Promise<void>,
+  ): Promise<{ status: number; bytesDown: number; upgraded: boolean; reusable: boolean; agentClose: boolean }> {
+    this.responseStarted = false;
+    let bytesDown = 0;
+    let head: ResponseHead | undefined;
+    let chunkedToAgent = false;
+    let agentClose = false;
+    for (;;) {
+      const ev = await upstream.nextEvent();
+      if (!ev) {
+        if (!head) throw new Error("upstream closed before responding");
+        // An until-close body ends here; anything else was cut short.
+        if (head.bodyKind.kind !== "until-close") throw new Error("upstream closed mid-response");
+        if (scrubber) await this.writeBody(scrubber.flush(), chunkedToAgent);
+        if (chunkedToAgent) await this.write(LAST_CHUNK);
+        return { status: head.status, bytesDown, upgraded: false, reusable: false, agentClose };
+      }
+      switch (ev.type) {
+        case "informational": {
+          this.responseStarted = true;
+          await this.write(serializeResponseHead({ status: ev.head.status, reason: ev.head.reason, headers: ev.head.headers }));
+          break;
+        }
+        case "head": {
+          head = ev.head as ResponseHead;
+          let headers: HeaderList = head.status === 101 ? [...head.headers] : stripHopByHop([...head.headers]);
+          if (needles.length > 0) headers = scrubHeaders(headers, needles);
+          if (head.bodyKind.kind === "chunked") {
+            chunkedToAgent = true;
+            setHeader(headers, "Transfer-Encoding", "chunked");
+          } else if (head.bodyKind.kind === "until-close") {
+            // Keep the agent's connection when it speaks 1.1: re-frame as chunked.
+            if (req.version === "1.1") {
+              chunkedToAgent = true;
+              setHeader(headers, "Transfer-Encoding", "chunked");
+            } else {
+              agentClose = true;
+            }
+          }
+          if (!req.keepAlive || agentClose) setHeader(headers, "Connection", "close");
+          this.responseStarted = true;
+          await this.write(serializeResponseHead({ status: head.status, reason: head.reason, headers }));
+          if (head.bodyKind.kind === "none" && head.status !== 101) {
+            // The end event follows.
+          }
+          break;
+        }
+        case "body": {
+          bytesDown += ev.data.length;
+          const out = scrubber ? scrubber.push(ev.data) : ev.data;
+          await this.writeBody(out, chunkedToAgent);
+          break;
+        }
+        case "end": {
+          // A 101's end is followed by its upgrade event.
+          if (head?.status === 101) break;
+          if (scrubber) await this.writeBody(scrubber.flush(), chunkedToAgent);
+          if (chunkedToAgent) await this.write(LAST_CHUNK);
+          // The request side must have finished for the connection to be reused.
+          await sending.catch(() => undefined);
+          return {
+            status: head?.status ?? 502,
+            bytesDown,
+            upgraded: false,
+            reusable: head !== undefined && head.keepAlive,
+            agentClose,
+          };
+        }
+        case "upgrade": {
+          if (ev.rest.length > 0) await this.write(ev.rest);
+          return { status: head?.status ?? 101, bytesDown, upgraded: true, reusable: false, agentClose: true };
+        }
+        case "error":
+          throw new Error(`upstream sent a malformed response: ${ev.message}`);
+        default:
+          break;
+      }
+    }
+  }
+
+  private async writeBody(data: Uint8Array, chunked: boolean): Promise<void> {
+    if (data.length === 0) return;
+    if (!chunked) return this.write(data);
+    for (const p of encodeChunk(data)) await this.write(p);
+  }
+
+  /** After a 101: bytes both ways, untouched (WebSocket frames). */
+  private async spliceUpgraded(upstream: UpstreamConn): Promise<void> {
+    const early = this.parser.awaitingUpgrade ? this.parser.acceptUpgrade() : [];
+    const toUpstream = (async () => {
+      for (const ev of [...this.events.splice(0), ...early]) {
+        if (ev.type === "raw") await upstream.write(ev.data);
+        else if (ev.type === "upgrade" && ev.rest.length > 0) await upstream.write(ev.rest);
+      }
+      for (;;) {
+        const chunk = await this.puller.next();
+        if (!chunk) break;
+        await upstream.write(chunk);
+      }
+      upstream.sock.end();
+    })();
+    const toAgent = (async () => {
+      for (;;) {
+        const chunk = await upstream.nextRaw();
+        if (!chunk) break;
+        await this.write(chunk);
+      }
+      this.agent.end();
+    })();
+    await Promise.allSettled([toUpstream, toAgent]);
+    upstream.destroy();
+  }
+}
+
+/** Request body bytes read and discarded to keep a connection after a refusal. */
+const DRAIN_LIMIT = 256 * 1024;
+
+function stripPort(host: string): string {
+  if (host.startsWith("[")) {
+    const close = host.indexOf("]");
+    return close > 0 ? host.slice(1, close) : host;
+  }
+  const colon = host.lastIndexOf(":");
+  return colon >= 0 && host.indexOf(":") === colon ? host.slice(0, colon) : host;
+}
+
+function concat(parts: Uint8Array[], max: number): Uint8Array {
+  const out = new Uint8Array(max);
+  let o = 0;
+  for (const p of parts) {
+    if (o >= max) break;
+    const take = Math.min(p.length, max - o);
+    out.set(take === p.length ? p : p.subarray(0, take), o);
+    o += take;
+  }
+  return out;
+}
+
+export function denyResponse(status: number, rule: string | undefined, reason: string, close: boolean): Uint8Array {
+  const body = JSON.stringify({ error: "denied by clawpatrol", rule: rule ?? null, reason }) + "\n";
+  const headers: HeaderList = [["Content-Type", "application/json"]];
+  if (close) headers.push(["Connection", "close"]);
+  return simpleResponse(status, headers, body);
+}
+
+function errorResponse(status: number, message: string, close = true): Uint8Array {
+  const body = JSON.stringify({ error: message }) + "\n";
+  const headers: HeaderList = [["Content-Type", "application/json"]];
+  if (close) headers.push(["Connection", "close"]);
+  return simpleResponse(status, headers, body);
+}

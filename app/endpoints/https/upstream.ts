@@ -1,0 +1,188 @@
+// Upstream TLS connections for intercepted HTTPS, pooled per
+// (endpoint, destination, SNI) so keep-alive survives across agent
+// connections. The upstream's real certificate is verified against the
+// system store plus the endpoint's own `ca_cert`.
+import tls from "node:tls";
+import type { Endpoint } from "../../policy/types.ts";
+import { Http1Parser, type ParseEvent } from "../http1/parser.ts";
+import { StreamPuller } from "./puller.ts";
+
+/** Idle upstream connections are closed after this long. */
+const IDLE_TIMEOUT_MS = 60_000;
+/** Per pool key; more idle connections than this are closed, not kept. */
+const MAX_IDLE_PER_KEY = 64;
+const CONNECT_TIMEOUT_MS = 10_000;
+
+export class UpstreamConn {
+  readonly parser = new Http1Parser("response");
+  readonly puller: StreamPuller;
+  private events: ParseEvent[] = [];
+  /** Set once a response has been read on this connection. */
+  used = false;
+  closed = false;
+
+  constructor(readonly sock: tls.TLSSocket, readonly key: string) {
+    this.puller = new StreamPuller(sock);
+    sock.on("close", () => {
+      this.closed = true;
+    });
+  }
+
+  /** The next response parse event, or undefined at EOF. */
+  async nextEvent(): Promise<ParseEvent | undefined> {
+    while (this.events.length === 0) {
+      const chunk = await this.puller.next();
+      if (chunk === undefined) {
+        const tail = this.parser.end();
+        if (tail.length === 0) return undefined;
+        this.events.push(...tail);
+        break;
+      }
+      this.events.push(...this.parser.push(chunk));
+    }
+    return this.events.shift();
+  }
+
+  /** Bytes after an upgrade, raw. */
+  nextRaw(): Promise<Uint8Array | undefined> {
+    return this.puller.next();
+  }
+
+  write(data: Uint8Array | string): Promise<void> {
+    return writeWithBackpressure(this.sock, data);
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.sock.destroy();
+  }
+}
+
+export interface DialTarget {
+  host: string;
+  port: number;
+  sni: string;
+  endpoint: Endpoint;
+}
+
+export class UpstreamPool {
+  private idle = new Map<string, { conn: UpstreamConn; timer: ReturnType<typeof setTimeout> }[]>();
+  private contexts = new WeakMap<Endpoint, tls.SecureContext>();
+
+  constructor(private readonly connectTimeoutMs = CONNECT_TIMEOUT_MS) {}
+
+  static keyOf(t: DialTarget): string {
+    return `${t.endpoint.ref}|${t.host}|${t.port}|${t.sni}`;
+  }
+
+  /** An idle pooled connection, if one is alive. */
+  takeIdle(t: DialTarget): UpstreamConn | undefined {
+    const list = this.idle.get(UpstreamPool.keyOf(t));
+    while (list && list.length > 0) {
+      const entry = list.pop()!;
+      clearTimeout(entry.timer);
+      if (!entry.conn.closed && !entry.conn.sock.destroyed) return entry.conn;
+    }
+    return undefined;
+  }
+
+  dial(t: DialTarget): Promise<UpstreamConn> {
+    return new Promise((resolve, reject) => {
+      const isIp = /^[0-9.]+$|:/.test(t.sni);
+      const sock = tls.connect({
+        host: t.host,
+        port: t.port,
+        ...(isIp ? {} : { servername: t.sni }),
+        secureContext: this.contextFor(t.endpoint),
+        ALPNProtocols: ["http/1.1"],
+        rejectUnauthorized: true,
+        checkServerIdentity: (_host, cert) => tls.checkServerIdentity(t.sni, cert),
+      });
+      const timer = setTimeout(() => {
+        sock.destroy(new Error(`connect timeout after ${this.connectTimeoutMs} ms`));
+      }, this.connectTimeoutMs);
+      sock.once("secureConnect", () => {
+        clearTimeout(timer);
+        sock.setNoDelay(true);
+        sock.removeListener("error", onError);
+        sock.on("error", () => {
+          /* surfaced through reads and writes */
+        });
+        resolve(new UpstreamConn(sock, UpstreamPool.keyOf(t)));
+      });
+      const onError = (e: Error) => {
+        clearTimeout(timer);
+        reject(e);
+      };
+      sock.once("error", onError);
+    });
+  }
+
+  /** Returns a connection that finished its exchange cleanly to the pool. */
+  release(conn: UpstreamConn): void {
+    if (conn.closed || conn.sock.destroyed) return;
+    let list = this.idle.get(conn.key);
+    if (!list) {
+      list = [];
+      this.idle.set(conn.key, list);
+    }
+    if (list.length >= MAX_IDLE_PER_KEY) {
+      conn.destroy();
+      return;
+    }
+    const entry = {
+      conn,
+      timer: setTimeout(() => {
+        const i = list!.indexOf(entry);
+        if (i >= 0) list!.splice(i, 1);
+        conn.destroy();
+      }, IDLE_TIMEOUT_MS),
+    };
+    list.push(entry);
+  }
+
+  closeAll(): void {
+    for (const list of this.idle.values()) {
+      for (const e of list) {
+        clearTimeout(e.timer);
+        e.conn.destroy();
+      }
+    }
+    this.idle.clear();
+  }
+
+  private contextFor(endpoint: Endpoint): tls.SecureContext {
+    let ctx = this.contexts.get(endpoint);
+    if (!ctx) {
+      const ca = [...tls.rootCertificates];
+      if (endpoint.caCertPem) ca.push(endpoint.caCertPem);
+      ctx = tls.createSecureContext({ ca });
+      this.contexts.set(endpoint, ctx);
+    }
+    return ctx;
+  }
+}
+
+/** Writes and resolves when the stream can take more (backpressure). */
+export function writeWithBackpressure(
+  stream: { write(d: Uint8Array | string): boolean; once(ev: "drain" | "close", fn: () => void): unknown; destroyed?: boolean },
+  data: Uint8Array | string,
+): Promise<void> {
+  if (stream.destroyed) return Promise.reject(new Error("stream closed"));
+  if (stream.write(data)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    let done = false;
+    stream.once("drain", () => {
+      if (!done) {
+        done = true;
+        resolve();
+      }
+    });
+    stream.once("close", () => {
+      if (!done) {
+        done = true;
+        reject(new Error("stream closed"));
+      }
+    });
+  });
+}

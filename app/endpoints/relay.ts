@@ -1,0 +1,92 @@
+// Transparent TCP relay: bytes both ways, untouched, with half-close and
+// backpressure. Used for destinations the gateway has no opinion on and for
+// TLS passthrough (the peeked ClientHello is replayed first).
+import net from "node:net";
+import type { Duplex } from "node:stream";
+
+export interface RelayResult {
+  bytesUp: number;
+  bytesDown: number;
+  /** Why the relay ended badly, if it did (dial failure, reset). */
+  error?: string;
+}
+
+export interface Dialer {
+  (host: string, port: number): Duplex & { setNoDelay?(v: boolean): unknown };
+}
+
+export const dialTcp: Dialer = (host, port) => {
+  const sock = net.connect({ host, port, allowHalfOpen: true });
+  sock.setNoDelay(true);
+  return sock;
+};
+
+/**
+ * Pipes `agent` <-> a new connection to host:port until both directions have
+ * ended. `initial` holds bytes already read from the agent (a peeked
+ * ClientHello) and is sent first.
+ */
+export function relay(
+  agent: Duplex,
+  host: string,
+  port: number,
+  initial: Uint8Array | undefined,
+  dial: Dialer = dialTcp,
+): Promise<RelayResult> {
+  return new Promise((resolve) => {
+    const upstream = dial(host, port);
+    const result: RelayResult = { bytesUp: initial?.length ?? 0, bytesDown: 0 };
+    let agentEnded = false;
+    let upstreamEnded = false;
+    let settled = false;
+
+    const finish = (error?: string) => {
+      if (settled) return;
+      settled = true;
+      if (error) result.error = error;
+      agent.destroy();
+      upstream.destroy();
+      resolve(result);
+    };
+    const maybeDone = () => {
+      if (agentEnded && upstreamEnded) finish();
+    };
+
+    if (initial && initial.length > 0) upstream.write(initial);
+
+    agent.on("data", (chunk: Buffer) => {
+      result.bytesUp += chunk.length;
+      if (!upstream.write(chunk)) agent.pause();
+    });
+    upstream.on("drain", () => agent.resume());
+    upstream.on("data", (chunk: Buffer) => {
+      result.bytesDown += chunk.length;
+      if (!agent.write(chunk)) upstream.pause();
+    });
+    agent.on("drain", () => upstream.resume());
+
+    // Half-close: a FIN from one side becomes a FIN toward the other.
+    agent.on("end", () => {
+      agentEnded = true;
+      upstream.end();
+      maybeDone();
+    });
+    upstream.on("end", () => {
+      upstreamEnded = true;
+      agent.end();
+      maybeDone();
+    });
+    // The capture mode or the peek may have left the agent side paused.
+    agent.resume();
+    agent.on("error", (e: Error) => finish(`agent: ${e.message}`));
+    upstream.on("error", (e: Error) => finish(`upstream: ${e.message}`));
+    agent.on("close", () => {
+      if (!agentEnded) finish();
+      else maybeDone();
+    });
+    upstream.on("close", () => {
+      if (!upstreamEnded) finish();
+      else maybeDone();
+    });
+  });
+}

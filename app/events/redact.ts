@@ -1,0 +1,148 @@
+// The redaction pass every event and log line goes through before any sink.
+//
+// 1. Patterns: each secret value (4+ characters), its JSON-escaped form (log
+//    lines quote values), and its base64 forms at each of the three byte
+//    alignments (so a password is caught inside `Basic base64(user:pass)`
+//    whatever the user name).
+// 2. Match: `includes` per pattern (fast for the handful of secrets a
+//    gateway holds; nothing allocated when nothing matches).
+// 3. Replace: every occurrence of every hit becomes an interval; overlapping
+//    intervals merge, so overlapping secrets leave no fragment of either.
+import type { GatewayEvent } from "./types.ts";
+
+export const REDACTED = "[REDACTED]";
+/** Shorter values would redact ordinary words. */
+export const MIN_SECRET_LENGTH = 4;
+/** Base64 cores shorter than this match too much by chance. */
+const MIN_BASE64_CORE = 8;
+
+export interface RedactorOptions {
+  /** Recompute patterns only when this value changes (e.g. SecretStore.version). */
+  version?: () => unknown;
+  /** Without `version`: recompute at most once per `refreshMs` of this clock. */
+  now?: () => number;
+  refreshMs?: number;
+}
+
+export class Redactor {
+  private patterns: string[] = [];
+  private lastVersion: unknown = undefined;
+  private lastRefresh = -Infinity;
+  private loaded = false;
+  private readonly now: () => number;
+  private readonly refreshMs: number;
+
+  constructor(
+    private readonly secretValues: () => Iterable<string>,
+    private readonly opts: RedactorOptions = {},
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.refreshMs = opts.refreshMs ?? 1000;
+  }
+
+  /** Recompute the pattern list now (e.g. right after a secret was set). */
+  refresh(): void {
+    this.patterns = buildPatterns(this.secretValues());
+    this.loaded = true;
+    this.lastRefresh = this.now();
+    if (this.opts.version) this.lastVersion = this.opts.version();
+  }
+
+  redactText(s: string): string {
+    return redactWith(this.current(), s);
+  }
+
+  /** The event with every string field redacted; the same object when nothing matched. */
+  redactEvent(e: GatewayEvent): GatewayEvent {
+    const pats = this.current();
+    if (pats.length === 0) return e;
+    let out: Record<string, unknown> | undefined;
+    for (const [k, v] of Object.entries(e)) {
+      if (typeof v !== "string") continue;
+      const r = redactWith(pats, v);
+      if (r !== v) {
+        out ??= { ...e };
+        out[k] = r;
+      }
+    }
+    return (out as GatewayEvent | undefined) ?? e;
+  }
+
+  private current(): string[] {
+    if (!this.loaded) {
+      this.refresh();
+    } else if (this.opts.version) {
+      if (this.opts.version() !== this.lastVersion) this.refresh();
+    } else if (this.now() - this.lastRefresh >= this.refreshMs) {
+      this.refresh();
+    }
+    return this.patterns;
+  }
+}
+
+export function buildPatterns(values: Iterable<string>): string[] {
+  const set = new Set<string>();
+  for (const v of values) {
+    if (v.length < MIN_SECRET_LENGTH) continue;
+    set.add(v);
+    const json = JSON.stringify(v).slice(1, -1);
+    if (json !== v) set.add(json);
+    for (const core of base64Cores(Buffer.from(v, "utf8"))) {
+      set.add(core);
+      const url = core.replace(/\+/g, "-").replace(/\//g, "_");
+      if (url !== core) set.add(url);
+    }
+  }
+  // Longest first: cheaper to find the big hit before its pieces.
+  return [...set].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * The base64 characters that depend only on `bytes`, when they sit at byte
+ * offset 0, 1 or 2 (mod 3) of a longer encoded string. Characters shared
+ * with neighbouring bytes are dropped: 2 leading chars at offset 1, 3 at
+ * offset 2, and the last one when the run does not end on a 3-byte boundary.
+ */
+function base64Cores(bytes: Buffer): string[] {
+  const cores: string[] = [];
+  for (const k of [0, 1, 2]) {
+    const enc = Buffer.concat([Buffer.alloc(k), bytes]).toString("base64").replace(/=+$/, "");
+    const start = [0, 2, 3][k]!;
+    const end = enc.length - ((k + bytes.length) % 3 === 0 ? 0 : 1);
+    const core = enc.slice(start, end);
+    if (core.length >= MIN_BASE64_CORE) cores.push(core);
+  }
+  return cores;
+}
+
+function redactWith(patterns: readonly string[], s: string): string {
+  if (patterns.length === 0 || s.length < MIN_SECRET_LENGTH) return s;
+  let hits: string[] | undefined;
+  for (const p of patterns) if (s.includes(p)) (hits ??= []).push(p);
+  if (!hits) return s;
+
+  const spans: [number, number][] = [];
+  for (const p of hits) {
+    for (let i = s.indexOf(p); i !== -1; i = s.indexOf(p, i + 1)) spans.push([i, i + p.length]);
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  let out = "";
+  let pos = 0;
+  let cur: [number, number] | undefined;
+  for (const span of spans) {
+    if (cur && span[0] <= cur[1]) {
+      cur[1] = Math.max(cur[1], span[1]);
+      continue;
+    }
+    if (cur) {
+      out += s.slice(pos, cur[0]) + REDACTED;
+      pos = cur[1];
+    }
+    cur = [span[0], span[1]];
+  }
+  if (cur) {
+    out += s.slice(pos, cur[0]) + REDACTED;
+    pos = cur[1];
+  }
+  return out + s.slice(pos);
+}

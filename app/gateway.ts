@@ -1,0 +1,184 @@
+// The gateway role, assembled: policy (with hot reload), state database,
+// secrets, CA and leaves, the event bus and its sinks, and the capture
+// modes that produce Flows. Everything below the Flow is capture-agnostic.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import type { Database } from "bun:sqlite";
+import type { Credential, Policy } from "./policy/types.ts";
+import { loadPolicy, formatConfigError } from "./policy/load.ts";
+import { watchPolicy } from "./policy/reload.ts";
+import { openStateDb } from "./store/db.ts";
+import { SecretStore } from "./store/secrets.ts";
+import { DeviceRegistry } from "./store/devices.ts";
+import { loadOrCreateCA, type CertificateAuthority } from "./tls/ca.ts";
+import { LeafCertificates } from "./tls/leaf.ts";
+import { Redactor } from "./events/redact.ts";
+import { EventBus } from "./events/bus.ts";
+import { ActionsSink } from "./events/sinks/sqlite.ts";
+import { JsonlSink } from "./events/sinks/jsonl.ts";
+import { StderrSink } from "./events/sinks/stderr.ts";
+import { resolveSecret } from "./credentials/resolve.ts";
+import { pluginFor } from "./credentials/plugin.ts";
+import { UpstreamPool } from "./endpoints/https/upstream.ts";
+import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
+import type { DeviceIdentity, Flow } from "./dispatch/flow.ts";
+import { startProxyListener, type ProxyListener } from "./net/proxy/listener.ts";
+import { log, setLogRedactor } from "./log.ts";
+
+const PRUNE_INTERVAL_MS = 3_600_000;
+
+export interface GatewayOptions {
+  configPath: string;
+  env?: Record<string, string | undefined>;
+  /** Echo events to stderr in the compact human form (default true). */
+  stderrEvents?: boolean;
+  /** Watch the config for changes (default true). */
+  watch?: boolean;
+}
+
+export interface RunningGateway {
+  policy(): Policy;
+  ca: CertificateAuthority;
+  db: Database;
+  secrets: SecretStore;
+  devices: DeviceRegistry;
+  bus: EventBus;
+  proxies: ProxyListener[];
+  /** Feed a Flow from any capture mode. */
+  handleFlow(flow: Flow): Promise<void>;
+  /** Apply a config now (as the watcher does); returns the errors if it was rejected. */
+  reload(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+export class ConfigRejected extends Error {
+  constructor(readonly errors: string[]) {
+    super(errors.join("\n"));
+  }
+}
+
+export async function startGateway(opts: GatewayOptions): Promise<RunningGateway> {
+  const env = opts.env ?? process.env;
+  const first = await loadPolicy(opts.configPath, { env });
+  if (!first.ok) throw new ConfigRejected(first.errors.map(formatConfigError));
+  let policy = first.policy;
+  let generation = 0;
+
+  const stateDir = policy.gateway.stateDir;
+  const db = openStateDb(stateDir);
+  const secrets = new SecretStore(db, stateDir);
+  const devices = new DeviceRegistry(db);
+  const ca = await loadOrCreateCA(stateDir);
+  const leaves = new LeafCertificates(ca);
+
+  const secretSources = { store: secrets, env, readFile: (p: string) => readFileSync(p, "utf8") };
+  const secretFor = (cred: Credential) => resolveSecret(cred, secretSources);
+
+  // Every form in which a configured secret could appear, for the redactor.
+  const revealingValues = (): string[] => {
+    const out: string[] = [...secrets.values()];
+    for (const cred of policy.credentials.values()) {
+      const r = secretFor(cred);
+      if (r.ok) out.push(r.value, ...pluginFor(cred.type).revealingForms(r.value, cred));
+    }
+    return out;
+  };
+  const redactor = new Redactor(revealingValues, {
+    // File- and env-held secrets can change without the store knowing: also refresh every few seconds.
+    version: () => `${generation}:${secrets.version()}:${Math.floor(Date.now() / 5000)}`,
+  });
+  setLogRedactor((s) => redactor.redactText(s));
+
+  const bus = new EventBus(redactor);
+  const actions = new ActionsSink(db, { retentionDays: policy.gateway.eventsRetentionDays });
+  bus.addSink(actions);
+  if (policy.gateway.eventsJsonl) bus.addSink(new JsonlSink(policy.gateway.eventsJsonl));
+  if (opts.stderrEvents ?? true) bus.addSink(new StderrSink());
+  actions.prune();
+  const pruneTimer = setInterval(() => actions.prune(), PRUNE_INTERVAL_MS);
+  pruneTimer.unref?.();
+
+  const pool = new UpstreamPool();
+  const deps: FlowDeps = {
+    policy: () => policy,
+    secretFor,
+    publish: (e) => bus.publish(e),
+    pool,
+    leaves,
+  };
+  const onFlow = (flow: Flow): Promise<void> =>
+    handleFlow(flow, deps).catch((e: Error) => {
+      log.error("flow failed", { flow: flow.id, error: e.message });
+      flow.conn.destroy();
+    });
+
+  const identify = (token: string | undefined): DeviceIdentity | undefined => {
+    if (token !== undefined) return devices.lookupByToken(token);
+    const profile = policy.defaults.profile;
+    return profile ? { name: "anonymous", profile } : undefined;
+  };
+
+  const proxies: ProxyListener[] = [];
+  const proxy = policy.gateway.proxy;
+  if (proxy) {
+    const common = {
+      identify,
+      allowAnonymous: () => policy.defaults.profile !== undefined,
+      onFlow: (f: Flow) => void onFlow(f),
+    };
+    proxies.push(await startProxyListener({ listen: proxy.listen, protocols: "both", ...common }));
+    if (proxy.socks5Listen) {
+      proxies.push(await startProxyListener({ listen: proxy.socks5Listen, protocols: "socks5", ...common }));
+    }
+  }
+
+  const apply = (next: Policy) => {
+    if (next.gateway.stateDir !== policy.gateway.stateDir) {
+      log.warn("state_dir changes take effect on restart", { from: policy.gateway.stateDir, to: next.gateway.stateDir });
+    }
+    policy = next;
+    generation += 1;
+    redactor.refresh();
+    log.info("policy loaded", { files: next.files.map((f) => path.relative(process.cwd(), f) || f).join(","), rules: next.rules.length });
+  };
+  const reject = (errors: string[]) => {
+    log.error(`config rejected, keeping the last good policy:\n  ${errors.join("\n  ")}`);
+  };
+
+  const watcher =
+    opts.watch === false
+      ? undefined
+      : watchPolicy(opts.configPath, {
+          onPolicy: apply,
+          onErrors: (errors) => reject(errors.map(formatConfigError)),
+        }, { env });
+
+  return {
+    policy: () => policy,
+    ca,
+    db,
+    secrets,
+    devices,
+    bus,
+    proxies,
+    handleFlow: onFlow,
+    async reload() {
+      const r = await loadPolicy(opts.configPath, { env });
+      if (!r.ok) {
+        const errors = r.errors.map(formatConfigError);
+        reject(errors);
+        return errors;
+      }
+      apply(r.policy);
+      return [];
+    },
+    async close() {
+      watcher?.close();
+      clearInterval(pruneTimer);
+      await Promise.all(proxies.map((p) => p.close()));
+      pool.closeAll();
+      await bus.close();
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,285 @@
+#!/usr/bin/env bun
+// `clawpatrol-gateway <command>`: the gateway's roles and its operator commands.
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadPolicy, formatConfigError } from "./policy/load.ts";
+import { runFixtures } from "./policy/fixtures.ts";
+import { openStateDb } from "./store/db.ts";
+import { SecretStore } from "./store/secrets.ts";
+import { DeviceRegistry, DeviceError } from "./store/devices.ts";
+import { loadOrCreateCA, CA_CERT_FILE } from "./tls/ca.ts";
+import { startGateway, ConfigRejected } from "./gateway.ts";
+import type { Policy } from "./policy/types.ts";
+import { log } from "./log.ts";
+
+const USAGE = `usage: clawpatrol-gateway <command> [--config PATH]
+
+roles:
+  all                       run every role in one process (development, make run)
+  gateway                   run the gateway role (capture, rules, credentials, events)
+
+operator commands:
+  validate [PATH]           check a config (file or directory); exit 0 valid, 2 invalid
+  test CONFIG FIXTURES      replay fixture requests; exit 0 all match, 1 drift, 2 error
+  ca show                   print the interception CA certificate (PEM)
+  secret set NAME           store a secret read from standard input (encrypted at rest)
+  secret list               list stored secret names (never values)
+  secret delete NAME
+  devices add NAME --profile P      register a proxy device; prints its token once
+  devices list
+  devices revoke NAME
+  devices set-profile NAME P
+
+--config PATH defaults to /etc/clawpatrol/gateway.hcl (or gateway.d/), else
+config/default.hcl in a checkout.`;
+
+class UsageError extends Error {}
+
+interface Args {
+  positional: string[];
+  flags: Map<string, string>;
+}
+
+function parseArgs(argv: string[]): Args {
+  const positional: string[] = [];
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") {
+      positional.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a.startsWith("--")) {
+      const eq = a.indexOf("=");
+      if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
+      else if (a === "--help") flags.set("help", "1");
+      else {
+        const v = argv[i + 1];
+        if (v === undefined) throw new UsageError(`${a} needs a value`);
+        flags.set(a.slice(2), v);
+        i += 1;
+      }
+    } else if (a === "-h") flags.set("help", "1");
+    else positional.push(a);
+  }
+  return { positional, flags };
+}
+
+export function defaultConfigPath(): string {
+  for (const p of ["/etc/clawpatrol/gateway.hcl", "/etc/clawpatrol/gateway.d"]) if (existsSync(p)) return p;
+  return path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "config", "default.hcl");
+}
+
+async function loadOrExit(configPath: string): Promise<Policy> {
+  const r = await loadPolicy(configPath);
+  if (!r.ok) {
+    for (const e of r.errors) console.error(formatConfigError(e));
+    process.exit(2);
+  }
+  return r.policy;
+}
+
+async function readStdin(): Promise<string> {
+  const text = await new Response(Bun.stdin.stream()).text();
+  return text.replace(/\r?\n$/, "");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  const [command, ...rest] = args.positional;
+  if (!command || args.flags.has("help")) {
+    console.log(USAGE);
+    return command || args.flags.has("help") ? 0 : 2;
+  }
+  const configPath = args.flags.get("config") ?? defaultConfigPath();
+
+  switch (command) {
+    case "all":
+    case "gateway":
+      return runGateway(configPath);
+
+    case "validate": {
+      const target = rest[0] ?? configPath;
+      const r = await loadPolicy(target);
+      if (!r.ok) {
+        for (const e of r.errors) console.error(formatConfigError(e));
+        console.error(`${r.errors.length} error${r.errors.length === 1 ? "" : "s"}`);
+        return 2;
+      }
+      for (const w of r.warnings) console.error(`warning: ${formatConfigError(w)}`);
+      const p = r.policy;
+      console.log(
+        `${target}: ok (${p.endpoints.size} endpoints, ${p.credentials.size} credentials, ${p.profiles.size} profiles, ${p.rules.length} rules)`,
+      );
+      return 0;
+    }
+
+    case "test": {
+      const [config, fixtures] = rest;
+      if (!config || !fixtures) throw new UsageError("test needs CONFIG and FIXTURES");
+      const r = await loadPolicy(config);
+      if (!r.ok) {
+        for (const e of r.errors) console.error(formatConfigError(e));
+        return 2;
+      }
+      const result = await runFixtures(r.policy, fixtures);
+      (result.exitCode === 0 ? console.log : console.error)(result.report);
+      return result.exitCode;
+    }
+
+    case "ca": {
+      if (rest[0] !== "show") throw new UsageError("ca show");
+      const policy = await loadOrExit(configPath);
+      const ca = await loadOrCreateCA(policy.gateway.stateDir);
+      process.stdout.write(ca.certPem);
+      return 0;
+    }
+
+    case "secret": {
+      const [sub, name] = rest;
+      const policy = await loadOrExit(configPath);
+      const db = openStateDb(policy.gateway.stateDir);
+      const store = new SecretStore(db, policy.gateway.stateDir);
+      try {
+        if (sub === "set" && name) {
+          const value = await readStdin();
+          if (!value) throw new UsageError("secret set reads the value from standard input; it was empty");
+          store.set(name, value);
+          const known = [...policy.credentials.values()].some((c) => c.name === name);
+          console.error(`secret "${name}" stored${known ? "" : " (no credential of that name is configured yet)"}`);
+          return 0;
+        }
+        if (sub === "list") {
+          for (const n of store.names()) console.log(n);
+          return 0;
+        }
+        if (sub === "delete" && name) {
+          if (!store.delete(name)) {
+            console.error(`no secret named "${name}"`);
+            return 1;
+          }
+          return 0;
+        }
+        throw new UsageError("secret set NAME | secret list | secret delete NAME");
+      } finally {
+        db.close();
+      }
+    }
+
+    case "devices": {
+      const [sub, name, maybeProfile] = rest;
+      const policy = await loadOrExit(configPath);
+      const db = openStateDb(policy.gateway.stateDir);
+      const registry = new DeviceRegistry(db);
+      const checkProfile = (p: string | undefined): string => {
+        if (!p) throw new UsageError("a profile is required (--profile P)");
+        if (!policy.profiles.has(p)) {
+          throw new UsageError(`unknown profile "${p}" (configured: ${[...policy.profiles.keys()].join(", ") || "none"})`);
+        }
+        return p;
+      };
+      try {
+        switch (sub) {
+          case "add": {
+            if (!name) throw new UsageError("devices add NAME --profile P");
+            const { token } = registry.add(name, checkProfile(args.flags.get("profile")));
+            console.error(`device "${name}" added. Its token (shown once):`);
+            console.log(token);
+            return 0;
+          }
+          case "list": {
+            for (const d of registry.list()) {
+              const state = d.revokedAt ? "revoked" : "active";
+              console.log(`${d.name}\t${d.profile}\t${state}\t${new Date(d.createdAt).toISOString()}`);
+            }
+            return 0;
+          }
+          case "revoke":
+            if (!name) throw new UsageError("devices revoke NAME");
+            if (!registry.revoke(name)) {
+              console.error(`no active device named "${name}"`);
+              return 1;
+            }
+            return 0;
+          case "set-profile":
+            if (!name) throw new UsageError("devices set-profile NAME PROFILE");
+            if (!registry.setProfile(name, checkProfile(maybeProfile ?? args.flags.get("profile")))) {
+              console.error(`no active device named "${name}"`);
+              return 1;
+            }
+            return 0;
+          default:
+            throw new UsageError("devices add|list|revoke|set-profile");
+        }
+      } finally {
+        db.close();
+      }
+    }
+
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+async function runGateway(configPath: string): Promise<number> {
+  let gw;
+  try {
+    gw = await startGateway({ configPath });
+  } catch (e) {
+    if (e instanceof ConfigRejected) {
+      for (const line of e.errors) console.error(line);
+      return 2;
+    }
+    throw e;
+  }
+  const policy = gw.policy();
+  const caPath = path.join(policy.gateway.stateDir, CA_CERT_FILE);
+  const lines = [`clawpatrol gateway running (config ${configPath})`, `  CA certificate: ${caPath}`];
+  for (const p of gw.proxies) lines.push(`  proxy (HTTP CONNECT and SOCKS5): ${p.address.host}:${p.address.port}`);
+  const first = gw.proxies[0];
+  if (first) {
+    const curl = `curl --cacert ${path.relative(process.cwd(), caPath) || caPath} -x http://${first.address.host}:${first.address.port}`;
+    if (policy.endpoints.has("https.httpbin")) {
+      // The embedded default: show the two things the product does.
+      lines.push(
+        "  try it:",
+        "    # the agent holds a placeholder; httpbin echoes the real secret the gateway injected (masked on the way back)",
+        `    ${curl} -H 'Authorization: Bearer clawpatrol-placeholder-demo' https://httpbin.org/headers`,
+        "    # a rule denies it: 403 with the rule and the reason",
+        `    ${curl} -X DELETE https://httpbin.org/delete`,
+      );
+    } else {
+      const host = [...policy.endpoints.values()].flatMap((e) => e.hosts).find((h) => !h.startsWith("*"));
+      lines.push("  try it:", `    ${curl} https://${host ?? "example.com"}/`);
+    }
+  }
+  console.error(lines.join("\n"));
+  const stop = async () => {
+    log.info("shutting down");
+    await gw.close();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+  return await new Promise<number>(() => {
+    /* runs until signalled */
+  });
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: Error) => {
+      if (e instanceof UsageError || e instanceof DeviceError) {
+        console.error(`clawpatrol-gateway: ${e.message}`);
+        if (e instanceof UsageError) console.error(`run 'clawpatrol-gateway --help' for usage`);
+        process.exit(2);
+      }
+      console.error(`clawpatrol-gateway: ${e.message}`);
+      process.exit(1);
+    },
+  );
+}
+
+export { main };

@@ -1,0 +1,102 @@
+// The HTTP CONNECT side of the explicit proxy: find the request head, check
+// it is a CONNECT to host:port, and pull the device token out of
+// Proxy-Authorization. Pure; the listener does the I/O.
+import { Http1Parser } from "../../endpoints/http1/parser.ts";
+import { getHeader, type HeaderList } from "../../endpoints/http1/headers.ts";
+
+export const MAX_CONNECT_HEAD = 16 * 1024;
+const CRLFCRLF = Uint8Array.of(13, 10, 13, 10);
+
+export type ConnectParse =
+  | { kind: "need-more" }
+  | { kind: "connect"; host: string; port: number; token?: string; rest: Uint8Array }
+  | { kind: "reject"; status: number; message: string };
+
+export function parseConnectHead(buf: Uint8Array): ConnectParse {
+  const end = indexOf(buf, CRLFCRLF);
+  if (end < 0) {
+    return buf.length > MAX_CONNECT_HEAD
+      ? { kind: "reject", status: 431, message: "request head too large" }
+      : { kind: "need-more" };
+  }
+  const headLen = end + 4;
+  const parser = new Http1Parser("request");
+  const events = parser.push(buf.subarray(0, headLen));
+  const first = events[0];
+  if (!first || first.type !== "head") {
+    const message = first && first.type === "error" ? first.message : "malformed request";
+    return { kind: "reject", status: 400, message };
+  }
+  const head = first.head;
+  if (!("method" in head)) return { kind: "reject", status: 400, message: "malformed request" };
+  if (head.method !== "CONNECT") {
+    return {
+      kind: "reject",
+      status: 405,
+      message: "this proxy only tunnels (CONNECT); use https:// URLs through it",
+    };
+  }
+  const authority = parseAuthority(head.target);
+  if (!authority) return { kind: "reject", status: 400, message: "CONNECT target must be host:port" };
+  const token = tokenFromProxyAuthorization(head.headers);
+  const result: ConnectParse = { kind: "connect", host: authority.host, port: authority.port, rest: buf.slice(headLen) };
+  if (token !== undefined) result.token = token;
+  return result;
+}
+
+/** `host:port` or `[v6]:port`, as in RFC 9110 §9.3.6 authority-form. */
+export function parseAuthority(target: string): { host: string; port: number } | undefined {
+  let host: string;
+  let portText: string;
+  if (target.startsWith("[")) {
+    const close = target.indexOf("]");
+    if (close < 0 || target[close + 1] !== ":") return undefined;
+    host = target.slice(1, close);
+    portText = target.slice(close + 2);
+  } else {
+    const colon = target.lastIndexOf(":");
+    if (colon <= 0) return undefined;
+    host = target.slice(0, colon);
+    portText = target.slice(colon + 1);
+  }
+  if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
+  const port = Number(portText);
+  if (port < 1 || port > 65535) return undefined;
+  if (!/^[A-Za-z0-9._:-]+$/.test(host)) return undefined;
+  return { host: host.toLowerCase(), port };
+}
+
+/**
+ * The device token travels as the password of Basic credentials (any user
+ * name; curl's `-U device:TOKEN`), or as the user name when the password is
+ * empty, or as a Bearer token.
+ */
+export function tokenFromProxyAuthorization(headers: HeaderList): string | undefined {
+  const value = getHeader(headers, "proxy-authorization");
+  if (!value) return undefined;
+  const space = value.indexOf(" ");
+  if (space < 0) return undefined;
+  const scheme = value.slice(0, space).toLowerCase();
+  const param = value.slice(space + 1).trim();
+  if (scheme === "bearer") return param || undefined;
+  if (scheme !== "basic") return undefined;
+  let decoded: string;
+  try {
+    decoded = Buffer.from(param, "base64").toString("utf8");
+  } catch {
+    return undefined;
+  }
+  const colon = decoded.indexOf(":");
+  if (colon < 0) return decoded || undefined;
+  const user = decoded.slice(0, colon);
+  const pass = decoded.slice(colon + 1);
+  return pass || user || undefined;
+}
+
+function indexOf(hay: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= hay.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}

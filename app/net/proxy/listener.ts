@@ -1,0 +1,170 @@
+// The explicit-proxy capture mode: an HTTP CONNECT and SOCKS5 listener that
+// turns each tunnel into a Flow with its original destination. The first
+// byte tells the two apart (SOCKS5 starts with 0x05), so one port serves both.
+//
+// 1. accept, read the handshake (bounded in size and time)
+// 2. identify the device from its token (or the default profile)
+// 3. answer the handshake, re-inject any early bytes, hand the Flow on
+import net from "node:net";
+import type { DeviceIdentity, Flow } from "../../dispatch/flow.ts";
+import { newFlowId } from "../../dispatch/flow.ts";
+import { parseConnectHead } from "./connect.ts";
+import { Socks5Handshake, reply, Reply } from "./socks5.ts";
+import { log } from "../../log.ts";
+
+/** How long a client may take to finish the proxy handshake. */
+const HANDSHAKE_TIMEOUT_MS = 15_000;
+
+export type DeviceLookup = (token: string | undefined) => DeviceIdentity | undefined;
+
+export interface ProxyListenerOptions {
+  listen: string;
+  /** Which protocols this port accepts. */
+  protocols: "both" | "socks5";
+  identify: DeviceLookup;
+  /** Whether a client without a token may proceed (a default profile exists). */
+  allowAnonymous: () => boolean;
+  onFlow: (flow: Flow) => void;
+}
+
+export interface ProxyListener {
+  address: { host: string; port: number };
+  close(): Promise<void>;
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen);
+  if (!m) throw new Error(`invalid listen address "${listen}" (want host:port)`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+export function startProxyListener(opts: ProxyListenerOptions): Promise<ProxyListener> {
+  const { host, port } = parseListen(opts.listen);
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (sock) => {
+    sock.setNoDelay(true);
+    handleClient(sock, opts);
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      const addr = server.address() as net.AddressInfo;
+      resolve({
+        address: { host: addr.address, port: addr.port },
+        close: () => new Promise<void>((r) => server.close(() => r())),
+      });
+    });
+  });
+}
+
+function handleClient(sock: net.Socket, opts: ProxyListenerOptions): void {
+  let buf = new Uint8Array(0);
+  let socks: Socks5Handshake | undefined;
+  let done = false;
+  const timer = setTimeout(() => {
+    if (!done) sock.destroy();
+  }, HANDSHAKE_TIMEOUT_MS);
+
+  const finish = () => {
+    done = true;
+    clearTimeout(timer);
+    sock.off("data", onData);
+  };
+
+  const emitFlow = (dstHost: string, dstPort: number, device: DeviceIdentity, rest: Uint8Array) => {
+    finish();
+    sock.pause();
+    if (rest.length > 0) sock.unshift(Buffer.from(rest));
+    opts.onFlow({
+      id: newFlowId(),
+      proto: "tcp",
+      src: { host: sock.remoteAddress ?? "unknown", port: sock.remotePort ?? 0 },
+      dst: { host: dstHost, port: dstPort },
+      device,
+      conn: sock,
+      startedAt: Date.now(),
+    });
+  };
+
+  const onData = (chunk: Buffer) => {
+    if (done) return;
+    if (!socks && buf.length === 0 && chunk[0] === 0x05) {
+      socks = new Socks5Handshake(opts.allowAnonymous());
+    }
+    if (socks) {
+      const step = socks.push(chunk);
+      if (step.send) sock.write(step.send);
+      if (step.kind === "need-more") return;
+      if (step.kind === "fail") {
+        finish();
+        log.debug("socks5 handshake failed", { reason: step.reason });
+        sock.end();
+        return;
+      }
+      const token = step.password || step.username || undefined;
+      const device = opts.identify(token);
+      if (!device) {
+        finish();
+        sock.end(reply(Reply.NOT_ALLOWED));
+        return;
+      }
+      sock.write(reply(Reply.SUCCEEDED));
+      emitFlow(step.host, step.port, device, step.rest);
+      return;
+    }
+    if (opts.protocols === "socks5") {
+      finish();
+      sock.destroy();
+      return;
+    }
+    buf = buf.length === 0 ? new Uint8Array(chunk) : Buffer.concat([buf, chunk]);
+    const parsed = parseConnectHead(buf);
+    if (parsed.kind === "need-more") return;
+    if (parsed.kind === "reject") {
+      finish();
+      sock.end(proxyError(parsed.status, parsed.message));
+      return;
+    }
+    const device = opts.identify(parsed.token);
+    if (!device) {
+      finish();
+      const message = parsed.token ? "unknown or revoked device token" : "a device token is required";
+      sock.end(
+        proxyError(407, message, [["Proxy-Authenticate", 'Basic realm="clawpatrol"']]),
+      );
+      return;
+    }
+    sock.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    emitFlow(parsed.host, parsed.port, device, parsed.rest);
+  };
+
+  sock.on("data", onData);
+  sock.on("error", () => {
+    if (!done) finish();
+  });
+  sock.on("end", () => {
+    if (!done) {
+      finish();
+      sock.end();
+    }
+  });
+}
+
+function proxyError(status: number, message: string, extra: [string, string][] = []): string {
+  const reason = STATUS_TEXT[status] ?? "Error";
+  const body = JSON.stringify({ error: message }) + "\n";
+  const headers = [
+    ["Content-Type", "application/json"],
+    ["Content-Length", String(Buffer.byteLength(body))],
+    ["Connection", "close"],
+    ...extra,
+  ];
+  return `HTTP/1.1 ${status} ${reason}\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n${body}`;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: "Bad Request",
+  405: "Method Not Allowed",
+  407: "Proxy Authentication Required",
+  431: "Request Header Fields Too Large",
+};

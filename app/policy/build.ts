@@ -1,0 +1,570 @@
+// Parsed HCL files -> a validated Policy, or every error found.
+//   1. Declare: walk every file's top-level blocks in order, check block
+//      types and labels, register names (duplicates are errors, also across
+//      files).
+//   2. Build: read each block's attributes, resolve references against the
+//      registered names, compile rule conditions.
+//   3. Sort rules by priority (highest first), then declaration order.
+// Pure except for `readFile`, which the caller supplies (ca_cert).
+import * as nodePath from "node:path";
+import { compileCondition, rememberCondition, type CompiledCondition } from "./cel.ts";
+import type { HclBlock, HclFile } from "./hcl/parse.ts";
+import { BlockReader } from "./hcl/reader.ts";
+import {
+  APPROVER_TYPES,
+  CREDENTIAL_TYPES,
+  DASHBOARD,
+  ENDPOINT_TYPES,
+  EXPECTED_FORM,
+  FAMILY_OF,
+  kindOfRef,
+  parseRef,
+  type RefKind,
+} from "./refs.ts";
+import type {
+  Approver,
+  ConfigError,
+  Credential,
+  CredentialType,
+  Defaults,
+  Endpoint,
+  EndpointType,
+  Family,
+  GatewaySettings,
+  Policy,
+  Profile,
+  Rule,
+  SourceRef,
+} from "./types.ts";
+
+export interface BuildOptions {
+  env: Record<string, string | undefined>;
+  /** Reads a file the config points at (ca_cert); returns its text or an error message. */
+  readFile(absolutePath: string): { ok: true; text: string } | { ok: false; error: string };
+}
+
+export type BuildResult =
+  | { ok: true; policy: Policy; warnings: ConfigError[] }
+  | { ok: false; errors: ConfigError[] };
+
+const TOP_LEVEL_BLOCKS = ["gateway", "defaults", "endpoint", "credential", "profile", "approver", "rule"];
+
+const CREDENTIAL_SETTINGS: Record<CredentialType, { required: string[]; optional: string[] }> = {
+  bearer_token: { required: [], optional: [] },
+  header_token: { required: ["header"], optional: ["prefix"] },
+  basic_auth: { required: [], optional: ["username"] },
+  cookie_token: { required: ["cookie"], optional: [] },
+  anthropic_manual_key: { required: [], optional: [] },
+  openai_api_key: { required: [], optional: [] },
+  github_token: { required: [], optional: [] },
+  gemini_api_key: { required: [], optional: [] },
+  passthrough: { required: [], optional: [] },
+};
+
+const RULE_ATTRIBUTES = [
+  "endpoint",
+  "endpoints",
+  "priority",
+  "disabled",
+  "profiles",
+  "condition",
+  "verdict",
+  "approve",
+  "reason",
+  "credential",
+];
+
+const DEFAULT_STATE_DIR = "/var/lib/clawpatrol";
+const DEFAULT_INSPECT_LIMIT = 1024 * 1024;
+
+interface Declared {
+  block: HclBlock;
+  source: SourceRef;
+}
+
+export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
+  const errors: ConfigError[] = [];
+  const warnings: ConfigError[] = [];
+  const fail = (file: string, line: number, message: string) => errors.push({ file, line, message });
+
+  // 1. Declare.
+  let schemaVersion: { value: unknown; file: string; line: number } | undefined;
+  let gatewayBlock: Declared | undefined;
+  let defaultsBlock: Declared | undefined;
+  const endpointDecls = new Map<string, Declared>();
+  const credentialDecls = new Map<string, Declared>(); // by name: secrets are looked up by name
+  const profileDecls = new Map<string, Declared>();
+  const approverDecls = new Map<string, Declared>();
+  const ruleDecls = new Map<string, Declared>();
+
+  const declareUnique = (map: Map<string, Declared>, key: string, what: string, block: HclBlock): boolean => {
+    const first = map.get(key);
+    if (first) {
+      fail(block.file, block.line, `duplicate ${what} (first declared at ${first.source.file}:${first.source.line})`);
+      return false;
+    }
+    map.set(key, { block, source: { file: block.file, line: block.line } });
+    return true;
+  };
+
+  for (const file of files) {
+    for (const a of file.attributes) {
+      if (a.name !== "schema_version") {
+        fail(file.file, a.line, `unknown attribute "${a.name}"; expected one of: schema_version`);
+      } else if (schemaVersion && schemaVersion.value !== a.value) {
+        fail(file.file, a.line, `schema_version differs from ${schemaVersion.file}:${schemaVersion.line}`);
+      } else {
+        schemaVersion ??= { value: a.value, file: file.file, line: a.line };
+      }
+    }
+    for (const b of file.blocks) {
+      const labelCount = { gateway: 0, defaults: 0, endpoint: 2, credential: 2, profile: 1, approver: 2, rule: 1 }[b.type];
+      if (labelCount === undefined) {
+        fail(b.file, b.line, `unknown block "${b.type}"; expected one of: ${TOP_LEVEL_BLOCKS.join(", ")}`);
+        continue;
+      }
+      if (b.labels.length !== labelCount) {
+        fail(b.file, b.line, `${b.type} ${LABEL_USAGE[b.type]}`);
+        continue;
+      }
+      const [l0 = "", l1 = ""] = b.labels;
+      switch (b.type) {
+        case "gateway":
+        case "defaults": {
+          const first = b.type === "gateway" ? gatewayBlock : defaultsBlock;
+          if (first) {
+            fail(b.file, b.line, `duplicate ${b.type} block (first declared at ${first.source.file}:${first.source.line})`);
+            break;
+          }
+          const d = { block: b, source: { file: b.file, line: b.line } };
+          if (b.type === "gateway") gatewayBlock = d;
+          else defaultsBlock = d;
+          break;
+        }
+        case "endpoint":
+          if (!(ENDPOINT_TYPES as readonly string[]).includes(l0)) {
+            fail(b.file, b.line, `unknown endpoint type "${l0}"; expected one of: ${ENDPOINT_TYPES.join(", ")}`);
+          } else declareUnique(endpointDecls, `${l0}.${l1}`, `endpoint ${l0}.${l1}`, b);
+          break;
+        case "credential":
+          if (!(CREDENTIAL_TYPES as readonly string[]).includes(l0)) {
+            fail(b.file, b.line, `unknown credential type "${l0}"; expected one of: ${CREDENTIAL_TYPES.join(", ")}`);
+          } else declareUnique(credentialDecls, l1, `credential "${l1}"`, b);
+          break;
+        case "approver":
+          if (!(APPROVER_TYPES as readonly string[]).includes(l0)) {
+            fail(b.file, b.line, `unknown approver type "${l0}"; expected one of: ${APPROVER_TYPES.join(", ")}`);
+          } else declareUnique(approverDecls, `${l0}.${l1}`, `approver ${l0}.${l1}`, b);
+          break;
+        case "profile":
+          declareUnique(profileDecls, l0, `profile "${l0}"`, b);
+          break;
+        case "rule":
+          declareUnique(ruleDecls, l0, `rule "${l0}"`, b);
+          break;
+      }
+    }
+  }
+
+  const firstFile = files[0]?.file ?? "config";
+  if (!schemaVersion) fail(firstFile, 1, "missing schema_version (add schema_version = 1)");
+  else if (schemaVersion.value !== 1) {
+    fail(schemaVersion.file, schemaVersion.line, `unsupported schema_version ${JSON.stringify(schemaVersion.value)}; this gateway reads schema_version = 1`);
+  }
+
+  // 2. Build, resolving references against what was declared.
+  const resolve = (r: BlockReader, attr: string, value: string, kind: RefKind): string | undefined => {
+    const line = r.line(attr);
+    const parsed = parseRef(value);
+    if (!parsed.ok) {
+      const text = parsed.reason === "string" ? `the string "${parsed.text}"` : `the expression ${parsed.text}`;
+      r.error(line, `${attr} must be ${EXPECTED_FORM[kind]}, not ${text}`);
+      return undefined;
+    }
+    const actual = kindOfRef(parsed.head, parsed.name);
+    if (actual === undefined) {
+      r.error(line, `${attr}: unknown reference ${parsed.ref}; expected ${EXPECTED_FORM[kind]}`);
+      return undefined;
+    }
+    if (actual !== kind) {
+      r.error(line, `${attr} must be ${EXPECTED_FORM[kind]}, not ${actual} ${parsed.ref}`);
+      return undefined;
+    }
+    const name = parsed.name ?? "";
+    switch (kind) {
+      case "endpoint":
+        if (endpointDecls.has(parsed.ref)) return parsed.ref;
+        break;
+      case "credential": {
+        const d = credentialDecls.get(name);
+        if (d && d.block.labels[0] === parsed.head) return parsed.ref;
+        if (d) {
+          r.error(line, `${attr}: unknown credential ${parsed.ref} ("${name}" is declared as ${d.block.labels[0]}.${name})`);
+          return undefined;
+        }
+        break;
+      }
+      case "profile":
+        if (profileDecls.has(name)) return name;
+        break;
+      case "approver":
+        if (parsed.ref === DASHBOARD || approverDecls.has(parsed.ref)) return parsed.ref;
+        break;
+    }
+    r.error(line, `${attr}: unknown ${kind} ${parsed.ref}`);
+    return undefined;
+  };
+  const resolveOne = (r: BlockReader, attr: string, kind: RefKind): string | undefined => {
+    if (!r.has(attr)) return undefined;
+    const v = r.raw(attr);
+    if (typeof v !== "string") {
+      r.error(r.line(attr), `${attr} must be ${EXPECTED_FORM[kind]}`);
+      return undefined;
+    }
+    return resolve(r, attr, v, kind);
+  };
+  /** undefined when absent; a list with only the refs that resolved otherwise. */
+  const resolveList = (r: BlockReader, attr: string, kind: RefKind): string[] | undefined => {
+    const values = r.list(attr);
+    if (values === undefined) return r.has(attr) ? [] : undefined;
+    const out: string[] = [];
+    for (const v of values) {
+      const ref = resolve(r, attr, v, kind);
+      if (ref !== undefined) out.push(ref);
+    }
+    return out;
+  };
+
+  const gateway = buildGateway(gatewayBlock?.block, errors, opts.env);
+
+  const endpoints = new Map<string, Endpoint>();
+  for (const [ref, d] of endpointDecls) {
+    const [type = "https", name = ""] = d.block.labels;
+    const r = new BlockReader(d.block, `endpoint ${ref}`, errors);
+    r.allow(["hosts", "ports", "ca_cert", "credential"]);
+    const endpoint: Endpoint = {
+      type: type as EndpointType,
+      name,
+      ref,
+      family: FAMILY_OF[type as EndpointType],
+      hosts: r.required("hosts") ? readHosts(r) : [],
+      source: d.source,
+    };
+    const ports = readPorts(r);
+    if (ports !== undefined) endpoint.ports = ports;
+    const caCert = r.string("ca_cert");
+    if (caCert !== undefined) {
+      const read = opts.readFile(nodePath.resolve(nodePath.dirname(d.block.file), caCert));
+      if (!read.ok) r.error(r.line("ca_cert"), `ca_cert: cannot read ${caCert}: ${read.error}`);
+      else if (!read.text.includes("-----BEGIN CERTIFICATE-----")) r.error(r.line("ca_cert"), `ca_cert: ${caCert} holds no PEM certificate`);
+      else endpoint.caCertPem = read.text;
+    }
+    const credential = resolveOne(r, "credential", "credential");
+    if (credential !== undefined) endpoint.credential = credential;
+    endpoints.set(ref, endpoint);
+  }
+
+  warnings.push(...overlappingHosts(endpoints));
+
+  const credentials = new Map<string, Credential>();
+  for (const [name, d] of credentialDecls) {
+    const type = d.block.labels[0] as CredentialType;
+    const spec = CREDENTIAL_SETTINGS[type];
+    const r = new BlockReader(d.block, `credential ${type}.${name}`, errors);
+    r.allow([...spec.required, ...spec.optional, "secret_file"]);
+    const settings: Record<string, string> = {};
+    for (const key of spec.required) r.required(key);
+    for (const key of [...spec.required, ...spec.optional]) {
+      const v = r.string(key);
+      if (v !== undefined) settings[key] = v;
+    }
+    const credential: Credential = { type, name, ref: `${type}.${name}`, settings, source: d.source };
+    const secretFile = r.string("secret_file");
+    if (secretFile !== undefined) credential.secretFile = nodePath.resolve(nodePath.dirname(d.block.file), secretFile);
+    credentials.set(credential.ref, credential);
+  }
+
+  const profiles = new Map<string, Profile>();
+  for (const [name, d] of profileDecls) {
+    const r = new BlockReader(d.block, `profile "${name}"`, errors);
+    r.allow(["credentials", "endpoints"]);
+    const profile: Profile = { name, credentials: resolveList(r, "credentials", "credential") ?? [], source: d.source };
+    const visible = resolveList(r, "endpoints", "endpoint");
+    if (visible !== undefined) profile.endpoints = visible;
+    if (!r.has("credentials")) warnings.push({ ...d.source, message: `profile "${name}" grants no credentials` });
+    profiles.set(name, profile);
+  }
+
+  const approvers = new Map<string, Approver>();
+  for (const [ref, d] of approverDecls) {
+    const [type = "", name = ""] = d.block.labels;
+    // Approver settings belong to the approver modules; stored raw for now.
+    approvers.set(ref, { type, name, ref, settings: { ...d.block.raw }, source: d.source });
+  }
+
+  const defaults = buildDefaults(defaultsBlock?.block, errors, (r) => {
+    if (!r.has("profile")) return undefined;
+    const v = r.raw("profile");
+    // A plain name is accepted here as well as profile.NAME.
+    if (typeof v === "string" && !v.includes("${")) {
+      if (profileDecls.has(v)) return v;
+      r.error(r.line("profile"), `profile: unknown profile "${v}"`);
+      return undefined;
+    }
+    return resolveOne(r, "profile", "profile");
+  });
+
+  const rules: Rule[] = [];
+  for (const [name, d] of ruleDecls) {
+    const rule = buildRule(name, d, errors, endpoints, { resolveOne, resolveList });
+    if (rule) rules.push(rule);
+  }
+
+  // 3. Sort: highest priority first; Array.prototype.sort is stable, so ties keep declaration order.
+  rules.sort((a, b) => b.priority - a.priority);
+
+  if (errors.length > 0) return { ok: false, errors: sortErrors(errors, files) };
+  const policy: Policy = {
+    files: files.map((f) => f.file),
+    schemaVersion: 1,
+    gateway,
+    defaults,
+    endpoints,
+    credentials,
+    profiles,
+    approvers,
+    rules,
+  };
+  return { ok: true, policy, warnings: sortErrors(warnings, files) };
+}
+
+const LABEL_USAGE: Record<string, string> = {
+  gateway: "takes no labels: gateway { ... }",
+  defaults: "takes no labels: defaults { ... }",
+  endpoint: 'needs a type and a name: endpoint "https" "NAME" { ... }',
+  credential: 'needs a type and a name: credential "TYPE" "NAME" { ... }',
+  approver: 'needs a type and a name: approver "TYPE" "NAME" { ... }',
+  profile: 'needs one name: profile "NAME" { ... }',
+  rule: 'needs one name: rule "NAME" { ... }',
+};
+
+interface Resolvers {
+  resolveOne(r: BlockReader, attr: string, kind: RefKind): string | undefined;
+  resolveList(r: BlockReader, attr: string, kind: RefKind): string[] | undefined;
+}
+
+function buildRule(
+  name: string,
+  d: Declared,
+  errors: ConfigError[],
+  endpoints: Map<string, Endpoint>,
+  { resolveOne, resolveList }: Resolvers,
+): Rule | undefined {
+  const before = errors.length;
+  const r = new BlockReader(d.block, `rule "${name}"`, errors);
+  r.allow(RULE_ATTRIBUTES);
+
+  let endpointRefs: string[] = [];
+  if (r.has("endpoint") && r.has("endpoints")) {
+    r.error(r.line("endpoints"), "set endpoint or endpoints, not both");
+  } else if (r.has("endpoint")) {
+    const one = resolveOne(r, "endpoint", "endpoint");
+    if (one !== undefined) endpointRefs = [one];
+  } else if (r.has("endpoints")) {
+    endpointRefs = resolveList(r, "endpoints", "endpoint") ?? [];
+    if (isEmptyList(r.raw("endpoints"))) r.error(r.line("endpoints"), "endpoints must name at least one endpoint");
+  } else {
+    r.error(d.block.line, "missing endpoint (set endpoint = https.NAME or endpoints = [...])");
+  }
+  const families = new Map<string, Family>();
+  for (const ref of endpointRefs) {
+    const e = endpoints.get(ref);
+    if (e) families.set(ref, e.family);
+  }
+  const familyProblem = mixedFamilies(families);
+  if (familyProblem) r.error(r.line(r.has("endpoints") ? "endpoints" : "endpoint"), familyProblem);
+
+  const priority = r.number("priority") ?? 0;
+  const disabled = r.bool("disabled") ?? false;
+  const profiles = resolveList(r, "profiles", "profile");
+
+  const condition = r.string("condition");
+  let compiled: CompiledCondition | undefined;
+  if (condition !== undefined) {
+    const result = compileCondition(condition);
+    if (result.ok) compiled = result.condition;
+    else r.error(r.line("condition"), result.message);
+  }
+
+  const verdict = r.oneOf("verdict", ["allow", "deny"] as const);
+  let approve: string[] | undefined;
+  if (r.has("verdict") && r.has("approve")) {
+    r.error(r.line("approve"), "set verdict or approve, not both");
+  } else if (r.has("approve")) {
+    approve = resolveList(r, "approve", "approver");
+    if (isEmptyList(r.raw("approve"))) r.error(r.line("approve"), "approve must name at least one approver");
+  } else if (!r.has("verdict")) {
+    r.error(d.block.line, 'missing verdict = "allow" | "deny" or approve = [...]');
+  }
+
+  const reason = r.string("reason");
+  const credential = resolveOne(r, "credential", "credential");
+  if (r.has("credential") && verdict === "deny") {
+    r.error(r.line("credential"), 'credential has no effect on a rule with verdict "deny"');
+  }
+
+  if (errors.length > before) return undefined;
+  const rule: Rule = {
+    name,
+    endpoints: endpointRefs,
+    family: [...families.values()][0] ?? "http",
+    priority,
+    disabled,
+    readsBody: compiled?.readsBody ?? false,
+    source: d.source,
+  };
+  if (profiles !== undefined) rule.profiles = profiles;
+  if (condition !== undefined) rule.condition = condition;
+  if (verdict !== undefined) rule.verdict = verdict;
+  if (approve !== undefined) rule.approve = approve;
+  if (reason !== undefined) rule.reason = reason;
+  if (credential !== undefined) rule.credential = credential;
+  if (compiled) rememberCondition(rule, compiled);
+  return rule;
+}
+
+function isEmptyList(v: unknown): boolean {
+  return Array.isArray(v) && v.length === 0;
+}
+
+/** A rule's endpoints must share one family (one set of CEL variables). Exported for tests. */
+export function mixedFamilies(families: Map<string, Family>): string | undefined {
+  if (new Set(families.values()).size <= 1) return undefined;
+  const list = [...families].map(([ref, family]) => `${ref} is ${family}`).join(", ");
+  return `endpoints mix rule families (${list})`;
+}
+
+const HOST_PATTERN = /^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/;
+
+function readHosts(r: BlockReader): string[] {
+  const values = r.list("hosts");
+  if (values === undefined) return [];
+  if (values.length === 0) r.error(r.line("hosts"), "hosts must name at least one host");
+  const hosts: string[] = [];
+  for (const v of values) {
+    const host = v.toLowerCase().replace(/\.$/, "");
+    if (HOST_PATTERN.test(host)) hosts.push(host);
+    else r.error(r.line("hosts"), `hosts: "${v}" is not a host name or *.suffix`);
+  }
+  return hosts;
+}
+
+/** The same host pattern on two endpoints: the first declared wins wherever a profile sees both. */
+function overlappingHosts(endpoints: Map<string, Endpoint>): ConfigError[] {
+  const owner = new Map<string, Endpoint>();
+  const warnings: ConfigError[] = [];
+  for (const e of endpoints.values()) {
+    for (const host of e.hosts) {
+      const first = owner.get(host);
+      if (!first) owner.set(host, e);
+      else if (first !== e) {
+        warnings.push({ ...e.source, message: `endpoint ${e.ref}: host "${host}" is also claimed by ${first.ref}, which wins for profiles that see both` });
+      }
+    }
+  }
+  return warnings;
+}
+
+function readPorts(r: BlockReader): number[] | undefined {
+  if (!r.has("ports")) return undefined;
+  const v = r.raw("ports");
+  if (Array.isArray(v) && v.length > 0 && v.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)) return v as number[];
+  r.error(r.line("ports"), "ports must be a non-empty list of TCP ports (1-65535)");
+  return undefined;
+}
+
+function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: Record<string, string | undefined>): GatewaySettings {
+  const base = block ? nodePath.dirname(nodePath.resolve(block.file)) : process.cwd();
+  const r = block ? new BlockReader(block, "gateway", errors) : undefined;
+  r?.allow(["state_dir", "control_socket", "dashboard_listen"], ["proxy", "events"]);
+
+  const envStateDir = env.CLAWPATROL_STATE_DIR;
+  const configured = r?.string("state_dir");
+  const stateDir = envStateDir
+    ? nodePath.resolve(envStateDir)
+    : configured !== undefined
+      ? nodePath.resolve(base, configured)
+      : DEFAULT_STATE_DIR;
+  const controlSocket = r?.string("control_socket");
+  const gateway: GatewaySettings = {
+    stateDir,
+    controlSocket: controlSocket !== undefined ? nodePath.resolve(base, controlSocket) : nodePath.join(stateDir, "control.sock"),
+    dashboardListen: r?.string("dashboard_listen") ?? "127.0.0.1:8080",
+    eventsRetentionDays: 30,
+  };
+
+  const nested = (type: string): HclBlock | undefined => {
+    const all = block?.blocks.filter((b) => b.type === type) ?? [];
+    for (const extra of all.slice(1)) errors.push({ file: extra.file, line: extra.line, message: `gateway: duplicate ${type} block` });
+    return all[0];
+  };
+  const proxyBlock = nested("proxy");
+  if (proxyBlock) {
+    const p = new BlockReader(proxyBlock, "gateway.proxy", errors);
+    p.allow(["listen", "socks5_listen"]);
+    const listen = p.required("listen") ? p.string("listen") : undefined;
+    if (listen !== undefined) {
+      gateway.proxy = { listen };
+      const socks5 = p.string("socks5_listen");
+      if (socks5 !== undefined) gateway.proxy.socks5Listen = socks5;
+    }
+  }
+  const eventsBlock = nested("events");
+  if (eventsBlock) {
+    const e = new BlockReader(eventsBlock, "gateway.events", errors);
+    e.allow(["jsonl", "retention_days"]);
+    const jsonl = e.string("jsonl");
+    if (jsonl !== undefined) gateway.eventsJsonl = nodePath.resolve(stateDir, jsonl);
+    gateway.eventsRetentionDays = e.integer("retention_days", 1) ?? 30;
+  }
+  return gateway;
+}
+
+function buildDefaults(
+  block: HclBlock | undefined,
+  errors: ConfigError[],
+  resolveProfile: (r: BlockReader) => string | undefined,
+): Defaults {
+  const defaults: Defaults = { verdict: "deny", unknownHost: "passthrough", udp: "drop", inspectLimitBytes: DEFAULT_INSPECT_LIMIT };
+  if (!block) return defaults;
+  const r = new BlockReader(block, "defaults", errors);
+  r.allow(["verdict", "unknown_host", "profile", "udp", "inspect_limit"]);
+  defaults.verdict = r.oneOf("verdict", ["allow", "deny"] as const) ?? defaults.verdict;
+  defaults.unknownHost = r.oneOf("unknown_host", ["passthrough", "deny"] as const) ?? defaults.unknownHost;
+  defaults.udp = r.oneOf("udp", ["relay", "drop"] as const) ?? defaults.udp;
+  const profile = resolveProfile(r);
+  if (profile !== undefined) defaults.profile = profile;
+  if (r.has("inspect_limit")) {
+    const size = parseSize(r.raw("inspect_limit"));
+    if (size === undefined) r.error(r.line("inspect_limit"), 'inspect_limit must be a byte count or a size like "1MiB"');
+    else defaults.inspectLimitBytes = size;
+  }
+  return defaults;
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+/** A byte count (number) or a size string like "512KiB" / "1MiB". */
+export function parseSize(v: unknown): number | undefined {
+  if (typeof v === "number") return Number.isInteger(v) && v >= 0 ? v : undefined;
+  if (typeof v !== "string") return undefined;
+  const m = /^\s*(\d+)\s*([A-Za-z]*)\s*$/.exec(v);
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  return m && unit !== undefined ? Number(m[1]) * unit : undefined;
+}
+
+/** Errors in file order, then line order; same-line errors keep the order found. */
+function sortErrors(errors: ConfigError[], files: HclFile[]): ConfigError[] {
+  const order = new Map(files.map((f, i) => [f.file, i]));
+  return [...errors].sort((a, b) => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) || a.line - b.line);
+}

@@ -1,0 +1,155 @@
+// The rule engine: which endpoint claims a host, whether a request's body
+// must be buffered, and the decision for one request. Runs per request, so
+// everything that can be is computed once per Policy (lazily, cached beside
+// it) and decide() only walks a precomputed list.
+import { celActivation, conditionOf, type CelActivation, type CompiledCondition } from "./cel.ts";
+import type { Decision, Endpoint, HttpFacts, Policy, RequestContext, Rule } from "./types.ts";
+
+import { normalizeHost } from "./host.ts";
+
+export { httpFactsFromRequest } from "./facts.ts";
+export { normalizeHost } from "./host.ts";
+
+interface PreparedRule {
+  rule: Rule;
+  condition: CompiledCondition | undefined;
+  readsBody: boolean;
+  /** The agent-safe reason when the rule matches. */
+  reason: string;
+}
+
+interface PolicyIndex {
+  exact: Map<string, Endpoint[]>;
+  /** `*.suffix` patterns as ".suffix", longest first (stable: declaration order on ties). */
+  wildcards: { suffix: string; endpoint: Endpoint }[];
+  /** Endpoint refs visible to each declared profile; undefined = all. */
+  visible: Map<string, Set<string> | undefined>;
+  /** Enabled rules per endpoint ref, in evaluation order. */
+  rulesByEndpoint: Map<string, PreparedRule[]>;
+  /** Per `endpoint\0profile`: the rules that apply, and whether any reads the body. */
+  applicable: Map<string, { rules: PreparedRule[]; readsBody: boolean }>;
+}
+
+const indexes = new WeakMap<Policy, PolicyIndex>();
+
+function indexOf(policy: Policy): PolicyIndex {
+  let index = indexes.get(policy);
+  if (!index) {
+    index = buildIndex(policy);
+    indexes.set(policy, index);
+  }
+  return index;
+}
+
+function buildIndex(policy: Policy): PolicyIndex {
+  const exact = new Map<string, Endpoint[]>();
+  const wildcards: PolicyIndex["wildcards"] = [];
+  for (const endpoint of policy.endpoints.values()) {
+    for (const host of endpoint.hosts) {
+      if (host.startsWith("*.")) wildcards.push({ suffix: host.slice(1), endpoint });
+      else exact.set(host, [...(exact.get(host) ?? []), endpoint]);
+    }
+  }
+  wildcards.sort((a, b) => b.suffix.length - a.suffix.length);
+
+  const visible = new Map<string, Set<string> | undefined>();
+  for (const profile of policy.profiles.values()) {
+    visible.set(profile.name, profile.endpoints ? new Set(profile.endpoints) : undefined);
+  }
+
+  const rulesByEndpoint = new Map<string, PreparedRule[]>();
+  for (const rule of policy.rules) {
+    if (rule.disabled) continue;
+    const condition = conditionOf(rule);
+    const prepared: PreparedRule = {
+      rule,
+      condition,
+      // Trust the compiled AST walk, but never less than what the rule declares.
+      readsBody: rule.readsBody || (condition?.readsBody ?? false),
+      reason: rule.reason ?? `rule "${rule.name}"`,
+    };
+    for (const ref of rule.endpoints) rulesByEndpoint.set(ref, [...(rulesByEndpoint.get(ref) ?? []), prepared]);
+  }
+  return { exact, wildcards, visible, rulesByEndpoint, applicable: new Map() };
+}
+
+/**
+ * The endpoint that claims `host` for this profile: exact names beat
+ * wildcards, the longest `*.suffix` wins; a profile not declared sees none.
+ */
+export function matchEndpoint(policy: Policy, host: string, profile: string): Endpoint | undefined {
+  const index = indexOf(policy);
+  if (!index.visible.has(profile)) return undefined;
+  const visible = index.visible.get(profile);
+  const canSee = (e: Endpoint) => visible === undefined || visible.has(e.ref);
+  const h = normalizeHost(host);
+  const exact = index.exact.get(h)?.find(canSee);
+  if (exact) return exact;
+  for (const w of index.wildcards) {
+    if (h.length > w.suffix.length && h.endsWith(w.suffix) && canSee(w.endpoint)) return w.endpoint;
+  }
+  return undefined;
+}
+
+function applicable(index: PolicyIndex, endpoint: Endpoint, profile: string): { rules: PreparedRule[]; readsBody: boolean } {
+  const key = `${endpoint.ref}\0${profile}`;
+  let entry = index.applicable.get(key);
+  if (!entry) {
+    const rules = (index.rulesByEndpoint.get(endpoint.ref) ?? []).filter(
+      (p) => p.rule.profiles === undefined || p.rule.profiles.includes(profile),
+    );
+    entry = { rules, readsBody: rules.some((p) => p.readsBody) };
+    // Profiles come from the policy and device records, so this stays small.
+    index.applicable.set(key, entry);
+  }
+  return entry;
+}
+
+/** Whether any enabled rule that applies here reads the body (so the handler must buffer it). */
+export function needsBody(policy: Policy, endpoint: Endpoint, profile: string): boolean {
+  return applicable(indexOf(policy), endpoint, profile).readsBody;
+}
+
+/** The decision for one request: first matching rule wins; errors fail closed. */
+export function decide(policy: Policy, ctx: RequestContext, facts: HttpFacts): Decision {
+  const { rules } = applicable(indexOf(policy), ctx.endpoint, ctx.profile);
+  let activation: CelActivation | undefined;
+  for (const p of rules) {
+    if (p.condition) {
+      activation ??= celActivation(facts, ctx.device, ctx.profile);
+      let matched: boolean;
+      try {
+        matched = p.condition.test(activation);
+      } catch (e) {
+        return failClosed(p.rule, e instanceof Error ? e.message.split("\n")[0]! : String(e));
+      }
+      if (!matched) continue;
+    }
+    return ruleDecision(p, ctx.endpoint);
+  }
+  const verdict = policy.defaults.verdict;
+  const decision: Decision = { verdict, reason: `no rule matched (default ${verdict})` };
+  if (verdict === "allow" && ctx.endpoint.credential !== undefined) decision.credential = ctx.endpoint.credential;
+  return decision;
+}
+
+function ruleDecision(p: PreparedRule, endpoint: Endpoint): Decision {
+  const { rule } = p;
+  if (rule.approve !== undefined) {
+    const decision: Decision = { verdict: "approve", rule: rule.name, reason: p.reason, approvers: rule.approve };
+    const credential = rule.credential ?? endpoint.credential;
+    if (credential !== undefined) decision.credential = credential;
+    return decision;
+  }
+  const verdict = rule.verdict ?? "deny";
+  const decision: Decision = { verdict, rule: rule.name, reason: p.reason };
+  if (verdict === "allow") {
+    const credential = rule.credential ?? endpoint.credential;
+    if (credential !== undefined) decision.credential = credential;
+  }
+  return decision;
+}
+
+function failClosed(rule: Rule, detail: string): Decision {
+  return { verdict: "deny", rule: rule.name, reason: `rule "${rule.name}" could not be evaluated`, detail };
+}

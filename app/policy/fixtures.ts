@@ -1,0 +1,206 @@
+// `clawpatrol-gateway test CONFIG FIXTURES`: replay recorded requests
+// through the policy and compare the decisions with the expected ones.
+//   1. Read FIXTURES (a JSON file, or a directory of *.json), validate cases.
+//   2. For each case: find the endpoint from the URL host, build the facts,
+//      decide (or apply `unknown_host` when no endpoint claims the host).
+//   3. Report every mismatch; exit 0 all match, 1 drift, 2 usage error.
+import { readdir, readFile, stat } from "node:fs/promises";
+import * as nodePath from "node:path";
+import { decide, matchEndpoint } from "./engine.ts";
+import { httpFactsFromRequest } from "./facts.ts";
+import type { HeaderList } from "../endpoints/http1/headers.ts";
+import type { Policy } from "./types.ts";
+
+export interface FixtureRun {
+  exitCode: 0 | 1 | 2;
+  report: string;
+}
+
+type ExpectedVerdict = "allow" | "deny" | "approve" | "passthrough";
+const VERDICTS: readonly ExpectedVerdict[] = ["allow", "deny", "approve", "passthrough"];
+
+interface FixtureCase {
+  file: string;
+  index: number;
+  name: string;
+  device: string;
+  profile: string;
+  method: string;
+  url: URL;
+  headers: HeaderList;
+  body: Uint8Array | undefined;
+  expect: {
+    verdict: ExpectedVerdict;
+    /** undefined: not checked; null: no rule may match. */
+    rule: string | null | undefined;
+    credential: string | null | undefined;
+  };
+}
+
+interface Outcome {
+  verdict: ExpectedVerdict;
+  rule: string | undefined;
+  reason: string;
+  credential: string | undefined;
+}
+
+export async function runFixtures(policy: Policy, fixturesPath: string): Promise<FixtureRun> {
+  const loaded = await loadCases(fixturesPath, policy.defaults.profile ?? "default");
+  if (!loaded.ok) return { exitCode: 2, report: loaded.errors.join("\n") + "\n" };
+
+  const lines: string[] = [];
+  let failed = 0;
+  for (const c of loaded.cases) {
+    const got = evaluateCase(policy, c);
+    const problems = compare(c, got);
+    if (problems.length === 0) {
+      lines.push(`ok    ${c.name}`);
+      continue;
+    }
+    failed++;
+    lines.push(`FAIL  ${c.name}  (${c.file} #${c.index + 1})`);
+    lines.push(`      expected: ${describeExpected(c)}`);
+    lines.push(`      got:      ${describeOutcome(got)}`);
+  }
+  const passed = loaded.cases.length - failed;
+  lines.push(`${passed} passed, ${failed} failed`);
+  return { exitCode: failed > 0 ? 1 : 0, report: lines.join("\n") + "\n" };
+}
+
+function evaluateCase(policy: Policy, c: FixtureCase): Outcome {
+  const endpoint = matchEndpoint(policy, c.url.hostname, c.profile);
+  if (!endpoint) {
+    const verdict = policy.defaults.unknownHost;
+    return { verdict, rule: undefined, reason: `no endpoint claims ${c.url.hostname} (unknown_host ${verdict})`, credential: undefined };
+  }
+  const limit = policy.defaults.inspectLimitBytes;
+  const truncated = c.body !== undefined && c.body.length > limit;
+  const body = truncated ? c.body!.subarray(0, limit) : c.body;
+  const facts = httpFactsFromRequest(c.method, c.url.host, c.url.pathname + c.url.search, c.headers, body, truncated);
+  const d = decide(policy, { device: c.device, profile: c.profile, endpoint }, facts);
+  return { verdict: d.verdict, rule: d.rule, reason: d.reason, credential: d.credential };
+}
+
+function compare(c: FixtureCase, got: Outcome): string[] {
+  const problems: string[] = [];
+  if (got.verdict !== c.expect.verdict) problems.push("verdict");
+  if (c.expect.rule !== undefined && (got.rule ?? null) !== c.expect.rule) problems.push("rule");
+  if (c.expect.credential !== undefined && (got.credential ?? null) !== c.expect.credential) problems.push("credential");
+  return problems;
+}
+
+function describeExpected(c: FixtureCase): string {
+  let s = c.expect.verdict;
+  if (c.expect.rule === null) s += ", no rule matched";
+  else if (c.expect.rule !== undefined) s += ` by rule "${c.expect.rule}"`;
+  if (c.expect.credential !== undefined) s += `, credential ${c.expect.credential ?? "none"}`;
+  return s;
+}
+
+function describeOutcome(o: Outcome): string {
+  let s = o.verdict;
+  s += o.rule !== undefined ? ` by rule "${o.rule}"` : `, ${o.reason}`;
+  s += `, credential ${o.credential ?? "none"}`;
+  return s;
+}
+
+type Loaded = { ok: true; cases: FixtureCase[] } | { ok: false; errors: string[] };
+
+async function loadCases(path: string, defaultProfile: string): Promise<Loaded> {
+  let files: string[];
+  try {
+    const s = await stat(path);
+    files = s.isDirectory()
+      ? (await readdir(path))
+          .filter((n) => n.endsWith(".json"))
+          .sort()
+          .map((n) => nodePath.join(path, n))
+      : [path];
+  } catch {
+    return { ok: false, errors: [`${path}: cannot read fixtures`] };
+  }
+  if (files.length === 0) return { ok: false, errors: [`${path}: no *.json fixture files`] };
+
+  const cases: FixtureCase[] = [];
+  const errors: string[] = [];
+  for (const file of files) {
+    let json: unknown;
+    try {
+      json = JSON.parse(await readFile(file, "utf8"));
+    } catch (e) {
+      errors.push(`${file}: ${e instanceof SyntaxError ? `invalid JSON: ${e.message}` : "cannot read"}`);
+      continue;
+    }
+    if (!Array.isArray(json)) {
+      errors.push(`${file}: must hold a JSON array of cases`);
+      continue;
+    }
+    json.forEach((raw, index) => {
+      const c = readCase(raw, file, index, defaultProfile);
+      if (typeof c === "string") errors.push(`${file}: case #${index + 1}: ${c}`);
+      else cases.push(c);
+    });
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  if (cases.length === 0) return { ok: false, errors: [`${path}: no fixture cases`] };
+  return { ok: true, cases };
+}
+
+/** A validated case, or what is wrong with it. */
+function readCase(raw: unknown, file: string, index: number, defaultProfile: string): FixtureCase | string {
+  if (!isRecord(raw)) return "must be an object";
+  const { name, device, profile, request, expect } = raw;
+  if (typeof name !== "string" || name === "") return 'needs a "name" string';
+  if (device !== undefined && typeof device !== "string") return '"device" must be a string';
+  if (profile !== undefined && typeof profile !== "string") return '"profile" must be a string';
+  if (!isRecord(request)) return 'needs a "request" object';
+  if (!isRecord(expect)) return 'needs an "expect" object';
+
+  const method = request.method ?? "GET";
+  if (typeof method !== "string" || !/^[A-Za-z]+$/.test(method)) return 'request.method must be an HTTP method';
+  if (typeof request.url !== "string" || !URL.canParse(request.url)) return "request.url must be an absolute URL";
+  const url = new URL(request.url);
+
+  const headers: HeaderList = [];
+  if (request.headers !== undefined) {
+    if (!isRecord(request.headers)) return "request.headers must be an object of strings";
+    for (const [k, v] of Object.entries(request.headers)) {
+      if (typeof v !== "string") return `request.headers.${k} must be a string`;
+      headers.push([k, v]);
+    }
+  }
+  let body: Uint8Array | undefined;
+  if (typeof request.body === "string") body = new TextEncoder().encode(request.body);
+  else if (request.body !== undefined && request.body !== null) {
+    // An object or array is sent as JSON, the way an agent's client would.
+    body = new TextEncoder().encode(JSON.stringify(request.body));
+    if (!headers.some(([k]) => k.toLowerCase() === "content-type")) headers.push(["content-type", "application/json"]);
+  }
+
+  if (typeof expect.verdict !== "string" || !(VERDICTS as readonly string[]).includes(expect.verdict)) {
+    return `expect.verdict must be one of: ${VERDICTS.join(", ")}`;
+  }
+  const rule = expect.rule;
+  if (rule !== undefined && rule !== null && typeof rule !== "string") return "expect.rule must be a string or null";
+  const credential = expect.credential;
+  if (credential !== undefined && credential !== null && typeof credential !== "string") {
+    return "expect.credential must be a string or null";
+  }
+
+  return {
+    file,
+    index,
+    name,
+    device: device ?? "fixture",
+    profile: profile ?? defaultProfile,
+    method: method.toUpperCase(),
+    url,
+    headers,
+    body,
+    expect: { verdict: expect.verdict as ExpectedVerdict, rule, credential },
+  };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,130 @@
+// The state database: one SQLite file in the state directory, shared by the
+// gateway (which writes) and the operator CLI and dnsvip (which read, and
+// write the odd secret or device). WAL lets readers run beside the writer;
+// busy_timeout absorbs the short write locks the processes take.
+//
+// Schema changes are an ordered list of migrations; `PRAGMA user_version`
+// counts how many have been applied. Append to MIGRATIONS, never edit one
+// that has shipped.
+import { Database } from "bun:sqlite";
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+export const STATE_DB_FILE = "state.db";
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: secrets, proxy-mode devices, the action log.
+  `
+  CREATE TABLE secrets (
+    name       TEXT PRIMARY KEY,
+    nonce      BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE devices (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    profile    TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  CREATE TABLE actions (
+    id          INTEGER PRIMARY KEY,
+    time        INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    flow_id     TEXT NOT NULL,
+    device      TEXT NOT NULL,
+    profile     TEXT NOT NULL,
+    endpoint    TEXT,
+    host        TEXT NOT NULL,
+    port        INTEGER NOT NULL,
+    method      TEXT,
+    path        TEXT,
+    status      INTEGER,
+    bytes_up    INTEGER NOT NULL,
+    bytes_down  INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    rule        TEXT,
+    verdict     TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    credential  TEXT,
+    detail      TEXT
+  );
+  CREATE INDEX actions_time ON actions(time);
+  CREATE INDEX actions_device ON actions(device, id);
+  `,
+];
+
+/**
+ * Open (creating if needed) `stateDir/state.db`, apply pending migrations and
+ * return the handle. The directory is made 0700 and the file 0600; SQLite
+ * gives its -wal and -shm files the database file's mode.
+ */
+export function openStateDb(stateDir: string): Database {
+  if (!fs.existsSync(stateDir)) fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const file = path.join(stateDir, STATE_DB_FILE);
+  // Create the file ourselves so it never exists with the umask's mode.
+  fs.closeSync(fs.openSync(file, "a", 0o600));
+  tightenMode(file);
+
+  const db = new Database(file, { create: true, strict: true });
+  try {
+    db.run("PRAGMA busy_timeout = 5000");
+    db.run("PRAGMA journal_mode = WAL");
+    db.run("PRAGMA synchronous = NORMAL");
+    db.run("PRAGMA foreign_keys = ON");
+    migrate(db);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return db;
+}
+
+function tightenMode(file: string): void {
+  try {
+    const mode = fs.statSync(file).mode & 0o777;
+    if (mode & 0o077) fs.chmodSync(file, mode & 0o700);
+  } catch {
+    // Not ours to chmod (e.g. owned by another user); leave it as the operator set it.
+  }
+}
+
+/** Apply every migration past `user_version`, each in its own transaction. */
+export function migrate(db: Database, migrations: readonly string[] = MIGRATIONS): void {
+  for (;;) {
+    // IMMEDIATE takes the write lock before reading the version, so two
+    // processes starting together cannot both apply the same step.
+    const applied = db
+      .transaction((): boolean => {
+        const version = userVersion(db);
+        if (version > migrations.length) {
+          throw new Error(
+            `state database schema version ${version} is newer than this build knows (${migrations.length}); upgrade clawpatrol`,
+          );
+        }
+        const sql = migrations[version];
+        if (sql === undefined) return false;
+        db.run(sql);
+        db.run(`PRAGMA user_version = ${version + 1}`);
+        return true;
+      })
+      .immediate();
+    if (!applied) return;
+  }
+}
+
+export function userVersion(db: Database): number {
+  const row = db.query("PRAGMA user_version").get() as { user_version: number } | null;
+  return row?.user_version ?? 0;
+}
+
+/**
+ * SQLite's `PRAGMA data_version`: changes whenever another connection (in
+ * this process or another) commits. Cheap enough to check on every request.
+ */
+export function dataVersion(db: Database): number {
+  const row = db.query("PRAGMA data_version").get() as { data_version: number } | null;
+  return row?.data_version ?? 0;
+}

@@ -1,0 +1,59 @@
+# clawpatrol's embedded default: what `make run` starts.
+# Loopback only; state (database, CA, keys) under ./.state/ in the checkout.
+# A fuller example of every block is in config/example.hcl.
+schema_version = 1
+
+gateway {
+  state_dir = "../.state"
+  dashboard_listen = "127.0.0.1:8080"
+  proxy {
+    # HTTP CONNECT and SOCKS5 on one port: curl -x http://127.0.0.1:3128 ...
+    listen = "127.0.0.1:3128"
+  }
+  events {
+    jsonl = "events.jsonl"
+    retention_days = 30
+  }
+}
+
+defaults {
+  verdict = "allow"              # no rule matched: allow
+  unknown_host = "passthrough"   # TLS to hosts no endpoint claims: spliced untouched
+  profile = profile.default      # proxy clients without a device token get this profile
+}
+
+# httpbin echoes the request it received: the quickest way to see a
+# placeholder replaced by the real secret.
+endpoint "https" "httpbin" {
+  hosts = ["httpbin.org", "postman-echo.com"]
+  credential = bearer_token.demo
+}
+
+endpoint "https" "github" {
+  hosts = ["api.github.com"]
+  credential = github_token.github
+}
+
+# Secrets come from `clawpatrol-gateway secret set NAME` (encrypted in the
+# state database), or the environment (CLAWPATROL_SECRET_DEMO), or a file.
+credential "bearer_token" "demo" {}
+credential "github_token" "github" {}
+
+profile "default" {
+  credentials = [bearer_token.demo, github_token.github]
+}
+
+rule "no-deletes" {
+  endpoints = [https.httpbin, https.github]
+  condition = "http.method == 'DELETE'"
+  verdict = "deny"
+  reason = "deleting needs a human"
+}
+
+rule "no-admin-paths" {
+  endpoint = https.httpbin
+  priority = 10
+  condition = "http.path.startsWith('/admin')"
+  verdict = "deny"
+  reason = "admin paths are off limits to agents"
+}

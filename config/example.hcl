@@ -1,0 +1,144 @@
+# clawpatrol gateway — an example policy using every feature.
+#
+# Check it with:   clawpatrol-gateway validate config/example.hcl
+# Try rules with:  clawpatrol-gateway test config/example.hcl FIXTURES.json
+#
+# References are bare (no quotes): https.github, github_token.gh,
+# profile.default, human_approver.oncall. The gateway resolves them at load
+# and reports any it cannot find as FILE:LINE.
+
+schema_version = 1
+
+gateway {
+  # Relative paths resolve against this file's directory.
+  # CLAWPATROL_STATE_DIR in the environment overrides this.
+  state_dir        = "../.state"
+  dashboard_listen = "127.0.0.1:8080"
+  # control_socket defaults to <state_dir>/control.sock
+
+  # Explicit proxy capture: HTTP CONNECT (SOCKS5 also accepted on listen).
+  proxy {
+    listen        = "127.0.0.1:3128"
+    socks5_listen = "127.0.0.1:1080"
+  }
+
+  events {
+    jsonl          = "events.jsonl" # relative to state_dir
+    retention_days = 30
+  }
+}
+
+defaults {
+  verdict       = "allow"        # when no rule matches an intercepted request
+  unknown_host  = "passthrough"  # TLS to hosts no endpoint claims: splice untouched
+  profile       = profile.default # for proxy clients without a device token
+  udp           = "drop"
+  inspect_limit = "1MiB"         # request bodies beyond this are not inspected;
+                                 # rules that read the body then fail closed
+}
+
+# ---------------------------------------------------------------- endpoints
+
+endpoint "https" "github" {
+  hosts      = ["api.github.com", "*.githubusercontent.com"]
+  credential = github_token.gh # injected unless a rule names another
+}
+
+endpoint "https" "anthropic" {
+  hosts      = ["api.anthropic.com"]
+  credential = anthropic_manual_key.claude
+}
+
+# -------------------------------------------------------------- credentials
+# Secret values never live here: set them with
+#   clawpatrol-gateway secret set NAME   (stored encrypted)
+# or CLAWPATROL_SECRET_<NAME> in the environment, or secret_file.
+
+credential "github_token" "gh" {}
+
+credential "bearer_token" "gh_readonly" {
+  # Relative to this file; read when the credential is injected, not at load.
+  secret_file = "secrets/gh-readonly.token"
+}
+
+credential "anthropic_manual_key" "claude" {}
+
+# ----------------------------------------------------------------- profiles
+
+profile "default" {
+  credentials = [github_token.gh, anthropic_manual_key.claude]
+}
+
+# Contractors see GitHub only, and only with the read-only token.
+profile "contractor" {
+  credentials = [bearer_token.gh_readonly]
+  endpoints   = [https.github]
+}
+
+# ---------------------------------------------------------------- approvers
+# `dashboard` (a person on the web dashboard) is built in.
+
+approver "human_approver" "oncall" {
+  channel = "slack"
+  target  = "#agent-approvals"
+  timeout = "5m"
+}
+
+# -------------------------------------------------------------------- rules
+# Higher priority is evaluated first; ties keep declaration order.
+# The first rule whose condition is true decides.
+
+rule "no-deletes" {
+  endpoint  = https.github
+  priority  = 100
+  condition = "http.method == 'DELETE'"
+  verdict   = "deny"
+  reason    = "deleting on GitHub needs a human"
+}
+
+rule "merge-needs-approval" {
+  endpoint  = https.github
+  priority  = 50
+  condition = "http.method == 'PUT' && http.path.matches('^/repos/[^/]+/[^/]+/pulls/[0-9]+/merge$')"
+  approve   = [dashboard, human_approver.oncall]
+  reason    = "merging a pull request"
+}
+
+rule "contractor-readonly" {
+  endpoint    = https.github
+  priority    = 40
+  profiles    = [profile.contractor]
+  condition   = "http.method in ['GET', 'HEAD']"
+  verdict     = "allow"
+  credential  = bearer_token.gh_readonly
+}
+
+rule "contractor-no-writes" {
+  endpoint = https.github
+  priority = 39
+  profiles = [profile.contractor]
+  verdict  = "deny"
+  reason   = "contractors have read-only GitHub access"
+}
+
+# Reads the request body: only the small, cheap Haiku model for batch jobs.
+rule "no-opus-in-batch" {
+  endpoints = [https.anthropic]
+  priority  = 10
+  condition = <<-CEL
+    http.method == 'POST' &&
+    http.path == '/v1/messages' &&
+    'x-batch-job' in http.headers &&
+    string(http.body_json.model).contains('opus')
+  CEL
+  verdict   = "deny"
+  reason    = "batch jobs must not use opus models"
+}
+
+# Kept for reference; switch on when needed.
+rule "no-admin-api" {
+  endpoint  = https.anthropic
+  disabled  = true
+  condition = "http.path.startsWith('/v1/organizations')"
+  verdict   = "deny"
+}

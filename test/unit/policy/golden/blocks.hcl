@@ -1,0 +1,22 @@
+schema_version = 1
+colour = "blue"
+
+firewall "main" {
+  open = true
+}
+
+endpoint "https" {
+  hosts = ["a.example.com"]
+}
+
+endpoint "postgres" "db" {
+  hosts = ["db.internal"]
+}
+
+credential "api_key" "k" {}
+
+approver "pager" "oncall" {}
+
+profile {
+  credentials = []
+}

@@ -1,0 +1,3 @@
+endpoint "https" "a" {
+  hosts = ["a.example.com"]
+}

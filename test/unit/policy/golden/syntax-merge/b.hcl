@@ -1,0 +1,5 @@
+# fine
+
+rule "x" {
+  verdict = "allow
+}
