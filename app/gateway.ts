@@ -32,6 +32,8 @@ export interface GatewayOptions {
   env?: Record<string, string | undefined>;
   /** Echo events to stderr in the compact human form (default true). */
   stderrEvents?: boolean;
+  /** Where those lines go (default process.stderr); tests capture them. */
+  stderrWrite?: (line: string) => void;
   /** Watch the config for changes (default true). */
   watch?: boolean;
 }
@@ -93,7 +95,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const actions = new ActionsSink(db, { retentionDays: policy.gateway.eventsRetentionDays });
   bus.addSink(actions);
   if (policy.gateway.eventsJsonl) bus.addSink(new JsonlSink(policy.gateway.eventsJsonl));
-  if (opts.stderrEvents ?? true) bus.addSink(new StderrSink());
+  if (opts.stderrEvents ?? true) bus.addSink(opts.stderrWrite ? new StderrSink(opts.stderrWrite) : new StderrSink());
   actions.prune();
   const pruneTimer = setInterval(() => actions.prune(), PRUNE_INTERVAL_MS);
   pruneTimer.unref?.();
@@ -153,6 +155,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
           onErrors: (errors) => reject(errors.map(formatConfigError)),
         }, { env });
 
+  let closed = false;
   return {
     policy: () => policy,
     ca,
@@ -173,6 +176,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       return [];
     },
     async close() {
+      if (closed) return;
+      closed = true;
       watcher?.close();
       clearInterval(pruneTimer);
       await Promise.all(proxies.map((p) => p.close()));

@@ -22,7 +22,11 @@ export function tempDir(prefix: string): string {
 }
 
 /** `body` is the HCL after the gateway block; the gateway block is written here. */
-export async function startTestGateway(body: string, env: Record<string, string> = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  body: string,
+  env: Record<string, string> = {},
+  extra: { stderrWrite?: (line: string) => void } = {},
+): Promise<TestGateway> {
   const dir = tempDir("gw");
   const configPath = path.join(dir, "gateway.hcl");
   writeFileSync(
@@ -36,7 +40,12 @@ gateway {
 ${body}
 `,
   );
-  const gw = await startGateway({ configPath, env: { ...env }, stderrEvents: false });
+  const gw = await startGateway({
+    configPath,
+    env: { ...env },
+    stderrEvents: extra.stderrWrite !== undefined,
+    ...(extra.stderrWrite ? { stderrWrite: extra.stderrWrite } : {}),
+  });
   const events: GatewayEvent[] = [];
   gw.bus.subscribe((e) => events.push(e));
   const proxy = gw.proxies[0]!;

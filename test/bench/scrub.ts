@@ -3,7 +3,7 @@
 // A 10 MB body with 3 needles (a few occurrences), fed in 16 KiB chunks and
 // in SSE-sized 200-byte chunks, against a plain copy of the same chunks as
 // the baseline measured in the same run.
-import { StreamScrubber } from "../../../app/credentials/scrub.ts";
+import { StreamScrubber } from "../../app/credentials/scrub.ts";
 
 const MB = 1024 * 1024;
 const SIZE = 10 * MB;

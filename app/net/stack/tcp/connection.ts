@@ -1,0 +1,1073 @@
+// One TCP connection as a sans-IO state machine (RFC 9293), in the shape of
+// smoltcp's socket: `process(segment, now)` in, `dispatch(now)` out,
+// `pollAt()` says when it next needs a call. The application side is
+// `send`, `recv`, `close` (half-close), `abort`, `setRecvWindowLimit`.
+//
+// Stages of `process`, in RFC 9293 §3.10.7.4 order:
+//   1. SYN-SENT is handled on its own (§3.10.7.3).
+//   2. sequence acceptability (+ PAWS, RFC 7323 §5) — else ACK and drop;
+//   3. RST (RFC 5961 §3: exact match resets, in-window gets a challenge ACK);
+//   4. SYN in a synchronized state: challenge ACK (RFC 5961 §4);
+//   5. ACK: SYN-RECEIVED → ESTABLISHED, SND.UNA advance, RTT (RFC 6298),
+//      congestion control (RFC 5681, NewReno RFC 6582), window update;
+//   6. text into the receive ring (out of order into the assembler);
+//   7. FIN (possibly remembered until the gap before it fills).
+//
+// Stages of `dispatch`: timers (RTO, persist, keepalive, idle, TIME-WAIT),
+// then a queued RST, SYN / SYN-ACK, a fast retransmission, new data and FIN
+// within min(cwnd, peer window), then a bare ACK if one is owed.
+
+import {
+  TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_MAX_WINDOW_SHIFT,
+  segmentLength, type TcpRepr, type TcpTimestamp,
+} from "../wire/tcp.ts";
+import { Assembler, RingBuffer } from "./buffer.ts";
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from "./seq.ts";
+
+export type TcpState =
+  | "CLOSED"
+  | "LISTEN"
+  | "SYN-SENT"
+  | "SYN-RECEIVED"
+  | "ESTABLISHED"
+  | "FIN-WAIT-1"
+  | "FIN-WAIT-2"
+  | "CLOSING"
+  | "TIME-WAIT"
+  | "CLOSE-WAIT"
+  | "LAST-ACK";
+
+export interface TcpSegment {
+  repr: TcpRepr;
+  payload: Uint8Array;
+}
+
+/** RFC 9293 §3.7.1: default send MSS when the peer sends no MSS option (IPv4). */
+export const DEFAULT_MSS_V4 = 536;
+/** RFC 9293 §3.7.1 / RFC 8200 §5: IPv6 minimum MTU 1280 - 60. */
+export const DEFAULT_MSS_V6 = 1220;
+/** RFC 6298 (2.1): initial RTO of one second. */
+export const RFC6298_INITIAL_RTO_MS = 1000;
+/** RFC 6298 (2.4): RTO minimum of one second (configurable lower, as Linux does). */
+export const RFC6298_MIN_RTO_MS = 1000;
+/** RFC 6298 (2.5): a maximum may be placed on RTO provided it is at least 60 s. */
+export const RFC6298_MAX_RTO_MS = 60_000;
+/** RFC 6298: clock granularity G (we tick in milliseconds). */
+export const CLOCK_GRANULARITY_MS = 1;
+/** RFC 5681 §3.2: fast retransmit after the third duplicate ACK. */
+export const DUPACK_THRESHOLD = 3;
+/** RFC 6928: IW = min(10*MSS, max(2*MSS, 14600)). */
+export const RFC6928_IW_SEGMENTS = 10;
+/** RFC 9293 §3.4.2: MSL, two minutes in the RFC; Linux uses 60 s for 2*MSL. Configurable. */
+export const MSL_MS = 30_000;
+/** RFC 1122 §4.2.3.6: keepalive idle default no less than two hours. */
+export const RFC1122_KEEPALIVE_IDLE_MS = 7_200_000;
+/** RFC 7323 §2.3: option bytes taken by timestamps on every segment (NOP NOP TS). */
+export const TIMESTAMP_OPTION_LEN = 12;
+
+export interface TcpSettings {
+  sendBufferSize: number;
+  recvBufferSize: number;
+  /** The MSS we advertise (link MTU minus IP and TCP headers). */
+  mss: number;
+  /** Send MSS when the peer sends none: DEFAULT_MSS_V4 or DEFAULT_MSS_V6. */
+  defaultPeerMss: number;
+  windowScaling: boolean;
+  sack: boolean;
+  timestamps: boolean;
+  rtoInitialMs: number;
+  rtoMinMs: number;
+  rtoMaxMs: number;
+  /** Consecutive RTO expiries before the connection is given up (reset). */
+  maxRetransmissions: number;
+  /** SYN-ACK (or SYN) retransmissions before a half-open connection is dropped. */
+  synRetries: number;
+  /** 2*MSL. */
+  timeWaitMs: number;
+  /** null: keepalive off. */
+  keepaliveIdleMs: number | null;
+  keepaliveIntervalMs: number;
+  keepaliveProbes: number;
+  /** null: no idle timeout. Time with nothing received before the connection is reset. */
+  idleTimeoutMs: number | null;
+  /** 0: ACK every data segment at once. Otherwise ACK every second full segment or after this delay. */
+  ackDelayMs: number;
+  /** Bound on out-of-order ranges held in the receive assembler. */
+  maxOutOfOrderRanges: number;
+}
+
+export const DEFAULT_TCP_SETTINGS: TcpSettings = {
+  sendBufferSize: 256 * 1024,
+  recvBufferSize: 256 * 1024,
+  mss: 1460,
+  defaultPeerMss: DEFAULT_MSS_V4,
+  windowScaling: true,
+  sack: true,
+  timestamps: true,
+  rtoInitialMs: RFC6298_INITIAL_RTO_MS,
+  rtoMinMs: RFC6298_MIN_RTO_MS,
+  rtoMaxMs: RFC6298_MAX_RTO_MS,
+  maxRetransmissions: 15,
+  synRetries: 5,
+  timeWaitMs: 2 * MSL_MS,
+  keepaliveIdleMs: null,
+  keepaliveIntervalMs: 75_000,
+  keepaliveProbes: 9,
+  idleTimeoutMs: null,
+  ackDelayMs: 0,
+  maxOutOfOrderRanges: 16,
+};
+
+/** Why a connection reached CLOSED. */
+export type TcpCloseReason =
+  | "closed" // orderly: both FINs exchanged and acknowledged
+  | "reset" // peer sent an acceptable RST
+  | "aborted" // application called abort()
+  | "refused" // RST in answer to our SYN
+  | "retransmit-timeout"
+  | "syn-timeout"
+  | "keepalive-timeout"
+  | "idle-timeout"
+  | "evicted"; // dropped by the table (SYN flood bound)
+
+function windowShiftFor(bufferSize: number): number {
+  let s = 0;
+  while (s < TCP_MAX_WINDOW_SHIFT && bufferSize >> s > 0xffff) s++;
+  return s;
+}
+
+export class TcpConnection {
+  state: TcpState = "CLOSED";
+  closeReason: TcpCloseReason | null = null;
+  readonly settings: TcpSettings;
+  readonly localPort: number;
+  readonly remotePort: number;
+
+  // RFC 9293 §3.3.1 send sequence variables.
+  iss = 0;
+  sndUna = 0;
+  sndNxt = 0;
+  /** Highest sequence number sent + 1 (SND.NXT can be pulled back by a timeout). */
+  sndMax = 0;
+  /** Peer's window, scaled, in bytes. */
+  sndWnd = 0;
+  sndWl1 = 0;
+  sndWl2 = 0;
+  // Receive sequence variables.
+  irs = 0;
+  rcvNxt = 0;
+  /** Right edge of the window last advertised; never moved left (RFC 9293 §3.8.6.2.2). */
+  rcvAdvRight = 0;
+
+  // Negotiated options.
+  /** Shift applied to the peer's window field (peer's WS option). */
+  sndShift = 0;
+  /** Shift we apply to our window field (our WS option, if the peer offered one). */
+  rcvShift = 0;
+  /** Payload bytes per segment (peer MSS, less timestamp option bytes). */
+  sendMss = DEFAULT_MSS_V4;
+  /** Window scaling in use (both sides sent WS). */
+  wsOk = false;
+  sackOk = false;
+  tsOk = false;
+  tsRecent = 0;
+  lastAckSent = 0;
+
+  // Buffers.
+  readonly sendBuf: RingBuffer;
+  /** Sequence number of sendBuf's first byte. */
+  bufSeq = 0;
+  /** close() was called: a FIN follows the queued data. */
+  finQueued = false;
+  readonly recvBuf: RingBuffer;
+  readonly assembler: Assembler;
+  /** Sequence number of the peer's FIN, once seen (possibly ahead of RCV.NXT). */
+  remoteFinSeq: number | null = null;
+  /** The peer's FIN has been consumed in order. */
+  remoteFinReceived = false;
+  recvWindowLimit: number;
+
+  // Congestion control (RFC 5681, RFC 6582).
+  cwnd = 0;
+  ssthresh = 0x7fffffff;
+  dupAcks = 0;
+  inRecovery = false;
+  recover = 0;
+  private fastRetransmitPending = false;
+
+  // RTT (RFC 6298).
+  srtt: number | null = null;
+  rttvar = 0;
+  rto: number;
+  private rttSeq: number | null = null;
+  private rttSentAt = 0;
+  /** Consecutive RTO expiries without progress. */
+  retransmits = 0;
+  rtxExpiresAt: number | null = null;
+  private probePending = false;
+
+  // Other timers.
+  timeWaitExpiresAt: number | null = null;
+  lastRecvAt: number;
+  private keepaliveSent = 0;
+  private keepalivePending = false;
+  private ackPending = false;
+  private ackDueAt: number | null = null;
+  private unackedSegments = 0;
+  private pendingRst: TcpSegment | null = null;
+  /** Set by the owner (the table): called when an application call may have made output due. */
+  onWake: (() => void) | null = null;
+
+  constructor(localPort: number, remotePort: number, settings: TcpSettings, now: number) {
+    this.settings = settings;
+    this.localPort = localPort;
+    this.remotePort = remotePort;
+    this.sendBuf = new RingBuffer(settings.sendBufferSize);
+    this.recvBuf = new RingBuffer(settings.recvBufferSize);
+    this.assembler = new Assembler(settings.maxOutOfOrderRanges);
+    this.recvWindowLimit = settings.recvBufferSize;
+    this.rto = settings.rtoInitialMs;
+    this.lastRecvAt = now;
+  }
+
+  // ---------------------------------------------------------------- opening
+
+  /**
+   * Passive open from a SYN that a listener (the table) accepted: the
+   * connection starts in SYN-RECEIVED with the peer's options negotiated.
+   */
+  static accept(syn: TcpRepr, settings: TcpSettings, iss: number, now: number): TcpConnection {
+    const c = new TcpConnection(syn.dstPort, syn.srcPort, settings, now);
+    c.state = "SYN-RECEIVED";
+    c.irs = syn.seq >>> 0;
+    c.rcvNxt = seqAdd(syn.seq, 1);
+    c.initSend(iss);
+    c.negotiate(syn);
+    c.sndWnd = syn.window; // RFC 7323 §2.2: the window in a SYN is never scaled
+    c.sndWl1 = syn.seq >>> 0;
+    c.sndWl2 = iss;
+    c.rcvAdvRight = c.rcvNxt;
+    if (c.tsOk && syn.timestamp) c.tsRecent = syn.timestamp.tsval;
+    c.lastAckSent = c.rcvNxt;
+    return c;
+  }
+
+  /** Active open (client mode): SYN-SENT; the SYN goes out on the next dispatch. */
+  static connect(localPort: number, remotePort: number, settings: TcpSettings, iss: number, now: number): TcpConnection {
+    const c = new TcpConnection(localPort, remotePort, settings, now);
+    c.state = "SYN-SENT";
+    c.initSend(iss);
+    c.rcvShift = settings.windowScaling ? windowShiftFor(settings.recvBufferSize) : 0;
+    c.sackOk = settings.sack;
+    c.tsOk = settings.timestamps;
+    return c;
+  }
+
+  private initSend(iss: number): void {
+    this.iss = iss >>> 0;
+    this.sndUna = this.iss;
+    this.sndNxt = this.iss;
+    this.sndMax = this.iss;
+    this.bufSeq = seqAdd(this.iss, 1);
+    this.recover = this.iss;
+  }
+
+  /** Adopt the options the peer offered in its SYN (or SYN-ACK), as far as we allow them. */
+  private negotiate(syn: TcpRepr): void {
+    const s = this.settings;
+    if (s.windowScaling && syn.windowScale !== null) {
+      this.wsOk = true;
+      this.sndShift = syn.windowScale;
+      this.rcvShift = windowShiftFor(s.recvBufferSize);
+    } else {
+      this.sndShift = 0;
+      this.rcvShift = 0;
+    }
+    this.sackOk = s.sack && syn.sackPermitted;
+    this.tsOk = s.timestamps && syn.timestamp !== null;
+    const peerMss = syn.mss !== null && syn.mss > 0 ? syn.mss : s.defaultPeerMss;
+    this.sendMss = Math.max(1, Math.min(peerMss, s.mss) - (this.tsOk ? TIMESTAMP_OPTION_LEN : 0));
+    // RFC 6928 initial window.
+    this.cwnd = Math.min(RFC6928_IW_SEGMENTS * this.sendMss, Math.max(2 * this.sendMss, 14600));
+  }
+
+  // ---------------------------------------------------------- application
+
+  /** Queue bytes for sending; returns how many the bounded send buffer took. */
+  send(data: Uint8Array): number {
+    if (!this.canSend) return 0;
+    const n = this.sendBuf.enqueue(data);
+    if (n > 0) this.onWake?.();
+    return n;
+  }
+
+  /** Room left in the send buffer. */
+  get sendCapacity(): number {
+    return this.canSend ? this.sendBuf.free : 0;
+  }
+
+  /** Bytes queued and not yet acknowledged. */
+  get sendQueued(): number {
+    return this.sendBuf.length;
+  }
+
+  /** True in states where the application may still queue data. */
+  get canSend(): boolean {
+    return (
+      !this.finQueued &&
+      (this.state === "ESTABLISHED" || this.state === "CLOSE-WAIT" ||
+        this.state === "SYN-RECEIVED" || this.state === "SYN-SENT")
+    );
+  }
+
+  /** In-order bytes available to recv(). */
+  get recvQueued(): number {
+    return this.recvBuf.length;
+  }
+
+  /** The peer has closed its side and every byte has been read. */
+  get recvEnded(): boolean {
+    return this.recvBuf.length === 0 && (this.remoteFinReceived || this.state === "CLOSED");
+  }
+
+  /** Pull up to `max` in-order bytes. Reading opens the window; a window update may follow. */
+  recv(max = Infinity): Uint8Array {
+    const n = Math.min(max, this.recvBuf.length);
+    if (n === 0) return new Uint8Array(0);
+    const out = this.recvBuf.peek(0, n);
+    this.recvBuf.dequeue(n);
+    this.maybeWindowUpdate();
+    return out;
+  }
+
+  /**
+   * Cap the receive window (backpressure from a slow consumer). The
+   * advertised right edge never moves left; the cap takes effect as data
+   * arrives.
+   */
+  setRecvWindowLimit(bytes: number): void {
+    this.recvWindowLimit = Math.max(0, Math.min(bytes, this.settings.recvBufferSize));
+    this.maybeWindowUpdate();
+  }
+
+  /** Half-close: a FIN follows whatever is queued. */
+  close(): void {
+    this.onWake?.();
+    switch (this.state) {
+      case "SYN-SENT":
+        this.enterClosed("closed");
+        return;
+      case "SYN-RECEIVED":
+        this.finQueued = true; // FIN-WAIT-1 once the handshake completes
+        return;
+      case "ESTABLISHED":
+        this.finQueued = true;
+        this.state = "FIN-WAIT-1";
+        return;
+      case "CLOSE-WAIT":
+        this.finQueued = true;
+        this.state = "LAST-ACK";
+        return;
+      default:
+        return; // already closing or closed
+    }
+  }
+
+  /** Reset the connection: RST to the peer, buffers dropped, CLOSED. */
+  abort(): void {
+    if (this.state === "CLOSED") return;
+    this.onWake?.();
+    if (this.state !== "SYN-SENT" && this.state !== "TIME-WAIT" && this.state !== "LISTEN") {
+      this.pendingRst = this.segment(this.sndNxt, this.rcvNxt, TCP_RST | TCP_ACK, EMPTY, false);
+    }
+    this.enterClosed("aborted");
+  }
+
+  // -------------------------------------------------------------- timers
+
+  /** The earliest time dispatch() has something to do, or null. Infinity never; ≤ now means "now". */
+  pollAt(): number | null {
+    if (this.state === "CLOSED") return this.pendingRst ? 0 : null;
+    if (this.pendingRst || this.fastRetransmitPending || this.probePending || this.keepalivePending) return 0;
+    if (this.ackPending && this.ackDueAt === null) return 0;
+    if (this.hasSendable()) return 0;
+    let t: number | null = null;
+    const min = (x: number | null) => {
+      if (x !== null && (t === null || x < t)) t = x;
+    };
+    min(this.ackPending ? this.ackDueAt : null);
+    min(this.rtxExpiresAt);
+    min(this.timeWaitExpiresAt);
+    if (this.state !== "TIME-WAIT") {
+      if (this.settings.idleTimeoutMs !== null) min(this.lastRecvAt + this.settings.idleTimeoutMs);
+      const ka = this.keepaliveAt();
+      if (ka !== null) min(ka);
+    }
+    return t;
+  }
+
+  private keepaliveAt(): number | null {
+    const idle = this.settings.keepaliveIdleMs;
+    if (idle === null) return null;
+    if (this.state !== "ESTABLISHED" && this.state !== "CLOSE-WAIT" && this.state !== "FIN-WAIT-2") return null;
+    if (this.sndMax !== this.sndUna) return null; // retransmission covers liveness
+    return this.lastRecvAt + idle + this.keepaliveSent * this.settings.keepaliveIntervalMs;
+  }
+
+  private runTimers(now: number): void {
+    if (this.state === "CLOSED") return;
+    if (this.timeWaitExpiresAt !== null && now >= this.timeWaitExpiresAt) {
+      this.enterClosed("closed");
+      return;
+    }
+    if (this.state !== "TIME-WAIT" && this.settings.idleTimeoutMs !== null && now >= this.lastRecvAt + this.settings.idleTimeoutMs) {
+      this.abortWith("idle-timeout");
+      return;
+    }
+    const ka = this.keepaliveAt();
+    if (ka !== null && now >= ka) {
+      if (this.keepaliveSent >= this.settings.keepaliveProbes) {
+        this.abortWith("keepalive-timeout");
+        return;
+      }
+      this.keepaliveSent++;
+      this.keepalivePending = true;
+    }
+    if (this.rtxExpiresAt !== null && now >= this.rtxExpiresAt) this.onRetransmitTimeout(now);
+  }
+
+  /** RFC 6298 §5.4–5.7 with RFC 5681 eqn. (4) and RFC 6582 §3.2 step 4. */
+  private onRetransmitTimeout(now: number): void {
+    const synState = this.state === "SYN-SENT" || this.state === "SYN-RECEIVED";
+    this.retransmits++; // reset by any ACK while the peer's window is zero: probes go on while it answers
+    const limit = synState ? this.settings.synRetries : this.settings.maxRetransmissions;
+    if (this.retransmits > limit) {
+      this.abortWith(synState ? "syn-timeout" : "retransmit-timeout");
+      return;
+    }
+    if (!synState && this.sndWnd === 0) {
+      // Persist timer (RFC 9293 §3.8.6.1): probe with one byte, backing off.
+      this.probePending = true;
+      this.sndNxt = this.sndUna;
+    } else {
+      if (!synState && this.retransmits === 1) {
+        this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
+      }
+      if (!synState) this.cwnd = this.sendMss; // RFC 5681: loss window
+      this.inRecovery = false;
+      this.dupAcks = 0;
+      this.recover = this.sndMax;
+      this.sndNxt = this.sndUna; // go back: resend from the oldest unacked byte
+      this.rttSeq = null; // Karn: no sample from retransmitted data
+    }
+    this.rto = Math.min(this.rto * 2, this.settings.rtoMaxMs); // (5.5) back off
+    this.rtxExpiresAt = now + this.rto; // (5.6)
+  }
+
+  private flightSize(): number {
+    return seqDiff(this.sndMax, this.sndUna);
+  }
+
+  // ------------------------------------------------------------- process
+
+  /** Feed one segment addressed to this connection. */
+  process(seg: TcpSegment, now: number): void {
+    const r = seg.repr;
+    if (this.state === "CLOSED" || this.state === "LISTEN") return;
+    if (this.state === "SYN-SENT") {
+      this.processSynSent(seg, now);
+      return;
+    }
+    const segLen = segmentLength(r.flags, seg.payload.length);
+    const seq = r.seq >>> 0;
+
+    // A retransmitted SYN in SYN-RECEIVED: resend the SYN-ACK.
+    if (this.state === "SYN-RECEIVED" && r.flags & TCP_SYN && !(r.flags & TCP_ACK) && seq === this.irs) {
+      if (!(r.flags & TCP_RST)) this.sndNxt = this.iss;
+      return;
+    }
+
+    // 2. Acceptability (RFC 9293 §3.10.7.4 first check).
+    if (!this.acceptable(seq, segLen)) {
+      if (!(r.flags & TCP_RST)) this.sendAckNow();
+      // TIME-WAIT: a retransmitted FIN restarts the 2*MSL timer (RFC 9293 §3.10.7.4, eighth).
+      if (this.state === "TIME-WAIT" && r.flags & TCP_FIN && seqAdd(seq, segLen) === this.rcvNxt) {
+        this.timeWaitExpiresAt = now + this.settings.timeWaitMs;
+      }
+      return;
+    }
+    // RFC 7323 §5.3 PAWS.
+    if (this.tsOk && r.timestamp !== null && !(r.flags & TCP_RST) && seqLt(r.timestamp.tsval, this.tsRecent)) {
+      this.sendAckNow();
+      return;
+    }
+    this.lastRecvAt = now;
+    this.keepaliveSent = 0;
+
+    // 3. RST (RFC 5961 §3.2).
+    if (r.flags & TCP_RST) {
+      if (seq !== this.rcvNxt) {
+        this.sendAckNow(); // challenge ACK
+        return;
+      }
+      this.sendBuf.clear();
+      this.enterClosed("reset");
+      return;
+    }
+    // 4. SYN in a synchronized state (RFC 5961 §4): challenge ACK.
+    if (r.flags & TCP_SYN) {
+      this.sendAckNow();
+      return;
+    }
+    // 5. ACK.
+    if (!(r.flags & TCP_ACK)) return;
+    if (this.tsOk && r.timestamp !== null && seqGe(r.timestamp.tsval, this.tsRecent) && seqLe(seq, this.lastAckSent)) {
+      this.tsRecent = r.timestamp.tsval;
+    }
+    if (this.state === "SYN-RECEIVED") {
+      const ack = r.ack >>> 0;
+      if (!(seqGt(ack, this.sndUna) && seqLe(ack, this.sndMax))) {
+        this.pendingRst = this.segment(ack, 0, TCP_RST, EMPTY, false);
+        return;
+      }
+      this.state = this.finQueued ? "FIN-WAIT-1" : "ESTABLISHED";
+      this.retransmits = 0;
+    }
+    if (!this.processAck(r, seg.payload.length, now)) return;
+
+    // 6. Text.
+    if (seg.payload.length > 0) {
+      if (this.state === "ESTABLISHED" || this.state === "FIN-WAIT-1" || this.state === "FIN-WAIT-2") {
+        this.processText(seq, seg.payload, now);
+      }
+    }
+    // 7. FIN.
+    if (r.flags & TCP_FIN && this.remoteFinSeq === null && !this.remoteFinReceived) {
+      const finSeq = seqAdd(seq, seg.payload.length);
+      // Only a FIN inside what we can take is remembered.
+      if (seqLe(finSeq, seqAdd(this.rcvNxt, this.recvBuf.free))) this.remoteFinSeq = finSeq;
+    } else if (r.flags & TCP_FIN && this.state === "TIME-WAIT") {
+      // Retransmitted FIN: ACK it and restart the 2*MSL timer.
+      this.sendAckNow();
+      this.timeWaitExpiresAt = now + this.settings.timeWaitMs;
+    } else if (r.flags & TCP_FIN && this.remoteFinReceived) {
+      this.sendAckNow(); // duplicate FIN: re-ACK
+    }
+    this.consumeFin(now);
+  }
+
+  private processSynSent(seg: TcpSegment, now: number): void {
+    const r = seg.repr;
+    const ack = r.ack >>> 0;
+    if (r.flags & TCP_ACK) {
+      if (seqLe(ack, this.iss) || seqGt(ack, this.sndMax)) {
+        if (!(r.flags & TCP_RST)) this.pendingRst = this.segment(ack, 0, TCP_RST, EMPTY, false);
+        return;
+      }
+    }
+    if (r.flags & TCP_RST) {
+      if (r.flags & TCP_ACK) this.enterClosed("refused");
+      return;
+    }
+    if (!(r.flags & TCP_SYN)) return;
+    this.irs = r.seq >>> 0;
+    this.rcvNxt = seqAdd(r.seq, 1);
+    this.rcvAdvRight = this.rcvNxt;
+    // Options: only what we offered and the peer echoed.
+    const s = this.settings;
+    if (!(s.windowScaling && r.windowScale !== null)) {
+      this.rcvShift = 0;
+      this.sndShift = 0;
+    } else {
+      this.wsOk = true;
+      this.sndShift = r.windowScale;
+    }
+    this.sackOk = s.sack && r.sackPermitted;
+    this.tsOk = s.timestamps && r.timestamp !== null;
+    if (this.tsOk && r.timestamp) this.tsRecent = r.timestamp.tsval;
+    const peerMss = r.mss !== null && r.mss > 0 ? r.mss : s.defaultPeerMss;
+    this.sendMss = Math.max(1, Math.min(peerMss, s.mss) - (this.tsOk ? TIMESTAMP_OPTION_LEN : 0));
+    this.cwnd = Math.min(RFC6928_IW_SEGMENTS * this.sendMss, Math.max(2 * this.sendMss, 14600));
+    this.lastRecvAt = now;
+    if (!(r.flags & TCP_ACK)) {
+      // Simultaneous open (RFC 9293 §3.5 figure 7): answer with SYN-ACK.
+      this.state = "SYN-RECEIVED";
+      this.sndWnd = r.window;
+      this.sndNxt = this.iss;
+      return;
+    }
+    this.sndUna = ack;
+    this.sndWnd = r.window; // never scaled in a SYN
+    this.sndWl1 = this.irs;
+    this.sndWl2 = ack;
+    this.takeRttSample(r.timestamp, ack, now);
+    this.rtxExpiresAt = null;
+    this.retransmits = 0;
+    this.state = "ESTABLISHED";
+    this.sendAckNow();
+  }
+
+  /** RFC 9293 §3.10.7.4: is seq..seq+len inside the receive window? */
+  private acceptable(seq: number, segLen: number): boolean {
+    const wnd = Math.max(seqDiff(this.rcvAdvRight, this.rcvNxt), this.recvBuf.free, 0);
+    const off = seqDiff(seq, this.rcvNxt);
+    if (segLen === 0) return wnd === 0 ? off === 0 : off >= 0 && off < wnd;
+    if (wnd === 0) return off === 0; // §3.10.7.4: still take ACK/RST/URG; text is trimmed away
+    const lastOff = off + segLen - 1;
+    return (off >= 0 && off < wnd) || (lastOff >= 0 && lastOff < wnd);
+  }
+
+  /** Step 5. Returns false when the segment must be dropped. */
+  private processAck(r: TcpRepr, payloadLen: number, now: number): boolean {
+    const ack = r.ack >>> 0;
+    if (seqGt(ack, this.sndMax)) {
+      this.sendAckNow(); // ACK of something not yet sent
+      return false;
+    }
+    const wnd = r.window << this.sndShift;
+    const seq = r.seq >>> 0;
+    if (seqLt(ack, this.sndUna)) {
+      // Old duplicate ACK: ignore the ACK, still take the text.
+      return true;
+    }
+    const acked = seqDiff(ack, this.sndUna);
+    const windowChanged = wnd !== this.sndWnd;
+    // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule).
+    if (seqLt(this.sndWl1, seq) || (this.sndWl1 === seq && seqLe(this.sndWl2, ack))) {
+      this.sndWnd = wnd;
+      this.sndWl1 = seq;
+      this.sndWl2 = ack;
+    }
+    if (this.sndWnd === 0) this.retransmits = 0; // the peer answers probes: it is alive
+    if (acked === 0) {
+      // RFC 5681 §2 duplicate ACK definition.
+      if (this.sndMax !== this.sndUna && payloadLen === 0 && !(r.flags & (TCP_SYN | TCP_FIN)) && !windowChanged) {
+        this.onDupAck();
+      }
+      return true;
+    }
+    this.onNewAck(ack, acked, r.timestamp, now);
+    return true;
+  }
+
+  private onDupAck(): void {
+    this.dupAcks++;
+    if (this.inRecovery) {
+      this.cwnd += this.sendMss; // RFC 6582 §3.2 step 3: inflate
+      return;
+    }
+    if (this.dupAcks === DUPACK_THRESHOLD && seqGt(this.sndUna, this.recover)) {
+      // RFC 6582 §3.2 step 2.
+      this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
+      this.recover = this.sndMax;
+      this.cwnd = this.ssthresh + DUPACK_THRESHOLD * this.sendMss;
+      this.inRecovery = true;
+      this.fastRetransmitPending = true;
+      this.rttSeq = null;
+    }
+  }
+
+  private onNewAck(ack: number, acked: number, ts: TcpTimestamp | null, now: number): void {
+    // Remove acknowledged data from the send buffer (SYN and FIN take a sequence number but no byte).
+    const dataAcked = Math.max(0, Math.min(seqDiff(ack, this.bufSeq), this.sendBuf.length));
+    // SYN and FIN are not data: they do not grow cwnd.
+    const grow = Math.min(acked, dataAcked);
+    if (dataAcked > 0) {
+      this.sendBuf.dequeue(dataAcked);
+      this.bufSeq = seqAdd(this.bufSeq, dataAcked);
+    }
+    this.sndUna = ack;
+    if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
+    this.takeRttSample(ts, ack, now);
+    this.retransmits = 0;
+    this.probePending = false;
+
+    // Congestion control.
+    if (this.inRecovery) {
+      if (seqGe(ack, this.recover)) {
+        // Full acknowledgment: RFC 6582 §3.2 step 3 (option 1).
+        this.cwnd = Math.min(this.ssthresh, Math.max(this.flightSize(), this.sendMss) + this.sendMss);
+        this.inRecovery = false;
+      } else {
+        // Partial acknowledgment: retransmit the next hole, deflate.
+        this.fastRetransmitPending = true;
+        this.cwnd = Math.max(this.sendMss, this.cwnd - acked + (acked >= this.sendMss ? this.sendMss : 0));
+      }
+    } else if (this.cwnd < this.ssthresh) {
+      this.cwnd += Math.min(grow, this.sendMss); // slow start (RFC 5681 eqn. 2)
+    } else if (grow > 0) {
+      this.cwnd += Math.max(1, Math.floor((this.sendMss * this.sendMss) / this.cwnd)); // eqn. 3
+    }
+    if (!this.inRecovery) this.dupAcks = 0;
+
+    // RFC 6298 (5.2)/(5.3).
+    if (this.sndMax === this.sndUna) this.rtxExpiresAt = null;
+    else this.rtxExpiresAt = now + this.rto;
+
+    // Our FIN acknowledged?
+    if (this.finQueued && this.finAcked()) {
+      switch (this.state) {
+        case "FIN-WAIT-1":
+          this.state = "FIN-WAIT-2";
+          break;
+        case "CLOSING":
+          this.enterTimeWait(now);
+          break;
+        case "LAST-ACK":
+          this.enterClosed("closed");
+          break;
+      }
+    }
+  }
+
+  private finSeq(): number {
+    return seqAdd(this.bufSeq, this.sendBuf.length);
+  }
+
+  private finAcked(): boolean {
+    return this.finQueued && this.sendBuf.length === 0 && this.sndUna === seqAdd(this.bufSeq, 1);
+  }
+
+  /** RFC 6298 §2 (and RFC 7323 §4.1 when timestamps are on). */
+  private takeRttSample(ts: TcpTimestamp | null, ack: number, now: number): void {
+    let sample: number | null = null;
+    if (this.tsOk && ts !== null && ts.tsecr !== 0) {
+      const d = ((now >>> 0) - ts.tsecr) >>> 0;
+      if (d < 0x7fffffff) sample = d;
+    } else if (this.rttSeq !== null && seqGt(ack, this.rttSeq)) {
+      sample = now - this.rttSentAt;
+    }
+    if (sample === null) return;
+    this.rttSeq = null;
+    if (this.srtt === null) {
+      this.srtt = sample; // (2.2)
+      this.rttvar = sample / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - sample); // (2.3)
+      this.srtt = 0.875 * this.srtt + 0.125 * sample;
+    }
+    const rto = this.srtt + Math.max(CLOCK_GRANULARITY_MS, 4 * this.rttvar);
+    this.rto = Math.min(Math.max(rto, this.settings.rtoMinMs), this.settings.rtoMaxMs); // (2.4), (2.5)
+  }
+
+  /** Step 6: place text in the receive ring; in order advances RCV.NXT. */
+  private processText(seq: number, payload: Uint8Array, now: number): void {
+    let off = seqDiff(seq, this.rcvNxt);
+    let data = payload;
+    if (off < 0) {
+      data = data.subarray(-off);
+      off = 0;
+    }
+    const room = this.recvBuf.free - off;
+    if (room <= 0 || data.length === 0) {
+      this.sendAckNow(); // nothing fits (e.g. zero-window probe): tell the peer where we are
+      return;
+    }
+    if (data.length > room) data = data.subarray(0, room);
+    if (!this.assembler.add(off, data.length)) {
+      this.sendAckNow(); // too many holes: drop, re-ACK
+      return;
+    }
+    this.recvBuf.writeUnassembled(off, data);
+    const n = this.assembler.popFront();
+    if (n > 0) {
+      this.recvBuf.commit(n);
+      this.rcvNxt = seqAdd(this.rcvNxt, n);
+    }
+    if (off > 0 || !this.assembler.isEmpty) {
+      this.sendAckNow(); // out of order, or filling a hole: ACK at once (RFC 5681 §4.2)
+    } else {
+      this.scheduleAck(now, data.length);
+    }
+  }
+
+  /** Step 7: the FIN counts once RCV.NXT reaches it. */
+  private consumeFin(now: number): void {
+    if (this.remoteFinSeq === null || this.remoteFinReceived || this.rcvNxt !== this.remoteFinSeq) return;
+    this.remoteFinReceived = true;
+    this.rcvNxt = seqAdd(this.rcvNxt, 1);
+    this.sendAckNow();
+    switch (this.state) {
+      case "SYN-RECEIVED":
+      case "ESTABLISHED":
+        this.state = "CLOSE-WAIT";
+        break;
+      case "FIN-WAIT-1":
+        if (this.finAcked()) this.enterTimeWait(now);
+        else this.state = "CLOSING";
+        break;
+      case "FIN-WAIT-2":
+        this.enterTimeWait(now);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private enterTimeWait(now: number): void {
+    this.state = "TIME-WAIT";
+    this.timeWaitExpiresAt = now + this.settings.timeWaitMs;
+    this.rtxExpiresAt = null;
+  }
+
+  private enterClosed(reason: TcpCloseReason): void {
+    this.state = "CLOSED";
+    if (this.closeReason === null) this.closeReason = reason;
+    this.rtxExpiresAt = null;
+    this.timeWaitExpiresAt = null;
+    this.ackPending = false;
+    this.fastRetransmitPending = false;
+    this.probePending = false;
+    this.keepalivePending = false;
+  }
+
+  private abortWith(reason: TcpCloseReason): void {
+    // A half-open connection that times out vanishes silently.
+    if (this.state !== "SYN-SENT" && this.state !== "SYN-RECEIVED" && this.state !== "TIME-WAIT") {
+      this.pendingRst = this.segment(this.sndNxt, this.rcvNxt, TCP_RST | TCP_ACK, EMPTY, false);
+    }
+    this.enterClosed(reason);
+  }
+
+  /** Drop without sending anything (table eviction of a half-open connection). */
+  evict(): void {
+    this.pendingRst = null;
+    this.enterClosed("evicted");
+  }
+
+  private sendAckNow(): void {
+    this.ackPending = true;
+    this.ackDueAt = null;
+  }
+
+  private scheduleAck(now: number, len: number): void {
+    const delay = this.settings.ackDelayMs;
+    if (delay === 0) return this.sendAckNow();
+    if (len >= this.sendMss) this.unackedSegments++;
+    if (this.unackedSegments >= 2) return this.sendAckNow(); // RFC 5681 §4.2: every second full segment
+    if (!this.ackPending) {
+      this.ackPending = true;
+      this.ackDueAt = now + delay;
+    }
+  }
+
+  private maybeWindowUpdate(): void {
+    if (this.state === "CLOSED" || this.state === "SYN-SENT" || this.state === "SYN-RECEIVED" || this.remoteFinReceived) return;
+    const right = seqAdd(this.rcvNxt, this.windowAvailable());
+    const grow = seqDiff(right, this.rcvAdvRight);
+    if (grow > 0 && grow >= this.swsThreshold()) {
+      this.sendAckNow();
+      this.onWake?.();
+    }
+  }
+
+  /** RFC 9293 §3.8.6.2.2 receiver SWS avoidance: move the right edge by at least min(buffer/2, MSS). */
+  private swsThreshold(): number {
+    return Math.max(1, Math.min(this.recvWindowLimit >> 1, this.settings.recvBufferSize >> 1, this.settings.mss));
+  }
+
+  // ------------------------------------------------------------ dispatch
+
+  private windowAvailable(): number {
+    const free = this.recvBuf.free;
+    const byLimit = this.recvWindowLimit - this.recvBuf.length;
+    return Math.max(0, Math.min(free, byLimit));
+  }
+
+  /** The window field to advertise, updating rcvAdvRight. */
+  private advertiseWindow(syn: boolean): number {
+    if (syn) {
+      const w = Math.min(0xffff, this.windowAvailable());
+      this.rcvAdvRight = seqAdd(this.rcvNxt, w);
+      return w;
+    }
+    let wnd = this.windowAvailable();
+    const current = Math.max(0, seqDiff(this.rcvAdvRight, this.rcvNxt));
+    // SWS avoidance: do not creep the right edge forward by small amounts; never shrink it.
+    if (wnd < current + this.swsThreshold()) wnd = current;
+    let f = Math.min(0xffff, wnd >> this.rcvShift);
+    // Scaling rounds down; rounding must not pull the edge left either.
+    if (f << this.rcvShift < current) f = Math.min(0xffff, Math.ceil(current / (1 << this.rcvShift)));
+    const right = seqAdd(this.rcvNxt, f << this.rcvShift);
+    if (seqGt(right, this.rcvAdvRight)) this.rcvAdvRight = right;
+    return f;
+  }
+
+  private hasSendable(): boolean {
+    switch (this.state) {
+      case "SYN-SENT":
+      case "SYN-RECEIVED":
+        return this.sndNxt === this.iss;
+      case "ESTABLISHED":
+      case "CLOSE-WAIT":
+      case "FIN-WAIT-1":
+      case "CLOSING":
+      case "LAST-ACK":
+        return this.nextSegmentLength() !== null;
+      default:
+        return false;
+    }
+  }
+
+  /** Length of the next new-data segment allowed now (0 = a bare FIN), or null. */
+  private nextSegmentLength(): number | null {
+    const off = seqDiff(this.sndNxt, this.bufSeq);
+    const unsent = this.sendBuf.length - off;
+    const finPending = this.finQueued && unsent >= 0 && seqLe(this.sndNxt, this.finSeq());
+    if (unsent <= 0) return finPending && unsent === 0 ? 0 : null;
+    const wnd = Math.min(this.sndWnd, this.cwnd);
+    const usable = seqDiff(seqAdd(this.sndUna, wnd), this.sndNxt);
+    const len = Math.min(unsent, usable, this.sendMss);
+    if (len <= 0) return null;
+    return len;
+  }
+
+  /** Segments to send now. */
+  dispatch(now: number): TcpSegment[] {
+    const out: TcpSegment[] = [];
+    this.runTimers(now);
+    if (this.pendingRst) {
+      out.push(this.pendingRst);
+      this.pendingRst = null;
+    }
+    if (this.state === "CLOSED" || this.state === "LISTEN") return out;
+
+    if (this.state === "SYN-SENT" || this.state === "SYN-RECEIVED") {
+      if (this.sndNxt === this.iss) {
+        const flags = this.state === "SYN-SENT" ? TCP_SYN : TCP_SYN | TCP_ACK;
+        out.push(this.synSegment(flags, now));
+        this.sndNxt = seqAdd(this.iss, 1);
+        this.sndMax = this.sndNxt;
+        if (this.rtxExpiresAt === null) this.rtxExpiresAt = now + this.rto;
+        this.ackPending = false;
+      }
+      return out;
+    }
+
+    if (this.fastRetransmitPending) {
+      this.fastRetransmitPending = false;
+      const len = Math.min(this.sendMss, Math.max(0, Math.min(seqDiff(this.sndMax, this.sndUna), this.sendBuf.length - seqDiff(this.sndUna, this.bufSeq))));
+      out.push(this.dataSegment(this.sndUna, len, now));
+      this.rtxExpiresAt = now + this.rto;
+    }
+
+    if (this.state !== "TIME-WAIT" && this.state !== "FIN-WAIT-2") {
+      for (let guard = 0; guard < 1024; guard++) {
+        let len = this.nextSegmentLength();
+        if (len === null) {
+          // Zero window with data waiting: persist timer (RFC 9293 §3.8.6.1).
+          const off = seqDiff(this.sndNxt, this.bufSeq);
+          const unsent = this.sendBuf.length - off;
+          if (unsent > 0 && this.sndWnd === 0 && this.sndNxt === this.sndUna) {
+            if (this.probePending) {
+              this.probePending = false;
+              len = 1; // one byte beyond the window
+            } else if (this.rtxExpiresAt === null) {
+              this.rtxExpiresAt = now + this.rto;
+            }
+          }
+          if (len === null) break;
+        }
+        const seq = this.sndNxt;
+        const seg = this.dataSegment(seq, len, now);
+        out.push(seg);
+        const segLen = segmentLength(seg.repr.flags, len);
+        if (this.rttSeq === null && seqGe(seq, this.sndMax) && !this.tsOk) {
+          this.rttSeq = seq;
+          this.rttSentAt = now;
+        }
+        this.sndNxt = seqAdd(seq, segLen);
+        if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
+        if (this.rtxExpiresAt === null) this.rtxExpiresAt = now + this.rto; // (5.1)
+        if (segLen === 0) break;
+      }
+    }
+
+    if (this.keepalivePending) {
+      this.keepalivePending = false;
+      // RFC 1122 §4.2.3.6: SEG.SEQ = SND.NXT - 1, no data.
+      out.push(this.segment(seqAdd(this.sndNxt, -1), this.rcvNxt, TCP_ACK, EMPTY, true, now));
+    }
+
+    if (this.ackPending && (this.ackDueAt === null || now >= this.ackDueAt)) {
+      if (out.length === 0 || out[out.length - 1]!.repr.flags & TCP_RST) {
+        out.push(this.segment(this.sndNxt, this.rcvNxt, TCP_ACK, EMPTY, true, now));
+      }
+      this.ackPending = false;
+      this.ackDueAt = null;
+      this.unackedSegments = 0;
+    }
+    return out;
+  }
+
+  private synSegment(flags: number, now: number): TcpSegment {
+    const s = this.settings;
+    const repr: TcpRepr = {
+      srcPort: this.localPort,
+      dstPort: this.remotePort,
+      seq: this.iss,
+      ack: flags & TCP_ACK ? this.rcvNxt : 0,
+      flags,
+      window: this.advertiseWindow(true),
+      urgent: 0,
+      mss: s.mss,
+      // Echo only what the peer offered (SYN-ACK); offer what we support (SYN).
+      windowScale: flags & TCP_ACK ? (this.wsOk ? this.rcvShift : null) : s.windowScaling ? this.rcvShift : null,
+      sackPermitted: this.sackOk,
+      sackBlocks: null,
+      timestamp: this.tsOk ? { tsval: now >>> 0, tsecr: flags & TCP_ACK ? this.tsRecent : 0 } : null,
+    };
+    if (flags & TCP_ACK) this.lastAckSent = this.rcvNxt;
+    return { repr, payload: EMPTY };
+  }
+
+  /** A data (and/or FIN) segment at `seq` carrying `len` bytes from the send buffer. */
+  private dataSegment(seq: number, len: number, now: number): TcpSegment {
+    const off = seqDiff(seq, this.bufSeq);
+    const dataLen = Math.max(0, Math.min(len, this.sendBuf.length - off));
+    const payload = dataLen > 0 ? this.sendBuf.peek(off, dataLen) : EMPTY;
+    let flags = TCP_ACK;
+    const end = seqAdd(seq, dataLen);
+    if (this.finQueued && end === this.finSeq() && (this.state === "FIN-WAIT-1" || this.state === "CLOSING" || this.state === "LAST-ACK")) {
+      flags |= TCP_FIN;
+    }
+    if (dataLen > 0 && off + dataLen === this.sendBuf.length) flags |= TCP_PSH;
+    return this.segment(seq, this.rcvNxt, flags, payload, true, now);
+  }
+
+  /** Build a segment; with `withOptions`, ACK segments carry timestamps and SACK blocks. */
+  private segment(seq: number, ack: number, flags: number, payload: Uint8Array, withOptions: boolean, now = 0): TcpSegment {
+    const isAck = (flags & TCP_ACK) !== 0;
+    let sackBlocks: number[] | null = null;
+    if (withOptions && this.sackOk && isAck && !this.assembler.isEmpty) {
+      const ranges = this.assembler.toArray();
+      sackBlocks = [];
+      // Most recent is not tracked; report the ranges nearest RCV.NXT first.
+      for (let i = 0; i < ranges.length && i < 8; i += 2) {
+        sackBlocks.push(seqAdd(this.rcvNxt, ranges[i]!), seqAdd(this.rcvNxt, ranges[i + 1]!));
+      }
+    }
+    const rst = (flags & TCP_RST) !== 0;
+    const window = rst ? 0 : this.advertiseWindow(false);
+    if (isAck && !rst) this.lastAckSent = ack;
+    return {
+      repr: {
+        srcPort: this.localPort,
+        dstPort: this.remotePort,
+        seq: seq >>> 0,
+        ack: isAck ? ack >>> 0 : 0,
+        flags,
+        window,
+        urgent: 0,
+        mss: null,
+        windowScale: null,
+        sackPermitted: false,
+        sackBlocks,
+        timestamp: withOptions && this.tsOk && !rst ? { tsval: now >>> 0, tsecr: this.tsRecent } : null,
+      },
+      payload,
+    };
+  }
+}
+
+const EMPTY = new Uint8Array(0);
