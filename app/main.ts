@@ -132,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
       if (rest[0] !== "show") throw new UsageError("ca show");
       const policy = await loadOrExit(configPath);
       const ca = await loadOrCreateCA(policy.gateway.stateDir);
-      process.stdout.write(ca.certPem);
+      process.stdout.write(ca.certPem.endsWith("\n") ? ca.certPem : `${ca.certPem}\n`);
       return 0;
     }
 

@@ -44,6 +44,11 @@ export function dispatchTcp(
   device: DeviceIdentity,
   peek: Peek,
 ): DispatchDecision {
+  // A device whose profile the policy does not know gets nothing it could
+  // not get otherwise: fail closed rather than pass its traffic unjudged.
+  if (!policy.profiles.has(device.profile)) {
+    return { kind: "deny", reason: `profile "${device.profile}" is not configured` };
+  }
   switch (peek.kind) {
     case "not-tls":
       return { kind: "relay", reason: "not TLS" };

@@ -22,6 +22,11 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
   flow.conn.on("error", () => {
     /* reported by whoever reads the connection */
   });
+  if (!policy.profiles.has(flow.device.profile)) {
+    connectionEvent(flow, deps, policy, { kind: "deny", reason: `profile "${flow.device.profile}" is not configured` }, 0, 0);
+    flow.conn.destroy();
+    return;
+  }
   if (!peekPorts(policy).has(flow.dst.port)) {
     return relayFlow(flow, deps, undefined, { kind: "relay", reason: "port not claimed by any endpoint" });
   }

@@ -3,6 +3,7 @@
 // Proxy-Authorization. Pure; the listener does the I/O.
 import { Http1Parser } from "../../endpoints/http1/parser.ts";
 import { getHeader, type HeaderList } from "../../endpoints/http1/headers.ts";
+import { formatIp, parseIpv6 } from "../ipaddr.ts";
 
 export const MAX_CONNECT_HEAD = 16 * 1024;
 const CRLFCRLF = Uint8Array.of(13, 10, 13, 10);
@@ -14,6 +15,7 @@ export type ConnectParse =
 
 export function parseConnectHead(buf: Uint8Array): ConnectParse {
   const end = indexOf(buf, CRLFCRLF);
+  if (end + 4 > MAX_CONNECT_HEAD) return { kind: "reject", status: 431, message: "request head too large" };
   if (end < 0) {
     return buf.length > MAX_CONNECT_HEAD
       ? { kind: "reject", status: 431, message: "request head too large" }
@@ -49,21 +51,24 @@ export function parseAuthority(target: string): { host: string; port: number } |
   let host: string;
   let portText: string;
   if (target.startsWith("[")) {
+    // Only an IPv6 literal belongs in brackets (RFC 3986 §3.2.2).
     const close = target.indexOf("]");
     if (close < 0 || target[close + 1] !== ":") return undefined;
-    host = target.slice(1, close);
+    const v6 = parseIpv6(target.slice(1, close));
+    if (!v6) return undefined;
+    host = formatIp(v6);
     portText = target.slice(close + 2);
   } else {
-    const colon = target.lastIndexOf(":");
-    if (colon <= 0) return undefined;
-    host = target.slice(0, colon);
+    const colon = target.indexOf(":");
+    if (colon <= 0 || target.indexOf(":", colon + 1) >= 0) return undefined;
+    host = target.slice(0, colon).toLowerCase();
     portText = target.slice(colon + 1);
+    if (!/^[a-z0-9._-]+$/.test(host)) return undefined;
   }
   if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
   const port = Number(portText);
   if (port < 1 || port > 65535) return undefined;
-  if (!/^[A-Za-z0-9._:-]+$/.test(host)) return undefined;
-  return { host: host.toLowerCase(), port };
+  return { host, port };
 }
 
 /**

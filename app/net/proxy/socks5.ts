@@ -1,6 +1,7 @@
 // SOCKS5 server handshake (RFC 1928) with username/password auth (RFC 1929),
 // as a pure state machine: bytes in, bytes to send and an outcome out.
 // Only CONNECT is supported; the gateway turns the tunnel into a Flow.
+import { formatIp } from "../ipaddr.ts";
 
 export const SOCKS_VERSION = 0x05;
 const AUTH_VERSION = 0x01;
@@ -126,9 +127,8 @@ export class Socks5Handshake {
           }
         } else if (atyp === AddressType.IPV6) {
           if (b.length < 22) return { kind: "need-more" };
-          const parts: string[] = [];
-          for (let i = 0; i < 16; i += 2) parts.push(((b[4 + i]! << 8) | b[5 + i]!).toString(16));
-          host = parts.join(":");
+          // The same text form CONNECT [v6]:port gives, so events agree.
+          host = formatIp(b.subarray(4, 20));
           off = 20;
         } else {
           return { kind: "fail", reason: "unsupported address type", send: reply(Reply.ADDRESS_TYPE_NOT_SUPPORTED) };

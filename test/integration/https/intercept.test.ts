@@ -129,7 +129,7 @@ describe("streaming", () => {
     const arrivals: number[] = [];
     const decoder = new TextDecoder();
     let text = "";
-    for await (const chunk of proc.stdout) {
+    for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
       text += decoder.decode(chunk);
       const n = text.split("\n\n").length - 1;
       while (arrivals.length < n) arrivals.push(Date.now());
@@ -161,7 +161,7 @@ describe("streaming", () => {
     const want = createHash("sha256");
     for (let i = 0; i < mb; i++) want.update(downloadBlock(i));
     const got = createHash("sha256");
-    for await (const chunk of Bun.file(out).stream()) got.update(chunk);
+    for await (const chunk of Bun.file(out).stream() as unknown as AsyncIterable<Uint8Array>) got.update(chunk);
     expect(got.digest("hex")).toBe(want.digest("hex"));
   }, 120_000);
 });
@@ -196,5 +196,80 @@ describe("websocket", () => {
     expect(frame[0]).toBe(0x81);
     expect(frame.subarray(2, 2 + frame[1]!).toString()).toBe("hello");
     tlsSock.destroy();
+  });
+});
+
+describe("HTTP/1.1 details", () => {
+  test("Expect: 100-continue: the gateway reads the body itself when a rule needs it, and decides on it", async () => {
+    const big = JSON.stringify({ env: "prod", pad: "x".repeat(4000) });
+    const denied = await curlVia(t, "api.test", upstream.port, "/echo", ["-H", "content-type: application/json", "-H", "Expect: 100-continue", "--data", big]);
+    expect(denied.status).toBe(403);
+    expect(JSON.parse(denied.body).rule).toBe("no-prod-in-body");
+    const okBody = JSON.stringify({ env: "dev", pad: "x".repeat(4000) });
+    const allowed = await curlVia(t, "api.test", upstream.port, "/echo", ["-H", "content-type: application/json", "-H", "Expect: 100-continue", "--data", okBody]);
+    expect(allowed.status).toBe(200);
+    expect(JSON.parse(allowed.body).body).toBe(okBody);
+    // The upstream never saw the Expect we already answered.
+    expect(upstream.seen.at(-1)!.headers["expect"]).toBeUndefined();
+  });
+
+  test("a chunked request body is forwarded intact", async () => {
+    const file = path.join(t.dir, "chunked.bin");
+    const data = downloadBlock(7, 300_000);
+    await Bun.write(file, data);
+    const r = await curlVia(t, "api.test", upstream.port, "/upload", ["-H", "Transfer-Encoding: chunked", "--data-binary", `@${file}`]);
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toEqual({ sha256: createHash("sha256").update(data).digest("hex"), size: data.length });
+  });
+
+  test("several requests share one agent connection (keep-alive), a deny in between included", async () => {
+    const base = `https://api.test:${upstream.port}`;
+    const proc = Bun.spawn(
+      ["curl", "-sS", "--cacert", t.caPath, "-x", t.proxyUrl, "--connect-to", `api.test:${upstream.port}:127.0.0.1:${upstream.port}`,
+        "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n", `${base}/echo`, "-o", "/dev/null", "-X", "DELETE", `${base}/echo?x=1`,
+        "-o", "/dev/null", "-X", "GET", `${base}/echo?y=2`],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    const lines = (await new Response(proc.stdout).text()).trim().split("\n");
+    expect(await proc.exited).toBe(0);
+    // -X applies to every URL given after it; what matters: one connection, then reuse.
+    expect(lines.map((l) => l.split(" ")[1])).toEqual(["1", "0", "0"]);
+    const http = t.events.filter((e) => e.kind === "http").slice(-3);
+    expect(new Set(http.map((e) => e.flowId)).size).toBe(1);
+  });
+
+  test("HEAD keeps the upstream's Content-Length and sends no body", async () => {
+    const r = await curlVia(t, "api.test", upstream.port, "/echo?head", ["-I"]);
+    expect(r.status).toBe(200);
+    // curl -I prints the head as its output; no JSON body may follow it.
+    expect(r.body).not.toContain("{");
+    // The upstream answers HEAD with the length a GET would have; it is kept.
+    expect(r.headers.toLowerCase()).toMatch(/content-length: [1-9][0-9]*\r\n/);
+  });
+
+  test("an upstream whose certificate the gateway cannot verify gets 502, not a silent downgrade", async () => {
+    const other = await startTestGateway(
+      `
+defaults {
+  verdict = "allow"
+  profile = profile.p
+}
+endpoint "https" "api" {
+  hosts = ["api.test"]
+  ports = [${upstream.port}]
+}
+profile "p" {}
+`,
+    );
+    try {
+      const r = await curlVia(other, "api.test", upstream.port, "/echo");
+      expect(r.status).toBe(502);
+      expect(upstream.seen.every((s) => s.path !== "/never")).toBe(true);
+      const e = other.events.at(-1)!;
+      expect(e.status).toBe(502);
+      expect(e.detail).toContain("upstream");
+    } finally {
+      await other.stop();
+    }
   });
 });

@@ -60,7 +60,7 @@ export function startUpstream(pki: TestPki): TestUpstream {
         const hash = createHash("sha256");
         let size = 0;
         if (req.body) {
-          for await (const chunk of req.body) {
+          for await (const chunk of req.body as unknown as AsyncIterable<Uint8Array>) {
             hash.update(chunk);
             size += chunk.length;
           }

@@ -1,0 +1,35 @@
+// The gateway as a process of its own for the benchmark: the same
+// startGateway `clawpatrol-gateway all` runs, minus the stderr event echo
+// (events still go to the state database and the JSON-lines file). Kept
+// out of the bench's own process so the gateway's CPU time can be read
+// from /proc/PID/stat and does not share an event loop with anything.
+//
+//   bun test/bench/gateway-proc.ts CONFIG
+//
+// Prints one JSON line on stdout once listening: { "proxy": "HOST:PORT" }.
+// SIGTERM/SIGINT close it cleanly (so `bun --cpu-prof` can write its profile).
+import { startGateway } from "../../app/gateway.ts";
+
+const configPath = process.argv[2];
+if (!configPath) {
+  console.error("usage: bun test/bench/gateway-proc.ts CONFIG");
+  process.exit(2);
+}
+
+const gw = await startGateway({ configPath, stderrEvents: false });
+const p = gw.proxies[0];
+if (!p) {
+  console.error("gateway-proc: the config has no proxy listener");
+  process.exit(2);
+}
+process.stdout.write(`${JSON.stringify({ proxy: `${p.address.host}:${p.address.port}` })}\n`);
+
+let closing = false;
+const stop = async () => {
+  if (closing) return;
+  closing = true;
+  await gw.close().catch(() => {});
+  process.exit(0);
+};
+process.on("SIGTERM", () => void stop());
+process.on("SIGINT", () => void stop());

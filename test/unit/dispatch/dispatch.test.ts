@@ -1,0 +1,187 @@
+// The dispatcher as a table: (policy, destination, device, peek) -> decision.
+// Policies are loaded from HCL the way the gateway loads them; one table row
+// per situation, and one pass through the real ClientHello parser so the
+// peek the table assumes is the one the shell produces.
+import { beforeAll, describe, expect, test } from "bun:test";
+import { dispatchTcp, peekPorts, shouldPeek, DEFAULT_HTTPS_PORT, type DispatchDecision, type Peek } from "../../../app/dispatch/dispatch.ts";
+import type { DeviceIdentity } from "../../../app/dispatch/flow.ts";
+import type { Policy } from "../../../app/policy/types.ts";
+import { parseClientHello } from "../../../app/tls/clienthello.ts";
+import { policyFrom } from "../policy/helpers.ts";
+import { clientHelloMessage, inRecords, sniExtension, alpnExtension } from "../tls/helpers/hello.ts";
+
+const BASE = `
+schema_version = 1
+
+endpoint "https" "github" {
+  hosts      = ["api.github.com", "*.githubusercontent.com"]
+  credential = github_token.gh
+}
+endpoint "https" "anthropic" {
+  hosts = ["api.anthropic.com"]
+}
+endpoint "https" "internal" {
+  hosts = ["git.corp.example"]
+  ports = [8443, 443]
+}
+endpoint "https" "altport" {
+  hosts = ["alt.example"]
+  ports = [9443]
+}
+
+credential "github_token" "gh" {}
+credential "bearer_token" "ro" {}
+
+profile "default" { credentials = [github_token.gh] }
+profile "contractor" {
+  credentials = [bearer_token.ro]
+  endpoints   = [https.github]
+}
+`;
+
+const withDefaults = (unknownHost: "passthrough" | "deny") => `defaults {\n  unknown_host = "${unknownHost}"\n}\n${BASE}`;
+
+let passthrough: Policy;
+let deny: Policy;
+let bare: Policy; // no defaults block at all: the built-in default applies
+beforeAll(async () => {
+  [passthrough, deny, bare] = await Promise.all([policyFrom(withDefaults("passthrough")), policyFrom(withDefaults("deny")), policyFrom(BASE)]);
+});
+
+const dev = (profile = "default"): DeviceIdentity => ({ name: "laptop", profile });
+const hello = (sni?: string): Peek => (sni === undefined ? { kind: "hello" } : { kind: "hello", sni });
+const dst = (port: number, host = "203.0.113.7") => ({ host, port });
+
+/** The decision reduced to what a row states: kind, endpoint ref, sni, reason. */
+function summary(d: DispatchDecision): Record<string, unknown> {
+  switch (d.kind) {
+    case "intercept":
+      return { kind: d.kind, endpoint: d.endpoint.ref, sni: d.sni };
+    case "passthrough":
+    case "deny":
+      return { kind: d.kind, sni: d.sni, reason: d.reason };
+    case "relay":
+      return { kind: d.kind, reason: d.reason };
+  }
+}
+
+type Row = [name: string, policy: () => Policy, port: number, profile: string, peek: Peek, want: Record<string, unknown>];
+
+const ROWS: Row[] = [
+  // claimed SNI on a claimed port
+  ["claimed SNI on 443 -> intercept", () => passthrough, 443, "default", hello("api.github.com"), { kind: "intercept", endpoint: "https.github", sni: "api.github.com" }],
+  ["claimed SNI, upper case -> intercept (hosts compare case-insensitively)", () => passthrough, 443, "default", hello("API.GitHub.com"), { kind: "intercept", endpoint: "https.github", sni: "API.GitHub.com" }],
+  ["endpoint with ports = [8443, 443]: 8443 -> intercept", () => passthrough, 8443, "default", hello("git.corp.example"), { kind: "intercept", endpoint: "https.internal", sni: "git.corp.example" }],
+  ["endpoint with ports = [8443, 443]: 443 -> intercept", () => passthrough, 443, "default", hello("git.corp.example"), { kind: "intercept", endpoint: "https.internal", sni: "git.corp.example" }],
+  ["endpoint with ports = [9443]: 9443 -> intercept", () => deny, 9443, "default", hello("alt.example"), { kind: "intercept", endpoint: "https.altport", sni: "alt.example" }],
+  // claimed SNI on another port -> unknown_host handling
+  ["claimed SNI on 8443 (not its port), passthrough", () => passthrough, 8443, "default", hello("api.github.com"), { kind: "passthrough", sni: "api.github.com", reason: "no endpoint claims api.github.com:8443" }],
+  ["claimed SNI on 8443 (not its port), deny", () => deny, 8443, "default", hello("api.github.com"), { kind: "deny", sni: "api.github.com", reason: "no endpoint claims api.github.com:8443 (unknown_host = deny)" }],
+  ["ports = [9443] no longer claims 443", () => deny, 443, "default", hello("alt.example"), { kind: "deny", sni: "alt.example", reason: "no endpoint claims alt.example:443 (unknown_host = deny)" }],
+  // wildcard hosts
+  ["*.githubusercontent.com matches one label", () => deny, 443, "default", hello("raw.githubusercontent.com"), { kind: "intercept", endpoint: "https.github", sni: "raw.githubusercontent.com" }],
+  ["*.githubusercontent.com matches deeper names", () => deny, 443, "default", hello("a.b.githubusercontent.com"), { kind: "intercept", endpoint: "https.github", sni: "a.b.githubusercontent.com" }],
+  ["*.githubusercontent.com does not match the bare suffix", () => deny, 443, "default", hello("githubusercontent.com"), { kind: "deny", sni: "githubusercontent.com", reason: "no endpoint claims githubusercontent.com:443 (unknown_host = deny)" }],
+  ["*.githubusercontent.com does not match a look-alike", () => deny, 443, "default", hello("evilgithubusercontent.com"), { kind: "deny", sni: "evilgithubusercontent.com", reason: "no endpoint claims evilgithubusercontent.com:443 (unknown_host = deny)" }],
+  ["exact host does not match a subdomain", () => deny, 443, "default", hello("x.api.github.com"), { kind: "deny", sni: "x.api.github.com", reason: "no endpoint claims x.api.github.com:443 (unknown_host = deny)" }],
+  // profiles
+  ["contractor sees github -> intercept", () => deny, 443, "contractor", hello("api.github.com"), { kind: "intercept", endpoint: "https.github", sni: "api.github.com" }],
+  ["contractor cannot see anthropic: unknown_host (deny)", () => deny, 443, "contractor", hello("api.anthropic.com"), { kind: "deny", sni: "api.anthropic.com", reason: "no endpoint claims api.anthropic.com:443 (unknown_host = deny)" }],
+  ["contractor cannot see anthropic: unknown_host (passthrough)", () => passthrough, 443, "contractor", hello("api.anthropic.com"), { kind: "passthrough", sni: "api.anthropic.com", reason: "no endpoint claims api.anthropic.com:443" }],
+  ["default profile (no endpoints list) sees every endpoint", () => deny, 443, "default", hello("api.anthropic.com"), { kind: "intercept", endpoint: "https.anthropic", sni: "api.anthropic.com" }],
+  ["a profile the policy does not know is denied (unknown_host = deny)", () => deny, 443, "ghost", hello("api.github.com"), { kind: "deny", sni: undefined, reason: 'profile "ghost" is not configured' }],
+  ["a profile the policy does not know is denied, even with unknown_host = passthrough", () => passthrough, 443, "ghost", hello("api.github.com"), { kind: "deny", sni: undefined, reason: 'profile "ghost" is not configured' }],
+  ["a profile the policy does not know is denied for non-TLS too", () => passthrough, 443, "ghost", { kind: "not-tls" }, { kind: "deny", sni: undefined, reason: 'profile "ghost" is not configured' }],
+  // no SNI
+  ["no SNI, passthrough", () => passthrough, 443, "default", hello(), { kind: "passthrough", sni: undefined, reason: "no SNI" }],
+  ["no SNI, deny", () => deny, 443, "default", hello(), { kind: "deny", sni: undefined, reason: "no SNI (unknown_host = deny)" }],
+  ["empty SNI is no SNI", () => deny, 443, "default", hello(""), { kind: "deny", sni: undefined, reason: "no SNI (unknown_host = deny)" }],
+  // unknown host
+  ["unclaimed SNI, passthrough", () => passthrough, 443, "default", hello("example.org"), { kind: "passthrough", sni: "example.org", reason: "no endpoint claims example.org:443" }],
+  ["unclaimed SNI, deny", () => deny, 443, "default", hello("example.org"), { kind: "deny", sni: "example.org", reason: "no endpoint claims example.org:443 (unknown_host = deny)" }],
+  ["no defaults block: unknown_host is passthrough", () => bare, 443, "default", hello("example.org"), { kind: "passthrough", sni: "example.org", reason: "no endpoint claims example.org:443" }],
+  // not TLS, malformed
+  ["not TLS on 443 -> relay", () => deny, 443, "default", { kind: "not-tls" }, { kind: "relay", reason: "not TLS" }],
+  ["not TLS on a claimed non-443 port -> relay", () => deny, 8443, "default", { kind: "not-tls" }, { kind: "relay", reason: "not TLS" }],
+  ["malformed ClientHello -> deny (fail closed), even with passthrough", () => passthrough, 443, "default", { kind: "error", reason: "empty handshake record" }, { kind: "deny", sni: undefined, reason: "malformed ClientHello: empty handshake record" }],
+  ["malformed ClientHello -> deny", () => deny, 443, "contractor", { kind: "error", reason: "record longer than 2^14 bytes" }, { kind: "deny", sni: undefined, reason: "malformed ClientHello: record longer than 2^14 bytes" }],
+];
+
+describe("dispatchTcp", () => {
+  test.each(ROWS)("%s", (_name, policy, port, profile, peek, want) => {
+    expect(summary(dispatchTcp(policy(), dst(port), dev(profile), peek))).toEqual(want);
+  });
+
+  test("the destination IP plays no part once the SNI is known", () => {
+    for (const host of ["140.82.112.6", "10.0.0.1", "2001:db8::1", "api.github.com", "example.org"]) {
+      expect(summary(dispatchTcp(deny, dst(443, host), dev(), hello("api.github.com")))).toEqual({
+        kind: "intercept",
+        endpoint: "https.github",
+        sni: "api.github.com",
+      });
+    }
+  });
+
+  test("intercept carries the endpoint object from the policy", () => {
+    const d = dispatchTcp(deny, dst(443), dev(), hello("api.github.com"));
+    expect(d.kind).toBe("intercept");
+    if (d.kind === "intercept") expect(d.endpoint).toBe(deny.endpoints.get("https.github")!);
+  });
+
+  test("a passthrough or deny without SNI carries no sni field", () => {
+    expect("sni" in dispatchTcp(passthrough, dst(443), dev(), hello())).toBe(false);
+    expect("sni" in dispatchTcp(deny, dst(443), dev(), hello())).toBe(false);
+  });
+});
+
+describe("dispatchTcp fed by the real ClientHello parser", () => {
+  const wire = (sni?: string) =>
+    inRecords(clientHelloMessage({ extensions: sni === undefined ? [alpnExtension(["http/1.1"])] : [sniExtension(sni), alpnExtension(["http/1.1"])] }));
+  const peekOf = (bytes: Uint8Array): Peek => {
+    const r = parseClientHello(bytes);
+    if (r.kind === "hello") return r.sni ? { kind: "hello", sni: r.sni } : { kind: "hello" };
+    if (r.kind === "not-tls") return { kind: "not-tls" };
+    if (r.kind === "error") return { kind: "error", reason: r.reason };
+    throw new Error("parser still needs more");
+  };
+
+  test.each([
+    ["hello for a claimed host", wire("api.github.com"), "intercept"],
+    ["hello for an upper-case claimed host", wire("API.GITHUB.COM"), "intercept"],
+    ["hello for an unclaimed host", wire("example.org"), "deny"],
+    ["hello without SNI", wire(undefined), "deny"],
+    ["plain HTTP", new TextEncoder().encode("GET / HTTP/1.1\r\nHost: api.github.com\r\n\r\n"), "relay"],
+    ["SSH banner", new TextEncoder().encode("SSH-2.0-OpenSSH_9.6\r\n"), "relay"],
+    ["a handshake record of length 0", Uint8Array.of(0x16, 0x03, 0x01, 0x00, 0x00), "deny"],
+  ] as const)("%s -> %s", (_name, bytes, kind) => {
+    expect(dispatchTcp(deny, dst(443), dev(), peekOf(bytes)).kind).toBe(kind);
+  });
+});
+
+describe("peekPorts / shouldPeek", () => {
+  test("the union of claimed ports; endpoints without ports claim 443", () => {
+    expect([...peekPorts(deny)].sort((a, b) => a - b)).toEqual([443, 8443, 9443]);
+  });
+
+  test("a policy whose endpoints all set ports does not peek 443", async () => {
+    const p = await policyFrom(`schema_version = 1\nendpoint "https" "a" {\n  hosts = ["a.example"]\n  ports = [8443]\n}\n`);
+    expect([...peekPorts(p)]).toEqual([8443]);
+    expect(shouldPeek(p, dst(DEFAULT_HTTPS_PORT))).toBe(false);
+  });
+
+  test("a policy without endpoints peeks nothing", async () => {
+    const p = await policyFrom(`schema_version = 1\n`);
+    expect(peekPorts(p).size).toBe(0);
+  });
+
+  test.each([
+    [443, true],
+    [8443, true],
+    [9443, true],
+    [80, false],
+    [22, false],
+    [5432, false],
+  ] as const)("shouldPeek port %d -> %p", (port, want) => {
+    expect(shouldPeek(deny, dst(port))).toBe(want);
+  });
+});
