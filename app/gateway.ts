@@ -21,6 +21,7 @@ import { resolveSecret } from "./credentials/resolve.ts";
 import { pluginFor } from "./credentials/plugin.ts";
 import { UpstreamPool } from "./endpoints/https/upstream.ts";
 import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
+import type { SecretLookup } from "./endpoints/https/session.ts";
 import type { DeviceIdentity, Flow } from "./dispatch/flow.ts";
 import { startProxyListener, type ProxyListener } from "./net/proxy/listener.ts";
 import { log, setLogRedactor } from "./log.ts";
@@ -68,20 +69,34 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
 
   const stateDir = policy.gateway.stateDir;
   const db = openStateDb(stateDir);
-  const secrets = new SecretStore(db, stateDir);
+  // A `secret set` from another process is seen within this long.
+  const secrets = new SecretStore(db, stateDir, { revalidateMs: 250 });
   const devices = new DeviceRegistry(db);
   const ca = await loadOrCreateCA(stateDir);
   const leaves = new LeafCertificates(ca);
 
   const secretSources = { store: secrets, env, readFile: (p: string) => readFileSync(p, "utf8") };
-  const secretFor = (cred: Credential) => resolveSecret(cred, secretSources);
+  // The strings that would reveal each secret, worked out once per value.
+  const needlesCache = new Map<string, string[]>();
+  const secretFor: SecretLookup = (cred: Credential) => {
+    const r = resolveSecret(cred, secretSources);
+    if (!r.ok) return r;
+    const key = `${cred.ref}\0${r.value}`;
+    let needles = needlesCache.get(key);
+    if (!needles) {
+      needles = pluginFor(cred.type).revealingForms(r.value, cred);
+      if (needlesCache.size >= 1024) needlesCache.clear();
+      needlesCache.set(key, needles);
+    }
+    return { ok: true, value: r.value, needles };
+  };
 
   // Every form in which a configured secret could appear, for the redactor.
   const revealingValues = (): string[] => {
     const out: string[] = [...secrets.values()];
     for (const cred of policy.credentials.values()) {
       const r = secretFor(cred);
-      if (r.ok) out.push(r.value, ...pluginFor(cred.type).revealingForms(r.value, cred));
+      if (r.ok) out.push(r.value, ...r.needles);
     }
     return out;
   };

@@ -2,7 +2,9 @@
 # Installs the Debian packages the test suites use. Idempotent and quiet when
 # everything is present; needs root (CI is root) to install anything.
 set -euo pipefail
-need=(curl openssl)
+# curl/openssl: the HTTPS integration tests; wireguard-go/wireguard-tools/iproute2:
+# WireGuard interop in network namespaces; libsodium23: the fast WireGuard crypto backend.
+need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23)
 missing=()
 for pkg in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -117,6 +117,12 @@ interface SecretRow {
 
 export interface SecretStoreOptions {
   now?: () => number;
+  /**
+   * Look for other processes' writes at most this often (ms). 0 checks on
+   * every call; a busy gateway uses a few hundred ms, since the check is a
+   * query and it runs per request.
+   */
+  revalidateMs?: number;
 }
 
 export class SecretStore {
@@ -126,6 +132,8 @@ export class SecretStore {
   private cache = new Map<string, string | undefined>();
   private allValues: string[] | undefined;
   private seenDataVersion: number;
+  private readonly revalidateMs: number;
+  private lastRevalidate = -Infinity;
   private localVersion = 0;
 
   constructor(
@@ -134,6 +142,7 @@ export class SecretStore {
     opts: SecretStoreOptions = {},
   ) {
     this.now = opts.now ?? Date.now;
+    this.revalidateMs = opts.revalidateMs ?? 0;
     this.seenDataVersion = dataVersion(db);
   }
 
@@ -207,6 +216,11 @@ export class SecretStore {
   }
 
   private revalidate(): void {
+    if (this.revalidateMs > 0) {
+      const now = this.now();
+      if (now - this.lastRevalidate < this.revalidateMs) return;
+      this.lastRevalidate = now;
+    }
     const v = dataVersion(this.db);
     if (v !== this.seenDataVersion) {
       this.seenDataVersion = v;

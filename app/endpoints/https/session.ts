@@ -29,7 +29,10 @@ import { StreamPuller } from "./puller.ts";
 import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
 import { log } from "../../log.ts";
 
-export type SecretLookup = (cred: Credential) => { ok: true; value: string } | { ok: false; reason: string };
+/** A credential's value and the strings that would reveal it if echoed back. */
+export type SecretLookup = (
+  cred: Credential,
+) => { ok: true; value: string; needles: string[] } | { ok: false; reason: string };
 
 export interface InterceptDeps {
   policy(): Policy;
@@ -187,7 +190,7 @@ export class InterceptSession {
     }
 
     // Credential: only what the device's profile grants, with a value we hold.
-    let secret: string | undefined;
+    let secret: { value: string; needles: string[] } | undefined;
     let credential: Credential | undefined;
     if (decision.credential) {
       credential = policy.credentials.get(decision.credential);
@@ -209,7 +212,7 @@ export class InterceptSession {
           verdict: "error",
         });
       }
-      secret = resolved.value;
+      secret = resolved;
     }
 
     return this.forward({
@@ -269,7 +272,7 @@ export class InterceptSession {
     endpoint: Endpoint;
     decision: Decision;
     credential: Credential | undefined;
-    secret: string | undefined;
+    secret: { value: string; needles: string[] } | undefined;
     buffered: Uint8Array[];
     bufferedBytes: number;
     requestDone: boolean;
@@ -290,9 +293,8 @@ export class InterceptSession {
     const outbound = { method: head.method, target: head.target, headers };
     let needles: string[] = [];
     if (credential && secret !== undefined) {
-      const plugin = pluginFor(credential.type);
-      plugin.inject(outbound, secret, credential);
-      needles = plugin.revealingForms(secret, credential);
+      pluginFor(credential.type).inject(outbound, secret.value, credential);
+      needles = secret.needles;
       // Echoed secrets are scrubbed from the response; that needs bytes we can
       // read, so credentialed requests ask for an uncompressed answer. The
       // mask keeps the length, so a Content-Length stays true.
@@ -422,14 +424,15 @@ export class InterceptSession {
         if (!head) throw new Error("upstream closed before responding");
         // An until-close body ends here; anything else was cut short.
         if (head.bodyKind.kind !== "until-close") throw new Error("upstream closed mid-response");
-        if (scrubber) await this.writeBody(scrubber.flush(), chunkedToAgent);
-        if (chunkedToAgent) await this.write(LAST_CHUNK);
+        if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
+        if (chunkedToAgent) this.queueOut(LAST_CHUNK);
+        await this.flushOut();
         return { status: head.status, bytesDown, upgraded: false, reusable: false, agentClose };
       }
       switch (ev.type) {
         case "informational": {
           this.responseStarted = true;
-          await this.write(serializeResponseHead({ status: ev.head.status, reason: ev.head.reason, headers: ev.head.headers }));
+          this.queueOut(serializeResponseHead({ status: ev.head.status, reason: ev.head.reason, headers: ev.head.headers }));
           break;
         }
         case "head": {
@@ -450,7 +453,7 @@ export class InterceptSession {
           }
           if (!req.keepAlive || agentClose) setHeader(headers, "Connection", "close");
           this.responseStarted = true;
-          await this.write(serializeResponseHead({ status: head.status, reason: head.reason, headers }));
+          this.queueOut(serializeResponseHead({ status: head.status, reason: head.reason, headers }));
           if (head.bodyKind.kind === "none" && head.status !== 101) {
             // The end event follows.
           }
@@ -459,14 +462,15 @@ export class InterceptSession {
         case "body": {
           bytesDown += ev.data.length;
           const out = scrubber ? scrubber.push(ev.data) : ev.data;
-          await this.writeBody(out, chunkedToAgent);
+          this.queueBody(out, chunkedToAgent);
           break;
         }
         case "end": {
           // A 101's end is followed by its upgrade event.
           if (head?.status === 101) break;
-          if (scrubber) await this.writeBody(scrubber.flush(), chunkedToAgent);
-          if (chunkedToAgent) await this.write(LAST_CHUNK);
+          if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
+          if (chunkedToAgent) this.queueOut(LAST_CHUNK);
+          await this.flushOut();
           // The request side must have finished for the connection to be reused.
           await sending.catch(() => undefined);
           return {
@@ -478,7 +482,8 @@ export class InterceptSession {
           };
         }
         case "upgrade": {
-          if (ev.rest.length > 0) await this.write(ev.rest);
+          if (ev.rest.length > 0) this.queueOut(ev.rest);
+          await this.flushOut();
           return { status: head?.status ?? 101, bytesDown, upgraded: true, reusable: false, agentClose: true };
         }
         case "error":
@@ -486,13 +491,29 @@ export class InterceptSession {
         default:
           break;
       }
+      // Everything one upstream read produced goes out as one write (one TLS
+      // record, one syscall) rather than a write per head, chunk and trailer.
+      if (!upstream.hasBufferedEvents) await this.flushOut();
     }
   }
 
-  private async writeBody(data: Uint8Array, chunked: boolean): Promise<void> {
+  private outQueue: Uint8Array[] = [];
+
+  private queueOut(data: Uint8Array): void {
+    if (data.length > 0) this.outQueue.push(data);
+  }
+
+  private queueBody(data: Uint8Array, chunked: boolean): void {
     if (data.length === 0) return;
-    if (!chunked) return this.write(data);
-    for (const p of encodeChunk(data)) await this.write(p);
+    if (!chunked) this.queueOut(data);
+    else for (const p of encodeChunk(data)) this.queueOut(p);
+  }
+
+  private flushOut(): Promise<void> {
+    const q = this.outQueue;
+    if (q.length === 0) return Promise.resolve();
+    this.outQueue = [];
+    return this.write(q.length === 1 ? q[0]! : Buffer.concat(q));
   }
 
   /** After a 101: bytes both ways, untouched (WebSocket frames). */

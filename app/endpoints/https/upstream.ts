@@ -28,6 +28,11 @@ export class UpstreamConn {
     });
   }
 
+  /** Whether parse events from the last read are still waiting. */
+  get hasBufferedEvents(): boolean {
+    return this.events.length > 0;
+  }
+
   /** The next response parse event, or undefined at EOF. */
   async nextEvent(): Promise<ParseEvent | undefined> {
     while (this.events.length === 0) {

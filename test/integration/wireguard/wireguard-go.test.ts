@@ -340,4 +340,3 @@ s.bind(Number(process.argv[3]), process.argv[2], () => console.log("ready"));`,
   }
 });
 
-test.skipIf(run)("wireguard-go interop skipped (needs root)", () => {});

@@ -7,9 +7,9 @@
  * Prints handshakes/s (full Noise_IKpsk2 exchange incl. macs, one core) and
  * 1400-byte transport packets/s sealed and opened through WireGuardDevice.
  */
-import { WireGuardDevice, type Output } from "../../../app/net/wireguard/device.ts";
-import { NodeNobleCrypto, type WgCrypto } from "../../../app/net/wireguard/crypto.ts";
-import { loadSodiumCrypto } from "../../../app/net/wireguard/crypto-sodium.ts";
+import { WireGuardDevice, type Output } from "../../app/net/wireguard/device.ts";
+import { NodeNobleCrypto, type WgCrypto } from "../../app/net/wireguard/crypto.ts";
+import { loadSodiumCrypto } from "../../app/net/wireguard/crypto-sodium.ts";
 
 const ep = { address: "192.0.2.1", port: 1 };
 const pkt = new Uint8Array(1400);
