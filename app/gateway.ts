@@ -24,6 +24,7 @@ import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
 import type { SecretLookup } from "./endpoints/https/session.ts";
 import type { DeviceIdentity, Flow } from "./dispatch/flow.ts";
 import { startProxyListener, type ProxyListener } from "./net/proxy/listener.ts";
+import { startControlServer, type ControlServer } from "./control/server.ts";
 import { log, setLogRedactor } from "./log.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
@@ -37,6 +38,8 @@ export interface GatewayOptions {
   stderrWrite?: (line: string) => void;
   /** Watch the config for changes (default true). */
   watch?: boolean;
+  /** Serve the control socket (default true). */
+  control?: boolean;
 }
 
 export interface RunningGateway {
@@ -135,20 +138,6 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     return profile ? { name: "anonymous", profile } : undefined;
   };
 
-  const proxies: ProxyListener[] = [];
-  const proxy = policy.gateway.proxy;
-  if (proxy) {
-    const common = {
-      identify,
-      allowAnonymous: () => policy.defaults.profile !== undefined,
-      onFlow: (f: Flow) => void onFlow(f),
-    };
-    proxies.push(await startProxyListener({ listen: proxy.listen, protocols: "both", ...common }));
-    if (proxy.socks5Listen) {
-      proxies.push(await startProxyListener({ listen: proxy.socks5Listen, protocols: "socks5", ...common }));
-    }
-  }
-
   const apply = (next: Policy) => {
     if (next.gateway.stateDir !== policy.gateway.stateDir) {
       log.warn("state_dir changes take effect on restart", { from: policy.gateway.stateDir, to: next.gateway.stateDir });
@@ -170,6 +159,54 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
           onErrors: (errors) => reject(errors.map(formatConfigError)),
         }, { env });
 
+  const reload = async (): Promise<string[]> => {
+    const r = await loadPolicy(opts.configPath, { env });
+    if (!r.ok) {
+      const errors = r.errors.map(formatConfigError);
+      reject(errors);
+      return errors;
+    }
+    apply(r.policy);
+    return [];
+  };
+
+  let control: ControlServer | undefined;
+  if (opts.control !== false) {
+    try {
+      control = await startControlServer(policy.gateway.controlSocket, { db, bus, reload, startedAt: Date.now() });
+    } catch (e) {
+      watcher?.close();
+      clearInterval(pruneTimer);
+      await bus.close();
+      db.close();
+      throw e;
+    }
+  }
+
+  // Capture modes last: nothing reaches a handler before everything it needs exists.
+  const proxies: ProxyListener[] = [];
+  const proxy = policy.gateway.proxy;
+  if (proxy) try {
+    const common = {
+      identify,
+      allowAnonymous: () => policy.defaults.profile !== undefined,
+      onFlow: (f: Flow) => void onFlow(f),
+    };
+    proxies.push(await startProxyListener({ listen: proxy.listen, protocols: "both", ...common }));
+    if (proxy.socks5Listen) {
+      proxies.push(await startProxyListener({ listen: proxy.socks5Listen, protocols: "socks5", ...common }));
+    }
+  } catch (e) {
+    await Promise.all(proxies.map((p) => p.close()));
+    watcher?.close();
+    await control?.close();
+    clearInterval(pruneTimer);
+    await bus.close();
+    db.close();
+    throw e;
+  }
+
+
   let closed = false;
   return {
     policy: () => policy,
@@ -180,20 +217,12 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     bus,
     proxies,
     handleFlow: onFlow,
-    async reload() {
-      const r = await loadPolicy(opts.configPath, { env });
-      if (!r.ok) {
-        const errors = r.errors.map(formatConfigError);
-        reject(errors);
-        return errors;
-      }
-      apply(r.policy);
-      return [];
-    },
+    reload,
     async close() {
       if (closed) return;
       closed = true;
       watcher?.close();
+      await control?.close();
       clearInterval(pruneTimer);
       await Promise.all(proxies.map((p) => p.close()));
       pool.closeAll();

@@ -12,6 +12,9 @@ import { loadOrCreateCA, CA_CERT_FILE } from "./tls/ca.ts";
 import { startGateway, ConfigRejected } from "./gateway.ts";
 import type { Policy } from "./policy/types.ts";
 import { log } from "./log.ts";
+import { controlFetch, readSse, ControlUnavailable } from "./control/client.ts";
+import { formatEventLine } from "./events/sinks/stderr.ts";
+import type { GatewayEvent } from "./events/types.ts";
 
 const USAGE = `usage: clawpatrol-gateway <command> [--config PATH]
 
@@ -30,6 +33,8 @@ operator commands:
   devices list
   devices revoke NAME
   devices set-profile NAME P
+  events history [--device D] [--verdict V] [--since TIME] [--limit N]
+  events tail               follow events live (from the running gateway)
 
 --config PATH defaults to /etc/clawpatrol/gateway.hcl (or gateway.d/), else
 config/default.hcl in a checkout.`;
@@ -217,6 +222,32 @@ async function main(argv: string[]): Promise<number> {
       }
     }
 
+    case "events": {
+      const policy = await loadOrExit(configPath);
+      const socket = policy.gateway.controlSocket;
+      const sub = rest[0];
+      if (sub === "history") {
+        const q = new URLSearchParams();
+        for (const k of ["device", "verdict", "since", "limit"]) {
+          const v = args.flags.get(k);
+          if (v !== undefined) q.set(k, v);
+        }
+        const res = await controlFetch(socket, `/api/events?${q}`);
+        const body = (await res.json()) as { events?: GatewayEvent[]; error?: { message: string } };
+        if (!res.ok) throw new UsageError(body.error?.message ?? `HTTP ${res.status}`);
+        for (const e of [...(body.events ?? [])].reverse()) console.log(formatEventLine(e));
+        return 0;
+      }
+      if (sub === "tail") {
+        const res = await controlFetch(socket, "/api/events/stream");
+        await readSse(res, (name, data) => {
+          if (name === "event") console.log(formatEventLine(data as GatewayEvent));
+        });
+        return 0;
+      }
+      throw new UsageError("events history | events tail");
+    }
+
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
@@ -271,6 +302,10 @@ if (import.meta.main) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e: Error) => {
+      if (e instanceof ControlUnavailable) {
+        console.error(`clawpatrol-gateway: ${e.message}`);
+        process.exit(1);
+      }
       if (e instanceof UsageError || e instanceof DeviceError) {
         console.error(`clawpatrol-gateway: ${e.message}`);
         if (e instanceof UsageError) console.error(`run 'clawpatrol-gateway --help' for usage`);

@@ -169,6 +169,31 @@ describe("hot reload", () => {
   });
 });
 
+describe("hot reload by the watcher", () => {
+  test("an edit to the file on disk is picked up without a call (bad edits are kept out)", async () => {
+    const { token } = t.gw.devices.add("watcher", "agents");
+    const good = readFileSync(t.configPath, "utf8");
+    const status = async () => (await curlVia(t, "api.test", upstream.port, "/echo", ["--proxy-user", `w:${token}`])).status;
+    const waitFor = async (want: number) => {
+      for (let i = 0; i < 100; i++) {
+        if ((await status()) === want) return true;
+        await Bun.sleep(50);
+      }
+      return false;
+    };
+    try {
+      writeFileSync(t.configPath, good + "\nthis is not HCL {{{\n");
+      await Bun.sleep(400);
+      expect(await status()).toBe(200);
+      writeFileSync(t.configPath, good.replace('condition = "http.method != \'GET\'"', 'condition = "http.method == \'GET\'"'));
+      expect(await waitFor(403)).toBe(true);
+    } finally {
+      writeFileSync(t.configPath, good);
+      expect(await waitFor(200)).toBe(true);
+    }
+  });
+});
+
 describe("unknown_host = deny", () => {
   test("TLS to an unclaimed host is closed and recorded", async () => {
     const d = await startTestGateway(config().replace('unknown_host = "passthrough"', 'unknown_host = "deny"\n  profile = profile.agents'));

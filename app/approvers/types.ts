@@ -1,0 +1,68 @@
+// The contract between the HTTPS pipeline, the approval hub and each
+// approver plugin (dashboard, human over Slack/Discord/Telegram, LLM).
+//
+// A rule with `approve = [a, b]` holds the request: the hub runs the chain in
+// order, every approver must allow, and an error, a malformed answer or a
+// timeout is a deny. Plugins never see secrets: the request they get is
+// already redacted.
+
+/** What an approver is shown about a held request (redacted, bounded). */
+export interface ApprovalRequest {
+  /** Stable id of this hold (also the operation id of an async hold). */
+  id: string;
+  /** ISO time the request arrived. */
+  time: string;
+  device: string;
+  profile: string;
+  /** Endpoint ref, e.g. `https.github`. */
+  endpoint: string;
+  /** The rule that asked for approval, and its reason text. */
+  rule: string;
+  reason: string;
+  method: string;
+  host: string;
+  /** Path with query. */
+  path: string;
+  /** Lower-cased names; credential slots and secrets already redacted. */
+  headers: Record<string, string>;
+  /** The body as text, redacted, at most a few KiB. */
+  bodyPreview: string;
+  /** True when bodyPreview was cut. */
+  bodyTruncated: boolean;
+  /** sha256 of (method, host, path, body): identical requests share it (async retry, `remember`). */
+  fingerprint: string;
+}
+
+export interface ApproverVerdict {
+  decision: "allow" | "deny";
+  /** Why, in the approver's words (shown to the agent on deny). */
+  reason: string;
+  /** Approver ref that decided, e.g. `dashboard`, `human_approver.oncall`. */
+  approver: string;
+  /** Who decided: an operator or chat user identity, or the model name. */
+  operator?: string;
+}
+
+export interface ApproverContext {
+  /** Aborted when the chain no longer needs this answer (timeout, earlier deny, agent gone). */
+  signal: AbortSignal;
+  now: () => number;
+}
+
+export interface ApproverPlugin {
+  /** `dashboard`, `human_approver.NAME`, `llm_approver.NAME`. */
+  readonly ref: string;
+  readonly type: "dashboard" | "human_approver" | "llm_approver";
+  /** Asks for a verdict. Rejects or resolves with deny on any failure: never throws past the hub. */
+  ask(req: ApprovalRequest, ctx: ApproverContext): Promise<ApproverVerdict>;
+  /** HTTP routes this approver needs on the public API (chat interactivity callbacks). */
+  routes?(): ApproverRoute[];
+  close?(): void;
+}
+
+export interface ApproverRoute {
+  method: "GET" | "POST";
+  /** Under the dashboard/public API, e.g. `/api/approvers/slack/oncall/interactions`. */
+  path: string;
+  handler(req: Request): Promise<Response>;
+}

@@ -1,0 +1,123 @@
+// The control socket: HTTP over a Unix socket in the state or runtime
+// directory, for the operator CLI on the same machine (and, later, the
+// dashboard role). Whoever can open the socket (mode 0600) administers the
+// gateway; the caller names itself (e.g. `cli:root`) for the audit trail.
+import { chmodSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { Elysia, sse } from "elysia";
+import type { Database } from "bun:sqlite";
+import type { EventBus } from "../events/bus.ts";
+import type { GatewayEvent } from "../events/types.ts";
+import { queryActions, MAX_QUERY_LIMIT } from "../store/actions.ts";
+import { ApiError, errorBody } from "./errors.ts";
+
+export interface ControlDeps {
+  db: Database;
+  bus: EventBus;
+  reload(): Promise<string[]>;
+  startedAt: number;
+}
+
+export function controlApp(deps: ControlDeps) {
+  return new Elysia()
+    .onError(({ error, set }) => {
+      if (error instanceof ApiError) {
+        set.status = error.status;
+        return errorBody(error);
+      }
+      if (error instanceof RangeError) {
+        set.status = 400;
+        return errorBody(new ApiError(400, "bad_request", error.message));
+      }
+      return undefined;
+    })
+    .get("/health", () => ({ ok: true, uptimeMs: Date.now() - deps.startedAt }))
+    .get("/api/events", ({ query }) => {
+      const limit = query.limit === undefined ? 100 : Number(query.limit);
+      if (!Number.isFinite(limit) || limit < 1 || limit > MAX_QUERY_LIMIT) {
+        throw new ApiError(400, "bad_limit", `limit must be 1..${MAX_QUERY_LIMIT}`);
+      }
+      const before = query.before === undefined ? undefined : Number(query.before);
+      return {
+        events: queryActions(deps.db, {
+          limit,
+          ...(query.device ? { device: String(query.device) } : {}),
+          ...(query.verdict ? { verdict: String(query.verdict) } : {}),
+          ...(query.since ? { since: String(query.since) } : {}),
+          ...(before !== undefined && Number.isFinite(before) ? { beforeId: before } : {}),
+        }),
+      };
+    })
+    .get("/api/events/stream", async function* ({ request }) {
+      // Live events as Server-Sent Events, already redacted by the bus.
+      const queue: GatewayEvent[] = [];
+      let wake: (() => void) | undefined;
+      const unsubscribe = deps.bus.subscribe((e) => {
+        if (queue.length < 10_000) queue.push(e);
+        wake?.();
+      });
+      try {
+        yield sse({ event: "ready", data: {} });
+        while (!request.signal.aborted) {
+          const next = queue.shift();
+          if (next) {
+            yield sse({ event: "event", data: next });
+            continue;
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            const timer = setTimeout(resolve, 15_000);
+            request.signal.addEventListener("abort", () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          });
+          wake = undefined;
+        }
+      } finally {
+        unsubscribe();
+      }
+    })
+    .post("/api/reload", async () => {
+      const errors = await deps.reload();
+      if (errors.length > 0) throw new ApiError(422, "config_rejected", errors.join("\n"));
+      return { ok: true };
+    });
+}
+
+export interface ControlServer {
+  socketPath: string;
+  close(): Promise<void>;
+}
+
+export async function startControlServer(socketPath: string, deps: ControlDeps): Promise<ControlServer> {
+  mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+  if (existsSync(socketPath)) {
+    if (await socketAnswers(socketPath)) {
+      throw new Error(`another gateway is running (its control socket ${socketPath} answers)`);
+    }
+    rmSync(socketPath, { force: true });
+  }
+  const app = controlApp(deps);
+  app.listen({ unix: socketPath });
+  chmodSync(socketPath, 0o600);
+  return {
+    socketPath,
+    async close() {
+      await app.stop();
+      rmSync(socketPath, { force: true });
+    },
+  };
+}
+
+function socketAnswers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(socketPath);
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
