@@ -54,3 +54,35 @@ export class StreamPuller {
     w?.();
   }
 }
+
+/** A stream parser that, fed chunks, yields events (the HTTP/1.1 parser's shape). */
+export interface ChunkParser<E> {
+  push(chunk: Uint8Array): E[];
+  end(): E[];
+}
+
+/** Parse events pulled from a stream: reads only when the events so far are used up. */
+export class EventPuller<E> {
+  /** Events parsed but not yet taken; a caller may take or add to them directly (upgrades). */
+  readonly events: E[] = [];
+
+  constructor(
+    readonly puller: StreamPuller,
+    private readonly parser: ChunkParser<E>,
+  ) {}
+
+  /** The next event, or undefined at end of stream. */
+  async next(): Promise<E | undefined> {
+    while (this.events.length === 0) {
+      const chunk = await this.puller.next();
+      if (chunk === undefined) {
+        const tail = this.parser.end();
+        if (tail.length === 0) return undefined;
+        this.events.push(...tail);
+        break;
+      }
+      this.events.push(...this.parser.push(chunk));
+    }
+    return this.events.shift();
+  }
+}

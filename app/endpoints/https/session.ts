@@ -25,7 +25,7 @@ import {
 import { encodeChunk, LAST_CHUNK, serializeRequestHead, serializeResponseHead, simpleResponse } from "../http1/serialize.ts";
 import { pluginFor } from "../../credentials/plugin.ts";
 import { StreamScrubber, scrubHeaders, sameLengthMask } from "../../credentials/scrub.ts";
-import { StreamPuller } from "./puller.ts";
+import { EventPuller, StreamPuller } from "./puller.ts";
 import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
 import { log } from "../../log.ts";
 
@@ -47,7 +47,7 @@ type Next = "continue" | "close";
 export class InterceptSession {
   private readonly parser = new Http1Parser("request");
   private readonly puller: StreamPuller;
-  private events: ParseEvent[] = [];
+  private readonly requests: EventPuller<ParseEvent>;
 
   constructor(
     private readonly flow: Flow,
@@ -56,6 +56,7 @@ export class InterceptSession {
     private readonly deps: InterceptDeps,
   ) {
     this.puller = new StreamPuller(agent);
+    this.requests = new EventPuller(this.puller, this.parser);
   }
 
   async run(): Promise<void> {
@@ -83,18 +84,13 @@ export class InterceptSession {
     }
   }
 
-  private async nextEvent(): Promise<ParseEvent | undefined> {
-    while (this.events.length === 0) {
-      const chunk = await this.puller.next();
-      if (chunk === undefined) {
-        const tail = this.parser.end();
-        if (tail.length === 0) return undefined;
-        this.events.push(...tail);
-        break;
-      }
-      this.events.push(...this.parser.push(chunk));
-    }
-    return this.events.shift();
+  private nextEvent(): Promise<ParseEvent | undefined> {
+    return this.requests.next();
+  }
+
+  /** Parse events not yet taken. */
+  private get events(): ParseEvent[] {
+    return this.requests.events;
   }
 
   private write(data: Uint8Array | string): Promise<void> {

@@ -5,7 +5,7 @@
 import tls from "node:tls";
 import type { Endpoint } from "../../policy/types.ts";
 import { Http1Parser, type ParseEvent } from "../http1/parser.ts";
-import { StreamPuller } from "./puller.ts";
+import { EventPuller, StreamPuller } from "./puller.ts";
 
 /** Idle upstream connections are closed after this long. */
 const IDLE_TIMEOUT_MS = 60_000;
@@ -16,13 +16,14 @@ const CONNECT_TIMEOUT_MS = 10_000;
 export class UpstreamConn {
   readonly parser = new Http1Parser("response");
   readonly puller: StreamPuller;
-  private events: ParseEvent[] = [];
+  private readonly responses: EventPuller<ParseEvent>;
   /** Set once a response has been read on this connection. */
   used = false;
   closed = false;
 
   constructor(readonly sock: tls.TLSSocket, readonly key: string) {
     this.puller = new StreamPuller(sock);
+    this.responses = new EventPuller(this.puller, this.parser);
     sock.on("close", () => {
       this.closed = true;
     });
@@ -30,22 +31,12 @@ export class UpstreamConn {
 
   /** Whether parse events from the last read are still waiting. */
   get hasBufferedEvents(): boolean {
-    return this.events.length > 0;
+    return this.responses.events.length > 0;
   }
 
   /** The next response parse event, or undefined at EOF. */
-  async nextEvent(): Promise<ParseEvent | undefined> {
-    while (this.events.length === 0) {
-      const chunk = await this.puller.next();
-      if (chunk === undefined) {
-        const tail = this.parser.end();
-        if (tail.length === 0) return undefined;
-        this.events.push(...tail);
-        break;
-      }
-      this.events.push(...this.parser.push(chunk));
-    }
-    return this.events.shift();
+  nextEvent(): Promise<ParseEvent | undefined> {
+    return this.responses.next();
   }
 
   /** Bytes after an upgrade, raw. */

@@ -45,13 +45,13 @@ export class Socks5Handshake {
 
   push(chunk: Uint8Array): Socks5Step {
     if (this.phase === "done") return { kind: "fail", reason: "handshake already finished" };
-    this.buf = concat(this.buf, chunk);
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     let sendParts: Uint8Array[] = [];
     for (;;) {
       const step = this.step();
       if (step.send) sendParts.push(step.send);
       if (step.kind === "progress") continue;
-      const send = sendParts.length > 0 ? concat(...sendParts) : undefined;
+      const send = sendParts.length > 0 ? Buffer.concat(sendParts) : undefined;
       sendParts = [];
       if (step.kind === "need-more") return send ? { kind: "need-more", send } : { kind: "need-more" };
       this.phase = "done";
@@ -152,17 +152,4 @@ export class Socks5Handshake {
 /** A reply with BND.ADDR 0.0.0.0:0 (clients ignore it for CONNECT). */
 export function reply(code: number): Uint8Array {
   return Uint8Array.of(SOCKS_VERSION, code, 0x00, AddressType.IPV4, 0, 0, 0, 0, 0, 0);
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
