@@ -293,6 +293,8 @@ async function runGateway(configPath: string): Promise<number> {
   };
   process.on("SIGINT", () => void stop());
   process.on("SIGTERM", () => void stop());
+  // `systemctl reload`: re-read the config now; a bad one is logged and the last good policy kept.
+  process.on("SIGHUP", () => void gw.reload());
   return await new Promise<number>(() => {
     /* runs until signalled */
   });
