@@ -146,8 +146,12 @@ export class TcpTable {
     return conn;
   }
 
-  /** Feed one parsed TCP segment from `src` (the device) to `dst`. */
-  process(src: Uint8Array, dst: Uint8Array, repr: TcpRepr, payload: Uint8Array, now: number): void {
+  /**
+   * Feed one parsed TCP segment from `src` (the device) to `dst`. Returns the
+   * connection it reached (an existing one, or one a SYN created), so the
+   * shell can serve that connection's application side without a second lookup.
+   */
+  process(src: Uint8Array, dst: Uint8Array, repr: TcpRepr, payload: Uint8Array, now: number): TcpConnection | undefined {
     this.stats.segmentsIn++;
     const key = tupleKey(src, repr.srcPort, dst, repr.dstPort);
     let e = this.conns.get(key);
@@ -163,11 +167,12 @@ export class TcpTable {
     }
     if (e === undefined) {
       this.listen(key, src, dst, repr, payload, now);
-      return;
+      return undefined;
     }
     const before = e.conn.state;
     e.conn.process({ repr, payload }, now);
     this.touched(e, before);
+    return e.conn;
   }
 
   /** LISTEN (RFC 9293 §3.10.7.2) and CLOSED (§3.10.7.1) for unknown 4-tuples. */
