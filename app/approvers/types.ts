@@ -47,6 +47,12 @@ export interface ApproverContext {
   /** Aborted when the chain no longer needs this answer (timeout, earlier deny, agent gone). */
   signal: AbortSignal;
   now: () => number;
+  /** The approver's `message` template rendered for this request (chat plugins post it). Additive. */
+  message?: string;
+  /** Operators who already allowed this step (with `require_approvers` > 1), so a plugin can show "1 of 2". Additive. */
+  approvedBy?: string[];
+  /** How many distinct operators must allow this step (default 1). Additive. */
+  requireApprovers?: number;
 }
 
 export interface ApproverPlugin {

@@ -7,6 +7,8 @@
 //   3. Sort rules by priority (highest first), then declaration order.
 // Pure except for `readFile`, which the caller supplies (ca_cert).
 import * as nodePath from "node:path";
+import { parsePrefix } from "../net/wireguard/allowedips.ts";
+import { readDuration, validateApprover } from "../approvers/config.ts";
 import { compileCondition, rememberCondition, type CompiledCondition } from "./cel.ts";
 import type { HclBlock, HclFile } from "./hcl/parse.ts";
 import { BlockReader } from "./hcl/reader.ts";
@@ -72,6 +74,7 @@ const RULE_ATTRIBUTES = [
   "approve",
   "reason",
   "credential",
+  "remember",
 ];
 
 const DEFAULT_STATE_DIR = "/var/lib/clawpatrol";
@@ -298,8 +301,13 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
   const approvers = new Map<string, Approver>();
   for (const [ref, d] of approverDecls) {
     const [type = "", name = ""] = d.block.labels;
-    // Approver settings belong to the approver modules; stored raw for now.
-    approvers.set(ref, { type, name, ref, settings: { ...d.block.raw }, source: d.source });
+    // Settings are validated and typed by app/approvers/config.ts; the raw form stays for channel plugins.
+    const config = validateApprover(type, name, d.block, errors, {
+      resolveCredential: (r, attr) => resolveOne(r, attr, "credential"),
+    });
+    const approver: Approver = { type, name, ref, settings: { ...d.block.raw }, source: d.source };
+    if (config) approver.config = config;
+    approvers.set(ref, approver);
   }
 
   const defaults = buildDefaults(defaultsBlock?.block, errors, (r) => {
@@ -408,6 +416,8 @@ function buildRule(
   }
 
   const reason = r.string("reason");
+  const rememberMs = readDuration(r, "remember", 1);
+  if (r.has("remember") && !r.has("approve")) r.error(r.line("remember"), "remember has no effect without approve = [...]");
   const credential = resolveOne(r, "credential", "credential");
   if (r.has("credential") && verdict === "deny") {
     r.error(r.line("credential"), 'credential has no effect on a rule with verdict "deny"');
@@ -429,6 +439,7 @@ function buildRule(
   if (approve !== undefined) rule.approve = approve;
   if (reason !== undefined) rule.reason = reason;
   if (credential !== undefined) rule.credential = credential;
+  if (rememberMs !== undefined) rule.rememberMs = rememberMs;
   if (compiled) rememberCondition(rule, compiled);
   return rule;
 }
@@ -486,7 +497,7 @@ function readPorts(r: BlockReader): number[] | undefined {
 function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: Record<string, string | undefined>): GatewaySettings {
   const base = block ? nodePath.dirname(nodePath.resolve(block.file)) : process.cwd();
   const r = block ? new BlockReader(block, "gateway", errors) : undefined;
-  r?.allow(["state_dir", "control_socket", "dashboard_listen"], ["proxy", "events"]);
+  r?.allow(["state_dir", "control_socket", "dashboard_listen"], ["proxy", "events", "wireguard"]);
 
   const envStateDir = env.CLAWPATROL_STATE_DIR;
   const configured = r?.string("state_dir");
@@ -518,6 +529,27 @@ function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: R
       const socks5 = p.string("socks5_listen");
       if (socks5 !== undefined) gateway.proxy.socks5Listen = socks5;
     }
+  }
+  const wgBlock = nested("wireguard");
+  if (wgBlock) {
+    const w = new BlockReader(wgBlock, "gateway.wireguard", errors);
+    w.allow(["mode", "listen", "subnet_cidr", "endpoint", "interface", "tun"]);
+    const listen = w.string("listen") ?? "0.0.0.0:51820";
+    if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(listen)) w.error(w.line("listen"), `listen must be host:port, not "${listen}"`);
+    const subnetCidr = w.string("subnet_cidr") ?? "10.77.0.0/16";
+    const prefix = parsePrefix(subnetCidr);
+    if (!prefix || !subnetCidr.includes("/") || prefix.address.length !== 4 || prefix.bits > 30) {
+      w.error(w.line("subnet_cidr"), `subnet_cidr must be an IPv4 network of /30 or larger, like "10.77.0.0/16", not "${subnetCidr}"`);
+    }
+    gateway.wireguard = {
+      mode: w.oneOf("mode", ["userspace", "kernel"] as const) ?? "userspace",
+      listen,
+      subnetCidr,
+      interface: w.string("interface") ?? "wg0",
+      tun: w.string("tun") ?? "cp0",
+    };
+    const endpoint = w.string("endpoint");
+    if (endpoint !== undefined) gateway.wireguard.endpoint = endpoint;
   }
   const eventsBlock = nested("events");
   if (eventsBlock) {

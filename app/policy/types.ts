@@ -1,5 +1,6 @@
 // The compiled policy: what the config loader produces and every handler reads.
 // A Policy is immutable; a reload builds a new one and swaps it in whole.
+import type { ApproverConfig } from "../approvers/config.ts";
 
 /** Where a block or attribute was declared, for FILE:LINE errors and audit. */
 export interface SourceRef {
@@ -21,12 +22,27 @@ export interface ProxySettings {
   socks5Listen?: string;
 }
 
+export interface WireGuardSettings {
+  /** userspace: the gateway speaks WireGuard on a UDP socket (no root); kernel: it manages the kernel's interface and reads a TUN. */
+  mode: "userspace" | "kernel";
+  /** UDP host:port devices' WireGuard packets arrive on (kernel mode uses its port). */
+  listen: string;
+  /** Device addresses come from here; the gateway's tunnel address is its first host. */
+  subnetCidr: string;
+  /** host:port devices are told to dial; default: the listen address. */
+  endpoint?: string;
+  /** kernel mode: the WireGuard interface and the TUN the gateway reads. */
+  interface: string;
+  tun: string;
+}
+
 export interface GatewaySettings {
   /** Absolute path of the state directory (database, CA, keys). */
   stateDir: string;
   /** Absolute path of the control socket (HTTP over a Unix socket). */
   controlSocket: string;
   proxy?: ProxySettings;
+  wireguard?: WireGuardSettings;
   dashboardListen: string;
   /** Absolute path of the JSON-lines event file, if any. */
   eventsJsonl?: string;
@@ -140,6 +156,8 @@ export interface Rule {
   approve?: string[];
   reason?: string;
   credential?: string;
+  /** `remember = "10m"`: an approval covers identical requests (same device, fingerprint, rule) this long. */
+  rememberMs?: number;
   source: SourceRef;
 }
 
@@ -162,6 +180,8 @@ export interface Approver {
   name: string;
   ref: string;
   settings: Record<string, unknown>;
+  /** The validated, typed settings (see app/approvers/config.ts). */
+  config?: ApproverConfig;
   source: SourceRef;
 }
 
