@@ -22,6 +22,8 @@ import { pluginFor } from "./credentials/plugin.ts";
 import { UpstreamPool } from "./endpoints/https/upstream.ts";
 import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
 import type { SecretLookup } from "./endpoints/https/session.ts";
+import type { ApprovalGate } from "./endpoints/https/approval.ts";
+import { createApprovals, chainOptionsFor, type Approvals } from "./approvers/registry.ts";
 import type { DeviceIdentity, Flow } from "./dispatch/flow.ts";
 import { startProxyListener, type ProxyListener } from "./net/proxy/listener.ts";
 import { startControlServer, type ControlServer } from "./control/server.ts";
@@ -50,6 +52,7 @@ export interface RunningGateway {
   devices: DeviceRegistry;
   bus: EventBus;
   proxies: ProxyListener[];
+  approvals: Approvals;
   /** Feed a Flow from any capture mode. */
   handleFlow(flow: Flow): Promise<void>;
   /** Apply a config now (as the watcher does); returns the errors if it was rejected. */
@@ -118,6 +121,15 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const pruneTimer = setInterval(() => actions.prune(), PRUNE_INTERVAL_MS);
   pruneTimer.unref?.();
 
+  const approvals = await createApprovals(policy, {
+    secrets: { store: secrets, env },
+    publish: (e) => log.info("approval decided", { id: e.id, rule: e.rule, decision: e.decision, approvers: e.approvals.map((a) => a.approver).join(","), latencyMs: e.latencyMs }),
+  });
+  const approvalGate: ApprovalGate = {
+    hold: ({ request, rule, chain, operationId, signal }) =>
+      approvals.hub.resumeOrStart(request, chain, chainOptionsFor(policy, rule, signal), operationId),
+  };
+
   const pool = new UpstreamPool();
   const deps: FlowDeps = {
     policy: () => policy,
@@ -125,6 +137,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     publish: (e) => bus.publish(e),
     pool,
     leaves,
+    approvals: approvalGate,
+    redact: (text) => redactor.redactText(text),
   };
   const onFlow = (flow: Flow): Promise<void> =>
     handleFlow(flow, deps).catch((e: Error) => {
@@ -144,6 +158,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     }
     policy = next;
     generation += 1;
+    approvals.setPolicy(next);
     redactor.refresh();
     log.info("policy loaded", { files: next.files.map((f) => path.relative(process.cwd(), f) || f).join(","), rules: next.rules.length });
   };
@@ -173,7 +188,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   let control: ControlServer | undefined;
   if (opts.control !== false) {
     try {
-      control = await startControlServer(policy.gateway.controlSocket, { db, bus, reload, startedAt: Date.now() });
+      control = await startControlServer(policy.gateway.controlSocket, { db, bus, reload, startedAt: Date.now(), approvals: approvals.hub });
     } catch (e) {
       watcher?.close();
       clearInterval(pruneTimer);
@@ -216,6 +231,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     devices,
     bus,
     proxies,
+    approvals,
     handleFlow: onFlow,
     reload,
     async close() {
@@ -226,6 +242,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       clearInterval(pruneTimer);
       await Promise.all(proxies.map((p) => p.close()));
       pool.closeAll();
+      approvals.close();
       await bus.close();
       db.close();
     },

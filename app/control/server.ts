@@ -11,12 +11,16 @@ import type { EventBus } from "../events/bus.ts";
 import type { GatewayEvent } from "../events/types.ts";
 import { queryActions, MAX_QUERY_LIMIT } from "../store/actions.ts";
 import { ApiError, errorBody } from "./errors.ts";
+import type { ApprovalHub } from "../approvers/hub.ts";
+import { log } from "../log.ts";
 
 export interface ControlDeps {
   db: Database;
   bus: EventBus;
   reload(): Promise<string[]>;
   startedAt: number;
+  /** Held requests (the dashboard approver's queue). */
+  approvals?: ApprovalHub;
 }
 
 export function controlApp(deps: ControlDeps) {
@@ -79,11 +83,47 @@ export function controlApp(deps: ControlDeps) {
         unsubscribe();
       }
     })
+    .get("/api/approvals", () => {
+      const hub = requireHub(deps);
+      return {
+        approvals: hub.pending().map((p) => ({
+          id: p.id,
+          device: p.request.device,
+          rule: p.request.rule,
+          reason: p.request.reason,
+          request: `${p.request.method} ${p.request.host}${p.request.path}`,
+          awaiting: p.awaiting,
+          decidable: p.decidable,
+          approvedBy: p.approvedBy,
+          required: p.required,
+          started: new Date(p.started).toISOString(),
+          deadline: new Date(p.deadline).toISOString(),
+        })),
+      };
+    })
+    .post("/api/approvals/:id/:decision", ({ params, body }) => {
+      const hub = requireHub(deps);
+      const decision = params.decision === "approve" ? "allow" : params.decision === "deny" ? "deny" : undefined;
+      if (!decision) throw new ApiError(404, "not_found", "POST /api/approvals/ID/approve or /deny");
+      const b = (body ?? {}) as { reason?: unknown; operator?: unknown };
+      const operator = typeof b.operator === "string" && b.operator ? b.operator : undefined;
+      if (!operator) throw new ApiError(400, "operator_required", "say who decides: {\"operator\": \"cli:NAME\"}");
+      const reason = typeof b.reason === "string" ? b.reason : decision === "allow" ? `approved by ${operator}` : `denied by ${operator}`;
+      const r = hub.decide(params.id, { decision, reason, operator, approver: "dashboard" });
+      if (!r.ok) throw new ApiError(409, "not_decidable", r.reason);
+      log.info("operator action", { action: `approval.${params.decision}`, operator, approval: params.id, reason });
+      return { ok: true };
+    })
     .post("/api/reload", async () => {
       const errors = await deps.reload();
       if (errors.length > 0) throw new ApiError(422, "config_rejected", errors.join("\n"));
       return { ok: true };
     });
+}
+
+function requireHub(deps: ControlDeps): ApprovalHub {
+  if (!deps.approvals) throw new ApiError(503, "approvals_unavailable", "approvals are not running");
+  return deps.approvals;
 }
 
 export interface ControlServer {

@@ -31,6 +31,14 @@ export interface GatewayEvent {
   credential?: string;
   /** Diagnostic detail for operators (e.g. a CEL error); redacted like the rest. */
   detail?: string;
+  /** Approver refs that answered a held request, in chain order (`dashboard,llm_approver.judge`). */
+  approvers?: string;
+  /** Who decided: operator, chat user or model identities, in the same order. */
+  operator?: string;
+  /** How long the request was held for approval. */
+  approvalMs?: number;
+  /** The approval came from a `remember` window, not a fresh ask. */
+  remembered?: boolean;
 }
 
 export interface EventSink {

@@ -26,6 +26,13 @@ import { encodeChunk, LAST_CHUNK, serializeRequestHead, serializeResponseHead, s
 import { pluginFor } from "../../credentials/plugin.ts";
 import { StreamScrubber, scrubHeaders, sameLengthMask } from "../../credentials/scrub.ts";
 import { EventPuller, StreamPuller } from "./puller.ts";
+import {
+  buildApprovalRequest,
+  OPERATION_HEADER,
+  pendingResponse,
+  refusedOperationResponse,
+  type ApprovalGate,
+} from "./approval.ts";
 import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
 import { log } from "../../log.ts";
 
@@ -39,6 +46,10 @@ export interface InterceptDeps {
   secretFor: SecretLookup;
   publish(event: GatewayEvent): void;
   pool: UpstreamPool;
+  /** Holds requests a rule sends for approval; without it such requests are denied (fail closed). */
+  approvals?: ApprovalGate;
+  /** Masks configured secrets in text shown outside the gateway (approvers). */
+  redact?: (text: string) => string;
 }
 
 /** Outcome of one exchange: whether the agent connection can carry another request. */
@@ -143,30 +154,15 @@ export class InterceptSession {
 
     // Collect the body when a rule may read it. A client waiting on
     // `Expect: 100-continue` gets our 100 first, since we read before deciding.
-    const expectsContinue = hasToken(head.headers, "expect", "100-continue");
-    const buffered: Uint8Array[] = [];
-    let bufferedBytes = 0;
-    let truncated = false;
-    let sentContinue = false;
+    const b: BodyRead = { buffered: [], bytes: 0, done: requestDone, truncated: false, sentContinue: false };
     if (!requestDone && needsBody(policy, endpoint, device.profile)) {
-      if (expectsContinue) {
-        await this.write("HTTP/1.1 100 Continue\r\n\r\n");
-        sentContinue = true;
-      }
-      const limit = policy.defaults.inspectLimitBytes;
-      while (!requestDone && bufferedBytes <= limit) {
-        const ev = await this.nextEvent();
-        if (!ev || ev.type === "error") return "close";
-        if (ev.type === "body") {
-          buffered.push(ev.data);
-          bufferedBytes += ev.data.length;
-        } else if (ev.type === "end") {
-          requestDone = true;
-        }
-      }
-      truncated = !requestDone;
+      if (!(await this.readBody(head, b, policy.defaults.inspectLimitBytes))) return "close";
     }
+    const buffered = b.buffered;
+    requestDone = b.done;
+    const truncated = b.truncated;
 
+    let bufferedBytes = b.bytes;
     const body = buffered.length > 0 ? concat(buffered, Math.min(bufferedBytes, policy.defaults.inspectLimitBytes)) : undefined;
     const facts = httpFactsFromRequest(head.method, this.sni, head.target, head.headers, body, truncated);
     const decision = decide(policy, { device: device.name, profile: device.profile, endpoint }, facts);
@@ -180,9 +176,57 @@ export class InterceptSession {
 
     if (decision.verdict === "deny") return denied(403, decision.reason, decision.detail);
     if (decision.verdict === "approve") {
-      // Approver chains arrive with the approvals work; until then a rule
-      // that asks for approval cannot be satisfied, so it fails closed.
-      return denied(403, `${decision.reason} (approval required; no approver is available)`);
+      const rule = policy.rules.find((r) => r.name === decision.rule);
+      if (!this.deps.approvals || !rule || !decision.approvers) {
+        return denied(403, `${decision.reason} (approval required; no approver is available)`);
+      }
+      // Approvers see the body (bounded), and identical retries are known by it.
+      if (!b.done && !(await this.readBody(head, b, policy.defaults.inspectLimitBytes))) return "close";
+      requestDone = b.done;
+      bufferedBytes = b.bytes;
+      const shown = b.buffered.length > 0 ? concat(b.buffered, Math.min(b.bytes, policy.defaults.inspectLimitBytes)) : undefined;
+      const request = buildApprovalRequest({
+        time: started,
+        device: device.name,
+        profile: device.profile,
+        endpoint: endpoint.ref,
+        rule: rule.name,
+        reason: decision.reason,
+        method: head.method,
+        host: this.sni,
+        path: head.target,
+        headers: head.headers,
+        body: shown,
+        bodyTruncated: b.truncated,
+        redact: this.deps.redact ?? ((t) => t),
+      });
+      const agentGone = new AbortController();
+      const onClose = () => agentGone.abort();
+      this.agent.once("close", onClose);
+      const outcome = await this.deps.approvals
+        .hold({ request, rule, chain: decision.approvers, operationId: getHeader(head.headers, OPERATION_HEADER), signal: agentGone.signal })
+        .finally(() => this.agent.off("close", onClose));
+      if (outcome.status === "pending") {
+        const close = !requestDone || !head.keepAlive;
+        finish({ status: 202, verdict: "pending", reason: `held for approval (operation ${outcome.operation})`, bytesUp: bufferedBytes });
+        await this.write(pendingResponse(outcome.operation, outcome.retryAfterS, close));
+        return close ? "close" : "continue";
+      }
+      if (outcome.status === "refused") {
+        const close = !requestDone || !head.keepAlive;
+        finish({ status: outcome.httpStatus, verdict: "deny", reason: outcome.reason, bytesUp: bufferedBytes });
+        await this.write(refusedOperationResponse(outcome.httpStatus, outcome.code, outcome.reason, close));
+        return close ? "close" : "continue";
+      }
+      const result = outcome.result;
+      event.approvers = result.approvals.map((a) => a.approver).join(",") || undefined;
+      const operators = result.approvals.map((a) => a.operator).filter((o): o is string => Boolean(o));
+      if (operators.length > 0) event.operator = operators.join(",");
+      event.approvalMs = result.latencyMs;
+      if (result.remembered) event.remembered = true;
+      if (result.decision !== "allow") {
+        return this.refuse(head, event, finish, { status: 403, rule: decision.rule, reason: result.reason, requestDone: b.done, bufferedBytes });
+      }
     }
 
     // Credential: only what the device's profile grants, with a value we hold.
@@ -217,13 +261,36 @@ export class InterceptSession {
       decision,
       credential,
       secret,
-      buffered,
+      buffered: b.buffered,
       bufferedBytes,
       requestDone,
-      sentContinue,
+      sentContinue: b.sentContinue,
       event,
       finish,
     });
+  }
+
+  /**
+   * Reads request body events into `b` until the message ends or more than
+   * `limit` bytes are held (then `truncated`). False when the agent went away.
+   */
+  private async readBody(head: RequestHead, b: BodyRead, limit: number): Promise<boolean> {
+    if (head.expectContinue && !b.sentContinue) {
+      await this.write("HTTP/1.1 100 Continue\r\n\r\n");
+      b.sentContinue = true;
+    }
+    while (!b.done && b.bytes <= limit) {
+      const ev = await this.nextEvent();
+      if (!ev || ev.type === "error") return false;
+      if (ev.type === "body") {
+        b.buffered.push(ev.data);
+        b.bytes += ev.data.length;
+      } else if (ev.type === "end") {
+        b.done = true;
+      }
+    }
+    b.truncated = !b.done;
+    return true;
   }
 
   /** Answers a refusal in HTTP's own form and keeps the connection when the request was fully read. */
@@ -538,6 +605,17 @@ export class InterceptSession {
     await Promise.allSettled([toUpstream, toAgent]);
     upstream.destroy();
   }
+}
+
+/** The part of a request body read before deciding. */
+interface BodyRead {
+  buffered: Uint8Array[];
+  bytes: number;
+  /** The whole message was read. */
+  done: boolean;
+  /** More than the inspection limit: the rest is still unread. */
+  truncated: boolean;
+  sentContinue: boolean;
 }
 
 /** Request body bytes read and discarded to keep a connection after a refusal. */
