@@ -30,8 +30,11 @@ operator commands:
   secret list               list stored secret names (never values)
   secret delete NAME
   devices add NAME --profile P      register a proxy device; prints its token once
-  devices list
-  devices revoke NAME
+  devices list                      every device (proxy and WireGuard), revoked ones too
+  devices pending                   devices waiting for approval (from \`clawpatrol join\`)
+  devices approve CODE --profile P  enroll a waiting device (the gateway adds its peer)
+  devices deny CODE
+  devices revoke NAME               cut a device off (its WireGuard peer is removed)
   devices set-profile NAME P
   events history [--device D] [--verdict V] [--since TIME] [--limit N]
   events tail               follow events live (from the running gateway)
@@ -175,8 +178,8 @@ async function main(argv: string[]): Promise<number> {
     case "devices": {
       const [sub, name, maybeProfile] = rest;
       const policy = await loadOrExit(configPath);
-      const db = openStateDb(policy.gateway.stateDir);
-      const registry = new DeviceRegistry(db);
+      const socket = policy.gateway.controlSocket;
+      const { DevicesCommandFailed, cliOperator, isoMinute, printTable } = await import("./control/onboard/cli.ts");
       const checkProfile = (p: string | undefined): string => {
         if (!p) throw new UsageError("a profile is required (--profile P)");
         if (!policy.profiles.has(p)) {
@@ -184,41 +187,130 @@ async function main(argv: string[]): Promise<number> {
         }
         return p;
       };
+      // Who decided, for the audit trail.
+      const operator = cliOperator();
+      const withDb = <T>(fn: (registry: DeviceRegistry) => T): T => {
+        const db = openStateDb(policy.gateway.stateDir);
+        try {
+          return fn(new DeviceRegistry(db));
+        } finally {
+          db.close();
+        }
+      };
+      // Through the running gateway: it must add or remove the WireGuard peer.
+      const call = async (method: string, route: string, body?: unknown): Promise<any> => {
+        const res = await controlFetch(socket, route, {
+          method,
+          ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+        });
+        const out = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+        if (!res.ok) throw new DevicesCommandFailed(out.error?.message ?? `the gateway answered HTTP ${res.status}`);
+        return out;
+      };
       try {
         switch (sub) {
           case "add": {
             if (!name) throw new UsageError("devices add NAME --profile P");
-            const { token } = registry.add(name, checkProfile(args.flags.get("profile")));
+            const { token } = withDb((r) => r.add(name, checkProfile(args.flags.get("profile"))));
             console.error(`device "${name}" added. Its token (shown once):`);
             console.log(token);
             return 0;
           }
           case "list": {
-            for (const d of registry.list()) {
-              const state = d.revokedAt ? "revoked" : "active";
-              console.log(`${d.name}\t${d.profile}\t${state}\t${new Date(d.createdAt).toISOString()}`);
+            // Read from the state database: works whether or not the gateway runs.
+            const devices = withDb((r) => r.list());
+            if (devices.length === 0) {
+              console.error("no devices");
+              return 0;
             }
+            printTable(
+              ["NAME", "KIND", "PROFILE", "ADDRESS", "STATE", "LAST SEEN", "CREATED"],
+              devices.map((d) => [
+                d.name,
+                d.kind,
+                d.profile,
+                [d.address, d.address6].filter(Boolean).join(" ") || "-",
+                d.revokedAt ? "revoked" : "active",
+                d.lastSeen ? isoMinute(d.lastSeen) : "never",
+                isoMinute(d.createdAt),
+              ]),
+            );
             return 0;
           }
-          case "revoke":
+          case "pending": {
+            const { pending } = (await call("GET", "/api/onboard/pending")) as {
+              pending: { code: string; name: string; requested_profile: string | null; source_ip: string | null; public_key: string; expires_at: number }[];
+            };
+            if (pending.length === 0) {
+              console.error("no devices are waiting for approval");
+              return 0;
+            }
+            printTable(
+              ["CODE", "NAME", "REQUESTED PROFILE", "FROM", "KEY", "EXPIRES IN"],
+              pending.map((p) => [
+                p.code,
+                p.name,
+                p.requested_profile ?? "-",
+                p.source_ip ?? "-",
+                `${p.public_key.slice(0, 10)}…`,
+                `${Math.max(0, Math.ceil((p.expires_at - Date.now()) / 60_000))} min`,
+              ]),
+            );
+            console.error(`approve with: clawpatrol-gateway devices approve CODE --profile ${[...policy.profiles.keys()].join("|") || "P"}`);
+            return 0;
+          }
+          case "approve": {
+            if (!name) throw new UsageError("devices approve CODE --profile P");
+            const profile = checkProfile(args.flags.get("profile") ?? maybeProfile);
+            const { device } = (await call("POST", `/api/onboard/${encodeURIComponent(name)}/approve`, { profile, operator })) as {
+              device: { name: string; profile: string; address: string | null };
+            };
+            console.log(`approved "${device.name}" with profile ${device.profile}, address ${device.address ?? "-"}`);
+            return 0;
+          }
+          case "deny": {
+            if (!name) throw new UsageError("devices deny CODE");
+            await call("POST", `/api/onboard/${encodeURIComponent(name)}/deny`, { operator });
+            console.log(`denied ${name.toUpperCase()}`);
+            return 0;
+          }
+          case "revoke": {
             if (!name) throw new UsageError("devices revoke NAME");
-            if (!registry.revoke(name)) {
-              console.error(`no active device named "${name}"`);
-              return 1;
+            try {
+              await call("POST", `/api/devices/${encodeURIComponent(name)}/revoke`, { operator });
+            } catch (e) {
+              if (!(e instanceof ControlUnavailable)) throw e;
+              // No gateway: no peer to remove; it loads only active devices when it starts.
+              if (!withDb((r) => r.revoke(name))) throw new DevicesCommandFailed(`no active device named "${name}"`);
+              console.error(`${e.message}; revoked in the state database (takes effect when the gateway starts)`);
+              return 0;
             }
+            console.log(`revoked "${name}"`);
             return 0;
-          case "set-profile":
+          }
+          case "set-profile": {
             if (!name) throw new UsageError("devices set-profile NAME PROFILE");
-            if (!registry.setProfile(name, checkProfile(maybeProfile ?? args.flags.get("profile")))) {
-              console.error(`no active device named "${name}"`);
-              return 1;
+            const profile = checkProfile(maybeProfile ?? args.flags.get("profile"));
+            try {
+              await call("POST", `/api/devices/${encodeURIComponent(name)}/profile`, { profile, operator });
+            } catch (e) {
+              if (!(e instanceof ControlUnavailable)) throw e;
+              if (!withDb((r) => r.setProfile(name, profile))) throw new DevicesCommandFailed(`no active device named "${name}"`);
+              console.error(`${e.message}; changed in the state database`);
+              return 0;
             }
+            console.log(`"${name}" now uses profile ${profile}`);
             return 0;
+          }
           default:
-            throw new UsageError("devices add|list|revoke|set-profile");
+            throw new UsageError("devices add|list|pending|approve|deny|revoke|set-profile");
         }
-      } finally {
-        db.close();
+      } catch (e) {
+        if (e instanceof DevicesCommandFailed) {
+          console.error(`clawpatrol-gateway: ${e.message}`);
+          return 1;
+        }
+        throw e;
       }
     }
 

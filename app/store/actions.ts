@@ -23,8 +23,9 @@ export interface ActionQuery {
 export const MAX_QUERY_LIMIT = 1000;
 
 const INSERT_SQL = `INSERT INTO actions (time, kind, flow_id, device, profile, endpoint, host, port, method, path,
-  status, bytes_up, bytes_down, duration_ms, rule, verdict, reason, credential, detail)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+  status, bytes_up, bytes_down, duration_ms, rule, verdict, reason, credential, detail,
+  approvers, operator, approval_ms, remembered)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 /** Insert events in one transaction. `now` supplies the time for an event whose time does not parse. */
 export function insertActions(db: Database, events: readonly GatewayEvent[], now: () => number = Date.now): void {
@@ -53,6 +54,10 @@ export function insertActions(db: Database, events: readonly GatewayEvent[], now
         e.reason,
         e.credential ?? null,
         e.detail ?? null,
+        e.approvers ?? null,
+        e.operator ?? null,
+        e.approvalMs === undefined ? null : Math.round(e.approvalMs),
+        e.remembered ? 1 : null,
       );
     }
   })();
@@ -84,6 +89,10 @@ interface ActionRow {
   reason: string;
   credential: string | null;
   detail: string | null;
+  approvers: string | null;
+  operator: string | null;
+  approval_ms: number | null;
+  remembered: number | null;
 }
 
 export function queryActions(db: Database, q: ActionQuery): StoredAction[] {
@@ -140,5 +149,9 @@ function fromRow(r: ActionRow): StoredAction {
   if (r.rule !== null) e.rule = r.rule;
   if (r.credential !== null) e.credential = r.credential;
   if (r.detail !== null) e.detail = r.detail;
+  if (r.approvers !== null) e.approvers = r.approvers;
+  if (r.operator !== null) e.operator = r.operator;
+  if (r.approval_ms !== null) e.approvalMs = r.approval_ms;
+  if (r.remembered) e.remembered = true;
   return e;
 }

@@ -54,6 +54,59 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX actions_time ON actions(time);
   CREATE INDEX actions_device ON actions(device, id);
   `,
+  // 2: WireGuard devices (key, tunnel addresses, API token), the onboarding
+  // requests of the device-code flow, and the address allocator's cursor.
+  // SQLite cannot drop NOT NULL, so devices is rebuilt: a WireGuard device
+  // has no proxy token.
+  `
+  CREATE TABLE devices_v2 (
+    id             INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL UNIQUE,
+    kind           TEXT NOT NULL DEFAULT 'proxy' CHECK (kind IN ('proxy', 'wireguard')),
+    profile        TEXT NOT NULL,
+    token_hash     TEXT UNIQUE,
+    wg_public_key  TEXT UNIQUE,
+    address        TEXT UNIQUE,
+    address6       TEXT UNIQUE,
+    api_token_hash TEXT UNIQUE,
+    created_at     INTEGER NOT NULL,
+    revoked_at     INTEGER,
+    last_seen      INTEGER
+  );
+  INSERT INTO devices_v2 (id, name, kind, profile, token_hash, created_at, revoked_at)
+    SELECT id, name, 'proxy', profile, token_hash, created_at, revoked_at FROM devices;
+  DROP TABLE devices;
+  ALTER TABLE devices_v2 RENAME TO devices;
+  CREATE TABLE onboarding (
+    id                INTEGER PRIMARY KEY,
+    code              TEXT NOT NULL,
+    device_code_hash  TEXT NOT NULL UNIQUE,
+    device_name       TEXT NOT NULL,
+    public_key        TEXT NOT NULL,
+    requested_profile TEXT,
+    source_ip         TEXT,
+    created_at        INTEGER NOT NULL,
+    expires_at        INTEGER NOT NULL,
+    state             TEXT NOT NULL DEFAULT 'pending'
+                      CHECK (state IN ('pending', 'approved', 'denied', 'claimed', 'expired')),
+    decided_by        TEXT,
+    decided_at        INTEGER,
+    device_id         INTEGER REFERENCES devices(id) ON DELETE SET NULL
+  );
+  CREATE UNIQUE INDEX onboarding_live_code ON onboarding(code) WHERE state IN ('pending', 'approved');
+  CREATE INDEX onboarding_state ON onboarding(state, expires_at);
+  CREATE TABLE address_cursor (
+    subnet TEXT PRIMARY KEY,
+    last   TEXT NOT NULL
+  );
+  `,
+  // 3: who approved a held request, and how long it was held.
+  `
+  ALTER TABLE actions ADD COLUMN approvers TEXT;
+  ALTER TABLE actions ADD COLUMN operator TEXT;
+  ALTER TABLE actions ADD COLUMN approval_ms INTEGER;
+  ALTER TABLE actions ADD COLUMN remembered INTEGER;
+  `,
 ];
 
 /**

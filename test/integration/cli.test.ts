@@ -279,7 +279,7 @@ describe("devices", () => {
     const [add, revoke, list] = many("devices");
     expect(revoke!.code).toBe(0);
     expect(list!.code).toBe(0);
-    expect(list!.stdout).toMatch(/^laptop\tci\trevoked\t\d{4}-\d\d-\d\dT[\d:.]+Z\n$/);
+    expect(list!.stdout).toMatch(/^NAME +KIND +PROFILE .*\nlaptop +proxy +ci +- +revoked +never +\d{4}-\d\d-\d\d \d\d:\d\d\n$/);
     expect(list!.stdout).not.toContain(add!.stdout.trim());
   });
 

@@ -124,6 +124,12 @@ describe("dashboard approver", () => {
     expect(e.approvers).toBe("dashboard");
     expect(e.operator).toBe("cli:tester");
     expect(e.approvalMs).toBeGreaterThan(0);
+    // The state database keeps who approved it.
+    await Bun.sleep(300);
+    const res = await controlFetch(socket(), "/api/events?limit=20");
+    const { events } = (await res.json()) as { events: { path?: string; approvers?: string; operator?: string }[] };
+    const stored = events.find((x) => x.path === "/echo?approve-me");
+    expect(stored).toMatchObject({ approvers: "dashboard", operator: "cli:tester" });
   });
 
   test("a denial answers 403 with the operator's reason", async () => {
