@@ -13,6 +13,7 @@ import { startGateway, ConfigRejected } from "./gateway.ts";
 import type { Policy } from "./policy/types.ts";
 import { log } from "./log.ts";
 import { controlFetch, readSse, ControlUnavailable } from "./control/client.ts";
+import { cliOperator, printTable } from "./control/cli.ts";
 import { formatEventLine } from "./events/sinks/stderr.ts";
 import type { GatewayEvent } from "./events/types.ts";
 
@@ -36,6 +37,9 @@ operator commands:
   devices deny CODE
   devices revoke NAME               cut a device off (its WireGuard peer is removed)
   devices set-profile NAME P
+  approvals list            requests held for approval (from the running gateway)
+  approvals approve ID [--reason R]
+  approvals deny ID [--reason R]
   events history [--device D] [--verdict V] [--since TIME] [--limit N]
   events tail               follow events live (from the running gateway)
 
@@ -43,6 +47,16 @@ operator commands:
 config/default.hcl in a checkout.`;
 
 class UsageError extends Error {}
+
+interface HeldApproval {
+  id: string;
+  device: string;
+  rule: string;
+  request: string;
+  awaiting: string;
+  decidable: boolean;
+  deadline: string;
+}
 
 interface Args {
   positional: string[];
@@ -312,6 +326,46 @@ async function main(argv: string[]): Promise<number> {
         }
         throw e;
       }
+    }
+
+    case "approvals": {
+      const policy = await loadOrExit(configPath);
+      const socket = policy.gateway.controlSocket;
+      const [sub, id] = rest;
+      if (sub === "list") {
+        const res = await controlFetch(socket, "/api/approvals");
+        const body = (await res.json()) as { approvals?: HeldApproval[]; error?: { message: string } };
+        if (!res.ok) throw new UsageError(body.error?.message ?? `HTTP ${res.status}`);
+        const rows = (body.approvals ?? []).map((a) => [
+          a.id,
+          a.device,
+          a.rule,
+          a.request,
+          a.decidable ? "you" : a.awaiting,
+          a.deadline.slice(11, 19),
+        ]);
+        if (rows.length === 0) console.error("no requests are held");
+        else printTable(["ID", "DEVICE", "RULE", "REQUEST", "WAITING FOR", "UNTIL"], rows);
+        return 0;
+      }
+      if ((sub === "approve" || sub === "deny") && id) {
+        const payload: Record<string, string> = { operator: cliOperator() };
+        const reason = args.flags.get("reason");
+        if (reason !== undefined) payload.reason = reason;
+        const res = await controlFetch(socket, `/api/approvals/${encodeURIComponent(id)}/${sub}`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(payload),
+        });
+        const body = (await res.json()) as { error?: { message: string } };
+        if (!res.ok) {
+          console.error(`clawpatrol-gateway: ${body.error?.message ?? `HTTP ${res.status}`}`);
+          return 1;
+        }
+        console.error(`${sub === "approve" ? "approved" : "denied"} ${id}`);
+        return 0;
+      }
+      throw new UsageError("approvals list | approvals approve ID [--reason R] | approvals deny ID [--reason R]");
     }
 
     case "events": {

@@ -173,6 +173,39 @@ describe("dashboard approver", () => {
   });
 });
 
+describe("approval CLI", () => {
+  const cli = async (...args: string[]) => {
+    const p = Bun.spawn(["./node_modules/.bin/bun", "app/main.ts", ...args, "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    return { out, err, code };
+  };
+
+  test("list shows the held request; approve and deny decide it", async () => {
+    const pending = curlVia(t, "api.test", upstream.port, "/echo?via-cli", ["-X", "POST", "--data", "cli"]);
+    const held = await waitForPending("/echo?via-cli");
+    const list = await cli("approvals", "list");
+    expect(list.code).toBe(0);
+    expect(list.out).toMatch(/^ID +DEVICE +RULE +REQUEST/);
+    expect(list.out).toContain(held.id);
+    expect(list.out).toContain(`POST api.test/echo?via-cli`);
+    const ok = await cli("approvals", "approve", held.id, "--reason", "fine by me");
+    expect(ok.code).toBe(0);
+    expect((await pending).status).toBe(200);
+    expect(t.events.filter((x) => x.kind === "http").at(-1)!.operator).toMatch(/^cli:/);
+
+    const again = await cli("approvals", "approve", held.id);
+    expect(again.code).toBe(1);
+    expect(again.err).toContain("no pending approval");
+
+    const second = curlVia(t, "api.test", upstream.port, "/echo?via-cli-2", ["-X", "POST", "--data", "cli"]);
+    const held2 = await waitForPending("/echo?via-cli-2");
+    expect((await cli("approvals", "deny", held2.id, "--reason", "nope")).code).toBe(0);
+    const r = await second;
+    expect(r.status).toBe(403);
+    expect(JSON.parse(r.body).reason).toContain("nope");
+  });
+});
+
 describe("LLM approver", () => {
   test("the judge allows and denies; it gets the policy and the request, never a secret of ours", async () => {
     const ok = await curlVia(t, "api.test", upstream.port, "/echo?safe", ["-X", "PATCH", "--data", "{}"]);
