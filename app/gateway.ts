@@ -27,6 +27,9 @@ import { createApprovals, chainOptionsFor, type Approvals } from "./approvers/re
 import type { DeviceIdentity, Flow } from "./dispatch/flow.ts";
 import { startProxyListener, type ProxyListener } from "./net/proxy/listener.ts";
 import { startControlServer, type ControlServer } from "./control/server.ts";
+import { startPublicServer, type PublicServer } from "./control/public.ts";
+import { onboardControlRoutes, onboardPublicRoutes } from "./control/onboard/index.ts";
+import { startTunnel, type Tunnel } from "./tunnel.ts";
 import { log, setLogRedactor } from "./log.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
@@ -53,6 +56,9 @@ export interface RunningGateway {
   bus: EventBus;
   proxies: ProxyListener[];
   approvals: Approvals;
+  /** The WireGuard capture mode, when `gateway { wireguard {} }` is configured. */
+  tunnel: Tunnel | undefined;
+  publicServer: PublicServer;
   /** Feed a Flow from any capture mode. */
   handleFlow(flow: Flow): Promise<void>;
   /** Apply a config now (as the watcher does); returns the errors if it was rejected. */
@@ -185,13 +191,41 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     return [];
   };
 
+  // The WireGuard capture mode and the onboarding that feeds it.
+  let tunnel: Tunnel | undefined;
+  const wgSettings = policy.gateway.wireguard;
+  if (wgSettings) {
+    tunnel = await startTunnel(wgSettings, {
+      db,
+      devices,
+      stateDir,
+      caCertPem: ca.certPem,
+      publicUrl: policy.gateway.publicUrl,
+      policy: () => policy,
+      onFlow: (f) => void onFlow(f),
+    });
+  }
+  const publicServer = startPublicServer(policy.gateway.dashboardListen, {
+    plugins: tunnel ? [onboardPublicRoutes(tunnel.onboard)] : [],
+    approverRoutes: () => approvals.current().routes(),
+  });
+
   let control: ControlServer | undefined;
   if (opts.control !== false) {
     try {
-      control = await startControlServer(policy.gateway.controlSocket, { db, bus, reload, startedAt: Date.now(), approvals: approvals.hub });
+      control = await startControlServer(policy.gateway.controlSocket, {
+        db,
+        bus,
+        reload,
+        startedAt: Date.now(),
+        approvals: approvals.hub,
+        plugins: tunnel ? [onboardControlRoutes(tunnel.onboard)] : [],
+      });
     } catch (e) {
       watcher?.close();
       clearInterval(pruneTimer);
+      await publicServer.close();
+      await tunnel?.close();
       await bus.close();
       db.close();
       throw e;
@@ -215,6 +249,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     await Promise.all(proxies.map((p) => p.close()));
     watcher?.close();
     await control?.close();
+    await publicServer.close();
+    await tunnel?.close();
     clearInterval(pruneTimer);
     await bus.close();
     db.close();
@@ -232,6 +268,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     bus,
     proxies,
     approvals,
+    tunnel,
+    publicServer,
     handleFlow: onFlow,
     reload,
     async close() {
@@ -239,6 +277,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       closed = true;
       watcher?.close();
       await control?.close();
+      await publicServer.close();
+      await tunnel?.close();
       clearInterval(pruneTimer);
       await Promise.all(proxies.map((p) => p.close()));
       pool.closeAll();

@@ -5,7 +5,7 @@
 import { chmodSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { Elysia, sse } from "elysia";
+import { Elysia, sse, type AnyElysia } from "elysia";
 import type { Database } from "bun:sqlite";
 import type { EventBus } from "../events/bus.ts";
 import type { GatewayEvent } from "../events/types.ts";
@@ -21,10 +21,14 @@ export interface ControlDeps {
   startedAt: number;
   /** Held requests (the dashboard approver's queue). */
   approvals?: ApprovalHub;
+  /** More route groups (onboarding and devices). */
+  plugins?: AnyElysia[];
 }
 
 export function controlApp(deps: ControlDeps) {
-  return new Elysia()
+  let app = new Elysia();
+  for (const p of deps.plugins ?? []) app = app.use(p) as unknown as typeof app;
+  return app
     .onError(({ error, set }) => {
       if (error instanceof ApiError) {
         set.status = error.status;

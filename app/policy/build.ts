@@ -497,7 +497,7 @@ function readPorts(r: BlockReader): number[] | undefined {
 function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: Record<string, string | undefined>): GatewaySettings {
   const base = block ? nodePath.dirname(nodePath.resolve(block.file)) : process.cwd();
   const r = block ? new BlockReader(block, "gateway", errors) : undefined;
-  r?.allow(["state_dir", "control_socket", "dashboard_listen"], ["proxy", "events", "wireguard"]);
+  r?.allow(["state_dir", "control_socket", "dashboard_listen", "public_url"], ["proxy", "events", "wireguard"]);
 
   const envStateDir = env.CLAWPATROL_STATE_DIR;
   const configured = r?.string("state_dir");
@@ -511,8 +511,14 @@ function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: R
     stateDir,
     controlSocket: controlSocket !== undefined ? nodePath.resolve(base, controlSocket) : nodePath.join(stateDir, "control.sock"),
     dashboardListen: r?.string("dashboard_listen") ?? "127.0.0.1:8080",
+    publicUrl: "",
     eventsRetentionDays: 30,
   };
+  const publicUrl = r?.string("public_url");
+  if (publicUrl !== undefined && !/^https?:\/\/[^\s/]+(\/.*)?$/.test(publicUrl)) {
+    r?.error(r.line("public_url"), `public_url must be an http(s) URL, not "${publicUrl}"`);
+  }
+  gateway.publicUrl = (publicUrl ?? `http://${gateway.dashboardListen}`).replace(/\/+$/, "");
 
   const nested = (type: string): HclBlock | undefined => {
     const all = block?.blocks.filter((b) => b.type === type) ?? [];

@@ -8,6 +8,7 @@ import { tempDir } from "./support/gateway.ts";
 const CONFIG = `schema_version = 1
 gateway {
   state_dir = "state"
+  dashboard_listen = "127.0.0.1:0"
   proxy {
     listen = "127.0.0.1:0"
   }

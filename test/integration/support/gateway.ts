@@ -25,7 +25,7 @@ export function tempDir(prefix: string): string {
 export async function startTestGateway(
   body: string,
   env: Record<string, string> = {},
-  extra: { stderrWrite?: (line: string) => void } = {},
+  extra: { stderrWrite?: (line: string) => void; /** More of the gateway block. */ gateway?: string } = {},
 ): Promise<TestGateway> {
   const dir = tempDir("gw");
   const configPath = path.join(dir, "gateway.hcl");
@@ -34,8 +34,10 @@ export async function startTestGateway(
     `schema_version = 1
 gateway {
   state_dir = "state"
+  dashboard_listen = "127.0.0.1:0"
   proxy { listen = "127.0.0.1:0" }
   events { jsonl = "events.jsonl" }
+${extra.gateway ?? ""}
 }
 ${body}
 `,

@@ -37,11 +37,11 @@ export function downloadBlock(i: number, size = 1 << 20): Uint8Array {
   return out;
 }
 
-export function startUpstream(pki: TestPki): TestUpstream {
+export function startUpstream(pki: TestPki, where: { hostname?: string; port?: number } = {}): TestUpstream {
   const seen: SeenRequest[] = [];
   const server: Server<undefined> = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
+    hostname: where.hostname ?? "127.0.0.1",
+    port: where.port ?? 0,
     tls: { cert: pki.certPem, key: pki.keyPem },
     idleTimeout: 60,
     maxRequestBodySize: 1 << 30,
