@@ -410,13 +410,24 @@ async function runGateway(configPath: string): Promise<number> {
     }
     throw e;
   }
+  const stop = async () => {
+    log.info("shutting down");
+    await gw.close();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+  // `systemctl reload`: re-read the config now; a bad one is logged and the last good policy kept.
+  process.on("SIGHUP", () => void gw.reload());
   const policy = gw.policy();
   const caPath = path.join(policy.gateway.stateDir, CA_CERT_FILE);
   const lines = [`clawpatrol gateway running (config ${configPath})`, `  CA certificate: ${caPath}`];
   for (const p of gw.proxies) lines.push(`  proxy (HTTP CONNECT and SOCKS5): ${p.address.host}:${p.address.port}`);
   const first = gw.proxies[0];
   if (first) {
-    const curl = `curl --cacert ${path.relative(process.cwd(), caPath) || caPath} -x http://${first.address.host}:${first.address.port}`;
+    const relative = path.relative(process.cwd(), caPath);
+    const shownCa = relative && !relative.startsWith("..") ? relative : caPath;
+    const curl = `curl --cacert ${shownCa} -x http://${first.address.host}:${first.address.port}`;
     if (policy.endpoints.has("https.httpbin")) {
       // The embedded default: show the two things the product does.
       lines.push(
@@ -432,15 +443,6 @@ async function runGateway(configPath: string): Promise<number> {
     }
   }
   console.error(lines.join("\n"));
-  const stop = async () => {
-    log.info("shutting down");
-    await gw.close();
-    process.exit(0);
-  };
-  process.on("SIGINT", () => void stop());
-  process.on("SIGTERM", () => void stop());
-  // `systemctl reload`: re-read the config now; a bad one is logged and the last good policy kept.
-  process.on("SIGHUP", () => void gw.reload());
   return await new Promise<number>(() => {
     /* runs until signalled */
   });

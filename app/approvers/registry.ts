@@ -105,11 +105,11 @@ interface ChatModule {
 }
 
 /** Registers adapters for the chat module's per-channel factories (unless it registered its own). */
-export function adoptChatModule(mod: Partial<ChatModule>): void {
+export function adoptChatModule(mod: Partial<ChatModule>, opts: { replace?: boolean } = {}): void {
   const { humanApproverFactories: byChannel, parseHumanApproverSettings: parse } = mod;
   if (!byChannel || typeof parse !== "function") return;
   for (const channel of Object.keys(byChannel)) {
-    if (factories.has(key("human_approver", channel))) continue;
+    if (!opts.replace && factories.has(key("human_approver", channel))) continue;
     registerApproverFactory(
       "human_approver",
       (approver, deps) => {

@@ -9,6 +9,7 @@ import {
   ApproverSet,
   chainOptionsFor,
   createApprovals,
+  loadChatApprovers,
   registerApproverFactory,
 } from "../../../app/approvers/registry.ts";
 import type { Approver, Policy } from "../../../app/policy/types.ts";
@@ -29,6 +30,10 @@ const fake = Bun.serve({
   },
 });
 afterAll(() => fake.stop(true));
+// Test files share one process: leave the real chat module registered.
+afterAll(async () =>
+  adoptChatModule((await import("../../../app/approvers/human/index.ts")) as unknown as Parameters<typeof adoptChatModule>[0], { replace: true }),
+);
 
 const HCL = `
 schema_version = 1
@@ -85,6 +90,9 @@ describe("ApproverSet", () => {
 
   test("chat module adapter: credential references resolved, hub settings passed as known keys, message rendered", async () => {
     const policy = await policyFrom(HCL);
+    // The real chat module loads lazily and would replace this fake if it
+    // finished loading afterwards: load it first, put it back at the end.
+    await loadChatApprovers();
     const calls: { settings: Record<string, unknown>; hubKeys: readonly string[]; rendered?: string }[] = [];
     adoptChatModule({
       parseHumanApproverSettings: (ref, name, settings, hubKeys) => {
@@ -97,7 +105,7 @@ describe("ApproverSet", () => {
           return { ref: "human_approver.oncall", type: "human_approver", ask: async () => ({ decision: "allow", reason: "ok", approver: "human_approver.oncall", operator: "tg:1" }) };
         },
       },
-    });
+    }, { replace: true });
     const hub = new ApprovalHub({ now: Date.now, plugins: () => undefined, realTimers: false });
     const set = new ApproverSet(policy, { hub, now: Date.now, secrets: { env: { CLAWPATROL_SECRET_SLACKBOT: "xoxb-secret" } } });
     expect(set.problems).toEqual([]);
