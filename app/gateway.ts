@@ -30,6 +30,8 @@ import { startControlServer, type ControlServer } from "./control/server.ts";
 import { startPublicServer, type PublicServer } from "./control/public.ts";
 import { onboardControlRoutes, onboardPublicRoutes } from "./control/onboard/index.ts";
 import { startTunnel, type Tunnel } from "./tunnel.ts";
+import { operatorApi } from "./control/api/index.ts";
+import { registryDeviceOps } from "./control/api/device-ops.ts";
 import { log, setLogRedactor } from "./log.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
@@ -206,7 +208,20 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     });
   }
   const publicServer = startPublicServer(policy.gateway.dashboardListen, {
-    plugins: tunnel ? [onboardPublicRoutes(tunnel.onboard)] : [],
+    plugins: [
+      ...(tunnel ? [onboardPublicRoutes(tunnel.onboard)] : []),
+      // The operators' API: sessions or API tokens, roles, CSRF, audit.
+      operatorApi({
+        db,
+        hub: approvals.hub,
+        bus,
+        devices: tunnel?.onboard ?? registryDeviceOps(devices, () => policy.profiles),
+        ...(tunnel ? { onboarding: tunnel.onboard } : {}),
+        policy: () => policy,
+        reload,
+        now: Date.now,
+      }),
+    ],
     approverRoutes: () => approvals.current().routes(),
   });
 

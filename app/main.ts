@@ -42,6 +42,10 @@ operator commands:
   approvals deny ID [--reason R]
   events history [--device D] [--verdict V] [--since TIME] [--limit N]
   events tail               follow events live (from the running gateway)
+  operator add NAME --role admin|approver|viewer   a dashboard/API account; prints a one-time password once
+  operator list | remove NAME | passwd NAME | role NAME R | disable NAME | enable NAME
+  operator token add NAME [TOKEN-NAME] --role R    an API token (printed once)
+  operator token remove NAME TOKEN-NAME
 
 --config PATH defaults to /etc/clawpatrol/gateway.hcl (or gateway.d/), else
 config/default.hcl in a checkout.`;
@@ -392,6 +396,25 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new UsageError("events history | events tail");
+    }
+
+    case "operator": {
+      const policy = await loadOrExit(configPath);
+      const { operatorCommand, OperatorUsage } = await import("./control/auth/cli.ts");
+      const db = openStateDb(policy.gateway.stateDir);
+      try {
+        return await operatorCommand(rest, args.flags, {
+          db,
+          actor: cliOperator(),
+          out: (line) => console.log(line),
+          err: (line) => console.error(line),
+        });
+      } catch (e) {
+        if (e instanceof OperatorUsage) throw new UsageError(e.message);
+        throw e;
+      } finally {
+        db.close();
+      }
     }
 
     default:

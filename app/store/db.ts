@@ -107,6 +107,49 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE actions ADD COLUMN approval_ms INTEGER;
   ALTER TABLE actions ADD COLUMN remembered INTEGER;
   `,
+  // 4: operator accounts, their API tokens and login sessions (only hashes of
+  // passwords, tokens and session ids), and the audit trail of their actions.
+  `
+  CREATE TABLE operators (
+    id                 INTEGER PRIMARY KEY,
+    name               TEXT NOT NULL UNIQUE,
+    role               TEXT NOT NULL CHECK (role IN ('admin', 'approver', 'viewer')),
+    password_hash      TEXT NOT NULL,
+    password_temporary INTEGER NOT NULL DEFAULT 1,
+    created_at         INTEGER NOT NULL,
+    disabled           INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE TABLE operator_tokens (
+    id          INTEGER PRIMARY KEY,
+    operator_id INTEGER NOT NULL REFERENCES operators(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL CHECK (role IN ('admin', 'approver', 'viewer')),
+    token_hash  TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    last_used   INTEGER,
+    UNIQUE (operator_id, name)
+  );
+  CREATE TABLE operator_sessions (
+    id_hash     TEXT PRIMARY KEY,
+    operator_id INTEGER NOT NULL REFERENCES operators(id) ON DELETE CASCADE,
+    csrf        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL,
+    source      TEXT
+  );
+  CREATE INDEX operator_sessions_operator ON operator_sessions(operator_id);
+  CREATE TABLE audit (
+    id       INTEGER PRIMARY KEY,
+    time     INTEGER NOT NULL,
+    operator TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    target   TEXT,
+    detail   TEXT,
+    source   TEXT
+  );
+  CREATE INDEX audit_time ON audit(time);
+  CREATE INDEX audit_operator ON audit(operator, id);
+  `,
 ];
 
 /**

@@ -206,6 +206,50 @@ describe("approval CLI", () => {
   });
 });
 
+describe("operator API on the public listener", () => {
+  test("an approver logs in and approves a held request; a viewer cannot; CSRF is required", async () => {
+    const cli = async (...args: string[]) => {
+      const p = Bun.spawn(["./node_modules/.bin/bun", "app/main.ts", ...args, "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });
+      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+      expect(code).toBe(0);
+      return out.trim();
+    };
+    const alicePw = await cli("operator", "add", "alice", "--role", "approver");
+    const bobPw = await cli("operator", "add", "bob", "--role", "viewer");
+    const base = `http://127.0.0.1:${t.gw.publicServer.address.port}`;
+    const login = async (name: string, password: string) => {
+      const res = await fetch(`${base}/api/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name, password }),
+      });
+      expect(res.status).toBe(200);
+      const cookie = res.headers.get("set-cookie")!.split(";")[0]!;
+      const { csrf } = (await res.json()) as { csrf: string };
+      return { cookie, csrf };
+    };
+    const alice = await login("alice", alicePw);
+    const bob = await login("bob", bobPw);
+
+    const pending = curlVia(t, "api.test", upstream.port, "/echo?via-api", ["-X", "POST", "--data", "api"]);
+    const held = await waitForPending("/echo?via-api");
+    const list = await fetch(`${base}/api/approvals`, { headers: { cookie: bob.cookie } });
+    expect(list.status).toBe(200);
+    const approve = (who: { cookie: string; csrf: string }, csrf: string | undefined) =>
+      fetch(`${base}/api/approvals/${held.id}/approve`, {
+        method: "POST",
+        headers: { cookie: who.cookie, "content-type": "application/json", ...(csrf ? { "x-csrf-token": csrf } : {}) },
+        body: JSON.stringify({ reason: "ok" }),
+      });
+    expect((await fetch(`${base}/api/approvals`)).status).toBe(401);
+    expect((await approve(bob, bob.csrf)).status).toBe(403);
+    expect((await approve(alice, undefined)).status).toBe(403);
+    expect((await approve(alice, alice.csrf)).status).toBe(200);
+    expect((await pending).status).toBe(200);
+    expect(t.events.filter((x) => x.kind === "http").at(-1)!.operator).toBe("alice");
+  });
+});
+
 describe("LLM approver", () => {
   test("the judge allows and denies; it gets the policy and the request, never a secret of ours", async () => {
     const ok = await curlVia(t, "api.test", upstream.port, "/echo?safe", ["-X", "PATCH", "--data", "{}"]);
