@@ -8,7 +8,7 @@ import type { DeviceIdentity, Flow } from "./dispatch/flow.ts";
 import type { DeviceRegistry, WireguardDevice } from "./store/devices.ts";
 import { AddressPool } from "./store/addresses.ts";
 import { OnboardService } from "./control/onboard/index.ts";
-import { startUserspacePlane, type PacketPlane } from "./net/packet-plane.ts";
+import { startKernelPlane, startUserspacePlane, type PacketPlane } from "./net/packet-plane.ts";
 import { log } from "./log.ts";
 
 export interface TunnelDeps {
@@ -34,9 +34,6 @@ function listenPort(listen: string): number {
 }
 
 export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps): Promise<Tunnel> {
-  if (settings.mode !== "userspace") {
-    throw new Error(`wireguard mode "${settings.mode}" is not available in this build yet; use mode = "userspace"`);
-  }
   // Open flows per device, so a revocation can end them.
   const open = new Map<string, Set<Duplex>>();
   const track = (flow: Flow) => {
@@ -59,7 +56,10 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
     return d && d.kind === "wireguard" ? { name: d.name, profile: d.profile } : undefined;
   };
 
-  const plane = await startUserspacePlane(
+  // kernel: the kernel's wg0 routed into our TUN (the appliance, root);
+  // userspace: our own WireGuard on a UDP socket. Same stack, same Flows.
+  const start = settings.mode === "kernel" ? startKernelPlane : startUserspacePlane;
+  const plane = await start(
     settings,
     {
       stateDir: deps.stateDir,

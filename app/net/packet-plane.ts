@@ -12,6 +12,8 @@ import { newFlowId } from "../dispatch/flow.ts";
 import type { PacketLink } from "./tun/link.ts";
 import { NetStack, type TcpFlowInit } from "./stack/netstack.ts";
 import { startUserspaceWireGuard, loadOrCreatePrivateKey, type UserspaceWireGuard } from "./wireguard/shell.ts";
+import { openTun, interfaceMtu } from "./tun/tun.ts";
+import * as kernelWg from "./kernel-wg.ts";
 import { parsePrefix, formatIp } from "./wireguard/allowedips.ts";
 import { log } from "../log.ts";
 
@@ -53,6 +55,16 @@ export function gatewayAddressOf(subnetCidr: string): string {
   const net = ((((a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!) >>> 0) & mask) >>> 0;
   const first = net + 1;
   return formatIp(Uint8Array.of(first >>> 24, (first >>> 16) & 0xff, (first >>> 8) & 0xff, first & 0xff));
+}
+
+/** The network of a CIDR in canonical form ("10.88.0.7/24" -> "10.88.0.0/24"). */
+export function networkOf(subnetCidr: string): string {
+  const prefix = parsePrefix(subnetCidr);
+  if (!prefix || prefix.address.length !== 4) throw new Error(`subnet_cidr ${subnetCidr} is not an IPv4 network`);
+  const a = prefix.address;
+  const mask = prefix.bits === 0 ? 0 : (0xffffffff << (32 - prefix.bits)) >>> 0;
+  const net = ((((a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!) >>> 0) & mask) >>> 0;
+  return `${formatIp(Uint8Array.of(net >>> 24, (net >>> 16) & 0xff, (net >>> 8) & 0xff, net & 0xff))}/${prefix.bits}`;
 }
 
 /** The first nameserver in /etc/resolv.conf, as host:53. */
@@ -123,6 +135,154 @@ export async function startUserspacePlane(settings: WireGuardSettings, deps: Pac
     async close() {
       stack.close();
       wg.close();
+    },
+  };
+}
+
+export interface KernelPlaneOptions {
+  /** The routing table devices' packets are looked up in (default 100; the rule's pref is the same). */
+  table?: number;
+  /** How `ip`/`wg` are run and sysctls written (tests inject; default: the real commands). */
+  kernel?: Partial<kernelWg.KernelWgDeps>;
+  /** IFF_VNET_HDR on the TUN: TSO super-packets from the kernel (default off). */
+  vnetHdr?: boolean;
+  /** How often the cached peer status (peers()) is refreshed from `wg show` (default 10 s). */
+  peerRefreshMs?: number;
+}
+
+/**
+ * Kernel mode (the appliance): the kernel's WireGuard interface terminates
+ * the tunnels, policy routing sends everything that arrives on it into our
+ * TUN, and the same stack and Flow path as userspace mode take it from there.
+ *
+ *   1. the private key from the state directory (`wg.key`, as userspace mode)
+ *   2. the interface (existing, or created): key, listen port, up. It gets no
+ *      address of its own: the gateway's tunnel address must reach the TUN
+ *      like any other destination (device DNS, pings to the gateway), and an
+ *      address on wg0 would put it in the local table, which wins over the iif
+ *      rule. A route for the subnet on it carries the replies back.
+ *   3. peers: exactly the active devices (stale peers left on the interface
+ *      by an earlier run or revoked while the gateway was down are removed),
+ *      allowed IPs `<device address>/32` — the kernel enforces the source, so
+ *      identity by source address is as sound as in userspace mode
+ *   4. the TUN (attached, or created non-persistent): addrgenmode none, a
+ *      long tx queue, wg0's MTU, up; the stack attached to it
+ *   5. policy routing: `ip rule iif wg0 lookup 100`, `default dev cp0 table 100`
+ *
+ * close() fails closed: it removes the peers it set (so with the gateway down
+ * nothing a device sends is forwarded ungoverned by the kernel), the policy
+ * routing, and the TUN. wg0 itself, its key and port stay: the kernel owns it.
+ */
+export async function startKernelPlane(
+  settings: WireGuardSettings,
+  deps: PacketPlaneDeps,
+  peers: TunnelPeer[],
+  opts: KernelPlaneOptions = {},
+): Promise<PacketPlane> {
+  const kd = opts.kernel;
+  const run = kd?.run ?? kernelWg.defaultRunner;
+  const must = async (argv: string[]): Promise<void> => {
+    const r = await run(argv);
+    if (r.code !== 0) throw new kernelWg.KernelWgError(`${argv.join(" ")} failed (${r.code}): ${r.stderr.trim().slice(0, 500)}`, argv, r.stderr.trim());
+  };
+  const key = loadOrCreatePrivateKey(deps.stateDir);
+  const gatewayAddress = gatewayAddressOf(settings.subnetCidr);
+  const subnet = networkOf(settings.subnetCidr);
+  const listen = parseListen(settings.listen);
+  const wgIf = settings.interface;
+  const routing = { wg: wgIf, tun: settings.tun, table: opts.table ?? 100 };
+  const peerConfig = (p: TunnelPeer): kernelWg.KernelPeerConfig => ({ publicKey: p.publicKey, allowedIPs: [`${p.address}/32`] });
+
+  // 1-3: the interface and its peers.
+  await kernelWg.ensureInterface({ name: wgIf, privateKeyFile: key.file, listenPort: listen.port, address: [] }, kd);
+  const wanted = new Set(peers.map((p) => p.publicKey));
+  let status: kernelWg.KernelPeerStatus[] = [];
+  let tun: ReturnType<typeof openTun> | undefined;
+  let stack: NetStack | undefined;
+  try {
+    await must(["ip", "route", "replace", subnet, "dev", wgIf]);
+    for (const p of peers) await kernelWg.setPeer(wgIf, peerConfig(p), kd);
+    status = await kernelWg.listPeers(wgIf, kd);
+    for (const stale of status.filter((s) => !wanted.has(s.publicKey))) {
+      await kernelWg.removePeer(wgIf, stale.publicKey, kd);
+      log.warn("kernel wireguard: removed a peer no active device owns", { interface: wgIf, peer: stale.publicKey });
+    }
+
+    // 4: the TUN and the stack.
+    const wgMtu = interfaceMtu(wgIf);
+    const t = (tun = openTun({
+      name: settings.tun,
+      ...(opts.vnetHdr ? { vnetHdr: true } : {}),
+      onError: (e) => log.error("tun reader stopped", { tun: settings.tun, error: e.message }),
+    }));
+    await must(["ip", "link", "set", "dev", t.name, "addrgenmode", "none"]);
+    await must(["ip", "link", "set", "dev", t.name, "txqueuelen", "10000", "mtu", String(wgMtu), "up"]);
+    // The link the stack sees reports wg0's MTU (the TUN's was read before we set it).
+    const link: PacketLink = {
+      name: t.name,
+      mtu: wgMtu,
+      onPackets: (h) => t.onPackets(h),
+      write: (p) => t.write(p),
+      close: () => t.close(),
+    };
+    stack = attachStack(link, gatewayAddress, deps);
+    // 5: only now does traffic flow into the TUN.
+    await kernelWg.installPolicyRouting(routing, kd);
+  } catch (e) {
+    // Fail closed: no peer stays on an interface whose traffic nothing governs.
+    for (const p of wanted) await kernelWg.removePeer(wgIf, p, kd).catch(() => undefined);
+    await kernelWg.removePolicyRouting(routing, kd).catch(() => undefined);
+    stack?.close();
+    tun?.close();
+    throw e;
+  }
+  const tunDevice = tun;
+  const st = stack;
+
+  // Peer changes run in order (an approval then a revocation must end revoked).
+  let ops: Promise<void> = Promise.resolve();
+  const enqueue = (what: string, fn: () => Promise<void>) => {
+    ops = ops.then(fn).catch((e: Error) => log.error(`kernel wireguard: ${what} failed`, { interface: wgIf, error: e.message }));
+  };
+  const set = new Set(wanted);
+  const refresh = async () => {
+    status = await kernelWg.listPeers(wgIf, kd);
+  };
+  const timer = setInterval(() => enqueue("peer status", refresh), opts.peerRefreshMs ?? 10_000);
+  timer.unref?.();
+
+  let closed = false;
+  return {
+    gatewayAddress,
+    publicKey: key.publicKey,
+    listen,
+    addPeer(p) {
+      set.add(p.publicKey);
+      enqueue("set peer", async () => {
+        await kernelWg.setPeer(wgIf, peerConfig(p), kd);
+        await refresh();
+      });
+    },
+    removePeer(publicKey) {
+      set.delete(publicKey);
+      enqueue("remove peer", async () => {
+        await kernelWg.removePeer(wgIf, publicKey, kd);
+        await refresh();
+      });
+    },
+    peers: () =>
+      status.map((p) => ({ publicKey: p.publicKey, lastHandshake: p.lastHandshake, rxBytes: p.rxBytes, txBytes: p.txBytes })),
+    stack: st,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(timer);
+      await ops;
+      // Fail closed first: no peer, no traffic; then the routing and the TUN.
+      for (const publicKey of set) await kernelWg.removePeer(wgIf, publicKey, kd).catch((e: Error) => log.error("kernel wireguard: remove peer failed", { error: e.message }));
+      await kernelWg.removePolicyRouting(routing, kd).catch((e: Error) => log.error("kernel wireguard: removing policy routing failed", { error: e.message }));
+      st.close();
+      tunDevice.close();
     },
   };
 }

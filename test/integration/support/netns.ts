@@ -31,6 +31,19 @@ export interface WireguardGo {
   wg(args: string): string;
 }
 
+/** A long-running process inside the topology (a gateway, a server). */
+export interface Background {
+  child: ChildProcess;
+  /** stdout and stderr so far, interleaved. */
+  output(): string;
+  /** Resolves with the exit code (or signal name) once the process has ended. */
+  exited: Promise<number | string>;
+  /** Resolves once `re` matches the output; rejects when the process exits first or after `ms`. */
+  waitForOutput(re: RegExp, ms: number): Promise<string>;
+  /** Sends `signal`; after `ms` without an exit, SIGKILL. Resolves with how it ended. */
+  stop(signal?: NodeJS.Signals, ms?: number): Promise<number | string>;
+}
+
 export class Topology {
   readonly prefix: string;
   private namespaces: string[] = [];
@@ -56,6 +69,68 @@ export class Topology {
     this.hostLinks.push(name);
     sh(`ip addr add ${hostCidr} dev ${name} && ip link set ${name} up`);
     sh(`ip -n ${ns} addr add ${nsCidr} dev eth0 && ip -n ${ns} link set eth0 up`);
+  }
+
+  /** A veth pair between two namespaces: `ifA` (with `cidrA`) in `nsA`, `ifB` (with `cidrB`) in `nsB`. */
+  link(nsA: string, ifA: string, cidrA: string, nsB: string, ifB: string, cidrB: string): void {
+    // created straight into the namespaces: no name ever exists in the root namespace
+    sh(`ip link add ${ifA} netns ${nsA} type veth peer name ${ifB} netns ${nsB}`);
+    sh(`ip -n ${nsA} addr add ${cidrA} dev ${ifA} && ip -n ${nsA} link set ${ifA} up`);
+    sh(`ip -n ${nsB} addr add ${cidrB} dev ${ifB} && ip -n ${nsB} link set ${ifB} up`);
+  }
+
+  /**
+   * Starts a long-running process (killed by destroy() if still running).
+   * Use `["ip", "netns", "exec", ns, ...]` for a namespace, or
+   * `["nsenter", "-t", String(wg.pid), "-m", "-n", ...]` to share a
+   * wireguard-go instance's mount namespace (its /run/wireguard) and network.
+   */
+  background(argv: string[], opts: { env?: Record<string, string | undefined>; cwd?: string } = {}): Background {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], env: opts.env ?? process.env, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+    this.children.push(child);
+    let out = "";
+    const listeners = new Set<() => void>();
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      for (const l of listeners) l();
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    const exited = new Promise<number | string>((resolve) => {
+      child.on("exit", (code, signal) => {
+        resolve(code ?? signal ?? "unknown");
+        for (const l of listeners) l();
+      });
+    });
+    let ended = false;
+    void exited.then(() => (ended = true));
+    const waitForOutput = (re: RegExp, ms: number) =>
+      new Promise<string>((resolve, reject) => {
+        const check = () => {
+          const m = re.exec(out);
+          if (m) return done(() => resolve(m[0]));
+          if (ended || child.exitCode !== null || child.signalCode !== null) return done(() => reject(new Error(`${argv.join(" ")} exited before ${re}:\n${out}`)));
+        };
+        const t = setTimeout(() => done(() => reject(new Error(`no ${re} from ${argv.join(" ")} within ${ms} ms:\n${out}`))), ms);
+        const done = (f: () => void) => {
+          clearTimeout(t);
+          listeners.delete(check);
+          f();
+        };
+        listeners.add(check);
+        check();
+      });
+    const stop = async (signal: NodeJS.Signals = "SIGTERM", ms = 5000) => {
+      if (!ended && child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        const t = setTimeout(() => child.kill("SIGKILL"), ms);
+        const r = await exited;
+        clearTimeout(t);
+        return r;
+      }
+      return exited;
+    };
+    return { child, output: () => out, exited, waitForOutput, stop };
   }
 
   hostLink(hostIf: string): string {
