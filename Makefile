@@ -31,5 +31,40 @@ bench-https: deps
 	bash test/bench/deps.sh
 	$(BUN) test/bench/https.ts
 
+.PHONY: bench-netstack
+## iperf3 through our userspace WireGuard + TCP/IP stack, beside the kernel on the same veth path (root).
+bench-netstack: deps
+	bash test/bench/deps.sh
+	$(BUN) test/bench/netstack.ts
+
+.PHONY: image test-image test-image-units
+
+## The appliance VM image: dist/clawpatrol-appliance.raw and .qcow2 (root; see image/build.sh).
+image: deps
+	bash image/build.sh
+
+## Boot the image under QEMU and check it from inside (builds it first if missing).
+test-image: test-image-units
+	@[ -f dist/clawpatrol-appliance.raw ] || $(MAKE) image
+	bash test/image/boot-test.sh
+
+## systemd-analyze verify and security on the unit files.
+test-image-units:
+	bash test/image/units.test.sh
+
+.PHONY: client
+
+## The device binary `clawpatrol`: dist/clawpatrol-linux-{x64,arm64} and their .sha256.
+# bun build --compile embeds the Bun runtime (~104 MiB each). The TUN reader's
+# worker is a second entrypoint. Cross-compiling fetches the target's runtime
+# once into ~/.bun/install/cache.
+CLIENT_ENTRY := client/main.ts app/net/tun/tun-worker.ts
+client: deps
+	@mkdir -p dist
+	$(BUN) build --compile --minify --target=bun-linux-x64 $(CLIENT_ENTRY) --outfile dist/clawpatrol-linux-x64
+	$(BUN) build --compile --minify --target=bun-linux-arm64 $(CLIENT_ENTRY) --outfile dist/clawpatrol-linux-arm64
+	cd dist && for f in clawpatrol-linux-x64 clawpatrol-linux-arm64; do sha256sum $$f > $$f.sha256; done
+	@ls -l dist/clawpatrol-linux-*
+
 clean:
 	rm -rf .state dist .test-tmp
