@@ -1,0 +1,215 @@
+#!/usr/bin/env bun
+// `clawpatrol`: the device binary.
+//
+//   clawpatrol join URL [--name N] [--profile P]   enroll this device
+//   clawpatrol run [--] CMD ARGS...                run CMD with every flow through the gateway
+//   clawpatrol status                              the gateway, this device, active runs
+//   clawpatrol uninstall --yes                     forget the gateway (removes the state dir)
+import { setLogLevel, setLogWriter } from "../app/log.ts";
+import { inner } from "./inner.ts";
+import { join, JoinError } from "./join.ts";
+import { activeRuns, run, RunError } from "./run.ts";
+import { loadState, NotJoined, removeState, stateDir } from "./state.ts";
+
+export const USAGE = `usage:
+  clawpatrol join URL [--name NAME] [--profile PROFILE]
+      enroll this device with the gateway at URL (an operator approves it)
+  clawpatrol run [--] COMMAND [ARGS...]
+      run COMMAND with all its network traffic going through the gateway
+  clawpatrol status
+      show the gateway, this device, and active runs
+  clawpatrol uninstall --yes
+      remove this device's state (keys, token, CA) from this machine
+options:
+  --verbose   log the tunnel's events to stderr
+`;
+
+export class UsageError extends Error {}
+
+export type Command =
+  | { cmd: "join"; url: string; name?: string; profile?: string }
+  | { cmd: "run"; argv: string[] }
+  | { cmd: "inner"; argv: string[] }
+  | { cmd: "status" }
+  | { cmd: "uninstall"; yes: boolean }
+  | { cmd: "help" };
+
+export interface Parsed {
+  command: Command;
+  verbose: boolean;
+}
+
+/** Parses argv (without the program name). Options of run stop at the first non-option or `--`. */
+export function parseArgs(args: string[]): Parsed {
+  let verbose = false;
+  const rest: string[] = [];
+  let i = 0;
+  // global options before the subcommand
+  for (; i < args.length && args[i]!.startsWith("-"); i++) {
+    const a = args[i]!;
+    if (a === "--verbose" || a === "-v") verbose = true;
+    else if (a === "--help" || a === "-h") return { command: { cmd: "help" }, verbose };
+    else throw new UsageError(`unknown option ${a}`);
+  }
+  const sub = args[i++];
+  if (sub === undefined || sub === "help") return { command: { cmd: "help" }, verbose };
+  if (sub === "run" || sub === "__inner") {
+    for (; i < args.length; i++) {
+      const a = args[i]!;
+      if (a === "--") {
+        i++;
+        break;
+      }
+      if (a === "--verbose" || a === "-v") verbose = true;
+      else if (a.startsWith("-")) throw new UsageError(`unknown option for ${sub}: ${a} (put the command after --)`);
+      else break;
+    }
+    const argv = args.slice(i);
+    if (argv.length === 0) throw new UsageError(`usage: clawpatrol run [--] COMMAND [ARGS...]`);
+    return { command: { cmd: sub === "run" ? "run" : "inner", argv }, verbose };
+  }
+  const opts = new Map<string, string | true>();
+  for (; i < args.length; i++) {
+    const a = args[i]!;
+    if (a.startsWith("--")) {
+      const eq = a.indexOf("=");
+      const key = eq > 0 ? a.slice(2, eq) : a.slice(2);
+      if (key === "verbose") {
+        verbose = true;
+        continue;
+      }
+      const takesValue = key === "name" || key === "profile";
+      if (takesValue) {
+        const v = eq > 0 ? a.slice(eq + 1) : args[++i];
+        if (v === undefined || v === "") throw new UsageError(`--${key} needs a value`);
+        opts.set(key, v);
+      } else if (key === "yes" || key === "whole-machine") {
+        opts.set(key, true);
+      } else {
+        throw new UsageError(`unknown option ${a}`);
+      }
+    } else if (a === "-y") {
+      opts.set("yes", true);
+    } else {
+      rest.push(a);
+    }
+  }
+  const allow = (names: string[]) => {
+    for (const k of opts.keys()) if (!names.includes(k)) throw new UsageError(`${sub} does not take --${k}`);
+  };
+  switch (sub) {
+    case "join": {
+      allow(["name", "profile", "whole-machine"]);
+      if (opts.has("whole-machine")) throw new UsageError("--whole-machine is not available yet; use clawpatrol run -- COMMAND");
+      if (rest.length !== 1) throw new UsageError("usage: clawpatrol join URL [--name NAME] [--profile PROFILE]");
+      const c: Command = { cmd: "join", url: rest[0]! };
+      if (opts.has("name")) c.name = opts.get("name") as string;
+      if (opts.has("profile")) c.profile = opts.get("profile") as string;
+      return { command: c, verbose };
+    }
+    case "status":
+      allow([]);
+      if (rest.length) throw new UsageError("usage: clawpatrol status");
+      return { command: { cmd: "status" }, verbose };
+    case "uninstall":
+      allow(["yes"]);
+      if (rest.length) throw new UsageError("usage: clawpatrol uninstall --yes");
+      return { command: { cmd: "uninstall", yes: opts.get("yes") === true }, verbose };
+    default:
+      throw new UsageError(`unknown command "${sub}"`);
+  }
+}
+
+function status(out: (l: string) => void): number {
+  const dir = stateDir();
+  let s;
+  try {
+    s = loadState(dir);
+  } catch (e) {
+    if (e instanceof NotJoined) {
+      out(`not joined (no state in ${dir}); run: clawpatrol join https://GATEWAY`);
+      return 1;
+    }
+    throw e;
+  }
+  out(`gateway:   ${s.gateway_url}`);
+  out(`  endpoint ${s.gateway.endpoint}, public key ${s.gateway.public_key}, DNS ${s.gateway.dns}`);
+  out(`device:    ${s.device.name}`);
+  out(`  profile  ${s.device.profile}`);
+  out(`  address  ${s.device.addresses?.join(", ") || s.device.address}`);
+  out(`  joined   ${s.joined_at}`);
+  out(`state:     ${dir}`);
+  const runs = activeRuns();
+  if (runs.length === 0) {
+    out("tunnel:    no active run");
+  } else {
+    out(`tunnel:    ${runs.length} active run${runs.length > 1 ? "s" : ""}`);
+    for (const r of runs) {
+      out(`  pid ${r.pid}: ${r.command.join(" ")}`);
+      out(`    since ${r.started_at}, last handshake ${r.last_handshake ?? "never"}, rx ${r.rx_bytes} B, tx ${r.tx_bytes} B`);
+    }
+  }
+  return 0;
+}
+
+function uninstall(yes: boolean, out: (l: string) => void): number {
+  const dir = stateDir();
+  if (!yes) {
+    out(`this removes ${dir} (this device's keys, token and the gateway CA).`);
+    out(`The device stays enrolled at the gateway until the operator revokes it.`);
+    out(`Run again with --yes to do it.`);
+    return 1;
+  }
+  if (activeRuns().length > 0) out("note: runs are still active; they keep their tunnel until they end");
+  out(removeState(dir) ? `removed ${dir}` : `nothing to remove (${dir} does not exist)`);
+  return 0;
+}
+
+export async function main(args: string[]): Promise<number> {
+  const out = (l: string) => process.stdout.write(l + "\n");
+  const err = (l: string) => process.stderr.write(`clawpatrol: ${l}\n`);
+  let parsed: Parsed;
+  try {
+    parsed = parseArgs(args);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(e.message);
+      process.stderr.write(USAGE);
+      return 2;
+    }
+    throw e;
+  }
+  if (!parsed.verbose && !process.env.CLAWPATROL_LOG_LEVEL) setLogLevel("warn");
+  setLogWriter((line) => process.stderr.write(`clawpatrol: ${line}\n`));
+  const c = parsed.command;
+  try {
+    switch (c.cmd) {
+      case "help":
+        out(USAGE);
+        return 0;
+      case "join":
+        await join({ url: c.url, name: c.name, profile: c.profile, dir: stateDir() });
+        return 0;
+      case "run":
+        return await run({ stateDir: stateDir(), argv: c.argv });
+      case "inner":
+        return await inner(c.argv);
+      case "status":
+        return status(out);
+      case "uninstall":
+        return uninstall(c.yes, out);
+    }
+  } catch (e) {
+    if (e instanceof JoinError || e instanceof RunError || e instanceof NotJoined) {
+      err(e.message);
+      return 1;
+    }
+    err(`error: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  process.exit(code);
+}
