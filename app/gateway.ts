@@ -32,6 +32,8 @@ import { onboardControlRoutes, onboardPublicRoutes } from "./control/onboard/ind
 import { startTunnel, type Tunnel } from "./tunnel.ts";
 import { operatorApi } from "./control/api/index.ts";
 import { registryDeviceOps } from "./control/api/device-ops.ts";
+import { downloadRoutes } from "./control/downloads.ts";
+import { fileURLToPath } from "node:url";
 import { log, setLogRedactor } from "./log.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
@@ -47,6 +49,8 @@ export interface GatewayOptions {
   watch?: boolean;
   /** Serve the control socket (default true). */
   control?: boolean;
+  /** Where the client binaries served at /download/ are (default: dist/ beside app/, as `make client` and the image put them). */
+  downloadsDir?: string;
 }
 
 export interface RunningGateway {
@@ -202,7 +206,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       devices,
       stateDir,
       caCertPem: ca.certPem,
-      publicUrl: policy.gateway.publicUrl,
+      publicUrl: policy.gateway.publicUrl ?? `http://${policy.gateway.dashboardListen}`,
       policy: () => policy,
       onFlow: (f) => void onFlow(f),
     });
@@ -210,6 +214,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const publicServer = startPublicServer(policy.gateway.dashboardListen, {
     plugins: [
       ...(tunnel ? [onboardPublicRoutes(tunnel.onboard)] : []),
+      downloadRoutes({
+        dir: opts.downloadsDir ?? path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "dist"),
+        publicUrl: () => policy.gateway.publicUrl,
+      }),
       // The operators' API: sessions or API tokens, roles, CSRF, audit.
       operatorApi({
         db,

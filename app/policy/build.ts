@@ -511,14 +511,13 @@ function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: R
     stateDir,
     controlSocket: controlSocket !== undefined ? nodePath.resolve(base, controlSocket) : nodePath.join(stateDir, "control.sock"),
     dashboardListen: r?.string("dashboard_listen") ?? "127.0.0.1:8080",
-    publicUrl: "",
     eventsRetentionDays: 30,
   };
   const publicUrl = r?.string("public_url");
   if (publicUrl !== undefined && !/^https?:\/\/[^\s/]+(\/.*)?$/.test(publicUrl)) {
     r?.error(r.line("public_url"), `public_url must be an http(s) URL, not "${publicUrl}"`);
   }
-  gateway.publicUrl = (publicUrl ?? `http://${gateway.dashboardListen}`).replace(/\/+$/, "");
+  if (publicUrl !== undefined) gateway.publicUrl = publicUrl.replace(/\/+$/, "");
 
   const nested = (type: string): HclBlock | undefined => {
     const all = block?.blocks.filter((b) => b.type === type) ?? [];

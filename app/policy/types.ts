@@ -44,8 +44,8 @@ export interface GatewaySettings {
   proxy?: ProxySettings;
   wireguard?: WireGuardSettings;
   dashboardListen: string;
-  /** Base URL devices and chat services reach the public API at (default http://<dashboard_listen>). */
-  publicUrl: string;
+  /** Base URL devices and chat services reach the public API at; unset: http://<dashboard_listen>, or the URL a request came in on. */
+  publicUrl?: string;
   /** Absolute path of the JSON-lines event file, if any. */
   eventsJsonl?: string;
   /** Days of events kept in the `actions` table. */

@@ -25,7 +25,7 @@ export function tempDir(prefix: string): string {
 export async function startTestGateway(
   body: string,
   env: Record<string, string> = {},
-  extra: { stderrWrite?: (line: string) => void; /** More of the gateway block. */ gateway?: string } = {},
+  extra: { stderrWrite?: (line: string) => void; /** More of the gateway block. */ gateway?: string; downloadsDir?: string } = {},
 ): Promise<TestGateway> {
   const dir = tempDir("gw");
   const configPath = path.join(dir, "gateway.hcl");
@@ -46,6 +46,7 @@ ${body}
     configPath,
     env: { ...env },
     stderrEvents: extra.stderrWrite !== undefined,
+    ...(extra.downloadsDir ? { downloadsDir: extra.downloadsDir } : {}),
     ...(extra.stderrWrite ? { stderrWrite: extra.stderrWrite } : {}),
   });
   const events: GatewayEvent[] = [];
