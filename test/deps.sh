@@ -4,7 +4,9 @@
 set -euo pipefail
 # curl/openssl: the HTTPS integration tests; wireguard-go/wireguard-tools/iproute2:
 # WireGuard interop in network namespaces; libsodium23: the fast WireGuard crypto backend.
-need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23)
+# nftables: random loss on the WireGuard underlay (tunnel matrix; no netem here); python3: the
+# matrix's QUIC probe (a connected UDP socket that reports ECONNREFUSED).
+need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23 nftables python3)
 missing=()
 for pkg in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -7,7 +7,9 @@
 # namespace of its own with the upstream on port 443).
 set -euo pipefail
 # package:command it provides
-need=(hey:hey mitmproxy:mitmdump nginx-light:nginx curl:curl openssl:openssl util-linux:unshare iproute2:ip)
+# bench-netstack: iperf3, and wireguard-go + wg for the device side of the tunnel.
+need=(hey:hey mitmproxy:mitmdump nginx-light:nginx curl:curl openssl:openssl util-linux:unshare iproute2:ip
+  iperf3:iperf3 wireguard-go:wireguard-go wireguard-tools:wg)
 missing=()
 for pair in "${need[@]}"; do
   pkg=${pair%%:*} cmd=${pair#*:}

@@ -119,6 +119,14 @@ export interface NetStackStats {
   fragments: Ipv4Reassembler["stats"] & { inFlight: number; bufferedBytes: number };
 }
 
+/**
+ * RTO floor for the device side. RFC 6298 (2.4) says one second; a tunnel
+ * RTT is milliseconds, and with a one-second floor every lost
+ * retransmission stalled a download for a second or more (5% loss on the
+ * underlay: ~1 Mbit/s). 200 ms, as Linux (TCP_RTO_MIN), which the RFC allows.
+ */
+export const TUNNEL_RTO_MIN_MS = 200;
+
 /** Pump rounds per call before the rest is left to a fresh macrotask. */
 const MAX_PUMP_ROUNDS = 16;
 
@@ -187,8 +195,8 @@ export class NetStack {
     this.table = new TcpTable({
       issSecret: secret,
       ...t,
-      tcp: { ...DEFAULT_TABLE_SETTINGS.tcp, mss: Math.min(1460, mtu - 40), ...t.tcp },
-      tcpV6: { ...DEFAULT_TABLE_SETTINGS.tcpV6, mss: Math.min(1440, mtu - 60), ...t.tcpV6 },
+      tcp: { ...DEFAULT_TABLE_SETTINGS.tcp, rtoMinMs: TUNNEL_RTO_MIN_MS, mss: Math.min(1460, mtu - 40), ...t.tcp },
+      tcpV6: { ...DEFAULT_TABLE_SETTINGS.tcpV6, rtoMinMs: TUNNEL_RTO_MIN_MS, mss: Math.min(1440, mtu - 60), ...t.tcpV6 },
     });
     this.reassembler = new Ipv4Reassembler(this.settings.fragments);
     const drop = (reason: string) => this.drop(reason);

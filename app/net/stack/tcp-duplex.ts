@@ -7,7 +7,7 @@
 //   writable: _write → send(); the callback runs only once every byte is in
 //     the send buffer, so a slow device (small window, slow ACKs) holds the
 //     writer back. end() → close() (our FIN, a half-close); destroy() →
-//     abort() (RST).
+//     abort() (RST), unless both directions already ended in order.
 //   readable: bytes from recv() are pushed while push() returns true; when
 //     it returns false the receive window is capped (setRecvWindowLimit(0)):
 //     the window advertised to the device closes as the bytes already
@@ -122,9 +122,20 @@ export class TcpDuplex extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Orderly: both directions ended (the peer's FIN read to the end, ours
+    // requested with end()) and nothing written is left behind. Node
+    // auto-destroys such a stream, and a relay destroys right after end()
+    // (before _final has run); the close handshake (our FIN, LAST-ACK,
+    // FIN-WAIT, TIME-WAIT) must still finish on its own. A RST here turned
+    // the device's clean half-close into ECONNRESET.
+    const orderly = err === null && this.readEnded && this.writableEnded && this.pendingChunk === null && this.writableLength === 0;
     this.clearPending();
     if (this.conn.state !== "CLOSED") {
-      this.conn.abort();
+      if (orderly) {
+        if (!this.writableFinished) this.conn.close(); // _final has not run yet: queue our FIN now
+      } else {
+        this.conn.abort();
+      }
       this.wake();
     }
     cb(err);
