@@ -38,6 +38,9 @@ export function relay(
     const result: RelayResult = { bytesUp: initial?.length ?? 0, bytesDown: 0 };
     let agentEnded = false;
     let upstreamEnded = false;
+    // Our FIN toward each side has been handed on with everything before it.
+    let agentFlushed = false;
+    let upstreamFlushed = false;
     let settled = false;
 
     const finish = (error?: string) => {
@@ -48,9 +51,19 @@ export function relay(
       upstream.destroy();
       resolve(result);
     };
+    // A clean end waits until both directions are flushed, so destroying
+    // cannot cut bytes still queued toward a side (which would be a reset).
     const maybeDone = () => {
-      if (agentEnded && upstreamEnded) finish();
+      if (agentEnded && upstreamEnded && agentFlushed && upstreamFlushed) finish();
     };
+    agent.once("finish", () => {
+      agentFlushed = true;
+      maybeDone();
+    });
+    upstream.once("finish", () => {
+      upstreamFlushed = true;
+      maybeDone();
+    });
 
     if (initial && initial.length > 0) upstream.write(initial);
 
@@ -80,13 +93,8 @@ export function relay(
     agent.resume();
     agent.on("error", (e: Error) => finish(`agent: ${e.message}`));
     upstream.on("error", (e: Error) => finish(`upstream: ${e.message}`));
-    agent.on("close", () => {
-      if (!agentEnded) finish();
-      else maybeDone();
-    });
-    upstream.on("close", () => {
-      if (!upstreamEnded) finish();
-      else maybeDone();
-    });
+    // A side that closed can neither send nor receive any more.
+    agent.on("close", () => finish());
+    upstream.on("close", () => finish());
   });
 }
