@@ -161,24 +161,28 @@ export class UpstreamPool {
 
 /** Writes and resolves when the stream can take more (backpressure). */
 export function writeWithBackpressure(
-  stream: { write(d: Uint8Array | string): boolean; once(ev: "drain" | "close", fn: () => void): unknown; destroyed?: boolean },
+  stream: {
+    write(d: Uint8Array | string): boolean;
+    once(ev: "drain" | "close", fn: () => void): unknown;
+    off(ev: "drain" | "close", fn: () => void): unknown;
+    destroyed?: boolean;
+  },
   data: Uint8Array | string,
 ): Promise<void> {
   if (stream.destroyed) return Promise.reject(new Error("stream closed"));
   if (stream.write(data)) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    let done = false;
-    stream.once("drain", () => {
-      if (!done) {
-        done = true;
-        resolve();
-      }
-    });
-    stream.once("close", () => {
-      if (!done) {
-        done = true;
-        reject(new Error("stream closed"));
-      }
-    });
+    // Each blocked write waits for one of the two; the other listener must
+    // go, or a long transfer piles up listeners on the socket.
+    const onDrain = () => {
+      stream.off("close", onClose);
+      resolve();
+    };
+    const onClose = () => {
+      stream.off("drain", onDrain);
+      reject(new Error("stream closed"));
+    };
+    stream.once("drain", onDrain);
+    stream.once("close", onClose);
   });
 }
