@@ -30,7 +30,8 @@ export interface Fake {
   stop(): void;
 }
 
-async function waitUntil<T>(fn: () => T | undefined, what: string, ms = 2000): Promise<T> {
+// Generous: a loaded 2-core machine can be slow; the happy path returns at once.
+async function waitUntil<T>(fn: () => T | undefined, what: string, ms = 10_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = fn();
