@@ -17,6 +17,7 @@ import { EventBus } from "./events/bus.ts";
 import { ActionsSink } from "./events/sinks/sqlite.ts";
 import { JsonlSink } from "./events/sinks/jsonl.ts";
 import { StderrSink } from "./events/sinks/stderr.ts";
+import { Metrics } from "./events/metrics.ts";
 import { resolveSecret } from "./credentials/resolve.ts";
 import { pluginFor } from "./credentials/plugin.ts";
 import { UpstreamPool } from "./endpoints/https/upstream.ts";
@@ -152,11 +153,24 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     approvals: approvalGate,
     redact: (text) => redactor.redactText(text),
   };
-  const onFlow = (flow: Flow): Promise<void> =>
-    handleFlow(flow, deps).catch((e: Error) => {
-      log.error("flow failed", { flow: flow.id, error: e.message });
-      flow.conn.destroy();
-    });
+  let flowsOpen = 0;
+  const onFlow = (flow: Flow): Promise<void> => {
+    flowsOpen += 1;
+    return handleFlow(flow, deps)
+      .catch((e: Error) => {
+        log.error("flow failed", { flow: flow.id, error: e.message });
+        flow.conn.destroy();
+      })
+      .finally(() => {
+        flowsOpen -= 1;
+      });
+  };
+  const metrics = new Metrics({
+    approvalsPending: () => approvals.hub.pending().length,
+    flowsOpen: () => flowsOpen,
+    devices: () => devices.list().filter((d) => !d.revokedAt).length,
+  });
+  bus.addSink(metrics);
 
   const identify = (token: string | undefined): DeviceIdentity | undefined => {
     if (token !== undefined) return devices.lookupByToken(token);
@@ -228,6 +242,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         policy: () => policy,
         reload,
         now: Date.now,
+        metrics: () => metrics.render(),
       }),
     ],
     approverRoutes: () => approvals.current().routes(),
@@ -242,6 +257,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         reload,
         startedAt: Date.now(),
         approvals: approvals.hub,
+        metrics: () => metrics.render(),
         plugins: tunnel ? [onboardControlRoutes(tunnel.onboard)] : [],
       });
     } catch (e) {

@@ -23,6 +23,8 @@ export interface ControlDeps {
   approvals?: ApprovalHub;
   /** More route groups (onboarding and devices). */
   plugins?: AnyElysia[];
+  /** Prometheus text for GET /metrics. */
+  metrics?: () => string;
 }
 
 export function controlApp(deps: ControlDeps) {
@@ -41,6 +43,7 @@ export function controlApp(deps: ControlDeps) {
       return undefined;
     })
     .get("/health", () => ({ ok: true, uptimeMs: Date.now() - deps.startedAt }))
+    .get("/metrics", () => new Response(deps.metrics?.() ?? "", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }))
     .get("/api/events", ({ query }) => {
       const limit = query.limit === undefined ? 100 : Number(query.limit);
       if (!Number.isFinite(limit) || limit < 1 || limit > MAX_QUERY_LIMIT) {

@@ -27,7 +27,7 @@ import type { DeviceInfo } from "../../store/devices.ts";
 import type { PendingRequest } from "../onboard/service.ts";
 import type { Policy } from "../../policy/types.ts";
 import { OperatorStore, type PasswordHashing } from "../../store/operators.ts";
-import { OperatorAuth, type AuthOptions } from "../auth/auth.ts";
+import { OperatorAuth, requireRole, type AuthOptions } from "../auth/auth.ts";
 import { authRoutes, type AuthContext, type LoginLimits } from "../auth/routes.ts";
 import { peerAddress, withErrors, type ClientIp } from "../auth/http.ts";
 import { approvalRoutes } from "./approvals.ts";
@@ -71,6 +71,8 @@ export interface OperatorApiDeps {
   hashing?: PasswordHashing;
   /** SSE keep-alive and session re-check interval (default 15 s). */
   heartbeatMs?: number;
+  /** Prometheus text for GET /metrics (viewer: scrape with an API token). */
+  metrics?: () => string;
 }
 
 export function operatorApi(deps: OperatorApiDeps) {
@@ -88,7 +90,12 @@ export function operatorApi(deps: OperatorApiDeps) {
     .use(approvalRoutes(ctx, deps))
     .use(eventRoutes(ctx, deps))
     .use(deviceRoutes(ctx, deps))
-    .use(adminRoutes(ctx, deps));
+    .use(adminRoutes(ctx, deps))
+    .get(
+      "/metrics",
+      () => new Response(deps.metrics ? deps.metrics() : "", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }),
+      { beforeHandle: requireRole(ctx.auth, "viewer") },
+    );
 }
 
 export { OperatorAuth, requireRole, caller, type Caller } from "../auth/auth.ts";

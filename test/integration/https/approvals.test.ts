@@ -247,6 +247,15 @@ describe("operator API on the public listener", () => {
     expect((await approve(alice, alice.csrf)).status).toBe(200);
     expect((await pending).status).toBe(200);
     expect(t.events.filter((x) => x.kind === "http").at(-1)!.operator).toBe("alice");
+
+    // Metrics: for operators (a scraper uses an API token), not for anyone.
+    expect((await fetch(`${base}/metrics`)).status).toBe(401);
+    const metrics = await fetch(`${base}/metrics`, { headers: { cookie: bob.cookie } });
+    expect(metrics.status).toBe(200);
+    const text = await metrics.text();
+    expect(text).toMatch(/clawpatrol_requests_total\{kind="http",verdict="allow"\} [1-9]/);
+    expect(text).toMatch(/clawpatrol_approval_duration_seconds_count [1-9]/);
+    expect(text).toContain("clawpatrol_approvals_pending 0");
   });
 });
 
