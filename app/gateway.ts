@@ -150,6 +150,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     publish: (e) => bus.publish(e),
     pool,
     leaves,
+    caCertPem: ca.certPem,
     approvals: approvalGate,
     redact: (text) => redactor.redactText(text),
   };

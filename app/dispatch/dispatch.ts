@@ -2,6 +2,8 @@
 // device) to a handler. It never touches sockets; the flow shell peeks and
 // carries the decision out.
 //
+//   TLS to :443 with SNI clawpatrol.internal -> internal (the gateway's own
+//     discovery responder; the name is reserved, no endpoint can claim it)
 //   TCP to a port some endpoint claims (443 unless set otherwise):
 //     TLS ClientHello, SNI claimed by an endpoint visible to the profile -> intercept
 //     TLS with an unclaimed or missing SNI -> defaults.unknown_host (passthrough | deny)
@@ -13,6 +15,17 @@ import { matchEndpoint } from "../policy/engine.ts";
 
 export const DEFAULT_HTTPS_PORT = 443;
 
+/** The name devices reach the gateway's own discovery service at (DNS and TLS). */
+export const INTERNAL_HOST = "clawpatrol.internal";
+/** The port the discovery service answers on. */
+export const INTERNAL_PORT = 443;
+
+/** True for the reserved discovery name (any case, one trailing dot allowed). */
+export function isInternalHost(name: string): boolean {
+  const n = name.toLowerCase();
+  return n === INTERNAL_HOST || n === INTERNAL_HOST + ".";
+}
+
 /** What the peek of the agent's first bytes found (mirrors app/tls/clienthello.ts). */
 export type Peek =
   | { kind: "hello"; sni?: string }
@@ -21,6 +34,7 @@ export type Peek =
 
 export type DispatchDecision =
   | { kind: "intercept"; endpoint: Endpoint; sni: string }
+  | { kind: "internal"; sni: string }
   | { kind: "passthrough"; sni?: string; reason: string }
   | { kind: "deny"; sni?: string; reason: string }
   | { kind: "relay"; reason: string };
@@ -57,6 +71,7 @@ export function dispatchTcp(
       return { kind: "deny", reason: `malformed ClientHello: ${peek.reason}` };
     case "hello": {
       const sni = peek.sni;
+      if (sni && isInternalHost(sni) && dst.port === INTERNAL_PORT) return { kind: "internal", sni };
       if (sni) {
         const endpoint = matchEndpoint(policy, sni, device.profile);
         if (endpoint && (endpoint.ports ?? [DEFAULT_HTTPS_PORT]).includes(dst.port)) {

@@ -1,12 +1,16 @@
 // The flow shell: the one place a Flow's bytes meet the dispatcher's
 // decision. Peek when the port may carry intercepted TLS, decide, then hand
 // the connection to TLS interception, a passthrough splice, or a relay.
+// TLS for clawpatrol.internal on :443 is the gateway's own discovery
+// service (app/endpoints/internal.ts), so :443 is always peeked; on a :443
+// no endpoint claims, anything else is relayed as before.
 import tls from "node:tls";
 import type { Flow } from "./flow.ts";
 import type { Policy } from "../policy/types.ts";
 import type { GatewayEvent } from "../events/types.ts";
-import { dispatchTcp, peekPorts, type DispatchDecision } from "./dispatch.ts";
-import { peekClientHello } from "./peek.ts";
+import { dispatchTcp, peekPorts, INTERNAL_HOST, INTERNAL_PORT, type DispatchDecision } from "./dispatch.ts";
+import { peekClientHello, type PeekResult } from "./peek.ts";
+import { serveInternal } from "../endpoints/internal.ts";
 import { relay, type Dialer, dialTcp } from "../endpoints/relay.ts";
 import { InterceptSession, type InterceptDeps } from "../endpoints/https/session.ts";
 import type { LeafCertificates } from "../tls/leaf.ts";
@@ -15,6 +19,8 @@ import { log } from "../log.ts";
 export interface FlowDeps extends InterceptDeps {
   leaves: LeafCertificates;
   dial?: Dialer;
+  /** The gateway CA certificate, served at https://clawpatrol.internal/ca.crt. */
+  caCertPem?: string;
 }
 
 export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
@@ -27,15 +33,30 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
     flow.conn.destroy();
     return;
   }
-  if (!peekPorts(policy).has(flow.dst.port)) {
-    return relayFlow(flow, deps, undefined, { kind: "relay", reason: "port not claimed by any endpoint" });
-  }
+  const unclaimed = { kind: "relay", reason: "port not claimed by any endpoint" } as const;
+  const claimed = peekPorts(policy).has(flow.dst.port);
+  if (!claimed && flow.dst.port !== INTERNAL_PORT) return relayFlow(flow, deps, undefined, unclaimed);
   const peeked = await peekClientHello(flow.conn);
   if (!peeked) {
     flow.conn.destroy();
     return;
   }
   const decision = dispatchTcp(policy, flow.dst, flow.device, peeked.peek);
+  if (decision.kind === "internal") {
+    const tlsSock = await terminateTls(flow, deps, peeked, INTERNAL_HOST);
+    if (!tlsSock) return;
+    await serveInternal(tlsSock, flow.device, {
+      policy: deps.policy,
+      ...(deps.caCertPem !== undefined ? { caCertPem: deps.caCertPem } : {}),
+      ...(deps.redact ? { redact: deps.redact } : {}),
+    });
+    // As the intercept session does: end (queued responses still flush), destroy later.
+    tlsSock.end();
+    setTimeout(() => tlsSock.destroy(), 5_000).unref?.();
+    return;
+  }
+  // Peeked only for the discovery service: everything else here is relayed as if never peeked.
+  if (!claimed) return relayFlow(flow, deps, peeked.bytes, unclaimed);
   switch (decision.kind) {
     case "relay":
     case "passthrough":
@@ -45,25 +66,32 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
       flow.conn.destroy();
       return;
     case "intercept": {
-      flow.conn.unshift(Buffer.from(peeked.bytes));
-      let secureContext: tls.SecureContext;
-      try {
-        secureContext = await deps.leaves.secureContextFor(decision.sni);
-      } catch (e) {
-        log.error("could not mint a certificate", { sni: decision.sni, error: (e as Error).message });
-        flow.conn.destroy();
-        return;
-      }
-      const tlsSock = new tls.TLSSocket(flow.conn as never, {
-        isServer: true,
-        secureContext,
-        ALPNProtocols: ["http/1.1"],
-      });
-      tlsSock.on("error", (e: Error) => log.debug("agent TLS error", { flow: flow.id, error: e.message }));
+      const tlsSock = await terminateTls(flow, deps, peeked, decision.sni);
+      if (!tlsSock) return;
       await new InterceptSession(flow, tlsSock, decision.sni, deps).run();
       return;
     }
   }
+}
+
+/** Replay the peeked bytes and terminate the agent's TLS with a leaf for `name`. */
+async function terminateTls(flow: Flow, deps: FlowDeps, peeked: PeekResult, name: string): Promise<tls.TLSSocket | undefined> {
+  flow.conn.unshift(Buffer.from(peeked.bytes));
+  let secureContext: tls.SecureContext;
+  try {
+    secureContext = await deps.leaves.secureContextFor(name);
+  } catch (e) {
+    log.error("could not mint a certificate", { sni: name, error: (e as Error).message });
+    flow.conn.destroy();
+    return undefined;
+  }
+  const tlsSock = new tls.TLSSocket(flow.conn as never, {
+    isServer: true,
+    secureContext,
+    ALPNProtocols: ["http/1.1"],
+  });
+  tlsSock.on("error", (e: Error) => log.debug("agent TLS error", { flow: flow.id, error: e.message }));
+  return tlsSock;
 }
 
 async function relayFlow(
@@ -80,7 +108,7 @@ function connectionEvent(
   flow: Flow,
   deps: FlowDeps,
   _policy: Policy,
-  decision: Exclude<DispatchDecision, { kind: "intercept" }>,
+  decision: Exclude<DispatchDecision, { kind: "intercept" | "internal" }>,
   bytesUp: number,
   bytesDown: number,
   error?: string,

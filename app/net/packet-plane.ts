@@ -11,6 +11,7 @@ import type { DeviceIdentity, Flow } from "../dispatch/flow.ts";
 import { newFlowId } from "../dispatch/flow.ts";
 import type { PacketLink } from "./tun/link.ts";
 import { NetStack, type TcpFlowInit } from "./stack/netstack.ts";
+import { INTERNAL_HOST } from "../dispatch/dispatch.ts";
 import { startUserspaceWireGuard, loadOrCreatePrivateKey, type UserspaceWireGuard } from "./wireguard/shell.ts";
 import { openTun, interfaceMtu } from "./tun/tun.ts";
 import * as kernelWg from "./kernel-wg.ts";
@@ -92,6 +93,8 @@ export function attachStack(link: PacketLink, gatewayAddress: string, deps: Pack
     link,
     settings: { ownAddresses: [gatewayAddress] },
     dns: { resolver: deps.dnsResolver ?? systemResolver() },
+    // https://clawpatrol.internal/ (the discovery service) is the gateway itself.
+    localNames: new Map([[INTERNAL_HOST, gatewayAddress]]),
     udpPolicy: deps.udpPolicy,
     onTcpFlow: (init: TcpFlowInit) => {
       const device = deps.identify(init.src.host);

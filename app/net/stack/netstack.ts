@@ -14,7 +14,8 @@
 //      node Duplex over the connection, tcp-duplex.ts) for the pipeline.
 //   4. UDP: :443 (QUIC) is refused with ICMP port unreachable so clients
 //      fall back to TCP at once; `onUdp` may take any other datagram; :53
-//      goes to the DNS forwarder when a resolver is configured; the rest is
+//      queries for `localNames` are answered here (local-names.ts), other
+//      :53 goes to the DNS forwarder when a resolver is configured; the rest is
 //      relayed through per-flow sockets or dropped, per `udpPolicy()`.
 //   5. ICMP/ICMPv6 echo requests are answered for the gateway's own
 //      addresses only (`ownAddresses`); a ping to any other destination is
@@ -44,6 +45,7 @@ import { emitDestUnreachable, emitEchoReply, emitUdpPackets } from "./replies.ts
 import {
   DNS_QUERY_TIMEOUT_MS, DnsForwarder, UDP_FLOW_IDLE_MS, UdpRelay, type UdpTuple,
 } from "./udp-sockets.ts";
+import { localAnswer, localNameTable, type LocalName } from "./local-names.ts";
 
 export interface TcpFlowInit {
   /** The device's address and port. */
@@ -97,6 +99,8 @@ export interface NetStackOptions {
   onUdp?(datagram: UdpDatagram): boolean;
   /** Forward :53 to this resolver ("ip:port"). Without it, :53 follows udpPolicy. */
   dns?: { resolver: string };
+  /** Names answered by the stack itself in :53 queries (name -> IP literal), before any forwarding. */
+  localNames?: Map<string, string>;
   /** What happens to other UDP. Default "drop". */
   udpPolicy?: () => "relay" | "drop";
 }
@@ -112,7 +116,7 @@ export interface NetStackStats {
   drops: Record<string, number>;
   tcp: TcpTable["stats"] & { connections: number; halfOpen: number; flows: number; flowsOpened: number };
   udp: {
-    quicRefused: number; dnsForwarded: number; dnsAnswered: number; dnsPending: number;
+    quicRefused: number; dnsForwarded: number; dnsAnswered: number; dnsPending: number; dnsLocal: number;
     relayed: number; relayReplies: number; relayFlows: number; handedOff: number;
   };
   icmp: { echoReplied: number };
@@ -161,12 +165,13 @@ export class NetStack {
   private readonly dns: DnsForwarder | null;
   private readonly relay: UdpRelay;
   private readonly own: Set<string>;
+  private readonly localNames: Map<string, LocalName>;
   private readonly duplexes = new Map<TcpConnection, TcpDuplex>();
   private readonly dirty = new Set<TcpDuplex>();
   private readonly drops: Record<string, number> = Object.create(null);
   private readonly counters = {
     packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, linkWriteFailed: 0, flowsOpened: 0,
-    quicRefused: 0, dnsForwarded: 0, dnsAnswered: 0, relayed: 0, relayReplies: 0, handedOff: 0, echoReplied: 0,
+    quicRefused: 0, dnsForwarded: 0, dnsAnswered: 0, dnsLocal: 0, relayed: 0, relayReplies: 0, handedOff: 0, echoReplied: 0,
   };
   private pumping = false;
   private pumpAgain = false;
@@ -183,6 +188,7 @@ export class NetStack {
     this.onUdp = opts.onUdp;
     this.udpPolicy = opts.udpPolicy ?? (() => "drop");
     this.own = new Set();
+    this.localNames = localNameTable(opts.localNames ?? new Map());
     for (const a of this.settings.ownAddresses) {
       const b = parseIp(a);
       if (b === undefined) throw new Error(`netstack: invalid own address "${a}"`);
@@ -339,6 +345,14 @@ export class NetStack {
       });
       if (taken) {
         this.counters.handedOff++;
+        return;
+      }
+    }
+    if (repr.dstPort === 53 && this.localNames.size > 0) {
+      const answer = localAnswer(payload, this.localNames);
+      if (answer !== undefined) {
+        this.counters.dnsLocal++;
+        this.sendUdpBytes(dst, repr.dstPort, src, repr.srcPort, answer);
         return;
       }
     }
@@ -524,6 +538,7 @@ export class NetStack {
         dnsForwarded: c.dnsForwarded,
         dnsAnswered: c.dnsAnswered,
         dnsPending: this.dns?.pendingCount ?? 0,
+        dnsLocal: c.dnsLocal,
         relayed: c.relayed,
         relayReplies: c.relayReplies,
         relayFlows: this.relay.size,

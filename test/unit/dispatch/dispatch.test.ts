@@ -62,6 +62,8 @@ function summary(d: DispatchDecision): Record<string, unknown> {
       return { kind: d.kind, sni: d.sni, reason: d.reason };
     case "relay":
       return { kind: d.kind, reason: d.reason };
+    case "internal":
+      return { kind: d.kind, sni: d.sni };
   }
 }
 
@@ -100,6 +102,15 @@ const ROWS: Row[] = [
   ["unclaimed SNI, passthrough", () => passthrough, 443, "default", hello("example.org"), { kind: "passthrough", sni: "example.org", reason: "no endpoint claims example.org:443" }],
   ["unclaimed SNI, deny", () => deny, 443, "default", hello("example.org"), { kind: "deny", sni: "example.org", reason: "no endpoint claims example.org:443 (unknown_host = deny)" }],
   ["no defaults block: unknown_host is passthrough", () => bare, 443, "default", hello("example.org"), { kind: "passthrough", sni: "example.org", reason: "no endpoint claims example.org:443" }],
+  // the discovery service: clawpatrol.internal on :443, whatever unknown_host says
+  ["clawpatrol.internal on 443 -> internal", () => deny, 443, "default", hello("clawpatrol.internal"), { kind: "internal", sni: "clawpatrol.internal" }],
+  ["clawpatrol.internal, upper case -> internal", () => passthrough, 443, "default", hello("ClawPatrol.Internal"), { kind: "internal", sni: "ClawPatrol.Internal" }],
+  ["clawpatrol.internal for a profile that sees few endpoints -> internal", () => deny, 443, "contractor", hello("clawpatrol.internal"), { kind: "internal", sni: "clawpatrol.internal" }],
+  ["clawpatrol.internal without a defaults block -> internal", () => bare, 443, "default", hello("clawpatrol.internal"), { kind: "internal", sni: "clawpatrol.internal" }],
+  ["clawpatrol.internal on another port -> unknown_host (deny)", () => deny, 8443, "default", hello("clawpatrol.internal"), { kind: "deny", sni: "clawpatrol.internal", reason: "no endpoint claims clawpatrol.internal:8443 (unknown_host = deny)" }],
+  ["a subdomain of clawpatrol.internal is not the service", () => deny, 443, "default", hello("x.clawpatrol.internal"), { kind: "deny", sni: "x.clawpatrol.internal", reason: "no endpoint claims x.clawpatrol.internal:443 (unknown_host = deny)" }],
+  ["a look-alike is not the service", () => passthrough, 443, "default", hello("clawpatrol.internal.evil.example"), { kind: "passthrough", sni: "clawpatrol.internal.evil.example", reason: "no endpoint claims clawpatrol.internal.evil.example:443" }],
+  ["clawpatrol.internal for an unknown profile is still denied", () => passthrough, 443, "ghost", hello("clawpatrol.internal"), { kind: "deny", sni: undefined, reason: 'profile "ghost" is not configured' }],
   // not TLS, malformed
   ["not TLS on 443 -> relay", () => deny, 443, "default", { kind: "not-tls" }, { kind: "relay", reason: "not TLS" }],
   ["not TLS on a claimed non-443 port -> relay", () => deny, 8443, "default", { kind: "not-tls" }, { kind: "relay", reason: "not TLS" }],
@@ -147,6 +158,7 @@ describe("dispatchTcp fed by the real ClientHello parser", () => {
 
   test.each([
     ["hello for a claimed host", wire("api.github.com"), "intercept"],
+    ["hello for clawpatrol.internal", wire("clawpatrol.internal"), "internal"],
     ["hello for an upper-case claimed host", wire("API.GITHUB.COM"), "intercept"],
     ["hello for an unclaimed host", wire("example.org"), "deny"],
     ["hello without SNI", wire(undefined), "deny"],
