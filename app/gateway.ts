@@ -34,6 +34,7 @@ import { startTunnel, type Tunnel } from "./tunnel.ts";
 import { operatorApi } from "./control/api/index.ts";
 import { registryDeviceOps } from "./control/api/device-ops.ts";
 import { downloadRoutes } from "./control/downloads.ts";
+import { dashboardRoutes } from "./dashboard/routes.ts";
 import { fileURLToPath } from "node:url";
 import { log, setLogRedactor } from "./log.ts";
 
@@ -245,6 +246,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         now: Date.now,
         metrics: () => metrics.render(),
       }),
+      // The operators' web dashboard at `/` (bundled in memory now).
+      dashboardRoutes(),
     ],
     approverRoutes: () => approvals.current().routes(),
   });

@@ -5,8 +5,10 @@ set -euo pipefail
 # curl/openssl: the HTTPS integration tests; wireguard-go/wireguard-tools/iproute2:
 # WireGuard interop in network namespaces; libsodium23: the fast WireGuard crypto backend.
 # nftables: random loss on the WireGuard underlay (tunnel matrix; no netem here); python3: the
-# matrix's QUIC probe (a connected UDP socket that reports ECONNREFUSED).
-need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23 nftables python3)
+# matrix's QUIC probe (a connected UDP socket that reports ECONNREFUSED). chromium: the
+# dashboard's browser test (test/e2e), driven by playwright-core; never a downloaded browser;
+# fonts-dejavu-core: a font for its screenshots (chromium does not pull one in without recommends).
+need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23 nftables python3 chromium fonts-dejavu-core)
 missing=()
 for pkg in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

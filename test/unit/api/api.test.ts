@@ -44,6 +44,7 @@ describe("every route needs a credential", () => {
         "POST /api/reload",
         "GET /api/audit",
         "GET /api/operators",
+        "GET /metrics",
       ].sort(),
     );
   });

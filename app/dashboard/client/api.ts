@@ -1,0 +1,140 @@
+/// <reference lib="dom" />
+// The operator API from the page: JSON in and out, the CSRF header on every
+// unsafe request, and a 401 sends the operator back to the login page.
+
+export class ApiFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+let csrf = "";
+let onUnauthorized: () => void = () => {};
+
+export function setCsrf(token: string): void {
+  csrf = token;
+}
+
+export function whenUnauthorized(fn: () => void): void {
+  onUnauthorized = fn;
+}
+
+export async function api<T>(path: string, init: { method?: string; body?: unknown; quiet401?: boolean } = {}): Promise<T> {
+  const method = init.method ?? "GET";
+  const headers: Record<string, string> = { accept: "application/json" };
+  if (method !== "GET" && method !== "HEAD") {
+    headers["content-type"] = "application/json";
+    headers["x-csrf-token"] = csrf;
+  }
+  const res = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : method !== "GET" ? { body: "{}" } : {}),
+  });
+  const data = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
+  if (!res.ok) {
+    if (res.status === 401 && !init.quiet401) onUnauthorized();
+    throw new ApiFailure(res.status, data.error?.code ?? "http_" + res.status, data.error?.message ?? res.statusText);
+  }
+  return data as T;
+}
+
+// Shapes the API answers with (the fields the dashboard uses).
+
+export type Role = "viewer" | "approver" | "admin";
+
+export interface Me {
+  operator: string;
+  role: Role;
+  csrf?: string;
+}
+
+export interface Approval {
+  id: string;
+  device: string;
+  profile: string;
+  endpoint?: string;
+  rule: string;
+  reason: string;
+  request: string;
+  method: string;
+  host: string;
+  path: string;
+  headers: Record<string, string>;
+  bodyPreview?: string;
+  bodyTruncated?: boolean;
+  message?: string;
+  chain: string[];
+  awaiting?: string;
+  decidable: boolean;
+  approvedBy?: string[];
+  required?: number;
+  started: string;
+  deadline: string;
+}
+
+export type ApprovalChange =
+  | { type: "added" | "updated"; approval: Approval }
+  | { type: "decided"; id: string; decision: string; reason: string; latencyMs?: number };
+
+export interface GwEvent {
+  id?: number;
+  time: string;
+  kind: string;
+  flowId: string;
+  device: string;
+  profile: string;
+  endpoint?: string;
+  host: string;
+  port: number;
+  method?: string;
+  path?: string;
+  status?: number;
+  bytesUp: number;
+  bytesDown: number;
+  durationMs: number;
+  rule?: string;
+  verdict: string;
+  reason: string;
+  credential?: string;
+  detail?: string;
+  approvers?: string;
+  operator?: string;
+  approvalMs?: number;
+  remembered?: boolean;
+}
+
+export interface Device {
+  name: string;
+  kind: string;
+  profile: string;
+  address: string | null;
+  address6: string | null;
+  created_at: number | string;
+  last_seen: number | string | null;
+  revoked: boolean;
+}
+
+export interface Onboarding {
+  code: string;
+  name: string;
+  public_key: string;
+  requested_profile: string | null;
+  source_ip: string | null;
+  created_at: number;
+  expires_at: number;
+}
+
+export interface Profile {
+  name: string;
+}
+
+export const roleAtLeast = (have: Role | undefined, need: Role): boolean => {
+  const order: Role[] = ["viewer", "approver", "admin"];
+  return have !== undefined && order.indexOf(have) >= order.indexOf(need);
+};

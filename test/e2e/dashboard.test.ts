@@ -1,0 +1,195 @@
+// The web dashboard in a real browser (Debian's Chromium, driven by
+// playwright-core; test/deps.sh installs it): an approver signs in, a real
+// curl through the gateway is held, the held request appears live, and the
+// operator's click decides it — approve lets the curl reach the upstream,
+// deny gives it a 403 with the reason. A viewer sees the same request but
+// cannot decide it. Screenshots of the main pages go to test-artifacts/.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { makeTestPki } from "../integration/support/pki.ts";
+import { startUpstream, type TestUpstream } from "../integration/support/upstream.ts";
+import { curlVia, startTestGateway, tempDir, type TestGateway } from "../integration/support/gateway.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARTIFACTS = path.join(import.meta.dir, "..", "..", "test-artifacts");
+const UI_TIMEOUT = 15_000;
+
+let upstream: TestUpstream;
+let t: TestGateway;
+let browser: Browser;
+let base: string;
+const passwords: Record<string, string> = {};
+
+async function cli(...args: string[]): Promise<string> {
+  const p = Bun.spawn(["./node_modules/.bin/bun", "app/main.ts", ...args, "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`clawpatrol ${args.join(" ")} failed: ${err}`);
+  return out.trim();
+}
+
+beforeAll(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const pki = makeTestPki(tempDir("pki"), ["api.test"]);
+  upstream = startUpstream(pki);
+  t = await startTestGateway(`
+defaults {
+  verdict = "allow"
+  profile = profile.p
+}
+endpoint "https" "api" {
+  hosts = ["api.test"]
+  ports = [${upstream.port}]
+  ca_cert = "${pki.caCertPath}"
+}
+profile "p" {}
+rule "posts-need-a-human" {
+  endpoint = https.api
+  condition = "http.method == 'POST' && http.path.startsWith('/echo')"
+  approve = [dashboard]
+  reason = "writes need an operator"
+}
+`);
+  base = `http://127.0.0.1:${t.gw.publicServer.address.port}`;
+  passwords.alice = await cli("operator", "add", "alice", "--role", "approver");
+  passwords.bob = await cli("operator", "add", "bob", "--role", "viewer");
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-proxy-server"],
+  });
+}, 45_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await t?.stop();
+  upstream?.stop();
+});
+
+async function signIn(name: string): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(UI_TIMEOUT);
+  await page.goto(`${base}/#/approvals`);
+  await page.fill("#login-name", name);
+  await page.fill("#login-password", passwords[name]!);
+  await page.click("button[type=submit]");
+  await page.locator("header.top .who", { hasText: name }).waitFor();
+  await page.locator("#live.live-live").waitFor();
+  return { context, page };
+}
+
+const card = (page: Page, pathAndQuery: string) => page.locator("article.approval", { hasText: pathAndQuery });
+
+describe("dashboard in Chromium", () => {
+  test("serves the app shell with a strict CSP, and the API stays the API", async () => {
+    const res = await fetch(`${base}/`);
+    expect(`${res.status} ${res.status === 200 ? "" : await res.text()}`).toBe("200 ");
+    expect(res.headers.get("content-type")).toContain("text/html");
+    expect(res.headers.get("content-security-policy")).toContain("script-src 'self'");
+    expect(await res.text()).toContain('src="/app.js"');
+    expect((await fetch(`${base}/app.js`)).headers.get("content-type")).toContain("javascript");
+    expect((await fetch(`${base}/app.css`)).status).toBe(200);
+    expect((await fetch(`${base}/api/approvals`)).status).toBe(401);
+  });
+
+  test("a wrong password is refused on the login page", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.setDefaultTimeout(UI_TIMEOUT);
+    await page.goto(base);
+    await page.fill("#login-name", "alice");
+    await page.fill("#login-password", "not-the-password");
+    await page.click("button[type=submit]");
+    await page.locator(".login-error", { hasText: "Wrong name or password" }).waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, "login.png") });
+    await context.close();
+  }, 30_000);
+
+  test("an approver approves and denies held requests live; a viewer cannot decide", async () => {
+    const alice = await signIn("alice");
+    const page = alice.page;
+    await page.locator("#approvals-empty").waitFor();
+
+    // 1. Approve: the held request appears without a reload; the click lets curl through.
+    const before = upstream.seen.length;
+    const approved = curlVia(t, "api.test", upstream.port, "/echo?from-the-browser", ["-X", "POST", "-H", "authorization: Bearer sk-should-not-show-0123456789", "--data", "hello"]);
+    const held = card(page, "/echo?from-the-browser");
+    await held.waitFor();
+    await expect(held.textContent()).resolves.toContain("posts-need-a-human");
+    await expect(held.textContent()).resolves.toContain("writes need an operator");
+    expect(await held.locator("pre").textContent()).toBe("hello");
+    expect(await page.locator("#pending-count").textContent()).toBe("1");
+    expect(upstream.seen.length).toBe(before);
+    await held.locator("details.headers summary").click();
+    expect(await held.textContent()).not.toContain("sk-should-not-show-0123456789");
+    await page.screenshot({ path: path.join(ARTIFACTS, "approvals.png") });
+    await held.locator("input.reason").fill("looks fine from here");
+    await held.locator("button.approve").click();
+    const ok = await approved;
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body).body).toBe("hello");
+    await held.waitFor({ state: "detached" });
+    const e = t.events.filter((x) => x.kind === "http").at(-1)!;
+    expect(e).toMatchObject({ verdict: "allow", approvers: "dashboard", operator: "alice" });
+
+    // 2. Deny: the agent gets 403 and the operator's reason.
+    const denied = curlVia(t, "api.test", upstream.port, "/echo?deny-from-the-browser", ["-X", "POST", "--data", "x"]);
+    const held2 = card(page, "/echo?deny-from-the-browser");
+    await held2.waitFor();
+    await held2.locator("input.reason").fill("not during the freeze");
+    await held2.locator("button.deny").click();
+    const no = await denied;
+    expect(no.status).toBe(403);
+    const body = JSON.parse(no.body);
+    expect(body.rule).toBe("posts-need-a-human");
+    expect(body.reason).toContain("not during the freeze");
+    await held2.waitFor({ state: "detached" });
+
+    // 3. A viewer sees the next held request, but its buttons are disabled.
+    const bob = await signIn("bob");
+    const third = curlVia(t, "api.test", upstream.port, "/echo?viewer-watches", ["-X", "POST", "--data", "y"]);
+    const seenByBob = card(bob.page, "/echo?viewer-watches");
+    await seenByBob.waitFor();
+    expect(await seenByBob.locator("button.approve").isDisabled()).toBe(true);
+    expect(await seenByBob.locator("button.deny").isDisabled()).toBe(true);
+    await bob.page.screenshot({ path: path.join(ARTIFACTS, "approvals-viewer.png") });
+    // Alice decides it; it leaves Bob's page live too.
+    await card(page, "/echo?viewer-watches").locator("button.approve").click();
+    expect((await third).status).toBe(200);
+    await seenByBob.waitFor({ state: "detached" });
+
+    // 4. The request log shows the decisions live, coloured by verdict, with a detail view.
+    await page.click("#nav-requests");
+    const row = page.locator("#events-body tr", { hasText: "/echo?deny-from-the-browser" });
+    await row.waitFor();
+    expect(await row.locator(".verdict").textContent()).toBe("deny");
+    expect(await page.locator("#events-body tr", { hasText: "/echo?from-the-browser" }).locator(".v-allow").count()).toBe(1);
+    await page.locator("#events-body tr", { hasText: "/echo?from-the-browser" }).click();
+    const detail = page.locator("aside.detail");
+    await detail.waitFor();
+    expect(await detail.textContent()).toContain("alice");
+    expect(await detail.textContent()).toContain("As held for approval");
+    await page.screenshot({ path: path.join(ARTIFACTS, "requests.png") });
+    // A new request arrives in the open log without a reload.
+    expect((await curlVia(t, "api.test", upstream.port, "/echo?a-plain-get")).status).toBe(200);
+    await page.locator("#events-body tr", { hasText: "/echo?a-plain-get" }).waitFor();
+
+    // 5. Analytics and devices render.
+    await page.click("#nav-analytics");
+    await page.locator("svg.chart[aria-label='Top hosts by requests'] rect.bar").waitFor();
+    // Four requests so far, each in some latency bin; empty bins draw no bar.
+    expect(await page.locator("svg.chart[aria-label='Latency distribution'] rect.bar").count()).toBeGreaterThan(0);
+    expect(await page.locator("svg.chart[aria-label='Top hosts by requests']").textContent()).toContain("api.test");
+    await page.screenshot({ path: path.join(ARTIFACTS, "analytics.png") });
+    await page.click("#nav-devices");
+    await page.locator("section.devices").waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, "devices.png") });
+
+    // 6. A session that ends sends the page back to the login form.
+    await bob.page.click("header.top button.link");
+    await bob.page.locator("#login-name").waitFor();
+    await bob.context.close();
+    await alice.context.close();
+  }, 60_000);
+});
