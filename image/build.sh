@@ -5,7 +5,8 @@
 #   dist/clawpatrol-appliance.qcow2  the same disk, compressed
 #
 # 1. stage the extra tree: Bun, /opt/clawpatrol (app/, config/, production
-#    node_modules from package-lock.json), the units from systemd/, image/files/
+#    node_modules from package-lock.json, dist/ with the client binaries from
+#    `make client`), the units from systemd/, image/files/
 # 2. mkosi 14 builds a Debian bookworm directory tree (Format=directory),
 #    reusing its cached package install between runs (Incremental)
 # 3. the disk is assembled without mounting anything (the build machines
@@ -71,6 +72,28 @@ cp -a "$PROD/node_modules" "$APP/node_modules"
 install -m 0644 image/libexec/firstboot.ts "$APP/image/libexec/firstboot.ts"
 install -m 0644 test/image/smoke/upstream.ts "$APP/test/image/smoke/upstream.ts"
 install -m 0755 test/image/smoke/smoke.sh "$APP/test/image/smoke/smoke.sh"
+# The client binaries the gateway serves at /download/... (dist/ beside app/).
+# `make client` cross-compiles arm64 with a Bun runtime it downloads once into
+# Bun's cache; without that runtime cached (and no network), x64 only.
+BUN_CACHE=${BUN_INSTALL_CACHE_DIR:-${BUN_INSTALL:-$HOME/.bun}/install/cache}
+if [ -e "$BUN_CACHE/bun-linux-aarch64-v$BUN_VERSION" ] || [ "${IMAGE_CLIENT_ARM64:-0}" = 1 ]; then
+  step "client: make client (x64 + arm64)"
+  make --no-print-directory client >"$WORK/client.log" 2>&1 || die "make client failed (log: $WORK/client.log)"
+  CLIENTS=(clawpatrol-linux-x64 clawpatrol-linux-arm64)
+else
+  step "client: x64 only (no bun-linux-aarch64-v$BUN_VERSION in $BUN_CACHE; IMAGE_CLIENT_ARM64=1 downloads it)"
+  mkdir -p "$DIST"
+  "$BUN" build --compile --minify --target=bun-linux-x64 client/main.ts app/net/tun/tun-worker.ts \
+    --outfile "$DIST/clawpatrol-linux-x64" >"$WORK/client.log" 2>&1 || die "client build failed (log: $WORK/client.log)"
+  (cd "$DIST" && sha256sum clawpatrol-linux-x64 >clawpatrol-linux-x64.sha256)
+  CLIENTS=(clawpatrol-linux-x64)
+fi
+mkdir -p "$APP/dist"
+for c in "${CLIENTS[@]}"; do
+  (cd "$DIST" && sha256sum -c --quiet "$c.sha256") || die "dist/$c does not match dist/$c.sha256"
+  install -m 0755 "$DIST/$c" "$APP/dist/$c"
+  install -m 0644 "$DIST/$c.sha256" "$APP/dist/$c.sha256"
+done
 install -m 0644 systemd/*.service test/image/smoke/clawpatrol-smoke.service "$EXTRA/usr/lib/systemd/system/"
 install -m 0644 systemd/clawpatrol.sysusers "$EXTRA/usr/lib/sysusers.d/clawpatrol.conf"
 cp -a image/files/. "$EXTRA/"

@@ -5,8 +5,9 @@
 // reach the appliance.
 //
 // Installed as /opt/clawpatrol/image/libexec/firstboot.ts (the repository layout).
-// Still to come (see issue 6): the gateway's WireGuard key (kernel mode),
-// the first operator with a one-time password and the dashboard URL (once
+// Also the gateway's WireGuard key (wg.key, the one kernel mode keys wg0
+// with), so its public key is in the banner.
+// Still to come (see issue 6): the first operator with a one-time password and the dashboard URL (once
 // operator accounts and the dashboard role exist), initial settings from a
 // systemd credential or cloud-init user data.
 import { createHash } from "node:crypto";
@@ -16,6 +17,7 @@ import path from "node:path";
 import { defaultConfigPath } from "../../app/main.ts";
 import { loadPolicy, formatConfigError } from "../../app/policy/load.ts";
 import { loadOrCreateCA, CA_CERT_FILE } from "../../app/tls/ca.ts";
+import { loadOrCreatePrivateKey } from "../../app/net/wireguard/keys.ts";
 
 const MARKER = ".firstboot-done";
 
@@ -34,7 +36,7 @@ function addresses(): string[] {
 }
 
 async function main(): Promise<number> {
-  const configPath = defaultConfigPath();
+  const configPath = process.argv[2] ?? defaultConfigPath(); // an argument: for trying it off the appliance
   const r = await loadPolicy(configPath);
   if (!r.ok) {
     // The gateway will refuse the same config and say why; do not mark done.
@@ -46,6 +48,8 @@ async function main(): Promise<number> {
   if (existsSync(marker)) return 0;
 
   const ca = await loadOrCreateCA(stateDir);
+  const wgSettings = r.policy.gateway.wireguard;
+  const wg = wgSettings ? loadOrCreatePrivateKey(stateDir) : undefined;
   const proxy = r.policy.gateway.proxy;
   const ips = addresses();
   const listen = proxy?.listen ?? "(no proxy configured)";
@@ -56,9 +60,18 @@ async function main(): Promise<number> {
     `  state:            ${stateDir}`,
     `  CA certificate:   ${path.join(stateDir, CA_CERT_FILE)}   (devices must trust it)`,
     `  CA SHA-256:       ${fingerprint(ca.certPem)}`,
+    ...(wgSettings && wg
+      ? [
+          `  wireguard:        ${wgSettings.interface} (${wgSettings.mode}) on ${wgSettings.listen}, devices in ${wgSettings.subnetCidr}`,
+          `  wireguard key:    ${wg.publicKey}`,
+          `  endpoint:         ${wgSettings.endpoint ?? "not set: set gateway.wireguard.endpoint (or public_url) to this appliance's public address"}`,
+          `  public API:       http://${r.policy.gateway.dashboardListen} (onboarding, /install.sh, /download/)`,
+          "  enroll a device:  clawpatrol join URL on the device, then clawpatrol-gateway devices approve CODE --profile P",
+        ]
+      : []),
     `  proxy:            ${listen} (HTTP CONNECT and SOCKS5; ${r.policy.defaults.profile ? "clients without a token get the default profile" : "a device token is required"})`,
     `  addresses:        ${ips.length ? ips.join(", ") : "none yet (DHCP pending)"}`,
-    "  add a device:     clawpatrol-gateway devices add NAME --profile default",
+    "  proxy client:     clawpatrol-gateway devices add NAME --profile default  (prints its token)",
     "  show the CA:      clawpatrol-gateway ca show",
     "  dashboard:        not in this build yet",
     "===========================================================================",

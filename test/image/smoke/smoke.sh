@@ -87,11 +87,41 @@ for unit in clawpatrol-dnsvip clawpatrol-dashboard; do
   fi
 done
 
-# --- the explicit proxy -----------------------------------------------------------
-echo "127.0.0.1 $UPSTREAM_HOST" >>/etc/hosts
+# --- client downloads -----------------------------------------------------------
+# The image ships `make client`'s binaries in /opt/clawpatrol/dist; the public
+# API (dashboard_listen) serves them.
+API=http://127.0.0.1:8080
+shipped=$(cat /opt/clawpatrol/dist/clawpatrol-linux-x64.sha256 2>&1)
+served=$(curl -sS --max-time 30 "$API/download/clawpatrol-linux-x64.sha256" 2>&1)
+if [ -n "$shipped" ] && [ "$served" = "$shipped" ]; then
+  got=$(curl -sS --max-time 120 "$API/download/clawpatrol-linux-x64" | sha256sum | cut -d' ' -f1)
+  if [ "$got" = "${shipped%% *}" ]; then
+    pass client-download "/download/clawpatrol-linux-x64 matches its .sha256 (${got:0:16}…); shipped: $(cd /opt/clawpatrol/dist && ls | grep -v sha256 | oneline)"
+  else
+    fail client-download "binary sha256 $got != ${shipped%% *}"
+  fi
+else
+  fail client-download "served '$(echo "$served" | oneline)' != shipped '$(echo "$shipped" | oneline)'"
+fi
+if curl -sS --max-time 30 "$API/install.sh" | grep -q 'clawpatrol-linux-\$arch'; then pass install-script "$API/install.sh"; else fail install-script "no install script at $API/install.sh"; fi
+
+# --- the test upstream: its own network namespace, routed --------------------------
+# Not on an address of the appliance (that would be in its local table, which
+# wins over the iif wg0 rule): smoke-up at 192.168.251.2 behind veth-up.
+UPSTREAM_IP=192.168.251.2
+upns() {
+  ip netns add smoke-up && ip link add veth-up type veth peer name veth-upns && ip link set veth-upns netns smoke-up &&
+    ip addr add 192.168.251.1/30 dev veth-up && ip link set veth-up up &&
+    ip -n smoke-up addr add $UPSTREAM_IP/30 dev veth-upns && ip -n smoke-up link set veth-upns up && ip -n smoke-up link set lo up &&
+    ip -n smoke-up route add default via 192.168.251.1
+}
+out=$(upns 2>&1) || fail upstream-netns "$(echo "$out" | oneline)"
+echo "$UPSTREAM_IP $UPSTREAM_HOST" >>/etc/hosts
 secret="smoke-secret-$RANDOM$RANDOM"
-SMOKE_SECRET=$secret bun /opt/clawpatrol/test/image/smoke/upstream.ts "$WORK" $UPSTREAM_PORT $UPSTREAM_HOST >"$WORK/upstream.log" 2>&1 &
+SMOKE_SECRET=$secret ip netns exec smoke-up bun /opt/clawpatrol/test/image/smoke/upstream.ts "$WORK" $UPSTREAM_PORT $UPSTREAM_HOST 0.0.0.0 >"$WORK/upstream.log" 2>&1 &
 wait_for 120 test -f "$WORK/ready" || fail upstream "the test TLS server did not start: $(oneline <"$WORK/upstream.log")"
+
+# --- the explicit proxy -----------------------------------------------------------
 proxy=http://127.0.0.1:3128
 url=https://$UPSTREAM_HOST/
 
@@ -152,42 +182,76 @@ wait_for 20 sh -c "journalctl -b -u clawpatrol-gateway --no-pager -o cat | grep 
 line=$(event_line)
 if [ -n "$line" ]; then pass journal-event "$line"; else fail journal-event "no event line for the intercepted request in the journal"; fi
 
-# --- kernel WireGuard: a device namespace peered with the appliance ------------
-# Two kernel WireGuard interfaces over a veth pair: wg-smoke (the appliance)
-# and wg-dev in the namespace smoke-dev (a device). The device then makes the
-# intercepted request above through the proxy at the appliance's tunnel
-# address. Transparent capture (no proxy setting on the device) comes with the
-# packet plane.
-wgcheck() {
-  local gk dk
-  gk=$(wg genkey) dk=$(wg genkey)
-  ip link add wg-smoke type wireguard || return 1
-  wg set wg-smoke private-key <(echo "$gk") listen-port 51820 peer "$(echo "$dk" | wg pubkey)" allowed-ips 10.99.0.2/32 || return 1
-  ip addr add 10.99.0.1/24 dev wg-smoke && ip link set wg-smoke up || return 1
+# --- kernel WireGuard: a device enrolled and peered with the gateway's wg0 ---------
+# The gateway (kernel mode) made wg0 (UDP 51820, no address), the TUN cp0 and
+# `ip rule iif wg0 lookup 100` + `default dev cp0 table 100`.
+wg_listen=$(wg show wg0 listen-port 2>&1)
+rules=$(ip -4 rule show 2>&1)
+t100=$(ip -4 route show table 100 2>&1)
+if [ "$wg_listen" = 51820 ] && echo "$rules" | grep -qE '\biif wg0 lookup 100\b' && echo "$t100" | grep -qE '^default dev cp0\b' &&
+  ip -o link show cp0 | grep -q '\bUP\b'; then
+  pass kernel-wireguard "wg0 listening on $wg_listen, $(echo "$rules" | grep 'iif wg0' | oneline), table 100: $(echo "$t100" | oneline)"
+else
+  fail kernel-wireguard "wg0 port '$wg_listen'; rules: $(echo "$rules" | oneline); table 100: $(echo "$t100" | oneline); $(ip -o link show cp0 2>&1 | oneline)"
+fi
+
+# First boot made the gateway's WireGuard key and printed its public key; the
+# gateway keyed wg0 with it.
+banner_key=$(journalctl -b -u clawpatrol-firstboot --no-pager -o cat | sed -n 's/^ *wireguard key: *//p' | head -1)
+if [ -n "$banner_key" ] && [ "$banner_key" = "$(wg show wg0 public-key 2>&1)" ]; then
+  pass firstboot-wireguard-key "wg0 public key $banner_key, as printed at first boot"
+else
+  fail firstboot-wireguard-key "banner '$banner_key', wg0 '$(wg show wg0 public-key 2>&1 | oneline)'"
+fi
+
+# A device: the namespace smoke-dev (underlay veth 192.168.250.2 <-> .1 on
+# the appliance) with its own kernel WireGuard interface wg-dev. It enrolls
+# as the client does (public API: onboard/start, the operator approves with
+# the wrapper, onboard/poll), then sends everything into the tunnel: no proxy
+# setting; the gateway intercepts from its TUN.
+json() { bun -e 'Bun.stdin.text().then((t)=>{const j=JSON.parse(t); console.log(process.argv.slice(1).map((p)=>p.split(".").reduce((o,k)=>o?.[k],j)??"").join(" "))})' "$@"; }
+devflow() {
+  local dk dpub started code dcode polled addr gwpub
   ip netns add smoke-dev && ip link add veth-gw type veth peer name veth-dev && ip link set veth-dev netns smoke-dev || return 1
   ip addr add 192.168.250.1/30 dev veth-gw && ip link set veth-gw up || return 1
   ip -n smoke-dev addr add 192.168.250.2/30 dev veth-dev && ip -n smoke-dev link set veth-dev up && ip -n smoke-dev link set lo up || return 1
+  dk=$(wg genkey) && dpub=$(echo "$dk" | wg pubkey) || return 1
+  started=$(curl -sS --max-time 30 -X POST -H 'content-type: application/json' \
+    -d "{\"name\":\"smoke-wg\",\"public_key\":\"$dpub\"}" "$API/api/onboard/start") || { echo "onboard/start: $started"; return 1; }
+  read -r code dcode < <(echo "$started" | json code device_code)
+  [ -n "$code" ] && [ -n "$dcode" ] || { echo "onboard/start: $started"; return 1; }
+  clawpatrol-gateway devices approve "$code" --profile smoke || { echo "devices approve $code failed"; return 1; }
+  polled=$(curl -sS --max-time 60 -X POST -H 'content-type: application/json' \
+    -d "{\"device_code\":\"$dcode\"}" "$API/api/onboard/poll") || { echo "onboard/poll: $polled"; return 1; }
+  read -r status addr gwpub < <(echo "$polled" | json status device.address gateway.public_key)
+  [ "$status" = approved ] && [ -n "$addr" ] && [ "$gwpub" = "$(wg show wg0 public-key)" ] || { echo "onboard/poll: $polled"; return 1; }
+  echo "enrolled smoke-wg ($code) as $addr"
+  # The gateway's endpoint in the poll answer is 127.0.0.1:51820 (no
+  # public_url/endpoint in the image config); the device reaches the
+  # appliance at its underlay address.
   ip -n smoke-dev link add wg-dev type wireguard || return 1
-  ip netns exec smoke-dev wg set wg-dev private-key <(echo "$dk") peer "$(echo "$gk" | wg pubkey)" \
-    endpoint 192.168.250.1:51820 allowed-ips 10.99.0.0/24 persistent-keepalive 5 || return 1
-  ip -n smoke-dev addr add 10.99.0.2/24 dev wg-dev && ip -n smoke-dev link set wg-dev up
+  ip netns exec smoke-dev wg set wg-dev private-key <(echo "$dk") peer "$gwpub" \
+    endpoint 192.168.250.1:51820 allowed-ips 0.0.0.0/0 persistent-keepalive 5 || return 1
+  ip -n smoke-dev addr add "$addr/32" dev wg-dev && ip -n smoke-dev link set wg-dev mtu 1420 up &&
+    ip -n smoke-dev route add default dev wg-dev
 }
-if out=$(wgcheck 2>&1); then
-  pass kernel-wireguard "$(wg show wg-smoke | grep -E 'interface|listening|peer' | oneline)"
-  out=$(ip netns exec smoke-dev curl -sS --max-time 60 -x "http://smoke-intercept:$token@10.99.0.1:3128" --cacert "$STATE/ca.crt" \
+if out=$(devflow 2>&1); then
+  pass device-enroll "$(echo "$out" | tail -1 | oneline)"
+  out=$(ip netns exec smoke-dev curl -sS --max-time 60 --cacert "$STATE/ca.crt" --resolve "$UPSTREAM_HOST:443:$UPSTREAM_IP" \
     -H 'Authorization: Bearer clawpatrol-placeholder-smoke' "$url" 2>&1)
-  hs=$(wg show wg-smoke latest-handshakes | awk '{print $2}')
-  rx=$(wg show wg-smoke transfer | awk '{print $2}')
-  if [ "$out" = "upstream-ok auth=injected" ] && [ "${hs:-0}" -gt 0 ]; then
-    pass wireguard-device-flow "device netns -> kernel wg -> proxy -> intercepted, secret injected (wg rx ${rx}B)"
+  hs=$(wg show wg0 latest-handshakes | awk '{print $2}' | head -1)
+  rx=$(wg show wg0 transfer | awk '{print $2}' | head -1)
+  wait_for 20 sh -c "journalctl -b -u clawpatrol-gateway --no-pager -o cat | grep -q 'smoke-wg GET $UPSTREAM_HOST'"
+  ev=$(journalctl -b -u clawpatrol-gateway --no-pager -o cat | grep "smoke-wg GET $UPSTREAM_HOST" | tail -1)
+  if [ "$out" = "upstream-ok auth=injected" ] && [ "${hs:-0}" -gt 0 ] && [ -n "$ev" ]; then
+    pass wireguard-transparent "device netns -> kernel wg-dev -> wg0 -> cp0 -> intercepted, secret injected, no proxy (wg0 rx ${rx}B); $ev"
   else
-    fail wireguard-device-flow "$out (handshake ${hs:-none})"
+    fail wireguard-transparent "$out (handshake ${hs:-none}, event '${ev}') $(journalctl -b -u clawpatrol-gateway --no-pager -o cat | tail -5 | oneline)"
   fi
 else
-  fail kernel-wireguard "$(echo "$out" | oneline)"
+  fail device-enroll "$(echo "$out" | oneline)"
 fi
-skip wireguard-transparent "capture without a proxy setting comes with the packet plane (wg0 -> TUN)"
-ip netns del smoke-dev 2>/dev/null; ip link del wg-smoke 2>/dev/null; ip link del veth-gw 2>/dev/null
+ip netns del smoke-dev 2>/dev/null; ip link del veth-gw 2>/dev/null
 
 # A broken config: reload fails, the gateway keeps running on the last good one.
 echo 'rule "broken" {' >>"$CONF"

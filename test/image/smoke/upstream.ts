@@ -2,14 +2,14 @@
 // by the app's CA code). Answers `upstream-ok auth=none|injected|other`:
 // `injected` when Authorization is `Bearer $SMOKE_SECRET` (the gateway masks
 // an echoed secret on the way back, so the server compares, not echoes).
-// usage: SMOKE_SECRET=... bun upstream.ts DIR PORT HOSTNAME
-// (writes DIR/ca.crt, then DIR/ready)
+// usage: SMOKE_SECRET=... bun upstream.ts DIR PORT HOSTNAME [BIND]
+// (writes DIR/ca.crt, then DIR/ready; BIND defaults to 127.0.0.1)
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { loadOrCreateCA } from "../../../app/tls/ca.ts";
 import { ECDSA_SHA256, P256_KEY_ALGORITHM, privateKeyToPem, randomSerialHex, x509 } from "../../../app/tls/pki.ts";
 
-const [dir, portText, host] = process.argv.slice(2);
+const [dir, portText, host, bind = "127.0.0.1"] = process.argv.slice(2);
 if (!dir || !portText || !host) throw new Error("usage: upstream.ts DIR PORT HOSTNAME");
 const ca = await loadOrCreateCA(dir, { commonName: "smoke upstream CA" });
 const keys = await crypto.subtle.generateKey(P256_KEY_ALGORITHM, true, ["sign", "verify"]);
@@ -32,7 +32,7 @@ const cert = await x509.X509CertificateGenerator.create({
   ],
 });
 Bun.serve({
-  hostname: "127.0.0.1",
+  hostname: bind,
   port: Number(portText),
   tls: { cert: `${cert.toString("pem")}\n${ca.certPem}`, key: await privateKeyToPem(keys.privateKey) },
   fetch(req) {

@@ -12,8 +12,36 @@ gateway {
   state_dir      = "/var/lib/clawpatrol"           # CA, keys, state database
   control_socket = "/run/clawpatrol/control.sock"  # operator CLI and dashboard
 
-  # Explicit proxy capture (HTTP CONNECT and SOCKS5 on one port) until the
-  # kernel WireGuard packet plane lands. Clients need a device token:
+  # The public API (device onboarding, client downloads at /download/... and
+  # /install.sh). Loopback only until the dashboard role exists; put a TLS
+  # front (or set 0.0.0.0:8080 and public_url) to onboard devices over the
+  # network:
+  # public_url     = "https://gateway.example.com"
+  dashboard_listen = "127.0.0.1:8080"
+
+  # Transparent capture: the kernel's WireGuard interface wg0 (UDP 51820)
+  # terminates the devices' tunnels; everything arriving on it is routed
+  # (ip rule iif wg0 lookup 100) into the gateway's TUN cp0. Devices enroll
+  # with `clawpatrol join URL` (POST /api/onboard/start), the operator approves:
+  #   clawpatrol-gateway devices pending
+  #   clawpatrol-gateway devices approve CODE --profile default
+  # The gateway sets forwarding and rp_filter itself (the unit lets it write
+  # /proc/sys/net only).
+  wireguard {
+    mode        = "kernel"
+    listen      = "0.0.0.0:51820"
+    subnet_cidr = "10.77.0.0/16"  # devices' tunnel addresses; the gateway is 10.77.0.1
+    interface   = "wg0"
+    tun         = "cp0"
+    # The address devices send their WireGuard packets to. Unknown when the
+    # image is built: without it devices are told the host of public_url
+    # (else of dashboard_listen) with port 51820. Set it to the appliance's
+    # public address:
+    # endpoint  = "203.0.113.10:51820"
+  }
+
+  # Explicit proxy capture (HTTP CONNECT and SOCKS5 on one port), for clients
+  # that cannot run WireGuard. Clients need a device token:
   #   clawpatrol-gateway devices add NAME --profile default
   #   curl --cacert ca.crt -x http://NAME:TOKEN@APPLIANCE:3128 https://...
   proxy {
