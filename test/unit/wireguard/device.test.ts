@@ -180,6 +180,9 @@ describe("silent drops of malformed input", () => {
           ),
         ),
         (bytes) => {
+          // A "mutation" that rewrote bytes with their own values is the
+          // genuine datagram, which may rightly be accepted (once).
+          if (seeds.some((s) => s.length === bytes.length && s.every((b, i) => b === bytes[i]))) return true;
           const out = p.a.receiveDatagram(bytes, B_ENDPOINT, p.clock.now);
           return out.every((o) => o.kind === "drop");
         },
