@@ -2,6 +2,8 @@
 // The operator API from the page: JSON in and out, the CSRF header on every
 // unsafe request, and a 401 sends the operator back to the login page.
 
+import type { GatewayEvent } from "../../events/types.ts";
+
 export class ApiFailure extends Error {
   constructor(
     readonly status: number,
@@ -82,32 +84,8 @@ export type ApprovalChange =
   | { type: "added" | "updated"; approval: Approval }
   | { type: "decided"; id: string; decision: string; reason: string; latencyMs?: number };
 
-export interface GwEvent {
-  id?: number;
-  time: string;
-  kind: string;
-  flowId: string;
-  device: string;
-  profile: string;
-  endpoint?: string;
-  host: string;
-  port: number;
-  method?: string;
-  path?: string;
-  status?: number;
-  bytesUp: number;
-  bytesDown: number;
-  durationMs: number;
-  rule?: string;
-  verdict: string;
-  reason: string;
-  credential?: string;
-  detail?: string;
-  approvers?: string;
-  operator?: string;
-  approvalMs?: number;
-  remembered?: boolean;
-}
+/** An event as the API returns it: the gateway's own type, plus the row id for stored ones. */
+export type GwEvent = GatewayEvent & { id?: number };
 
 export interface Device {
   name: string;
