@@ -9,17 +9,11 @@
 //   4. A SYN for a connection in TIME-WAIT with a higher sequence number
 //      (or timestamp) reopens it (RFC 6191).
 //   5. `dispatch(now)` collects output from connections touched since the
-//      last call and from those whose timers are due — a binary min-heap
-//      keyed by each connection's `pollAt()`, re-keyed whenever the table
-//      has called into the connection, so idle connections cost nothing;
-//      CLOSED ones leave.
+//      last call and from those whose timers are due; CLOSED ones leave.
 //   6. Events: "established" when a connection leaves SYN-RECEIVED for a
 //      synchronized state, "closed" when an announced connection closes.
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, segmentLength, type TcpRepr } from "../wire/tcp.ts";
-import {
-  DEFAULT_TCP_SETTINGS, TcpConnection, emptyRetransmitStats,
-  type TcpCloseReason, type TcpRetransmitStats, type TcpSegment, type TcpSettings,
-} from "./connection.ts";
+import { DEFAULT_TCP_SETTINGS, TcpConnection, type TcpCloseReason, type TcpSegment, type TcpSettings } from "./connection.ts";
 import { seqAdd, seqGt } from "./seq.ts";
 
 export interface TcpTuple {
@@ -65,7 +59,7 @@ export const DEFAULT_TABLE_SETTINGS: TcpTableSettings = {
   issSecret: new Uint32Array([0x9e3779b9, 0x7f4a7c15, 0x85ebca6b, 0xc2b2ae35]),
 };
 
-export interface TcpTableStats extends TcpRetransmitStats {
+export interface TcpTableStats {
   synAccepted: number;
   synDropped: number;
   halfOpenEvicted: number;
@@ -79,86 +73,6 @@ interface Entry {
   tuple: TcpTuple;
   conn: TcpConnection;
   announced: boolean;
-  /** The connection's pollAt() when last asked; its key in the timer heap. */
-  deadline: number;
-  /** Position in the timer heap, or -1. */
-  heapIndex: number;
-}
-
-/** Indexed binary min-heap of entries by deadline (each entry knows its slot, so re-keying is O(log n)). */
-class TimerHeap {
-  private readonly a: Entry[] = [];
-
-  get size(): number {
-    return this.a.length;
-  }
-
-  peek(): Entry | undefined {
-    return this.a[0];
-  }
-
-  /** Insert, re-key or (deadline null) remove. */
-  set(e: Entry, deadline: number | null): void {
-    if (deadline === null) {
-      this.remove(e);
-      return;
-    }
-    if (e.heapIndex < 0) {
-      e.deadline = deadline;
-      e.heapIndex = this.a.length;
-      this.a.push(e);
-      this.up(e.heapIndex);
-      return;
-    }
-    const old = e.deadline;
-    e.deadline = deadline;
-    if (deadline < old) this.up(e.heapIndex);
-    else if (deadline > old) this.down(e.heapIndex);
-  }
-
-  remove(e: Entry): void {
-    const i = e.heapIndex;
-    if (i < 0) return;
-    const last = this.a.pop()!;
-    e.heapIndex = -1;
-    if (i < this.a.length) {
-      this.a[i] = last;
-      last.heapIndex = i;
-      this.up(i);
-      this.down(last.heapIndex);
-    }
-  }
-
-  private up(i: number): void {
-    const a = this.a;
-    const e = a[i]!;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (a[p]!.deadline <= e.deadline) break;
-      a[i] = a[p]!;
-      a[i]!.heapIndex = i;
-      i = p;
-    }
-    a[i] = e;
-    e.heapIndex = i;
-  }
-
-  private down(i: number): void {
-    const a = this.a;
-    const n = a.length;
-    const e = a[i]!;
-    for (;;) {
-      let c = 2 * i + 1;
-      if (c >= n) break;
-      if (c + 1 < n && a[c + 1]!.deadline < a[c]!.deadline) c++;
-      if (a[c]!.deadline >= e.deadline) break;
-      a[i] = a[c]!;
-      a[i]!.heapIndex = i;
-      i = c;
-    }
-    a[i] = e;
-    e.heapIndex = i;
-  }
 }
 
 function addrKey(a: Uint8Array): string {
@@ -192,18 +106,14 @@ export function initialSequenceNumber(t: TcpTuple, secret: Uint32Array, now: num
 
 export class TcpTable {
   readonly settings: TcpTableSettings;
-  readonly stats: TcpTableStats = {
-    synAccepted: 0, synDropped: 0, halfOpenEvicted: 0, rstSent: 0, segmentsIn: 0, segmentsOut: 0,
-    ...emptyRetransmitStats(),
-  };
+  readonly stats: TcpTableStats = { synAccepted: 0, synDropped: 0, halfOpenEvicted: 0, rstSent: 0, segmentsIn: 0, segmentsOut: 0 };
   private readonly conns = new Map<string, Entry>();
   /** SYN-RECEIVED entries, oldest first (Map keeps insertion order). */
   private readonly halfOpen = new Map<string, Entry>();
   private readonly dirty = new Set<Entry>();
   private readonly pendingOut: TcpOutput[] = [];
   private readonly eventQueue: TcpTableEvent[] = [];
-  /** Connections with a timer, by pollAt(). */
-  private readonly timers = new TimerHeap();
+  private nextTimerAt: number | null = null;
 
   constructor(settings: Partial<TcpTableSettings> = {}) {
     this.settings = { ...DEFAULT_TABLE_SETTINGS, ...settings };
@@ -304,10 +214,9 @@ export class TcpTable {
 
   private add(tuple: TcpTuple, conn: TcpConnection, key?: string): Entry {
     const k = key ?? tupleKey(tuple.remoteAddr, tuple.remotePort, tuple.localAddr, tuple.localPort);
-    const e: Entry = { key: k, tuple, conn, announced: false, deadline: 0, heapIndex: -1 };
+    const e: Entry = { key: k, tuple, conn, announced: false };
     this.conns.set(k, e);
     conn.onWake = () => this.dirty.add(e);
-    conn.rtxSink = this.stats;
     this.dirty.add(e);
     return e;
   }
@@ -316,9 +225,7 @@ export class TcpTable {
     this.conns.delete(e.key);
     this.halfOpen.delete(e.key);
     this.dirty.delete(e);
-    this.timers.remove(e);
     e.conn.onWake = null;
-    e.conn.rtxSink = null;
   }
 
   private touched(e: Entry, before: string): void {
@@ -354,27 +261,17 @@ export class TcpTable {
   /** The earliest time dispatch() is needed, or null. */
   pollAt(): number | null {
     if (this.pendingOut.length > 0 || this.dirty.size > 0) return 0;
-    const top = this.timers.peek();
-    return top === undefined ? null : top.deadline;
-  }
-
-  /** Connections holding a timer (for tests and stats). */
-  get timerCount(): number {
-    return this.timers.size;
+    return this.nextTimerAt;
   }
 
   /** Output from every connection that has something due at `now`. */
   dispatch(now: number): TcpOutput[] {
     const out = this.pendingOut.splice(0, this.pendingOut.length);
-    // Due timers first leave the heap (re-added below with their new deadline).
-    const work = new Set<Entry>(this.dirty);
+    const fullScan = this.nextTimerAt !== null && now >= this.nextTimerAt;
+    const work: Iterable<Entry> = fullScan ? Array.from(this.conns.values()) : Array.from(this.dirty);
     this.dirty.clear();
-    for (let top = this.timers.peek(); top !== undefined && top.deadline <= now; top = this.timers.peek()) {
-      this.timers.remove(top);
-      work.add(top);
-    }
+    if (fullScan) this.nextTimerAt = null;
     for (const e of work) {
-      if (this.conns.get(e.key) !== e) continue; // removed earlier in this pass
       const c = e.conn;
       const before = c.state;
       const segs = c.dispatch(now);
@@ -388,7 +285,8 @@ export class TcpTable {
         this.remove(e);
         continue;
       }
-      this.timers.set(e, c.pollAt());
+      const t = c.pollAt();
+      if (t !== null && (this.nextTimerAt === null || t < this.nextTimerAt)) this.nextTimerAt = t;
     }
     this.stats.segmentsOut += out.length;
     return out;
