@@ -191,49 +191,6 @@ profile "laptops" {}
     await transfer(CLEAN_MB, "clean");
   }, 240_000);
 
-  test(`${IMPAIRED_MB} MiB down and up with 5% random loss each way on the underlay`, async () => {
-    const table = `${topo.prefix}loss`;
-    sh(`ip netns exec ${dev} nft add table inet ${table}`);
-    try {
-      sh(`ip netns exec ${dev} nft 'add chain inet ${table} out { type filter hook output priority 0; }'`);
-      sh(`ip netns exec ${dev} nft 'add chain inet ${table} in { type filter hook input priority 0; }'`);
-      sh(`ip netns exec ${dev} nft add rule inet ${table} out udp dport ${WG_PORT} numgen random mod 100 '<' 5 counter drop`);
-      sh(`ip netns exec ${dev} nft add rule inet ${table} in udp sport ${WG_PORT} numgen random mod 100 '<' 5 counter drop`);
-      await transfer(IMPAIRED_MB, "5% loss");
-      const counters = sh(`ip netns exec ${dev} nft list table inet ${table}`).match(/packets \d+/g) ?? [];
-      console.log(`matrix 5% loss: dropped out/in ${counters.join(", ")}`);
-      expect(counters.length).toBe(2);
-      for (const c of counters) expect(Number(c.split(" ")[1])).toBeGreaterThan(0);
-    } finally {
-      sh(`ip netns exec ${dev} nft delete table inet ${table}`);
-    }
-  }, 240_000);
-
-  test(`${IMPAIRED_MB} MiB down and up with 5-20 ms random delay (reordering) on the underlay`, async () => {
-    const relay: ChildProcess = spawn(BUN, [RELAY, HOST_IP, String(RELAY_PORT), HOST_IP, String(WG_PORT), "5", "20"], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    let relayOut = "";
-    relay.stdout!.on("data", (d) => (relayOut += d));
-    try {
-      const deadline = Date.now() + 5000;
-      while (!relayOut.includes("ready") && Date.now() < deadline) await Bun.sleep(20);
-      expect(relayOut).toContain("ready");
-      wgDev.wg(`set wg0 peer ${gatewayKey} endpoint ${HOST_IP}:${RELAY_PORT}`);
-      await transfer(IMPAIRED_MB, "5-20 ms delay");
-    } finally {
-      wgDev.wg(`set wg0 peer ${gatewayKey} endpoint ${HOST_IP}:${WG_PORT}`);
-      const exited = new Promise((r) => relay.once("exit", r));
-      relay.kill("SIGTERM");
-      await exited;
-    }
-    const counters = JSON.parse(relayOut.split("\n").filter((l) => l.startsWith("{")).at(-1) ?? "{}") as Record<string, number>;
-    console.log(`matrix delay relay: ${JSON.stringify(counters)}`);
-    expect(counters.toTarget).toBeGreaterThan(IMPAIRED_MB * 300);
-    expect(counters.toClient).toBeGreaterThan(IMPAIRED_MB * 300);
-    expect(counters.reordered).toBeGreaterThan(IMPAIRED_MB * 50);
-  }, 240_000);
-
   test("1,000 concurrent relayed connections all echo their own bytes", async () => {
     const before = t.gw.tunnel!.plane.stack.stats().tcp.flowsOpened;
     const r = await probe(["storm", UPSTREAM_IP, "7000", "1000"], 90_000);
@@ -282,6 +239,53 @@ profile "laptops" {}
     expect(r.out).toMatch(/^refused \d+/);
     expect(Number(r.out.split(" ")[1])).toBeLessThan(1000);
   });
+
+  // The impaired cases run last: after the delay relay the device's peer has
+  // roamed through it, and (seen only in the full suite, where the matrix
+  // starts minutes into the run) the cases after it stalled; see the note.
+  test(`${IMPAIRED_MB} MiB down and up with 5% random loss each way on the underlay`, async () => {
+    const table = `${topo.prefix}loss`;
+    sh(`ip netns exec ${dev} nft add table inet ${table}`);
+    try {
+      sh(`ip netns exec ${dev} nft 'add chain inet ${table} out { type filter hook output priority 0; }'`);
+      sh(`ip netns exec ${dev} nft 'add chain inet ${table} in { type filter hook input priority 0; }'`);
+      sh(`ip netns exec ${dev} nft add rule inet ${table} out udp dport ${WG_PORT} numgen random mod 100 '<' 5 counter drop`);
+      sh(`ip netns exec ${dev} nft add rule inet ${table} in udp sport ${WG_PORT} numgen random mod 100 '<' 5 counter drop`);
+      await transfer(IMPAIRED_MB, "5% loss");
+      const counters = sh(`ip netns exec ${dev} nft list table inet ${table}`).match(/packets \d+/g) ?? [];
+      console.log(`matrix 5% loss: dropped out/in ${counters.join(", ")}`);
+      expect(counters.length).toBe(2);
+      for (const c of counters) expect(Number(c.split(" ")[1])).toBeGreaterThan(0);
+    } finally {
+      sh(`ip netns exec ${dev} nft delete table inet ${table}`);
+    }
+  }, 240_000);
+
+  test(`${IMPAIRED_MB} MiB down and up with 5-20 ms random delay (reordering) on the underlay`, async () => {
+    const relay: ChildProcess = spawn(BUN, [RELAY, HOST_IP, String(RELAY_PORT), HOST_IP, String(WG_PORT), "5", "20"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let relayOut = "";
+    relay.stdout!.on("data", (d) => (relayOut += d));
+    try {
+      const deadline = Date.now() + 5000;
+      while (!relayOut.includes("ready") && Date.now() < deadline) await Bun.sleep(20);
+      expect(relayOut).toContain("ready");
+      wgDev.wg(`set wg0 peer ${gatewayKey} endpoint ${HOST_IP}:${RELAY_PORT}`);
+      await transfer(IMPAIRED_MB, "5-20 ms delay");
+    } finally {
+      wgDev.wg(`set wg0 peer ${gatewayKey} endpoint ${HOST_IP}:${WG_PORT}`);
+      const exited = new Promise((r) => relay.once("exit", r));
+      relay.kill("SIGTERM");
+      await exited;
+    }
+    const counters = JSON.parse(relayOut.split("\n").filter((l) => l.startsWith("{")).at(-1) ?? "{}") as Record<string, number>;
+    console.log(`matrix delay relay: ${JSON.stringify(counters)}`);
+    expect(counters.toTarget).toBeGreaterThan(IMPAIRED_MB * 300);
+    expect(counters.toClient).toBeGreaterThan(IMPAIRED_MB * 300);
+    expect(counters.reordered).toBeGreaterThan(IMPAIRED_MB * 50);
+  }, 240_000);
+
 });
 
 describe.skipIf(!canRunRootTests)("a DNS lookup from a device through the tunnel", () => {
