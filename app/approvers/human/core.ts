@@ -31,6 +31,8 @@ export interface Hold<Ref> {
   req: ApprovalRequest;
   text: string;
   ref?: Ref;
+  /** The posted message's ref once the post finished (undefined when it failed): a click can beat the post's response. */
+  whenPosted: Promise<Ref | undefined>;
   settled: boolean;
   resolve(v: ApproverVerdict): void;
   /** Operators who already allowed this step (`require_approvers` > 1): their allow does not count again. */
@@ -174,7 +176,9 @@ export class HumanCore<Ref> {
 
     let resolve!: (v: ApproverVerdict) => void;
     const verdict = new Promise<ApproverVerdict>((r) => (resolve = r));
-    const hold: Hold<Ref> = { key, req, text, settled: false, resolve, approvedBy: new Set(approvedBy) };
+    let markPosted: (ref: Ref | undefined) => void = () => {};
+    const whenPosted = new Promise<Ref | undefined>((r) => (markPosted = r));
+    const hold: Hold<Ref> = { key, req, text, whenPosted, settled: false, resolve, approvedBy: new Set(approvedBy) };
     this.holds.set(key, hold);
     if (this.holds.size === 1) this.onActive?.(true);
 
@@ -185,7 +189,7 @@ export class HumanCore<Ref> {
     };
     ctx.signal.addEventListener("abort", onAbort, { once: true });
 
-    this.track(this.postHold(hold, ctx));
+    this.track(this.postHold(hold, ctx).then(() => markPosted(hold.ref), () => markPosted(undefined)));
     return verdict.finally(() => ctx.signal.removeEventListener("abort", onAbort));
   }
 

@@ -189,9 +189,13 @@ export function createSlackApprover(cfg: SlackApproverConfig, deps: HumanDeps): 
         ephemeral(ALREADY_APPROVED_TEXT);
         break;
       case "decided": {
-        const ref = out.hold.ref;
         const status = `${out.verdict.decision === "allow" ? ":white_check_mark: Approved" : ":no_entry: Denied"} by <@${click.userId}>${click.reason?.trim() ? `: ${slackEscape(click.reason.trim())}` : ""}`;
-        if (ref) core.track(followUp("chat.update", { channel: ref.channel, ts: ref.ts, text: truncate(`${out.hold.text}\n\n${status}`, 3000), blocks: statusBlocks(out.hold.text, status) }));
+        const hold = out.hold;
+        core.track(
+          hold.whenPosted.then((ref) =>
+            ref ? followUp("chat.update", { channel: ref.channel, ts: ref.ts, text: truncate(`${hold.text}\n\n${status}`, 3000), blocks: statusBlocks(hold.text, status) }) : undefined,
+          ),
+        );
         break;
       }
     }

@@ -156,9 +156,13 @@ export function createTelegramApprover(cfg: TelegramApproverConfig, deps: HumanD
       case "decided": {
         const approved = out.verdict.decision === "allow";
         answer(approved ? "Approved" : "Denied");
-        const ref = out.hold.ref;
         const status = `${approved ? "✅ Approved" : "⛔ Denied"} by ${click.userName}`;
-        if (ref) core.track(followUp("editMessageText", { chat_id: ref.chatId, message_id: ref.messageId, text: withStatus(out.hold.text, status) }));
+        const hold = out.hold;
+        core.track(
+          hold.whenPosted.then((ref) =>
+            ref ? followUp("editMessageText", { chat_id: ref.chatId, message_id: ref.messageId, text: withStatus(hold.text, status) }) : undefined,
+          ),
+        );
         return;
       }
     }
