@@ -26,6 +26,9 @@ out=$(mktemp)
 pass=$((pass + $(count pass "$out")))
 fail=$((fail + $(count fail "$out")))
 skip=$((skip + $(count skip "$out")))
+# The names of failed tests, kept to be printed again beside the summary:
+# a CI log is often read from its tail.
+failed_names=$(grep -a '^(fail)' "$out" || true)
 rm -f "$out"
 
 echo "== appliance image"
@@ -54,6 +57,10 @@ else
   rm -f "$log"
 fi
 
+if [ -n "${failed_names:-}" ]; then
+  echo "== failed tests"
+  echo "$failed_names"
+fi
 line="$pass passed, $fail failed"
 [ "$skip" != "0" ] && line="$line, $skip skipped"
 echo "$line"
