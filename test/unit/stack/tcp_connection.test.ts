@@ -128,7 +128,14 @@ describe("ESTABLISHED: receiving", () => {
     c.process(seg({ seq: REMOTE_SEQ + 6 }, "world"), 1);
     expectSegments(c, 1, [{ ack: REMOTE_SEQ + 1, sackBlocks: [REMOTE_SEQ + 6, REMOTE_SEQ + 11] }]);
     c.process(seg({ seq: REMOTE_SEQ + 21 }, "!!"), 1);
-    expectSegments(c, 1, [{ ack: REMOTE_SEQ + 1, sackBlocks: [REMOTE_SEQ + 6, REMOTE_SEQ + 11, REMOTE_SEQ + 21, REMOTE_SEQ + 23] }]);
+    // RFC 2018 §4: the block holding the most recent segment comes first.
+    expectSegments(c, 1, [{ ack: REMOTE_SEQ + 1, sackBlocks: [REMOTE_SEQ + 21, REMOTE_SEQ + 23, REMOTE_SEQ + 6, REMOTE_SEQ + 11] }]);
+    // A segment joining the first range makes that range most recent again.
+    c.process(seg({ seq: REMOTE_SEQ + 11 }, "....."), 1);
+    expectSegments(c, 1, [{ ack: REMOTE_SEQ + 1, sackBlocks: [REMOTE_SEQ + 6, REMOTE_SEQ + 16, REMOTE_SEQ + 21, REMOTE_SEQ + 23] }]);
+    // Filling the hole at RCV.NXT drops the merged range; the other remains.
+    c.process(seg({}, "hello"), 1);
+    expectSegments(c, 1, [{ ack: REMOTE_SEQ + 16, sackBlocks: [REMOTE_SEQ + 21, REMOTE_SEQ + 23] }]);
   });
 
   test("a duplicate of old data is re-ACKed and not delivered twice", () => {

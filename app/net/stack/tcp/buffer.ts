@@ -115,7 +115,7 @@ export class Assembler {
     return n;
   }
 
-  /** Ranges as offsets (for SACK blocks), most recent first is not tracked: ascending order. */
+  /** Ranges as offsets, ascending (the connection orders SACK blocks most recent first, RFC 2018 §4). */
   toArray(): number[] {
     return this.ranges.slice();
   }

@@ -9,20 +9,23 @@
 //   3. RST (RFC 5961 §3: exact match resets, in-window gets a challenge ACK);
 //   4. SYN in a synchronized state: challenge ACK (RFC 5961 §4);
 //   5. ACK: SYN-RECEIVED → ESTABLISHED, SND.UNA advance, RTT (RFC 6298),
-//      congestion control (RFC 5681, NewReno RFC 6582), window update;
+//      the SACK scoreboard (RFC 2018), congestion control (RFC 5681;
+//      SACK-based loss recovery RFC 6675 when SACK was negotiated,
+//      NewReno RFC 6582 otherwise), window update;
 //   6. text into the receive ring (out of order into the assembler);
 //   7. FIN (possibly remembered until the gap before it fills).
 //
 // Stages of `dispatch`: timers (RTO, persist, keepalive, idle, TIME-WAIT),
-// then a queued RST, SYN / SYN-ACK, a fast retransmission, new data and FIN
-// within min(cwnd, peer window), then a bare ACK if one is owed.
+// then a queued RST, SYN / SYN-ACK, a fast retransmission (NewReno) or, in
+// SACK loss recovery, holes and new data while pipe < cwnd (RFC 6675 §5),
+// new data and FIN within min(cwnd, peer window), then a bare ACK if owed.
 
 import {
   TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_MAX_WINDOW_SHIFT,
   segmentLength, type TcpRepr, type TcpTimestamp,
 } from "../wire/tcp.ts";
 import { Assembler, RingBuffer } from "./buffer.ts";
-import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from "./seq.ts";
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
 
 export type TcpState =
   | "CLOSED"
@@ -54,8 +57,19 @@ export const RFC6298_MIN_RTO_MS = 1000;
 export const RFC6298_MAX_RTO_MS = 60_000;
 /** RFC 6298: clock granularity G (we tick in milliseconds). */
 export const CLOCK_GRANULARITY_MS = 1;
-/** RFC 5681 §3.2: fast retransmit after the third duplicate ACK. */
+/** RFC 5681 §3.2: fast retransmit after the third duplicate ACK (RFC 6675 DupThresh). */
 export const DUPACK_THRESHOLD = 3;
+/** Bound on SACKed ranges kept in the send-side scoreboard (RFC 6675 §3 allows any bound). */
+export const MAX_SCOREBOARD_RANGES = 32;
+/**
+ * Upper bound on the adaptive duplicate threshold, in segments (Linux's
+ * tcp_max_reordering is 300; our send buffers hold fewer segments).
+ */
+export const MAX_REORDERING = 127;
+/** Bound on retransmissions remembered per recovery for lost-retransmission detection. */
+const MAX_RTX_LOG = 256;
+/** RFC 2018 §4: SACK blocks we remember as "most recently reported". */
+const MAX_SACK_BLOCKS = 4;
 /** RFC 6928: IW = min(10*MSS, max(2*MSS, 14600)). */
 export const RFC6928_IW_SEGMENTS = 10;
 /** RFC 9293 §3.4.2: MSL, two minutes in the RFC; Linux uses 60 s for 2*MSL. Configurable. */
@@ -117,6 +131,24 @@ export const DEFAULT_TCP_SETTINGS: TcpSettings = {
   ackDelayMs: 0,
   maxOutOfOrderRanges: 16,
 };
+
+/** Retransmission counters, per connection and summed in the table. */
+export interface TcpRetransmitStats {
+  /** Segments sent again (RTO, fast retransmit, SACK hole, go-back-N). */
+  retransmittedSegments: number;
+  /** Sequence space sent again (payload bytes, FIN counts one). */
+  retransmittedBytes: number;
+  /** RTO expiries on data (not SYN, not window probes). */
+  retransmitTimeouts: number;
+  /** Entries into fast recovery (NewReno or RFC 6675). */
+  fastRecoveries: number;
+  /** Recoveries (fast or after RTO) found spurious by timestamps and undone (RFC 3522 / RFC 4015). */
+  spuriousRecoveries: number;
+}
+
+export function emptyRetransmitStats(): TcpRetransmitStats {
+  return { retransmittedSegments: 0, retransmittedBytes: 0, retransmitTimeouts: 0, fastRecoveries: 0, spuriousRecoveries: 0 };
+}
 
 /** Why a connection reached CLOSED. */
 export type TcpCloseReason =
@@ -194,6 +226,48 @@ export class TcpConnection {
   inRecovery = false;
   recover = 0;
   private fastRetransmitPending = false;
+
+  // SACK-based loss recovery (RFC 6675), used when sackOk.
+  /**
+   * The scoreboard: SACKed ranges above SND.UNA as flattened [start, end)
+   * sequence numbers, sorted, disjoint, non-adjacent.
+   */
+  readonly scoreboard: number[] = [];
+  /** RFC 6675 HighRxt: retransmissions continue from here. */
+  highRxt = 0;
+  /** "fast": RFC 6675 recovery entered on DupThresh / IsLost; "rto": after a timeout. */
+  recoveryKind: "fast" | "rto" | null = null;
+  /** Un-SACKed sequence below this is taken as lost (the entry segment; everything at RTO). */
+  private lostBelow = 0;
+  /**
+   * Retransmissions of this recovery as flattened [start, end, mark, lost]:
+   * mark is SND.MAX when it was sent. Once data sent after it (above mark)
+   * is SACKed beyond DupThresh, a retransmission still missing was lost
+   * too, and is sent again (Linux's lost-retransmit detection; RACK's idea,
+   * RFC 8985, by sequence instead of time). Without this, a lost
+   * retransmission waits for the RTO.
+   */
+  private readonly rtxLog: number[] = [];
+  /** Eifel (RFC 3522): cwnd and ssthresh before the recovery, restored if it proves spurious; 0: no undo. */
+  private undoCwnd = 0;
+  private undoSsthresh = 0;
+  /** TSval of the recovery's first retransmission. */
+  private firstRtxTs: number | null = null;
+  /** SND.UNA when the recovery began. */
+  private recoveryUna = 0;
+  /** RFC 6675 §5 (4.3): the first retransmission on entry goes out whatever pipe says. */
+  private entryRtxPending = false;
+  /**
+   * RFC 6675 DupThresh, raised when the peer shows reordering (a hole filled
+   * by an original, never retransmitted, segment after data above it was
+   * SACKed), as Linux does with tp->reordering (cf. RFC 4653).
+   */
+  dupThresh = DUPACK_THRESHOLD;
+  readonly rtxStats: TcpRetransmitStats = emptyRetransmitStats();
+  /** Set by the owner (the table) to sum counters across connections. */
+  rtxSink: TcpRetransmitStats | null = null;
+  /** RFC 2018 §4: a sequence number inside each recently reported block, most recent first. */
+  private recentSack: number[] = [];
 
   // RTT (RFC 6298).
   srtt: number | null = null;
@@ -449,10 +523,36 @@ export class TcpConnection {
       // Persist timer (RFC 9293 §3.8.6.1): probe with one byte, backing off.
       this.probePending = true;
       this.sndNxt = this.sndUna;
+    } else if (this.sackOk && !synState) {
+      // RFC 6675 §5.1: after a timeout, retransmit what the scoreboard says is
+      // missing (everything un-SACKed up to RecoveryPoint), in slow start.
+      if (this.retransmits === 1) {
+        this.undoCwnd = this.recoveryKind === null ? this.cwnd : 0;
+        this.undoSsthresh = this.ssthresh;
+        this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
+      } else {
+        this.undoCwnd = 0;
+      }
+      this.firstRtxTs = null;
+      this.recoveryUna = this.sndUna;
+      // A second timeout without progress: the peer may have reneged (RFC 2018 §8).
+      if (this.retransmits > 1) this.scoreboard.length = 0;
+      this.count("retransmitTimeouts", 1);
+      this.cwnd = this.sendMss;
+      this.inRecovery = false;
+      this.dupAcks = 0;
+      this.sndNxt = this.sndMax;
+      this.recover = this.sndMax;
+      this.recoveryKind = "rto";
+      this.highRxt = this.sndUna;
+      this.rtxLog.length = 0;
+      this.lostBelow = this.sndMax;
+      this.rttSeq = null;
     } else {
       if (!synState && this.retransmits === 1) {
         this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
       }
+      if (!synState) this.count("retransmitTimeouts", 1);
       if (!synState) this.cwnd = this.sendMss; // RFC 5681: loss window
       this.inRecovery = false;
       this.dupAcks = 0;
@@ -644,14 +744,258 @@ export class TcpConnection {
       if (this.sndMax !== this.sndUna && payloadLen === 0 && !(r.flags & (TCP_SYN | TCP_FIN)) && !windowChanged) {
         this.onDupAck();
       }
-      return true;
+    } else {
+      this.onNewAck(ack, acked, r.timestamp, now);
     }
-    this.onNewAck(ack, acked, r.timestamp, now);
+    if (this.sackOk) {
+      if (r.sackBlocks !== null) this.updateScoreboard(r.sackBlocks);
+      this.updateRtxLog();
+      this.maybeEnterSackRecovery();
+    }
     return true;
+  }
+
+  // ------------------------------------------- SACK loss recovery (RFC 6675)
+
+  /** Merge the peer's SACK blocks into the scoreboard; D-SACK (RFC 2883) and bogus blocks are ignored. */
+  private updateScoreboard(blocks: number[]): void {
+    for (let i = 0; i + 1 < blocks.length; i += 2) {
+      let l = blocks[i]! >>> 0;
+      const r = blocks[i + 1]! >>> 0;
+      if (!seqLt(l, r) || seqLe(r, this.sndUna) || seqGt(r, this.sndMax)) continue;
+      if (seqLt(l, this.sndUna)) l = this.sndUna;
+      this.scoreboardAdd(l, r);
+    }
+  }
+
+  private scoreboardAdd(l: number, r: number): void {
+    const sb = this.scoreboard;
+    let i = 0;
+    while (i < sb.length && seqLt(sb[i + 1]!, l)) i += 2;
+    let j = i;
+    let s = l;
+    let e = r;
+    while (j < sb.length && seqLe(sb[j]!, e)) {
+      if (seqLt(sb[j]!, s)) s = sb[j]!;
+      if (seqGt(sb[j + 1]!, e)) e = sb[j + 1]!;
+      j += 2;
+    }
+    if (j === i && sb.length / 2 >= MAX_SCOREBOARD_RANGES) {
+      // Full: keep the ranges nearest SND.UNA, which decide what is lost.
+      if (i >= sb.length) return;
+      sb.length -= 2;
+    }
+    sb.splice(i, j - i, s, e);
+  }
+
+  /** Forget scoreboard ranges at or below SND.UNA. */
+  private scoreboardPrune(): void {
+    const sb = this.scoreboard;
+    let k = 0;
+    while (k < sb.length && seqLe(sb[k + 1]!, this.sndUna)) k += 2;
+    if (k > 0) sb.splice(0, k);
+    if (sb.length > 0 && seqLt(sb[0]!, this.sndUna)) sb[0] = this.sndUna;
+  }
+
+  /**
+   * RFC 6675 IsLost() as a boundary: an un-SACKed sequence number below the
+   * result is lost (DupThresh SACKed ranges, or more than (DupThresh-1)*SMSS
+   * SACKed bytes, lie above it). In recovery, also everything below lostBelow.
+   */
+  lostBoundary(): number {
+    const sb = this.scoreboard;
+    const thresh = this.dupThresh;
+    const need = (thresh - 1) * this.sendMss;
+    let bytes = 0;
+    let lost = this.sndUna;
+    for (let k = sb.length - 2, n = 1; k >= 0; k -= 2, n++) {
+      bytes += seqDiff(sb[k + 1]!, sb[k]!);
+      if (bytes > need || n >= thresh) {
+        lost = sb[k]!;
+        break;
+      }
+    }
+    return this.recoveryKind !== null && seqGt(this.lostBelow, lost) ? this.lostBelow : lost;
+  }
+
+  /**
+   * RFC 6675 SetPipe(): octets in [SND.UNA, SND.MAX) neither SACKed nor
+   * lost, plus octets retransmitted (below HighRxt) and not SACKed.
+   */
+  pipe(): number {
+    const lost = this.lostBoundary();
+    const sb = this.scoreboard;
+    let pipe = 0;
+    let a = this.sndUna;
+    for (let k = 0; k <= sb.length; k += 2) {
+      const b = k < sb.length ? sb[k]! : this.sndMax;
+      if (seqLt(a, b)) {
+        pipe += Math.max(0, seqDiff(b, seqMax(a, lost)));
+        if (this.recoveryKind !== null) pipe += Math.max(0, seqDiff(seqLt(b, this.highRxt) ? b : this.highRxt, a));
+      }
+      if (k < sb.length) a = sb[k + 1]!;
+    }
+    // A retransmission known lost has left the network.
+    const log = this.rtxLog;
+    for (let i = 0; i < log.length; i += 4) {
+      if (log[i + 3] === 1 && seqGt(log[i + 1]!, this.sndUna)) pipe -= seqDiff(log[i + 1]!, seqMax(log[i]!, this.sndUna));
+    }
+    return Math.max(0, pipe);
+  }
+
+  /** [s, e) lies inside one SACKed range. */
+  private isSacked(s: number, e: number): boolean {
+    const sb = this.scoreboard;
+    for (let k = 0; k < sb.length; k += 2) {
+      if (seqLe(sb[k]!, s) && seqLe(e, sb[k + 1]!)) return true;
+      if (seqGt(sb[k]!, s)) return false;
+    }
+    return false;
+  }
+
+  /** Drop acknowledged or SACKed retransmissions from the log; mark those overtaken as lost. */
+  private updateRtxLog(): void {
+    const log = this.rtxLog;
+    if (log.length === 0) return;
+    const sb = this.scoreboard;
+    const highestSacked = sb.length > 0 ? sb[sb.length - 1]! : this.sndUna;
+    const horizon = (this.dupThresh - 1) * this.sendMss;
+    let w = 0;
+    for (let i = 0; i < log.length; i += 4) {
+      const st = log[i]!, en = log[i + 1]!, mark = log[i + 2]!;
+      let lost = log[i + 3]!;
+      if (seqLe(en, this.sndUna) || this.isSacked(seqMax(st, this.sndUna), en)) continue;
+      if (lost === 0 && seqDiff(highestSacked, mark) > horizon) lost = 1;
+      log[w] = st;
+      log[w + 1] = en;
+      log[w + 2] = mark;
+      log[w + 3] = lost;
+      w += 4;
+    }
+    log.length = w;
+  }
+
+  /**
+   * RFC 6675 NextSeg() rule 1: a retransmission found lost, else the first
+   * lost, un-SACKed sequence at or above HighRxt, as [seq, len].
+   */
+  private nextLostHole(): [number, number] | null {
+    const log = this.rtxLog;
+    for (let i = 0; i < log.length; i += 4) {
+      if (log[i + 3] === 1) {
+        const st = seqMax(log[i]!, this.sndUna);
+        return [st, Math.min(seqDiff(log[i + 1]!, st), this.sendMss)];
+      }
+    }
+    const lost = this.lostBoundary();
+    const sb = this.scoreboard;
+    let a = this.sndUna;
+    for (let k = 0; k <= sb.length; k += 2) {
+      const b = k < sb.length ? sb[k]! : this.sndMax;
+      const s = seqMax(a, this.highRxt);
+      const e = seqLt(b, lost) ? b : lost;
+      if (seqLt(s, e)) return [s, Math.min(seqDiff(e, s), this.sendMss)];
+      if (!seqLt(b, lost)) return null;
+      if (k < sb.length) a = sb[k + 1]!;
+    }
+    return null;
+  }
+
+  /** RFC 6675 §5 steps (1)–(4): enter loss recovery on DupThresh duplicates or a lost SND.UNA. */
+  private maybeEnterSackRecovery(): void {
+    if (this.recoveryKind !== null || this.sndMax === this.sndUna || this.sndWnd === 0) return;
+    if (this.state === "SYN-RECEIVED" || this.state === "SYN-SENT") return;
+    if (this.dupAcks < this.dupThresh && !seqGt(this.lostBoundary(), this.sndUna)) return;
+    if (seqLt(this.sndUna, this.recover)) return; // §5: not before HighACK reaches RecoveryPoint
+    this.count("fastRecoveries", 1);
+    this.undoCwnd = this.cwnd;
+    this.undoSsthresh = this.ssthresh;
+    this.firstRtxTs = null;
+    this.recoveryUna = this.sndUna;
+    this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
+    this.cwnd = this.ssthresh;
+    this.recover = this.sndMax;
+    this.recoveryKind = "fast";
+    this.inRecovery = true;
+    this.highRxt = this.sndUna;
+    this.rtxLog.length = 0;
+    // (4.3): the segment at HighACK+1 is retransmitted even if IsLost() does not say so yet.
+    const firstHoleEnd = this.scoreboard.length > 0 ? this.scoreboard[0]! : this.sndMax;
+    this.lostBelow = seqAdd(this.sndUna, Math.min(this.sendMss, seqDiff(firstHoleEnd, this.sndUna)));
+    this.entryRtxPending = true;
+    this.rttSeq = null;
+  }
+
+  /**
+   * [from, to) was cumulatively acknowledged. If part of it was never
+   * retransmitted although data above it had been SACKed, the original
+   * arrived late: the path reorders by (highest SACKed - from) bytes, and
+   * DupThresh grows to match.
+   */
+  private detectReordering(from: number, to: number): void {
+    const sb = this.scoreboard;
+    if (sb.length === 0) return;
+    const highestSacked = sb[sb.length - 1]!;
+    if (!seqLt(from, sb[0]!)) return;
+    // Bytes below HighRxt may have been filled by our retransmission.
+    if (this.recoveryKind !== null && !seqGt(to, this.highRxt)) return;
+    const start = this.recoveryKind !== null ? seqMax(from, this.highRxt) : from;
+    if (!seqLt(start, sb[0]!)) return;
+    const degree = Math.ceil(seqDiff(highestSacked, start) / this.sendMss);
+    if (degree + 1 > this.dupThresh) this.dupThresh = Math.min(degree + 1, MAX_REORDERING);
+  }
+
+  /**
+   * RFC 3522 (Eifel detection): the first ACK beyond where the recovery
+   * began echoes a timestamp older than our first retransmission, so the
+   * original arrived; the recovery was caused by reordering or a delay
+   * spike, not loss. Response (RFC 4015 in spirit, as Linux's undo): restore
+   * cwnd and ssthresh, leave recovery, and raise DupThresh by the observed
+   * reordering so the next spike does not trigger it again.
+   */
+  private detectSpuriousRecovery(ack: number, ts: TcpTimestamp | null): void {
+    if (this.recoveryKind === null || this.undoCwnd === 0 || this.firstRtxTs === null) return;
+    if (!this.tsOk || ts === null || ts.tsecr === 0 || !seqGt(ack, this.recoveryUna)) return;
+    if (!seqLt(ts.tsecr, this.firstRtxTs)) {
+      this.undoCwnd = 0; // the retransmission got there first: real loss
+      return;
+    }
+    const sb = this.scoreboard;
+    const highest = sb.length > 0 ? sb[sb.length - 1]! : ack;
+    const degree = Math.ceil(Math.max(0, seqDiff(highest, this.recoveryUna)) / this.sendMss);
+    if (degree + 1 > this.dupThresh) this.dupThresh = Math.min(degree + 1, MAX_REORDERING);
+    this.cwnd = Math.max(this.cwnd, this.undoCwnd);
+    this.ssthresh = Math.max(this.ssthresh, this.undoSsthresh);
+    this.undoCwnd = 0;
+    this.recoveryKind = null;
+    this.inRecovery = false;
+    this.rtxLog.length = 0;
+    this.recover = this.sndUna; // a real loss in this window may start recovery again
+    this.count("spuriousRecoveries", 1);
+  }
+
+  private logRetransmission(start: number, end: number): void {
+    const log = this.rtxLog;
+    for (let i = 0; i < log.length; i += 4) {
+      if (log[i + 3] === 1 && seqLe(log[i]!, start) && seqLt(start, log[i + 1]!)) {
+        // sent again: a new mark, no longer lost
+        log[i] = start;
+        log[i + 2] = this.sndMax;
+        log[i + 3] = 0;
+        return;
+      }
+    }
+    if (log.length < 4 * MAX_RTX_LOG) log.push(start, end, this.sndMax, 0);
+  }
+
+  private count(field: keyof TcpRetransmitStats, n: number): void {
+    this.rtxStats[field] += n;
+    if (this.rtxSink !== null) this.rtxSink[field] += n;
   }
 
   private onDupAck(): void {
     this.dupAcks++;
+    if (this.sackOk) return; // RFC 6675: entry and sending are decided from the scoreboard
     if (this.inRecovery) {
       this.cwnd += this.sendMss; // RFC 6582 §3.2 step 3: inflate
       return;
@@ -664,10 +1008,12 @@ export class TcpConnection {
       this.inRecovery = true;
       this.fastRetransmitPending = true;
       this.rttSeq = null;
+      this.count("fastRecoveries", 1);
     }
   }
 
   private onNewAck(ack: number, acked: number, ts: TcpTimestamp | null, now: number): void {
+    const oldUna = this.sndUna;
     // Remove acknowledged data from the send buffer (SYN and FIN take a sequence number but no byte).
     const dataAcked = Math.max(0, Math.min(seqDiff(ack, this.bufSeq), this.sendBuf.length));
     // SYN and FIN are not data: they do not grow cwnd.
@@ -683,7 +1029,20 @@ export class TcpConnection {
     this.probePending = false;
 
     // Congestion control.
-    if (this.inRecovery) {
+    if (this.sackOk) {
+      this.detectReordering(oldUna, ack);
+      this.detectSpuriousRecovery(ack, ts);
+      this.scoreboardPrune();
+    }
+    if (this.recoveryKind !== null && seqGe(ack, this.recover)) {
+      // RFC 6675: recovery ends once RecoveryPoint is acknowledged.
+      if (this.recoveryKind === "fast") this.cwnd = this.ssthresh;
+      this.recoveryKind = null;
+      this.inRecovery = false;
+      this.rtxLog.length = 0;
+    } else if (this.recoveryKind === "fast") {
+      // Within RFC 6675 recovery cwnd stays at ssthresh; pipe governs sending.
+    } else if (this.inRecovery) {
       if (seqGe(ack, this.recover)) {
         // Full acknowledgment: RFC 6582 §3.2 step 3 (option 1).
         this.cwnd = Math.min(this.ssthresh, Math.max(this.flightSize(), this.sendMss) + this.sendMss);
@@ -769,6 +1128,10 @@ export class TcpConnection {
       return;
     }
     this.recvBuf.writeUnassembled(off, data);
+    if (off > 0 && this.sackOk) {
+      const key = seqAdd(this.rcvNxt, off);
+      this.recentSack = [key, ...this.recentSack.filter((k) => k !== key)].slice(0, MAX_SACK_BLOCKS);
+    }
     const n = this.assembler.popFront();
     if (n > 0) {
       this.recvBuf.commit(n);
@@ -779,6 +1142,36 @@ export class TcpConnection {
     } else {
       this.scheduleAck(now, data.length);
     }
+  }
+
+  /**
+   * RFC 2018 §4: the first block holds the most recently received segment,
+   * then the most recently reported other blocks; then the rest, nearest
+   * RCV.NXT first. (The wire layer keeps as many as fit with timestamps.)
+   */
+  private sackBlocks(): number[] {
+    const ranges = this.assembler.toArray();
+    const used: boolean[] = [];
+    const blocks: number[] = [];
+    const keep: number[] = [];
+    for (const key of this.recentSack) {
+      const off = seqDiff(key, this.rcvNxt);
+      for (let i = 0; i < ranges.length; i += 2) {
+        if (off >= ranges[i]! && off < ranges[i + 1]!) {
+          if (!used[i]) {
+            used[i] = true;
+            blocks.push(seqAdd(this.rcvNxt, ranges[i]!), seqAdd(this.rcvNxt, ranges[i + 1]!));
+            keep.push(key);
+          }
+          break;
+        }
+      }
+    }
+    this.recentSack = keep;
+    for (let i = 0; i < ranges.length && blocks.length < 2 * MAX_SACK_BLOCKS; i += 2) {
+      if (!used[i]) blocks.push(seqAdd(this.rcvNxt, ranges[i]!), seqAdd(this.rcvNxt, ranges[i + 1]!));
+    }
+    return blocks;
   }
 
   /** Step 7: the FIN counts once RCV.NXT reaches it. */
@@ -903,20 +1296,54 @@ export class TcpConnection {
       case "FIN-WAIT-1":
       case "CLOSING":
       case "LAST-ACK":
+        if (this.sackDriven()) return this.sackSendable();
         return this.nextSegmentLength() !== null;
       default:
         return false;
     }
   }
 
-  /** Length of the next new-data segment allowed now (0 = a bare FIN), or null. */
-  private nextSegmentLength(): number | null {
+  /**
+   * With SACK, pipe (not SND.NXT - SND.UNA) is what cwnd bounds, in loss
+   * recovery and out of it (SACKed data has left the network; this is also
+   * limited transmit, RFC 3042). Not after a window probe pulled SND.NXT back.
+   */
+  private sackDriven(): boolean {
+    return this.sackOk && this.sndWnd > 0 && (this.recoveryKind !== null || this.sndNxt === this.sndMax);
+  }
+
+  /** RFC 6675 §5 step (C): cwnd - pipe ≥ 1 SMSS and NextSeg() has something. */
+  private sackSendable(): boolean {
+    const room = this.cwnd - this.pipe();
+    if (this.recoveryKind !== null && (room >= this.sendMss || this.entryRtxPending) && this.nextLostHole() !== null) return true;
+    if (this.recoveryKind !== null && room < this.sendMss) return false;
+    const pipe = this.cwnd - room;
+    const len = this.nextSegmentLength(room);
+    return len !== null && !this.runt(len, room, pipe);
+  }
+
+  /** Sender SWS avoidance: no segment shorter than SMSS only because cwnd - pipe is (more is queued; ACKs will open room). */
+  private runt(len: number, room: number, pipe: number): boolean {
+    return len > 0 && len < this.sendMss && len === room && pipe > 0;
+  }
+
+  /**
+   * Length of the next new-data segment allowed now (0 = a bare FIN), or
+   * null. With `recoveryRoom` (SACK recovery), cwnd - pipe bounds it instead
+   * of cwnd - flight.
+   */
+  private nextSegmentLength(recoveryRoom: number | null = null): number | null {
     const off = seqDiff(this.sndNxt, this.bufSeq);
     const unsent = this.sendBuf.length - off;
     const finPending = this.finQueued && unsent >= 0 && seqLe(this.sndNxt, this.finSeq());
     if (unsent <= 0) return finPending && unsent === 0 ? 0 : null;
-    const wnd = Math.min(this.sndWnd, this.cwnd);
-    const usable = seqDiff(seqAdd(this.sndUna, wnd), this.sndNxt);
+    let usable: number;
+    if (recoveryRoom !== null) {
+      usable = Math.min(seqDiff(seqAdd(this.sndUna, this.sndWnd), this.sndNxt), recoveryRoom);
+    } else {
+      const wnd = Math.min(this.sndWnd, this.cwnd);
+      usable = seqDiff(seqAdd(this.sndUna, wnd), this.sndNxt);
+    }
     const len = Math.min(unsent, usable, this.sendMss);
     if (len <= 0) return null;
     return len;
@@ -947,11 +1374,51 @@ export class TcpConnection {
     if (this.fastRetransmitPending) {
       this.fastRetransmitPending = false;
       const len = Math.min(this.sendMss, Math.max(0, Math.min(seqDiff(this.sndMax, this.sndUna), this.sendBuf.length - seqDiff(this.sndUna, this.bufSeq))));
-      out.push(this.dataSegment(this.sndUna, len, now));
+      const seg = this.dataSegment(this.sndUna, len, now);
+      out.push(seg);
+      this.count("retransmittedSegments", 1);
+      this.count("retransmittedBytes", segmentLength(seg.repr.flags, seg.payload.length));
       this.rtxExpiresAt = now + this.rto;
     }
 
-    if (this.state !== "TIME-WAIT" && this.state !== "FIN-WAIT-2") {
+    // A window probe is owed only while the peer's window is zero.
+    if (this.probePending && this.sndWnd > 0) this.probePending = false;
+
+    if (this.state !== "TIME-WAIT" && this.state !== "FIN-WAIT-2" && this.sackDriven()) {
+      // RFC 6675 §5 step (C): while cwnd - pipe ≥ 1 SMSS, send NextSeg():
+      // lost holes from HighRxt upward first (in recovery), then new data.
+      let pipe = this.pipe();
+      for (let guard = 0; guard < 1024; guard++) {
+        const room = this.cwnd - pipe;
+        const inRecovery = this.recoveryKind !== null;
+        const hole = inRecovery && (room >= this.sendMss || this.entryRtxPending) ? this.nextLostHole() : null;
+        this.entryRtxPending = false;
+        if (hole !== null) {
+          const seg = this.dataSegment(hole[0], hole[1], now);
+          const segLen = segmentLength(seg.repr.flags, seg.payload.length);
+          if (segLen === 0) break;
+          out.push(seg);
+          const end = seqAdd(hole[0], segLen);
+          if (seqGt(end, this.highRxt)) this.highRxt = end;
+          this.logRetransmission(hole[0], end);
+          if (this.firstRtxTs === null) this.firstRtxTs = now >>> 0;
+          pipe += segLen;
+          this.count("retransmittedSegments", 1);
+          this.count("retransmittedBytes", segLen);
+          this.rtxExpiresAt = now + this.rto;
+          continue;
+        }
+        if (inRecovery && room < this.sendMss) break;
+        const len = this.nextSegmentLength(room);
+        if (len === null) break;
+        // Sender SWS avoidance: no runt segment because pipe left less than
+        // SMSS of cwnd, while more is queued; SACKs or ACKs will open room.
+        if (this.runt(len, room, pipe)) break;
+        const segLen = this.sendNew(len, now, out);
+        pipe += segLen;
+        if (segLen === 0) break;
+      }
+    } else if (this.state !== "TIME-WAIT" && this.state !== "FIN-WAIT-2") {
       for (let guard = 0; guard < 1024; guard++) {
         let len = this.nextSegmentLength();
         if (len === null) {
@@ -968,18 +1435,7 @@ export class TcpConnection {
           }
           if (len === null) break;
         }
-        const seq = this.sndNxt;
-        const seg = this.dataSegment(seq, len, now);
-        out.push(seg);
-        const segLen = segmentLength(seg.repr.flags, len);
-        if (this.rttSeq === null && seqGe(seq, this.sndMax) && !this.tsOk) {
-          this.rttSeq = seq;
-          this.rttSentAt = now;
-        }
-        this.sndNxt = seqAdd(seq, segLen);
-        if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
-        if (this.rtxExpiresAt === null) this.rtxExpiresAt = now + this.rto; // (5.1)
-        if (segLen === 0) break;
+        if (this.sendNew(len, now, out) === 0) break;
       }
     }
 
@@ -998,6 +1454,27 @@ export class TcpConnection {
       this.unackedSegments = 0;
     }
     return out;
+  }
+
+  /** Send `len` bytes (and a FIN if due) at SND.NXT; returns the sequence space used. */
+  private sendNew(len: number, now: number, out: TcpSegment[]): number {
+    const seq = this.sndNxt;
+    const seg = this.dataSegment(seq, len, now);
+    out.push(seg);
+    const segLen = segmentLength(seg.repr.flags, seg.payload.length);
+    if (seqLt(seq, this.sndMax)) {
+      // Go-back-N after a timeout (NewReno), or a repeated window probe.
+      this.count("retransmittedSegments", 1);
+      this.count("retransmittedBytes", Math.min(segLen, seqDiff(this.sndMax, seq)));
+    }
+    if (this.rttSeq === null && seqGe(seq, this.sndMax) && !this.tsOk) {
+      this.rttSeq = seq;
+      this.rttSentAt = now;
+    }
+    this.sndNxt = seqAdd(seq, segLen);
+    if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
+    if (this.rtxExpiresAt === null) this.rtxExpiresAt = now + this.rto; // (5.1)
+    return segLen;
   }
 
   private synSegment(flags: number, now: number): TcpSegment {
@@ -1039,14 +1516,7 @@ export class TcpConnection {
   private segment(seq: number, ack: number, flags: number, payload: Uint8Array, withOptions: boolean, now = 0): TcpSegment {
     const isAck = (flags & TCP_ACK) !== 0;
     let sackBlocks: number[] | null = null;
-    if (withOptions && this.sackOk && isAck && !this.assembler.isEmpty) {
-      const ranges = this.assembler.toArray();
-      sackBlocks = [];
-      // Most recent is not tracked; report the ranges nearest RCV.NXT first.
-      for (let i = 0; i < ranges.length && i < 8; i += 2) {
-        sackBlocks.push(seqAdd(this.rcvNxt, ranges[i]!), seqAdd(this.rcvNxt, ranges[i + 1]!));
-      }
-    }
+    if (withOptions && this.sackOk && isAck && !this.assembler.isEmpty) sackBlocks = this.sackBlocks();
     const rst = (flags & TCP_RST) !== 0;
     const window = rst ? 0 : this.advertiseWindow(false);
     if (isAck && !rst) this.lastAckSent = ack;

@@ -13,7 +13,10 @@
 //   6. Events: "established" when a connection leaves SYN-RECEIVED for a
 //      synchronized state, "closed" when an announced connection closes.
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, segmentLength, type TcpRepr } from "../wire/tcp.ts";
-import { DEFAULT_TCP_SETTINGS, TcpConnection, type TcpCloseReason, type TcpSegment, type TcpSettings } from "./connection.ts";
+import {
+  DEFAULT_TCP_SETTINGS, TcpConnection, emptyRetransmitStats,
+  type TcpCloseReason, type TcpRetransmitStats, type TcpSegment, type TcpSettings,
+} from "./connection.ts";
 import { seqAdd, seqGt } from "./seq.ts";
 
 export interface TcpTuple {
@@ -59,7 +62,7 @@ export const DEFAULT_TABLE_SETTINGS: TcpTableSettings = {
   issSecret: new Uint32Array([0x9e3779b9, 0x7f4a7c15, 0x85ebca6b, 0xc2b2ae35]),
 };
 
-export interface TcpTableStats {
+export interface TcpTableStats extends TcpRetransmitStats {
   synAccepted: number;
   synDropped: number;
   halfOpenEvicted: number;
@@ -106,7 +109,10 @@ export function initialSequenceNumber(t: TcpTuple, secret: Uint32Array, now: num
 
 export class TcpTable {
   readonly settings: TcpTableSettings;
-  readonly stats: TcpTableStats = { synAccepted: 0, synDropped: 0, halfOpenEvicted: 0, rstSent: 0, segmentsIn: 0, segmentsOut: 0 };
+  readonly stats: TcpTableStats = {
+    synAccepted: 0, synDropped: 0, halfOpenEvicted: 0, rstSent: 0, segmentsIn: 0, segmentsOut: 0,
+    ...emptyRetransmitStats(),
+  };
   private readonly conns = new Map<string, Entry>();
   /** SYN-RECEIVED entries, oldest first (Map keeps insertion order). */
   private readonly halfOpen = new Map<string, Entry>();
@@ -217,6 +223,7 @@ export class TcpTable {
     const e: Entry = { key: k, tuple, conn, announced: false };
     this.conns.set(k, e);
     conn.onWake = () => this.dirty.add(e);
+    conn.rtxSink = this.stats;
     this.dirty.add(e);
     return e;
   }
@@ -226,6 +233,7 @@ export class TcpTable {
     this.halfOpen.delete(e.key);
     this.dirty.delete(e);
     e.conn.onWake = null;
+    e.conn.rtxSink = null;
   }
 
   private touched(e: Entry, before: string): void {
@@ -272,6 +280,7 @@ export class TcpTable {
     this.dirty.clear();
     if (fullScan) this.nextTimerAt = null;
     for (const e of work) {
+      if (this.conns.get(e.key) !== e) continue; // removed earlier in this pass
       const c = e.conn;
       const before = c.state;
       const segs = c.dispatch(now);
