@@ -176,6 +176,8 @@ export class NetStack {
   private pumping = false;
   private pumpAgain = false;
   private pumpScheduled = false;
+  /** A pump deferred to setImmediate after MAX_PUMP_ROUNDS is pending. */
+  private pumpDeferred = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private timerAt = 0;
   private closed = false;
@@ -448,7 +450,15 @@ export class NetStack {
     } finally {
       this.pumping = false;
     }
-    if (rounds >= MAX_PUMP_ROUNDS) setImmediate(() => this.pump());
+    // Work left after the round limit continues on the next turn, once:
+    // a pump started meanwhile must not start a second chain.
+    if (rounds >= MAX_PUMP_ROUNDS && !this.pumpDeferred) {
+      this.pumpDeferred = true;
+      setImmediate(() => {
+        this.pumpDeferred = false;
+        this.pump();
+      });
+    }
     this.arm();
   }
 
