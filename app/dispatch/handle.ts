@@ -1,14 +1,15 @@
 // The flow shell: the one place a Flow's bytes meet the dispatcher's
-// decision. Peek when the port may carry intercepted TLS, decide, then hand
-// the connection to TLS interception, a passthrough splice, or a relay.
+// decisions. Route by destination (VIPs, direct-IP bindings, claimed ports);
+// peek when the destination may carry intercepted TLS, decide, then hand the
+// connection to TLS interception, a passthrough splice, or a relay.
 // TLS for clawpatrol.internal on :443 is the gateway's own discovery
 // service (app/endpoints/internal.ts), so :443 is always peeked; on a :443
 // no endpoint claims, anything else is relayed as before.
 import tls from "node:tls";
-import type { Flow } from "./flow.ts";
+import type { Flow, FlowEndpoint } from "./flow.ts";
 import type { Policy } from "../policy/types.ts";
 import type { GatewayEvent } from "../events/types.ts";
-import { dispatchTcp, peekPorts, INTERNAL_HOST, INTERNAL_PORT, type DispatchDecision } from "./dispatch.ts";
+import { dispatchTcp, peekPorts, routeDestination, INTERNAL_HOST, type DispatchContext, type DispatchDecision } from "./dispatch.ts";
 import { peekClientHello, type PeekResult } from "./peek.ts";
 import { serveInternal } from "../endpoints/internal.ts";
 import { relay, type Dialer, dialTcp } from "../endpoints/relay.ts";
@@ -21,6 +22,10 @@ export interface FlowDeps extends InterceptDeps {
   dial?: Dialer;
   /** The gateway CA certificate, served at https://clawpatrol.internal/ca.crt. */
   caCertPem?: string;
+  /** The DNS-VIP table (which addresses are VIPs, for which hostname), when the gateway hands VIPs out. */
+  dispatch?: DispatchContext;
+  /** The DNS-VIP responder's address: device DNS over TCP (:53, any destination) goes there, as UDP does. */
+  dnsTcp?: () => FlowEndpoint | undefined;
 }
 
 export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
@@ -28,20 +33,25 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
   flow.conn.on("error", () => {
     /* reported by whoever reads the connection */
   });
-  if (!policy.profiles.has(flow.device.profile)) {
-    connectionEvent(flow, deps, policy, { kind: "deny", reason: `profile "${flow.device.profile}" is not configured` }, 0, 0);
+  const ctx = deps.dispatch ?? {};
+  const ports = peekPorts(policy);
+  const route = routeDestination(policy, flow.dst, flow.device, ctx, ports);
+  // Device DNS over TCP goes to the DNS-VIP responder, as its UDP does (a VIP's :53 is the VIP's).
+  const dns = route.kind === "relay" && flow.dst.port === 53 ? deps.dnsTcp?.() : undefined;
+  if (dns) return relayFlow({ ...flow, dst: dns }, deps, undefined, { kind: "relay", reason: "DNS over TCP, to the DNS-VIP responder" });
+  if (route.kind === "relay") return relayFlow(flow, deps, undefined, route);
+  if (route.kind !== "peek") {
+    if (route.kind === "deny") connectionEvent(flow, deps, policy, route, 0, 0);
     flow.conn.destroy();
     return;
   }
-  const unclaimed = { kind: "relay", reason: "port not claimed by any endpoint" } as const;
-  const claimed = peekPorts(policy).has(flow.dst.port);
-  if (!claimed && flow.dst.port !== INTERNAL_PORT) return relayFlow(flow, deps, undefined, unclaimed);
+  const claimed = ports.has(flow.dst.port);
   const peeked = await peekClientHello(flow.conn);
   if (!peeked) {
     flow.conn.destroy();
     return;
   }
-  const decision = dispatchTcp(policy, flow.dst, flow.device, peeked.peek);
+  const decision = dispatchTcp(policy, flow.dst, flow.device, peeked.peek, ctx);
   if (decision.kind === "internal") {
     const tlsSock = await terminateTls(flow, deps, peeked, INTERNAL_HOST);
     if (!tlsSock) return;
@@ -55,8 +65,11 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
     setTimeout(() => tlsSock.destroy(), 5_000).unref?.();
     return;
   }
-  // Peeked only for the discovery service: everything else here is relayed as if never peeked.
-  if (!claimed) return relayFlow(flow, deps, peeked.bytes, unclaimed);
+  // Peeked only for the discovery service (an unclaimed :443 to an unbound
+  // address): everything else here is relayed as if never peeked.
+  if (!claimed && decision.kind !== "intercept" && decision.kind !== "deny") {
+    return relayFlow(flow, deps, peeked.bytes, { kind: "relay", reason: "port not claimed by any endpoint" });
+  }
   switch (decision.kind) {
     case "relay":
     case "passthrough":

@@ -3,7 +3,7 @@
 // per situation, and one pass through the real ClientHello parser so the
 // peek the table assumes is the one the shell produces.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { dispatchTcp, peekPorts, shouldPeek, DEFAULT_HTTPS_PORT, type DispatchDecision, type Peek } from "../../../app/dispatch/dispatch.ts";
+import { dispatchTcp, peekPorts, routeDestination, shouldPeek, DEFAULT_HTTPS_PORT, type DispatchContext, type DispatchDecision, type Peek } from "../../../app/dispatch/dispatch.ts";
 import type { DeviceIdentity } from "../../../app/dispatch/flow.ts";
 import type { Policy } from "../../../app/policy/types.ts";
 import { parseClientHello } from "../../../app/tls/clienthello.ts";
@@ -56,7 +56,7 @@ const dst = (port: number, host = "203.0.113.7") => ({ host, port });
 function summary(d: DispatchDecision): Record<string, unknown> {
   switch (d.kind) {
     case "intercept":
-      return { kind: d.kind, endpoint: d.endpoint.ref, sni: d.sni };
+      return d.via ? { kind: d.kind, endpoint: d.endpoint.ref, sni: d.sni, via: d.via } : { kind: d.kind, endpoint: d.endpoint.ref, sni: d.sni };
     case "passthrough":
     case "deny":
       return { kind: d.kind, sni: d.sni, reason: d.reason };
@@ -195,5 +195,69 @@ describe("peekPorts / shouldPeek", () => {
     [5432, false],
   ] as const)("shouldPeek port %d -> %p", (port, want) => {
     expect(shouldPeek(deny, dst(port))).toBe(want);
+  });
+});
+
+// The seed's table before and after the peek: VIPs (DNS-VIP answers),
+// direct-IP bindings (an endpoint whose hosts name an IP literal: the conn
+// index, :5432 included), claimed ports, everything else relayed.
+describe("routing by destination: VIPs, direct-IP bindings, claimed ports", () => {
+  const BOUND = `
+schema_version = 1
+defaults {
+  unknown_host = "deny"
+}
+endpoint "https" "vault" {
+  hosts = ["vault.corp.example"]
+}
+endpoint "https" "dbadmin" {
+  hosts = ["10.9.8.7"]
+  ports = [443, 5432]
+}
+profile "default" {}
+profile "narrow" { endpoints = [https.dbadmin] }
+`;
+  let p: Policy;
+  beforeAll(async () => {
+    p = await policyFrom(BOUND);
+  });
+  const VIPS: Record<string, string> = { "100.80.0.5": "vault.corp.example", "100.80.0.6": "gone.corp.example" };
+  const ctx: DispatchContext = { vipHostname: (ip) => VIPS[ip] };
+  const route = (host: string, port: number, profile = "default") => {
+    const r = routeDestination(p, dst(port, host), dev(profile), ctx);
+    return r.kind === "peek" ? { kind: "peek" } : summary(r);
+  };
+
+  test.each([
+    ["a VIP on a port its endpoint serves -> peek", "100.80.0.5", 443, "default", { kind: "peek" }],
+    ["a VIP on another port -> deny (a VIP is not a real address)", "100.80.0.5", 22, "default", { kind: "deny", sni: undefined, reason: "VIP of vault.corp.example: endpoint https.vault does not serve port 22" }],
+    ["a VIP whose hostname no endpoint names any more -> deny", "100.80.0.6", 443, "default", { kind: "deny", sni: undefined, reason: "VIP of gone.corp.example: no endpoint this profile sees names it" }],
+    ["a VIP of an endpoint the profile cannot see -> deny", "100.80.0.5", 443, "narrow", { kind: "deny", sni: undefined, reason: "VIP of vault.corp.example: no endpoint this profile sees names it" }],
+    ["a bound IP on its port 443 -> peek", "10.9.8.7", 443, "narrow", { kind: "peek" }],
+    ["a bound IP on :5432 (the conn index) -> peek", "10.9.8.7", 5432, "default", { kind: "peek" }],
+    ["a bound IP on a port it does not claim -> relay", "10.9.8.7", 22, "default", { kind: "relay", reason: "port not claimed by any endpoint" }],
+    [":5432 to an address nothing binds is still peeked: an endpoint claims the port (an SNI may name it)", "10.9.8.8", 5432, "default", { kind: "peek" }],
+    ["an ordinary address on a claimed port -> peek", "203.0.113.7", 443, "default", { kind: "peek" }],
+    ["an ordinary address elsewhere -> relay", "203.0.113.7", 8080, "default", { kind: "relay", reason: "port not claimed by any endpoint" }],
+    ["an unknown profile -> deny before anything else", "100.80.0.5", 443, "ghost", { kind: "deny", sni: undefined, reason: 'profile "ghost" is not configured' }],
+  ] as const)("%s", (_name, host, port, profile, want) => {
+    expect(route(host, port, profile)).toEqual(want);
+  });
+
+  test.each([
+    ["TLS without SNI to a VIP -> intercept as the VIP's hostname", "100.80.0.5", 443, hello(), { kind: "intercept", endpoint: "https.vault", sni: "vault.corp.example", via: "vip" }],
+    ["TLS with the VIP's own SNI -> intercept", "100.80.0.5", 443, hello("vault.corp.example"), { kind: "intercept", endpoint: "https.vault", sni: "vault.corp.example" }],
+    ["TLS with another, unclaimed SNI to a VIP -> still the VIP's endpoint", "100.80.0.5", 443, hello("example.org"), { kind: "intercept", endpoint: "https.vault", sni: "vault.corp.example", via: "vip" }],
+    ["not TLS to a VIP -> deny (its endpoint expects TLS)", "100.80.0.5", 443, { kind: "not-tls" } as Peek, { kind: "deny", sni: undefined, reason: "https.vault (vip vault.corp.example) expects TLS" }],
+    ["TLS without SNI to a bound IP -> intercept as the IP", "10.9.8.7", 443, hello(), { kind: "intercept", endpoint: "https.dbadmin", sni: "10.9.8.7", via: "direct-ip" }],
+    ["not TLS to a bound IP on :5432 -> deny (no relay around its rules)", "10.9.8.7", 5432, { kind: "not-tls" } as Peek, { kind: "deny", sni: undefined, reason: "https.dbadmin (direct-ip 10.9.8.7) expects TLS" }],
+    ["TLS without SNI to an unbound IP -> unknown_host", "10.9.8.8", 443, hello(), { kind: "deny", sni: undefined, reason: "no SNI (unknown_host = deny)" }],
+    ["a claimed SNI wins over the IP it was sent to", "10.9.8.7", 443, hello("vault.corp.example"), { kind: "intercept", endpoint: "https.vault", sni: "vault.corp.example" }],
+  ] as const)("%s", (_name, host, port, peek, want) => {
+    expect(summary(dispatchTcp(p, dst(port, host), dev(), peek, ctx))).toEqual(want);
+  });
+
+  test("without a VIP table, VIP addresses are ordinary addresses", () => {
+    expect(routeDestination(p, dst(22, "100.80.0.5"), dev()).kind).toBe("relay");
   });
 });
