@@ -8,6 +8,8 @@ import type { DeviceIdentity, Flow } from "./dispatch/flow.ts";
 import type { DeviceRegistry, WireguardDevice } from "./store/devices.ts";
 import { AddressPool } from "./store/addresses.ts";
 import { OnboardService } from "./control/onboard/index.ts";
+import { DeviceRuns, SWEEP_MS as RUN_SWEEP_MS } from "./control/device-runs/index.ts";
+import { RunPeerStore } from "./store/run-peers.ts";
 import { startKernelPlane, startUserspacePlane, type PacketPlane } from "./net/packet-plane.ts";
 import { log } from "./log.ts";
 
@@ -19,11 +21,15 @@ export interface TunnelDeps {
   publicUrl: string;
   policy(): Policy;
   onFlow(flow: Flow): void;
+  /** Where device DNS goes (the DNS-VIP responder, ip:port); default: the host's resolver. */
+  dnsResolver?: string;
 }
 
 export interface Tunnel {
   plane: PacketPlane;
   onboard: OnboardService;
+  /** Per-run peers of devices (`clawpatrol run`). */
+  runs: DeviceRuns;
   /** Ends every open flow of a device (revocation cuts traffic at once). */
   cutFlows(device: string): number;
   close(): Promise<void>;
@@ -51,9 +57,12 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
   };
 
   // The profile is read at every flow, so a profile change applies on the next one.
+  // A run's own address (a per-run peer) is its device's.
+  const runStore = new RunPeerStore(deps.db);
   const identify = (address: string): DeviceIdentity | undefined => {
     const d = deps.devices.lookupByAddress(address);
-    return d && d.kind === "wireguard" ? { name: d.name, profile: d.profile } : undefined;
+    if (d) return d.kind === "wireguard" ? { name: d.name, profile: d.profile } : undefined;
+    return runStore.lookupByAddress(address);
   };
 
   // kernel: the kernel's wg0 routed into our TUN (the appliance, root);
@@ -65,18 +74,21 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
       stateDir: deps.stateDir,
       identify,
       udpPolicy: () => deps.policy().defaults.udp,
+      ...(deps.dnsResolver ? { dnsResolver: deps.dnsResolver } : {}),
       onFlow: (flow) => {
         track(flow);
         deps.onFlow(flow);
       },
     },
-    deps.devices.activeWireguard().map((d) => ({ publicKey: d.publicKey, address: d.address })),
+    [...deps.devices.activeWireguard().map((d) => ({ publicKey: d.publicKey, address: d.address })), ...DeviceRuns.tunnelPeers(runStore)],
   );
+  const pool = new AddressPool(deps.db, settings.subnetCidr);
+  const runs = new DeviceRuns({ store: runStore, pool, plane });
 
   const onboard = new OnboardService({
     db: deps.db,
     registry: deps.devices,
-    pool: new AddressPool(deps.db, settings.subnetCidr),
+    pool,
     settings: {
       subnetCidr: settings.subnetCidr,
       listenPort: listenPort(settings.listen),
@@ -87,26 +99,31 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
     gatewayPublicKey: () => plane.publicKey,
     caCertPem: () => deps.caCertPem,
     hooks: {
-      onDeviceApproved: (d: WireguardDevice) => {
-        plane.addPeer({ publicKey: d.publicKey, address: d.address });
+      onDeviceApproved: async (d: WireguardDevice) => {
+        await plane.addPeer({ publicKey: d.publicKey, address: d.address });
         log.info("device approved", { device: d.name, profile: d.profile, address: d.address });
       },
       onDeviceRevoked: (d: WireguardDevice) => {
         plane.removePeer(d.publicKey);
+        const ended = runs.endDevice(d.name);
         const cut = cutFlows(d.name);
-        log.info("device revoked", { device: d.name, flowsCut: cut });
+        log.info("device revoked", { device: d.name, flowsCut: cut, runsEnded: ended.length });
       },
     },
   });
   const sweep = setInterval(() => onboard.sweep(), 60_000);
   sweep.unref?.();
+  const runSweep = setInterval(() => runs.sweep(), RUN_SWEEP_MS);
+  runSweep.unref?.();
 
   return {
     plane,
     onboard,
+    runs,
     cutFlows,
     async close() {
       clearInterval(sweep);
+      clearInterval(runSweep);
       onboard.close();
       await plane.close();
     },

@@ -7,7 +7,10 @@
 //   2. a tmpfs over the state dir holding only ca.crt, the combined bundle
 //      (system CAs + gateway CA) and resolv.conf; resolv.conf bound over
 //      /etc/resolv.conf, the bundle over the system bundle;
-//   3. the TUN fd to the outer stage over fd 3 (SCM_RIGHTS);
+//   3. --publish: a Unix listener per published port, each connection to
+//      127.0.0.1:PORT here (publish.ts), the sockets' directory then hidden
+//      from the command under a tmpfs; the TUN fd to the outer stage over
+//      fd 3 (SCM_RIGHTS);
 //   4. the command, as the invoking uid in a nested user namespace (no
 //      capability over these namespaces), with the CA variables set;
 //      signals forwarded; our exit status is the command's;
@@ -20,6 +23,7 @@ import path from "node:path";
 import { isatty } from "node:tty";
 import { cString, IFF_NO_PI, IFF_TUN, IFREQ_SIZE, IFREQ_UNION_OFFSET, libc, O_CLOEXEC, O_NONBLOCK, O_RDWR, sysError, TUNSETIFF } from "../app/net/tun/libc.ts";
 import { INNER_ENV, type InnerConfig } from "./run.ts";
+import { serveInside } from "./publish.ts";
 import { pollReadable, recvFd, sendFd } from "./sys.ts";
 
 const CTL_FD = 3;
@@ -144,6 +148,13 @@ export async function inner(argv: string[]): Promise<number> {
   try {
     const fd = setupNetwork(cfg);
     files = setupFiles(cfg);
+    if (cfg.publish?.length) {
+      await serveInside(cfg.publish);
+      // The outer stage (host mount namespace) still reaches the sockets.
+      if (cfg.publishDir && !sh(["mount", "-t", "tmpfs", "-o", "mode=0700,size=64k", "clawpatrol-publish", cfg.publishDir], "hiding the publish sockets", true)) {
+        files.warnings.push(`could not hide ${cfg.publishDir} from the command`);
+      }
+    }
     sendFd(CTL_FD, fd, new TextEncoder().encode("tun\n"));
     // Keep our copy open (O_CLOEXEC: the command does not inherit it).
   } catch (e) {

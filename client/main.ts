@@ -3,19 +3,28 @@
 //
 //   clawpatrol join URL [--name N] [--profile P]   enroll this device
 //   clawpatrol run [--] CMD ARGS...                run CMD with every flow through the gateway
+//   clawpatrol up | down                           route the whole host through the gateway (root)
 //   clawpatrol status                              the gateway, this device, active runs
 //   clawpatrol uninstall --yes                     forget the gateway (removes the state dir)
 import { setLogLevel, setLogWriter } from "../app/log.ts";
+import { HostChangeError } from "./host-changes.ts";
 import { inner } from "./inner.ts";
 import { join, JoinError } from "./join.ts";
 import { activeRuns, run, RunError } from "./run.ts";
 import { loadState, NotJoined, removeState, stateDir } from "./state.ts";
+import { down, session, statusLines, up, wholeMachineDaemon, WholeMachineError, DAEMON_COMMAND } from "./whole-machine.ts";
 
 export const USAGE = `usage:
-  clawpatrol join URL [--name NAME] [--profile PROFILE]
-      enroll this device with the gateway at URL (an operator approves it)
-  clawpatrol run [--] COMMAND [ARGS...]
-      run COMMAND with all its network traffic going through the gateway
+  clawpatrol join URL [--name NAME] [--profile PROFILE] [--whole-machine]
+      enroll this device with the gateway at URL (an operator approves it);
+      --whole-machine: then bring the whole-machine tunnel up (root)
+  clawpatrol run [--publish [HOSTADDR:]HOSTPORT[:PORT]]... [--] COMMAND [ARGS...]
+      run COMMAND with all its network traffic going through the gateway;
+      --publish: COMMAND's 127.0.0.1:PORT reachable from this host at HOSTADDR:HOSTPORT
+  clawpatrol up
+      route this whole machine (all traffic, DNS) through the gateway (root)
+  clawpatrol down
+      stop that, restoring the routes and /etc/resolv.conf exactly as they were
   clawpatrol status
       show the gateway, this device, and active runs
   clawpatrol uninstall --yes
@@ -27,8 +36,11 @@ options:
 export class UsageError extends Error {}
 
 export type Command =
-  | { cmd: "join"; url: string; name?: string; profile?: string }
-  | { cmd: "run"; argv: string[] }
+  | { cmd: "join"; url: string; name?: string; profile?: string; wholeMachine?: boolean }
+  | { cmd: "up" }
+  | { cmd: "down" }
+  | { cmd: "whole-machine-daemon" }
+  | { cmd: "run"; argv: string[]; publish?: string[] }
   | { cmd: "inner"; argv: string[] }
   | { cmd: "status" }
   | { cmd: "uninstall"; yes: boolean }
@@ -54,6 +66,7 @@ export function parseArgs(args: string[]): Parsed {
   const sub = args[i++];
   if (sub === undefined || sub === "help") return { command: { cmd: "help" }, verbose };
   if (sub === "run" || sub === "__inner") {
+    const publish: string[] = [];
     for (; i < args.length; i++) {
       const a = args[i]!;
       if (a === "--") {
@@ -61,12 +74,17 @@ export function parseArgs(args: string[]): Parsed {
         break;
       }
       if (a === "--verbose" || a === "-v") verbose = true;
-      else if (a.startsWith("-")) throw new UsageError(`unknown option for ${sub}: ${a} (put the command after --)`);
+      else if (sub === "run" && (a === "--publish" || a === "-p" || a.startsWith("--publish="))) {
+        const v = a.startsWith("--publish=") ? a.slice("--publish=".length) : args[++i];
+        if (!v) throw new UsageError("--publish needs [HOSTADDR:]HOSTPORT[:PORT], e.g. --publish 18080:8080");
+        publish.push(v);
+      } else if (a.startsWith("-")) throw new UsageError(`unknown option for ${sub}: ${a} (put the command after --)`);
       else break;
     }
     const argv = args.slice(i);
     if (argv.length === 0) throw new UsageError(`usage: clawpatrol run [--] COMMAND [ARGS...]`);
-    return { command: { cmd: sub === "run" ? "run" : "inner", argv }, verbose };
+    if (sub === "run") return { command: { cmd: "run", argv, ...(publish.length ? { publish } : {}) }, verbose };
+    return { command: { cmd: "inner", argv }, verbose };
   }
   const opts = new Map<string, string | true>();
   for (; i < args.length; i++) {
@@ -100,13 +118,19 @@ export function parseArgs(args: string[]): Parsed {
   switch (sub) {
     case "join": {
       allow(["name", "profile", "whole-machine"]);
-      if (opts.has("whole-machine")) throw new UsageError("--whole-machine is not available yet; use clawpatrol run -- COMMAND");
-      if (rest.length !== 1) throw new UsageError("usage: clawpatrol join URL [--name NAME] [--profile PROFILE]");
+      if (rest.length !== 1) throw new UsageError("usage: clawpatrol join URL [--name NAME] [--profile PROFILE] [--whole-machine]");
       const c: Command = { cmd: "join", url: rest[0]! };
       if (opts.has("name")) c.name = opts.get("name") as string;
       if (opts.has("profile")) c.profile = opts.get("profile") as string;
+      if (opts.has("whole-machine")) c.wholeMachine = true;
       return { command: c, verbose };
     }
+    case "up":
+    case "down":
+    case DAEMON_COMMAND:
+      allow([]);
+      if (rest.length) throw new UsageError(`usage: clawpatrol ${sub}`);
+      return { command: { cmd: sub === DAEMON_COMMAND ? "whole-machine-daemon" : sub }, verbose };
     case "status":
       allow([]);
       if (rest.length) throw new UsageError("usage: clawpatrol status");
@@ -139,6 +163,7 @@ function status(out: (l: string) => void): number {
   out(`  address  ${s.device.addresses?.join(", ") || s.device.address}`);
   out(`  joined   ${s.joined_at}`);
   out(`state:     ${dir}`);
+  for (const l of statusLines(dir)) out(l);
   const runs = activeRuns();
   if (runs.length === 0) {
     out("tunnel:    no active run");
@@ -152,7 +177,7 @@ function status(out: (l: string) => void): number {
   return 0;
 }
 
-function uninstall(yes: boolean, out: (l: string) => void): number {
+async function uninstall(yes: boolean, out: (l: string) => void): Promise<number> {
   const dir = stateDir();
   if (!yes) {
     out(`this removes ${dir} (this device's keys, token and the gateway CA).`);
@@ -160,6 +185,8 @@ function uninstall(yes: boolean, out: (l: string) => void): number {
     out(`Run again with --yes to do it.`);
     return 1;
   }
+  // The record of what `up` changed lives in the state dir: restore the host first.
+  if (session(dir).kind !== "down") await down({ dir, out });
   if (activeRuns().length > 0) out("note: runs are still active; they keep their tunnel until they end");
   out(removeState(dir) ? `removed ${dir}` : `nothing to remove (${dir} does not exist)`);
   return 0;
@@ -187,20 +214,31 @@ export async function main(args: string[]): Promise<number> {
       case "help":
         out(USAGE);
         return 0;
-      case "join":
-        await join({ url: c.url, name: c.name, profile: c.profile, dir: stateDir() });
-        return 0;
+      case "join": {
+        const dir = stateDir();
+        // A re-join swaps the state dir, which holds the record `down` needs.
+        if (session(dir).kind !== "down") throw new WholeMachineError("the whole-machine tunnel is up: run clawpatrol down before joining again");
+        if (c.wholeMachine && process.getuid?.() !== 0) throw new WholeMachineError("join --whole-machine changes this machine's routes and DNS and needs root: sudo clawpatrol join ... --whole-machine");
+        await join({ url: c.url, name: c.name, profile: c.profile, dir });
+        return c.wholeMachine ? await up({ dir, out }) : 0;
+      }
+      case "up":
+        return await up({ dir: stateDir(), out });
+      case "down":
+        return await down({ dir: stateDir(), out });
+      case "whole-machine-daemon":
+        return await wholeMachineDaemon(stateDir());
       case "run":
-        return await run({ stateDir: stateDir(), argv: c.argv });
+        return await run({ stateDir: stateDir(), argv: c.argv, ...(c.publish ? { publish: c.publish } : {}) });
       case "inner":
         return await inner(c.argv);
       case "status":
         return status(out);
       case "uninstall":
-        return uninstall(c.yes, out);
+        return await uninstall(c.yes, out);
     }
   } catch (e) {
-    if (e instanceof JoinError || e instanceof RunError || e instanceof NotJoined) {
+    if (e instanceof JoinError || e instanceof RunError || e instanceof NotJoined || e instanceof WholeMachineError || e instanceof HostChangeError) {
       err(e.message);
       return 1;
     }

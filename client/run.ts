@@ -2,10 +2,13 @@
 //
 // Shape (and why):
 //
-//   clawpatrol run            host namespaces; holds the private key; runs
-//   │                         our userspace WireGuard to the gateway on a UDP
+//   clawpatrol run            host namespaces; registers a peer of its own
+//   │                         (run-peer.ts: a key made in memory, its own
+//   │                         tunnel address) and holds that key; runs our
+//   │                         userspace WireGuard to the gateway on a UDP
 //   │                         socket of the host network; relays packets
-//   │                         between the TUN fd and the tunnel
+//   │                         between the TUN fd and the tunnel; listens on
+//   │                         --publish ports (publish.ts)
 //   └─ unshare [-U -r] -n -m -p --fork --kill-child --mount-proc
 //      └─ clawpatrol __inner  pid 1 of new user+net+mount+pid namespaces
 //         │                   (root inside the user namespace): lo up, TUN
@@ -39,6 +42,8 @@ import os from "node:os";
 import path from "node:path";
 import { isatty } from "node:tty";
 import { startUserspaceWireGuard, type UserspaceWireGuard } from "../app/net/wireguard/shell.ts";
+import { listenOnHost, parsePublish, PublishError, type HostListeners, type PublishedSocket, type PublishSpec } from "./publish.ts";
+import { registerRun, type RunIdentity } from "./run-peer.ts";
 import { loadState, type LoadedState } from "./state.ts";
 import { pollReadable, recvFd } from "./sys.ts";
 import { tunFromFd, type FdTun } from "./tun-fd.ts";
@@ -64,6 +69,10 @@ export interface InnerConfig {
   caCert: string;
   tun: string;
   mtu: number;
+  /** --publish: Unix sockets to serve, each to 127.0.0.1:port inside (see publish.ts) */
+  publish?: PublishedSocket[];
+  /** the directory holding them, hidden from the command */
+  publishDir?: string;
 }
 
 /** The argv that re-runs this program (the compiled binary, or bun + the entry script). */
@@ -166,6 +175,8 @@ function childrenOf(pid: number): number[] {
 export interface RunOptions {
   stateDir: string;
   argv: string[];
+  /** --publish [HOSTADDR:]HOSTPORT[:PORT], repeatable */
+  publish?: string[];
   err?: (line: string) => void;
 }
 
@@ -175,8 +186,15 @@ export async function run(o: RunOptions): Promise<number> {
   const isRoot = process.getuid?.() === 0;
   const state: LoadedState = loadState(o.stateDir);
   preflight(isRoot);
+  let specs: PublishSpec[];
+  try {
+    specs = (o.publish ?? []).map(parsePublish);
+  } catch (e) {
+    throw new RunError((e as Error).message);
+  }
 
-  // 1. The tunnel, from the host's network namespace.
+  // 1. The tunnel, from the host's network namespace, as a peer of its own
+  //    (run-peer.ts) when the gateway offers one.
   const ep = parseEndpoint(state.gateway.endpoint);
   let address = ep.host;
   if (net.isIP(address) === 0) {
@@ -186,21 +204,16 @@ export async function run(o: RunOptions): Promise<number> {
       throw new RunError(`cannot resolve the gateway endpoint ${ep.host}: ${(e as Error).message}`);
     }
   }
-  const wg = await startUserspaceWireGuard({
-    listen: { host: net.isIPv6(address) ? "::" : "0.0.0.0", port: 0 },
-    privateKey: state.privateKey,
-    name: "clawpatrol",
-    mtu: TUN_MTU,
-    peers: [
-      {
-        publicKey: state.gateway.public_key,
-        allowedIPs: state.gateway.allowed_ips?.length ? state.gateway.allowed_ips : ["0.0.0.0/0", "::/0"],
-        endpoint: { address, port: ep.port },
-        persistentKeepalive: state.gateway.persistent_keepalive || 25,
-      },
-    ],
-  });
-  let tun: FdTun | undefined;
+  const identity: RunIdentity = await registerRun(state);
+  if (identity.kind === "device") err(`note: ${identity.note}`);
+  const lease = identity.kind === "run" ? identity.lease : undefined;
+  let wg: UserspaceWireGuard;
+  try {
+    wg = await startWireGuard(state, lease?.privateKey ?? state.privateKey, address, ep.port);
+  } catch (e) {
+    await lease?.end();
+    throw e;
+  }
   const cleanups: (() => void)[] = [() => wg.close()];
   const cleanup = () => {
     for (const c of cleanups.splice(0).reverse()) {
@@ -219,92 +232,137 @@ export async function run(o: RunOptions): Promise<number> {
       );
     }
 
-    // 2. The namespaces and the command.
+    // 2. Published ports: bound on the host before the command starts.
+    let published: HostListeners | undefined;
+    if (specs.length > 0) {
+      try {
+        published = await listenOnHost(specs, runtimeDir());
+      } catch (e) {
+        throw new RunError(e instanceof PublishError ? e.message : `--publish: ${(e as Error).message}`);
+      }
+      cleanups.push(published.close);
+    }
+
+    // 3. The namespaces and the command.
     const cfg: InnerConfig = {
       root: isRoot,
       uid: process.getuid?.() ?? 0,
       gid: process.getgid?.() ?? 0,
       stateDir: state.dir,
-      address: state.device.address,
+      address: lease?.address ?? state.device.address,
       dns: state.gateway.dns,
       caCert: state.caCert,
       tun: TUN_NAME,
       mtu: TUN_MTU,
     };
-    if (state.device.address6) cfg.address6 = state.device.address6;
-    const ns = ["--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private"];
-    const argv = ["unshare", ...(isRoot ? [] : ["--user", "--map-root-user"]), ...ns, "--", ...selfArgv(), "__inner", "--", ...o.argv];
-    const proc = Bun.spawn(argv, {
-      stdio: ["inherit", "inherit", "inherit", "pipe"],
-      env: { ...process.env, [INNER_ENV]: JSON.stringify(cfg) },
-    });
-    const ctl = proc.stdio[3] as unknown as number;
-
-    // Signals: forward, do not die of them ourselves.
-    let innerPid: number | undefined;
-    const forward = (sig: NodeJS.Signals) => () => {
-      // unshare blocks SIGINT/SIGTERM and forwards nothing: signal the inner stage.
-      innerPid ??= childrenOf(proc.pid)[0];
-      const target = innerPid ?? proc.pid;
-      try {
-        process.kill(target, sig);
-      } catch {
-        /* gone */
-      }
-    };
-    const forwarded: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"];
-    const handlers = new Map<NodeJS.Signals, () => void>();
-    for (const s of forwarded) handlers.set(s, forward(s));
-    handlers.set("SIGINT", isatty(0) ? () => {} : forward("SIGINT"));
-    for (const [s, h] of handlers) process.on(s, h);
-    cleanups.push(() => {
-      for (const [s, h] of handlers) process.off(s, h);
-    });
-
-    // 3. Wait for the TUN fd (or for the setup to fail).
-    const end = Date.now() + SETUP_TIMEOUT_MS;
-    let tunFd: number | undefined;
-    while (tunFd === undefined) {
-      if (pollReadable(ctl, 0)) {
-        const r = recvFd(ctl);
-        if (r.kind === "message" && r.fd !== undefined) tunFd = r.fd;
-        else if (r.kind === "eof") break;
-      } else if (proc.exitCode !== null || proc.signalCode !== null || Date.now() > end) {
-        break;
-      } else {
-        await Bun.sleep(5);
-      }
+    const address6 = lease ? lease.address6 : state.device.address6;
+    if (address6) cfg.address6 = address6;
+    if (published) {
+      cfg.publish = published.sockets;
+      cfg.publishDir = published.dir;
     }
-    if (tunFd === undefined) {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-      const code = await proc.exited;
-      throw new RunError(diagnoseSetup(isRoot) + ` (setup exited with status ${code})`);
-    }
-    innerPid = childrenOf(proc.pid)[0];
-
-    // 4. The data path: TUN <-> WireGuard. Both writes are synchronous
-    //    (TUN: one write(); WireGuard: copies before encrypting), so the
-    //    borrowed views are done with when write returns.
-    const link = tunFromFd(tunFd, TUN_NAME, TUN_MTU, (e) => err(e.message));
-    tun = link;
-    cleanups.push(() => link.close());
-    link.onPackets((ps) => {
-      for (const p of ps) wg.link.write(p);
-    });
-    wg.link.onPackets((ps) => {
-      for (const p of ps) link.write(p);
-    });
-
-    // 5. Tell `clawpatrol status` about this run.
-    const statusFile = writeRunFile(state, o.argv, wg);
-    if (statusFile) cleanups.push(statusFile.stop);
-
-    const code = await proc.exited;
-    return proc.signalCode ? 128 + (os.constants.signals[proc.signalCode as NodeJS.Signals] ?? 0) : code;
+    return await runInNamespaces(o, cfg, isRoot, wg, state, cleanups, err);
   } finally {
+    await lease?.end();
     cleanup();
-    void tun;
   }
+}
+
+async function startWireGuard(state: LoadedState, privateKey: string, address: string, port: number): Promise<UserspaceWireGuard> {
+  return await startUserspaceWireGuard({
+    listen: { host: net.isIPv6(address) ? "::" : "0.0.0.0", port: 0 },
+    privateKey,
+    name: "clawpatrol",
+    mtu: TUN_MTU,
+    peers: [
+      {
+        publicKey: state.gateway.public_key,
+        allowedIPs: state.gateway.allowed_ips?.length ? state.gateway.allowed_ips : ["0.0.0.0/0", "::/0"],
+        endpoint: { address, port },
+        persistentKeepalive: state.gateway.persistent_keepalive || 25,
+      },
+    ],
+  });
+}
+
+/** The namespaces, the command, and the TUN <-> WireGuard relay; resolves with the command's status. */
+async function runInNamespaces(
+  o: RunOptions,
+  cfg: InnerConfig,
+  isRoot: boolean,
+  wg: UserspaceWireGuard,
+  state: LoadedState,
+  cleanups: (() => void)[],
+  err: (line: string) => void,
+): Promise<number> {
+  const ns = ["--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private"];
+  const argv = ["unshare", ...(isRoot ? [] : ["--user", "--map-root-user"]), ...ns, "--", ...selfArgv(), "__inner", "--", ...o.argv];
+  const proc = Bun.spawn(argv, {
+    stdio: ["inherit", "inherit", "inherit", "pipe"],
+    env: { ...process.env, [INNER_ENV]: JSON.stringify(cfg) },
+  });
+  const ctl = proc.stdio[3] as unknown as number;
+
+  // Signals: forward, do not die of them ourselves.
+  let innerPid: number | undefined;
+  const forward = (sig: NodeJS.Signals) => () => {
+    // unshare blocks SIGINT/SIGTERM and forwards nothing: signal the inner stage.
+    innerPid ??= childrenOf(proc.pid)[0];
+    const target = innerPid ?? proc.pid;
+    try {
+      process.kill(target, sig);
+    } catch {
+      /* gone */
+    }
+  };
+  const forwarded: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"];
+  const handlers = new Map<NodeJS.Signals, () => void>();
+  for (const s of forwarded) handlers.set(s, forward(s));
+  handlers.set("SIGINT", isatty(0) ? () => {} : forward("SIGINT"));
+  for (const [s, h] of handlers) process.on(s, h);
+  cleanups.push(() => {
+    for (const [s, h] of handlers) process.off(s, h);
+  });
+
+  // 4. Wait for the TUN fd (or for the setup to fail).
+  const end = Date.now() + SETUP_TIMEOUT_MS;
+  let tunFd: number | undefined;
+  while (tunFd === undefined) {
+    if (pollReadable(ctl, 0)) {
+      const r = recvFd(ctl);
+      if (r.kind === "message" && r.fd !== undefined) tunFd = r.fd;
+      else if (r.kind === "eof") break;
+    } else if (proc.exitCode !== null || proc.signalCode !== null || Date.now() > end) {
+      break;
+    } else {
+      await Bun.sleep(5);
+    }
+  }
+  if (tunFd === undefined) {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    const code = await proc.exited;
+    throw new RunError(diagnoseSetup(isRoot) + ` (setup exited with status ${code})`);
+  }
+  innerPid = childrenOf(proc.pid)[0];
+
+  // 5. The data path: TUN <-> WireGuard. Both writes are synchronous
+  //    (TUN: one write(); WireGuard: copies before encrypting), so the
+  //    borrowed views are done with when write returns.
+  const link = tunFromFd(tunFd, TUN_NAME, TUN_MTU, (e) => err(e.message));
+  cleanups.push(() => link.close());
+  link.onPackets((ps) => {
+    for (const p of ps) wg.link.write(p);
+  });
+  wg.link.onPackets((ps) => {
+    for (const p of ps) link.write(p);
+  });
+
+  // 6. Tell `clawpatrol status` about this run.
+  const statusFile = writeRunFile(state, o.argv, wg, cfg.address);
+  if (statusFile) cleanups.push(statusFile.stop);
+
+  const code = await proc.exited;
+  return proc.signalCode ? 128 + (os.constants.signals[proc.signalCode as NodeJS.Signals] ?? 0) : code;
 }
 
 export interface RunRecord {
@@ -313,6 +371,8 @@ export interface RunRecord {
   command: string[];
   device: string;
   gateway: string;
+  /** this run's tunnel address (its own peer's, or the device's) */
+  address?: string;
   last_handshake: string | null;
   rx_bytes: number;
   tx_bytes: number;
@@ -320,7 +380,7 @@ export interface RunRecord {
 }
 
 /** A small file per active run, refreshed every few seconds (no secrets in it). */
-function writeRunFile(state: LoadedState, argv: string[], wg: UserspaceWireGuard): { stop: () => void } | undefined {
+function writeRunFile(state: LoadedState, argv: string[], wg: UserspaceWireGuard, address: string): { stop: () => void } | undefined {
   const dir = runtimeDir();
   const file = path.join(dir, `run-${process.pid}.json`);
   const started = new Date().toISOString();
@@ -332,6 +392,7 @@ function writeRunFile(state: LoadedState, argv: string[], wg: UserspaceWireGuard
       command: argv,
       device: state.device.name,
       gateway: state.gateway.endpoint,
+      address,
       last_handshake: p?.lastHandshake ? new Date(p.lastHandshake).toISOString() : null,
       rx_bytes: p?.rxBytes ?? 0,
       tx_bytes: p?.txBytes ?? 0,

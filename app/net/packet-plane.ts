@@ -40,7 +40,8 @@ export interface PacketPlane {
   publicKey: string;
   /** UDP address WireGuard listens on. */
   listen: { host: string; port: number };
-  addPeer(peer: TunnelPeer): void;
+  /** Kernel mode: resolves once `wg set` has the peer, rejects if it failed (userspace: at once). */
+  addPeer(peer: TunnelPeer): void | Promise<void>;
   removePeer(publicKey: string): void;
   peers(): { publicKey: string; lastHandshake: number | undefined; rxBytes: number; txBytes: number }[];
   stack: NetStack;
@@ -261,9 +262,18 @@ export async function startKernelPlane(
     listen,
     addPeer(p) {
       set.add(p.publicKey);
-      enqueue("set peer", async () => {
-        await kernelWg.setPeer(wgIf, peerConfig(p), kd);
-        await refresh();
+      // Callers wait for it: a device's first handshake should find its peer.
+      return new Promise<void>((resolve, reject) => {
+        enqueue("set peer", async () => {
+          try {
+            await kernelWg.setPeer(wgIf, peerConfig(p), kd);
+          } catch (e) {
+            reject(e as Error);
+            throw e;
+          }
+          resolve();
+          await refresh();
+        });
       });
     },
     removePeer(publicKey) {

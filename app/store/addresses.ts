@@ -146,7 +146,9 @@ export class AddressPool {
 
   private next(s: Subnet, column: "address" | "address6"): string {
     const used = new Set<bigint>();
-    for (const row of this.db.query(`SELECT ${column} AS a FROM devices WHERE ${column} IS NOT NULL`).all() as {
+    // Devices' own addresses and their runs' (app/store/run-peers.ts) are both taken.
+    const taken = `SELECT ${column} AS a FROM devices WHERE ${column} IS NOT NULL UNION ALL SELECT ${column} FROM run_peers WHERE ${column} IS NOT NULL`;
+    for (const row of this.db.query(taken).all() as {
       a: string;
     }[]) {
       if (!contains(s, row.a)) continue;

@@ -150,6 +150,34 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX audit_time ON audit(time);
   CREATE INDEX audit_operator ON audit(operator, id);
   `,
+  // 5: the DNS VIP table: hostname -> virtual IP. A hostname that leaves the
+  // policy is released (released_at), not deleted: its address is reused
+  // only when the range runs out, and it gets the same one if it returns.
+  `
+  CREATE TABLE vips (
+    hostname     TEXT PRIMARY KEY,
+    address      TEXT NOT NULL UNIQUE,
+    allocated_at INTEGER NOT NULL,
+    released_at  INTEGER
+  );
+  `,
+  // 6: per-run WireGuard peers of a device (`clawpatrol run`). A row is one
+  // tunnel address that belongs to the device for as long as the device row
+  // exists (never reused by another device); a run holds it while public_key
+  // is set, and the next run of the same device takes a free one.
+  `
+  CREATE TABLE run_peers (
+    id          INTEGER PRIMARY KEY,
+    device_id   INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    address     TEXT NOT NULL UNIQUE,
+    address6    TEXT UNIQUE,
+    run_id      TEXT UNIQUE,
+    public_key  TEXT UNIQUE,
+    started_at  INTEGER,
+    created_at  INTEGER NOT NULL
+  );
+  CREATE INDEX run_peers_device ON run_peers(device_id);
+  `,
 ];
 
 /**

@@ -113,6 +113,7 @@ credential "github_token" "gh" {}
 profile "laptops" {
   credentials = [github_token.gh]
 }
+profile "contractors" {}
 `,
       { CLAWPATROL_SECRET_GH: SECRET },
       {
@@ -157,13 +158,13 @@ profile "laptops" {
   };
 
   /** join, with the operator approving as soon as the code is shown. */
-  const joinDevice = async (name: string, o: { home?: string; user?: number } = {}) => {
+  const joinDevice = async (name: string, o: { home?: string; user?: number; profile?: string } = {}) => {
     let approving: Promise<void> | undefined;
     const r = await client(["join", apiUrl, "--name", name], {
       ...o,
       onOut: (out) => {
         const m = /Code: ([A-Z2-9]{4}-[A-Z2-9]{4})/.exec(out);
-        if (m && !approving) approving = approve(m[1]!);
+        if (m && !approving) approving = approve(m[1]!, o.profile);
       },
     });
     await approving;
@@ -303,6 +304,27 @@ profile "laptops" {
     expect(r.out.trim().split("\n")).toEqual([String(NOBODY), "200"]);
     expect(existsSync(path.join(h, ".config/clawpatrol/private.key"))).toBe(true);
   }, 40_000);
+
+  test("a second device on another profile does not get the first one's credential; the first still does", async () => {
+    const h2 = tempDir("home-second");
+    chmodSync(h2, 0o755);
+    const j = await joinDevice("laptop-2", { home: h2, profile: "contractors" });
+    expect(j.code).toBe(0);
+    expect(j.out).toContain(`Approved: "laptop-2" is in profile "contractors"`);
+    const seen = upstream.seen.length;
+    const r2 = await client(["run", "--", ...curlArgs, "-H", `Authorization: Bearer ${PLACEHOLDER}`, "https://api.test/echo"], { home: h2 });
+    expect(r2.code).toBe(0);
+    expect(r2.out).not.toContain(SECRET);
+    // The endpoint's credential is not granted to this profile: denied, and nothing reaches the upstream.
+    expect(JSON.parse(r2.out)).toMatchObject({ error: "denied by clawpatrol", reason: 'profile "contractors" is not granted github_token.gh' });
+    expect(upstream.seen.length).toBe(seen);
+    expect(t.events.filter((x) => x.kind === "http").at(-1)!.device).toBe("laptop-2");
+
+    const r1 = await client(["run", "--", ...curlArgs, "-H", `Authorization: Bearer ${PLACEHOLDER}`, "https://api.test/echo"]);
+    expect(r1.code).toBe(0);
+    expect(upstream.seen.at(-1)!.headers["authorization"]).toBe(`Bearer ${SECRET}`);
+    expect(t.events.filter((x) => x.kind === "http").at(-1)!.device).toBe("laptop-1");
+  }, 60_000);
 
   test("errors a newcomer meets: not joined, unreachable gateway, bad URL", async () => {
     const empty = tempDir("home-empty");

@@ -43,7 +43,8 @@ describe("parseArgs", () => {
     [["join", "a", "--yes"]],
     [["status", "--name", "x"]],
     [["frobnicate"]],
-    [["join", "a", "--whole-machine"]],
+    [["up", "now"]],
+    [["down", "--yes"]],
   ])("usage error: %j", (args) => {
     expect(() => parseArgs(args)).toThrow(UsageError);
   });
