@@ -169,6 +169,8 @@ export interface ValidateContext {
    * reports unknown or ill-formed references itself). Returns `TYPE.NAME`.
    */
   resolveCredential(r: BlockReader, attr: string): string | undefined;
+  /** `gateway { public_url }`: Telegram's webhook mode registers a URL under it. */
+  publicUrl?: string | undefined;
 }
 
 /**
@@ -201,11 +203,20 @@ export function validateApprover(
     for (const a of block.attributes) {
       if (!COMMON_ATTRIBUTES.includes(a.name) && a.name !== "channel") channelSettings[a.name] = a.value;
     }
+    if (channel === "telegram") checkTelegram(r, block, ctx);
     if (channel) config = { type: "human_approver", ...common, channel, channelSettings };
   } else {
     r.error(block.line, `unknown approver type "${type}"`);
   }
   return errors.length > before ? undefined : config;
+}
+
+/** Webhook mode (the default) calls setWebhook with public_url + the route: without one Telegram can never reach us. */
+function checkTelegram(r: BlockReader, block: BlockLike, ctx: ValidateContext): void {
+  const mode = r.has("mode") ? r.raw("mode") : "webhook";
+  if (mode === "webhook" && ctx.publicUrl === undefined) {
+    r.error(r.has("mode") ? r.line("mode") : block.line, 'telegram webhook mode needs gateway { public_url } (Telegram posts callbacks to it); or set mode = "poll"');
+  }
 }
 
 function readCommon(r: BlockReader): CommonApproverConfig {

@@ -124,6 +124,8 @@ export function adoptChatModule(mod: Partial<ChatModule>, opts: { replace?: bool
           now: deps.now,
           fetch: deps.fetch ?? fetch,
           log: chatLog(approver.ref),
+          // Telegram's webhook mode registers public_url + its route with setWebhook.
+          ...(deps.policy.gateway?.publicUrl ? { publicUrl: deps.policy.gateway.publicUrl } : {}),
           ...(template ? { render: (req: Parameters<typeof renderMessage>[1]) => renderMessage(template, req) } : {}),
         });
       },

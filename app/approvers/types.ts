@@ -64,6 +64,14 @@ export interface ApproverPlugin {
   /** HTTP routes this approver needs on the public API (chat interactivity callbacks). */
   routes?(): ApproverRoute[];
   close?(): void;
+  /** Whether the approver can work now (e.g. Telegram's webhook registration), for operators. Additive. */
+  health?(): ApproverHealth;
+}
+
+export interface ApproverHealth {
+  status: "starting" | "ok" | "error";
+  /** What is wrong or what was done; never a secret. */
+  detail?: string;
 }
 
 export interface ApproverRoute {

@@ -3,9 +3,12 @@
 // curl through the gateway is held, the held request appears live, and the
 // operator's click decides it — approve lets the curl reach the upstream,
 // deny gives it a 403 with the reason. A viewer sees the same request but
-// cannot decide it. Screenshots of the main pages go to test-artifacts/.
+// cannot decide it. An admin turns a request into a deny rule ("block
+// requests like this") and validates it against the running config without
+// applying it; an operator with a one-time password must choose a new one
+// before anything else. Screenshots of the main pages go to test-artifacts/.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { makeTestPki } from "../integration/support/pki.ts";
@@ -54,6 +57,8 @@ rule "posts-need-a-human" {
   base = `http://127.0.0.1:${t.gw.publicServer.address.port}`;
   passwords.alice = await cli("operator", "add", "alice", "--role", "approver");
   passwords.bob = await cli("operator", "add", "bob", "--role", "viewer");
+  passwords.ada = await cli("operator", "add", "ada", "--role", "admin");
+  passwords.carol = await cli("operator", "add", "carol", "--role", "viewer");
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-proxy-server"],
@@ -74,6 +79,16 @@ async function signIn(name: string): Promise<{ context: BrowserContext; page: Pa
   await page.fill("#login-name", name);
   await page.fill("#login-password", passwords[name]!);
   await page.click("button[type=submit]");
+  // `operator add` hands out one-time passwords: the first sign-in sets a real one.
+  await page.locator("header.top .who, #password-form").first().waitFor();
+  if (await page.locator("#password-form").count()) {
+    const chosen = `${name}-own-password-0123`;
+    await page.fill("#pw-current", passwords[name]!);
+    await page.fill("#pw-new", chosen);
+    await page.fill("#pw-confirm", chosen);
+    await page.click("#pw-submit");
+    passwords[name] = chosen;
+  }
   await page.locator("header.top .who", { hasText: name }).waitFor();
   await page.locator("#live.live-live").waitFor();
   return { context, page };
@@ -170,6 +185,9 @@ describe("dashboard in Chromium", () => {
     await detail.waitFor();
     expect(await detail.textContent()).toContain("alice");
     expect(await detail.textContent()).toContain("As held for approval");
+    // Turning a request into a rule is for admins: an approver gets a note, not the button.
+    expect(await detail.locator("#block-like-this").count()).toBe(0);
+    expect(await detail.textContent()).toContain("Admins can turn a request into a rule");
     await page.screenshot({ path: path.join(ARTIFACTS, "requests.png") });
     // A new request arrives in the open log without a reload.
     expect((await curlVia(t, "api.test", upstream.port, "/echo?a-plain-get")).status).toBe(200);
@@ -187,9 +205,120 @@ describe("dashboard in Chromium", () => {
     await page.screenshot({ path: path.join(ARTIFACTS, "devices.png") });
 
     // 6. A session that ends sends the page back to the login form.
-    await bob.page.click("header.top button.link");
+    await bob.page.click("#sign-out");
     await bob.page.locator("#login-name").waitFor();
     await bob.context.close();
     await alice.context.close();
+  }, 60_000);
+
+  test("an admin blocks requests like one from the feed: generate, validate, copy; nothing is applied", async () => {
+    const configBefore = readFileSync(t.configPath, "utf8");
+    const { context, page } = await signIn("ada");
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+    await page.click("#nav-requests");
+    // The upstream answers 404 for this path: the gateway let it through (a deny would be 403).
+    expect((await curlVia(t, "api.test", upstream.port, "/echo/block-me?token=x")).status).toBe(404);
+    const row = page.locator("#events-body tr", { hasText: "/echo/block-me" });
+    await row.waitFor();
+    await row.click();
+    await page.click("#block-like-this");
+    const area = page.locator("#rule-hcl");
+    await page.locator("#rule-validate:not([disabled])").waitFor();
+    const exact = await area.inputValue();
+    expect(exact).toContain("endpoint  = https.api");
+    expect(exact).toContain(`http.path == '/echo/block-me'`);
+    expect(exact).toContain(`verdict   = "deny"`);
+    expect(exact).not.toContain("token=x");
+
+    // A wider scope regenerates the rule: the folder and below, any method.
+    await page.check("input[name=rule-path][value=prefix]");
+    await page.waitForFunction(() => (document.querySelector("#rule-hcl") as HTMLTextAreaElement | null)?.value.includes("startsWith('/echo/')"));
+    await page.check("input[name=rule-method][value=any]");
+    await page.waitForFunction(() => !(document.querySelector("#rule-hcl") as HTMLTextAreaElement | null)?.value.includes("http.method"));
+    const hcl = await area.inputValue();
+    const name = /rule "([^"]+)"/.exec(hcl)![1]!;
+    expect(name).toBe("block-any-api-test-echo");
+
+    await page.click("#rule-validate");
+    const ok = page.locator("#rule-result .rule-ok");
+    await ok.waitFor();
+    expect(await ok.textContent()).toContain(`Valid with the running config: adds ${name} (deny)`);
+    expect(await ok.textContent()).toContain(`This request would now be: deny by rule ${name}`);
+    expect(await page.locator("section.block-rule").textContent()).toContain("copy the rule into your config; reload applies it");
+    await page.screenshot({ path: path.join(ARTIFACTS, "block-rule.png") });
+
+    await page.click("#rule-copy");
+    await page.locator(".flash", { hasText: "Rule copied" }).waitFor();
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(hcl);
+
+    // An edit that breaks it: the error names the snippet's line.
+    const broken = hcl.replace(`verdict   = "deny"`, `verdict   = "block"`);
+    const verdictLine = broken.split("\n").findIndex((l) => l.includes(`verdict   = "block"`)) + 1;
+    await area.fill(broken);
+    await page.click("#rule-validate");
+    const errors = page.locator("#rule-result .rule-errors");
+    await errors.waitFor();
+    expect(await errors.textContent()).toContain(`line ${verdictLine}: rule "${name}": verdict must be`);
+    await errors.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(ARTIFACTS, "block-rule-error.png") });
+
+    // Validation applied nothing: the config file is as it was and the request still goes through.
+    expect(readFileSync(t.configPath, "utf8")).toBe(configBefore);
+    expect(t.gw.policy().rules.map((r) => r.name)).toEqual(["posts-need-a-human"]);
+    expect((await curlVia(t, "api.test", upstream.port, "/echo/block-me")).status).toBe(404);
+    await context.close();
+  }, 60_000);
+
+  test("a one-time password must be changed before anything else; afterwards the old one no longer signs in", async () => {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(UI_TIMEOUT);
+    const login = async (password: string) => {
+      await page.fill("#login-name", "carol");
+      await page.fill("#login-password", password);
+      await page.click("button[type=submit]");
+    };
+    await page.goto(`${base}/#/requests`);
+    await login(passwords.carol!);
+    await page.locator("#password-form").waitFor();
+    expect(await page.locator("header.top").count()).toBe(0);
+    await page.screenshot({ path: path.join(ARTIFACTS, "password-required.png") });
+
+    const fresh = "carol-chose-this-one-42";
+    const submit = async (current: string, next: string, confirm: string) => {
+      await page.fill("#pw-current", current);
+      await page.fill("#pw-new", next);
+      await page.fill("#pw-confirm", confirm);
+      await page.click("#pw-submit");
+    };
+    await submit("not-the-one-time-password", fresh, fresh);
+    await page.locator(".pw-error", { hasText: "The current password is wrong." }).waitFor();
+    await submit(passwords.carol!, fresh, fresh + "x");
+    await page.locator(".pw-error", { hasText: "The two new passwords differ." }).waitFor();
+    await submit(passwords.carol!, "short", "short");
+    await page.locator(".pw-error", { hasText: "at least 12 characters" }).waitFor();
+    await submit(passwords.carol!, fresh, fresh);
+    await page.locator("header.top .who", { hasText: "carol" }).waitFor();
+    await page.locator("#live.live-live").waitFor();
+    expect(await page.locator("#password-form").count()).toBe(0);
+
+    // From the header at any time: a dialog with inline errors, and Cancel.
+    await page.click("#change-password");
+    await page.locator("#password-dialog").waitFor();
+    await submit("wrong-wrong-wrong", "another-password-123", "another-password-123");
+    await page.locator("#password-dialog .pw-error", { hasText: "The current password is wrong." }).waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, "password-dialog.png") });
+    await page.click("#pw-cancel");
+    await page.locator("#password-dialog").waitFor({ state: "detached" });
+
+    // The old password is refused; the new one signs straight in.
+    await page.click("#sign-out");
+    await page.locator("#login-name").waitFor();
+    await login(passwords.carol!);
+    await page.locator(".login-error", { hasText: "Wrong name or password" }).waitFor();
+    await login(fresh);
+    await page.locator("header.top .who", { hasText: "carol" }).waitFor();
+    expect(await page.locator("#password-form").count()).toBe(0);
+    await context.close();
   }, 60_000);
 });

@@ -60,6 +60,9 @@ export const ALREADY_APPROVED_TEXT = "You already approved this request; another
 export const EXPIRED_TEXT = "No longer pending: this request expired or was decided elsewhere.";
 
 /** Replaces every occurrence of the given secrets (and their URL-encoded forms). */
+/** How long a click waits for its hold's post to finish (chat services want an answer within ~3 s). */
+const POSTED_WAIT_MS = 2000;
+
 export function makeScrubber(secrets: (string | undefined)[]): (s: string) => string {
   const needles = new Set<string>();
   for (const s of secrets) {
@@ -212,11 +215,26 @@ export class HumanCore<Ref> {
     this.deps.log.info("human approver: waiting", { approver: this.ref, hold: req.id });
   }
 
+  /**
+   * Resolves once the hold's message is posted (or at once: unknown, settled,
+   * already posted), at most `maxMs`. A click can only come from a message
+   * that exists, but it may reach us before the post's own response does;
+   * deciding then would skip the check that the click is on our message.
+   */
+  async posted(key: string, maxMs = POSTED_WAIT_MS): Promise<void> {
+    const hold = this.holds.get(key);
+    if (!hold || hold.settled || hold.ref !== undefined) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([hold.whenPosted, new Promise((r) => (timer = setTimeout(r, maxMs)))]);
+    clearTimeout(timer);
+  }
+
   /** A verified click. First decision wins; `matches` checks the callback's message against the posted one. */
   decide(key: string, decision: "allow" | "deny", who: Decider, channelPrefix: string, matches?: (ref: Ref) => boolean): DecideOutcome<Ref> {
     const hold = this.holds.get(key);
     if (!hold || hold.settled) return { kind: "not_pending" };
-    if (hold.ref !== undefined && matches && !matches(hold.ref)) return { kind: "not_pending" };
+    // With a matcher, a click is only trusted against a posted message (see posted()).
+    if (matches && (hold.ref === undefined || !matches(hold.ref))) return { kind: "not_pending" };
     if (this.allowed && this.allowed.size > 0 && !this.allowed.has(who.userId)) {
       this.deps.log.info("human approver: click from a user not allowed", { approver: this.ref, hold: hold.req.id, user: `${channelPrefix}:${who.userId}` });
       return { kind: "not_allowed" };

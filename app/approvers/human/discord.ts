@@ -183,6 +183,7 @@ export function createDiscordApprover(cfg: DiscordApproverConfig, deps: HumanDep
     if (i.type !== InteractionType.MESSAGE_COMPONENT) return ephemeral("This interaction is not handled here.");
     const click = parseDiscordComponent(i);
     if (!click) return ephemeral(NOT_PENDING_TEXT);
+    await core.posted(click.key);
     const out = core.decide(click.key, click.decision, { userId: click.userId, name: click.userName }, "discord", (ref) =>
       click.messageId === undefined || ref.messageId === click.messageId,
     );

@@ -119,6 +119,10 @@ export function parseHumanApproverSettings(
       if (mode !== "webhook" && mode !== "poll") return { ok: false, error: `${ref}: mode must be "webhook" or "poll"` };
       if (mode === "webhook" && !s.webhook_secret) return { ok: false, error: `${ref}: webhook_secret is required unless mode = "poll"` };
       if (mode === "poll" && s.webhook_secret) return { ok: false, error: `${ref}: webhook_secret has no effect with mode = "poll"` };
+      // setWebhook's secret_token: Telegram refuses anything else (the value is never named).
+      if (s.webhook_secret !== undefined && !/^[A-Za-z0-9_-]{1,256}$/.test(s.webhook_secret)) {
+        return { ok: false, error: `${ref}: webhook_secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -` };
+      }
       const pt = settings.poll_timeout;
       if (pt !== undefined && (mode !== "poll" || typeof pt !== "number" || !Number.isInteger(pt) || pt < 0 || pt > 50)) {
         return { ok: false, error: `${ref}: poll_timeout must be whole seconds 0-50, with mode = "poll"` };

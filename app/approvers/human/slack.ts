@@ -175,6 +175,7 @@ export function createSlackApprover(cfg: SlackApproverConfig, deps: HumanDeps): 
     const ephemeral = (text: string) => {
       if (click.channel) core.track(followUp("chat.postEphemeral", { channel: click.channel, user: click.userId, text }));
     };
+    await core.posted(click.holdId);
     const out = core.decide(click.holdId, click.decision, { userId: click.userId, name: click.userName, reason: click.reason }, "slack", (ref) =>
       click.channel === undefined || click.messageTs === undefined || (ref.channel === click.channel && ref.ts === click.messageTs),
     );

@@ -10,9 +10,16 @@
 //   3. poll mode: the getUpdates loop runs only while holds are pending
 //      (started by the first, stopped by the last and by close), confirming
 //      updates through `offset`;
-//   4. abort → editMessageText "expired or decided elsewhere".
+//   4. abort → editMessageText "expired or decided elsewhere";
+//   0. at start, register with Telegram: webhook mode calls setWebhook {url:
+//      public_url + our route, secret_token, allowed_updates:
+//      ["callback_query"]}; poll mode calls deleteWebhook first (Telegram
+//      refuses getUpdates while a webhook is set). A reload that keeps the
+//      same settings does not register again; failures are retried with
+//      backoff, logged (never the token) and shown by health().
 
-import type { ApprovalRequest, ApproverContext, ApproverPlugin, ApproverRoute, ApproverVerdict } from "../types.ts";
+import { createHash } from "node:crypto";
+import type { ApprovalRequest, ApproverContext, ApproverHealth, ApproverPlugin, ApproverRoute, ApproverVerdict } from "../types.ts";
 import {
   type ChannelAdapter,
   type PostResult,
@@ -92,6 +99,16 @@ function withStatus(text: string, status: string): string {
   return truncate(text, TEXT_MAX - status.length - 4) + "\n\n" + status;
 }
 
+/** Bot API: secret_token is 1-256 of A-Z, a-z, 0-9, _ and -. */
+const SECRET_TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
+
+/** What each bot was last registered with, across reloads (one process). */
+const processRegistrations = new Map<string, string>();
+
+export function telegramWebhookPath(name: string): string {
+  return `/api/approvers/telegram/${encodeURIComponent(name)}/webhook`;
+}
+
 const defaultSleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms);
@@ -102,6 +119,9 @@ export function createTelegramApprover(cfg: TelegramApproverConfig, deps: HumanD
   const api = (cfg.apiBase ?? TELEGRAM_API).replace(/\/+$/, "");
   const mode = cfg.mode ?? "webhook";
   if (mode === "webhook" && !cfg.webhook_secret) throw new Error(`${cfg.ref}: webhook mode needs webhook_secret`);
+  if (mode === "webhook" && !SECRET_TOKEN.test(cfg.webhook_secret ?? "")) {
+    throw new Error(`${cfg.ref}: webhook_secret must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's secret_token)`);
+  }
   const scrub = makeScrubber([cfg.bot_token, cfg.webhook_secret]);
   const pollTimeout = cfg.poll_timeout ?? DEFAULT_POLL_TIMEOUT_S;
   const sleep = deps.sleep ?? defaultSleep;
@@ -137,12 +157,13 @@ export function createTelegramApprover(cfg: TelegramApproverConfig, deps: HumanD
   const core = new HumanCore<TelegramRef>(cfg.ref, adapter, deps, allowed, scrub);
 
   /** One update, from the webhook or getUpdates. Answers and edits run in the background. */
-  function handleUpdate(update: unknown): void {
+  async function handleUpdate(update: unknown): Promise<void> {
     const click = parseTelegramCallback(update);
     if (!click) return;
     const answer = (text: string, alert = false) =>
       core.track(followUp("answerCallbackQuery", { callback_query_id: click.queryId, text, ...(alert ? { show_alert: true } : {}) }));
-    if (!click.key || !click.decision) return answer(NOT_PENDING_TEXT);
+    if (!click.key || !click.decision) return void answer(NOT_PENDING_TEXT);
+    await core.posted(click.key);
     const out = core.decide(click.key, click.decision, { userId: click.userId, name: click.userName }, "telegram", (ref) =>
       click.chatId === undefined || click.messageId === undefined || (ref.chatId === click.chatId && ref.messageId === click.messageId),
     );
@@ -182,16 +203,67 @@ export function createTelegramApprover(cfg: TelegramApproverConfig, deps: HumanD
     } catch {
       return textResponse(400, "bad update");
     }
-    handleUpdate(update);
+    await handleUpdate(update);
     return textResponse(200, "");
   }
 
-  // Long polling: at most one loop, alive while holds are pending.
+  // 0. Registration with Telegram, retried until it succeeds or we close.
   let closed = false;
+  const lifetime = new AbortController();
+  const registrations = deps.telegramRegistrations ?? processRegistrations;
+  const webhookUrl = deps.publicUrl ? `${deps.publicUrl.replace(/\/+$/, "")}${telegramWebhookPath(cfg.name)}` : undefined;
+  const registration: { method: string; body: Record<string, unknown> } | undefined =
+    mode === "poll"
+      ? { method: "deleteWebhook", body: { drop_pending_updates: false } }
+      : webhookUrl
+        ? { method: "setWebhook", body: { url: webhookUrl, secret_token: cfg.webhook_secret, allowed_updates: ["callback_query"] } }
+        : undefined;
+  const botKey = createHash("sha256").update(`${api}\0${cfg.bot_token}`).digest("hex");
+  const wanted = registration ? createHash("sha256").update(`${registration.method}\0${JSON.stringify(registration.body)}`).digest("hex") : "";
+  let health: ApproverHealth = registration
+    ? { status: "starting", detail: `${registration.method} pending` }
+    : { status: "error", detail: "webhook mode without gateway { public_url }: setWebhook was not called" };
+  if (!registration) deps.log.warn("human approver: Telegram webhook not registered (no public_url)", { approver: cfg.ref });
+
+  async function register(signal: AbortSignal, answered: () => void): Promise<void> {
+    if (!registration) return;
+    const done = registration.method === "setWebhook" ? `webhook set to ${webhookUrl}` : "webhook deleted for long polling";
+    let backoff = BACKOFF_MIN_MS;
+    while (!signal.aborted) {
+      if (registrations.get(botKey) === wanted) {
+        health = { status: "ok", detail: done };
+        return;
+      }
+      const r = await call(registration.method, registration.body, AbortSignal.any([signal, AbortSignal.timeout(15_000)]));
+      answered();
+      if (signal.aborted) return;
+      if (r.ok) {
+        registrations.set(botKey, wanted);
+        health = { status: "ok", detail: done };
+        deps.log.info(`human approver: Telegram ${done}`, { approver: cfg.ref });
+        return;
+      }
+      const error = scrub(r.error);
+      health = { status: "error", detail: `Telegram ${registration.method} failed: ${error}` };
+      deps.log.warn(`human approver: Telegram ${registration.method} failed`, { approver: cfg.ref, error, retry_ms: backoff });
+      await sleep(backoff, signal);
+      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    }
+  }
+  // The poll loop waits for the first answer (success or not); retries go on behind it.
+  let attempted!: () => void;
+  const firstAnswer = new Promise<void>((resolve) => (attempted = resolve));
+  const registering = register(lifetime.signal, () => attempted())
+    .catch((e) => deps.log.error("human approver: Telegram registration failed", { approver: cfg.ref, error: scrub(String(e)) }))
+    .finally(() => attempted());
+
+  // Long polling: at most one loop, alive while holds are pending.
   let offset = 0;
   let loop: { stop: AbortController; done: Promise<void> } | undefined;
 
   async function pollLoop(signal: AbortSignal): Promise<void> {
+    // deleteWebhook first: while a webhook is set Telegram answers getUpdates with 409.
+    await Promise.race([firstAnswer, new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }))]);
     let backoff = BACKOFF_MIN_MS;
     while (!signal.aborted) {
       const r = await call(
@@ -211,7 +283,7 @@ export function createTelegramApprover(cfg: TelegramApproverConfig, deps: HumanD
       for (const u of updates) {
         const id = obj(u)?.update_id;
         if (typeof id === "number" && id >= offset) offset = id + 1;
-        handleUpdate(u);
+        await handleUpdate(u);
       }
     }
   }
@@ -238,9 +310,11 @@ export function createTelegramApprover(cfg: TelegramApproverConfig, deps: HumanD
     ask: (req: ApprovalRequest, ctx: ApproverContext): Promise<ApproverVerdict> =>
       closed ? Promise.resolve(core.deny("Telegram approver closed")) : core.ask(req, ctx, holdKey(req.id, "cp:a:", CALLBACK_DATA_MAX)),
     routes: (): ApproverRoute[] =>
-      mode === "webhook" ? [{ method: "POST", path: `/api/approvers/telegram/${encodeURIComponent(cfg.name)}/webhook`, handler: webhook }] : [],
+      mode === "webhook" ? [{ method: "POST", path: telegramWebhookPath(cfg.name), handler: webhook }] : [],
+    health: () => ({ ...health }),
     close: () => {
       closed = true;
+      lifetime.abort();
       core.closeAll();
       loop?.stop.abort();
     },
@@ -253,5 +327,7 @@ export function createTelegramApprover(cfg: TelegramApproverConfig, deps: HumanD
     },
     /** Resolves when the current poll loop has stopped (tests, shutdown). */
     stopped: () => loop?.done ?? Promise.resolve(),
-  } as ApproverPlugin & { idle(): Promise<void>; readonly polling: boolean; stopped(): Promise<void> };
+    /** Resolves when registration with Telegram succeeded, gave up on close, or was not possible (tests). */
+    registered: () => registering,
+  } as ApproverPlugin & { idle(): Promise<void>; readonly polling: boolean; stopped(): Promise<void>; registered(): Promise<void> };
 }

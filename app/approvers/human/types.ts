@@ -65,6 +65,13 @@ export interface HumanDeps {
   log: HumanLog;
   /** The approver's `message` template, rendered; a plain summary when absent. */
   render?: (req: ApprovalRequest) => string;
-  /** Backoff between failed long polls (Telegram poll mode); defaults to a timer. */
+  /** Backoff between failed long polls and webhook registrations (Telegram); defaults to a timer. */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** `gateway { public_url }`: Telegram's webhook mode registers this + its route with setWebhook. */
+  publicUrl?: string;
+  /**
+   * What each Telegram bot was last registered with (setWebhook/deleteWebhook),
+   * so a reload that keeps the settings does not register again. Default: one map per process.
+   */
+  telegramRegistrations?: Map<string, string>;
 }

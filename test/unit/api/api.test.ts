@@ -41,6 +41,8 @@ describe("every route needs a credential", () => {
         "POST /api/onboarding/x/deny",
         "GET /api/profiles",
         "GET /api/rules",
+        "POST /api/rules/suggest",
+        "POST /api/rules/validate",
         "POST /api/reload",
         "GET /api/audit",
         "GET /api/operators",

@@ -37,6 +37,7 @@ afterAll(async () =>
 
 const HCL = `
 schema_version = 1
+gateway { public_url = "https://gw.example.com" }
 endpoint "https" "gh" { hosts = ["api.github.com"] }
 credential "anthropic_manual_key" "judge" {}
 credential "bearer_token" "slackbot" {}

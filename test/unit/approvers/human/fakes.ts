@@ -189,13 +189,15 @@ export interface TelegramFake extends Fake {
   /** Queues an Update for getUpdates (long polling). */
   push(update: Record<string, unknown>): void;
   pollers: number;
+  /** The bot's webhook as setWebhook left it (getWebhookInfo's fields); undefined when none is set. */
+  webhook: { url: string; secret_token?: string; allowed_updates?: string[] } | undefined;
 }
 
 export function fakeTelegram(token: string): TelegramFake {
   let seq = 10;
   const updates: Record<string, any>[] = [];
   const waiters = new Set<() => void>();
-  const state = { pollers: 0 };
+  const state: { pollers: number; webhook: TelegramFake["webhook"] } = { pollers: 0, webhook: undefined };
   const fake = makeFake(
     "",
     async (req, body, call) => {
@@ -210,7 +212,26 @@ export function fakeTelegram(token: string): TelegramFake {
           return Response.json({ ok: true, result: { message_id: body.message_id, chat: { id: Number(body.chat_id), type: "supergroup" }, date: 1700000000, edit_date: 1700000001, text: body.text } });
         case "answerCallbackQuery":
           return Response.json({ ok: true, result: true });
+        case "setWebhook": {
+          // As the Bot API checks them: an HTTPS URL, and a secret_token of 1-256 [A-Za-z0-9_-].
+          if (typeof body.url !== "string" || !body.url.startsWith("https://")) {
+            return Response.json({ ok: false, error_code: 400, description: "Bad Request: bad webhook: An HTTPS URL must be provided for webhook" }, { status: 400 });
+          }
+          if (body.secret_token !== undefined && !/^[A-Za-z0-9_-]{1,256}$/.test(String(body.secret_token))) {
+            return Response.json({ ok: false, error_code: 400, description: "Bad Request: secret token contains unallowed characters" }, { status: 400 });
+          }
+          state.webhook = { url: body.url, secret_token: body.secret_token, allowed_updates: body.allowed_updates };
+          return Response.json({ ok: true, result: true, description: "Webhook was set" });
+        }
+        case "deleteWebhook": {
+          const was = state.webhook;
+          state.webhook = undefined;
+          return Response.json({ ok: true, result: true, description: was ? "Webhook was deleted" : "Webhook is already deleted" });
+        }
         case "getUpdates": {
+          if (state.webhook) {
+            return Response.json({ ok: false, error_code: 409, description: "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first" }, { status: 409 });
+          }
           const offset = Number(body.offset ?? 0);
           const ready = () => updates.filter((u) => u.update_id >= offset);
           if (ready().length === 0 && Number(body.timeout) > 0) {
@@ -235,7 +256,9 @@ export function fakeTelegram(token: string): TelegramFake {
     },
     (path) => /^\/bot[^/]+\/(\w+)$/.exec(path)?.[1],
   );
-  return Object.assign(fake, {
+  // Object.assign would copy a getter's value once: define the live view itself.
+  Object.defineProperty(fake, "webhook", { get: () => state.webhook, set: (w: TelegramFake["webhook"]) => void (state.webhook = w), enumerable: true });
+  return Object.assign(fake as Fake & Pick<TelegramFake, "webhook">, {
     push(update: Record<string, unknown>) {
       updates.push(update);
       for (const w of [...waiters]) w();

@@ -27,6 +27,7 @@ describe("parseHumanApproverSettings", () => {
     [{ channel: "telegram", chat_id: "1", bot_token: "t", mode: "poll", webhook_secret: "w" }, "no effect"],
     [{ channel: "telegram", chat_id: "1", bot_token: "t", webhook_secret: "w", poll_timeout: 5 }, "poll_timeout"],
     [{ channel: "telegram", chat_id: "1", bot_token: "t", mode: "push" }, "mode must be"],
+    [{ channel: "telegram", chat_id: "1", bot_token: "t", webhook_secret: "no spaces allowed" }, "webhook_secret must be 1-256 characters"],
     [{ channel: "slack", channel_id: "C1", bot_token: "", signing_secret: "s" }, "bot_token must not be empty"],
     [{ channel: "slack", channel_id: "C1", bot_token: "t", signing_secret: "s", allowed_users: "U1" }, "allowed_users"],
   ])("refuses %j", (settings, message) => {

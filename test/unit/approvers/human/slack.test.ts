@@ -158,6 +158,25 @@ describe("slack ask", () => {
     await v;
   });
 
+  test("a click that arrives before the post's response is checked against the message once it is known", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    d = deps({ fetch: async (u, i) => (String(u).endsWith("chat.postMessage") ? (await gate, fetch(u, i)) : fetch(u, i)) });
+    const { plugin, handler } = make();
+    const { ctx, abort } = context();
+    const v = plugin.ask(approvalRequest("hold-7b"), ctx);
+    // another message's click while our post is in flight: not a decision
+    const wrong = handler(slackRequest(SIGNING, slackBlockActions({ actionId: "approve", holdId: "hold-7b", ts: "1699999999.000001" }), nowS()));
+    await Bun.sleep(20);
+    release();
+    await wrong;
+    expect(await stillPending(v)).toBe(true);
+    // the real message's click decides
+    await handler(slackRequest(SIGNING, slackBlockActions({ actionId: "approve", holdId: "hold-7b", ts: "1700000000.000100" }), nowS()));
+    expect((await settledWithin(v)).decision).toBe("allow");
+    abort();
+  });
+
   test("abort → deny and chat.update says it expired or was decided elsewhere", async () => {
     const { plugin } = make();
     const { ctx, abort } = context();

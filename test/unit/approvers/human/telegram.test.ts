@@ -9,12 +9,14 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { createTelegramApprover } from "../../../../app/approvers/human/telegram.ts";
 import type { TelegramApproverConfig } from "../../../../app/approvers/human/types.ts";
 import type { ApproverPlugin } from "../../../../app/approvers/types.ts";
+import { createApprovals } from "../../../../app/approvers/registry.ts";
+import { policyFrom } from "../../policy/helpers.ts";
 import { type TelegramFake, approvalRequest, context, deps, fakeTelegram, settledWithin, stillPending, telegramCallbackUpdate, telegramRequest } from "./fakes.ts";
 
 const TOKEN = "123456789:AAHsecretTelegramBotTokenXYZ";
 const SECRET = "webhook-secret-Token_42";
 
-type Plugin = ApproverPlugin & { idle(): Promise<void>; readonly polling: boolean; stopped(): Promise<void> };
+type Plugin = ApproverPlugin & { idle(): Promise<void>; readonly polling: boolean; stopped(): Promise<void>; registered(): Promise<void> };
 let fake: TelegramFake;
 let d: ReturnType<typeof deps>;
 
@@ -248,5 +250,150 @@ describe("telegram long polling", () => {
     expect(d.lines.some((l) => l.includes("getUpdates failed") && l.includes("409"))).toBe(true);
     expect(d.lines.join("\n")).not.toContain(TOKEN);
     await plugin.stopped();
+  });
+});
+
+describe("telegram registration (setWebhook / deleteWebhook)", () => {
+  const PUBLIC = "https://gw.example.com:8443";
+
+  test("webhook mode: setWebhook with public_url + the route, the secret and callback_query only; health ok", async () => {
+    d = deps({ publicUrl: PUBLIC + "/", telegramRegistrations: new Map() });
+    const { plugin } = make();
+    expect(plugin.health!().status).toBe("starting");
+    await plugin.registered();
+    const [set] = fake.calls.filter((c) => c.method === "setWebhook");
+    expect(set!.path).toBe(`/bot${TOKEN}/setWebhook`);
+    expect(set!.body).toEqual({ url: `${PUBLIC}/api/approvers/telegram/oncall/webhook`, secret_token: SECRET, allowed_updates: ["callback_query"] });
+    expect(fake.webhook?.url).toBe(`${PUBLIC}/api/approvers/telegram/oncall/webhook`);
+    expect(plugin.health!()).toEqual({ status: "ok", detail: `webhook set to ${PUBLIC}/api/approvers/telegram/oncall/webhook` });
+    expect(d.lines.join("\n")).not.toContain(TOKEN);
+    expect(d.lines.join("\n")).not.toContain(SECRET);
+    plugin.close!();
+  });
+
+  test("a reload with the same settings does not register again; a changed setting does", async () => {
+    const registrations = new Map<string, string>();
+    d = deps({ publicUrl: PUBLIC, telegramRegistrations: registrations });
+    const first = make().plugin;
+    await first.registered();
+    first.close!();
+    const same = make().plugin;
+    await same.registered();
+    expect(same.health!().status).toBe("ok");
+    expect(fake.calls.filter((c) => c.method === "setWebhook")).toHaveLength(1);
+    same.close!();
+    const changed = make({ webhook_secret: "a-new-secret" }).plugin;
+    await changed.registered();
+    expect(fake.calls.filter((c) => c.method === "setWebhook").map((c) => c.body.secret_token)).toEqual([SECRET, "a-new-secret"]);
+    changed.close!();
+  });
+
+  test("a refused setWebhook is logged without the token, shown as health, and retried with backoff", async () => {
+    const sleeps: number[] = [];
+    let wake: (() => void) | undefined;
+    d = deps({
+      publicUrl: "http://gw.example.com", // Telegram wants HTTPS: the fake refuses as the real API does
+      telegramRegistrations: new Map(),
+      sleep: (ms) => {
+        sleeps.push(ms);
+        return new Promise<void>((resolve) => (wake = resolve));
+      },
+    });
+    const { plugin } = make();
+    await fake.waitFor((c) => c.method === "setWebhook");
+    while (plugin.health!().status === "starting") await Bun.sleep(2);
+    expect(plugin.health!()).toEqual({ status: "error", detail: "Telegram setWebhook failed: Telegram error 400 (Bad Request: bad webhook: An HTTPS URL must be provided for webhook)" });
+    expect(d.lines.some((l) => l.includes("setWebhook failed") && l.includes("retry_ms=1000"))).toBe(true);
+    expect(d.lines.join("\n")).not.toContain(TOKEN);
+    expect(sleeps).toEqual([1000]);
+    wake!();
+    await fake.waitFor((c) => c.method === "setWebhook", 2);
+    plugin.close!();
+    wake!();
+    await plugin.registered();
+    expect(sleeps.length).toBeLessThanOrEqual(2);
+  });
+
+  test("webhook mode without public_url: no setWebhook, health says why", async () => {
+    d = deps({ telegramRegistrations: new Map() });
+    const { plugin } = make();
+    await plugin.registered();
+    expect(fake.calls).toEqual([]);
+    expect(plugin.health!()).toMatchObject({ status: "error", detail: expect.stringContaining("public_url") });
+  });
+
+  test("a secret Telegram would refuse is refused at construction, without its value", () => {
+    expect(() => make({ webhook_secret: "has spaces and $ signs" })).toThrow("webhook_secret must be 1-256 characters");
+    try {
+      make({ webhook_secret: "has spaces and $ signs" });
+    } catch (e) {
+      expect(String(e)).not.toContain("has spaces");
+    }
+  });
+
+  test("poll mode: deleteWebhook before the first getUpdates, so a webhook left behind cannot block polling", async () => {
+    fake.webhook = { url: "https://old.example.com/hook" };
+    d = deps({ telegramRegistrations: new Map() });
+    const { plugin } = make({ mode: "poll", webhook_secret: undefined, poll_timeout: 1 });
+    const { ctx } = context();
+    const v = plugin.ask(approvalRequest("hold-r1"), ctx);
+    const m = await posted("hold-r1");
+    await fake.waitFor((c) => c.method === "getUpdates");
+    const order = fake.calls.map((c) => c.method).filter((x) => x === "deleteWebhook" || x === "getUpdates");
+    expect(order[0]).toBe("deleteWebhook");
+    expect(fake.calls.find((c) => c.method === "deleteWebhook")!.body).toEqual({ drop_pending_updates: false });
+    expect(fake.webhook).toBeUndefined();
+    expect(plugin.health!()).toEqual({ status: "ok", detail: "webhook deleted for long polling" });
+    fake.push(telegramCallbackUpdate({ updateId: 900, data: m.approve, messageId: m.messageId }));
+    expect((await settledWithin(v)).decision).toBe("allow");
+    // Polling got through: no 409 was ever answered.
+    expect(d.lines.some((l) => l.includes("getUpdates failed"))).toBe(false);
+    await plugin.stopped();
+    plugin.close!();
+  });
+});
+
+describe("telegram registration through the loaded config (registry wiring)", () => {
+  const config = (publicUrl: string) => `
+schema_version = 1
+gateway { public_url = "${publicUrl}" }
+endpoint "https" "gh" { hosts = ["api.github.com"] }
+credential "bearer_token" "tgbot" {}
+approver "human_approver" "oncall" {
+  channel        = "telegram"
+  chat_id        = "-100123"
+  bot_token      = bearer_token.tgbot
+  webhook_secret = "${SECRET}"
+  api_base       = "${fake.url}"
+}
+rule "held" {
+  endpoint = https.gh
+  approve  = [human_approver.oncall]
+}
+`;
+
+  test("start sets the webhook from gateway { public_url }; a reload keeps it; a new public_url sets it again", async () => {
+    const approvals = await createApprovals(await policyFrom(config("https://gw-one.example.com")), {
+      secrets: { env: { CLAWPATROL_SECRET_TGBOT: TOKEN } },
+      realTimers: false,
+    });
+    try {
+      const plugin = () => approvals.current().get("human_approver.oncall") as Plugin;
+      await plugin().registered();
+      expect(plugin().health!().status).toBe("ok");
+      expect(fake.calls.filter((c) => c.method === "setWebhook").map((c) => c.body.url)).toEqual(["https://gw-one.example.com/api/approvers/telegram/oncall/webhook"]);
+      approvals.setPolicy(await policyFrom(config("https://gw-one.example.com")));
+      await plugin().registered();
+      expect(fake.calls.filter((c) => c.method === "setWebhook")).toHaveLength(1);
+      approvals.setPolicy(await policyFrom(config("https://gw-two.example.com/")));
+      await plugin().registered();
+      expect(fake.calls.filter((c) => c.method === "setWebhook").map((c) => c.body.url)).toEqual([
+        "https://gw-one.example.com/api/approvers/telegram/oncall/webhook",
+        "https://gw-two.example.com/api/approvers/telegram/oncall/webhook",
+      ]);
+      expect(fake.webhook).toEqual({ url: "https://gw-two.example.com/api/approvers/telegram/oncall/webhook", secret_token: SECRET, allowed_updates: ["callback_query"] });
+    } finally {
+      approvals.close();
+    }
   });
 });

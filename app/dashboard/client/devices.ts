@@ -1,0 +1,115 @@
+/// <reference lib="dom" />
+// The Devices page: enrolled devices (revoke, change profile) and devices
+// waiting to join (approve with a profile, deny). Admins act; others read.
+import { api, ApiFailure, roleAtLeast } from "./api.ts";
+import type { Device, Onboarding, Profile } from "./api.ts";
+import { h } from "./dom.ts";
+import { errorText, flash, fmtDateTime, fmtTime, hooks, state, verdictTag } from "./state.ts";
+
+export async function devicesView(): Promise<HTMLElement> {
+  const admin = roleAtLeast(state.me?.role, "admin");
+  const [devices, profiles, onboarding] = await Promise.all([
+    api<{ devices: Device[] }>("/api/devices").then((r) => r.devices),
+    api<{ profiles: Profile[] }>("/api/profiles").then((r) => r.profiles.map((p) => p.name)),
+    api<{ pending: Onboarding[] }>("/api/onboarding").then(
+      (r) => r.pending,
+      (e: unknown) => (e instanceof ApiFailure && e.code === "onboarding_off" ? null : Promise.reject(e)),
+    ),
+  ]);
+  const act = (label: string, fn: () => Promise<unknown>) => async () => {
+    try {
+      await fn();
+      flash(label);
+      hooks.renderView();
+    } catch (e) {
+      flash(errorText(e), "error");
+    }
+  };
+  const profileSelect = (current: string | null, label: string) =>
+    h("select", { "aria-label": label }, ...profiles.map((p) => h("option", { value: p, selected: p === current }, p)));
+
+  const deviceRows = devices.map((d) => {
+    const sel = profileSelect(d.profile, `Profile for ${d.name}`);
+    let armed = false;
+    const revoke = h("button", { class: "deny small" }, "Revoke");
+    revoke.addEventListener("click", () => {
+      if (!armed) {
+        armed = true;
+        revoke.textContent = "Confirm revoke";
+        return;
+      }
+      void act(`Revoked ${d.name}`, () => api(`/api/devices/${encodeURIComponent(d.name)}/revoke`, { method: "POST" }))();
+    });
+    return h(
+      "tr",
+      { class: d.revoked ? "revoked" : "" },
+      h("td", {}, d.name),
+      h("td", {}, d.kind),
+      h("td", {}, d.profile),
+      h("td", {}, h("code", {}, [d.address, d.address6].filter(Boolean).join(" ") || "—")),
+      h("td", { class: "num" }, fmtDateTime(d.last_seen)),
+      h("td", {}, d.revoked ? verdictTag("revoked") : "active"),
+      admin && !d.revoked
+        ? h(
+            "td",
+            { class: "actions" },
+            sel,
+            h("button", { class: "small", onclick: act(`Profile of ${d.name} changed`, () => api(`/api/devices/${encodeURIComponent(d.name)}/profile`, { method: "POST", body: { profile: sel.value } })) }, "Set profile"),
+            revoke,
+          )
+        : h("td", {}, ""),
+    );
+  });
+
+  const pendingSection =
+    onboarding === null
+      ? h("p", { class: "muted" }, "Device onboarding is off (no gateway { wireguard } block).")
+      : onboarding.length === 0
+        ? h("p", { class: "empty" }, "No devices are waiting to join.")
+        : h(
+            "table",
+            { class: "grid" },
+            h("thead", {}, h("tr", {}, ...["Code", "Name", "Requested profile", "From", "Expires", ""].map((c) => h("th", { scope: "col" }, c)))),
+            h(
+              "tbody",
+              {},
+              ...onboarding.map((o) => {
+                const sel = profileSelect(o.requested_profile ?? profiles[0] ?? null, `Profile for ${o.name}`);
+                return h(
+                  "tr",
+                  {},
+                  h("td", {}, h("code", {}, o.code)),
+                  h("td", {}, o.name),
+                  h("td", {}, o.requested_profile ?? "—"),
+                  h("td", {}, o.source_ip ?? "—"),
+                  h("td", { class: "num" }, fmtTime(o.expires_at)),
+                  admin
+                    ? h(
+                        "td",
+                        { class: "actions" },
+                        sel,
+                        h("button", { class: "approve small", onclick: act(`Enrolled ${o.name}`, () => api(`/api/onboarding/${encodeURIComponent(o.code)}/approve`, { method: "POST", body: { profile: sel.value } })) }, "Approve"),
+                        h("button", { class: "deny small", onclick: act(`Refused ${o.name}`, () => api(`/api/onboarding/${encodeURIComponent(o.code)}/deny`, { method: "POST" })) }, "Deny"),
+                      )
+                    : h("td", { class: "muted small" }, "admins decide"),
+                );
+              }),
+            ),
+          );
+
+  return h(
+    "section",
+    { class: "devices" },
+    h("div", { class: "toolbar" }, h("h2", {}, "Devices"), h("span", { class: "spacer" }), h("button", { class: "small", onclick: () => hooks.renderView() }, "Refresh")),
+    admin ? null : h("p", { class: "muted small" }, "Only admins change devices."),
+    h(
+      "table",
+      { class: "grid" },
+      h("thead", {}, h("tr", {}, ...["Name", "Kind", "Profile", "Address", "Last seen", "Status", ""].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, ...deviceRows),
+    ),
+    devices.length === 0 ? h("p", { class: "empty" }, "No devices yet.") : null,
+    h("h3", {}, "Waiting to join"),
+    pendingSection,
+  );
+}
