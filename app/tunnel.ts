@@ -80,9 +80,12 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
         deps.onFlow(flow);
       },
     },
-    [...deps.devices.activeWireguard().map((d) => ({ publicKey: d.publicKey, address: d.address })), ...DeviceRuns.tunnelPeers(runStore)],
+    [
+      ...deps.devices.activeWireguard().map((d) => ({ publicKey: d.publicKey, address: d.address, ...(d.address6 ? { address6: d.address6 } : {}) })),
+      ...DeviceRuns.tunnelPeers(runStore),
+    ],
   );
-  const pool = new AddressPool(deps.db, settings.subnetCidr);
+  const pool = new AddressPool(deps.db, settings.subnetCidr, settings.subnet6Cidr);
   const runs = new DeviceRuns({ store: runStore, pool, plane });
 
   const onboard = new OnboardService({
@@ -91,6 +94,7 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
     pool,
     settings: {
       subnetCidr: settings.subnetCidr,
+      ...(settings.subnet6Cidr ? { subnet6Cidr: settings.subnet6Cidr } : {}),
       listenPort: listenPort(settings.listen),
       publicUrl: deps.publicUrl,
       ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
@@ -100,7 +104,7 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
     caCertPem: () => deps.caCertPem,
     hooks: {
       onDeviceApproved: async (d: WireguardDevice) => {
-        await plane.addPeer({ publicKey: d.publicKey, address: d.address });
+        await plane.addPeer({ publicKey: d.publicKey, address: d.address, ...(d.address6 ? { address6: d.address6 } : {}) });
         log.info("device approved", { device: d.name, profile: d.profile, address: d.address });
       },
       onDeviceRevoked: (d: WireguardDevice) => {

@@ -5,6 +5,7 @@
 // 2. the userspace stack terminates every TCP connection and UDP exchange
 // 3. each TCP connection becomes a Flow for the device that owns its source
 //    address, and goes through the same pipeline as the explicit proxy's
+import { gatewayAddress, parseSubnet } from "../store/addresses.ts";
 import { readFileSync } from "node:fs";
 import type { WireGuardSettings } from "../policy/types.ts";
 import type { DeviceIdentity, Flow } from "../dispatch/flow.ts";
@@ -22,6 +23,8 @@ export interface TunnelPeer {
   publicKey: string;
   /** The device's tunnel address (its only allowed source). */
   address: string;
+  /** Its IPv6 tunnel address, when the gateway has a subnet6_cidr. */
+  address6?: string;
 }
 
 export interface PacketPlaneDeps {
@@ -88,11 +91,21 @@ function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1]!, port: Number(m[2]) };
 }
 
+/** The gateway's IPv6 tunnel address (the subnet's first host), when subnet6_cidr is set. */
+export function gatewayAddress6Of(settings: Pick<WireGuardSettings, "subnet6Cidr">): string | undefined {
+  return settings.subnet6Cidr === undefined ? undefined : gatewayAddress(parseSubnet(settings.subnet6Cidr));
+}
+
+/** A device's allowed source addresses: its /32, and its /128 when it has one. */
+export function allowedIPsOf(p: TunnelPeer): string[] {
+  return p.address6 ? [`${p.address}/32`, `${p.address6}/128`] : [`${p.address}/32`];
+}
+
 /** Connects a link of device packets to the stack and the stack's TCP connections to Flows. */
-export function attachStack(link: PacketLink, gatewayAddress: string, deps: PacketPlaneDeps): NetStack {
+export function attachStack(link: PacketLink, gatewayAddress: string, deps: PacketPlaneDeps, gatewayAddress6?: string): NetStack {
   return new NetStack({
     link,
-    settings: { ownAddresses: [gatewayAddress] },
+    settings: { ownAddresses: gatewayAddress6 ? [gatewayAddress, gatewayAddress6] : [gatewayAddress] },
     dns: { resolver: deps.dnsResolver ?? systemResolver() },
     // https://clawpatrol.internal/ (the discovery service) is the gateway itself.
     localNames: new Map([[INTERNAL_HOST, gatewayAddress]]),
@@ -124,14 +137,14 @@ export async function startUserspacePlane(settings: WireGuardSettings, deps: Pac
   const wg: UserspaceWireGuard = await startUserspaceWireGuard({
     listen: parseListen(settings.listen),
     privateKey: key.privateKey,
-    peers: peers.map((p) => ({ publicKey: p.publicKey, allowedIPs: [`${p.address}/32`] })),
+    peers: peers.map((p) => ({ publicKey: p.publicKey, allowedIPs: allowedIPsOf(p) })),
   });
-  const stack = attachStack(wg.link, gatewayAddress, deps);
+  const stack = attachStack(wg.link, gatewayAddress, deps, gatewayAddress6Of(settings));
   return {
     gatewayAddress,
     publicKey: wg.publicKey,
     listen: wg.address,
-    addPeer: (p) => void wg.addPeer({ publicKey: p.publicKey, allowedIPs: [`${p.address}/32`] }),
+    addPeer: (p) => void wg.addPeer({ publicKey: p.publicKey, allowedIPs: allowedIPsOf(p) }),
     removePeer: (publicKey) => void wg.removePeer(publicKey),
     peers: () =>
       wg.peers().map((p) => ({ publicKey: p.publicKey, lastHandshake: p.lastHandshake, rxBytes: p.rxBytes, txBytes: p.txBytes })),
@@ -195,7 +208,7 @@ export async function startKernelPlane(
   const listen = parseListen(settings.listen);
   const wgIf = settings.interface;
   const routing = { wg: wgIf, tun: settings.tun, table: opts.table ?? 100 };
-  const peerConfig = (p: TunnelPeer): kernelWg.KernelPeerConfig => ({ publicKey: p.publicKey, allowedIPs: [`${p.address}/32`] });
+  const peerConfig = (p: TunnelPeer): kernelWg.KernelPeerConfig => ({ publicKey: p.publicKey, allowedIPs: allowedIPsOf(p) });
 
   // 1-3: the interface and its peers.
   await kernelWg.ensureInterface({ name: wgIf, privateKeyFile: key.file, listenPort: listen.port, address: [] }, kd);
@@ -205,6 +218,7 @@ export async function startKernelPlane(
   let stack: NetStack | undefined;
   try {
     await must(["ip", "route", "replace", subnet, "dev", wgIf]);
+    if (settings.subnet6Cidr) await must(["ip", "-6", "route", "replace", settings.subnet6Cidr, "dev", wgIf]);
     for (const p of peers) await kernelWg.setPeer(wgIf, peerConfig(p), kd);
     status = await kernelWg.listPeers(wgIf, kd);
     for (const stale of status.filter((s) => !wanted.has(s.publicKey))) {
@@ -229,7 +243,7 @@ export async function startKernelPlane(
       write: (p) => t.write(p),
       close: () => t.close(),
     };
-    stack = attachStack(link, gatewayAddress, deps);
+    stack = attachStack(link, gatewayAddress, deps, gatewayAddress6Of(settings));
     // 5: only now does traffic flow into the TUN.
     await kernelWg.installPolicyRouting(routing, kd);
   } catch (e) {

@@ -59,7 +59,7 @@ export class DeviceRuns {
 
   /** The peers to start the plane with. */
   static tunnelPeers(store: RunPeerStore): TunnelPeer[] {
-    return store.active().map((p) => ({ publicKey: p.publicKey, address: p.address }));
+    return store.active().map((p) => ({ publicKey: p.publicKey, address: p.address, ...(p.address6 ? { address6: p.address6 } : {}) }));
   }
 
   async register(device: string, publicKey: string): Promise<RunPeer> {
@@ -76,7 +76,7 @@ export class DeviceRuns {
     }
     this.live.set(peer.publicKey, initialLiveness(this.now()));
     try {
-      await this.deps.plane.addPeer({ publicKey: peer.publicKey, address: peer.address });
+      await this.deps.plane.addPeer({ publicKey: peer.publicKey, address: peer.address, ...(peer.address6 ? { address6: peer.address6 } : {}) });
     } catch (e) {
       // Without its peer the run could not work: undo, and say so.
       this.deps.store.release(peer.id);

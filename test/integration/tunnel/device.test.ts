@@ -9,7 +9,7 @@
 //
 // The device enrolls through the real onboarding API (start, operator
 // approval over the control socket, poll), then its flows are intercepted,
-// relayed, and cut when it is revoked.
+// relayed (over IPv4 and IPv6), and cut when it is revoked.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import net from "node:net";
 import { writeFileSync } from "node:fs";
@@ -26,6 +26,9 @@ const N = 100 + (process.pid % 100);
 const HOST_IP = `10.216.${N}.1`;
 const DEV_UNDERLAY = `10.216.${N}.2`;
 const UPSTREAM_IP = `10.217.${N}.1`;
+// IPv6: the gateway hands devices a /128 from subnet6_cidr; the upstream has a ULA on the host side.
+const SUBNET6 = `fd88:${N}::/64`;
+const UPSTREAM6 = `fd99:${N}::1`;
 const WG_PORT = 40000 + (process.pid % 10000);
 
 describe.skipIf(!canRunRootTests)("a device behind WireGuard through the userspace packet plane", () => {
@@ -33,7 +36,9 @@ describe.skipIf(!canRunRootTests)("a device behind WireGuard through the userspa
   let dev = "";
   let t: TestGateway;
   let upstream: TestUpstream;
+  let upstream6: TestUpstream;
   let echo: net.Server;
+  let echo6: net.Server;
   let device: { name: string; address: string; publicKey: string };
   let caPath = "";
 
@@ -41,11 +46,15 @@ describe.skipIf(!canRunRootTests)("a device behind WireGuard through the userspa
     dev = topo.namespace("dev");
     topo.veth(dev, "h", `${HOST_IP}/30`, `${DEV_UNDERLAY}/30`);
     sh(`ip addr add ${UPSTREAM_IP}/32 dev ${topo.hostLink("h")}`);
+    sh(`ip -6 addr add ${UPSTREAM6}/128 dev ${topo.hostLink("h")} nodad`);
 
     const pki = makeTestPki(tempDir("pki"), ["api.test"]);
     upstream = startUpstream(pki, { hostname: UPSTREAM_IP, port: 443 });
     echo = net.createServer((s) => s.pipe(s));
     await new Promise<void>((r) => echo.listen(7000, UPSTREAM_IP, () => r()));
+    upstream6 = startUpstream(pki, { hostname: UPSTREAM6, port: 443 });
+    echo6 = net.createServer((s) => s.pipe(s));
+    await new Promise<void>((r) => echo6.listen(7000, UPSTREAM6, () => r()));
 
     t = await startTestGateway(
       `
@@ -74,6 +83,7 @@ rule "no-deletes" {
     mode = "userspace"
     listen = "${HOST_IP}:${WG_PORT}"
     subnet_cidr = "10.88.0.0/24"
+    subnet6_cidr = "${SUBNET6}"
     endpoint = "${HOST_IP}:${WG_PORT}"
   }`,
       },
@@ -104,9 +114,10 @@ rule "no-deletes" {
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ device_code: started.device_code }),
       })
-    ).json()) as { status: string; device: { address: string }; gateway: { public_key: string; endpoint: string }; ca_cert: string };
+    ).json()) as { status: string; device: { address: string; address6?: string }; gateway: { public_key: string; endpoint: string }; ca_cert: string };
     expect(polled.status).toBe("approved");
     device = { name: "dev-laptop", address: polled.device.address, publicKey: keys.publicKey };
+    expect(polled.device.address6).toBe(`fd88:${N}::2`);
     expect(polled.gateway.endpoint).toBe(`${HOST_IP}:${WG_PORT}`);
     expect(polled.ca_cert).toBe(await Bun.file(caPath).text());
 
@@ -114,15 +125,19 @@ rule "no-deletes" {
     const dir = tempDir("dev");
     writeFileSync(path.join(dir, "key"), keys.privateKey + "\n", { mode: 0o600 });
     const wg = await topo.wireguardGo(dev);
-    wg.wg(`set wg0 private-key ${dir}/key peer ${polled.gateway.public_key} allowed-ips 0.0.0.0/0 endpoint ${polled.gateway.endpoint} persistent-keepalive 5`);
+    wg.wg(`set wg0 private-key ${dir}/key peer ${polled.gateway.public_key} allowed-ips 0.0.0.0/0,::/0 endpoint ${polled.gateway.endpoint} persistent-keepalive 5`);
     sh(`ip -n ${dev} addr add ${device.address}/32 dev wg0 && ip -n ${dev} link set wg0 mtu 1420 up`);
+    sh(`ip -n ${dev} -6 addr add ${polled.device.address6}/128 dev wg0 nodad`);
     sh(`ip -n ${dev} route add 10.217.0.0/16 dev wg0`);
+    sh(`ip -n ${dev} -6 route add fd99::/16 dev wg0`);
   }, 60_000);
 
   afterAll(async () => {
     await t?.stop();
     upstream?.stop();
+    upstream6?.stop();
     echo?.close();
+    echo6?.close();
     topo.destroy();
   });
 
@@ -152,6 +167,41 @@ rule "no-deletes" {
     expect(r.out.trim()).toBe("through-the-tunnel");
     await waitFor(() => t.events.some((e) => e.kind === "connection" && e.port === 7000 && e.device === "dev-laptop"), 3000);
     expect(t.events.some((e) => e.kind === "connection" && e.port === 7000 && e.verdict === "relay")).toBe(true);
+  });
+
+  test("IPv6: HTTPS to an IPv6 upstream is intercepted from the device's /128 and gets the real credential", async () => {
+    const before = upstream6.seen.length;
+    const r = await topo.exec(dev, [
+      "curl", "-sS", "-6", "--max-time", "15", "--cacert", caPath, "--resolve", `api.test:443:[${UPSTREAM6}]`, "-w", "\n%{http_code}",
+      "-H", "Authorization: Bearer ghp_clawpatrol_placeholder_gh", "https://api.test/echo",
+    ]);
+    expect(r.err).toBe("");
+    expect(r.out.endsWith("\n200")).toBe(true);
+    expect(upstream6.seen.length).toBe(before + 1);
+    expect(upstream6.seen.at(-1)!.headers["authorization"]).toBe(`Bearer ${SECRET}`);
+    const e = t.events.filter((x) => x.kind === "http").at(-1)!;
+    expect(e.device).toBe("dev-laptop");
+  });
+
+  test("IPv6: a plain TCP service is relayed to its IPv6 address", async () => {
+    const r = await topo.exec(dev, ["bash", "-c", `exec 3<>/dev/tcp/${UPSTREAM6}/7000; echo over-ipv6 >&3; read -t 5 line <&3; echo "$line"`], 15_000);
+    expect(r.out.trim()).toBe("over-ipv6");
+    await waitFor(() => t.events.some((e) => e.kind === "connection" && e.port === 7000 && e.host === UPSTREAM6), 3000);
+    expect(t.events.some((e) => e.kind === "connection" && e.host === UPSTREAM6 && e.verdict === "relay" && e.device === "dev-laptop")).toBe(true);
+  });
+
+  test("IPv6: a source the device does not own is dropped by WireGuard's allowed IPs", async () => {
+    // Another address in the gateway's /64: the gateway must not accept it from this peer.
+    sh(`ip -n ${dev} -6 addr add fd88:${N}::99/128 dev wg0 nodad`);
+    try {
+      const relayed = t.events.filter((e) => e.kind === "connection" && e.host === UPSTREAM6).length;
+      const forced = await topo.exec(dev, ["curl", "-sS", "-6", "--max-time", "3", "--interface", `fd88:${N}::99`, `http://[${UPSTREAM6}]:7000/`], 10_000);
+      expect(forced.err).toContain("timed out"); // dropped in the tunnel: no reset, no answer
+      await Bun.sleep(200);
+      expect(t.events.filter((e) => e.kind === "connection" && e.host === UPSTREAM6).length).toBe(relayed);
+    } finally {
+      sh(`ip -n ${dev} -6 addr del fd88:${N}::99/128 dev wg0`);
+    }
   });
 
   test("revoking the device cuts its traffic within 5 seconds", async () => {

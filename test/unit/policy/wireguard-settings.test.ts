@@ -65,3 +65,22 @@ gateway {
   expect(lines.some((l) => l.startsWith("gw.hcl:7: ") && l.includes("subnet_cidr"))).toBe(true);
   expect(lines.some((l) => l.startsWith("gw.hcl:8: ") && l.includes("colour"))).toBe(true);
 });
+
+test("subnet6_cidr: an IPv6 network with zero host bits, else FILE:LINE", async () => {
+  const load = async (value: string) => {
+    const dir = tempDir();
+    const file = join(dir, "gw.hcl");
+    writeFileSync(file, `schema_version = 1\ngateway {\n  state_dir = "s"\n  wireguard {\n    subnet6_cidr = "${value}"\n  }\n}\n`);
+    const r = await loadPolicy(file, { env: {} });
+    return { r, dir };
+  };
+  const good = await load("fd77:7a70::/64");
+  expect(good.r.ok && good.r.policy.gateway.wireguard?.subnet6Cidr).toBe("fd77:7a70::/64");
+  for (const bad of ["10.0.0.0/24", "fd77:7a70::1/64", "fd77::/124", "fd77::"]) {
+    const { r, dir } = await load(bad);
+    expect(r.ok).toBe(false);
+    if (r.ok) continue;
+    const lines = r.errors.map(formatConfigError).map((l) => l.replace(dir + "/", ""));
+    expect(lines.some((l) => l.startsWith("gw.hcl:5: ") && l.includes("subnet6_cidr must be an IPv6 network"))).toBe(true);
+  }
+});
