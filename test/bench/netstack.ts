@@ -1,28 +1,35 @@
-// `make bench-netstack`: iperf3 through the packet plane, beside the kernel.
+// `make bench-netstack`: iperf3 through the packet plane, beside the kernel,
+// on one path. This process's root namespace plays the gateway:
 //
-//   1. kernel: iperf3 client in a device namespace, server on the host
-//      side of the same veth (no tunnel), the path's ceiling
-//   2. ours: the client's traffic goes through wireguard-go (wg0 in the
-//      device namespace) to our userspace WireGuard + our TCP/IP stack in
-//      this process, whose Flows are relayed to the same iperf3 server from
-//      this process's own sockets (a plain pipe: the gateway's dispatch
-//      layers on top cost little next to the packet path)
+//   [dev]  iperf3 -c ==veth h== [root: the gateway] ==veth s== [srv] iperf3 -s
 //
-// Each case runs upload (device -> server) and download (-R). Printed:
-// Mbit/s, ours/kernel, and this process's CPU per MB moved (case 2 only;
-// wireguard-go and iperf3 are other processes). The wireguard-go + kernel
-// forwarding baseline is in ../shared notes (200-275 Mbit/s, wireguard-go
-// bound on 2 cores); it needs a second wireguard-go and is not rerun here.
+//   1. kernel: the root namespace forwards dev -> srv (plain routing)
+//   2. TUN + our stack: packets from dev are policy-routed into a TUN
+//      (`ip rule iif h lookup T; default dev tun table T`, kernel mode's
+//      routing without WireGuard); our TCP/IP stack terminates them and
+//      this process relays each Flow to srv from its own sockets
+//   3. wireguard-go + kernel: dev's wireguard-go to a wireguard-go in the
+//      root namespace, whose decrypted packets the kernel forwards to srv
+//   4. ours: dev's wireguard-go to our userspace WireGuard + our stack in
+//      this process, Flows relayed to srv as in 2
 //
-// Root only. SECONDS=N sets each iperf3 run's length (default 5).
+// Each case runs upload (dev -> srv) and download (-R), one TCP stream.
+// Printed: Mbit/s, the ratios the issue sets goals for ((2)/(1) >= 0.3,
+// (4)/(3) >= 1.0), and this process's CPU per MiB in cases 2 and 4
+// (wireguard-go and iperf3 are other processes).
+//
+// Root only; not part of `make test`. It sets net.ipv4.ip_forward in the
+// root namespace for the run and puts the old value back. SECONDS=N sets
+// each iperf3 run's length (default 5).
 import net from "node:net";
-import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { Topology, sh, isRoot } from "../integration/support/netns.ts";
+import { Topology, sh, isRoot, waitFor } from "../integration/support/netns.ts";
 import { tempDir } from "../integration/support/gateway.ts";
 import { generateKeyPair, startUserspaceWireGuard } from "../../app/net/wireguard/shell.ts";
-import { attachStack, gatewayAddressOf } from "../../app/net/packet-plane.ts";
+import { attachStack, gatewayAddressOf, type PacketPlaneDeps } from "../../app/net/packet-plane.ts";
+import { openTun } from "../../app/net/tun/tun.ts";
 
 if (!isRoot) {
   console.error("bench-netstack: needs root (network namespaces)");
@@ -30,14 +37,17 @@ if (!isRoot) {
 }
 const SECONDS = Number(process.env.SECONDS_PER_RUN ?? process.env.SECONDS ?? 5);
 const N = 100 + (process.pid % 100);
-const HOST_IP = `10.220.${N}.1`;
+const DEV_GW = `10.220.${N}.1`; // root side of the dev link
 const DEV_IP = `10.220.${N}.2`;
-const SERVER_IP = `10.221.${N}.1`;
-const WG_PORT = 45000 + (process.pid % 5000);
-const IPERF_PORT = 5201 + (process.pid % 1000);
-
+const SRV_GW = `10.221.${N}.1`; // root side of the srv link
+const SERVER_IP = `10.221.${N}.2`;
+const WG_PORT_GO = 45000 + (process.pid % 5000);
+const WG_PORT_OURS = WG_PORT_GO + 1;
+const IPERF_PORT = 5201;
+const TABLE = 200 + (process.pid % 50);
 const topo = new Topology("cpb");
-let iperfServer: ReturnType<typeof Bun.spawn> | null = null;
+const TUN = `${topo.prefix}t`.slice(0, 15);
+const WG_GO_IF = `${topo.prefix}w`.slice(0, 15);
 
 interface Run {
   mbps: number;
@@ -64,35 +74,22 @@ async function iperf(ns: string, reverse: boolean, measureCpu: boolean): Promise
   return run;
 }
 
+async function both(ns: string, measureCpu: boolean): Promise<[Run, Run]> {
+  const up = await iperf(ns, false, measureCpu);
+  const down = await iperf(ns, true, measureCpu);
+  return [up, down];
+}
+
 function line(label: string, r: Run): string {
   const mb = r.bytes / (1 << 20);
   const cpu = r.cpuMs !== undefined ? `  gateway CPU ${(r.cpuMs / 1000).toFixed(2)} s = ${(r.cpuMs / mb).toFixed(2)} ms/MiB (${((r.cpuMs / (SECONDS * 1000)) * 100).toFixed(0)}% of a core)` : "";
-  return `${label.padEnd(34)} ${r.mbps.toFixed(0).padStart(6)} Mbit/s  ${mb.toFixed(0).padStart(6)} MiB${cpu}`;
+  return `${label.padEnd(36)} ${r.mbps.toFixed(0).padStart(6)} Mbit/s  ${mb.toFixed(0).padStart(6)} MiB${cpu}`;
 }
 
-try {
-  const dev = topo.namespace("dev");
-  topo.veth(dev, "h", `${HOST_IP}/30`, `${DEV_IP}/30`);
-  sh(`ip addr add ${SERVER_IP}/32 dev ${topo.hostLink("h")}`);
-  iperfServer = Bun.spawn(["iperf3", "-s", "-B", SERVER_IP, "-p", String(IPERF_PORT)], { stdout: "ignore", stderr: "ignore" });
-  await Bun.sleep(300);
-
-  // 1. kernel: the device routes the server straight over the veth.
-  sh(`ip -n ${dev} route add ${SERVER_IP}/32 via ${HOST_IP}`);
-  const kUp = await iperf(dev, false, false);
-  const kDown = await iperf(dev, true, false);
-  sh(`ip -n ${dev} route del ${SERVER_IP}/32 via ${HOST_IP}`);
-
-  // 2. ours: wireguard-go -> our WireGuard + stack -> relay from our sockets.
-  const gwKeys = generateKeyPair();
-  const devKeys = generateKeyPair();
-  const wg = await startUserspaceWireGuard({
-    listen: { host: HOST_IP, port: WG_PORT },
-    privateKey: gwKeys.privateKey,
-    peers: [{ publicKey: devKeys.publicKey, allowedIPs: ["10.85.0.2/32"] }],
-  });
-  const stack = attachStack(wg.link, gatewayAddressOf("10.85.0.0/24"), {
-    stateDir: tempDir("bench-plane"),
+/** Our stack's Flows become plain pipes to the real destination (the gateway's relay, minus dispatch). */
+function relayDeps(stateDir: string): PacketPlaneDeps {
+  return {
+    stateDir,
     identify: () => ({ name: "bench", profile: "bench" }),
     udpPolicy: () => "drop",
     onFlow: (f) => {
@@ -107,32 +104,115 @@ try {
       up.on("error", kill);
       f.conn.on("error", kill);
     },
+  };
+}
+
+/** wireguard-go as `ifname` in the root namespace, with its own /run/wireguard. */
+async function rootWireguardGo(ifname: string) {
+  mkdirSync("/run/wireguard", { recursive: true });
+  const child = spawn("unshare", ["-m", "--propagation", "private", "sh", "-c", `mount -t tmpfs x /run/wireguard && exec wireguard-go -f ${ifname}`], {
+    stdio: "ignore",
+    env: { ...process.env, WG_PROCESS_FOREGROUND: "1" },
   });
+  if (!(await waitFor(() => spawnSync("ip", ["link", "show", ifname]).status === 0, 5000))) throw new Error("wireguard-go did not create its interface");
+  const pid = child.pid!;
+  await waitFor(() => spawnSync("nsenter", ["-t", String(pid), "-m", "wg", "show", ifname]).status === 0, 5000);
+  return { child, wg: (args: string) => sh(`nsenter -t ${pid} -m wg ${args}`) };
+}
+
+const forwardFile = "/proc/sys/net/ipv4/ip_forward";
+const forwardBefore = readFileSync(forwardFile, "utf8").trim();
+let wgGo: Awaited<ReturnType<typeof rootWireguardGo>> | undefined;
+try {
+  writeFileSync(forwardFile, "1");
+  const dev = topo.namespace("dev");
+  const srv = topo.namespace("srv");
+  topo.veth(dev, "h", `${DEV_GW}/30`, `${DEV_IP}/30`);
+  topo.veth(srv, "s", `${SRV_GW}/30`, `${SERVER_IP}/30`);
+  const devLink = topo.hostLink("h");
+  sh(`ip -n ${srv} route add default via ${SRV_GW}`);
+  const iperfServer = topo.background(["ip", "netns", "exec", srv, "iperf3", "-s", "-B", SERVER_IP, "-p", String(IPERF_PORT)]);
+  await Bun.sleep(300);
+  void iperfServer;
+
+  // 1. kernel forwarding
+  sh(`ip -n ${dev} route add ${SERVER_IP}/32 via ${DEV_GW}`);
+  const [kUp, kDown] = await both(dev, false);
+
+  // 2. the same packets, policy-routed into a TUN read by our stack
+  const tun = openTun({ name: TUN });
+  sh(`ip link set dev ${TUN} addrgenmode none && ip link set dev ${TUN} mtu 1500 up`);
+  for (const scope of ["all", TUN]) writeFileSync(`/proc/sys/net/ipv4/conf/${scope}/rp_filter`, "0");
+  const tunStack = attachStack(tun, "10.84.0.1", relayDeps(tempDir("bench-tun")));
+  sh(`ip rule add iif ${devLink} lookup ${TABLE} pref ${TABLE} && ip route add default dev ${TUN} table ${TABLE}`);
+  let tUp: Run, tDown: Run;
+  try {
+    [tUp, tDown] = await both(dev, true);
+  } finally {
+    sh(`ip rule del iif ${devLink} lookup ${TABLE} pref ${TABLE}; ip route flush table ${TABLE}`);
+    tunStack.close();
+    tun.close();
+  }
+  sh(`ip -n ${dev} route del ${SERVER_IP}/32 via ${DEV_GW}`);
+
+  // The device's WireGuard, re-pointed between cases 3 and 4.
+  const devKeys = generateKeyPair();
   const dir = tempDir("bench-dev");
   writeFileSync(path.join(dir, "key"), devKeys.privateKey + "\n", { mode: 0o600 });
   const dwg = await topo.wireguardGo(dev);
-  dwg.wg(`set wg0 private-key ${dir}/key peer ${gwKeys.publicKey} allowed-ips 0.0.0.0/0 endpoint ${HOST_IP}:${WG_PORT}`);
-  sh(`ip -n ${dev} addr add 10.85.0.2/32 dev wg0 && ip -n ${dev} link set wg0 mtu 1420 up`);
-  sh(`ip -n ${dev} route add ${SERVER_IP}/32 dev wg0`);
-  const oUp = await iperf(dev, false, true);
-  const oDown = await iperf(dev, true, true);
+  dwg.wg(`set wg0 private-key ${dir}/key`);
+  sh(`ip -n ${dev} link set wg0 mtu 1420 up && ip -n ${dev} route add ${SERVER_IP}/32 dev wg0`);
+
+  // 3. wireguard-go in the root namespace, kernel forwarding behind it
+  const goKeys = generateKeyPair();
+  writeFileSync(path.join(dir, "gw.key"), goKeys.privateKey + "\n", { mode: 0o600 });
+  wgGo = await rootWireguardGo(WG_GO_IF);
+  wgGo.wg(`set ${WG_GO_IF} listen-port ${WG_PORT_GO} private-key ${dir}/gw.key peer ${devKeys.publicKey} allowed-ips 10.86.0.2/32`);
+  sh(`ip addr add 10.86.0.1/24 dev ${WG_GO_IF} && ip link set ${WG_GO_IF} mtu 1420 up`);
+  sh(`ip -n ${dev} addr add 10.86.0.2/32 dev wg0`);
+  dwg.wg(`set wg0 peer ${goKeys.publicKey} allowed-ips 0.0.0.0/0 endpoint ${DEV_GW}:${WG_PORT_GO}`);
+  const [gUp, gDown] = await both(dev, false);
+  dwg.wg(`set wg0 peer ${goKeys.publicKey} remove`);
+  // the new address first: removing an interface's last IPv4 address flushes its routes
+  sh(`ip -n ${dev} addr add 10.85.0.2/32 dev wg0 && ip -n ${dev} addr del 10.86.0.2/32 dev wg0`);
+  wgGo.child.kill("SIGTERM");
+  wgGo = undefined;
+
+  // 4. our userspace WireGuard + our stack
+  const gwKeys = generateKeyPair();
+  const wg = await startUserspaceWireGuard({
+    listen: { host: DEV_GW, port: WG_PORT_OURS },
+    privateKey: gwKeys.privateKey,
+    peers: [{ publicKey: devKeys.publicKey, allowedIPs: ["10.85.0.2/32"] }],
+  });
+  const stack = attachStack(wg.link, gatewayAddressOf("10.85.0.0/24"), relayDeps(tempDir("bench-plane")));
+  dwg.wg(`set wg0 peer ${gwKeys.publicKey} allowed-ips 0.0.0.0/0 endpoint ${DEV_GW}:${WG_PORT_OURS}`);
+  const [oUp, oDown] = await both(dev, true);
   const st = stack.stats();
   const wst = wg.stats();
   stack.close();
   wg.close();
 
+  const ratio = (a: Run, b: Run) => (a.mbps / b.mbps).toFixed(3);
   console.log(`\nbench-netstack: iperf3, ${SECONDS} s per run, one TCP stream, ${spawnSync("nproc").stdout.toString().trim()} cores\n`);
-  console.log(line("1 kernel veth, upload", kUp));
-  console.log(line("1 kernel veth, download", kDown));
-  console.log(line("2 wg-go -> our WG+stack, upload", oUp));
-  console.log(line("2 wg-go -> our WG+stack, download", oDown));
-  console.log(`\nratio ours/kernel: upload ${(oUp.mbps / kUp.mbps).toFixed(3)}, download ${(oDown.mbps / kDown.mbps).toFixed(3)}`);
-  console.log(`(reference, machine notes: wireguard-go + kernel forwarding 200-275 Mbit/s; ours/that = ${(oUp.mbps / 237).toFixed(2)} up, ${(oDown.mbps / 237).toFixed(2)} down at the midpoint)`);
-  console.log(`stack tcp: ${JSON.stringify({ ...st.tcp, connections: undefined })}`);
+  console.log(line("1 kernel forwarding, upload", kUp));
+  console.log(line("1 kernel forwarding, download", kDown));
+  console.log(line("2 TUN + our stack, upload", tUp));
+  console.log(line("2 TUN + our stack, download", tDown));
+  console.log(line("3 wireguard-go + kernel, upload", gUp));
+  console.log(line("3 wireguard-go + kernel, download", gDown));
+  console.log(line("4 our WireGuard + stack, upload", oUp));
+  console.log(line("4 our WireGuard + stack, download", oDown));
+  console.log(`\nratio (2)/(1) TUN+stack/kernel:        upload ${ratio(tUp, kUp)}, download ${ratio(tDown, kDown)}   (goal >= 0.3)`);
+  console.log(`ratio (4)/(3) ours/wireguard-go+kernel: upload ${ratio(oUp, gUp)}, download ${ratio(oDown, gDown)}   (goal >= 1.0)`);
+  console.log(`stack tcp (case 4): ${JSON.stringify({ ...st.tcp, connections: undefined })}`);
   console.log(`drops: ${JSON.stringify(st.drops)}  wireguard drops: ${JSON.stringify(wst.drops)} udpTxDropped ${wst.udpTxDropped}`);
 } finally {
-  iperfServer?.kill();
+  wgGo?.child.kill("SIGTERM");
+  spawnSync("ip", ["link", "del", WG_GO_IF]);
+  spawnSync("sh", ["-c", `ip rule del iif ${topo.hostLink("h")} lookup ${TABLE} pref ${TABLE} 2>/dev/null; ip route flush table ${TABLE} 2>/dev/null; ip link del ${TUN} 2>/dev/null`]);
   topo.destroy();
+  writeFileSync(forwardFile, forwardBefore);
 }
 // iperf3's control connection may still hold a relayed socket open.
 process.exit(0);
