@@ -56,11 +56,19 @@ function run(init: WorkerInit): string | null {
     const rev = dv.getInt16(6, true);
     if (rev & (POLLERR | POLLHUP | POLLNVAL)) return `poll: revents 0x${rev.toString(16)}`;
     if (!(rev & POLLIN)) continue;
-    if (Atomics.compareExchange(ctl, CTL_STATE, STATE_IDLE, STATE_READY) !== STATE_IDLE) return null;
-    Atomics.add(ctl, CTL_WAKES, 1);
-    if (init.wake === "atomics") Atomics.notify(ctl, CTL_STATE);
-    else self.postMessage({ type: "ready" } satisfies WorkerReport);
-    Atomics.wait(ctl, CTL_STATE, STATE_READY);
+    const was = Atomics.compareExchange(ctl, CTL_STATE, STATE_IDLE, STATE_READY);
+    if (was === STATE_CLOSE) return null;
+    if (was === STATE_IDLE) {
+      Atomics.add(ctl, CTL_WAKES, 1);
+      if (init.wake === "atomics") Atomics.notify(ctl, CTL_STATE);
+      else self.postMessage({ type: "ready" } satisfies WorkerReport);
+    }
+    // Sleep until the main thread has drained (state back to IDLE). A wait
+    // can end without that (a notify meant for the main thread's waitAsync on
+    // the same cell): polling then would see the same packets and, before
+    // this loop, took a READY state for a reason to stop, killing the link
+    // mid-transfer.
+    while (Atomics.load(ctl, CTL_STATE) === STATE_READY) Atomics.wait(ctl, CTL_STATE, STATE_READY);
   }
 }
 

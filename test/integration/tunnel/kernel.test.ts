@@ -36,6 +36,10 @@ const DEV_UNDERLAY = `10.218.${N}.2`;
 const GW_UP = `10.219.${N}.1`;
 const UP_IP = `10.219.${N}.2`;
 const SUBNET = "10.89.0.0/24";
+// IPv6: devices get a /128 from SUBNET6; the upstream also answers on a ULA.
+const SUBNET6 = `fd89:${N}::/64`;
+const GW_UP6 = `fd91:${N}::1`;
+const UP6 = `fd91:${N}::2`;
 const GW_TUNNEL = "10.89.0.1";
 const WG_PORT = 51820;
 const DASH_PORT = 8080;
@@ -72,7 +76,7 @@ const bulk = net.createServer((s) => {
 bulk.listen(7001, host);
 echo.listen(7000, host, () => console.log("UPSTREAM READY"));
 // the resolver the gateway forwards device DNS to: api.test is here
-const dns = dgram.createSocket("udp4");
+const dns = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
 dns.on("message", (msg, rinfo) => {
   const q = dnsPacket.decode(msg);
   const name = q.questions?.[0]?.name ?? "";
@@ -113,6 +117,7 @@ describe.skipIf(!canRunRootTests)("a device behind WireGuard through the kernel-
   let gwWg: WireguardGo;
   let gateway: Background | undefined;
   let upstream: Background | undefined;
+  let upstream6: Background | undefined;
   let device: { name: string; address: string; publicKey: string };
 
   const STALE_PEER = generateKeyPair().publicKey;
@@ -132,6 +137,9 @@ describe.skipIf(!canRunRootTests)("a device behind WireGuard through the kernel-
     const pki = makeTestPki(path.join(dir, "pki"), ["api.test"]);
     upstream = topo.background(["ip", "netns", "exec", up, BUN, "run", writeScript(dir, "upstream.ts", UPSTREAM_SCRIPT), pki.dir, UP_IP, String(DOWNLOAD_MB)]);
     await upstream.waitForOutput(/UPSTREAM READY/, 15_000);
+    sh(`ip -n ${gw} -6 addr add ${GW_UP6}/64 dev e-up nodad && ip -n ${up} -6 addr add ${UP6}/64 dev eth0 nodad`);
+    upstream6 = topo.background(["ip", "netns", "exec", up, BUN, "run", path.join(dir, "upstream.ts"), pki.dir, UP6, "1"]);
+    await upstream6.waitForOutput(/UPSTREAM READY/, 15_000);
 
     // The "kernel" WireGuard interface of the gateway. `ip netns exec` binds
     // /etc/netns/<gw>/resolv.conf over /etc/resolv.conf in the mount namespace
@@ -155,6 +163,7 @@ gateway {
     mode = "kernel"
     listen = "0.0.0.0:${WG_PORT}"
     subnet_cidr = "${SUBNET}"
+    subnet6_cidr = "${SUBNET6}"
     endpoint = "${GW_UNDERLAY}:${WG_PORT}"
     interface = "wg0"
     tun = "cp0"
@@ -198,8 +207,9 @@ profile "laptops" {
     expect(approve.status).toBe(200);
     const polled = JSON.parse(
       (await devCurl(["-X", "POST", "-H", "content-type: application/json", "-d", JSON.stringify({ device_code: started.device_code }), `${api}/api/onboard/poll`])).out,
-    ) as { status: string; device: { address: string }; gateway: { public_key: string; endpoint: string } };
+    ) as { status: string; device: { address: string; address6?: string }; gateway: { public_key: string; endpoint: string } };
     expect(polled.status).toBe("approved");
+    expect(polled.device.address6).toBe(`fd89:${N}::2`);
     expect(polled.gateway.endpoint).toBe(`${GW_UNDERLAY}:${WG_PORT}`);
     // the gateway keyed the kernel interface with its state-directory key
     expect(gwWg.wg("show wg0 public-key")).toBe(polled.gateway.public_key);
@@ -208,8 +218,9 @@ profile "laptops" {
     // The device's tunnel, as the client sets it up.
     writeFileSync(path.join(dir, "dev.key"), keys.privateKey + "\n", { mode: 0o600 });
     const devWg = await topo.wireguardGo(dev);
-    devWg.wg(`set wg0 private-key ${dir}/dev.key peer ${polled.gateway.public_key} allowed-ips 0.0.0.0/0 endpoint ${polled.gateway.endpoint} persistent-keepalive 5`);
+    devWg.wg(`set wg0 private-key ${dir}/dev.key peer ${polled.gateway.public_key} allowed-ips 0.0.0.0/0,::/0 endpoint ${polled.gateway.endpoint} persistent-keepalive 5`);
     sh(`ip -n ${dev} addr add ${device.address}/32 dev wg0 && ip -n ${dev} link set wg0 mtu 1420 up && ip -n ${dev} route add default dev wg0`);
+    sh(`ip -n ${dev} -6 addr add ${polled.device.address6}/128 dev wg0 nodad && ip -n ${dev} -6 route add default dev wg0`);
   }, 60_000);
 
   afterAll(async () => {
@@ -217,6 +228,7 @@ profile "laptops" {
       await gateway?.stop("SIGTERM", 5000);
       if (process.env.CLAWPATROL_TEST_VERBOSE) console.error(gateway?.output());
       await upstream?.stop("SIGTERM", 2000);
+      await upstream6?.stop("SIGTERM", 2000);
     } finally {
       topo.destroy();
       if (dir) rmSync(dir, { recursive: true, force: true });
@@ -227,13 +239,24 @@ profile "laptops" {
   function devCurl(args: string[], timeoutMs = 20_000) {
     return topo.exec(dev, ["curl", "-sS", "--max-time", "15", ...args], timeoutMs);
   }
-  const seen = () =>
-    (upstream?.output() ?? "")
+  const seenOf = (b: Background | undefined) =>
+    (b?.output() ?? "")
       .split("\n")
       .filter((l) => l.startsWith("SEEN "))
       .map((l) => JSON.parse(l.slice(5)) as { method: string; path: string; headers: Record<string, string> });
+  const seen = () => seenOf(upstream);
   const https = (args: string[]) =>
     devCurl(["--cacert", caPath, "--resolve", `api.test:443:${UP_IP}`, "-w", "\n%{http_code}", ...args]);
+
+  test("IPv6: HTTPS from the device's /128 to an IPv6 upstream goes wg0 -> TUN -> interception, credential injected", async () => {
+    const r = await devCurl(["-6", "--cacert", caPath, "--resolve", `api.test:443:[${UP6}]`, "-w", "\n%{http_code}", "-H", "Authorization: Bearer ghp_clawpatrol_placeholder_gh", "https://api.test/echo"]);
+    expect(r.err).toBe("");
+    expect(r.out.endsWith("\n200")).toBe(true);
+    await waitFor(() => seenOf(upstream6).length > 0, 2000);
+    expect(seenOf(upstream6).at(-1)!.headers["authorization"]).toBe(`Bearer ${SECRET}`);
+    expect(inGw("ip -6 rule show")).toMatch(/\biif wg0 lookup 100\b/);
+    expect(inGw("ip -6 route show")).toContain(`fd89:${N}::/64 dev wg0`);
+  });
 
   test("the gateway keyed wg0, set the device's peer and routes everything from wg0 into its TUN", () => {
     expect(inGw("ip -4 rule show")).toMatch(/\biif wg0 lookup 100\b/);
@@ -241,7 +264,7 @@ profile "laptops" {
     expect(inGw("ip -6 route show table 100")).toMatch(/^default dev cp0\b/m);
     expect(gwWg.wg("show wg0 listen-port")).toBe(String(WG_PORT));
     // exactly the enrolled device: the stale peer was removed at start
-    expect(gwWg.wg("show wg0 allowed-ips")).toBe(`${device.publicKey}\t${device.address}/32`);
+    expect(gwWg.wg("show wg0 allowed-ips")).toBe(`${device.publicKey}\t${device.address}/32 fd89:${N}::2/128`);
     expect(gateway!.output()).toContain(STALE_PEER);
     // wg0 has no address: the gateway's tunnel address must reach the TUN, not the local table
     expect(inGw("ip -4 -o addr show dev wg0")).toBe("");
