@@ -17,6 +17,8 @@ import { EventBus } from "./events/bus.ts";
 import { ActionsSink } from "./events/sinks/sqlite.ts";
 import { JsonlSink } from "./events/sinks/jsonl.ts";
 import { StderrSink } from "./events/sinks/stderr.ts";
+import { humanEventSink } from "./events/sinks/journald.ts";
+import { JournalWriter, journalLogWriter, journalSocketForProcess } from "./journal.ts";
 import { Metrics } from "./events/metrics.ts";
 import { resolveSecret } from "./credentials/resolve.ts";
 import { pluginFor } from "./credentials/plugin.ts";
@@ -28,17 +30,32 @@ import { createApprovals, chainOptionsFor, type Approvals } from "./approvers/re
 import type { DeviceIdentity, Flow } from "./dispatch/flow.ts";
 import { startProxyListener, type ProxyListener } from "./net/proxy/listener.ts";
 import { startControlServer, type ControlServer } from "./control/server.ts";
-import { startPublicServer, type PublicServer } from "./control/public.ts";
+import { startPublicServer, localApproverCallback, type PublicServer } from "./control/public.ts";
+import { deviceControlRoutes, forwardedClientIp } from "./control/server.ts";
+import { startDnsVip, type DnsVip } from "./dns/role.ts";
+import { syncVips } from "./dns/vip-hosts.ts";
+import { VipTable } from "./store/vips.ts";
+import { parseHostPort } from "./net/stack/udp-sockets.ts";
 import { onboardControlRoutes, onboardPublicRoutes } from "./control/onboard/index.ts";
+import { deviceRunControlRoutes, deviceRunPublicRoutes } from "./control/device-runs/index.ts";
 import { startTunnel, type Tunnel } from "./tunnel.ts";
 import { operatorApi } from "./control/api/index.ts";
 import { registryDeviceOps } from "./control/api/device-ops.ts";
 import { downloadRoutes } from "./control/downloads.ts";
 import { dashboardRoutes } from "./dashboard/routes.ts";
 import { fileURLToPath } from "node:url";
-import { log, setLogRedactor } from "./log.ts";
+import { log, setLogRedactor, setLogWriter } from "./log.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
+
+function hostPort(listen: string): { host: string; port: number } {
+  const { host, port } = parseHostPort(listen);
+  return { host, port };
+}
+
+function formatHostPort(a: { host: string; port: number }): string {
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
 
 export interface GatewayOptions {
   configPath: string;
@@ -53,6 +70,12 @@ export interface GatewayOptions {
   control?: boolean;
   /** Where the client binaries served at /download/ are (default: dist/ beside app/, as `make client` and the image put them). */
   downloadsDir?: string;
+  /**
+   * all (default; `make run`): the public API on dashboard_listen and the
+   * DNS-VIP responder run in this process. gateway (the appliance): they are
+   * the dashboard and dnsvip services; this process serves neither.
+   */
+  role?: "all" | "gateway";
 }
 
 export interface RunningGateway {
@@ -66,7 +89,10 @@ export interface RunningGateway {
   approvals: Approvals;
   /** The WireGuard capture mode, when `gateway { wireguard {} }` is configured. */
   tunnel: Tunnel | undefined;
-  publicServer: PublicServer;
+  /** The public API (role `all` only; the dashboard role serves it otherwise). */
+  readonly publicServer: PublicServer;
+  /** The in-process DNS-VIP responder (role `all` with `gateway { dns }`). */
+  dnsVip: DnsVip | undefined;
   /** Feed a Flow from any capture mode. */
   handleFlow(flow: Flow): Promise<void>;
   /** Apply a config now (as the watcher does); returns the errors if it was rejected. */
@@ -125,12 +151,15 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     version: () => `${generation}:${secrets.version()}:${Math.floor(Date.now() / 5000)}`,
   });
   setLogRedactor((s) => redactor.redactText(s));
+  // Under systemd with stderr in the journal: log lines and events go natively, with fields.
+  const journalSocket = opts.stderrWrite ? undefined : journalSocketForProcess(env);
+  if (journalSocket) setLogWriter(journalLogWriter(new JournalWriter(journalSocket), "clawpatrol-gateway"));
 
   const bus = new EventBus(redactor);
   const actions = new ActionsSink(db, { retentionDays: policy.gateway.eventsRetentionDays });
   bus.addSink(actions);
   if (policy.gateway.eventsJsonl) bus.addSink(new JsonlSink(policy.gateway.eventsJsonl));
-  if (opts.stderrEvents ?? true) bus.addSink(opts.stderrWrite ? new StderrSink(opts.stderrWrite) : new StderrSink());
+  if (opts.stderrEvents ?? true) bus.addSink(opts.stderrWrite ? new StderrSink(opts.stderrWrite) : humanEventSink(env));
   actions.prune();
   const pruneTimer = setInterval(() => actions.prune(), PRUNE_INTERVAL_MS);
   pruneTimer.unref?.();
@@ -154,7 +183,13 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     caCertPem: ca.certPem,
     approvals: approvalGate,
     redact: (text) => redactor.redactText(text),
+    // Set once the responder runs (`all`), else the dnsvip service's configured address.
+    dnsTcp: () => dnsTcpTarget,
+    // VIP destinations back to the hostname they were handed out for (the VIP table).
+    dispatch: { vipHostname: (ip) => vipTable.hostnameOf(ip) },
   };
+  let dnsTcpTarget: { host: string; port: number } | undefined;
+  const vipTable = new VipTable(db);
   let flowsOpen = 0;
   const onFlow = (flow: Flow): Promise<void> => {
     flowsOpen += 1;
@@ -180,7 +215,19 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     return profile ? { name: "anonymous", profile } : undefined;
   };
 
+  // VIPs for the hostnames that need one, at build and at every reload.
+  const bindVips = (p: Policy) => {
+    try {
+      const bound = syncVips(db, p, Date.now());
+      if (bound && bound.length > 0) log.info("dns vips bound", { count: bound.length });
+    } catch (e) {
+      log.error("dns vips: allocation failed, bindings unchanged", { error: (e as Error).message });
+    }
+  };
+  bindVips(policy);
+
   const apply = (next: Policy) => {
+    bindVips(next);
     if (next.gateway.stateDir !== policy.gateway.stateDir) {
       log.warn("state_dir changes take effect on restart", { from: policy.gateway.stateDir, to: next.gateway.stateDir });
     }
@@ -213,6 +260,12 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     return [];
   };
 
+  const role = opts.role ?? "all";
+  // In `all` the DNS-VIP responder runs here, on its own socket, as the service would.
+  const dnsVip = role === "all" && policy.gateway.dns ? await startDnsVip(() => policy) : undefined;
+  // Where device DNS goes, UDP and TCP.
+  dnsTcpTarget = dnsVip ? { ...dnsVip.responder.address } : policy.gateway.dns ? hostPort(policy.gateway.dns.listen) : undefined;
+
   // The WireGuard capture mode and the onboarding that feeds it.
   let tunnel: Tunnel | undefined;
   const wgSettings = policy.gateway.wireguard;
@@ -225,11 +278,14 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       publicUrl: policy.gateway.publicUrl ?? `http://${policy.gateway.dashboardListen}`,
       policy: () => policy,
       onFlow: (f) => void onFlow(f),
+      // Device DNS to the DNS-VIP responder: ours in `all`, else the dnsvip service's address.
+      ...(dnsTcpTarget ? { dnsResolver: formatHostPort(dnsTcpTarget) } : {}),
     });
   }
-  const publicServer = startPublicServer(policy.gateway.dashboardListen, {
+  const approverCallback = localApproverCallback(() => approvals.current().routes());
+  const publicServer = role !== "all" ? undefined : startPublicServer(policy.gateway.dashboardListen, {
     plugins: [
-      ...(tunnel ? [onboardPublicRoutes(tunnel.onboard)] : []),
+      ...(tunnel ? [onboardPublicRoutes(tunnel.onboard), deviceRunPublicRoutes(tunnel.runs, devices)] : []),
       downloadRoutes({
         dir: opts.downloadsDir ?? path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "dist"),
         publicUrl: () => policy.gateway.publicUrl,
@@ -249,7 +305,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       // The operators' web dashboard at `/` (bundled in memory now).
       dashboardRoutes(),
     ],
-    approverRoutes: () => approvals.current().routes(),
+    approverCallback,
   });
 
   let control: ControlServer | undefined;
@@ -262,13 +318,23 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         startedAt: Date.now(),
         approvals: approvals.hub,
         metrics: () => metrics.render(),
-        plugins: tunnel ? [onboardControlRoutes(tunnel.onboard)] : [],
+        plugins: tunnel
+          ? [
+              onboardControlRoutes(tunnel.onboard),
+              deviceRunControlRoutes(tunnel.runs),
+              // The device routes the dashboard role forwards (with the client's address).
+              onboardPublicRoutes(tunnel.onboard, { clientIp: forwardedClientIp }),
+              deviceRunPublicRoutes(tunnel.runs, devices),
+            ]
+          : [deviceControlRoutes(registryDeviceOps(devices, () => policy.profiles))],
+        approverCallback,
       });
     } catch (e) {
       watcher?.close();
       clearInterval(pruneTimer);
-      await publicServer.close();
+      await publicServer?.close();
       await tunnel?.close();
+      await dnsVip?.close();
       await bus.close();
       db.close();
       throw e;
@@ -292,8 +358,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     await Promise.all(proxies.map((p) => p.close()));
     watcher?.close();
     await control?.close();
-    await publicServer.close();
+    await publicServer?.close();
     await tunnel?.close();
+    await dnsVip?.close();
     clearInterval(pruneTimer);
     await bus.close();
     db.close();
@@ -312,7 +379,11 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     proxies,
     approvals,
     tunnel,
-    publicServer,
+    get publicServer(): PublicServer {
+      if (!publicServer) throw new Error("the gateway role serves no public API (the dashboard role does)");
+      return publicServer;
+    },
+    dnsVip,
     handleFlow: onFlow,
     reload,
     async close() {
@@ -320,8 +391,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       closed = true;
       watcher?.close();
       await control?.close();
-      await publicServer.close();
+      await publicServer?.close();
       await tunnel?.close();
+      await dnsVip?.close();
       clearInterval(pruneTimer);
       await Promise.all(proxies.map((p) => p.close()));
       pool.closeAll();

@@ -22,6 +22,9 @@ const USAGE = `usage: clawpatrol-gateway <command> [--config PATH]
 roles:
   all                       run every role in one process (development, make run)
   gateway                   run the gateway role (capture, rules, credentials, events)
+  dnsvip                    run the DNS-VIP responder (gateway { dns { listen } }, UDP and TCP)
+  dashboard                 run the dashboard and public API (dashboard_listen); talks to
+                            the gateway over its control socket
 
 operator commands:
   validate [PATH]           check a config (file or directory); exit 0 valid, 2 invalid
@@ -123,7 +126,13 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "all":
     case "gateway":
-      return runGateway(configPath);
+      return runGateway(configPath, command);
+
+    case "dnsvip":
+      return runDnsVip(configPath);
+
+    case "dashboard":
+      return runDashboard(configPath);
 
     case "validate": {
       const target = rest[0] ?? configPath;
@@ -422,10 +431,55 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function runGateway(configPath: string): Promise<number> {
-  let gw;
+/** Runs until SIGINT/SIGTERM, then closes and exits 0. */
+function untilSignalled(close: () => Promise<void>): Promise<number> {
+  const stop = async () => {
+    log.info("shutting down");
+    await close();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+  return new Promise<number>(() => {
+    /* runs until signalled */
+  });
+}
+
+async function runDnsVip(configPath: string): Promise<number> {
+  const { startDnsVip, DnsNotConfigured } = await import("./dns/role.ts");
+  const { watchPolicy } = await import("./policy/reload.ts");
+  let policy = await loadOrExit(configPath);
+  let dns;
   try {
-    gw = await startGateway({ configPath });
+    dns = await startDnsVip(() => policy);
+  } catch (e) {
+    if (e instanceof DnsNotConfigured) {
+      console.error(`clawpatrol-gateway dnsvip: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  // Reloads change the fixed names (clawpatrol.internal); the VIPs come from the database.
+  const watcher = watchPolicy(configPath, {
+    onPolicy: (next) => {
+      if (JSON.stringify(next.gateway.dns) !== JSON.stringify(policy.gateway.dns)) log.warn("gateway.dns changes take effect when dnsvip restarts");
+      policy = next;
+    },
+    onErrors: (errors) => log.error(`config rejected, keeping the last good policy:\n  ${errors.map(formatConfigError).join("\n  ")}`),
+  });
+  const a = dns.responder.address;
+  console.error(`clawpatrol dnsvip answering on ${a.host}:${a.port} (UDP and TCP; config ${configPath})`);
+  return untilSignalled(async () => {
+    watcher.close();
+    await dns.close();
+  });
+}
+
+async function runDashboard(configPath: string): Promise<number> {
+  const { startDashboard } = await import("./control/dashboard-role.ts");
+  let d;
+  try {
+    d = await startDashboard({ configPath });
   } catch (e) {
     if (e instanceof ConfigRejected) {
       for (const line of e.errors) console.error(line);
@@ -433,13 +487,22 @@ async function runGateway(configPath: string): Promise<number> {
     }
     throw e;
   }
-  const stop = async () => {
-    log.info("shutting down");
-    await gw.close();
-    process.exit(0);
-  };
-  process.on("SIGINT", () => void stop());
-  process.on("SIGTERM", () => void stop());
+  const a = d.server.address;
+  console.error(`clawpatrol dashboard on http://${a.host}:${a.port} (gateway control socket ${d.policy().gateway.controlSocket})`);
+  return untilSignalled(() => d.close());
+}
+
+async function runGateway(configPath: string, role: "all" | "gateway"): Promise<number> {
+  let gw;
+  try {
+    gw = await startGateway({ configPath, role });
+  } catch (e) {
+    if (e instanceof ConfigRejected) {
+      for (const line of e.errors) console.error(line);
+      return 2;
+    }
+    throw e;
+  }
   // `systemctl reload`: re-read the config now; a bad one is logged and the last good policy kept.
   process.on("SIGHUP", () => void gw.reload());
   const policy = gw.policy();
@@ -465,10 +528,11 @@ async function runGateway(configPath: string): Promise<number> {
       lines.push("  try it:", `    ${curl} https://${host ?? "example.com"}/`);
     }
   }
+  if (role === "gateway") lines.push(`  the dashboard and public API (${policy.gateway.dashboardListen}) are the dashboard role's`);
+  else lines.push(`  dashboard and public API: http://${gw.publicServer.address.host}:${gw.publicServer.address.port}`);
+  if (gw.dnsVip) lines.push(`  DNS-VIP responder: ${gw.dnsVip.responder.address.host}:${gw.dnsVip.responder.address.port}`);
   console.error(lines.join("\n"));
-  return await new Promise<number>(() => {
-    /* runs until signalled */
-  });
+  return untilSignalled(() => gw.close());
 }
 
 if (import.meta.main) {

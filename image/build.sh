@@ -69,7 +69,7 @@ fi
 APP=$EXTRA/opt/clawpatrol
 cp -a app config package.json "$APP/"
 cp -a "$PROD/node_modules" "$APP/node_modules"
-install -m 0644 image/libexec/firstboot.ts "$APP/image/libexec/firstboot.ts"
+install -m 0644 image/libexec/*.ts "$APP/image/libexec/"
 install -m 0644 test/image/smoke/upstream.ts "$APP/test/image/smoke/upstream.ts"
 install -m 0755 test/image/smoke/smoke.sh "$APP/test/image/smoke/smoke.sh"
 # The client binaries the gateway serves at /download/... (dist/ beside app/).

@@ -1,16 +1,76 @@
 // The public API (the dashboard role's listener): the routes that need no
 // operator session — health, device onboarding, chat services' approval
-// callbacks. The dashboard and its authenticated API join it later.
+// callbacks — next to the dashboard and its authenticated API (plugins).
+//
+// In the gateway process (`all`) the callbacks are answered in place; in the
+// dashboard role they, and the device routes, are forwarded verbatim to the
+// gateway over the control socket (forwardToControl), where the holds and the
+// WireGuard peers live.
 import { Elysia, type AnyElysia } from "elysia";
 import type { ApproverRoute } from "../approvers/types.ts";
 import { parseListen } from "../net/proxy/listener.ts";
 import { ApiError, errorBody } from "./errors.ts";
+import { controlFetch, ControlUnavailable } from "./client.ts";
+
+/** Answers one chat-approver callback (`/api/approvers/*`). */
+export type ApproverCallback = (request: Request) => Response | Promise<Response>;
 
 export interface PublicDeps {
   /** Extra route groups (onboarding). */
   plugins: AnyElysia[];
-  /** Chat approvers' callback routes; read per request, since the policy reloads. */
-  approverRoutes(): ApproverRoute[];
+  /** Chat approvers' callbacks (`/api/approvers/*`)... */
+  approverCallback?: ApproverCallback;
+  /** ...or this process's approvers' routes (read per request). One of the two. */
+  approverRoutes?(): ApproverRoute[];
+}
+
+/** Callbacks answered by this process's approvers; routes read per request, since the policy reloads. */
+export function localApproverCallback(routes: () => ApproverRoute[]): ApproverCallback {
+  return (request) => {
+    const url = new URL(request.url);
+    const route = routes().find((r) => r.method === request.method && r.path === url.pathname);
+    if (!route) throw new ApiError(404, "not_found", "no such approver callback");
+    return route.handler(request);
+  };
+}
+
+/** Header that carries a public request's client address over the control socket (set only by forwardToControl). */
+export const CLIENT_IP_HEADER = "x-clawpatrol-client-ip";
+const HOP_BY_HOP = ["host", "connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "content-length", CLIENT_IP_HEADER];
+/** Public request bodies forwarded are bounded (onboarding takes 4 KiB, chat callbacks a few). */
+export const MAX_FORWARDED_BODY = 1 << 20;
+
+/** Forwards a public request to the gateway's control socket as it came (method, path, headers, body), with the client address. */
+export function forwardToControl(socketPath: string) {
+  return async (request: Request, clientIp: string): Promise<Response> => {
+    const url = new URL(request.url);
+    const headers = new Headers(request.headers);
+    for (const h of HOP_BY_HOP) headers.delete(h);
+    headers.set(CLIENT_IP_HEADER, clientIp);
+    let body: ArrayBuffer | undefined;
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      if (Number(request.headers.get("content-length") ?? "0") > MAX_FORWARDED_BODY) {
+        throw new ApiError(413, "body_too_large", `the body is limited to ${MAX_FORWARDED_BODY} bytes`);
+      }
+      body = await request.arrayBuffer();
+      if (body.byteLength > MAX_FORWARDED_BODY) throw new ApiError(413, "body_too_large", `the body is limited to ${MAX_FORWARDED_BODY} bytes`);
+    }
+    let res: Response;
+    try {
+      res = await controlFetch(socketPath, url.pathname + url.search, {
+        method: request.method,
+        headers,
+        signal: request.signal,
+        ...(body !== undefined ? { body } : {}),
+      });
+    } catch (e) {
+      if (e instanceof ControlUnavailable) throw new ApiError(503, "gateway_unavailable", "the gateway is not reachable; try again shortly");
+      throw e;
+    }
+    const out = new Headers(res.headers);
+    for (const h of ["content-length", "content-encoding", "transfer-encoding", "connection"]) out.delete(h);
+    return new Response(res.body, { status: res.status, headers: out });
+  };
 }
 
 export function publicApp(deps: PublicDeps) {
@@ -24,13 +84,9 @@ export function publicApp(deps: PublicDeps) {
     })
     .get("/health", () => ({ ok: true }));
   for (const p of deps.plugins) app = app.use(p) as unknown as typeof app;
-  const approverCallback = ({ request }: { request: Request }) => {
-    const url = new URL(request.url);
-    const route = deps.approverRoutes().find((r) => r.method === request.method && r.path === url.pathname);
-    if (!route) throw new ApiError(404, "not_found", "no such approver callback");
-    return route.handler(request);
-  };
-  return app.post("/api/approvers/*", approverCallback).get("/api/approvers/*", approverCallback);
+  const callback = deps.approverCallback ?? localApproverCallback(deps.approverRoutes ?? (() => []));
+  const approverCallback = ({ request }: { request: Request }) => callback(request);
+  return app.post("/api/approvers/*", approverCallback, { parse: "none" }).get("/api/approvers/*", approverCallback);
 }
 
 export interface PublicServer {
@@ -46,7 +102,8 @@ export function startPublicServer(listen: string, deps: PublicDeps): PublicServe
   return {
     address: { host, port: server.port ?? port },
     async close() {
-      await app.stop();
+      // Abruptly: open event streams (SSE) would otherwise hold the stop forever.
+      await app.stop(true);
     },
   };
 }

@@ -1,7 +1,9 @@
 // The control socket: HTTP over a Unix socket in the state or runtime
-// directory, for the operator CLI on the same machine (and, later, the
-// dashboard role). Whoever can open the socket (mode 0600) administers the
-// gateway; the caller names itself (e.g. `cli:root`) for the audit trail.
+// directory, for the operator CLI on the same machine and the dashboard
+// role (which mirrors the held requests and events from /api/hub/stream and
+// forwards decisions, device changes and public device/approver requests).
+// Whoever can open the socket (mode 0600) administers the gateway; the
+// caller names itself (e.g. `cli:root`) for the audit trail.
 import { chmodSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -13,6 +15,10 @@ import { queryActions, MAX_QUERY_LIMIT } from "../store/actions.ts";
 import { ApiError, errorBody } from "./errors.ts";
 import type { ApprovalHub } from "../approvers/hub.ts";
 import { log } from "../log.ts";
+import type { HubChange } from "../approvers/hub.ts";
+import type { DeviceOps } from "./api/index.ts";
+import { deviceJson } from "./onboard/routes.ts";
+import { CLIENT_IP_HEADER, type ApproverCallback } from "./public.ts";
 
 export interface ControlDeps {
   db: Database;
@@ -25,6 +31,35 @@ export interface ControlDeps {
   plugins?: AnyElysia[];
   /** Prometheus text for GET /metrics. */
   metrics?: () => string;
+  /** Chat approvers' callbacks, forwarded here by the dashboard role. */
+  approverCallback?: ApproverCallback;
+  /** Keep-alive interval of the dashboard's mirror stream (default 15 s). */
+  heartbeatMs?: number;
+}
+
+/** The client address a forwarded public request came from (the control socket is trusted: only the dashboard role and root reach it). */
+export function forwardedClientIp(request: Request): string {
+  return request.headers.get(CLIENT_IP_HEADER) ?? "control-socket";
+}
+
+/** Device revoke/profile over the control socket when no WireGuard onboarding provides them. */
+export function deviceControlRoutes(ops: DeviceOps) {
+  const body = async (request: Request): Promise<Record<string, unknown>> => {
+    const b = (await request.json().catch(() => ({}))) as unknown;
+    return b && typeof b === "object" ? (b as Record<string, unknown>) : {};
+  };
+  return new Elysia({ name: "device-control" })
+    .get("/api/devices", () => ({ devices: ops.devices().map(deviceJson) }))
+    .post(
+      "/api/devices/:name/revoke",
+      async ({ params, request }) => ({ device: deviceJson(await ops.revoke(params.name, String((await body(request)).operator ?? ""))) }),
+      { parse: "none" },
+    )
+    .post(
+      "/api/devices/:name/profile",
+      async ({ params, request }) => ({ device: deviceJson(await ops.setProfile(params.name, (await body(request)).profile)) }),
+      { parse: "none" },
+    );
 }
 
 export function controlApp(deps: ControlDeps) {
@@ -121,11 +156,55 @@ export function controlApp(deps: ControlDeps) {
       log.info("operator action", { action: `approval.${params.decision}`, operator, approval: params.id, reason });
       return { ok: true };
     })
+    .get("/api/hub/stream", async function* ({ request }) {
+      // The dashboard role's mirror: every held request now, then their
+      // changes and the live events, in order, on one stream.
+      const hub = requireHub(deps);
+      type Item = { event: "change"; data: HubChange } | { event: "event"; data: GatewayEvent };
+      const queue: Item[] = [];
+      let wake: (() => void) | undefined;
+      const push = (item: Item) => {
+        if (queue.length < 10_000) queue.push(item);
+        wake?.();
+      };
+      const offHub = hub.subscribe((c) => push({ event: "change", data: c }));
+      const offBus = deps.bus.subscribe((e) => push({ event: "event", data: e }));
+      try {
+        yield sse({ event: "snapshot", data: { pending: hub.pending() } });
+        while (!request.signal.aborted) {
+          const next = queue.shift();
+          if (next) {
+            yield sse(next);
+            continue;
+          }
+          const woken = await new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(false), deps.heartbeatMs ?? 15_000);
+            wake = () => {
+              clearTimeout(timer);
+              resolve(true);
+            };
+            request.signal.addEventListener("abort", () => wake?.(), { once: true });
+          });
+          wake = undefined;
+          if (!woken && !request.signal.aborted) yield sse({ event: "ping", data: {} });
+        }
+      } finally {
+        offHub();
+        offBus();
+      }
+    })
+    .post("/api/approvers/*", ({ request }) => approverCallback(deps)(request), { parse: "none" })
+    .get("/api/approvers/*", ({ request }) => approverCallback(deps)(request))
     .post("/api/reload", async () => {
       const errors = await deps.reload();
       if (errors.length > 0) throw new ApiError(422, "config_rejected", errors.join("\n"));
       return { ok: true };
     });
+}
+
+function approverCallback(deps: ControlDeps): ApproverCallback {
+  if (!deps.approverCallback) throw new ApiError(404, "not_found", "no such approver callback");
+  return deps.approverCallback;
 }
 
 function requireHub(deps: ControlDeps): ApprovalHub {
@@ -152,7 +231,8 @@ export async function startControlServer(socketPath: string, deps: ControlDeps):
   return {
     socketPath,
     async close() {
-      await app.stop();
+      // Abruptly: open event streams (SSE) would otherwise hold the stop forever.
+      await app.stop(true);
       rmSync(socketPath, { force: true });
     },
   };

@@ -12,6 +12,7 @@ import { readDuration, validateApprover } from "../approvers/config.ts";
 import { compileCondition, rememberCondition, type CompiledCondition } from "./cel.ts";
 import type { HclBlock, HclFile } from "./hcl/parse.ts";
 import { BlockReader } from "./hcl/reader.ts";
+import { readDnsBlock } from "../dns/config.ts";
 import {
   APPROVER_TYPES,
   CREDENTIAL_TYPES,
@@ -304,6 +305,7 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
     // Settings are validated and typed by app/approvers/config.ts; the raw form stays for channel plugins.
     const config = validateApprover(type, name, d.block, errors, {
       resolveCredential: (r, attr) => resolveOne(r, attr, "credential"),
+      publicUrl: gateway.publicUrl,
     });
     const approver: Approver = { type, name, ref, settings: { ...d.block.raw }, source: d.source };
     if (config) approver.config = config;
@@ -497,7 +499,7 @@ function readPorts(r: BlockReader): number[] | undefined {
 function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: Record<string, string | undefined>): GatewaySettings {
   const base = block ? nodePath.dirname(nodePath.resolve(block.file)) : process.cwd();
   const r = block ? new BlockReader(block, "gateway", errors) : undefined;
-  r?.allow(["state_dir", "control_socket", "dashboard_listen", "public_url"], ["proxy", "events", "wireguard"]);
+  r?.allow(["state_dir", "control_socket", "dashboard_listen", "public_url"], ["proxy", "events", "wireguard", "dns"]);
 
   const envStateDir = env.CLAWPATROL_STATE_DIR;
   const configured = r?.string("state_dir");
@@ -538,7 +540,7 @@ function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: R
   const wgBlock = nested("wireguard");
   if (wgBlock) {
     const w = new BlockReader(wgBlock, "gateway.wireguard", errors);
-    w.allow(["mode", "listen", "subnet_cidr", "endpoint", "interface", "tun"]);
+    w.allow(["mode", "listen", "subnet_cidr", "subnet6_cidr", "endpoint", "interface", "tun"]);
     const listen = w.string("listen") ?? "0.0.0.0:51820";
     if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(listen)) w.error(w.line("listen"), `listen must be host:port, not "${listen}"`);
     const subnetCidr = w.string("subnet_cidr") ?? "10.77.0.0/16";
@@ -555,7 +557,22 @@ function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: R
     };
     const endpoint = w.string("endpoint");
     if (endpoint !== undefined) gateway.wireguard.endpoint = endpoint;
+    const subnet6Cidr = w.string("subnet6_cidr");
+    if (subnet6Cidr !== undefined) {
+      const p6 = parsePrefix(subnet6Cidr);
+      const hostBitsZero = p6 !== undefined && p6.address.length === 16 && p6.address.every((byte, i) => {
+        const keep = Math.max(0, Math.min(8, p6.bits - i * 8));
+        return (byte & (0xff >> keep)) === 0;
+      });
+      if (!p6 || !subnet6Cidr.includes("/") || p6.address.length !== 16 || p6.bits > 120 || !hostBitsZero) {
+        w.error(w.line("subnet6_cidr"), `subnet6_cidr must be an IPv6 network of /120 or larger with its host bits zero, like "fd77:7a70::/64", not "${subnet6Cidr}"`);
+      } else {
+        gateway.wireguard.subnet6Cidr = subnet6Cidr;
+      }
+    }
   }
+  const dnsBlock = nested("dns");
+  if (dnsBlock) gateway.dns = readDnsBlock(new BlockReader(dnsBlock, "gateway.dns", errors));
   const eventsBlock = nested("events");
   if (eventsBlock) {
     const e = new BlockReader(eventsBlock, "gateway.events", errors);

@@ -8,6 +8,9 @@ export const ENDPOINT_TYPES: readonly EndpointType[] = ["https"];
 /** Each endpoint type's rule family; rules may not mix families. */
 export const FAMILY_OF: Record<EndpointType, Family> = { https: "http" };
 
+/** Endpoint types reached by hostname without SNI or Host (ssh, clickhouse_native): their hosts get a DNS VIP. */
+export const REQUIRES_VIP: Record<EndpointType, boolean> = { https: false };
+
 export const CREDENTIAL_TYPES: readonly CredentialType[] = [
   "bearer_token",
   "header_token",

@@ -29,11 +29,24 @@ export interface WireGuardSettings {
   listen: string;
   /** Device addresses come from here; the gateway's tunnel address is its first host. */
   subnetCidr: string;
+  /** Optional IPv6 (ULA) subnet: each device also gets a /128 from it, and IPv6 flows through the tunnel. */
+  subnet6Cidr?: string;
   /** host:port devices are told to dial; default: the listen address. */
   endpoint?: string;
   /** kernel mode: the WireGuard interface and the TUN the gateway reads. */
   interface: string;
   tun: string;
+}
+
+export interface DnsSettings {
+  /** host:port (an IP literal) the DNS-VIP responder listens on, UDP and TCP; the gateway forwards device DNS here. */
+  listen: string;
+  /** host:port other names are forwarded to; unset: the first nameserver in /etc/resolv.conf. */
+  upstream?: string;
+  /** The IPv4 network VIPs are allocated from. */
+  vipRange: string;
+  /** Hostnames bound to a VIP by the operator (besides endpoints whose type requires one), lower-case. */
+  vipHosts: string[];
 }
 
 export interface GatewaySettings {
@@ -43,6 +56,8 @@ export interface GatewaySettings {
   controlSocket: string;
   proxy?: ProxySettings;
   wireguard?: WireGuardSettings;
+  /** The DNS-VIP responder (`gateway { dns {} }`); unset: device DNS goes straight to the system resolver. */
+  dns?: DnsSettings;
   dashboardListen: string;
   /** Base URL devices and chat services reach the public API at; unset: http://<dashboard_listen>, or the URL a request came in on. */
   publicUrl?: string;

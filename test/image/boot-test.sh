@@ -31,6 +31,10 @@ cleanup() {
 }
 trap cleanup EXIT
 cp "$OVMF_VARS" "$WORK/vars.fd"
+# First boot's initial settings, as a cloud or hypervisor would pass them: a
+# system credential (base64, so the newline and quotes survive QEMU's option
+# parser). smoke.sh checks the operator and the public URL it names.
+SETTINGS_B64=$(printf 'public_url = "https://gw.smoke.test"\noperator = "smoke-admin"\n' | base64 -w0)
 : >"$LOG"
 
 START=$(date +%s)
@@ -44,6 +48,7 @@ qemu-system-x86_64 \
   -nic user,model=virtio-net-pci,restrict=on \
   -device virtio-rng-pci \
   -smbios type=11,value=io.systemd.credential:clawpatrol.smoke=1 \
+  -smbios type=11,value=io.systemd.credential.binary:clawpatrol.settings="$SETTINGS_B64" \
   -serial file:"$LOG" &
 QEMU_PID=$!
 

@@ -45,7 +45,7 @@ export function approvalRoutes(ctx: AuthContext, deps: Pick<OperatorApiDeps, "hu
       const b = await readJson(request);
       const given = typeof b.reason === "string" ? b.reason.trim().slice(0, MAX_REASON) : "";
       const reason = given || (decision === "allow" ? `approved by ${who.operator}` : `denied by ${who.operator}`);
-      const r = deps.hub.decide(params.id, { decision, reason, operator: who.operator, approver: "dashboard" });
+      const r = await deps.hub.decide(params.id, { decision, reason, operator: who.operator, approver: "dashboard" });
       const source = sourceOf(ctx, request, server);
       if (!r.ok) {
         audit(ctx, { operator: who.operator, action: `approval.${verb}.refused`, target: params.id, detail: { reason, refused: r.reason }, source });

@@ -59,9 +59,9 @@ export function deviceRoutes(ctx: AuthContext, deps: Pick<OperatorApiDeps, "devi
     )
     .post(
       "/api/onboarding/:code/deny",
-      ({ request, params, server }) => {
+      async ({ request, params, server }) => {
         const who = caller(request);
-        onboarding().deny(params.code, who.operator);
+        await onboarding().deny(params.code, who.operator);
         audit(ctx, { operator: who.operator, action: "device.deny", target: params.code, source: sourceOf(ctx, request, server) });
         return { ok: true };
       },

@@ -17,6 +17,8 @@
 //   admin     POST /api/onboarding/:code/approve  {profile}
 //   admin     POST /api/onboarding/:code/deny
 //   viewer    GET  /api/profiles, GET /api/rules
+//   admin     POST /api/rules/suggest            {eventId, scope} → a deny rule like that request (see rules.ts)
+//   admin     POST /api/rules/validate           {hcl} checked with the running config; nothing applied
 //   admin     POST /api/reload
 //   admin     GET  /api/audit                     ?operator&action&since&limit&before
 //   admin     GET  /api/operators
@@ -34,6 +36,7 @@ import { approvalRoutes } from "./approvals.ts";
 import { eventRoutes } from "./events.ts";
 import { deviceRoutes } from "./devices.ts";
 import { adminRoutes } from "./admin.ts";
+import { ruleRoutes } from "./rules.ts";
 
 /** The device registry as the API uses it (OnboardService has this shape). */
 export interface DeviceOps {
@@ -47,19 +50,22 @@ export interface DeviceOps {
 export interface OnboardingOps {
   pending(): PendingRequest[];
   approve(code: string, profile: string | undefined, operator: string): Promise<DeviceInfo>;
-  deny(code: string, operator: string): void;
+  deny(code: string, operator: string): void | Promise<void>;
 }
 
 export interface OperatorApiDeps {
   /** The state database: operators, sessions, tokens, audit, and the action log. */
   db: Database;
-  hub: Pick<ApprovalHub, "pending" | "decide" | "subscribe">;
+  /** The gateway's holds; decide may be remote (the dashboard role asks over the control socket). */
+  hub: Pick<ApprovalHub, "pending" | "subscribe"> & {
+    decide(...args: Parameters<ApprovalHub["decide"]>): ReturnType<ApprovalHub["decide"]> | Promise<ReturnType<ApprovalHub["decide"]>>;
+  };
   bus: Pick<EventBus, "subscribe">;
   devices: DeviceOps;
   /** Absent when WireGuard onboarding is off: its routes answer 404 `onboarding_off`. */
   onboarding?: OnboardingOps;
-  /** The current policy (read per request: it reloads). */
-  policy(): Pick<Policy, "profiles" | "rules">;
+  /** The current policy (read per request: it reloads); `files` lets /api/rules/validate re-read the config. */
+  policy(): Pick<Policy, "profiles" | "rules"> & Partial<Pick<Policy, "files">>;
   /** Re-read the config; returns its errors (none = applied). */
   reload(): Promise<string[]>;
   now: () => number;
@@ -91,6 +97,7 @@ export function operatorApi(deps: OperatorApiDeps) {
     .use(eventRoutes(ctx, deps))
     .use(deviceRoutes(ctx, deps))
     .use(adminRoutes(ctx, deps))
+    .use(ruleRoutes(ctx, deps))
     .get(
       "/metrics",
       () => new Response(deps.metrics ? deps.metrics() : "", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }),

@@ -78,14 +78,61 @@ else
 fi
 if systemctl is-active --quiet systemd-resolved.service; then pass resolved "active"; else fail resolved "$(systemctl is-active systemd-resolved)"; fi
 
-# --- roles not built yet ----------------------------------------------------------
+# --- the dnsvip and dashboard services ----------------------------------------------
+# Their own processes beside the gateway: the same user and seccomp filter,
+# only CAP_NET_BIND_SERVICE (bit 10 = 0x400).
 for unit in clawpatrol-dnsvip clawpatrol-dashboard; do
-  if [ "$(systemctl is-enabled $unit.service 2>/dev/null)" = disabled ]; then
-    skip "$unit" "installed, not enabled: the role does not exist yet"
+  if wait_for 120 systemctl is-active --quiet $unit.service; then
+    upid=$(systemctl show -p MainPID --value $unit.service)
+    user=$(stat -c %U "/proc/$upid" 2>&1)
+    capamb=$(awk '/^CapAmb/ {print $2}' "/proc/$upid/status" 2>/dev/null)
+    seccomp=$(awk '/^Seccomp:/ {print $2}' "/proc/$upid/status" 2>/dev/null)
+    if [ "$(systemctl is-enabled $unit.service)" = enabled ] && [ "$user" = clawpatrol ] && [ "$capamb" = 0000000000000400 ] && [ "$seccomp" = 2 ]; then
+      pass "$unit" "enabled, active, user=$user CapAmb=$capamb seccomp=filter"
+    else
+      fail "$unit" "enabled=$(systemctl is-enabled $unit.service) user=$user CapAmb=$capamb seccomp=$seccomp"
+    fi
   else
-    fail "$unit" "expected installed+disabled, got $(systemctl is-enabled $unit.service 2>&1)"
+    fail "$unit" "$(systemctl is-active $unit.service); $(journalctl -b -u $unit --no-pager -n 15 -o cat | oneline)"
   fi
 done
+# dashboard_listen (127.0.0.1:8080) is the dashboard service's, not the gateway's.
+if wait_for 60 sh -c "curl -sS --max-time 5 http://127.0.0.1:8080/health | grep -q '\"ok\":true'"; then
+  dpid=$(systemctl show -p MainPID --value clawpatrol-dashboard.service)
+  owner=$(ss -Hltnp 'sport = :8080' 2>&1 | grep -o 'pid=[0-9]*' | head -1)
+  if [ "$owner" = "pid=$dpid" ]; then pass dashboard-listen "127.0.0.1:8080 answers, served by the dashboard ($owner)"; else fail dashboard-listen "listener $owner, dashboard pid=$dpid"; fi
+else
+  fail dashboard-listen "no answer on 127.0.0.1:8080: $(journalctl -b -u clawpatrol-dashboard --no-pager -n 10 -o cat | oneline)"
+fi
+# The DNS responder (gateway { dns { listen = "127.0.0.1:53" } }), asked as a
+# device's query arrives: clawpatrol.internal is the gateway's tunnel address;
+# other names go to the VM's resolver, systemd-resolved (its upstream is
+# QEMU's 10.0.2.3, which restrict=on keeps from the Internet): a name only
+# resolved knows (from /etc/hosts) shows the query went there and came back.
+DNSQ='const d=require("dns-packet"),net=require("node:net"),dg=require("node:dgram");
+const [name,tr]=process.argv.slice(1);
+const q=d.encode({id:4242,type:"query",flags:d.RECURSION_DESIRED,questions:[{type:"A",name,class:"IN"}]});
+const done=(b)=>{const a=d.decode(b);console.log([a.rcode,...(a.answers||[]).filter(x=>x.type==="A").map(x=>x.data)].join(" "));process.exit(0)};
+setTimeout(()=>{console.log("TIMEOUT");process.exit(1)},15000);
+if(tr==="tcp"){let b=Buffer.alloc(0);const c=net.connect(53,"127.0.0.1",()=>{const f=Buffer.alloc(2+q.length);f.writeUInt16BE(q.length);q.copy(f,2);c.write(f)});
+c.on("data",x=>{b=Buffer.concat([b,x]);if(b.length>=2&&b.length>=2+b.readUInt16BE(0))done(b.subarray(2))});c.on("error",e=>{console.log("ERROR "+e.message);process.exit(1)})}
+else{const s=dg.createSocket("udp4");s.on("message",done);s.send(q,53,"127.0.0.1")}'
+dnsq() { (cd /opt/clawpatrol && bun -e "$DNSQ" "$@") 2>&1 | tail -1; }
+internal=$(dnsq clawpatrol.internal udp)
+internal_tcp=$(dnsq clawpatrol.internal tcp)
+if [ "$internal" = "NOERROR 10.77.0.1" ] && [ "$internal_tcp" = "NOERROR 10.77.0.1" ]; then
+  pass dnsvip-internal "clawpatrol.internal -> 10.77.0.1 over UDP and TCP"
+else
+  fail dnsvip-internal "udp '$internal' tcp '$internal_tcp'"
+fi
+echo "192.0.2.53 dnsvip-forward.smoke.test" >>/etc/hosts
+forwarded=$(dnsq dnsvip-forward.smoke.test udp)
+forwarded_tcp=$(dnsq dnsvip-forward.smoke.test tcp)
+if [ "$forwarded" = "NOERROR 192.0.2.53" ] && [ "$forwarded_tcp" = "NOERROR 192.0.2.53" ]; then
+  pass dnsvip-forward "dnsvip-forward.smoke.test -> 192.0.2.53 over UDP and TCP, from the VM's resolver $(awk '/^nameserver/ {print $2; exit}' /etc/resolv.conf); debian.org: $(dnsq debian.org udp)"
+else
+  fail dnsvip-forward "udp '$forwarded' tcp '$forwarded_tcp'; $(journalctl -b -u clawpatrol-dnsvip --no-pager -n 10 -o cat | oneline)"
+fi
 
 # --- client downloads -----------------------------------------------------------
 # The image ships `make client`'s binaries in /opt/clawpatrol/dist; the public
@@ -261,6 +308,104 @@ elif systemctl is-active --quiet clawpatrol-gateway.service; then
   pass reload-rejects-bad "reload failed, gateway still active"
 else
   fail reload-rejects-bad "gateway not active after a bad reload"
+fi
+cp "$WORK/gateway.hcl.orig" "$CONF"
+
+# --- first operator (issue 6; boot-test.sh passes the clawpatrol.settings credential) ---
+# First boot took public_url and the operator's name from the credential, made
+# the operator with a one-time password and printed it with the dashboard URL,
+# once; a re-run never prints or resets it.
+fb_log=$(journalctl -b -u clawpatrol-firstboot --no-pager -o cat)
+banners=$(journalctl -b -u clawpatrol-firstboot --no-pager -o cat | grep -c 'clawpatrol appliance: first boot')
+otp=$(echo "$fb_log" | sed -n 's/^ *one-time password: *\([^ ]*\).*/\1/p' | head -1)
+if [ "$banners" = 1 ] && echo "$fb_log" | grep -q '^ *settings: *from credential clawpatrol.settings' &&
+  echo "$fb_log" | grep -q '^ *first operator: *smoke-admin (admin)' && echo "$fb_log" | grep -q '^ *dashboard: *https://gw.smoke.test/' && [ -n "$otp" ]; then
+  pass firstboot-settings "banner once, settings from the credential: $(echo "$fb_log" | grep -E '^ *(settings|dashboard|first operator):' | oneline)"
+else
+  fail firstboot-settings "banners=$banners otp=${otp:+printed}; $(echo "$fb_log" | grep -vE 'one-time password' | tail -25 | oneline)"
+fi
+if grep -q '^ *public_url = "https://gw.smoke.test"' "$CONF" && clawpatrol-gateway validate "$CONF" >/dev/null 2>&1; then
+  pass firstboot-public-url "$(grep '^ *public_url' "$CONF" | oneline)"
+else
+  fail firstboot-public-url "$(grep -n 'public_url' "$CONF" | oneline) $(journalctl -b -u clawpatrol-firstboot --no-pager -o cat | grep -i 'public_url' | oneline)"
+fi
+ops=$(clawpatrol-gateway operator list 2>&1)
+if echo "$ops" | grep -qE '^smoke-admin +admin +one-time password'; then pass operator-exists "$(echo "$ops" | grep smoke-admin | oneline)"; else fail operator-exists "$(echo "$ops" | oneline)"; fi
+login() { curl -sS --max-time 30 -X POST -H 'content-type: application/json' -d "{\"name\":\"smoke-admin\",\"password\":\"$otp\"}" "$API/api/auth/login" 2>&1; }
+out=$(login)
+if echo "$out" | grep -q '"mustChangePassword":true'; then
+  pass operator-login "the printed one-time password logs in: $(echo "$out" | sed 's/"csrf":"[^"]*"/"csrf":"…"/' | oneline)"
+else
+  fail operator-login "$(echo "$out" | oneline)"
+fi
+# A re-run of first boot (bypassing the unit's marker condition): silent, password unchanged.
+pwhash() { runuser -u clawpatrol -- bun -e 'const { Database } = require("bun:sqlite"); const db = new Database(process.argv[1], { readonly: true }); console.log(db.query("SELECT password_hash FROM operators WHERE name = ?").get("smoke-admin")?.password_hash ?? "")' "$STATE/state.db" 2>&1; }
+hash_before=$(pwhash)
+rerun=$(runuser -u clawpatrol -- env CLAWPATROL_STATE_DIR=$STATE bun /opt/clawpatrol/image/libexec/firstboot.ts 2>&1)
+systemctl restart clawpatrol-firstboot.service 2>/dev/null
+banners=$(journalctl -b -u clawpatrol-firstboot --no-pager -o cat | grep -c 'clawpatrol appliance: first boot')
+hash_after=$(pwhash)
+if [ -z "$rerun" ] && [ "$banners" = 1 ] && [ -n "$hash_before" ] && [ "$hash_before" = "$hash_after" ]; then
+  pass firstboot-once "a re-run printed nothing, the banner is in the journal once, the password hash is unchanged"
+else
+  fail firstboot-once "rerun output '$(echo "$rerun" | oneline)', banners=$banners, hash $([ "$hash_before" = "$hash_after" ] && echo unchanged || echo "changed or unreadable: $(echo "$hash_after" | oneline)")"
+fi
+
+# --- journald fields (issue 6) -----------------------------------------------------
+# Events reach the journal natively with CLAWPATROL_* fields (not duplicated
+# as plain lines). Two rules on the smoke endpoint give an allow and a deny
+# that each name their rule.
+cat >>"$CONF" <<HCL
+
+endpoint "https" "smoke" {
+  hosts      = ["$UPSTREAM_HOST"]
+  credential = bearer_token.smoke
+  ca_cert    = "$WORK/ca.crt"
+}
+credential "bearer_token" "smoke" {}
+profile "smoke" {
+  credentials = [bearer_token.smoke]
+}
+rule "smoke-read" {
+  endpoint  = https.smoke
+  condition = "http.method == 'GET'"
+  verdict   = "allow"
+}
+rule "smoke-no-deletes" {
+  endpoint  = https.smoke
+  condition = "http.method == 'DELETE'"
+  verdict   = "deny"
+  reason    = "smoke: no deletes"
+}
+HCL
+if out=$(systemctl reload clawpatrol-gateway.service 2>&1); then
+  jtoken=$(clawpatrol-gateway devices add smoke-journal --profile smoke 2>"$WORK/devices.err")
+  jget=$(curl -sS --max-time 60 -x "http://smoke-journal:$jtoken@127.0.0.1:3128" --cacert "$STATE/ca.crt" -H 'Authorization: Bearer clawpatrol-placeholder-smoke' "$url" 2>&1)
+  jdel=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 60 -x "http://smoke-journal:$jtoken@127.0.0.1:3128" --cacert "$STATE/ca.crt" -X DELETE "$url" 2>&1)
+  jq_entry() { journalctl -b -u clawpatrol-gateway --no-pager -o json "CLAWPATROL_VERDICT=$1" CLAWPATROL_DEVICE=smoke-journal | tail -1; }
+  wait_for 20 sh -c "journalctl -b -u clawpatrol-gateway --no-pager -o json CLAWPATROL_VERDICT=deny CLAWPATROL_DEVICE=smoke-journal | grep -q ."
+  read -r a_dev a_rule a_cred a_status < <(jq_entry allow | json CLAWPATROL_DEVICE CLAWPATROL_RULE CLAWPATROL_CREDENTIAL CLAWPATROL_STATUS)
+  read -r d_dev d_rule d_status d_prio < <(jq_entry deny | json CLAWPATROL_DEVICE CLAWPATROL_RULE CLAWPATROL_STATUS PRIORITY)
+  if [ "$jget" = "upstream-ok auth=injected" ] && [ "$a_dev" = smoke-journal ] && [ "$a_rule" = smoke-read ] && [ "$a_cred" = bearer_token.smoke ] && [ "$a_status" = 200 ]; then
+    pass journal-fields-allow "journalctl -u clawpatrol-gateway CLAWPATROL_VERDICT=allow: DEVICE=$a_dev RULE=$a_rule CREDENTIAL=$a_cred STATUS=$a_status"
+  else
+    fail journal-fields-allow "GET '$jget'; allow entry: '$(jq_entry allow | cut -c1-600)'"
+  fi
+  if [ "$jdel" = 403 ] && [ "$d_dev" = smoke-journal ] && [ "$d_rule" = smoke-no-deletes ] && [ "$d_status" = 403 ] && [ "$d_prio" = 5 ]; then
+    pass journal-fields-deny "journalctl -u clawpatrol-gateway CLAWPATROL_VERDICT=deny: DEVICE=$d_dev RULE=$d_rule STATUS=$d_status PRIORITY=$d_prio"
+  else
+    fail journal-fields-deny "DELETE '$jdel'; deny entry: '$(jq_entry deny | cut -c1-600)'"
+  fi
+  # One entry per event (no plain duplicate from stderr), and the secret in no entry at all.
+  plain=$(journalctl -b -u clawpatrol-gateway --no-pager -o cat | grep -c 'smoke-journal GET')
+  leaks=$(journalctl -b --no-pager -o export | grep -ac -- "$secret")
+  if [ "$plain" = 1 ] && [ "$leaks" = 0 ]; then
+    pass journal-no-dup-no-secret "one journal entry for the GET; the injected secret is in none"
+  else
+    fail journal-no-dup-no-secret "entries for the GET: $plain; entries holding the secret: $leaks"
+  fi
+else
+  fail journal-fields "reload with the smoke rules failed: $(echo "$out" | oneline)"
 fi
 cp "$WORK/gateway.hcl.orig" "$CONF"
 

@@ -12,10 +12,10 @@ gateway {
   state_dir      = "/var/lib/clawpatrol"           # CA, keys, state database
   control_socket = "/run/clawpatrol/control.sock"  # operator CLI and dashboard
 
-  # The public API (device onboarding, client downloads at /download/... and
-  # /install.sh). Loopback only until the dashboard role exists; put a TLS
-  # front (or set 0.0.0.0:8080 and public_url) to onboard devices over the
-  # network:
+  # The dashboard and public API (device onboarding, client downloads at
+  # /download/... and /install.sh), served by clawpatrol-dashboard.service.
+  # Loopback only by default; put a TLS front (or set 0.0.0.0:8080 and
+  # public_url) to onboard devices over the network:
   # public_url     = "https://gateway.example.com"
   dashboard_listen = "127.0.0.1:8080"
 
@@ -38,6 +38,18 @@ gateway {
     # (else of dashboard_listen) with port 51820. Set it to the appliance's
     # public address:
     # endpoint  = "203.0.113.10:51820"
+  }
+
+  # Device DNS: the gateway forwards every :53 datagram from devices to the
+  # DNS-VIP responder (clawpatrol-dnsvip.service) here. It answers
+  # clawpatrol.internal and the hostnames bound to a virtual IP (vip_hosts,
+  # from vip_range), and forwards the rest to /etc/resolv.conf's nameserver
+  # (systemd-resolved) unless `upstream` is set.
+  dns {
+    listen    = "127.0.0.1:53"
+    vip_range = "100.80.0.0/16"
+    # vip_hosts = ["db.internal.example.com"]
+    # upstream  = "10.0.2.3:53"
   }
 
   # Explicit proxy capture (HTTP CONNECT and SOCKS5 on one port), for clients

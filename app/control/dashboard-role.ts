@@ -1,0 +1,133 @@
+// The dashboard role assembled (`clawpatrol-gateway dashboard`): the public
+// API on `dashboard_listen` in its own process.
+//
+//   served here:      the web dashboard, client downloads, operator login
+//                     and the operator API (sessions, tokens, audit, the
+//                     action log: the state database, shared in WAL mode)
+//   from the gateway: held requests and live events (a mirror stream), and
+//                     every change it must act on (remote.ts)
+//   forwarded whole:  the device routes (/api/onboard/start|poll,
+//                     /api/device/*) and chat approvers' callbacks
+//                     (/api/approvers/*), to the gateway's control socket
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Elysia } from "elysia";
+import type { Policy } from "../policy/types.ts";
+import { loadPolicy, formatConfigError } from "../policy/load.ts";
+import { watchPolicy } from "../policy/reload.ts";
+import { openStateDb } from "../store/db.ts";
+import { operatorApi } from "./api/index.ts";
+import { downloadRoutes } from "./downloads.ts";
+import { dashboardRoutes } from "../dashboard/routes.ts";
+import { forwardToControl, startPublicServer, type PublicServer } from "./public.ts";
+import { GatewayMirror, remoteDeviceOps, remoteMetrics, remoteOnboardingOps, remoteReload } from "./remote.ts";
+import { ConfigRejected } from "../gateway.ts";
+import { log } from "../log.ts";
+
+export interface DashboardOptions {
+  configPath: string;
+  env?: Record<string, string | undefined>;
+  /** Watch the config for changes (default true). */
+  watch?: boolean;
+  /** Where the client binaries are (default: dist/ beside app/). */
+  downloadsDir?: string;
+}
+
+export interface RunningDashboard {
+  policy(): Policy;
+  server: PublicServer;
+  mirror: GatewayMirror;
+  close(): Promise<void>;
+}
+
+/** The peer address of a public request, for rate limits and the gateway's onboarding records. */
+function peer(request: Request, server: unknown): string {
+  const s = server as { requestIP?(r: Request): { address: string } | null } | null;
+  return s?.requestIP?.(request)?.address ?? "unknown";
+}
+
+export async function startDashboard(opts: DashboardOptions): Promise<RunningDashboard> {
+  const env = opts.env ?? process.env;
+  const first = await loadPolicy(opts.configPath, { env });
+  if (!first.ok) throw new ConfigRejected(first.errors.map(formatConfigError));
+  let policy = first.policy;
+  const socket = policy.gateway.controlSocket;
+  const db = openStateDb(policy.gateway.stateDir);
+  const mirror = new GatewayMirror(socket);
+  const metrics = remoteMetrics(socket);
+  const forward = forwardToControl(socket);
+
+  const watcher =
+    opts.watch === false
+      ? undefined
+      : watchPolicy(
+          opts.configPath,
+          {
+            onPolicy: (next) => {
+              if (next.gateway.dashboardListen !== policy.gateway.dashboardListen || next.gateway.controlSocket !== socket) {
+                log.warn("dashboard_listen and control_socket changes take effect when the dashboard restarts");
+              }
+              policy = next;
+            },
+            onErrors: (errors) => log.error(`config rejected, keeping the last good policy:\n  ${errors.map(formatConfigError).join("\n  ")}`),
+          },
+          { env },
+        );
+
+  const forwarded = ({ request, server }: { request: Request; server: unknown }) => forward(request, peer(request, server));
+  // Device-facing routes: present when the gateway runs WireGuard onboarding (it answers 404 otherwise).
+  const deviceRoutes = new Elysia({ name: "forwarded-device-routes" })
+    .post("/api/onboard/start", forwarded, { parse: "none" })
+    .post("/api/onboard/poll", forwarded, { parse: "none" })
+    .get("/api/device/*", forwarded)
+    .post("/api/device/*", forwarded, { parse: "none" })
+    .delete("/api/device/*", forwarded, { parse: "none" });
+
+  let server: PublicServer;
+  try {
+    server = startPublicServer(policy.gateway.dashboardListen, {
+      plugins: [
+        deviceRoutes,
+        downloadRoutes({
+          dir: opts.downloadsDir ?? path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "dist"),
+          publicUrl: () => policy.gateway.publicUrl,
+        }),
+        operatorApi({
+          db,
+          hub: mirror.hub,
+          bus: mirror.bus,
+          devices: remoteDeviceOps(socket, db),
+          ...(policy.gateway.wireguard ? { onboarding: remoteOnboardingOps(socket, db, Date.now) } : {}),
+          policy: () => policy,
+          reload: remoteReload(socket),
+          now: Date.now,
+          metrics: () => metrics.text(),
+        }),
+        dashboardRoutes(),
+      ],
+      approverCallback: (request) => forward(request, "chat-callback"),
+    });
+  } catch (e) {
+    watcher?.close();
+    mirror.close();
+    metrics.close();
+    db.close();
+    throw e;
+  }
+
+  let closed = false;
+  return {
+    policy: () => policy,
+    server,
+    mirror,
+    async close() {
+      if (closed) return;
+      closed = true;
+      watcher?.close();
+      mirror.close();
+      metrics.close();
+      await server.close();
+      db.close();
+    },
+  };
+}
