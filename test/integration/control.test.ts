@@ -47,8 +47,12 @@ async function cli(...args: string[]): Promise<{ code: number; out: string; err:
 test("events history shows recorded requests, filtered", async () => {
   await curlVia(t, "api.test", upstream.port, "/echo?history=1");
   await curlVia(t, "api.test", upstream.port, "/echo?history=2", ["-X", "DELETE"]);
-  await Bun.sleep(300); // the sqlite sink batches for up to 200 ms
-  const all = await cli("events", "history");
+  // the sqlite sink batches (up to 200 ms, later under load): ask until both are stored
+  let all = await cli("events", "history");
+  for (let i = 0; i < 40 && !(all.out.includes("/echo?history=1") && all.out.includes("/echo?history=2")); i++) {
+    await Bun.sleep(250);
+    all = await cli("events", "history");
+  }
   expect(all.code).toBe(0);
   expect(all.out).toContain("/echo?history=1");
   expect(all.out).toContain("/echo?history=2");
@@ -61,14 +65,20 @@ test("events tail follows live events", async () => {
   const p = Bun.spawn([BUN, "app/main.ts", "events", "tail", "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });
   try {
     const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
-    await Bun.sleep(700); // let the tail subscribe
-    await curlVia(t, "api.test", upstream.port, "/echo?tail=1");
     let text = "";
-    const deadline = Date.now() + 10_000;
+    void (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        text += new TextDecoder().decode(value);
+      }
+    })();
+    // The tail subscribes once its process is up (slow under load): request
+    // until it shows a request made while it listens.
+    const deadline = Date.now() + 20_000;
     while (!text.includes("/echo?tail=1") && Date.now() < deadline) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += new TextDecoder().decode(value);
+      await curlVia(t, "api.test", upstream.port, "/echo?tail=1");
+      await Bun.sleep(500);
     }
     expect(text).toContain("/echo?tail=1");
   } finally {

@@ -125,10 +125,14 @@ describe("dashboard approver", () => {
     expect(e.operator).toBe("cli:tester");
     expect(e.approvalMs).toBeGreaterThan(0);
     // The state database keeps who approved it.
-    await Bun.sleep(300);
-    const res = await controlFetch(socket(), "/api/events?limit=20");
-    const { events } = (await res.json()) as { events: { path?: string; approvers?: string; operator?: string }[] };
-    const stored = events.find((x) => x.path === "/echo?approve-me");
+    // The sqlite sink batches its writes: ask until the event is stored.
+    let stored: { path?: string; approvers?: string; operator?: string } | undefined;
+    for (let i = 0; i < 40 && !stored; i++) {
+      await Bun.sleep(100);
+      const res = await controlFetch(socket(), "/api/events?limit=20");
+      const { events } = (await res.json()) as { events: { path?: string; approvers?: string; operator?: string }[] };
+      stored = events.find((x) => x.path === "/echo?approve-me");
+    }
     expect(stored).toMatchObject({ approvers: "dashboard", operator: "cli:tester" });
   });
 
