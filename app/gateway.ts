@@ -44,7 +44,7 @@ import { registryDeviceOps } from "./control/api/device-ops.ts";
 import { downloadRoutes } from "./control/downloads.ts";
 import { dashboardRoutes } from "./dashboard/routes.ts";
 import { fileURLToPath } from "node:url";
-import { log, setLogRedactor, setLogWriter } from "./log.ts";
+import { log, logRedactor, setLogRedactor, setLogWriter } from "./log.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 
@@ -150,7 +150,11 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     // File- and env-held secrets can change without the store knowing: also refresh every few seconds.
     version: () => `${generation}:${secrets.version()}:${Math.floor(Date.now() / 5000)}`,
   });
-  setLogRedactor((s) => redactor.redactText(s));
+  // Ours while this gateway runs; the previous one is back after close() (its
+  // secret store is closed then, and redacting through it would throw).
+  const previousLogRedactor = logRedactor();
+  const ourLogRedactor = (s: string) => redactor.redactText(s);
+  setLogRedactor(ourLogRedactor);
   // Under systemd with stderr in the journal: log lines and events go natively, with fields.
   const journalSocket = opts.stderrWrite ? undefined : journalSocketForProcess(env);
   if (journalSocket) setLogWriter(journalLogWriter(new JournalWriter(journalSocket), "clawpatrol-gateway"));
@@ -336,6 +340,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       await tunnel?.close();
       await dnsVip?.close();
       await bus.close();
+      if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
       db.close();
       throw e;
     }
@@ -363,6 +368,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     await dnsVip?.close();
     clearInterval(pruneTimer);
     await bus.close();
+    if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
     db.close();
     throw e;
   }
@@ -399,6 +405,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       pool.closeAll();
       approvals.close();
       await bus.close();
+      if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
       db.close();
     },
   };

@@ -28,6 +28,11 @@ export function setLogRedactor(fn: (s: string) => string): void {
   redactor = fn;
 }
 
+/** The redactor in place (so whoever installs one can put the previous back). */
+export function logRedactor(): (s: string) => string {
+  return redactor;
+}
+
 /** Replace where lines go; `undefined` restores stderr. */
 export function setLogWriter(fn: LogWriter | undefined): void {
   writer = fn ?? defaultWriter;

@@ -212,7 +212,9 @@ profile "laptops" {
     const www = tempDir("www");
     chmodSync(www, 0o755);
     writeFileSync(path.join(www, "hello.txt"), "hello from inside\n", { mode: 0o644 });
-    const pubDirs = () => Bun.spawnSync(["sh", "-c", "ls -d /tmp/clawpatrol-0/pub-* 2>/dev/null"]).stdout.toString().trim().split("\n").filter(Boolean);
+    // The client's runtime dir: $XDG_RUNTIME_DIR/clawpatrol, per home in these tests (see runClient).
+    const runtime = path.join(homes.get("laptop")!, ".run", "clawpatrol");
+    const pubDirs = () => Bun.spawnSync(["sh", "-c", `ls -d ${runtime}/pub-* 2>/dev/null`]).stdout.toString().trim().split("\n").filter(Boolean);
     const pubBefore = pubDirs();
     let pid = 0;
     const run = client(["run", "--publish", "18080:8080", "--", "/usr/bin/python3", "-m", "http.server", "8080", "--bind", "127.0.0.1", "--directory", www], "laptop", {
@@ -245,9 +247,9 @@ profile "laptops" {
     rmSync(www, { recursive: true, force: true });
 
     // Inside, the sockets' directory is an empty tmpfs: the command cannot reach the relay.
-    const inside = await client(["run", "--publish", "18082:8082", "--", "sh", "-c", 'for d in /tmp/clawpatrol-0/pub-*/; do echo "DIR $d"; ls -A "$d"; done; echo END'], "laptop");
+    const inside = await client(["run", "--publish", "18082:8082", "--", "sh", "-c", 'for d in "$XDG_RUNTIME_DIR"/clawpatrol/pub-*/; do echo "DIR $d"; ls -A "$d"; done; echo END'], "laptop");
     expect(inside.code).toBe(0);
-    expect(inside.out).toMatch(/DIR \/tmp\/clawpatrol-0\/pub-/);
+    expect(inside.out).toContain(`DIR ${runtime}/pub-`);
     expect(inside.out).toContain("END");
     expect(inside.out).not.toContain(".sock");
   }, 90_000);

@@ -52,7 +52,11 @@ describe.skipIf(!canRunRootTests)("clawpatrol join + run through a userspace gat
   ): Promise<Result> =>
     new Promise((resolve) => {
       const asUser = o.user === undefined ? [] : ["setpriv", `--reuid=${o.user}`, `--regid=${o.user}`, "--clear-groups", "--"];
-      const env = ["env", "-u", "XDG_CONFIG_HOME", "-u", "XDG_RUNTIME_DIR", `HOME=${o.home ?? home}`, ...(o.env ?? [])];
+      // Each home keeps its own record of active runs (the client's runtime dir is per user otherwise).
+      const runtime = `${o.home ?? home}/.run`;
+      mkdirSync(runtime, { recursive: true, mode: 0o1777 });
+      chmodSync(runtime, 0o1777);
+      const env = ["env", "-u", "XDG_CONFIG_HOME", `XDG_RUNTIME_DIR=${runtime}`, `HOME=${o.home ?? home}`, ...(o.env ?? [])];
       // ip netns exec, setpriv and env all exec: proc.pid is the client's pid.
       const proc = Bun.spawn(["ip", "netns", "exec", dev, ...asUser, ...env, bin, ...args], {
         stdout: "pipe",

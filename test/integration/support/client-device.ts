@@ -8,7 +8,7 @@
 //       ==veth (underlay)==
 //   [root ns]  the gateway (userspace WireGuard on HOST_IP), a forwarder to
 //              its public API on HOST_IP, upstreams on extra host addresses
-import { chmodSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { controlFetch } from "../../../app/control/client.ts";
@@ -88,7 +88,11 @@ export async function forwardPublicApi(t: TestGateway, hostIp: string): Promise<
 export function runClient(bin: string, dev: string, args: string[], o: ClientOptions): Promise<ClientResult> {
   return new Promise((resolve) => {
     const asUser = o.user === undefined ? [] : ["setpriv", `--reuid=${o.user}`, `--regid=${o.user}`, "--clear-groups", "--"];
-    const env = ["env", "-u", "XDG_CONFIG_HOME", "-u", "XDG_RUNTIME_DIR", `HOME=${o.home}`, ...(o.env ?? [])];
+    // Each home keeps its own record of active runs (the client's runtime dir is per user otherwise).
+    const runtime = `${o.home}/.run`;
+    mkdirSync(runtime, { recursive: true, mode: 0o1777 });
+    chmodSync(runtime, 0o1777);
+    const env = ["env", "-u", "XDG_CONFIG_HOME", `XDG_RUNTIME_DIR=${runtime}`, `HOME=${o.home}`, ...(o.env ?? [])];
     // ip netns exec, setpriv and env all exec: proc.pid is the client's pid.
     const proc = Bun.spawn(["ip", "netns", "exec", dev, ...asUser, ...env, bin, ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
     o.onStart?.(proc.pid);

@@ -9,7 +9,7 @@ import { Redactor } from "../../../app/events/redact.ts";
 import { JournaldSink, humanEventSink, journalFields } from "../../../app/events/sinks/journald.ts";
 import { StderrSink, formatEventLine } from "../../../app/events/sinks/stderr.ts";
 import { JournalWriter, MAX_FIELD_BYTES, encodeJournalEntry, journalLogWriter, stderrIsJournal } from "../../../app/journal.ts";
-import { setLogWriter } from "../../../app/log.ts";
+import { setLogLevel, setLogWriter } from "../../../app/log.ts";
 import { sampleEvent, tempDir } from "./fixtures.ts";
 
 const RECEIVER = `
@@ -247,6 +247,7 @@ describe("JournaldSink", () => {
     const lines: string[] = [];
     const logs: string[] = [];
     setLogWriter((l) => logs.push(l));
+    setLogLevel("info"); // tests in the same process may have left another level
     const sink = new JournaldSink(new JournalWriter(path.join(t.dir, "gone.sock")), {
       fallback: (e) => new StderrSink((s) => lines.push(s)).write(e),
     });
