@@ -28,7 +28,7 @@ fail=$((fail + $(count fail "$out")))
 skip=$((skip + $(count skip "$out")))
 # The names of failed tests, kept to be printed again beside the summary:
 # a CI log is often read from its tail.
-failed_names=$(grep -a '^(fail)' "$out" || true)
+failed_names=$(grep -a '^(fail)' "$out" | awk '!seen[$0]++' || true)
 rm -f "$out"
 
 echo "== appliance image"
