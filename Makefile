@@ -12,7 +12,8 @@ deps: node_modules/.installed
 
 ## Run the gateway on the embedded default config (loopback only, state in ./.state/).
 # The demo credential of config/default.hcl gets a value unless you set one.
-run: deps
+# The client for this machine is built first, so /install.sh can serve it.
+run: deps host-client
 	CLAWPATROL_SECRET_DEMO="$${CLAWPATROL_SECRET_DEMO:-demo-secret-injected-by-the-gateway}" \
 	  $(BUN) app/main.ts all --config $(CONFIG)
 
@@ -65,6 +66,16 @@ client: deps
 	$(BUN) build --compile --minify --target=bun-linux-arm64 $(CLIENT_ENTRY) --outfile dist/clawpatrol-linux-arm64
 	cd dist && for f in clawpatrol-linux-x64 clawpatrol-linux-arm64; do sha256sum $$f > $$f.sha256; done
 	@ls -l dist/clawpatrol-linux-*
+
+## The client for this machine only (what `make run` serves at /download/ and /install.sh).
+HOST_ARCH := $(shell uname -m | sed -e 's/x86_64/x64/' -e 's/aarch64/arm64/')
+HOST_CLIENT := dist/clawpatrol-linux-$(HOST_ARCH)
+.PHONY: host-client
+host-client: $(HOST_CLIENT)
+$(HOST_CLIENT): node_modules/.installed $(shell find client app -name '*.ts' -not -name '*.test.ts' 2>/dev/null)
+	@mkdir -p dist
+	$(BUN) build --compile --minify --target=bun-linux-$(HOST_ARCH) $(CLIENT_ENTRY) --outfile $@
+	cd dist && sha256sum clawpatrol-linux-$(HOST_ARCH) > clawpatrol-linux-$(HOST_ARCH).sha256
 
 clean:
 	rm -rf .state dist .test-tmp

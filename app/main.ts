@@ -531,6 +531,18 @@ async function runGateway(configPath: string, role: "all" | "gateway"): Promise<
   if (role === "gateway") lines.push(`  the dashboard and public API (${policy.gateway.dashboardListen}) are the dashboard role's`);
   else lines.push(`  dashboard and public API: http://${gw.publicServer.address.host}:${gw.publicServer.address.port}`);
   if (gw.dnsVip) lines.push(`  DNS-VIP responder: ${gw.dnsVip.responder.address.host}:${gw.dnsVip.responder.address.port}`);
+  if (gw.tunnel) {
+    const l = gw.tunnel.plane.listen;
+    lines.push(`  WireGuard (${policy.gateway.wireguard?.mode ?? "userspace"}): ${l.host}:${l.port}, gateway key ${gw.tunnel.plane.publicKey}`);
+    if (role !== "gateway") {
+      const api = policy.gateway.publicUrl ?? `http://${gw.publicServer.address.host}:${gw.publicServer.address.port}`;
+      lines.push(
+        "  a device:",
+        `    curl -fsSL ${api}/install.sh | sh && clawpatrol join ${api}`,
+        `    then approve it: clawpatrol-gateway devices pending / devices approve CODE --profile P (or in the dashboard)`,
+      );
+    }
+  }
   console.error(lines.join("\n"));
   return untilSignalled(() => gw.close());
 }

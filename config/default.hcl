@@ -5,7 +5,9 @@ schema_version = 1
 
 gateway {
   state_dir = "../.state"
+  # The dashboard, the onboarding API and the client downloads (/install.sh).
   dashboard_listen = "127.0.0.1:8080"
+  public_url = "http://127.0.0.1:8080"
   proxy {
     # HTTP CONNECT and SOCKS5 on one port: curl -x http://127.0.0.1:3128 ...
     listen = "127.0.0.1:3128"
@@ -13,6 +15,14 @@ gateway {
   events {
     jsonl = "events.jsonl"
     retention_days = 30
+  }
+  # Devices join over WireGuard spoken by the gateway itself (no root):
+  # `clawpatrol join http://127.0.0.1:8080` on this machine. To take devices
+  # from elsewhere, listen on a reachable address and set public_url to match.
+  wireguard {
+    mode = "userspace"
+    listen = "127.0.0.1:51820"
+    subnet_cidr = "10.77.0.0/16"
   }
 }
 
