@@ -21,24 +21,30 @@
 // 5% loss ~12 down (our stack sending: SACK recovery), ~120 up; 5-20 ms
 // jitter ~40 down, ~14 up (Linux sending into reordering).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import net from "node:net";
 import dgram from "node:dgram";
-import { createHash, randomBytes } from "node:crypto";
-import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import dnsPacket from "dns-packet";
 import { canRunRootTests, Topology, sh } from "../support/netns.ts";
 import { makeTestPki } from "../support/pki.ts";
-import { downloadBlock, startUpstream, type TestUpstream } from "../support/upstream.ts";
+import { startUpstream, type TestUpstream } from "../support/upstream.ts";
 import { startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
+import {
+  CLEAN_MB,
+  IMPAIRED_MB,
+  deviceShell,
+  probe as probeIn,
+  quicProbe,
+  startDelayRelay,
+  startEdgeServers,
+  transfer as transferThrough,
+  withUnderlayLoss,
+  type EdgeServers,
+} from "../support/tunnel-matrix.ts";
 import { controlFetch } from "../../../app/control/client.ts";
 import { generateKeyPair, startUserspaceWireGuard, type UserspaceWireGuard } from "../../../app/net/wireguard/shell.ts";
 import { attachStack, gatewayAddressOf } from "../../../app/net/packet-plane.ts";
 import type { NetStack } from "../../../app/net/stack/netstack.ts";
-
-const CLEAN_MB = Number(process.env.MATRIX_MB ?? 100);
-const IMPAIRED_MB = Number(process.env.MATRIX_IMPAIRED_MB ?? 100);
 
 const N = 100 + (process.pid % 100);
 const HOST_IP = `10.218.${N}.1`;
@@ -52,20 +58,13 @@ const DNS_WG_PORT = WG_PORT + 2;
 const ROOT = path.resolve(import.meta.dir, "../../..");
 const BUN = path.join(ROOT, "node_modules/.bin/bun");
 const PROBE = path.join(ROOT, "test/integration/support/device-probe.ts");
-const RELAY = path.join(ROOT, "test/integration/support/udp-relay.ts");
-
-function expectedDownloadSha(mb: number): string {
-  const h = createHash("sha256");
-  for (let i = 0; i < mb; i++) h.update(downloadBlock(i));
-  return h.digest("hex");
-}
 
 describe.skipIf(!canRunRootTests)("the tunnel matrix: bulk, impaired, many connections, edge cases", () => {
   const topo = new Topology("cpm");
   let dev = "";
   let t: TestGateway;
   let upstream: TestUpstream;
-  const servers: net.Server[] = [];
+  let edge: EdgeServers;
   let gatewayKey = "";
   let caPath = "";
   let work = "";
@@ -79,21 +78,8 @@ describe.skipIf(!canRunRootTests)("the tunnel matrix: bulk, impaired, many conne
 
     const pki = makeTestPki(tempDir("pki"), ["api.test"]);
     upstream = startUpstream(pki, { hostname: UPSTREAM_IP, port: 443 });
-    const listen = (s: net.Server, port: number) => new Promise<void>((r) => s.listen(port, UPSTREAM_IP, () => r()));
     // 7000 echo; 7001 half-close: reply once the device's FIN arrives; 7002 reset on the first bytes.
-    servers.push(net.createServer((s) => s.pipe(s)));
-    servers.push(
-      net.createServer({ allowHalfOpen: true }, (s) => {
-        let got = "";
-        s.on("data", (d) => (got += d.toString()));
-        s.on("end", () => s.end(`upstream saw EOF after ${JSON.stringify(got)}`));
-      }),
-    );
-    servers.push(net.createServer((s) => s.once("data", () => s.resetAndDestroy())));
-    await listen(servers[0]!, 7000);
-    await listen(servers[1]!, 7001);
-    await listen(servers[2]!, 7002);
-    for (const s of servers) s.maxConnections = 4096;
+    edge = await startEdgeServers(UPSTREAM_IP);
 
     t = await startTestGateway(
       `
@@ -151,41 +137,13 @@ profile "laptops" {}
   afterAll(async () => {
     await t?.stop();
     upstream?.stop();
-    for (const s of servers) s.close();
+    edge?.close();
     topo.destroy();
   });
 
-  const inDev = (script: string, timeoutMs: number) => topo.exec(dev, ["bash", "-c", `set -o pipefail; ${script}`], timeoutMs);
-  const probe = async (args: string[], timeoutMs = 30_000) => {
-    const r = await topo.exec(dev, [BUN, PROBE, ...args], timeoutMs);
-    if (r.code !== 0) throw new Error(`probe ${args.join(" ")} exited ${r.code}: ${r.err}`);
-    return JSON.parse(r.out.trim().split("\n").at(-1)!) as Record<string, unknown>;
-  };
-  const curl = () => `curl -sS --fail --cacert ${caPath} --resolve api.test:443:${UPSTREAM_IP}`;
-
-  /** Download then upload `mb` MiB through interception; returns the rates in Mbit/s. */
-  async function transfer(mb: number, label: string): Promise<void> {
-    // 100 MiB at the slowest rate measured (~12 Mbit/s) is ~70 s; leave room.
-    const maxSeconds = Math.max(110, mb * 3);
-    const timeout = (maxSeconds + 10) * 1000;
-    let started = performance.now();
-    const down = await inDev(`${curl()} --max-time ${maxSeconds} "https://api.test/download?mb=${mb}" | sha256sum`, timeout);
-    const downMs = performance.now() - started;
-    expect(down.err).toBe("");
-    expect(down.out.split(" ")[0]).toBe(expectedDownloadSha(mb));
-
-    const file = path.join(work, `up-${mb}`);
-    const data = randomBytes(mb << 20);
-    writeFileSync(file, data);
-    const want = createHash("sha256").update(data).digest("hex");
-    started = performance.now();
-    const up = await inDev(`${curl()} --max-time ${maxSeconds} -H 'content-type: application/octet-stream' --data-binary @${file} https://api.test/upload`, timeout);
-    const upMs = performance.now() - started;
-    expect(up.err).toBe("");
-    expect(JSON.parse(up.out)).toEqual({ sha256: want, size: mb << 20 });
-    const rate = (ms: number) => ((mb * 8 * 1.048576) / (ms / 1000)).toFixed(0);
-    console.log(`matrix ${label}: ${mb} MiB down ${(downMs / 1000).toFixed(1)} s (${rate(downMs)} Mbit/s), up ${(upMs / 1000).toFixed(1)} s (${rate(upMs)} Mbit/s)`);
-  }
+  const probe = (args: string[], timeoutMs = 30_000) => probeIn(topo, dev, args, timeoutMs);
+  const transfer = (mb: number, label: string) =>
+    transferThrough({ inDev: deviceShell(topo, dev), curl: `curl -sS --fail --cacert ${caPath} --resolve api.test:443:${UPSTREAM_IP}`, work, mb, label: `matrix ${label}` });
 
   test(`${CLEAN_MB} MiB down and up through interception, sha256-exact`, async () => {
     await transfer(CLEAN_MB, "clean");
@@ -220,66 +178,32 @@ profile "laptops" {}
   });
 
   test("QUIC (UDP :443) is refused at once: the device's socket gets ECONNREFUSED", async () => {
-    const py = [
-      "import socket, time",
-      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
-      `s.connect(("${UPSTREAM_IP}", 443))`,
-      "t = time.time()",
-      "s.send(b'\\xc0' + b'q' * 1199)",
-      "s.settimeout(3)",
-      "try:",
-      "    s.recv(2048); print('data')",
-      "except ConnectionRefusedError:",
-      "    print('refused %d' % ((time.time() - t) * 1000))",
-      "except socket.timeout:",
-      "    print('timeout')",
-    ].join("\n");
-    const r = await topo.exec(dev, ["python3", "-c", py], 10_000);
-    console.log(`matrix quic: ${r.out.trim()}`);
-    expect(r.out).toMatch(/^refused \d+/);
-    expect(Number(r.out.split(" ")[1])).toBeLessThan(1000);
+    const out = await quicProbe(topo, dev, UPSTREAM_IP);
+    console.log(`matrix quic: ${out}`);
+    expect(out).toMatch(/^refused \d+/);
+    expect(Number(out.split(" ")[1])).toBeLessThan(1000);
   });
 
   // The impaired cases run last: after the delay relay the device's peer has
   // roamed through it, and (seen only in the full suite, where the matrix
   // starts minutes into the run) the cases after it stalled; see the note.
   test(`${IMPAIRED_MB} MiB down and up with 5% random loss each way on the underlay`, async () => {
-    const table = `${topo.prefix}loss`;
-    sh(`ip netns exec ${dev} nft add table inet ${table}`);
-    try {
-      sh(`ip netns exec ${dev} nft 'add chain inet ${table} out { type filter hook output priority 0; }'`);
-      sh(`ip netns exec ${dev} nft 'add chain inet ${table} in { type filter hook input priority 0; }'`);
-      sh(`ip netns exec ${dev} nft add rule inet ${table} out udp dport ${WG_PORT} numgen random mod 100 '<' 5 counter drop`);
-      sh(`ip netns exec ${dev} nft add rule inet ${table} in udp sport ${WG_PORT} numgen random mod 100 '<' 5 counter drop`);
-      await transfer(IMPAIRED_MB, "5% loss");
-      const counters = sh(`ip netns exec ${dev} nft list table inet ${table}`).match(/packets \d+/g) ?? [];
-      console.log(`matrix 5% loss: dropped out/in ${counters.join(", ")}`);
-      expect(counters.length).toBe(2);
-      for (const c of counters) expect(Number(c.split(" ")[1])).toBeGreaterThan(0);
-    } finally {
-      sh(`ip netns exec ${dev} nft delete table inet ${table}`);
-    }
+    const dropped = await withUnderlayLoss(dev, `${topo.prefix}loss`, WG_PORT, () => transfer(IMPAIRED_MB, "5% loss"));
+    console.log(`matrix 5% loss: dropped out/in ${dropped.join(", ")}`);
+    expect(dropped.length).toBe(2);
+    for (const c of dropped) expect(c).toBeGreaterThan(0);
   }, 720_000);
 
   test(`${IMPAIRED_MB} MiB down and up with 5-20 ms random delay (reordering) on the underlay`, async () => {
-    const relay: ChildProcess = spawn(BUN, [RELAY, HOST_IP, String(RELAY_PORT), HOST_IP, String(WG_PORT), "5", "20"], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    let relayOut = "";
-    relay.stdout!.on("data", (d) => (relayOut += d));
+    const relay = await startDelayRelay({ host: HOST_IP, port: RELAY_PORT }, { host: HOST_IP, port: WG_PORT });
+    let counters: Record<string, number> = {};
     try {
-      const deadline = Date.now() + 5000;
-      while (!relayOut.includes("ready") && Date.now() < deadline) await Bun.sleep(20);
-      expect(relayOut).toContain("ready");
       wgDev.wg(`set wg0 peer ${gatewayKey} endpoint ${HOST_IP}:${RELAY_PORT}`);
       await transfer(IMPAIRED_MB, "5-20 ms delay");
     } finally {
       wgDev.wg(`set wg0 peer ${gatewayKey} endpoint ${HOST_IP}:${WG_PORT}`);
-      const exited = new Promise((r) => relay.once("exit", r));
-      relay.kill("SIGTERM");
-      await exited;
+      counters = await relay.stop();
     }
-    const counters = JSON.parse(relayOut.split("\n").filter((l) => l.startsWith("{")).at(-1) ?? "{}") as Record<string, number>;
     console.log(`matrix delay relay: ${JSON.stringify(counters)}`);
     expect(counters.toTarget).toBeGreaterThan(IMPAIRED_MB * 300);
     expect(counters.toClient).toBeGreaterThan(IMPAIRED_MB * 300);
