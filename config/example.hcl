@@ -26,6 +26,22 @@ gateway {
     jsonl          = "events.jsonl" # relative to state_dir
     retention_days = 30
   }
+
+  # Devices over WireGuard. userspace: the gateway speaks WireGuard itself
+  # (no root); kernel: it manages the kernel's wg0 and reads a TUN (the appliance).
+  wireguard {
+    mode         = "userspace"
+    listen       = "127.0.0.1:51820"
+    subnet_cidr  = "10.77.0.0/16"     # each device gets a /32; the gateway is the first host
+    subnet6_cidr = "fd77:7a70::/64"   # optional: IPv6 through the tunnel, a /128 each
+  }
+
+  # The DNS-VIP responder: device DNS (any :53) is answered here; names bound
+  # to VIPs get their VIP, everything else is forwarded to the upstream.
+  dns {
+    listen    = "127.0.0.1:5353"
+    vip_range = "100.80.0.0/16"
+  }
 }
 
 defaults {
