@@ -12,8 +12,7 @@ import type { Database } from "bun:sqlite";
 import type { DashboardDecision, HubChange, PendingApproval } from "../approvers/hub.ts";
 import type { GatewayEvent } from "../events/types.ts";
 import { DeviceRegistry, type DeviceInfo } from "../store/devices.ts";
-import { formatUserCode } from "./onboard/codes.ts";
-import type { PendingRequest } from "./onboard/service.ts";
+import { pendingRequestOf, type PendingRequest, type PendingRow } from "./onboard/service.ts";
 import type { DeviceOps, OnboardingOps, OperatorApiDeps } from "./api/index.ts";
 import { ApiError } from "./errors.ts";
 import { controlFetch, readSse, ControlUnavailable } from "./client.ts";
@@ -160,16 +159,6 @@ export function remoteDeviceOps(socketPath: string, db: Database): DeviceOps {
   };
 }
 
-interface OnboardingRow {
-  code: string;
-  device_name: string;
-  public_key: string;
-  requested_profile: string | null;
-  source_ip: string | null;
-  created_at: number;
-  expires_at: number;
-}
-
 /** Onboarding: waiting requests read from the database, decisions made by the gateway (it adds the peer). */
 export function remoteOnboardingOps(socketPath: string, db: Database, now: () => number): OnboardingOps {
   const registry = new DeviceRegistry(db);
@@ -177,16 +166,8 @@ export function remoteOnboardingOps(socketPath: string, db: Database, now: () =>
     pending(): PendingRequest[] {
       const rows = db
         .query("SELECT * FROM onboarding WHERE state = 'pending' AND expires_at > ? ORDER BY created_at, id")
-        .all(now()) as OnboardingRow[];
-      return rows.map((r) => ({
-        code: formatUserCode(r.code),
-        name: r.device_name,
-        public_key: r.public_key,
-        requested_profile: r.requested_profile,
-        source_ip: r.source_ip,
-        created_at: r.created_at,
-        expires_at: r.expires_at,
-      }));
+        .all(now()) as PendingRow[];
+      return rows.map(pendingRequestOf);
     },
     async approve(code, profile, operator) {
       const out = await controlCall(socketPath, "POST", `/api/onboard/${encodeURIComponent(code)}/approve`, { profile, operator });

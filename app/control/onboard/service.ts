@@ -172,6 +172,21 @@ interface Row {
   device_id: number | null;
 }
 
+/** The fields of an onboarding row an operator sees (the gateway's and the dashboard role's `pending`). */
+export type PendingRow = Pick<Row, "code" | "device_name" | "public_key" | "requested_profile" | "source_ip" | "created_at" | "expires_at">;
+
+export function pendingRequestOf(r: PendingRow): PendingRequest {
+  return {
+    code: formatUserCode(r.code),
+    name: r.device_name,
+    public_key: r.public_key,
+    requested_profile: r.requested_profile,
+    source_ip: r.source_ip,
+    created_at: r.created_at,
+    expires_at: r.expires_at,
+  };
+}
+
 const DEFAULTS = {
   codeTtlMs: 10 * 60_000,
   pollWaitMs: 25_000,
@@ -322,15 +337,7 @@ export class OnboardService {
   pending(): PendingRequest[] {
     this.sweep();
     const rows = this.deps.db.query("SELECT * FROM onboarding WHERE state = 'pending' ORDER BY created_at, id").all() as Row[];
-    return rows.map((r) => ({
-      code: formatUserCode(r.code),
-      name: r.device_name,
-      public_key: r.public_key,
-      requested_profile: r.requested_profile,
-      source_ip: r.source_ip,
-      created_at: r.created_at,
-      expires_at: r.expires_at,
-    }));
+    return rows.map(pendingRequestOf);
   }
 
   async approve(codeInput: string, profile: string | undefined, operator: string): Promise<DeviceInfo> {
