@@ -230,7 +230,7 @@ export async function startKernelPlane(
     const wgMtu = interfaceMtu(wgIf);
     const t = (tun = openTun({
       name: settings.tun,
-      ...(opts.vnetHdr ? { vnetHdr: true } : {}),
+      ...(opts.vnetHdr || settings.tunOffload ? { vnetHdr: true } : {}),
       onError: (e) => log.error("tun reader stopped", { tun: settings.tun, error: e.message }),
     }));
     await must(["ip", "link", "set", "dev", t.name, "addrgenmode", "none"]);

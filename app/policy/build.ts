@@ -540,7 +540,7 @@ function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: R
   const wgBlock = nested("wireguard");
   if (wgBlock) {
     const w = new BlockReader(wgBlock, "gateway.wireguard", errors);
-    w.allow(["mode", "listen", "subnet_cidr", "subnet6_cidr", "endpoint", "interface", "tun"]);
+    w.allow(["mode", "listen", "subnet_cidr", "subnet6_cidr", "endpoint", "interface", "tun", "tun_offload"]);
     const listen = w.string("listen") ?? "0.0.0.0:51820";
     if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(listen)) w.error(w.line("listen"), `listen must be host:port, not "${listen}"`);
     const subnetCidr = w.string("subnet_cidr") ?? "10.77.0.0/16";
@@ -557,6 +557,7 @@ function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: R
     };
     const endpoint = w.string("endpoint");
     if (endpoint !== undefined) gateway.wireguard.endpoint = endpoint;
+    if (w.bool("tun_offload") === true) gateway.wireguard.tunOffload = true;
     const subnet6Cidr = w.string("subnet6_cidr");
     if (subnet6Cidr !== undefined) {
       const p6 = parsePrefix(subnet6Cidr);

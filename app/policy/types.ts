@@ -36,6 +36,8 @@ export interface WireGuardSettings {
   /** kernel mode: the WireGuard interface and the TUN the gateway reads. */
   interface: string;
   tun: string;
+  /** kernel mode: IFF_VNET_HDR + TUNSETOFFLOAD on the TUN (the kernel hands over TSO super-packets). */
+  tunOffload?: boolean;
 }
 
 export interface DnsSettings {

@@ -166,6 +166,7 @@ gateway {
     endpoint = "${GW_UNDERLAY}:${WG_PORT}"
     interface = "wg0"
     tun = "cp0"
+    tun_offload = true
   }
 }
 defaults {

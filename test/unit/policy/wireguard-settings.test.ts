@@ -84,3 +84,18 @@ test("subnet6_cidr: an IPv6 network with zero host bits, else FILE:LINE", async 
     expect(lines.some((l) => l.startsWith("gw.hcl:5: ") && l.includes("subnet6_cidr must be an IPv6 network"))).toBe(true);
   }
 });
+
+test("tun_offload: off unless set; true turns on the TUN's virtio header and offloads (kernel mode)", async () => {
+  const dir = tempDir();
+  const file = join(dir, "gw.hcl");
+  writeFileSync(file, `schema_version = 1\ngateway {\n  state_dir = "s"\n  wireguard {\n    mode = "kernel"\n    tun_offload = true\n  }\n}\n`);
+  const on = await loadPolicy(file, { env: {} });
+  expect(on.ok && on.policy.gateway.wireguard?.tunOffload).toBe(true);
+  writeFileSync(file, `schema_version = 1\ngateway {\n  state_dir = "s"\n  wireguard {\n    mode = "kernel"\n  }\n}\n`);
+  const off = await loadPolicy(file, { env: {} });
+  expect(off.ok && off.policy.gateway.wireguard?.tunOffload).toBeUndefined();
+  writeFileSync(file, `schema_version = 1\ngateway {\n  state_dir = "s"\n  wireguard {\n    tun_offload = "yes"\n  }\n}\n`);
+  const bad = await loadPolicy(file, { env: {} });
+  expect(bad.ok).toBe(false);
+  if (!bad.ok) expect(bad.errors.map(formatConfigError).join("\n")).toContain("gw.hcl:5: ");
+});

@@ -33,6 +33,7 @@ gateway {
     subnet_cidr = "10.77.0.0/16"  # devices' tunnel addresses; the gateway is 10.77.0.1
     interface   = "wg0"
     tun         = "cp0"
+    tun_offload = true   # the kernel hands the TUN TSO super-packets (IFF_VNET_HDR)
     # The address devices send their WireGuard packets to. Unknown when the
     # image is built: without it devices are told the host of public_url
     # (else of dashboard_listen) with port 51820. Set it to the appliance's
