@@ -14,7 +14,7 @@ import { canRunRootTests, Topology, waitFor, type Background, type WireguardGo }
 import { makeTestPki } from "../support/pki.ts";
 import { startUpstream, type TestUpstream } from "../support/upstream.ts";
 import { tempDir } from "../support/gateway.ts";
-import { buildClient, controlJson, enrollDevice, ROOT, runClient } from "../support/client-device.ts";
+import { buildClient, controlJson, enrollDevice, killClients, ROOT, runClient } from "../support/client-device.ts";
 
 const BUN = path.join(ROOT, "node_modules/.bin/bun");
 const SECRET = "ghp_kernel-run-peer-secret-0123456789";
@@ -105,6 +105,7 @@ profile "laptops" {
   }, 90_000);
 
   afterAll(async () => {
+    killClients();
     try {
       await gateway?.stop("SIGTERM", 5000);
       if (process.env.CLAWPATROL_TEST_VERBOSE) console.error(gateway?.output());

@@ -22,6 +22,7 @@ import {
   deviceNamespace,
   enrollDevice,
   forwardPublicApi,
+  killClients,
   runClient,
   type ClientOptions,
   type ClientResult,
@@ -103,6 +104,7 @@ profile "laptops" {
   }, 90_000);
 
   afterAll(async () => {
+    killClients();
     api?.close();
     await t?.stop();
     upstream?.stop();

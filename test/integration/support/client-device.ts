@@ -84,6 +84,15 @@ export async function forwardPublicApi(t: TestGateway, hostIp: string): Promise<
   return { url: `http://${hostIp}:${(server.address() as net.AddressInfo).port}`, close: () => server.close() };
 }
 
+/** Clients started by runClient and not yet exited (killClients ends them). */
+const running = new Set<{ kill(signal?: number | NodeJS.Signals): void }>();
+
+/** Kills every client runClient started that is still running: for afterAll, so a failed test leaves no run behind. */
+export function killClients(): void {
+  for (const p of running) p.kill("SIGKILL");
+  running.clear();
+}
+
 /** Runs the client inside the device namespace (optionally as another uid). */
 export function runClient(bin: string, dev: string, args: string[], o: ClientOptions): Promise<ClientResult> {
   return new Promise((resolve) => {
@@ -95,6 +104,7 @@ export function runClient(bin: string, dev: string, args: string[], o: ClientOpt
     const env = ["env", "-u", "XDG_CONFIG_HOME", `XDG_RUNTIME_DIR=${runtime}`, `HOME=${o.home}`, ...(o.env ?? [])];
     // ip netns exec, setpriv and env all exec: proc.pid is the client's pid.
     const proc = Bun.spawn(["ip", "netns", "exec", dev, ...asUser, ...env, bin, ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+    running.add(proc);
     o.onStart?.(proc.pid);
     let out = "";
     let err = "";
@@ -111,6 +121,7 @@ export function runClient(bin: string, dev: string, args: string[], o: ClientOpt
       })(),
     ]);
     proc.exited.then(async (code) => {
+      running.delete(proc);
       clearTimeout(timer);
       await reading;
       resolve({ code, out, err });
