@@ -9,16 +9,4 @@ set -euo pipefail
 # dashboard's browser test (test/e2e), driven by playwright-core; never a downloaded browser;
 # fonts-dejavu-core: a font for its screenshots (chromium does not pull one in without recommends).
 need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23 nftables python3 chromium fonts-dejavu-core)
-missing=()
-for pkg in "${need[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" -ne 0 ]; then
-  echo "test/deps.sh: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
-  exit 1
-fi
-echo "test/deps.sh: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+exec bash "$(dirname "$0")/../tools/apt-need.sh" test/deps.sh "${need[@]}"
