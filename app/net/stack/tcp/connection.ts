@@ -25,6 +25,7 @@ import {
   segmentLength, type TcpRepr, type TcpTimestamp,
 } from "../wire/tcp.ts";
 import { Assembler, RingBuffer } from "./buffer.ts";
+import { isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary } from "./scoreboard.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
 
 export type TcpState =
@@ -59,8 +60,6 @@ export const RFC6298_MAX_RTO_MS = 60_000;
 export const CLOCK_GRANULARITY_MS = 1;
 /** RFC 5681 §3.2: fast retransmit after the third duplicate ACK (RFC 6675 DupThresh). */
 export const DUPACK_THRESHOLD = 3;
-/** Bound on SACKed ranges kept in the send-side scoreboard (RFC 6675 §3 allows any bound). */
-export const MAX_SCOREBOARD_RANGES = 32;
 /**
  * Upper bound on the adaptive duplicate threshold, in segments (Linux's
  * tcp_max_reordering is 300; our send buffers hold fewer segments).
@@ -748,7 +747,7 @@ export class TcpConnection {
       this.onNewAck(ack, acked, r.timestamp, now);
     }
     if (this.sackOk) {
-      if (r.sackBlocks !== null) this.updateScoreboard(r.sackBlocks);
+      if (r.sackBlocks !== null) mergeSackBlocks(this.scoreboard, r.sackBlocks, this.sndUna, this.sndMax);
       this.updateRtxLog();
       this.maybeEnterSackRecovery();
     }
@@ -757,64 +756,9 @@ export class TcpConnection {
 
   // ------------------------------------------- SACK loss recovery (RFC 6675)
 
-  /** Merge the peer's SACK blocks into the scoreboard; D-SACK (RFC 2883) and bogus blocks are ignored. */
-  private updateScoreboard(blocks: number[]): void {
-    for (let i = 0; i + 1 < blocks.length; i += 2) {
-      let l = blocks[i]! >>> 0;
-      const r = blocks[i + 1]! >>> 0;
-      if (!seqLt(l, r) || seqLe(r, this.sndUna) || seqGt(r, this.sndMax)) continue;
-      if (seqLt(l, this.sndUna)) l = this.sndUna;
-      this.scoreboardAdd(l, r);
-    }
-  }
-
-  private scoreboardAdd(l: number, r: number): void {
-    const sb = this.scoreboard;
-    let i = 0;
-    while (i < sb.length && seqLt(sb[i + 1]!, l)) i += 2;
-    let j = i;
-    let s = l;
-    let e = r;
-    while (j < sb.length && seqLe(sb[j]!, e)) {
-      if (seqLt(sb[j]!, s)) s = sb[j]!;
-      if (seqGt(sb[j + 1]!, e)) e = sb[j + 1]!;
-      j += 2;
-    }
-    if (j === i && sb.length / 2 >= MAX_SCOREBOARD_RANGES) {
-      // Full: keep the ranges nearest SND.UNA, which decide what is lost.
-      if (i >= sb.length) return;
-      sb.length -= 2;
-    }
-    sb.splice(i, j - i, s, e);
-  }
-
-  /** Forget scoreboard ranges at or below SND.UNA. */
-  private scoreboardPrune(): void {
-    const sb = this.scoreboard;
-    let k = 0;
-    while (k < sb.length && seqLe(sb[k + 1]!, this.sndUna)) k += 2;
-    if (k > 0) sb.splice(0, k);
-    if (sb.length > 0 && seqLt(sb[0]!, this.sndUna)) sb[0] = this.sndUna;
-  }
-
-  /**
-   * RFC 6675 IsLost() as a boundary: an un-SACKed sequence number below the
-   * result is lost (DupThresh SACKed ranges, or more than (DupThresh-1)*SMSS
-   * SACKed bytes, lie above it). In recovery, also everything below lostBelow.
-   */
+  /** RFC 6675 IsLost() as a boundary (see scoreboard.ts); in recovery, also everything below lostBelow. */
   lostBoundary(): number {
-    const sb = this.scoreboard;
-    const thresh = this.dupThresh;
-    const need = (thresh - 1) * this.sendMss;
-    let bytes = 0;
-    let lost = this.sndUna;
-    for (let k = sb.length - 2, n = 1; k >= 0; k -= 2, n++) {
-      bytes += seqDiff(sb[k + 1]!, sb[k]!);
-      if (bytes > need || n >= thresh) {
-        lost = sb[k]!;
-        break;
-      }
-    }
+    const lost = sackLostBoundary(this.scoreboard, this.sndUna, this.dupThresh, this.sendMss);
     return this.recoveryKind !== null && seqGt(this.lostBelow, lost) ? this.lostBelow : lost;
   }
 
@@ -843,16 +787,6 @@ export class TcpConnection {
     return Math.max(0, pipe);
   }
 
-  /** [s, e) lies inside one SACKed range. */
-  private isSacked(s: number, e: number): boolean {
-    const sb = this.scoreboard;
-    for (let k = 0; k < sb.length; k += 2) {
-      if (seqLe(sb[k]!, s) && seqLe(e, sb[k + 1]!)) return true;
-      if (seqGt(sb[k]!, s)) return false;
-    }
-    return false;
-  }
-
   /** Drop acknowledged or SACKed retransmissions from the log; mark those overtaken as lost. */
   private updateRtxLog(): void {
     const log = this.rtxLog;
@@ -864,7 +798,7 @@ export class TcpConnection {
     for (let i = 0; i < log.length; i += 4) {
       const st = log[i]!, en = log[i + 1]!, mark = log[i + 2]!;
       let lost = log[i + 3]!;
-      if (seqLe(en, this.sndUna) || this.isSacked(seqMax(st, this.sndUna), en)) continue;
+      if (seqLe(en, this.sndUna) || isSacked(this.scoreboard, seqMax(st, this.sndUna), en)) continue;
       if (lost === 0 && seqDiff(highestSacked, mark) > horizon) lost = 1;
       log[w] = st;
       log[w + 1] = en;
@@ -1032,7 +966,7 @@ export class TcpConnection {
     if (this.sackOk) {
       this.detectReordering(oldUna, ack);
       this.detectSpuriousRecovery(ack, ts);
-      this.scoreboardPrune();
+      pruneScoreboard(this.scoreboard, this.sndUna);
     }
     if (this.recoveryKind !== null && seqGe(ack, this.recover)) {
       // RFC 6675: recovery ends once RecoveryPoint is acknowledged.
