@@ -19,6 +19,7 @@ import type { BlockLike } from "../policy/hcl/reader.ts";
 import { BlockReader } from "../policy/hcl/reader.ts";
 import type { ConfigError } from "../policy/types.ts";
 import type { ApprovalRequest } from "./types.ts";
+import type { ChainOptions } from "./hub.ts";
 
 export const HUMAN_CHANNELS = ["slack", "discord", "telegram"] as const;
 export type HumanChannel = (typeof HUMAN_CHANNELS)[number];
@@ -289,4 +290,14 @@ function readLlm(r: BlockReader, common: CommonApproverConfig, ctx: ValidateCont
     cacheTtlMs,
     baseUrl: baseUrl ?? DEFAULT_BASE_URL[api],
   };
+}
+
+/** One chain step's settings: the defaults, then the rule's, then the approver block's own. */
+export function stepSettings(ref: string, opts: ChainOptions): CommonApproverConfig {
+  const own = opts.settings?.(ref) ?? {};
+  const s: CommonApproverConfig = { ...DEFAULT_COMMON };
+  if (opts.timeoutMs !== undefined) s.timeoutMs = opts.timeoutMs;
+  if (opts.requireApprovers !== undefined) s.requireApprovers = opts.requireApprovers;
+  for (const [k, v] of Object.entries(own)) if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
+  return s;
 }

@@ -16,8 +16,9 @@
 // Time is passed in: every deadline is computed from `now()`. The hub arms
 // one real timer for the earliest deadline (off in tests, which call tick()).
 import { log } from "../log.ts";
-import { DEFAULT_COMMON, renderMessage, type CommonApproverConfig } from "./config.ts";
+import { DEFAULT_COMMON, renderMessage, stepSettings, type CommonApproverConfig } from "./config.ts";
 import type { ApprovalRequest, ApproverPlugin, ApproverVerdict } from "./types.ts";
+import { checkVerdict, who } from "./verdict.ts";
 
 /** What one chain step runs with: an approver's common settings. */
 export type StepSettings = CommonApproverConfig;
@@ -683,33 +684,8 @@ export class ApprovalHub {
 }
 
 /** An approver's settings for one chain: its own block's, else the chain's defaults. */
-export function stepSettings(ref: string, opts: ChainOptions): StepSettings {
-  const own = opts.settings?.(ref) ?? {};
-  const s: StepSettings = { ...DEFAULT_COMMON };
-  if (opts.timeoutMs !== undefined) s.timeoutMs = opts.timeoutMs;
-  if (opts.requireApprovers !== undefined) s.requireApprovers = opts.requireApprovers;
-  for (const [k, v] of Object.entries(own)) if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
-  return s;
-}
-
 function rememberKey(req: ApprovalRequest, rule: string): string {
   return JSON.stringify([req.device, req.fingerprint, rule]);
-}
-
-/** A plugin's answer, checked: decision allow|deny, reason a string, operator a string if present. */
-function checkVerdict(v: unknown, ref: string): ApproverVerdict | undefined {
-  if (typeof v !== "object" || v === null) return undefined;
-  const { decision, reason, operator } = v as Record<string, unknown>;
-  if (decision !== "allow" && decision !== "deny") return undefined;
-  if (typeof reason !== "string") return undefined;
-  if (operator !== undefined && (typeof operator !== "string" || operator === "")) return undefined;
-  const out: ApproverVerdict = { decision, reason: reason.slice(0, 2000), approver: ref };
-  if (operator !== undefined) out.operator = operator;
-  return out;
-}
-
-function who(v: ApproverVerdict): string {
-  return v.operator ? `${v.operator} (${v.approver})` : v.approver;
 }
 
 function formatMs(ms: number): string {
