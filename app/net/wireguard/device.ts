@@ -64,8 +64,8 @@ import {
   type NoiseDrop,
   type StaticIdentity,
 } from "./noise.ts";
-import { AllowedIps, innerAddresses, parseIp, parsePrefix, formatIp, type Prefix } from "./allowedips.ts";
-import { Peer, QUEUE_STAGED_SIZE, TIMER_NAMES, type Endpoint } from "./peer.ts";
+import { AllowedIps, innerAddresses, parsePrefix, formatIp, type Prefix } from "./allowedips.ts";
+import { Peer, QUEUE_STAGED_SIZE, TIMER_NAMES, endpointBytes, sameEndpoint, type Endpoint } from "./peer.ts";
 
 export type { Endpoint } from "./peer.ts";
 
@@ -143,10 +143,6 @@ const UNDER_LOAD_AFTER = 1000;
 
 function keyBytes(k: Uint8Array | string): Uint8Array {
   return typeof k === "string" ? fromBase64Key(k) : new Uint8Array(k);
-}
-
-function sameEndpoint(a: Endpoint | undefined, b: Endpoint): boolean {
-  return a !== undefined && a.address === b.address && a.port === b.port;
 }
 
 /** wireguard-go calculatePaddingSize: pad to 16, but not past the MTU. */
@@ -702,14 +698,4 @@ export class WireGuardDevice {
     this.#dropHandshakeIndex(peer);
     clearHandshake(peer.handshake);
   }
-}
-
-/** Aip || port (big-endian), the input of a cookie (§5.4.7). */
-export function endpointBytes(e: Endpoint): Uint8Array {
-  const ip = parseIp(e.address) ?? new TextEncoder().encode(e.address);
-  const out = new Uint8Array(ip.length + 2);
-  out.set(ip);
-  out[ip.length] = (e.port >> 8) & 0xff;
-  out[ip.length + 1] = e.port & 0xff;
-  return out;
 }

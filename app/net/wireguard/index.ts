@@ -1,5 +1,6 @@
 /** Userspace WireGuard: the sans-IO engine and its pieces. */
-export { WireGuardDevice, paddedLength, endpointBytes } from "./device.ts";
+export { WireGuardDevice, paddedLength } from "./device.ts";
+export { endpointBytes } from "./peer.ts";
 export type { DeviceOptions, DropReason, Endpoint, Output, PeerConfig, PeerEventName, PeerStatus } from "./device.ts";
 export { NodeNobleCrypto, getDefaultCrypto, setDefaultCrypto, toBase64, fromBase64Key } from "./crypto.ts";
 export type { WgAead, WgCrypto } from "./crypto.ts";

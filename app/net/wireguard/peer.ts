@@ -16,10 +16,25 @@ import {
 } from "./crypto.ts";
 import { MacGenerator } from "./messages.ts";
 import { newNoisePeer, type Handshake, type Keypair, type NoisePeer, type StaticIdentity } from "./noise.ts";
+import { parseIp } from "./allowedips.ts";
 
 export interface Endpoint {
   address: string;
   port: number;
+}
+
+export function sameEndpoint(a: Endpoint | undefined, b: Endpoint): boolean {
+  return a !== undefined && a.address === b.address && a.port === b.port;
+}
+
+/** Aip || port (big-endian), the input of a cookie (§5.4.7). */
+export function endpointBytes(e: Endpoint): Uint8Array {
+  const ip = parseIp(e.address) ?? new TextEncoder().encode(e.address);
+  const out = new Uint8Array(ip.length + 2);
+  out.set(ip);
+  out[ip.length] = (e.port >> 8) & 0xff;
+  out[ip.length + 1] = e.port & 0xff;
+  return out;
 }
 
 /** wireguard-go QueueStagedSize: packets held per peer while a handshake runs. */
