@@ -222,9 +222,4 @@ profile "laptops" {}
     expect(counters.reordered).toBeGreaterThan(IMPAIRED_MB * 50);
   }, 720_000);
 
-  test("after the impairments (and the endpoint moving back from the relay) the tunnel still carries new flows", async () => {
-    const r = await probe(topo, dev, ["storm", UP_IP, "7000", "20"], 60_000);
-    expect(r.failures).toEqual([]);
-    expect(r.ok).toBe(20);
-  }, 70_000);
 });
