@@ -1,6 +1,6 @@
 // What the device does in the tunnel matrix, run inside its namespace:
 //
-//   bun device-probe.ts storm HOST PORT N      N concurrent Bun.connect, each echoes its own line
+//   bun device-probe.ts storm HOST PORT N [MS] N concurrent Bun.connect, each echoes its own line (each given MS, default 60 s)
 //   bun device-probe.ts halfclose HOST PORT    send, shut the write side, read the reply to the end
 //   bun device-probe.ts rst HOST PORT          send, then wait for the upstream's reset
 //   bun device-probe.ts connect HOST PORT      connect and report what happens first (and when)
@@ -11,11 +11,11 @@ import net from "node:net";
 import dgram from "node:dgram";
 import dnsPacket from "dns-packet";
 
-const [cmd, host, portArg, extra] = process.argv.slice(2);
+const [cmd, host, portArg, extra, limitArg] = process.argv.slice(2);
 const port = Number(portArg);
 const out = (v: unknown) => console.log(JSON.stringify(v));
 
-async function storm(n: number): Promise<void> {
+async function storm(n: number, limitMs: number): Promise<void> {
   const started = performance.now();
   let ok = 0;
   const failures: string[] = [];
@@ -23,10 +23,11 @@ async function storm(n: number): Promise<void> {
     new Promise<void>((resolve) => {
       const line = `conn-${i}-${Math.random().toString(36).slice(2)}\n`;
       let got = "";
+      let opened = false;
       const timer = setTimeout(() => {
-        failures.push(`${i}: timeout with ${JSON.stringify(got)}`);
+        failures.push(`${i}: timeout ${opened ? "after connecting" : "connecting"}, got ${JSON.stringify(got)}`);
         resolve();
-      }, 60_000);
+      }, limitMs);
       const done = (err?: string) => {
         clearTimeout(timer);
         if (err) failures.push(`${i}: ${err}`);
@@ -38,6 +39,7 @@ async function storm(n: number): Promise<void> {
         port,
         socket: {
           open(s) {
+            opened = true;
             s.write(line);
           },
           data(s, d) {
@@ -126,7 +128,8 @@ function dns(name: string): void {
 
 switch (cmd) {
   case "storm":
-    await storm(Number(extra ?? 1000));
+    await storm(Number(extra ?? 1000), Number(limitArg ?? 60_000));
+    process.exit(0); // connections that timed out would keep the process alive
     break;
   case "halfclose":
     halfclose();
