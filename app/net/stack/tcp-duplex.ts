@@ -9,11 +9,13 @@
 //     writer back. end() → close() (our FIN, a half-close); destroy() →
 //     abort() (RST), unless both directions already ended in order.
 //   readable: bytes from recv() are pushed while push() returns true; when
-//     it returns false the receive window is capped (setRecvWindowLimit(0)):
-//     the window advertised to the device closes as the bytes already
-//     allowed arrive, and reopens when the consumer reads again. The
-//     device's FIN, once every byte is read, is push(null); a RST or a
-//     timeout destroys the stream with an error.
+//     it returns false they stay in the connection's receive ring, whose
+//     free space is the window advertised to the device: it closes as the
+//     ring fills and reopens as the consumer reads again. (Closing it at
+//     once, on the first false, stalled the sender on every batch of
+//     packets a consumer took a moment to read: intercepted uploads ran at
+//     half speed.) The device's FIN, once every byte is read, is
+//     push(null); a RST or a timeout destroys the stream with an error.
 import { Duplex } from "node:stream";
 import type { TcpCloseReason, TcpConnection } from "./tcp/connection.ts";
 
@@ -66,14 +68,10 @@ export class TcpDuplex extends Duplex {
 
   private pull(): void {
     const c = this.conn;
-    if (this.wantRead) {
-      if (c.recvWindowLimit < c.settings.recvBufferSize) c.setRecvWindowLimit(c.settings.recvBufferSize);
-      while (this.wantRead && c.recvQueued > 0) {
-        const data = c.recv(READ_CHUNK);
-        this.wantRead = this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-        if (!this.wantRead) c.setRecvWindowLimit(0);
-        this.wake();
-      }
+    while (this.wantRead && c.recvQueued > 0) {
+      const data = c.recv(READ_CHUNK);
+      this.wantRead = this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      this.wake();
     }
     if (!this.readEnded && c.recvQueued === 0 && c.recvEnded) {
       this.readEnded = true;

@@ -6,8 +6,10 @@
  *   1. UDP in (udp.ts: node:dgram by default): every datagram -> device.receiveDatagram
  *   2. outputs: "packet" -> the link's inbox, "datagram" -> the outbox,
  *      "drop" -> counters (debug log), "peer-event" -> log
- *   3. flush (one microtask after the work that queued it): the inbox goes to
- *      the PacketLink handler as one batch, the outbox to sendMany()
+ *   3. the inbox goes to the PacketLink handler as one batch after the I/O
+ *      phase (setImmediate), so a socket read's datagrams arrive together;
+ *      the outbox goes to sendMany() one microtask after the work that
+ *      queued it
  *   4. link.write(packet) -> device.sendPacket (cryptokey routing picks the
  *      peer) -> step 2
  *   5. the clock: one timer armed at device.nextTimerAt(), re-armed after
@@ -142,6 +144,7 @@ class Shell implements UserspaceWireGuard {
   #outbox: (Uint8Array | number | string)[] = [];
   #socketFull = false;
   #flushScheduled = false;
+  #inboxScheduled = false;
   // clock
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
@@ -259,10 +262,11 @@ class Shell implements UserspaceWireGuard {
 
   setHandler(h: (packets: Uint8Array[]) => void): void {
     this.#handler = h;
-    if (this.#inbox.length > 0) this.#scheduleFlush();
+    if (this.#inbox.length > 0) this.#scheduleInbox();
   }
 
   #handle(out: Output[]): void {
+    let inbound = false;
     for (const o of out) {
       switch (o.kind) {
         case "datagram":
@@ -278,6 +282,7 @@ class Shell implements UserspaceWireGuard {
             break;
           }
           this.#inbox.push(o.data);
+          inbound = true;
           this.#stats.rxPackets++;
           this.#stats.rxBytes += o.data.length;
           break;
@@ -299,9 +304,11 @@ class Shell implements UserspaceWireGuard {
         }
       }
     }
+    if (inbound) this.#scheduleInbox();
     this.#scheduleFlush();
   }
 
+  /** Outgoing datagrams and the timer: one microtask after the work that queued them. */
   #scheduleFlush(): void {
     if (this.#flushScheduled || this.#closed) return;
     this.#flushScheduled = true;
@@ -311,18 +318,34 @@ class Shell implements UserspaceWireGuard {
   #flush(): void {
     this.#flushScheduled = false;
     if (this.#closed) return;
-    if (this.#inbox.length > 0 && this.#handler !== undefined) {
-      const batch = this.#inbox;
-      this.#inbox = [];
-      this.#stats.rxBatches++;
-      try {
-        this.#handler(batch);
-      } catch (e) {
-        log.error("wireguard link handler threw", { error: e });
-      }
-    }
     this.#flushOutbox();
     this.#armTimer(this.#now(), false);
+  }
+
+  /**
+   * Decrypted packets go to the stack after the I/O phase, not after each
+   * datagram's callback: what one socket read returned then arrives as one
+   * batch (one pass of the stack, one ACK per connection, one upstream
+   * write), where a microtask would hand it over packet by packet. Replies
+   * still leave at once (#scheduleFlush): delaying ACKs slowed senders.
+   */
+  #scheduleInbox(): void {
+    if (this.#inboxScheduled || this.#closed) return;
+    this.#inboxScheduled = true;
+    setImmediate(() => this.#deliverInbox());
+  }
+
+  #deliverInbox(): void {
+    this.#inboxScheduled = false;
+    if (this.#closed || this.#inbox.length === 0 || this.#handler === undefined) return;
+    const batch = this.#inbox;
+    this.#inbox = [];
+    this.#stats.rxBatches++;
+    try {
+      this.#handler(batch);
+    } catch (e) {
+      log.error("wireguard link handler threw", { error: e });
+    }
   }
 
   #flushOutbox(): void {

@@ -138,6 +138,36 @@ describe("ESTABLISHED: receiving", () => {
     expectSegments(c, 1, [{ ack: REMOTE_SEQ + 16, sackBlocks: [REMOTE_SEQ + 21, REMOTE_SEQ + 23] }]);
   });
 
+  test("a batch processed before one dispatch still gets one ACK per out-of-order segment, each with its SACK blocks", () => {
+    // The link hands the stack packets in batches; the sender counts these
+    // duplicate ACKs and reads each one's SACK blocks.
+    const c = established({}, { sackPermitted: true });
+    c.process(seg({ seq: REMOTE_SEQ + 6 }, "world"), 1);
+    c.process(seg({ seq: REMOTE_SEQ + 21 }, "!!"), 1);
+    c.process(seg({}, "hello"), 1); // fills the first hole: still a hole behind, ACK at once
+    c.process(seg({ seq: REMOTE_SEQ + 11 }, "....."), 1); // fills the next range up to 16; 16-21 still open
+    expectSegments(c, 1, [
+      { flags: TCP_ACK, ack: REMOTE_SEQ + 1, sackBlocks: [REMOTE_SEQ + 6, REMOTE_SEQ + 11] },
+      { flags: TCP_ACK, ack: REMOTE_SEQ + 1, sackBlocks: [REMOTE_SEQ + 21, REMOTE_SEQ + 23, REMOTE_SEQ + 6, REMOTE_SEQ + 11] },
+      { flags: TCP_ACK, ack: REMOTE_SEQ + 11, sackBlocks: [REMOTE_SEQ + 21, REMOTE_SEQ + 23] },
+      { flags: TCP_ACK, ack: REMOTE_SEQ + 16, sackBlocks: [REMOTE_SEQ + 21, REMOTE_SEQ + 23] },
+    ]);
+    expectSilence(c, 2);
+  });
+
+  test("in-order data after out-of-order data in one batch: the batch ends with an ACK of everything", () => {
+    const c = established({}, { sackPermitted: true });
+    c.process(seg({ seq: REMOTE_SEQ + 6 }, "world"), 1);
+    c.process(seg({}, "hello"), 1); // fills the hole: ACK 11 at once
+    c.process(seg({ seq: REMOTE_SEQ + 11 }, bytes(2000)), 1); // in order again: ACK owed (two full segments' worth)
+    expectSegments(c, 1, [
+      { ack: REMOTE_SEQ + 1, sackBlocks: [REMOTE_SEQ + 6, REMOTE_SEQ + 11] },
+      { ack: REMOTE_SEQ + 11, sackBlocks: null },
+      { ack: REMOTE_SEQ + 2011, sackBlocks: null },
+    ]);
+    expect(c.recvQueued).toBe(2010);
+  });
+
   test("a duplicate of old data is re-ACKed and not delivered twice", () => {
     const c = established();
     c.process(seg({}, "hello"), 1);

@@ -69,6 +69,11 @@ export const MAX_REORDERING = 127;
 const MAX_RTX_LOG = 256;
 /** RFC 2018 §4: SACK blocks we remember as "most recently reported". */
 const MAX_SACK_BLOCKS = 4;
+/**
+ * Out-of-order ACKs built while one batch of segments is processed, before
+ * dispatch() sends them; past this, the batch's later ones collapse into one.
+ */
+const MAX_IMMEDIATE_ACKS = 64;
 /** RFC 6928: IW = min(10*MSS, max(2*MSS, 14600)). */
 export const RFC6928_IW_SEGMENTS = 10;
 /** RFC 9293 §3.4.2: MSL, two minutes in the RFC; Linux uses 60 s for 2*MSL. Configurable. */
@@ -288,6 +293,15 @@ export class TcpConnection {
   private ackDueAt: number | null = null;
   private unackedSegments = 0;
   private pendingRst: TcpSegment | null = null;
+  /**
+   * ACKs owed per out-of-order segment (RFC 5681 §4.2), built as each one is
+   * processed: the link hands over packets in batches and dispatch() runs
+   * once per batch, but a sender counts duplicate ACKs and reads each one's
+   * SACK blocks, so a batch must not collapse them into one.
+   */
+  private immediateAcks: TcpSegment[] = [];
+  /** Set while one segment is processed: it owes an immediate ACK, built once its processing ends. */
+  private segmentAckOwed = false;
   /** Set by the owner (the table): called when an application call may have made output due. */
   onWake: (() => void) | null = null;
 
@@ -461,7 +475,7 @@ export class TcpConnection {
   /** The earliest time dispatch() has something to do, or null. Infinity never; ≤ now means "now". */
   pollAt(): number | null {
     if (this.state === "CLOSED") return this.pendingRst ? 0 : null;
-    if (this.pendingRst || this.fastRetransmitPending || this.probePending || this.keepalivePending) return 0;
+    if (this.pendingRst || this.fastRetransmitPending || this.probePending || this.keepalivePending || this.immediateAcks.length > 0) return 0;
     if (this.ackPending && this.ackDueAt === null) return 0;
     if (this.hasSendable()) return 0;
     let t: number | null = null;
@@ -653,6 +667,10 @@ export class TcpConnection {
       this.sendAckNow(); // duplicate FIN: re-ACK
     }
     this.consumeFin(now);
+    if (this.segmentAckOwed) {
+      this.segmentAckOwed = false;
+      this.ackThisSegment(now); // after the FIN step, so the ACK covers a FIN this segment completed
+    }
   }
 
   private processSynSent(seg: TcpSegment, now: number): void {
@@ -1071,8 +1089,8 @@ export class TcpConnection {
       this.recvBuf.commit(n);
       this.rcvNxt = seqAdd(this.rcvNxt, n);
     }
-    if (off > 0 || !this.assembler.isEmpty) {
-      this.sendAckNow(); // out of order, or filling a hole: ACK at once (RFC 5681 §4.2)
+    if (off > 0 || !this.assembler.isEmpty || n > data.length) {
+      this.segmentAckOwed = true; // out of order, or filling (part of) a hole: ACK at once (RFC 5681 §4.2)
     } else {
       this.scheduleAck(now, data.length);
     }
@@ -1143,6 +1161,7 @@ export class TcpConnection {
     this.rtxExpiresAt = null;
     this.timeWaitExpiresAt = null;
     this.ackPending = false;
+    this.immediateAcks = [];
     this.fastRetransmitPending = false;
     this.probePending = false;
     this.keepalivePending = false;
@@ -1165,6 +1184,16 @@ export class TcpConnection {
   private sendAckNow(): void {
     this.ackPending = true;
     this.ackDueAt = null;
+  }
+
+  /** The ACK for the segment just processed, as it stands now (its SACK blocks included). */
+  private ackThisSegment(now: number): void {
+    if (this.immediateAcks.length >= MAX_IMMEDIATE_ACKS) return this.sendAckNow();
+    this.immediateAcks.push(this.segment(this.sndNxt, this.rcvNxt, TCP_ACK, EMPTY, true, now));
+    // it acknowledges everything so far: no delayed ACK is owed for earlier segments
+    this.ackPending = false;
+    this.ackDueAt = null;
+    this.unackedSegments = 0;
   }
 
   private scheduleAck(now: number, len: number): void {
@@ -1292,6 +1321,12 @@ export class TcpConnection {
       this.pendingRst = null;
     }
     if (this.state === "CLOSED" || this.state === "LISTEN") return out;
+    if (this.immediateAcks.length > 0) {
+      for (const a of this.immediateAcks) out.push(a);
+      this.immediateAcks = [];
+    }
+    // Segments from here on carry the current RCV.NXT: one of them is the owed ACK.
+    const firstCurrent = out.length;
 
     if (this.state === "SYN-SENT" || this.state === "SYN-RECEIVED") {
       if (this.sndNxt === this.iss) {
@@ -1380,7 +1415,7 @@ export class TcpConnection {
     }
 
     if (this.ackPending && (this.ackDueAt === null || now >= this.ackDueAt)) {
-      if (out.length === 0 || out[out.length - 1]!.repr.flags & TCP_RST) {
+      if (out.length === firstCurrent || out[out.length - 1]!.repr.flags & TCP_RST) {
         out.push(this.segment(this.sndNxt, this.rcvNxt, TCP_ACK, EMPTY, true, now));
       }
       this.ackPending = false;
