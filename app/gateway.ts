@@ -31,6 +31,7 @@ import type { DeviceIdentity, Flow } from "./dispatch/flow.ts";
 import { startProxyListener, type ProxyListener } from "./net/proxy/listener.ts";
 import { startControlServer, type ControlServer } from "./control/server.ts";
 import { startPublicServer, localApproverCallback, type PublicServer } from "./control/public.ts";
+import { loadDashboardTls } from "./tls/dashboard-tls.ts";
 import { deviceControlRoutes, forwardedClientIp } from "./control/server.ts";
 import { startDnsVip, type DnsVip } from "./dns/role.ts";
 import { syncVips } from "./dns/vip-hosts.ts";
@@ -279,7 +280,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       devices,
       stateDir,
       caCertPem: ca.certPem,
-      publicUrl: policy.gateway.publicUrl ?? `http://${policy.gateway.dashboardListen}`,
+      publicUrl: policy.gateway.publicUrl ?? `${policy.gateway.dashboardTls ? "https" : "http"}://${policy.gateway.dashboardListen}`,
       policy: () => policy,
       onFlow: (f) => void onFlow(f),
       // Device DNS to the DNS-VIP responder: ours in `all`, else the dnsvip service's address.
@@ -287,12 +288,16 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     });
   }
   const approverCallback = localApproverCallback(() => approvals.current().routes());
+  const publicTls = role !== "all" ? undefined : await loadDashboardTls(policy.gateway);
+  const publicTlsMode = policy.gateway.dashboardTls?.kind ?? "none";
   const publicServer = role !== "all" ? undefined : startPublicServer(policy.gateway.dashboardListen, {
     plugins: [
       ...(tunnel ? [onboardPublicRoutes(tunnel.onboard), deviceRunPublicRoutes(tunnel.runs, devices)] : []),
       downloadRoutes({
         dir: opts.downloadsDir ?? path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "dist"),
         publicUrl: () => policy.gateway.publicUrl,
+        caCertPem: () => ca.certPem,
+        tlsMode: () => publicTlsMode,
       }),
       // The operators' API: sessions or API tokens, roles, CSRF, audit.
       operatorApi({
@@ -310,7 +315,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       dashboardRoutes(),
     ],
     approverCallback,
-  });
+  }, publicTls);
 
   let control: ControlServer | undefined;
   if (opts.control !== false) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 // `clawpatrol-gateway <command>`: the gateway's roles and its operator commands.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadPolicy, formatConfigError } from "./policy/load.ts";
@@ -9,6 +9,8 @@ import { openStateDb } from "./store/db.ts";
 import { SecretStore } from "./store/secrets.ts";
 import { DeviceRegistry, DeviceError } from "./store/devices.ts";
 import { loadOrCreateCA, CA_CERT_FILE } from "./tls/ca.ts";
+import { caFingerprint } from "./tls/fingerprint.ts";
+import { joinInfo } from "./control/downloads.ts";
 import { startGateway, ConfigRejected } from "./gateway.ts";
 import type { Policy } from "./policy/types.ts";
 import { log } from "./log.ts";
@@ -29,7 +31,8 @@ roles:
 operator commands:
   validate [PATH]           check a config (file or directory); exit 0 valid, 2 invalid
   test CONFIG FIXTURES      replay fixture requests; exit 0 all match, 1 drift, 2 error
-  ca show                   print the interception CA certificate (PEM)
+  ca show                   print the interception CA certificate (PEM); its SHA-256
+                            fingerprint (what devices pin) on stderr
   secret set NAME           store a secret read from standard input (encrypted at rest)
   secret list               list stored secret names (never values)
   secret delete NAME
@@ -168,6 +171,8 @@ async function main(argv: string[]): Promise<number> {
       const policy = await loadOrExit(configPath);
       const ca = await loadOrCreateCA(policy.gateway.stateDir);
       process.stdout.write(ca.certPem.endsWith("\n") ? ca.certPem : `${ca.certPem}\n`);
+      // On stderr, so `ca show > ca.crt` still writes just the certificate.
+      console.error(`SHA-256 fingerprint: ${caFingerprint(ca.certPem)}   (clawpatrol join URL --ca-sha256 FINGERPRINT)`);
       return 0;
     }
 
@@ -488,7 +493,7 @@ async function runDashboard(configPath: string): Promise<number> {
     throw e;
   }
   const a = d.server.address;
-  console.error(`clawpatrol dashboard on http://${a.host}:${a.port} (gateway control socket ${d.policy().gateway.controlSocket})`);
+  console.error(`clawpatrol dashboard on ${d.server.scheme}://${a.host}:${a.port} (gateway control socket ${d.policy().gateway.controlSocket})`);
   return untilSignalled(() => d.close());
 }
 
@@ -529,16 +534,19 @@ async function runGateway(configPath: string, role: "all" | "gateway"): Promise<
     }
   }
   if (role === "gateway") lines.push(`  the dashboard and public API (${policy.gateway.dashboardListen}) are the dashboard role's`);
-  else lines.push(`  dashboard and public API: http://${gw.publicServer.address.host}:${gw.publicServer.address.port}`);
+  else lines.push(`  dashboard and public API: ${gw.publicServer.scheme}://${gw.publicServer.address.host}:${gw.publicServer.address.port}`);
   if (gw.dnsVip) lines.push(`  DNS-VIP responder: ${gw.dnsVip.responder.address.host}:${gw.dnsVip.responder.address.port}`);
   if (gw.tunnel) {
     const l = gw.tunnel.plane.listen;
     lines.push(`  WireGuard (${policy.gateway.wireguard?.mode ?? "userspace"}): ${l.host}:${l.port}, gateway key ${gw.tunnel.plane.publicKey}`);
     if (role !== "gateway") {
-      const api = policy.gateway.publicUrl ?? `http://${gw.publicServer.address.host}:${gw.publicServer.address.port}`;
+      const api = policy.gateway.publicUrl ?? `${gw.publicServer.scheme}://${gw.publicServer.address.host}:${gw.publicServer.address.port}`;
+      // The Devices page's lines: with a certificate from our CA, they pin its fingerprint.
+      const j = joinInfo(api, policy.gateway.dashboardTls?.kind ?? "none", readFileSync(caPath, "utf8"));
       lines.push(
         "  a device:",
-        `    curl -fsSL ${api}/install.sh | sh && clawpatrol join ${api}`,
+        `    ${j.install}`,
+        `    ${j.join}`,
         `    then approve it: clawpatrol-gateway devices pending / devices approve CODE --profile P (or in the dashboard)`,
       );
     }

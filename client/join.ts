@@ -1,5 +1,8 @@
 // `clawpatrol join URL`: the device side of the gateway's device-code flow.
 //
+//   0. with --ca-sha256: fetch /ca.crt unverified, refuse unless its SHA-256
+//      (of the DER) is the one the operator gave; every later request trusts
+//      only that CA, and the CA the approval carries must be the same one;
 //   1. make the device's WireGuard keypair (the gateway never sees the private key);
 //   2. POST /api/onboard/start {name, public_key, profile?} -> code, approval URL;
 //   3. show the code, the URL and the operator's command;
@@ -7,7 +10,8 @@
 //   5. on approval, write the state (state.ts) in one swap.
 import os from "node:os";
 import { generateKeyPair } from "../app/net/wireguard/shell.ts";
-import { saveState, type DeviceState } from "./state.ts";
+import { certificateDer, certificateSha256Hex, formatFingerprint, parseFingerprint } from "../app/tls/fingerprint.ts";
+import { pinnedFetch, saveState, type DeviceState } from "./state.ts";
 
 export class JoinError extends Error {}
 
@@ -15,6 +19,8 @@ export interface JoinOptions {
   url: string;
   name?: string;
   profile?: string;
+  /** The gateway CA's SHA-256 fingerprint (`AB:CD:…` or hex) to pin at first contact. */
+  caSha256?: string;
   dir: string;
   out?: (line: string) => void;
   fetch?: typeof fetch;
@@ -65,7 +71,11 @@ async function post<T>(f: typeof fetch, base: string, route: string, body: unkno
       signal,
     });
   } catch (e) {
-    throw new JoinError(`cannot reach the gateway at ${base}: ${(e as Error).message}\n  check the URL, that the gateway is running, and that this machine can reach it`);
+    const msg = (e as Error).message;
+    const hint = /certificate|self.signed|verify/i.test(msg)
+      ? "the gateway's certificate is not trusted here; if it is signed by the gateway's own CA, join with --ca-sha256 FINGERPRINT (shown on the dashboard's Devices page and by clawpatrol-gateway ca show)"
+      : "check the URL, that the gateway is running, and that this machine can reach it";
+    throw new JoinError(`cannot reach the gateway at ${base}: ${msg}\n  ${hint}`);
   }
   const text = await res.text();
   let json: unknown;
@@ -82,13 +92,52 @@ function apiMessage(json: unknown, status: number): string {
   return e?.message ? `${e.message}${e.code ? ` (${e.code})` : ""}` : `HTTP ${status}`;
 }
 
+/** A PEM holding exactly one certificate, re-encoded from its DER (nothing else of what was served is kept). */
+function singleCertificatePem(text: string): string | null {
+  if ((text.match(/-----BEGIN CERTIFICATE-----/g) ?? []).length !== 1) return null;
+  try {
+    const b64 = certificateDer(text).toString("base64");
+    return `-----BEGIN CERTIFICATE-----\n${b64.match(/.{1,64}/g)!.join("\n")}\n-----END CERTIFICATE-----\n`;
+  } catch {
+    return null;
+  }
+}
+
+/** Step 0: the gateway's CA, fetched without verification and accepted only with the pinned fingerprint. */
+export async function fetchPinnedCa(f: typeof fetch, base: string, pin: string): Promise<string> {
+  const want = parseFingerprint(pin);
+  if (want === null) throw new JoinError(`--ca-sha256 must be a SHA-256 fingerprint (64 hex digits, colons allowed), not "${pin}"`);
+  if (!base.startsWith("https:")) throw new JoinError(`--ca-sha256 pins the gateway's TLS certificate: use an https:// URL, not ${base}`);
+  let res: Response;
+  try {
+    // Unverified on purpose: nothing from this answer is used unless it hashes to the pin.
+    res = await f(`${base}/ca.crt`, { tls: { rejectUnauthorized: false } } as RequestInit);
+  } catch (e) {
+    throw new JoinError(`cannot reach the gateway at ${base}: ${(e as Error).message}\n  check the URL, that the gateway is running, and that this machine can reach it`);
+  }
+  const text = res.status === 200 ? await res.text() : (await res.body?.cancel(), "");
+  const pem = singleCertificatePem(text);
+  if (pem === null) throw new JoinError(`${base}/ca.crt did not answer with one CA certificate (HTTP ${res.status}): is ${base} a clawpatrol gateway?`);
+  const got = certificateSha256Hex(pem);
+  if (got !== want) {
+    throw new JoinError(
+      `the gateway at ${base} presented a CA with SHA-256 ${formatFingerprint(got)}, not the ${formatFingerprint(want)} given: not joining.\n` +
+        `  Check the fingerprint with the operator (clawpatrol-gateway ca show); a different one means another server answered.`,
+    );
+  }
+  return pem;
+}
+
 export async function join(o: JoinOptions): Promise<DeviceState> {
   const out = o.out ?? ((l: string) => process.stdout.write(l + "\n"));
-  const f = o.fetch ?? fetch;
+  const base0 = normalizeGatewayUrl(o.url);
+  const pinnedCa = o.caSha256 !== undefined ? await fetchPinnedCa(o.fetch ?? fetch, base0, o.caSha256) : undefined;
+  const f = pinnedCa !== undefined ? pinnedFetch(pinnedCa, o.fetch ?? fetch) : (o.fetch ?? fetch);
   const sleep = o.sleep ?? Bun.sleep;
   const now = o.now ?? Date.now;
-  const base = normalizeGatewayUrl(o.url);
+  const base = base0;
   const name = o.name ?? defaultDeviceName();
+  if (pinnedCa !== undefined) out(`The gateway's CA matches the fingerprint given (${formatFingerprint(certificateSha256Hex(pinnedCa))}).`);
   const keys = generateKeyPair();
 
   const startBody: Record<string, string> = { name, public_key: keys.publicKey };
@@ -146,14 +195,19 @@ export async function join(o: JoinOptions): Promise<DeviceState> {
       case "claimed":
         throw new JoinError(`this approval was already collected by another process; run clawpatrol join again`);
       case "approved": {
+        // The CA the device will trust for interception must be the one pinned.
+        if (pinnedCa !== undefined && (singleCertificatePem(p.ca_cert ?? "") === null || certificateSha256Hex(p.ca_cert) !== certificateSha256Hex(pinnedCa))) {
+          throw new JoinError(`the gateway approved this device but sent a CA other than the pinned one: not saved`);
+        }
         const state: DeviceState = {
           version: 1,
           gateway_url: base,
           joined_at: new Date(now()).toISOString(),
           device: p.device,
           gateway: p.gateway,
+          ...(pinnedCa !== undefined ? { ca_sha256: formatFingerprint(certificateSha256Hex(pinnedCa)) } : {}),
         };
-        o.dir && saveState(o.dir, { state, privateKey: keys.privateKey, apiToken: p.api_token, caCert: p.ca_cert });
+        o.dir && saveState(o.dir, { state, privateKey: keys.privateKey, apiToken: p.api_token, caCert: pinnedCa ?? p.ca_cert });
         out(`Approved: "${p.device.name}" is in profile "${p.device.profile}" with address ${p.device.address}.`);
         out(`State saved in ${o.dir}. Run a command through the gateway with: clawpatrol run -- COMMAND`);
         return state;

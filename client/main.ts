@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // `clawpatrol`: the device binary.
 //
-//   clawpatrol join URL [--name N] [--profile P]   enroll this device
+//   clawpatrol join URL [--name N] [--profile P] [--ca-sha256 FP]   enroll this device
 //   clawpatrol run [--] CMD ARGS...                run CMD with every flow through the gateway
 //   clawpatrol up | down                           route the whole host through the gateway (root)
 //   clawpatrol status                              the gateway, this device, active runs
@@ -15,8 +15,10 @@ import { loadState, NotJoined, removeState, stateDir } from "./state.ts";
 import { down, session, statusLines, up, wholeMachineDaemon, WholeMachineError, DAEMON_COMMAND } from "./whole-machine.ts";
 
 export const USAGE = `usage:
-  clawpatrol join URL [--name NAME] [--profile PROFILE] [--whole-machine]
+  clawpatrol join URL [--name NAME] [--profile PROFILE] [--ca-sha256 FP] [--whole-machine]
       enroll this device with the gateway at URL (an operator approves it);
+      --ca-sha256: the gateway CA's SHA-256 fingerprint (from the operator):
+        its CA is fetched, checked against FP, and then trusted alone;
       --whole-machine: then bring the whole-machine tunnel up (root)
   clawpatrol run [--publish [HOSTADDR:]HOSTPORT[:PORT]]... [--] COMMAND [ARGS...]
       run COMMAND with all its network traffic going through the gateway;
@@ -36,7 +38,7 @@ options:
 export class UsageError extends Error {}
 
 export type Command =
-  | { cmd: "join"; url: string; name?: string; profile?: string; wholeMachine?: boolean }
+  | { cmd: "join"; url: string; name?: string; profile?: string; caSha256?: string; wholeMachine?: boolean }
   | { cmd: "up" }
   | { cmd: "down" }
   | { cmd: "whole-machine-daemon" }
@@ -96,7 +98,7 @@ export function parseArgs(args: string[]): Parsed {
         verbose = true;
         continue;
       }
-      const takesValue = key === "name" || key === "profile";
+      const takesValue = key === "name" || key === "profile" || key === "ca-sha256";
       if (takesValue) {
         const v = eq > 0 ? a.slice(eq + 1) : args[++i];
         if (v === undefined || v === "") throw new UsageError(`--${key} needs a value`);
@@ -117,11 +119,12 @@ export function parseArgs(args: string[]): Parsed {
   };
   switch (sub) {
     case "join": {
-      allow(["name", "profile", "whole-machine"]);
-      if (rest.length !== 1) throw new UsageError("usage: clawpatrol join URL [--name NAME] [--profile PROFILE] [--whole-machine]");
+      allow(["name", "profile", "ca-sha256", "whole-machine"]);
+      if (rest.length !== 1) throw new UsageError("usage: clawpatrol join URL [--name NAME] [--profile PROFILE] [--ca-sha256 FP] [--whole-machine]");
       const c: Command = { cmd: "join", url: rest[0]! };
       if (opts.has("name")) c.name = opts.get("name") as string;
       if (opts.has("profile")) c.profile = opts.get("profile") as string;
+      if (opts.has("ca-sha256")) c.caSha256 = opts.get("ca-sha256") as string;
       if (opts.has("whole-machine")) c.wholeMachine = true;
       return { command: c, verbose };
     }
@@ -156,7 +159,7 @@ function status(out: (l: string) => void): number {
     }
     throw e;
   }
-  out(`gateway:   ${s.gateway_url}`);
+  out(`gateway:   ${s.gateway_url}${s.ca_sha256 ? ` (CA pinned, SHA-256 ${s.ca_sha256})` : ""}`);
   out(`  endpoint ${s.gateway.endpoint}, public key ${s.gateway.public_key}, DNS ${s.gateway.dns}`);
   out(`device:    ${s.device.name}`);
   out(`  profile  ${s.device.profile}`);
@@ -219,7 +222,7 @@ export async function main(args: string[]): Promise<number> {
         // A re-join swaps the state dir, which holds the record `down` needs.
         if (session(dir).kind !== "down") throw new WholeMachineError("the whole-machine tunnel is up: run clawpatrol down before joining again");
         if (c.wholeMachine && process.getuid?.() !== 0) throw new WholeMachineError("join --whole-machine changes this machine's routes and DNS and needs root: sudo clawpatrol join ... --whole-machine");
-        await join({ url: c.url, name: c.name, profile: c.profile, dir });
+        await join({ url: c.url, name: c.name, profile: c.profile, dir, ...(c.caSha256 ? { caSha256: c.caSha256 } : {}) });
         return c.wholeMachine ? await up({ dir, out }) : 0;
       }
       case "up":

@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { generateKeyPair } from "../app/net/wireguard/keys.ts";
 import { RunError } from "./run.ts";
-import { API_TOKEN_FILE, type LoadedState } from "./state.ts";
+import { API_TOKEN_FILE, gatewayFetch, type LoadedState } from "./state.ts";
 
 const REGISTER_TIMEOUT_MS = 10_000;
 const DEREGISTER_TIMEOUT_MS = 3_000;
@@ -46,7 +46,7 @@ function readToken(dir: string): string | undefined {
 const SHARED = "concurrent runs of this device then share one peer and slow each other down";
 
 /** Registers a run peer, or says why this run uses the device's key. */
-export async function registerRun(state: LoadedState, f: typeof fetch = fetch): Promise<RunIdentity> {
+export async function registerRun(state: LoadedState, f: typeof fetch = gatewayFetch(state)): Promise<RunIdentity> {
   const token = readToken(state.dir);
   if (!token) return { kind: "device", note: `no API token in ${state.dir}; this run uses the device's key (${SHARED}); run clawpatrol join again to get one` };
   const base = state.gateway_url.replace(/\/+$/, "");

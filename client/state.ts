@@ -2,7 +2,9 @@
 // ~/.config/clawpatrol), directory 0700:
 //
 //   device.json   gateway URL, device name/address/profile, the gateway's
-//                 public key, endpoint, DNS and keepalive (0600)
+//                 public key, endpoint, DNS and keepalive; ca_sha256 when
+//                 the join pinned the CA, and then the gateway's API is
+//                 trusted through ca.crt alone (0600)
 //   private.key   the device's WireGuard private key (0600)
 //   api-token     the device's API token (0600)
 //   ca.crt        the gateway's CA certificate (0644)
@@ -23,6 +25,8 @@ export interface DeviceState {
   version: 1;
   gateway_url: string;
   joined_at: string;
+  /** Set by `join --ca-sha256`: the pinned CA (ca.crt); API requests trust only it. */
+  ca_sha256?: string;
   device: { name: string; profile: string; address: string; address6?: string; addresses: string[] };
   gateway: {
     public_key: string;
@@ -38,6 +42,17 @@ export interface LoadedState extends DeviceState {
   dir: string;
   privateKey: string;
   caCert: string;
+}
+
+/** fetch that trusts only `caPem` for https (the CA pinned at join). */
+export function pinnedFetch(caPem: string, f: typeof fetch = fetch): typeof fetch {
+  const wrapped = (input: string | URL | Request, init?: RequestInit) => f(input, { ...init, tls: { ca: caPem } } as RequestInit);
+  return Object.assign(wrapped, { preconnect: fetch.preconnect }) as typeof fetch;
+}
+
+/** fetch for the gateway's API as this device joined it: through the pinned CA, else the usual roots. */
+export function gatewayFetch(state: Pick<LoadedState, "ca_sha256" | "caCert">, f: typeof fetch = fetch): typeof fetch {
+  return state.ca_sha256 ? pinnedFetch(state.caCert, f) : f;
 }
 
 export function stateDir(env: Record<string, string | undefined> = process.env): string {

@@ -16,6 +16,21 @@ gateway {
   dashboard_listen = "127.0.0.1:8080"
   # control_socket defaults to <state_dir>/control.sock
 
+  # The dashboard and public API over HTTPS (needed off loopback: session
+  # cookies are Secure). Without this block they speak plain HTTP. Either
+  # your own certificate (PEM; relative paths from this file; an edited pair
+  # is picked up within five minutes, or at restart):
+  #   dashboard_tls {
+  #     cert_file = "/etc/clawpatrol/dashboard.crt"
+  #     key_file  = "/etc/clawpatrol/dashboard.key"
+  #   }
+  # or one the gateway's CA signs, kept in state_dir (dashboard.crt), for the
+  # host of public_url, the dashboard_listen address (every non-loopback
+  # address of the machine for 0.0.0.0 / [::]) and loopback; minted again
+  # when those names change or 30 days before it expires. Devices pin the
+  # CA's SHA-256 (`ca show`): clawpatrol join https://HOST --ca-sha256 FP
+  #   dashboard_tls { mint_from_ca = true }
+
   # Explicit proxy capture: HTTP CONNECT (SOCKS5 also accepted on listen).
   proxy {
     listen        = "127.0.0.1:3128"

@@ -23,6 +23,8 @@ import { forwardToControl, startPublicServer, type PublicServer } from "./public
 import { GatewayMirror, remoteDeviceOps, remoteMetrics, remoteOnboardingOps, remoteReload } from "./remote.ts";
 import { ConfigRejected } from "../gateway.ts";
 import { log } from "../log.ts";
+import { loadOrCreateCA } from "../tls/ca.ts";
+import { loadDashboardTls, watchDashboardTls, type TlsPair } from "../tls/dashboard-tls.ts";
 
 export interface DashboardOptions {
   configPath: string;
@@ -56,6 +58,19 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
   const mirror = new GatewayMirror(socket);
   const metrics = remoteMetrics(socket);
   const forward = forwardToControl(socket);
+  const tlsMode = policy.gateway.dashboardTls?.kind ?? "none";
+  let caPem: string;
+  let tls: TlsPair | undefined;
+  try {
+    // The CA devices pin at first contact (/ca.crt); the gateway or first boot made it.
+    caPem = (await loadOrCreateCA(policy.gateway.stateDir)).certPem;
+    tls = await loadDashboardTls(policy.gateway);
+  } catch (e) {
+    metrics.close();
+    mirror.close();
+    db.close();
+    throw e;
+  }
 
   const watcher =
     opts.watch === false
@@ -64,8 +79,12 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
           opts.configPath,
           {
             onPolicy: (next) => {
-              if (next.gateway.dashboardListen !== policy.gateway.dashboardListen || next.gateway.controlSocket !== socket) {
-                log.warn("dashboard_listen and control_socket changes take effect when the dashboard restarts");
+              if (
+                next.gateway.dashboardListen !== policy.gateway.dashboardListen ||
+                next.gateway.controlSocket !== socket ||
+                (next.gateway.dashboardTls?.kind ?? "none") !== tlsMode
+              ) {
+                log.warn("dashboard_listen, control_socket and turning dashboard_tls on or off take effect when the dashboard restarts");
               }
               policy = next;
             },
@@ -91,6 +110,8 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
         downloadRoutes({
           dir: opts.downloadsDir ?? path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "dist"),
           publicUrl: () => policy.gateway.publicUrl,
+          caCertPem: () => caPem,
+          tlsMode: () => tlsMode,
         }),
         operatorApi({
           db,
@@ -106,7 +127,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
         dashboardRoutes(),
       ],
       approverCallback: (request) => forward(request, "chat-callback"),
-    });
+    }, tls);
   } catch (e) {
     watcher?.close();
     mirror.close();
@@ -115,6 +136,8 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
     throw e;
   }
 
+  // A renewed minted certificate or an edited cert_file is served without a restart.
+  const tlsWatcher = tls ? watchDashboardTls(() => policy.gateway, tls, (next) => server.replaceTls(next)) : undefined;
   let closed = false;
   return {
     policy: () => policy,
@@ -123,6 +146,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
     async close() {
       if (closed) return;
       closed = true;
+      tlsWatcher?.close();
       watcher?.close();
       mirror.close();
       metrics.close();

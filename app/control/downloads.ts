@@ -5,10 +5,26 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { Elysia } from "elysia";
 import { ApiError } from "./errors.ts";
+import { caFingerprint, certificateSha256Hex } from "../tls/fingerprint.ts";
 
 export const CLIENT_FILES = ["clawpatrol-linux-x64", "clawpatrol-linux-arm64"] as const;
 
-export function downloadRoutes(opts: { dir: string; publicUrl: () => string | undefined }) {
+/**
+ * How devices trust the public API: plain HTTP; a certificate the gateway's
+ * CA signed (first contact pins the CA's fingerprint); or the operator's own
+ * (trusted through the device's usual roots).
+ */
+export type PublicTlsMode = "none" | "mint_from_ca" | "files";
+
+export interface DownloadOptions {
+  dir: string;
+  publicUrl: () => string | undefined;
+  /** The gateway's CA certificate (PEM), served at /ca.crt; undefined: 404. */
+  caCertPem?: () => string | undefined;
+  tlsMode?: () => PublicTlsMode;
+}
+
+export function downloadRoutes(opts: DownloadOptions) {
   const file = (name: string) => {
     const base = name.endsWith(".sha256") ? name.slice(0, -".sha256".length) : name;
     if (!(CLIENT_FILES as readonly string[]).includes(base)) throw new ApiError(404, "not_found", `no download named ${name}`);
@@ -16,6 +32,13 @@ export function downloadRoutes(opts: { dir: string; publicUrl: () => string | un
     if (!existsSync(p)) throw new ApiError(404, "not_built", `${name} is not available on this gateway (build it with \`make client\`)`);
     return p;
   };
+  const ca = () => {
+    const pem = opts.caCertPem?.();
+    if (!pem) throw new ApiError(404, "no_ca", "this gateway serves no CA certificate");
+    return pem;
+  };
+  // The configured public URL, else the one this request came in on.
+  const info = (request: Request) => joinInfo(opts.publicUrl() ?? new URL(request.url).origin, opts.tlsMode?.() ?? "none", ca());
   return new Elysia({ name: "downloads" })
     .get("/download/:name", ({ params }) => {
       const f = Bun.file(file(params.name));
@@ -27,17 +50,54 @@ export function downloadRoutes(opts: { dir: string; publicUrl: () => string | un
         },
       });
     })
-    // The configured public URL, else the one this request came in on.
-    .get("/install.sh", ({ request }) =>
-      new Response(installScript(opts.publicUrl() ?? new URL(request.url).origin), {
+    // First contact fetches this without verification and checks its fingerprint.
+    .get("/ca.crt", () => new Response(`${ca().trim()}\n`, { headers: { "content-type": "application/x-pem-file" } }))
+    // What the dashboard's Devices page shows: the fingerprint and the lines to copy.
+    .get("/join.json", ({ request }) => info(request))
+    .get("/install.sh", ({ request }) => {
+      const i = info(request);
+      return new Response(installScript(i.url, i.mode === "mint_from_ca" ? ca() : undefined), {
         headers: { "content-type": "text/x-shellscript; charset=utf-8" },
-      }),
-    );
+      });
+    });
 }
 
-/** `curl -fsSL URL/install.sh | sh`: downloads the client for this machine and checks its sha256. */
-export function installScript(publicUrl: string): string {
+export interface JoinInfo {
+  url: string;
+  mode: PublicTlsMode;
+  /** SHA-256 of the CA certificate's DER, `AB:CD:…` (as `clawpatrol-gateway ca show` prints it). */
+  ca_sha256: string;
+  /** The one-liner that installs the client (verifying the CA first where it must be pinned). */
+  install: string;
+  /** The join command for the device. */
+  join: string;
+}
+
+/** The lines an operator copies to a device, for this gateway's URL and TLS mode. */
+export function joinInfo(url: string, mode: PublicTlsMode, caPem: string): JoinInfo {
+  const base = url.replace(/\/+$/, "");
+  const fp = caFingerprint(caPem);
+  const hex = certificateSha256Hex(caPem);
+  const pinned = mode === "mint_from_ca" && base.startsWith("https:");
+  // The fingerprint is of the DER (openssl's form); the PEM body decoded is that DER.
+  const install = pinned
+    ? `curl -fsSk ${base}/ca.crt -o clawpatrol-ca.crt && { sed '/-----/d' clawpatrol-ca.crt | base64 -d | sha256sum | grep -q '^${hex} ' || { echo 'clawpatrol: CA fingerprint mismatch, not installing' >&2; false; }; } && curl -fsS --cacert clawpatrol-ca.crt ${base}/install.sh | sh`
+    : `curl -fsSL ${base}/install.sh | sh`;
+  const join = pinned ? `clawpatrol join ${base} --ca-sha256 ${fp}` : `clawpatrol join ${base}`;
+  return { url: base, mode, ca_sha256: fp, install, join };
+}
+
+/**
+ * `curl -fsSL URL/install.sh | sh`: downloads the client for this machine and
+ * checks its sha256. With pinnedCaPem (the script was fetched over TLS
+ * verified with that CA) every download trusts only that CA, and the join
+ * line it prints pins it.
+ */
+export function installScript(publicUrl: string, pinnedCaPem?: string): string {
   const base = publicUrl.replace(/'/g, "");
+  const pinned = pinnedCaPem !== undefined && base.startsWith("https:");
+  const curlCa = pinned ? ` --cacert "$tmp/ca.crt"` : "";
+  const join = pinned ? `clawpatrol join ${base} --ca-sha256 ${caFingerprint(pinnedCaPem)}` : `clawpatrol join ${base}`;
   return `#!/bin/sh
 # Installs the clawpatrol client from ${base}
 set -eu
@@ -52,13 +112,17 @@ if [ "$(id -u)" -eq 0 ]; then dest=/usr/local/bin; else dest="$HOME/.local/bin";
 mkdir -p "$dest"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-echo "downloading $name from ${base}"
-curl -fL --progress-bar -o "$tmp/$name" '${base}/download/'"$name"
-curl -fsSL -o "$tmp/$name.sha256" '${base}/download/'"$name.sha256"
+${pinned ? `# The gateway's CA, as this script was served over TLS verified with it.
+cat >"$tmp/ca.crt" <<'CLAWPATROL_CA'
+${pinnedCaPem.trim()}
+CLAWPATROL_CA
+` : ""}echo "downloading $name from ${base}"
+curl -fL${curlCa} --progress-bar -o "$tmp/$name" '${base}/download/'"$name"
+curl -fsSL${curlCa} -o "$tmp/$name.sha256" '${base}/download/'"$name.sha256"
 (cd "$tmp" && sha256sum -c "$name.sha256" >/dev/null) || { echo "clawpatrol: checksum mismatch, not installed" >&2; exit 1; }
 install -m 0755 "$tmp/$name" "$dest/clawpatrol"
 echo "installed $dest/clawpatrol"
 case ":$PATH:" in *":$dest:"*) ;; *) echo "add $dest to your PATH" ;; esac
-echo "next: clawpatrol join ${base}"
+echo "next: ${join}"
 `;
 }

@@ -89,18 +89,43 @@ export function publicApp(deps: PublicDeps) {
   return app.post("/api/approvers/*", approverCallback, { parse: "none" }).get("/api/approvers/*", approverCallback);
 }
 
+/** PEM text the listener serves (`dashboard_tls`); absent: plain HTTP. */
+export interface PublicTls {
+  certPem: string;
+  keyPem: string;
+}
+
 export interface PublicServer {
   address: { host: string; port: number };
+  /** "https" when serving TLS. */
+  scheme: "http" | "https";
+  /** Serves another certificate: the listener is closed and opened again on the same address (open streams drop). */
+  replaceTls(tls: PublicTls): Promise<void>;
   close(): Promise<void>;
 }
 
-export function startPublicServer(listen: string, deps: PublicDeps): PublicServer {
+export function startPublicServer(listen: string, deps: PublicDeps, tls?: PublicTls): PublicServer {
   const { host, port } = parseListen(listen);
   const app = publicApp(deps);
-  app.listen({ hostname: host, port });
-  const server = app.server!;
+  const open = (p: number, t: PublicTls | undefined) =>
+    app.listen({ hostname: host, port: p, ...(t ? { tls: { cert: t.certPem, key: t.keyPem } } : {}) });
+  let served = tls;
+  open(port, tls);
+  const bound = app.server!.port ?? port;
   return {
-    address: { host, port: server.port ?? port },
+    address: { host, port: bound },
+    scheme: tls ? "https" : "http",
+    async replaceTls(next) {
+      if (!served) throw new Error("this listener serves plain HTTP; TLS takes a restart");
+      await app.stop(true);
+      try {
+        open(bound, next);
+        served = next;
+      } catch (e) {
+        open(bound, served); // the new pair was refused: keep serving the old one
+        throw e;
+      }
+    },
     async close() {
       // Abruptly: open event streams (SSE) would otherwise hold the stop forever.
       await app.stop(true);

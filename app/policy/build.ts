@@ -13,6 +13,7 @@ import { compileCondition, rememberCondition, type CompiledCondition } from "./c
 import type { HclBlock, HclFile } from "./hcl/parse.ts";
 import { BlockReader } from "./hcl/reader.ts";
 import { readDnsBlock } from "../dns/config.ts";
+import { readDashboardTlsBlock } from "../tls/dashboard-config.ts";
 import {
   APPROVER_TYPES,
   CREDENTIAL_TYPES,
@@ -239,7 +240,7 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
     return out;
   };
 
-  const gateway = buildGateway(gatewayBlock?.block, errors, opts.env);
+  const gateway = buildGateway(gatewayBlock?.block, errors, opts.env, opts.readFile);
 
   const endpoints = new Map<string, Endpoint>();
   for (const [ref, d] of endpointDecls) {
@@ -496,10 +497,10 @@ function readPorts(r: BlockReader): number[] | undefined {
   return undefined;
 }
 
-function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: Record<string, string | undefined>): GatewaySettings {
+function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: Record<string, string | undefined>, readFile: BuildOptions["readFile"]): GatewaySettings {
   const base = block ? nodePath.dirname(nodePath.resolve(block.file)) : process.cwd();
   const r = block ? new BlockReader(block, "gateway", errors) : undefined;
-  r?.allow(["state_dir", "control_socket", "dashboard_listen", "public_url"], ["proxy", "events", "wireguard", "dns"]);
+  r?.allow(["state_dir", "control_socket", "dashboard_listen", "public_url"], ["proxy", "events", "wireguard", "dns", "dashboard_tls"]);
 
   const envStateDir = env.CLAWPATROL_STATE_DIR;
   const configured = r?.string("state_dir");
@@ -574,6 +575,9 @@ function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: R
   }
   const dnsBlock = nested("dns");
   if (dnsBlock) gateway.dns = readDnsBlock(new BlockReader(dnsBlock, "gateway.dns", errors));
+  const tlsBlock = nested("dashboard_tls");
+  const dashboardTls = tlsBlock ? readDashboardTlsBlock(new BlockReader(tlsBlock, "gateway.dashboard_tls", errors), base, readFile) : undefined;
+  if (dashboardTls) gateway.dashboardTls = dashboardTls;
   const eventsBlock = nested("events");
   if (eventsBlock) {
     const e = new BlockReader(eventsBlock, "gateway.events", errors);

@@ -51,6 +51,9 @@ export interface DnsSettings {
   vipHosts: string[];
 }
 
+/** The operator's own certificate and key (PEM files, absolute paths), or one the gateway's CA mints (app/tls/dashboard-cert.ts). */
+export type DashboardTlsSettings = { kind: "files"; certFile: string; keyFile: string } | { kind: "mint_from_ca" };
+
 export interface GatewaySettings {
   /** Absolute path of the state directory (database, CA, keys). */
   stateDir: string;
@@ -61,8 +64,10 @@ export interface GatewaySettings {
   /** The DNS-VIP responder (`gateway { dns {} }`); unset: device DNS goes straight to the system resolver. */
   dns?: DnsSettings;
   dashboardListen: string;
-  /** Base URL devices and chat services reach the public API at; unset: http://<dashboard_listen>, or the URL a request came in on. */
+  /** Base URL devices and chat services reach the public API at; unset: http(s)://<dashboard_listen>, or the URL a request came in on. */
   publicUrl?: string;
+  /** `dashboard_tls {}`: the dashboard and public API over HTTPS; unset: plain HTTP. */
+  dashboardTls?: DashboardTlsSettings;
   /** Absolute path of the JSON-lines event file, if any. */
   eventsJsonl?: string;
   /** Days of events kept in the `actions` table. */

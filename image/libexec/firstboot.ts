@@ -21,12 +21,13 @@
 // never keeps the appliance from getting its CA. Nothing here imports
 // app/main.ts: under the boot test's emulated CPU each module transpiled
 // costs boot time.
-import { createHash } from "node:crypto";
 import { existsSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { loadPolicy, formatConfigError } from "../../app/policy/load.ts";
 import { loadOrCreateCA, CA_CERT_FILE } from "../../app/tls/ca.ts";
+import { caFingerprint } from "../../app/tls/fingerprint.ts";
+import type { GatewaySettings } from "../../app/policy/types.ts";
 import { loadOrCreatePrivateKey } from "../../app/net/wireguard/keys.ts";
 import { openStateDb } from "../../app/store/db.ts";
 import { OperatorStore } from "../../app/store/operators.ts";
@@ -36,18 +37,28 @@ import { APPLY_FILE, HANDOFF_ENV, USER_DATA_FILE, applianceConfigPath, findSetti
 const MARKER = ".firstboot-done";
 const DEFAULT_OPERATOR = "admin";
 
-function fingerprint(pem: string): string {
-  const b64 = pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, "").replace(/\s+/g, "");
-  const hex = createHash("sha256").update(Buffer.from(b64, "base64")).digest("hex").toUpperCase();
-  return hex.match(/../g)!.join(":");
-}
-
-function addresses(): string[] {
-  const out: string[] = [];
+function addresses(): { address: string; name: string }[] {
+  const out: { address: string; name: string }[] = [];
   for (const [name, list] of Object.entries(os.networkInterfaces())) {
-    for (const a of list ?? []) if (!a.internal && a.family === "IPv4") out.push(`${a.address} (${name})`);
+    for (const a of list ?? []) if (!a.internal && a.family === "IPv4") out.push({ address: a.address, name });
   }
   return out;
+}
+
+/**
+ * Where an operator opens the dashboard: public_url, else the listen
+ * address (for a wildcard, this machine's first address) with the scheme
+ * dashboard_tls decides and the port when it is not the scheme's own.
+ */
+function dashboardUrl(g: GatewaySettings, publicUrl: string | undefined, firstAddress: string | undefined): string {
+  if (publicUrl) return publicUrl;
+  const scheme = g.dashboardTls ? "https" : "http";
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(g.dashboardListen);
+  const host = m?.[1] ?? g.dashboardListen;
+  const port = Number(m?.[2] ?? 0);
+  const shown = host === "0.0.0.0" || host === "::" || host === "" ? (firstAddress ?? "THIS-MACHINE") : host;
+  const bracketed = shown.includes(":") ? `[${shown}]` : shown;
+  return `${scheme}://${bracketed}${port === (scheme === "https" ? 443 : 80) ? "" : `:${port}`}`;
 }
 
 interface FirstOperator {
@@ -109,9 +120,12 @@ async function main(configPath: string, env: Record<string, string | undefined>)
   if (handoff && found.settings.publicUrl && found.settings.publicUrl !== r.policy.gateway.publicUrl) {
     writeHandoff(path.join(handoff, APPLY_FILE), { public_url: found.settings.publicUrl, source: found.source });
   }
-  const dashboard = publicUrl ?? `http://${r.policy.gateway.dashboardListen}`;
   const proxy = r.policy.gateway.proxy;
   const ips = addresses();
+  const dashboard = dashboardUrl(r.policy.gateway, publicUrl, ips[0]?.address);
+  const loopbackOnly = !publicUrl && /^(127\.|\[?::1\]?:|localhost:)/.test(r.policy.gateway.dashboardListen);
+  const fp = caFingerprint(ca.certPem);
+  const pinned = r.policy.gateway.dashboardTls?.kind === "mint_from_ca" && dashboard.startsWith("https:");
   const listen = proxy?.listen ?? "(no proxy configured)";
   const lines = [
     "",
@@ -119,23 +133,26 @@ async function main(configPath: string, env: Record<string, string | undefined>)
     `  config:           ${configPath}`,
     `  settings:         ${settingsLine(found)}`,
     `  state:            ${stateDir}`,
-    `  dashboard:        ${dashboard}/${publicUrl ? "" : "   (loopback: set public_url, or reach it through an SSH tunnel)"}`,
+    `  dashboard:        ${dashboard}/${loopbackOnly ? "   (loopback: set public_url, or reach it through an SSH tunnel)" : ""}`,
+    ...(pinned ? ["                    (its certificate is signed by this appliance's CA: check the CA SHA-256 below)"] : []),
     ...(op.password
       ? [`  first operator:   ${op.name} (admin)`, `  one-time password: ${op.password}   (log in at the dashboard and change it)`]
       : [`  operators:        ${op.name} ${op.note ?? ""}`]),
     `  CA certificate:   ${path.join(stateDir, CA_CERT_FILE)}   (devices must trust it)`,
-    `  CA SHA-256:       ${fingerprint(ca.certPem)}`,
+    `  CA SHA-256:       ${fp}`,
     ...(wgSettings && wg
       ? [
           `  wireguard:        ${wgSettings.interface} (${wgSettings.mode}) on ${wgSettings.listen}, devices in ${wgSettings.subnetCidr}`,
           `  wireguard key:    ${wg.publicKey}`,
           `  endpoint:         ${wgSettings.endpoint ?? "not set: set gateway.wireguard.endpoint (or public_url) to this appliance's public address"}`,
           `  public API:       ${dashboard} (onboarding, /install.sh, /download/)`,
-          "  enroll a device:  clawpatrol join URL on the device, then clawpatrol-gateway devices approve CODE --profile P",
+          `  enroll a device:  clawpatrol join ${dashboard}${pinned ? ` --ca-sha256 ${fp}` : ""}`,
+          "                    (install line: the dashboard's Devices page), then approve the code there",
+          "                    or: clawpatrol-gateway devices approve CODE --profile P",
         ]
       : []),
     `  proxy:            ${listen} (HTTP CONNECT and SOCKS5; ${r.policy.defaults.profile ? "clients without a token get the default profile" : "a device token is required"})`,
-    `  addresses:        ${ips.length ? ips.join(", ") : "none yet (DHCP pending)"}`,
+    `  addresses:        ${ips.length ? ips.map((a) => `${a.address} (${a.name})`).join(", ") : "none yet (DHCP pending)"}`,
     "  proxy client:     clawpatrol-gateway devices add NAME --profile default  (prints its token)",
     "  show the CA:      clawpatrol-gateway ca show",
     "===========================================================================",

@@ -10,6 +10,12 @@
 # powers off. This script follows the serial log, and passes only on
 # `CLAWPATROL-SMOKE: RESULT PASS` with no FAIL line, within the timeout.
 #
+# Off the box: the VM's :443 is forwarded to a host port. Once the smoke
+# unit has seen the dashboard up, this script fetches /ca.crt from the host
+# as a new device would (unverified), checks its SHA-256 against the one the
+# first-boot banner printed on the serial console, and then asks for
+# https://gw.smoke.test/health trusting only that CA.
+#
 #   BOOT_TEST_TIMEOUT=900   seconds before the VM is killed
 #   BOOT_TEST_LOG=...       where the serial log goes (default dist/boot-test.log)
 set -euo pipefail
@@ -37,6 +43,26 @@ cp "$OVMF_VARS" "$WORK/vars.fd"
 SETTINGS_B64=$(printf 'public_url = "https://gw.smoke.test"\noperator = "smoke-admin"\n' | base64 -w0)
 : >"$LOG"
 
+# The host port the VM's HTTPS dashboard is forwarded to (restrict=on keeps explicit forwards).
+HOST_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+OFFBOX=""
+
+# The dashboard from the host: first contact pinned by the banner's fingerprint.
+offbox_check() {
+  local banner served
+  banner=$(grep -a -o 'CA SHA-256: *[0-9A-F:]*' "$LOG" | head -1 | sed 's/^CA SHA-256: *//' | tr -d ':' | tr 'A-F' 'a-f')
+  curl -sSk --max-time 20 "https://127.0.0.1:$HOST_PORT/ca.crt" -o "$WORK/ca.crt" 2>"$WORK/offbox.err" || { echo "FAIL off-box: /ca.crt: $(tr '\n' ' ' <"$WORK/offbox.err")"; return; }
+  served=$(sed '/-----/d' "$WORK/ca.crt" | base64 -d | sha256sum | cut -d' ' -f1)
+  if [ -z "$banner" ] || [ "$banner" != "$served" ]; then echo "FAIL off-box: served CA sha256 $served, banner '$banner'"; return; fi
+  local health
+  health=$(curl -sS --max-time 20 --cacert "$WORK/ca.crt" --resolve "gw.smoke.test:$HOST_PORT:127.0.0.1" "https://gw.smoke.test:$HOST_PORT/health" 2>&1)
+  if [ "$health" = '{"ok":true}' ]; then
+    echo "PASS off-box: from the host, /ca.crt matches the banner's SHA-256 (${served:0:16}…) and https://gw.smoke.test/health verifies with it"
+  else
+    echo "FAIL off-box: https://gw.smoke.test/health from the host: $health"
+  fi
+}
+
 START=$(date +%s)
 echo "boot-test: booting $RAW (QEMU TCG, UEFI, 2 vCPUs); serial log: $LOG"
 qemu-system-x86_64 \
@@ -45,7 +71,7 @@ qemu-system-x86_64 \
   -drive if=pflash,format=raw,unit=0,readonly=on,file="$OVMF_CODE" \
   -drive if=pflash,format=raw,unit=1,file="$WORK/vars.fd" \
   -drive file="$RAW",format=raw,if=virtio,snapshot=on \
-  -nic user,model=virtio-net-pci,restrict=on \
+  -nic user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:"$HOST_PORT"-:443 \
   -device virtio-rng-pci \
   -smbios type=11,value=io.systemd.credential:clawpatrol.smoke=1 \
   -smbios type=11,value=io.systemd.credential.binary:clawpatrol.settings="$SETTINGS_B64" \
@@ -70,6 +96,10 @@ while kill -0 "$QEMU_PID" 2>/dev/null; do
     printf 'boot-test [%4ss] %s\n' "$now" "${lines[$seen]#CLAWPATROL-SMOKE: }"
     seen=$((seen + 1))
   done
+  if [ -z "$OFFBOX" ] && grep -aq 'CLAWPATROL-SMOKE: PASS dashboard-listen' "$LOG"; then
+    OFFBOX=$(offbox_check)
+    printf 'boot-test [%4ss] %s\n' "$now" "$OFFBOX"
+  fi
   if [ "$now" -ge "$TIMEOUT" ]; then
     echo "boot-test: FAIL: timed out after ${TIMEOUT}s; last serial lines:" >&2
     tail -n 30 "$LOG" | tr -d '\r' >&2
@@ -86,6 +116,10 @@ while [ "$seen" -lt "${#lines[@]}" ]; do
   seen=$((seen + 1))
 done
 
+if [ "${OFFBOX%% *}" != PASS ]; then
+  echo "boot-test: FAIL after ${ELAPSED}s: ${OFFBOX:-the off-box check never ran (the dashboard never came up)}" >&2
+  exit 1
+fi
 if grep -aq 'CLAWPATROL-SMOKE: RESULT PASS' "$LOG" && ! grep -aq 'CLAWPATROL-SMOKE: FAIL' "$LOG"; then
   echo "boot-test: PASS in ${ELAPSED}s (boot, checks and power-off)"
   exit 0

@@ -50,6 +50,15 @@ export async function api<T>(path: string, init: { method?: string; body?: unkno
 
 export type Role = "viewer" | "approver" | "admin";
 
+/** GET /join.json (app/control/downloads.ts joinInfo). */
+export interface JoinInfo {
+  url: string;
+  mode: "none" | "mint_from_ca" | "files";
+  ca_sha256: string;
+  install: string;
+  join: string;
+}
+
 export interface Me {
   operator: string;
   role: Role;

@@ -1,20 +1,23 @@
 /// <reference lib="dom" />
 // The Devices page: enrolled devices (revoke, change profile) and devices
-// waiting to join (approve with a profile, deny). Admins act; others read.
+// waiting to join (approve with a profile, deny), and how a device joins: the
+// CA fingerprint it pins and the lines to run on it. Admins act; others read.
 import { api, ApiFailure, roleAtLeast } from "./api.ts";
-import type { Device, Onboarding, Profile } from "./api.ts";
+import type { Device, JoinInfo, Onboarding, Profile } from "./api.ts";
 import { h } from "./dom.ts";
 import { errorText, flash, fmtDateTime, fmtTime, hooks, state, verdictTag } from "./state.ts";
 
 export async function devicesView(): Promise<HTMLElement> {
   const admin = roleAtLeast(state.me?.role, "admin");
-  const [devices, profiles, onboarding] = await Promise.all([
+  const [devices, profiles, onboarding, joinInfo] = await Promise.all([
     api<{ devices: Device[] }>("/api/devices").then((r) => r.devices),
     api<{ profiles: Profile[] }>("/api/profiles").then((r) => r.profiles.map((p) => p.name)),
     api<{ pending: Onboarding[] }>("/api/onboarding").then(
       (r) => r.pending,
       (e: unknown) => (e instanceof ApiFailure && e.code === "onboarding_off" ? null : Promise.reject(e)),
     ),
+    // Public (the same lines a device can read); absent on a gateway without a CA to show.
+    api<JoinInfo>("/join.json").catch(() => null),
   ]);
   const act = (label: string, fn: () => Promise<unknown>) => async () => {
     try {
@@ -111,5 +114,28 @@ export async function devicesView(): Promise<HTMLElement> {
     devices.length === 0 ? h("p", { class: "empty" }, "No devices yet.") : null,
     h("h3", {}, "Waiting to join"),
     pendingSection,
+    joinInfo ? joinSection(joinInfo) : null,
+  );
+}
+
+/** What an operator copies to a device: the fingerprint to compare, the install line, the join line. */
+function joinSection(j: JoinInfo): HTMLElement {
+  const pinned = j.mode === "mint_from_ca";
+  return h(
+    "div",
+    { class: "join-info" },
+    h("h3", {}, "Join a device"),
+    h("p", {}, "CA SHA-256 fingerprint: ", h("code", { class: "fingerprint" }, j.ca_sha256)),
+    h(
+      "p",
+      { class: "muted small" },
+      pinned
+        ? "This page is served with a certificate from the gateway's own CA; the lines below check that CA against the fingerprint before trusting anything. Compare it with the one printed at first boot or by clawpatrol-gateway ca show."
+        : "Devices trust the gateway's CA (this fingerprint) for the traffic it intercepts.",
+    ),
+    h("p", {}, "1. Install the client:"),
+    h("pre", { class: "join-install" }, h("code", {}, j.install)),
+    h("p", {}, "2. Join (an admin then approves the code here):"),
+    h("pre", { class: "join-command" }, h("code", {}, j.join)),
   );
 }

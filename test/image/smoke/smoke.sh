@@ -96,13 +96,42 @@ for unit in clawpatrol-dnsvip clawpatrol-dashboard; do
     fail "$unit" "$(systemctl is-active $unit.service); $(journalctl -b -u $unit --no-pager -n 15 -o cat | oneline)"
   fi
 done
-# dashboard_listen (127.0.0.1:8080) is the dashboard service's, not the gateway's.
-if wait_for 60 sh -c "curl -sS --max-time 5 http://127.0.0.1:8080/health | grep -q '\"ok\":true'"; then
+# dashboard_listen ([::]:443, HTTPS with a certificate minted from the
+# appliance CA) is the dashboard service's, not the gateway's. Every check of
+# the dashboard and public API verifies that certificate with the CA.
+CA="$STATE/ca.crt"
+if wait_for 60 sh -c "curl -sS --max-time 5 --cacert $CA https://127.0.0.1/health | grep -q '\"ok\":true'"; then
   dpid=$(systemctl show -p MainPID --value clawpatrol-dashboard.service)
-  owner=$(ss -Hltnp 'sport = :8080' 2>&1 | grep -o 'pid=[0-9]*' | head -1)
-  if [ "$owner" = "pid=$dpid" ]; then pass dashboard-listen "127.0.0.1:8080 answers, served by the dashboard ($owner)"; else fail dashboard-listen "listener $owner, dashboard pid=$dpid"; fi
+  listener=$(ss -Hltnp 'sport = :443' 2>&1)
+  owner=$(echo "$listener" | grep -o 'pid=[0-9]*' | head -1)
+  if [ "$owner" = "pid=$dpid" ] && echo "$listener" | grep -qE '\[?::\]?:443|\*:443'; then
+    pass dashboard-listen "https://127.0.0.1/ answers, verified with the appliance CA; $(echo "$listener" | awk '{print $4}' | oneline) served by the dashboard ($owner)"
+  else
+    fail dashboard-listen "listener '$(echo "$listener" | oneline)', dashboard pid=$dpid"
+  fi
 else
-  fail dashboard-listen "no answer on 127.0.0.1:8080: $(journalctl -b -u clawpatrol-dashboard --no-pager -n 10 -o cat | oneline)"
+  fail dashboard-listen "no HTTPS answer on :443: $(curl -sS --max-time 5 --cacert "$CA" https://127.0.0.1/health 2>&1 | oneline); $(journalctl -b -u clawpatrol-dashboard --no-pager -n 10 -o cat | oneline)"
+fi
+# The names a browser or device uses: the VM's own address (an IP SAN) and
+# public_url's host (from the settings credential); plain HTTP gets nothing.
+vm_ip=$(ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -1)
+by_ip=$(curl -sS --max-time 10 --cacert "$CA" "https://$vm_ip/health" 2>&1)
+by_name=$(curl -sS --max-time 10 --cacert "$CA" --resolve gw.smoke.test:443:127.0.0.1 https://gw.smoke.test/health 2>&1)
+plain=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://127.0.0.1:443/health 2>&1)
+if [ "$by_ip" = '{"ok":true}' ] && [ "$by_name" = '{"ok":true}' ] && [ "$plain" != 200 ]; then
+  pass dashboard-tls "https://$vm_ip/ and https://gw.smoke.test/ verify with the CA; plain http on :443: $plain; SANs: $(openssl x509 -in "$STATE/dashboard.crt" -noout -ext subjectAltName 2>/dev/null | tail -1 | oneline)"
+else
+  fail dashboard-tls "by address $vm_ip: '$(echo "$by_ip" | oneline)'; by name: '$(echo "$by_name" | oneline)'; plain http: $plain"
+fi
+# First contact as a device makes it: /ca.crt fetched without verification,
+# its SHA-256 compared with the one first boot printed.
+banner_fp=$(journalctl -b -u clawpatrol-firstboot --no-pager -o cat | sed -n 's/^ *CA SHA-256: *//p' | head -1 | tr -d ':' | tr 'A-F' 'a-f')
+curl -sSk --max-time 10 https://127.0.0.1/ca.crt -o "$WORK/served-ca.crt" 2>"$WORK/served-ca.err"
+served_fp=$(fingerprint "$WORK/served-ca.crt" 2>/dev/null)
+if [ -n "$banner_fp" ] && [ "$banner_fp" = "$served_fp" ] && [ "$served_fp" = "$(fingerprint "$CA")" ]; then
+  pass ca-fingerprint "the CA served at /ca.crt has the SHA-256 printed at first boot (${banner_fp:0:16}…)"
+else
+  fail ca-fingerprint "banner '$banner_fp', served '$served_fp' $(oneline <"$WORK/served-ca.err")"
 fi
 # The DNS responder (gateway { dns { listen = "127.0.0.1:53" } }), asked as a
 # device's query arrives: clawpatrol.internal is the gateway's tunnel address;
@@ -137,11 +166,11 @@ fi
 # --- client downloads -----------------------------------------------------------
 # The image ships `make client`'s binaries in /opt/clawpatrol/dist; the public
 # API (dashboard_listen) serves them.
-API=http://127.0.0.1:8080
+API=https://127.0.0.1
 shipped=$(cat /opt/clawpatrol/dist/clawpatrol-linux-x64.sha256 2>&1)
-served=$(curl -sS --max-time 30 "$API/download/clawpatrol-linux-x64.sha256" 2>&1)
+served=$(curl -sS --max-time 30 --cacert "$CA" "$API/download/clawpatrol-linux-x64.sha256" 2>&1)
 if [ -n "$shipped" ] && [ "$served" = "$shipped" ]; then
-  got=$(curl -sS --max-time 120 "$API/download/clawpatrol-linux-x64" | sha256sum | cut -d' ' -f1)
+  got=$(curl -sS --max-time 120 --cacert "$CA" "$API/download/clawpatrol-linux-x64" | sha256sum | cut -d' ' -f1)
   if [ "$got" = "${shipped%% *}" ]; then
     pass client-download "/download/clawpatrol-linux-x64 matches its .sha256 (${got:0:16}…); shipped: $(cd /opt/clawpatrol/dist && ls | grep -v sha256 | oneline)"
   else
@@ -150,7 +179,7 @@ if [ -n "$shipped" ] && [ "$served" = "$shipped" ]; then
 else
   fail client-download "served '$(echo "$served" | oneline)' != shipped '$(echo "$shipped" | oneline)'"
 fi
-if curl -sS --max-time 30 "$API/install.sh" | grep -q 'clawpatrol-linux-\$arch'; then pass install-script "$API/install.sh"; else fail install-script "no install script at $API/install.sh"; fi
+if curl -sS --max-time 30 --cacert "$CA" "$API/install.sh" | grep -q 'clawpatrol-linux-\$arch'; then pass install-script "$API/install.sh"; else fail install-script "no install script at $API/install.sh"; fi
 
 # --- the test upstream: its own network namespace, routed --------------------------
 # Not on an address of the appliance (that would be in its local table, which
@@ -263,12 +292,12 @@ devflow() {
   ip addr add 192.168.250.1/30 dev veth-gw && ip link set veth-gw up || return 1
   ip -n smoke-dev addr add 192.168.250.2/30 dev veth-dev && ip -n smoke-dev link set veth-dev up && ip -n smoke-dev link set lo up || return 1
   dk=$(wg genkey) && dpub=$(echo "$dk" | wg pubkey) || return 1
-  started=$(curl -sS --max-time 30 -X POST -H 'content-type: application/json' \
+  started=$(curl -sS --max-time 30 --cacert "$CA" -X POST -H 'content-type: application/json' \
     -d "{\"name\":\"smoke-wg\",\"public_key\":\"$dpub\"}" "$API/api/onboard/start") || { echo "onboard/start: $started"; return 1; }
   read -r code dcode < <(echo "$started" | json code device_code)
   [ -n "$code" ] && [ -n "$dcode" ] || { echo "onboard/start: $started"; return 1; }
   clawpatrol-gateway devices approve "$code" --profile smoke || { echo "devices approve $code failed"; return 1; }
-  polled=$(curl -sS --max-time 60 -X POST -H 'content-type: application/json' \
+  polled=$(curl -sS --max-time 60 --cacert "$CA" -X POST -H 'content-type: application/json' \
     -d "{\"device_code\":\"$dcode\"}" "$API/api/onboard/poll") || { echo "onboard/poll: $polled"; return 1; }
   read -r status addr gwpub < <(echo "$polled" | json status device.address gateway.public_key)
   [ "$status" = approved ] && [ -n "$addr" ] && [ "$gwpub" = "$(wg show wg0 public-key)" ] || { echo "onboard/poll: $polled"; return 1; }
@@ -299,6 +328,32 @@ else
   fail device-enroll "$(echo "$out" | oneline)"
 fi
 ip netns del smoke-dev 2>/dev/null; ip link del veth-gw 2>/dev/null
+
+# --- a newcomer's device: the Devices page's lines, run as printed ----------------
+# /join.json holds what the dashboard shows: the install one-liner (fetch
+# ca.crt unverified, check its SHA-256, fetch install.sh trusting only it)
+# and `clawpatrol join https://gw.smoke.test --ca-sha256 FP`. The shipped
+# client runs both; the operator approves with the CLI.
+echo "127.0.0.1 gw.smoke.test" >>/etc/hosts
+newcomer() {
+  local info install_line join_line home code jpid
+  info=$(curl -sS --max-time 30 --cacert "$CA" "$API/join.json" 2>&1) || { echo "join.json: $info"; return 1; }
+  install_line=$(echo "$info" | json install)
+  join_line=$(echo "$info" | json join)
+  case "$join_line" in "clawpatrol join https://gw.smoke.test --ca-sha256 "*) ;; *) echo "join line '$join_line'"; return 1 ;; esac
+  home="$WORK/newcomer"
+  mkdir -p "$home"
+  (cd "$home" && HOME="$home" sh -c "$install_line") >"$home/install.log" 2>&1 || { echo "install: $(oneline <"$home/install.log")"; return 1; }
+  HOME="$home" sh -c "$join_line --name smoke-newcomer" >"$home/join.log" 2>&1 &
+  jpid=$!
+  wait_for 120 grep -q 'Code: ' "$home/join.log" || { echo "no code: $(oneline <"$home/join.log")"; kill $jpid; return 1; }
+  code=$(sed -n 's/.*Code: \([A-Z0-9]*-[A-Z0-9]*\).*/\1/p' "$home/join.log" | head -1)
+  clawpatrol-gateway devices approve "$code" --profile default >/dev/null 2>&1 || { echo "devices approve $code failed"; kill $jpid; return 1; }
+  wait $jpid || { echo "join: $(oneline <"$home/join.log")"; return 1; }
+  grep -q "CA pinned" < <(HOME="$home" clawpatrol status 2>&1) || { echo "status: $(HOME="$home" clawpatrol status 2>&1 | oneline)"; return 1; }
+  echo "$(grep -o 'installed .*' "$home/install.log" | head -1); $(grep -o 'Approved: .*' "$home/join.log" | oneline)"
+}
+if out=$(newcomer 2>&1); then pass device-join-pinned "$(echo "$out" | tail -1 | oneline)"; else fail device-join-pinned "$(echo "$out" | oneline)"; fi
 
 # A broken config: reload fails, the gateway keeps running on the last good one.
 echo 'rule "broken" {' >>"$CONF"
@@ -331,7 +386,7 @@ else
 fi
 ops=$(clawpatrol-gateway operator list 2>&1)
 if echo "$ops" | grep -qE '^smoke-admin +admin +one-time password'; then pass operator-exists "$(echo "$ops" | grep smoke-admin | oneline)"; else fail operator-exists "$(echo "$ops" | oneline)"; fi
-login() { curl -sS --max-time 30 -X POST -H 'content-type: application/json' -d "{\"name\":\"smoke-admin\",\"password\":\"$otp\"}" "$API/api/auth/login" 2>&1; }
+login() { curl -sS --max-time 30 --cacert "$CA" -X POST -H 'content-type: application/json' -d "{\"name\":\"smoke-admin\",\"password\":\"$otp\"}" "$API/api/auth/login" 2>&1; }
 out=$(login)
 if echo "$out" | grep -q '"mustChangePassword":true'; then
   pass operator-login "the printed one-time password logs in: $(echo "$out" | sed 's/"csrf":"[^"]*"/"csrf":"…"/' | oneline)"

@@ -197,13 +197,17 @@ describe("firstboot.ts", () => {
     expect((await firstboot(["apply-config", s.config], s.env, FIRSTBOOT_ROOT)).err).toContain("public_url not applied: settings from x: public_url must be an http(s) URL");
   });
 
-  test("no settings: operator admin, the loopback dashboard URL", async () => {
+  test("no settings: operator admin, the dashboard at https://<first address>/ with the CA fingerprint to pin", async () => {
     const s = setup();
     const r = await firstboot([s.config], s.env);
     expect(r.code).toBe(0);
     expect(r.out).toContain("  settings:         none (defaults");
     expect(r.out).toContain("  first operator:   admin (admin)");
-    expect(r.out).toContain("  dashboard:        http://127.0.0.1:8080/");
+    const first = Object.values(os.networkInterfaces()).flat().find((a) => a && !a.internal && a.family === "IPv4")?.address ?? "THIS-MACHINE";
+    expect(r.out).toContain(`  dashboard:        https://${first}/\n`);
+    const fp = /^ {2}CA SHA-256: +([0-9A-F:]{95})$/m.exec(r.out)?.[1];
+    expect(fp).toBeDefined();
+    expect(r.out).toContain(`  enroll a device:  clawpatrol join https://${first} --ca-sha256 ${fp}\n`);
     expect(password(r.out)).toBeDefined();
     expect(fs.existsSync(path.join(s.handoff, "clawpatrol-apply.json"))).toBe(false);
   });

@@ -13,11 +13,26 @@ gateway {
   control_socket = "/run/clawpatrol/control.sock"  # operator CLI and dashboard
 
   # The dashboard and public API (device onboarding, client downloads at
-  # /download/... and /install.sh), served by clawpatrol-dashboard.service.
-  # Loopback only by default; put a TLS front (or set 0.0.0.0:8080 and
-  # public_url) to onboard devices over the network:
+  # /download/... and /install.sh), served by clawpatrol-dashboard.service
+  # over HTTPS on every address, IPv4 and IPv6 ("0.0.0.0:443" for IPv4 only).
+  # Where browsers and devices reach it (first boot sets it from the
+  # clawpatrol.settings credential or cloud-init user data):
   # public_url     = "https://gateway.example.com"
-  dashboard_listen = "127.0.0.1:8080"
+  dashboard_listen = "[::]:443"
+
+  # The certificate: signed by this appliance's CA for the host of
+  # public_url, the machine's addresses and loopback (state_dir/dashboard.crt,
+  # minted again when they change or near expiry). Devices pin the CA with
+  # the SHA-256 printed at first boot and by `clawpatrol-gateway ca show`:
+  #   clawpatrol join https://HOST --ca-sha256 FINGERPRINT
+  # Your own certificate instead (readable by the clawpatrol user):
+  #   dashboard_tls {
+  #     cert_file = "/etc/clawpatrol/dashboard.crt"
+  #     key_file  = "/etc/clawpatrol/dashboard.key"
+  #   }
+  dashboard_tls {
+    mint_from_ca = true
+  }
 
   # Transparent capture: the kernel's WireGuard interface wg0 (UDP 51820)
   # terminates the devices' tunnels; everything arriving on it is routed

@@ -1,0 +1,48 @@
+// `gateway { dashboard_tls { … } }`: HTTPS for the dashboard and public API,
+// read and checked with FILE:LINE errors. Either the operator's certificate:
+//   dashboard_tls { cert_file = "dashboard.crt"  key_file = "dashboard.key" }
+// or one the gateway's CA signs for public_url's host and the machine's
+// addresses (dashboard-cert.ts):
+//   dashboard_tls { mint_from_ca = true }
+// The files are checked for a PEM block here; that they belong together is
+// checked when the listener starts. Key contents never reach a message.
+import * as nodePath from "node:path";
+import type { BlockReader } from "../policy/hcl/reader.ts";
+import type { DashboardTlsSettings } from "../policy/types.ts";
+
+type ReadFile = (absolutePath: string) => { ok: true; text: string } | { ok: false; error: string };
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----/;
+const PEM_KEY = /-----BEGIN (EC |RSA )?PRIVATE KEY-----/;
+
+export function readDashboardTlsBlock(r: BlockReader, base: string, readFile: ReadFile): DashboardTlsSettings | undefined {
+  r.allow(["cert_file", "key_file", "mint_from_ca"]);
+  const mintFromCa = r.bool("mint_from_ca");
+  const certFile = r.string("cert_file");
+  const keyFile = r.string("key_file");
+  if (mintFromCa === true) {
+    if (certFile !== undefined || keyFile !== undefined) {
+      r.error(r.line(certFile !== undefined ? "cert_file" : "key_file"), "give either cert_file and key_file or mint_from_ca = true, not both");
+      return undefined;
+    }
+    return { kind: "mint_from_ca" };
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    if (certFile === undefined && keyFile === undefined) {
+      r.error(r.block.line, "needs cert_file and key_file (your certificate, PEM), or mint_from_ca = true (one the gateway's CA signs)");
+    } else {
+      r.error(r.line(certFile === undefined ? "key_file" : "cert_file"), `${certFile === undefined ? "key_file" : "cert_file"} needs ${certFile === undefined ? "cert_file" : "key_file"} beside it`);
+    }
+    return undefined;
+  }
+  const cert = nodePath.resolve(base, certFile);
+  const key = nodePath.resolve(base, keyFile);
+  let ok = true;
+  const c = readFile(cert);
+  if (!c.ok) (ok = false), r.error(r.line("cert_file"), `cert_file: cannot read ${certFile}: ${c.error}`);
+  else if (!PEM_CERT.test(c.text)) (ok = false), r.error(r.line("cert_file"), `cert_file: ${certFile} holds no PEM certificate`);
+  const k = readFile(key);
+  if (!k.ok) (ok = false), r.error(r.line("key_file"), `key_file: cannot read ${keyFile}: ${k.error}`);
+  else if (!PEM_KEY.test(k.text)) (ok = false), r.error(r.line("key_file"), `key_file: ${keyFile} holds no PEM private key`);
+  return ok ? { kind: "files", certFile: cert, keyFile: key } : undefined;
+}
