@@ -32,7 +32,7 @@ import { startProxyListener, type ProxyListener } from "./net/proxy/listener.ts"
 import { startControlServer, type ControlServer } from "./control/server.ts";
 import { startPublicServer, localApproverCallback, type PublicServer } from "./control/public.ts";
 import { loadDashboardTls } from "./tls/dashboard-tls.ts";
-import { deviceControlRoutes, forwardedClientIp } from "./control/server.ts";
+import { deviceControlRoutes, forwardedClientHost, forwardedClientIp } from "./control/server.ts";
 import { startDnsVip, type DnsVip } from "./dns/role.ts";
 import { syncVips } from "./dns/vip-hosts.ts";
 import { VipTable } from "./store/vips.ts";
@@ -332,7 +332,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
               onboardControlRoutes(tunnel.onboard),
               deviceRunControlRoutes(tunnel.runs),
               // The device routes the dashboard role forwards (with the client's address).
-              onboardPublicRoutes(tunnel.onboard, { clientIp: forwardedClientIp }),
+              onboardPublicRoutes(tunnel.onboard, { clientIp: forwardedClientIp, requestHost: forwardedClientHost }),
               deviceRunPublicRoutes(tunnel.runs, devices),
             ]
           : [deviceControlRoutes(registryDeviceOps(devices, () => policy.profiles))],

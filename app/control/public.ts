@@ -36,7 +36,9 @@ export function localApproverCallback(routes: () => ApproverRoute[]): ApproverCa
 
 /** Header that carries a public request's client address over the control socket (set only by forwardToControl). */
 export const CLIENT_IP_HEADER = "x-clawpatrol-client-ip";
-const HOP_BY_HOP = ["host", "connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "content-length", CLIENT_IP_HEADER];
+/** ...and the host it addressed (its Host header), which the forwarded request loses. */
+export const CLIENT_HOST_HEADER = "x-clawpatrol-client-host";
+const HOP_BY_HOP = ["host", "connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "content-length", CLIENT_IP_HEADER, CLIENT_HOST_HEADER];
 /** Public request bodies forwarded are bounded (onboarding takes 4 KiB, chat callbacks a few). */
 export const MAX_FORWARDED_BODY = 1 << 20;
 
@@ -47,6 +49,7 @@ export function forwardToControl(socketPath: string) {
     const headers = new Headers(request.headers);
     for (const h of HOP_BY_HOP) headers.delete(h);
     headers.set(CLIENT_IP_HEADER, clientIp);
+    headers.set(CLIENT_HOST_HEADER, url.host);
     let body: ArrayBuffer | undefined;
     if (request.method !== "GET" && request.method !== "HEAD") {
       if (Number(request.headers.get("content-length") ?? "0") > MAX_FORWARDED_BODY) {

@@ -18,7 +18,7 @@ import { log } from "../log.ts";
 import type { HubChange } from "../approvers/hub.ts";
 import type { DeviceOps } from "./api/index.ts";
 import { deviceJson } from "./onboard/routes.ts";
-import { CLIENT_IP_HEADER, type ApproverCallback } from "./public.ts";
+import { CLIENT_HOST_HEADER, CLIENT_IP_HEADER, type ApproverCallback } from "./public.ts";
 
 export interface ControlDeps {
   db: Database;
@@ -40,6 +40,11 @@ export interface ControlDeps {
 /** The client address a forwarded public request came from (the control socket is trusted: only the dashboard role and root reach it). */
 export function forwardedClientIp(request: Request): string {
   return request.headers.get(CLIENT_IP_HEADER) ?? "control-socket";
+}
+
+/** The host a forwarded public request addressed (set only by forwardToControl). */
+export function forwardedClientHost(request: Request): string | undefined {
+  return request.headers.get(CLIENT_HOST_HEADER) ?? undefined;
 }
 
 /** Device revoke/profile over the control socket when no WireGuard onboarding provides them. */

@@ -144,7 +144,7 @@ async function main(configPath: string, env: Record<string, string | undefined>)
       ? [
           `  wireguard:        ${wgSettings.interface} (${wgSettings.mode}) on ${wgSettings.listen}, devices in ${wgSettings.subnetCidr}`,
           `  wireguard key:    ${wg.publicKey}`,
-          `  endpoint:         ${wgSettings.endpoint ?? "not set: set gateway.wireguard.endpoint (or public_url) to this appliance's public address"}`,
+          `  endpoint:         ${wgSettings.endpoint ?? "not set: devices are told the host of public_url, else the one they join through (port 51820)"}`,
           `  public API:       ${dashboard} (onboarding, /install.sh, /download/)`,
           `  enroll a device:  clawpatrol join ${dashboard}${pinned ? ` --ca-sha256 ${fp}` : ""}`,
           "                    (install line: the dashboard's Devices page), then approve the code there",

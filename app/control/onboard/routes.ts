@@ -19,6 +19,8 @@ export interface PublicRouteOptions {
    * reverse proxy, pass one that reads its header.
    */
   clientIp?(request: Request, server: { requestIP(r: Request): { address: string } | null } | null): string;
+  /** The host the device addressed (default: the request URL's, i.e. its Host header). */
+  requestHost?(request: Request): string | undefined;
 }
 
 function handleErrors(app: Elysia) {
@@ -58,18 +60,20 @@ async function readJson(request: Request, limit: number): Promise<unknown> {
 export function onboardPublicRoutes(service: OnboardService, opts: PublicRouteOptions = {}) {
   const clientIp =
     opts.clientIp ?? ((request: Request, server) => server?.requestIP(request)?.address ?? "unknown");
+  const requestHost = opts.requestHost ?? ((request: Request) => new URL(request.url).host);
   return handleErrors(new Elysia({ name: "onboard-public" }))
     .post(
       "/api/onboard/start",
       async ({ request, server }) => {
         const ip = clientIp(request, server as Parameters<typeof clientIp>[1]);
-        return service.start(await readJson(request, MAX_PUBLIC_BODY), ip);
+        return service.start(await readJson(request, MAX_PUBLIC_BODY), ip, requestHost(request));
       },
       { parse: "none" },
     )
     .post(
       "/api/onboard/poll",
-      async ({ request }) => service.poll(await readJson(request, MAX_PUBLIC_BODY), { signal: request.signal }),
+      async ({ request }) =>
+        service.poll(await readJson(request, MAX_PUBLIC_BODY), { signal: request.signal, requestHost: requestHost(request) }),
       { parse: "none" },
     );
 }

@@ -229,7 +229,8 @@ export class OnboardService {
   // The device's side (public API, no auth)
   // -------------------------------------------------------------------------
 
-  start(body: unknown, sourceIp: string): StartResponse {
+  /** `requestHost`: as for poll(); the approval URL uses it when public_url names no host. */
+  start(body: unknown, sourceIp: string, requestHost?: string): StartResponse {
     const now = this.clock.now();
     const verdict = this.buckets.take(sourceIp, now);
     if (!verdict.ok) {
@@ -292,7 +293,7 @@ export class OnboardService {
     return {
       code: shown,
       device_code: deviceCode,
-      approval_url: `${this.s.publicUrl}/approve/${shown}`,
+      approval_url: `${this.publicBaseFor(requestHost)}/approve/${shown}`,
       expires_in: Math.round(this.s.codeTtlMs / 1000),
       poll_interval: this.s.pollIntervalS,
       approve_command: `clawpatrol-gateway devices approve ${shown} --profile ${typeof profile === "string" ? profile : "PROFILE"}`,
@@ -300,7 +301,13 @@ export class OnboardService {
   }
 
   /** Long-poll: waits up to `pollWaitMs` (or `waitMs`) for a decision. */
-  async poll(body: unknown, opts: { signal?: AbortSignal; waitMs?: number } = {}): Promise<PollResponse> {
+  /**
+   * `requestHost`: the host the device reached the public API at (its
+   * request's Host). It becomes the WireGuard endpoint's host when neither
+   * `endpoint` nor a `public_url` with a real host is configured (the
+   * appliance's default listens on [::]).
+   */
+  async poll(body: unknown, opts: { signal?: AbortSignal; waitMs?: number; requestHost?: string } = {}): Promise<PollResponse> {
     const deviceCode = asObject(body).device_code;
     if (!plausibleDeviceCode(deviceCode)) throw new ApiError(400, "invalid_device_code", "device_code: the value returned by start");
     const hash = hashDeviceCode(deviceCode);
@@ -311,7 +318,7 @@ export class OnboardService {
       const state = this.expireIfDue(row);
       switch (state) {
         case "approved":
-          return this.claim(row);
+          return this.claim(row, opts.requestHost);
         case "denied":
         case "expired":
         case "claimed":
@@ -455,7 +462,7 @@ export class OnboardService {
 
   // -------------------------------------------------------------------------
 
-  private claim(row: Row): PollResponse {
+  private claim(row: Row, requestHost: string | undefined): PollResponse {
     const result = this.deps.db
       .transaction((): PollResponse => {
         const fresh = this.deps.db.query("SELECT state, device_id FROM onboarding WHERE id = ?").get(row.id) as Pick<
@@ -479,7 +486,7 @@ export class OnboardService {
           device: { name: device.name, profile: device.profile, address: device.address, addresses },
           gateway: {
             public_key: this.deps.gatewayPublicKey(),
-            endpoint: this.s.endpoint,
+            endpoint: this.endpointFor(requestHost),
             allowed_ips: ["0.0.0.0/0", "::/0"],
             dns: gw.address,
             address: gw.address,
@@ -494,6 +501,26 @@ export class OnboardService {
       .immediate();
     if (result.status === "approved") log.info("device claimed its configuration", { device: row.device_name });
     return result;
+  }
+
+  private publicBaseFor(requestHost: string | undefined): string {
+    const host = requestHost === undefined ? null : hostOnly(requestHost);
+    if (host === null) return this.s.publicUrl;
+    let url: URL;
+    try {
+      url = new URL(this.s.publicUrl);
+    } catch {
+      return this.s.publicUrl;
+    }
+    if (!unspecifiedEndpointHost(bracketed(url.hostname, 1))) return this.s.publicUrl;
+    url.hostname = host;
+    return url.toString().replace(/\/+$/, "");
+  }
+
+  private endpointFor(requestHost: string | undefined): string {
+    if (this.deps.settings.endpoint !== undefined || requestHost === undefined || !unspecifiedEndpointHost(this.s.endpoint)) return this.s.endpoint;
+    const host = hostOnly(requestHost);
+    return host === null ? this.s.endpoint : bracketed(host, this.s.listenPort);
   }
 
   private deviceById(id: number): DeviceInfo | undefined {
@@ -581,10 +608,32 @@ function operatorName(operator: unknown): string {
   return operator.replace(/[\x00-\x1f\x7f]/g, "").slice(0, MAX_OPERATOR_LEN);
 }
 
+function bracketed(host: string, port: number): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** An endpoint on 0.0.0.0 or [::] names no machine a device can reach. */
+function unspecifiedEndpointHost(endpoint: string): boolean {
+  return /^(0\.0\.0\.0|\[::\]|\[0*(:0*)*\]|):\d+$/.test(endpoint);
+}
+
+/** The host part of a Host header value (no port), or null when it is not a plain host name or address. */
+function hostOnly(value: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(`http://${value}`);
+  } catch {
+    return null;
+  }
+  if (url.username || url.password || url.pathname !== "/" || url.search || url.hash) return null;
+  const host = url.hostname;
+  if (host === "" || unspecifiedEndpointHost(bracketed(host, 1))) return null;
+  return host;
+}
+
 function defaultEndpoint(publicUrl: string, port: number): string {
   try {
-    const host = new URL(publicUrl).hostname;
-    return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+    return bracketed(new URL(publicUrl).hostname, port);
   } catch {
     throw new Error(`onboarding: public_url ${JSON.stringify(publicUrl)} is not a URL`);
   }

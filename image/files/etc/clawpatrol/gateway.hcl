@@ -50,9 +50,9 @@ gateway {
     tun         = "cp0"
     tun_offload = true   # the kernel hands the TUN TSO super-packets (IFF_VNET_HDR)
     # The address devices send their WireGuard packets to. Unknown when the
-    # image is built: without it devices are told the host of public_url
-    # (else of dashboard_listen) with port 51820. Set it to the appliance's
-    # public address:
+    # image is built: without it devices are told the host of public_url,
+    # else the host they joined through, with port 51820. Set it when
+    # WireGuard arrives at another address:
     # endpoint  = "203.0.113.10:51820"
   }
 
