@@ -2,8 +2,9 @@
 # The appliance boot test: `make test-image` (after `make image`).
 #
 # Boots dist/clawpatrol-appliance.raw under QEMU (TCG, -cpu max: Bun needs
-# AVX2; UEFI via OVMF) exactly as shipped: the disk is opened with
-# snapshot=on (nothing is written back), and the in-image smoke unit runs only
+# AVX2; UEFI via OVMF) exactly as shipped: the disk is a qcow2 overlay on the
+# raw image (nothing is written back), 1 GiB bigger, as a cloud volume would
+# be (the root must grow to it), and the in-image smoke unit runs only
 # because the VM gets the system credential clawpatrol.smoke through SMBIOS.
 # The smoke unit (test/image/smoke/smoke.sh) checks the services from inside,
 # prints `CLAWPATROL-SMOKE: PASS|FAIL|SKIP ...` lines to the serial console and
@@ -63,6 +64,8 @@ offbox_check() {
   fi
 }
 
+RAW_BYTES=$(stat -c %s "$RAW")
+qemu-img create -q -f qcow2 -F raw -b "$(realpath "$RAW")" "$WORK/disk.qcow2" $((RAW_BYTES + (1 << 30)))
 START=$(date +%s)
 echo "boot-test: booting $RAW (QEMU TCG, UEFI, 2 vCPUs); serial log: $LOG"
 qemu-system-x86_64 \
@@ -70,7 +73,7 @@ qemu-system-x86_64 \
   -nodefaults -nographic -no-reboot -monitor none \
   -drive if=pflash,format=raw,unit=0,readonly=on,file="$OVMF_CODE" \
   -drive if=pflash,format=raw,unit=1,file="$WORK/vars.fd" \
-  -drive file="$RAW",format=raw,if=virtio,snapshot=on \
+  -drive file="$WORK/disk.qcow2",format=qcow2,if=virtio \
   -nic user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:"$HOST_PORT"-:443 \
   -device virtio-rng-pci \
   -smbios type=11,value=io.systemd.credential:clawpatrol.smoke=1 \

@@ -280,6 +280,24 @@ else
   fail firstboot-wireguard-key "banner '$banner_key', wg0 '$(wg show wg0 public-key 2>&1 | oneline)'"
 fi
 
+# The boot test gives the guest a disk bigger than the image (a qcow2 overlay
+# on the raw disk): systemd-repart grows the root partition to it, and
+# x-systemd.growfs the filesystem.
+root_dev=$(findmnt -no SOURCE /)
+disk_dev=/dev/$(lsblk -no PKNAME "$root_dev" 2>/dev/null | head -1)
+disk_b=$(lsblk -bndo SIZE "$disk_dev" 2>/dev/null)
+part_b=$(lsblk -bndo SIZE "$root_dev" 2>/dev/null)
+fs_b=$(df -B1 --output=size / | tail -1 | tr -d ' ')
+if [ -z "$disk_b" ] || [ -z "$part_b" ]; then
+  fail growfs "cannot size $root_dev / $disk_dev"
+elif [ "$disk_b" -le $((2048 * 1024 * 1024)) ]; then
+  skip growfs "the disk ($disk_b bytes) is no bigger than the image"
+elif [ "$part_b" -ge $((disk_b - 200 * 1024 * 1024)) ] && [ "$fs_b" -ge $((part_b * 9 / 10)) ]; then
+  pass growfs "disk $((disk_b >> 20)) MiB: root partition $((part_b >> 20)) MiB, filesystem $((fs_b >> 20)) MiB ($(systemctl is-active systemd-repart.service) repart)"
+else
+  fail growfs "disk $((disk_b >> 20)) MiB, root partition $((part_b >> 20)) MiB, filesystem $((fs_b >> 20)) MiB; $(journalctl -b -u systemd-repart -u systemd-growfs-root --no-pager -o cat | oneline)"
+fi
+
 # A device: the namespace smoke-dev (underlay veth 192.168.250.2 <-> .1 on
 # the appliance) with its own kernel WireGuard interface wg-dev. It enrolls
 # as the client does (public API: onboard/start, the operator approves with
