@@ -177,6 +177,47 @@ describe("ESTABLISHED: receiving", () => {
     expect(text(c.recv())).toBe("hello");
   });
 
+  test("D-SACK (RFC 2883): a duplicate segment is reported as the first SACK block, once", () => {
+    const c = established({}, { sackPermitted: true });
+    c.process(seg({}, "hello"), 1);
+    c.process(seg({ seq: REMOTE_SEQ + 11 }, "!!"), 1); // a hole at 6..11 keeps a SACK block
+    c.dispatch(1);
+    c.process(seg({}, "hello"), 2); // the sender retransmitted what had arrived
+    expectSegments(c, 2, [{ ack: REMOTE_SEQ + 6, sackBlocks: [REMOTE_SEQ + 1, REMOTE_SEQ + 6, REMOTE_SEQ + 11, REMOTE_SEQ + 13] }]);
+    c.process(seg({ seq: REMOTE_SEQ + 6 }, "world"), 3); // fills the hole: plain ACK, no D-SACK any more
+    expectSegments(c, 3, [{ ack: REMOTE_SEQ + 13, sackBlocks: null }]);
+    expect(text(c.recv())).toBe("helloworld!!");
+  });
+
+  test("D-SACK: the old part of a partly new segment is reported, the new part delivered", () => {
+    const c = established({}, { sackPermitted: true });
+    c.process(seg({}, "hello"), 1);
+    c.dispatch(1);
+    c.process(seg({ seq: REMOTE_SEQ + 4 }, "loworld"), 2);
+    expectSegments(c, 2, [{ ack: REMOTE_SEQ + 11, sackBlocks: [REMOTE_SEQ + 4, REMOTE_SEQ + 6] }]);
+    expect(text(c.recv())).toBe("helloworld");
+  });
+
+  test("D-SACK: two duplicates in one batch each get their own ACK", () => {
+    const c = established({}, { sackPermitted: true });
+    c.process(seg({}, "helloworld"), 1);
+    c.dispatch(1);
+    c.process(seg({}, "hello"), 2);
+    c.process(seg({ seq: REMOTE_SEQ + 6 }, "world"), 2);
+    expectSegments(c, 2, [
+      { ack: REMOTE_SEQ + 11, sackBlocks: [REMOTE_SEQ + 1, REMOTE_SEQ + 6] },
+      { ack: REMOTE_SEQ + 11, sackBlocks: [REMOTE_SEQ + 6, REMOTE_SEQ + 11] },
+    ]);
+  });
+
+  test("no D-SACK without SACK-permitted: a duplicate gets a plain ACK", () => {
+    const c = established();
+    c.process(seg({}, "hello"), 1);
+    c.dispatch(1);
+    c.process(seg({}, "hello"), 2);
+    expectSegments(c, 2, [{ ack: REMOTE_SEQ + 6, sackBlocks: null }]);
+  });
+
   test("overlapping retransmission delivers only the new part", () => {
     const c = established();
     c.process(seg({}, "hello"), 1);

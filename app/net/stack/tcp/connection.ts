@@ -302,6 +302,12 @@ export class TcpConnection {
   private immediateAcks: TcpSegment[] = [];
   /** Set while one segment is processed: it owes an immediate ACK, built once its processing ends. */
   private segmentAckOwed = false;
+  /**
+   * RFC 2883 D-SACK: the duplicate data the next ACK reports first. A sender
+   * learns from it that a retransmission was spurious (reordering, not
+   * loss), undoes its window reduction and raises its reordering threshold.
+   */
+  private dsack: [number, number] | null = null;
   /** Set by the owner (the table): called when an application call may have made output due. */
   onWake: (() => void) | null = null;
 
@@ -602,7 +608,13 @@ export class TcpConnection {
 
     // 2. Acceptability (RFC 9293 §3.10.7.4 first check).
     if (!this.acceptable(seq, segLen)) {
-      if (!(r.flags & TCP_RST)) this.sendAckNow();
+      if (this.sackOk && seg.payload.length > 0 && !(r.flags & (TCP_RST | TCP_SYN)) && seqLe(seqAdd(seq, seg.payload.length), this.rcvNxt)) {
+        // Text we already have: the duplicate, reported at once (RFC 2883 §4.1.1).
+        this.dsack = [seq, seqAdd(seq, seg.payload.length)];
+        this.ackThisSegment(now);
+      } else if (!(r.flags & TCP_RST)) {
+        this.sendAckNow();
+      }
       // TIME-WAIT: a retransmitted FIN restarts the 2*MSL timer (RFC 9293 §3.10.7.4, eighth).
       if (this.state === "TIME-WAIT" && r.flags & TCP_FIN && seqAdd(seq, segLen) === this.rcvNxt) {
         this.timeWaitExpiresAt = now + this.settings.timeWaitMs;
@@ -1066,6 +1078,11 @@ export class TcpConnection {
     let off = seqDiff(seq, this.rcvNxt);
     let data = payload;
     if (off < 0) {
+      if (this.sackOk) {
+        // Partly old: the old part is a duplicate (RFC 2883 §4.1.2).
+        this.dsack = [seq, this.rcvNxt];
+        this.segmentAckOwed = true;
+      }
       data = data.subarray(-off);
       off = 0;
     }
@@ -1162,6 +1179,7 @@ export class TcpConnection {
     this.timeWaitExpiresAt = null;
     this.ackPending = false;
     this.immediateAcks = [];
+    this.dsack = null;
     this.fastRetransmitPending = false;
     this.probePending = false;
     this.keepalivePending = false;
@@ -1485,7 +1503,14 @@ export class TcpConnection {
   private segment(seq: number, ack: number, flags: number, payload: Uint8Array, withOptions: boolean, now = 0): TcpSegment {
     const isAck = (flags & TCP_ACK) !== 0;
     let sackBlocks: number[] | null = null;
-    if (withOptions && this.sackOk && isAck && !this.assembler.isEmpty) sackBlocks = this.sackBlocks();
+    if (withOptions && this.sackOk && isAck && !(flags & TCP_RST)) {
+      if (!this.assembler.isEmpty) sackBlocks = this.sackBlocks();
+      if (this.dsack !== null) {
+        // Reported once, as the first block (RFC 2883 §4).
+        sackBlocks = [this.dsack[0], this.dsack[1], ...(sackBlocks ?? [])];
+        this.dsack = null;
+      }
+    }
     const rst = (flags & TCP_RST) !== 0;
     const window = rst ? 0 : this.advertiseWindow(false);
     if (isAck && !rst) this.lastAckSent = ack;
