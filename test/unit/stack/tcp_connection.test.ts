@@ -384,14 +384,35 @@ describe("ESTABLISHED: sending", () => {
     expect(out.every((s) => s.payload.length === 1000)).toBe(true);
   });
 
-  test("slow start: each ACK grows cwnd by what it acknowledges, up to one MSS", () => {
+  test("slow start: each ACK grows cwnd by what it acknowledges, up to two MSS (RFC 3465, L = 2)", () => {
     const c = established({ sendBufferSize: 65536 }, { mss: 1000 });
     c.send(bytes(30_000));
     c.dispatch(0);
     const cw = c.cwnd;
-    c.process(seg({ ack: LOCAL_SEQ + 1 + 2000 }), 10);
+    c.process(seg({ ack: LOCAL_SEQ + 1 + 2000 }), 10); // a delayed ACK of two segments
+    expect(c.cwnd).toBe(cw + 2000);
+    expect(c.dispatch(10).length).toBe(4); // 2 freed by the ACK + 2 from growth
+    c.process(seg({ ack: LOCAL_SEQ + 1 + 5000 }), 20); // a stretch ACK of three
+    expect(c.cwnd).toBe(cw + 4000);
+  });
+
+  test("congestion avoidance: one MSS per cwnd of bytes acknowledged, however the ACKs are cut (RFC 3465)", () => {
+    const c = established({ sendBufferSize: 65536 }, { mss: 1000 });
+    c.send(bytes(60_000));
+    c.dispatch(0);
+    c.ssthresh = c.cwnd; // in congestion avoidance from here
+    const cw = c.cwnd;
+    let acked = 0;
+    // Stretch ACKs of 3 segments: cwnd grows once a whole cwnd is acknowledged, not before.
+    while (acked + 3000 < cw) {
+      acked += 3000;
+      c.process(seg({ ack: LOCAL_SEQ + 1 + acked }), 10 + acked / 1000);
+      c.dispatch(10 + acked / 1000);
+      expect(c.cwnd).toBe(cw);
+    }
+    acked += 3000;
+    c.process(seg({ ack: LOCAL_SEQ + 1 + acked }), 100);
     expect(c.cwnd).toBe(cw + 1000);
-    expect(c.dispatch(10).length).toBe(3); // 2 freed by the ACK + 1 from growth
   });
 
   test("RTO: retransmission at 1 s, then backing off 2 s, 4 s (RFC 6298 5.5)", () => {

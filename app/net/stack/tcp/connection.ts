@@ -226,6 +226,8 @@ export class TcpConnection {
   // Congestion control (RFC 5681, RFC 6582).
   cwnd = 0;
   ssthresh = 0x7fffffff;
+  /** Bytes acknowledged in congestion avoidance since cwnd last grew (RFC 3465 byte counting). */
+  private caBytesAcked = 0;
   dupAcks = 0;
   inRecovery = false;
   recover = 0;
@@ -1017,9 +1019,19 @@ export class TcpConnection {
         this.cwnd = Math.max(this.sendMss, this.cwnd - acked + (acked >= this.sendMss ? this.sendMss : 0));
       }
     } else if (this.cwnd < this.ssthresh) {
-      this.cwnd += Math.min(grow, this.sendMss); // slow start (RFC 5681 eqn. 2)
+      // Slow start by bytes acknowledged, up to 2 SMSS per ACK (RFC 3465 §2.2,
+      // L = 2): a receiver that ACKs every second segment, as Linux does,
+      // would otherwise halve the growth.
+      this.cwnd += Math.min(grow, 2 * this.sendMss);
+      this.caBytesAcked = 0;
     } else if (grow > 0) {
-      this.cwnd += Math.max(1, Math.floor((this.sendMss * this.sendMss) / this.cwnd)); // eqn. 3
+      // Congestion avoidance by bytes acknowledged (RFC 3465 §2.1): one SMSS
+      // per cwnd of data acknowledged, however many segments each ACK covers.
+      this.caBytesAcked += grow;
+      if (this.caBytesAcked >= this.cwnd) {
+        this.caBytesAcked -= this.cwnd;
+        this.cwnd += this.sendMss;
+      }
     }
     if (!this.inRecovery) this.dupAcks = 0;
 
