@@ -10,12 +10,11 @@
 //      (temp file + rename, key 0600): a reader never sees half a pair.
 import { randomBytes } from "node:crypto";
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
-import { isIP } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import type { CertificateAuthority } from "./ca.ts";
 import { canonicalLeafName } from "./leaf.ts";
-import { ECDSA_SHA256, P256_KEY_ALGORITHM, privateKeyToPem, randomSerialHex, x509 } from "./pki.ts";
+import { ECDSA_SHA256, issueServerCertificate, P256_KEY_ALGORITHM, privateKeyToPem, x509 } from "./pki.ts";
 import { log } from "../log.ts";
 
 export const DASHBOARD_CERT_FILE = "dashboard.crt";
@@ -166,25 +165,15 @@ async function keyMatches(keyPem: string, cert: x509.X509Certificate): Promise<b
 }
 
 async function mint(ca: CertificateAuthority, names: string[], now: number): Promise<{ certPem: string; keyPem: string; notAfter: number }> {
-  if (names.length === 0) throw new TypeError("the dashboard certificate needs at least one name");
   const keys = await crypto.subtle.generateKey(P256_KEY_ALGORITHM, true, ["sign", "verify"]);
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerialHex(),
-    subject: [{ CN: [names.find((n) => isIP(n) === 0) ?? names[0]!] }, { O: ["clawpatrol dashboard"] }],
-    issuer: ca.certificate.subjectName,
+  const cert = await issueServerCertificate({
+    ca,
+    names,
+    subjectExtra: [{ O: ["clawpatrol dashboard"] }],
     notBefore: new Date(now - BACKDATE_MS),
     notAfter: new Date(now + DASHBOARD_CERT_VALIDITY_MS),
-    signingAlgorithm: ECDSA_SHA256,
     publicKey: keys.publicKey,
-    signingKey: ca.privateKey,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(names.map((n) => (isIP(n) ? { type: "ip" as const, value: n } : { type: "dns" as const, value: n }))),
-      new x509.AuthorityKeyIdentifierExtension(ca.keyIdentifier),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-    ],
+    subjectKeyIdentifier: await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
   });
   const certPem = `${cert.toString("pem")}\n${ca.certPem.trim()}\n`;
   return { certPem, keyPem: await privateKeyToPem(keys.privateKey), notAfter: cert.notAfter.getTime() };

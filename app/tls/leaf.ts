@@ -13,7 +13,7 @@ import tls from "node:tls";
 import type { CertificateAuthority } from "./ca.ts";
 import { canonicalHostName } from "./clienthello.ts";
 import { LruCache } from "./lru.ts";
-import { ECDSA_SHA256, P256_KEY_ALGORITHM, privateKeyToPem, randomSerialHex, x509 } from "./pki.ts";
+import { issueServerCertificate, P256_KEY_ALGORITHM, privateKeyToPem, x509 } from "./pki.ts";
 
 const HOUR_MS = 60 * 60 * 1000;
 const DAY_MS = 24 * HOUR_MS;
@@ -86,24 +86,13 @@ export class LeafCertificates {
     const { keys, pem: keyPem, subjectKeyIdentifier } = await this.#sharedLeafKey();
     const nowMs = this.#now();
     const notAfter = nowMs + LEAF_VALIDITY_MS;
-    const san: x509.JsonGeneralName = isIP(hostname) ? { type: "ip", value: hostname } : { type: "dns", value: hostname };
-    const certificate = await x509.X509CertificateGenerator.create({
-      serialNumber: randomSerialHex(),
-      subject: [{ CN: [hostname] }],
-      issuer: this.#ca.certificate.subjectName,
+    const certificate = await issueServerCertificate({
+      ca: this.#ca,
+      names: [hostname],
       notBefore: new Date(nowMs - LEAF_BACKDATE_MS),
       notAfter: new Date(notAfter),
-      signingAlgorithm: ECDSA_SHA256,
       publicKey: keys.publicKey,
-      signingKey: this.#ca.privateKey,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-        new x509.SubjectAlternativeNameExtension([san]),
-        new x509.AuthorityKeyIdentifierExtension(this.#ca.keyIdentifier),
-        subjectKeyIdentifier,
-      ],
+      subjectKeyIdentifier,
     });
     const certPem = certificate.toString("pem");
     const context = tls.createSecureContext({ key: keyPem, cert: `${certPem}\n${this.#ca.certPem}\n` });
