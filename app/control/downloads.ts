@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { Elysia } from "elysia";
 import { ApiError } from "./errors.ts";
-import { caFingerprint, certificateSha256Hex } from "../tls/fingerprint.ts";
+import { certificateSha256Hex, formatFingerprint } from "../tls/fingerprint.ts";
 
 export const CLIENT_FILES = ["clawpatrol-linux-x64", "clawpatrol-linux-arm64"] as const;
 
@@ -56,7 +56,7 @@ export function downloadRoutes(opts: DownloadOptions) {
     .get("/join.json", ({ request }) => info(request))
     .get("/install.sh", ({ request }) => {
       const i = info(request);
-      return new Response(installScript(i.url, i.mode === "mint_from_ca" ? ca() : undefined), {
+      return new Response(installScript(i, i.pinned ? ca() : undefined), {
         headers: { "content-type": "text/x-shellscript; charset=utf-8" },
       });
     });
@@ -65,6 +65,8 @@ export function downloadRoutes(opts: DownloadOptions) {
 export interface JoinInfo {
   url: string;
   mode: PublicTlsMode;
+  /** First contact pins the CA (a certificate our CA signed, over https). */
+  pinned: boolean;
   /** SHA-256 of the CA certificate's DER, `AB:CD:…` (as `clawpatrol-gateway ca show` prints it). */
   ca_sha256: string;
   /** The one-liner that installs the client (verifying the CA first where it must be pinned). */
@@ -76,28 +78,27 @@ export interface JoinInfo {
 /** The lines an operator copies to a device, for this gateway's URL and TLS mode. */
 export function joinInfo(url: string, mode: PublicTlsMode, caPem: string): JoinInfo {
   const base = url.replace(/\/+$/, "");
-  const fp = caFingerprint(caPem);
   const hex = certificateSha256Hex(caPem);
+  const fp = formatFingerprint(hex);
   const pinned = mode === "mint_from_ca" && base.startsWith("https:");
   // The fingerprint is of the DER (openssl's form); the PEM body decoded is that DER.
   const install = pinned
     ? `curl -fsSk ${base}/ca.crt -o clawpatrol-ca.crt && { sed '/-----/d' clawpatrol-ca.crt | base64 -d | sha256sum | grep -q '^${hex} ' || { echo 'clawpatrol: CA fingerprint mismatch, not installing' >&2; false; }; } && curl -fsS --cacert clawpatrol-ca.crt ${base}/install.sh | sh`
     : `curl -fsSL ${base}/install.sh | sh`;
   const join = pinned ? `clawpatrol join ${base} --ca-sha256 ${fp}` : `clawpatrol join ${base}`;
-  return { url: base, mode, ca_sha256: fp, install, join };
+  return { url: base, mode, pinned, ca_sha256: fp, install, join };
 }
 
 /**
  * `curl -fsSL URL/install.sh | sh`: downloads the client for this machine and
- * checks its sha256. With pinnedCaPem (the script was fetched over TLS
- * verified with that CA) every download trusts only that CA, and the join
- * line it prints pins it.
+ * checks its sha256, then prints `info`'s join line. With pinnedCaPem (the
+ * script was fetched over TLS verified with that CA) every download trusts
+ * only that CA.
  */
-export function installScript(publicUrl: string, pinnedCaPem?: string): string {
-  const base = publicUrl.replace(/'/g, "");
-  const pinned = pinnedCaPem !== undefined && base.startsWith("https:");
+export function installScript(info: JoinInfo, pinnedCaPem?: string): string {
+  const base = info.url.replace(/'/g, "");
+  const pinned = pinnedCaPem !== undefined;
   const curlCa = pinned ? ` --cacert "$tmp/ca.crt"` : "";
-  const join = pinned ? `clawpatrol join ${base} --ca-sha256 ${caFingerprint(pinnedCaPem)}` : `clawpatrol join ${base}`;
   return `#!/bin/sh
 # Installs the clawpatrol client from ${base}
 set -eu
@@ -123,6 +124,6 @@ curl -fsSL${curlCa} -o "$tmp/$name.sha256" '${base}/download/'"$name.sha256"
 install -m 0755 "$tmp/$name" "$dest/clawpatrol"
 echo "installed $dest/clawpatrol"
 case ":$PATH:" in *":$dest:"*) ;; *) echo "add $dest to your PATH" ;; esac
-echo "next: ${join}"
+echo "next: ${info.join}"
 `;
 }

@@ -54,6 +54,8 @@ export type Role = "viewer" | "approver" | "admin";
 export interface JoinInfo {
   url: string;
   mode: "none" | "mint_from_ca" | "files";
+  /** The lines pin the CA's fingerprint (our CA's certificate, over https). */
+  pinned: boolean;
   ca_sha256: string;
   install: string;
   join: string;

@@ -120,7 +120,7 @@ export async function devicesView(): Promise<HTMLElement> {
 
 /** What an operator copies to a device: the fingerprint to compare, the install line, the join line. */
 function joinSection(j: JoinInfo): HTMLElement {
-  const pinned = j.mode === "mint_from_ca";
+  const pinned = j.pinned;
   return h(
     "div",
     { class: "join-info" },
