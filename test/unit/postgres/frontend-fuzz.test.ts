@@ -3,7 +3,8 @@
 // pushed in random pieces. The only outcomes allowed are "need-more", a
 // message whose bytes came from the input, or a documented WireError; the
 // parser never throws. PG_FUZZ_COUNT sets the number of mutated messages
-// (default 1,000,000); PG_FUZZ_SEED the seed.
+// (default 1,000,000); PG_FUZZ_SEED the seed. The backend parser gets a
+// fifth as many, the same way.
 import { expect, test } from "bun:test";
 import { concatBytes, encodeUtf8 } from "../../../app/endpoints/postgres/wire/bytes.ts";
 import {
@@ -30,6 +31,19 @@ import {
   serializeSync,
   serializeTerminate,
 } from "../../../app/endpoints/postgres/wire/frontend.ts";
+import {
+  BackendParser,
+  serializeAuthenticationMD5Password,
+  serializeAuthenticationSASL,
+  serializeAuthenticationSASLContinue,
+  serializeBackendKeyData,
+  serializeCommandComplete,
+  serializeCopyResponse,
+  serializeErrorResponse,
+  serializeNotificationResponse,
+  serializeParameterStatus,
+  serializeReadyForQuery,
+} from "../../../app/endpoints/postgres/wire/backend.ts";
 
 const COUNT = Number(process.env.PG_FUZZ_COUNT ?? 1_000_000);
 const SEED = Number(process.env.PG_FUZZ_SEED ?? 0x5eed);
@@ -181,4 +195,53 @@ test(`the frontend parser survives ${COUNT} mutated messages`, () => {
   expect(outcomes.message).toBeGreaterThan(0);
   expect(outcomes.error).toBeGreaterThan(0);
   expect(outcomes.needMore).toBeGreaterThan(0);
+}, 120_000);
+
+const backend = [
+  serializeAuthenticationSASL(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]),
+  serializeAuthenticationSASLContinue(encodeUtf8("r=abc,s=c2FsdA==,i=4096")),
+  serializeAuthenticationMD5Password(new Uint8Array([1, 2, 3, 4])),
+  serializeParameterStatus("server_version", "15.10"),
+  serializeBackendKeyData(7, new Uint8Array([1, 2, 3, 4])),
+  serializeReadyForQuery("T"),
+  serializeErrorResponse({ severity: "ERROR", code: "42501", message: "denied", detail: "d" }),
+  serializeCommandComplete("INSERT 0 5"),
+  serializeCopyResponse("CopyOutResponse", 0, [0, 0]),
+  serializeNotificationResponse(1, "ch", "payload"),
+  new Uint8Array([0x44, 0, 0, 0, 11, 0, 1, 0, 0, 0, 1, 0x31]),
+];
+
+const BACKEND_COUNT = Math.ceil(COUNT / 5);
+
+test(`the backend parser survives ${BACKEND_COUNT} mutated messages`, () => {
+  const rand = prng(SEED + 1);
+  const int = (n: number) => Math.floor(rand() * n);
+  let messages = 0;
+  let errors = 0;
+  for (let n = 0; n < BACKEND_COUNT; n++) {
+    const input = mutate(rand, backend[int(backend.length)]!, backend[int(backend.length)]!);
+    const parser = new BackendParser(rand() < 0.1 ? { maxMessageBytes: 16 + int(64) } : {});
+    let out = 0;
+    let dead = false;
+    for (let at = 0; at < input.length && !dead; ) {
+      const piece = 1 + int(input.length - at);
+      parser.push(input.subarray(at, at + piece));
+      at += piece;
+      for (;;) {
+        const r = parser.next();
+        if (r.kind === "need-more") break;
+        if (r.kind === "error") {
+          if (!CODES.has(r.error.code) || STATES[r.error.code] !== r.error.sqlstate) throw new Error(`undocumented error ${JSON.stringify(r.error)}`);
+          errors++;
+          dead = true;
+          break;
+        }
+        messages++;
+        out += r.message.raw.length;
+      }
+    }
+    if (!dead && out + parser.buffered !== input.length) throw new Error("bytes lost or invented");
+  }
+  expect(messages).toBeGreaterThan(0);
+  expect(errors).toBeGreaterThan(0);
 }, 120_000);

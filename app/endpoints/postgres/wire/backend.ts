@@ -424,6 +424,13 @@ export function serializeCopyResponse(
   return w.message(BackendCode[type]);
 }
 
+/** NegotiateProtocolVersion: the newest minor version spoken, and the `_pq_.` options not recognized. */
+export function serializeNegotiateProtocolVersion(newestMinor: number, unrecognizedOptions: readonly string[]): Uint8Array {
+  const w = new Writer().int32(newestMinor).int32(unrecognizedOptions.length);
+  for (const o of unrecognizedOptions) w.cstring(o);
+  return w.message(BackendCode.NegotiateProtocolVersion);
+}
+
 /** The one byte answering SSLRequest/GSSENCRequest: 'S' go ahead with TLS, 'N' no. */
 export function serializeEncryptionResponse(accept: boolean): Uint8Array {
   return new Uint8Array([accept ? 0x53 : 0x4e]);

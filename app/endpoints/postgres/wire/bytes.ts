@@ -21,6 +21,15 @@ export function isUtf8(bytes: Uint8Array): boolean {
   }
 }
 
+/** Decodes UTF-8 once, saying whether it was well-formed (U+FFFD replaces what was not). */
+export function decodeUtf8Checked(bytes: Uint8Array): { text: string; utf8: boolean } {
+  try {
+    return { text: utf8Strict.decode(bytes), utf8: true };
+  } catch {
+    return { text: utf8Decoder.decode(bytes), utf8: false };
+  }
+}
+
 export function encodeUtf8(text: string): Uint8Array {
   return utf8Encoder.encode(text);
 }

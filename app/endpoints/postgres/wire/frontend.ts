@@ -42,7 +42,7 @@ import {
   SPECIAL_MAJOR,
   SSL_REQUEST_CODE,
 } from "./codes.ts";
-import { Reader, Writer, decodeUtf8, emptyMessage, isUtf8 } from "./bytes.ts";
+import { Reader, Writer, decodeUtf8Checked, emptyMessage } from "./bytes.ts";
 import { describeByte, malformed, tooLarge, unsupported, type WireError } from "./error.ts";
 import { ByteQueue } from "./queue.ts";
 
@@ -281,7 +281,8 @@ function decodeTyped(code: number, raw: Uint8Array): FrontendMessage | WireError
     case FrontendCode.Query: {
       const sqlBytes = r.cstringBytes("query");
       if (sqlBytes === undefined) return malformed(`Query: ${r.error}`);
-      return done({ type: "Query", raw, sql: decodeUtf8(sqlBytes), utf8: isUtf8(sqlBytes) });
+      const { text, utf8 } = decodeUtf8Checked(sqlBytes);
+      return done({ type: "Query", raw, sql: text, utf8 });
     }
     case FrontendCode.Parse: {
       const stmt = r.cstring("statement name");
@@ -295,7 +296,8 @@ function decodeTyped(code: number, raw: Uint8Array): FrontendMessage | WireError
         paramTypes.push(t >>> 0);
       }
       if (r.error !== undefined || stmt === undefined || sqlBytes === undefined) return malformed(`Parse: ${r.error}`);
-      return done({ type: "Parse", raw, name: stmt, sql: decodeUtf8(sqlBytes), utf8: isUtf8(sqlBytes), paramTypes });
+      const { text, utf8 } = decodeUtf8Checked(sqlBytes);
+      return done({ type: "Parse", raw, name: stmt, sql: text, utf8, paramTypes });
     }
     case FrontendCode.Bind: {
       const portal = r.cstring("portal name");
