@@ -24,6 +24,7 @@ import { resolveSecret } from "./credentials/resolve.ts";
 import { pluginFor } from "./credentials/plugin.ts";
 import { UpstreamPool } from "./endpoints/https/upstream.ts";
 import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
+import { ConnIndex, systemResolver } from "./dispatch/conn-index.ts";
 import type { SecretLookup } from "./endpoints/https/session.ts";
 import type { ApprovalGate } from "./endpoints/https/approval.ts";
 import { createApprovals, chainOptionsFor, type Approvals } from "./approvers/registry.ts";
@@ -190,9 +191,12 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     redact: (text) => redactor.redactText(text),
     // Set once the responder runs (`all`), else the dnsvip service's configured address.
     dnsTcp: () => dnsTcpTarget,
-    // VIP destinations back to the hostname they were handed out for (the VIP table).
-    dispatch: { vipHostname: (ip) => vipTable.hostnameOf(ip) },
+    // VIP destinations back to the hostname they were handed out for (the VIP table);
+    // the addresses of endpoints claimed by address (the conn index).
+    dispatch: { vipHostname: (ip) => vipTable.hostnameOf(ip), endpointsAt: (ip) => connIndex.lookup(ip) },
   };
+  const connIndex = new ConnIndex({ resolve: systemResolver });
+  connIndex.update(policy);
   let dnsTcpTarget: { host: string; port: number } | undefined;
   const vipTable = new VipTable(db);
   let flowsOpen = 0;
@@ -233,6 +237,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
 
   const apply = (next: Policy) => {
     bindVips(next);
+    connIndex.update(next);
     if (next.gateway.stateDir !== policy.gateway.stateDir) {
       log.warn("state_dir changes take effect on restart", { from: policy.gateway.stateDir, to: next.gateway.stateDir });
     }
@@ -408,6 +413,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       clearInterval(pruneTimer);
       await Promise.all(proxies.map((p) => p.close()));
       pool.closeAll();
+      connIndex.close();
       approvals.close();
       await bus.close();
       if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);

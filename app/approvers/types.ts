@@ -31,6 +31,10 @@ export interface ApprovalRequest {
   bodyTruncated: boolean;
   /** sha256 of (method, host, path, body): identical requests share it (async retry, `remember`). */
   fingerprint: string;
+  /** The rule family (`http` when absent); for sql, method is the verb and path/bodyPreview the statement. Additive. */
+  family?: string;
+  /** One line: `delete public.users`. Additive. */
+  summary?: string;
 }
 
 export interface ApproverVerdict {

@@ -14,6 +14,7 @@ import { githubToken } from "./github_token.ts";
 import { headerToken } from "./header_token.ts";
 import { openaiApiKey } from "./openai_api_key.ts";
 import { passthrough } from "./passthrough.ts";
+import { postgresPassword } from "./postgres_password.ts";
 
 /** The parts of a request a plugin may rewrite; the body is never one of them. */
 export interface OutboundRequest {
@@ -43,6 +44,7 @@ const PLUGINS: Record<CredentialType, CredentialPlugin> = {
   github_token: githubToken,
   gemini_api_key: geminiApiKey,
   passthrough,
+  postgres_password: postgresPassword,
 };
 
 export function pluginFor(type: CredentialType): CredentialPlugin {

@@ -12,6 +12,9 @@
 //     index; :5432 included) on a port it claims -> peek
 //   a port some endpoint claims, or :443 (clawpatrol.internal) -> peek
 //   anything else -> relay to the real destination
+//   (endpoint types claimed by address, e.g. postgres: a binding above whose
+//   type is claimed by address, on a port it claims -> serve, no peek; so is a
+//   port only such endpoints claim when the profile sees exactly one of them)
 // dispatchTcp (after the peek):
 //   TLS to :443 with SNI clawpatrol.internal -> internal (the gateway's own
 //     discovery responder; the name is reserved, no endpoint can claim it)
@@ -22,13 +25,14 @@
 //   not TLS -> relay; to a VIP or a bound IP -> deny (the endpoint expects
 //     TLS; relaying would skip its rules)
 //
-// Endpoint families without a runtime yet (databases, SSH) will plug in at
-// the two "bound" branches: the binding already says which endpoint owns the
-// flow before a byte is read.
+// Every decision that hands a flow to an endpoint also says where the flow
+// really goes (`upstream`): a VIP's hostname, never the VIP.
 import type { Endpoint, Policy } from "../policy/types.ts";
 import type { DeviceIdentity, FlowEndpoint } from "./flow.ts";
 import { isIP } from "node:net";
-import { matchEndpoint } from "../policy/engine.ts";
+import { matchEndpoint, matchEndpoints, visibleEndpoints } from "../policy/engine.ts";
+import { specOf } from "../endpoints/registry.ts";
+import type { IndexedEndpoint } from "./conn-index.ts";
 
 export const DEFAULT_HTTPS_PORT = 443;
 
@@ -53,18 +57,27 @@ export type Peek =
 export interface DispatchContext {
   /** The hostname the DNS-VIP responder handed this address out for, if it is a VIP. */
   vipHostname?(ip: string): string | undefined;
+  /** Endpoints (claimed by address) whose resolved hosts include this address: the conn index. */
+  endpointsAt?(ip: string): readonly IndexedEndpoint[];
 }
 
 /** An endpoint that owns the destination address itself. */
 export interface Binding {
-  via: "vip" | "direct-ip";
-  /** The name the flow is judged under: the VIP's hostname, or the IP literal. */
+  /**
+   * vip: a DNS-VIP; direct-ip: an IP literal in the endpoint's hosts;
+   * conn-index: a resolved address of a name in its hosts; name: the capture
+   * mode knows only a name (CONNECT, SOCKS5 by name); only: the one endpoint
+   * of an address-claimed type the profile sees on that port.
+   */
+  via: "vip" | "direct-ip" | "conn-index" | "name" | "only";
+  /** The name the flow is judged under, and the upstream is dialed by: the VIP's hostname, the host entry, or the IP literal. */
   name: string;
   endpoint: Endpoint;
 }
 
 export type DispatchDecision =
-  | { kind: "intercept"; endpoint: Endpoint; sni: string; via?: Binding["via"] }
+  | { kind: "intercept"; endpoint: Endpoint; sni: string; via?: Binding["via"]; upstream: FlowEndpoint }
+  | { kind: "serve"; endpoint: Endpoint; via: Binding["via"]; upstream: FlowEndpoint }
   | { kind: "internal"; sni: string }
   | { kind: "passthrough"; sni?: string; reason: string }
   | { kind: "deny"; sni?: string; reason: string }
@@ -74,7 +87,8 @@ export type DispatchDecision =
 export function peekPorts(policy: Policy): Set<number> {
   const ports = new Set<number>();
   for (const ep of policy.endpoints.values()) {
-    for (const p of ep.ports ?? [DEFAULT_HTTPS_PORT]) ports.add(p);
+    if (byAddress(ep)) continue;
+    for (const p of ep.ports ?? specOf(ep.type).defaultPorts) ports.add(p);
   }
   return ports;
 }
@@ -83,12 +97,15 @@ export function shouldPeek(policy: Policy, dst: FlowEndpoint, ports = peekPorts(
   return ports.has(dst.port);
 }
 
-const claims = (e: Endpoint, port: number) => (e.ports ?? [DEFAULT_HTTPS_PORT]).includes(port);
+const claims = (e: Endpoint, port: number) => (e.ports ?? specOf(e.type).defaultPorts).includes(port);
+const byAddress = (e: Endpoint) => specOf(e.type).claim === "address";
 
 /**
  * The endpoint that owns `dst.host` for this profile: through the VIP table,
- * or as an IP literal in an endpoint's hosts. Undefined for ordinary addresses.
- * A VIP whose hostname no visible endpoint names is returned as `unbound`.
+ * an IP literal in an endpoint's hosts, the conn index, or (for a name the
+ * capture mode was given) an address-claimed endpoint naming it. Undefined
+ * for ordinary addresses. A VIP whose hostname no visible endpoint names is
+ * returned as `unbound`.
  */
 export function bindingFor(
   policy: Policy,
@@ -96,14 +113,39 @@ export function bindingFor(
   device: DeviceIdentity,
   ctx: DispatchContext = {},
 ): Binding | { unbound: string } | undefined {
+  // Endpoints may share a host on different ports: the one claiming the port wins.
+  const forPort = (list: Endpoint[]) => list.find((e) => claims(e, dst.port)) ?? list[0];
   const vipName = ctx.vipHostname?.(dst.host);
   if (vipName !== undefined) {
-    const endpoint = matchEndpoint(policy, vipName, device.profile);
+    const endpoint = forPort(matchEndpoints(policy, vipName, device.profile));
     return endpoint ? { via: "vip", name: vipName, endpoint } : { unbound: vipName };
   }
-  if (isIP(dst.host) === 0) return undefined;
-  const endpoint = matchEndpoint(policy, dst.host, device.profile);
-  return endpoint ? { via: "direct-ip", name: dst.host, endpoint } : undefined;
+  if (isIP(dst.host) === 0) {
+    const endpoint = forPort(matchEndpoints(policy, dst.host, device.profile).filter(byAddress));
+    return endpoint ? { via: "name", name: dst.host.toLowerCase().replace(/\.$/, ""), endpoint } : undefined;
+  }
+  const literal = forPort(matchEndpoints(policy, dst.host, device.profile));
+  if (literal) return { via: "direct-ip", name: dst.host, endpoint: literal };
+  // Two endpoints at one address: the profile decides, then the port.
+  const visible = visibleEndpoints(policy, device.profile);
+  const candidates = (ctx.endpointsAt?.(dst.host) ?? []).flatMap((x) => {
+    const e = policy.endpoints.get(x.endpoint);
+    return e && visible(e) ? [{ e, host: x.host }] : [];
+  });
+  const chosen = candidates.find((c) => claims(c.e, dst.port)) ?? candidates[0];
+  return chosen ? { via: "conn-index", name: chosen.host, endpoint: chosen.e } : undefined;
+}
+
+/** The only endpoint claimed by address that this profile sees on `port`, if exactly one. */
+function onlyEndpointOn(policy: Policy, port: number, device: DeviceIdentity): Endpoint | undefined {
+  const visible = visibleEndpoints(policy, device.profile);
+  const found = [...policy.endpoints.values()].filter((e) => byAddress(e) && visible(e) && claims(e, port));
+  return found.length === 1 ? found[0] : undefined;
+}
+
+/** Where a flow bound to `b` is dialed: by the bound name (a VIP's hostname, the host entry, the literal), on the port the agent dialed. */
+function upstreamOf(b: Binding, dst: FlowEndpoint): FlowEndpoint {
+  return { host: b.name, port: dst.port };
 }
 
 /** Step one: decide from the 5-tuple, or ask for a peek at the first bytes. */
@@ -121,11 +163,20 @@ export function routeDestination(
   if (b !== undefined && "unbound" in b) {
     return { kind: "deny", reason: `VIP of ${b.unbound}: no endpoint this profile sees names it` };
   }
+  if (b !== undefined && claims(b.endpoint, dst.port)) {
+    if (byAddress(b.endpoint)) return { kind: "serve", endpoint: b.endpoint, via: b.via, upstream: upstreamOf(b, dst) };
+    if (b.via === "vip" || b.via === "direct-ip") return { kind: "peek" };
+  }
   if (b?.via === "vip") {
-    if (claims(b.endpoint, dst.port)) return { kind: "peek" };
     return { kind: "deny", reason: `VIP of ${b.name}: endpoint ${b.endpoint.ref} does not serve port ${dst.port}` };
   }
-  if (b?.via === "direct-ip" && claims(b.endpoint, dst.port)) return { kind: "peek" };
+  if (b === undefined) {
+    const only = onlyEndpointOn(policy, dst.port, device);
+    if (only) {
+      const host = only.hosts[0] ?? dst.host;
+      return { kind: "serve", endpoint: only, via: "only", upstream: { host, port: dst.port } };
+    }
+  }
   if (ports.has(dst.port) || dst.port === INTERNAL_PORT) return { kind: "peek" };
   return { kind: "relay", reason: "port not claimed by any endpoint" };
 }
@@ -158,11 +209,13 @@ export function dispatchTcp(
     case "hello": {
       const sni = peek.sni;
       if (sni && isInternalHost(sni) && dst.port === INTERNAL_PORT) return { kind: "internal", sni };
+      // The upstream is the name the flow is judged under; a VIP is never dialed.
+      const upstream = (name: string) => (bound?.via === "vip" || isIP(dst.host) === 0 ? { host: name, port: dst.port } : dst);
       if (sni) {
         const endpoint = matchEndpoint(policy, sni, device.profile);
-        if (endpoint && claims(endpoint, dst.port)) return { kind: "intercept", endpoint, sni };
+        if (endpoint && !byAddress(endpoint) && claims(endpoint, dst.port)) return { kind: "intercept", endpoint, sni, upstream: upstream(sni) };
       }
-      if (bound) return { kind: "intercept", endpoint: bound.endpoint, sni: bound.name, via: bound.via };
+      if (bound && !byAddress(bound.endpoint)) return { kind: "intercept", endpoint: bound.endpoint, sni: bound.name, via: bound.via, upstream: upstream(bound.name) };
       const what = sni ? `no endpoint claims ${sni}:${dst.port}` : "no SNI";
       if (policy.defaults.unknownHost === "deny") {
         return sni ? { kind: "deny", sni, reason: `${what} (unknown_host = deny)` } : { kind: "deny", reason: `${what} (unknown_host = deny)` };

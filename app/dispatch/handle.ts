@@ -16,6 +16,7 @@ import { relay, type Dialer, dialTcp } from "../endpoints/relay.ts";
 import { InterceptSession, type InterceptDeps } from "../endpoints/https/session.ts";
 import type { LeafCertificates } from "../tls/leaf.ts";
 import { log } from "../log.ts";
+import { specOf } from "../endpoints/registry.ts";
 
 export interface FlowDeps extends InterceptDeps {
   leaves: LeafCertificates;
@@ -40,6 +41,7 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
   const dns = route.kind === "relay" && flow.dst.port === 53 ? deps.dnsTcp?.() : undefined;
   if (dns) return relayFlow({ ...flow, dst: dns }, deps, undefined, { kind: "relay", reason: "DNS over TCP, to the DNS-VIP responder" });
   if (route.kind === "relay") return relayFlow(flow, deps, undefined, route);
+  if (route.kind === "serve") return serveFlow(flow, deps, route);
   if (route.kind !== "peek") {
     if (route.kind === "deny") connectionEvent(flow, deps, policy, route, 0, 0);
     flow.conn.destroy();
@@ -78,12 +80,30 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
       connectionEvent(flow, deps, policy, decision, 0, 0);
       flow.conn.destroy();
       return;
+    case "serve":
+      flow.conn.unshift(Buffer.from(peeked.bytes));
+      return serveFlow(flow, deps, decision);
     case "intercept": {
       const tlsSock = await terminateTls(flow, deps, peeked, decision.sni);
       if (!tlsSock) return;
-      await new InterceptSession(flow, tlsSock, decision.sni, deps).run();
+      // The session dials flow.dst: the real upstream (a VIP's hostname, never the VIP).
+      await new InterceptSession({ ...flow, dst: decision.upstream }, tlsSock, decision.sni, deps).run();
       return;
     }
+  }
+}
+
+/** Hands a flow to its endpoint type's handler (Postgres, ...); the handler owns the connection from here. */
+async function serveFlow(flow: Flow, deps: FlowDeps, decision: Extract<DispatchDecision, { kind: "serve" }>): Promise<void> {
+  const spec = specOf(decision.endpoint.type);
+  try {
+    if (!spec.load) throw new Error(`endpoint type ${spec.type} has no handler`);
+    const handler = await spec.load();
+    await handler.serve({ flow, endpoint: decision.endpoint, upstream: decision.upstream, policy: deps.policy }, deps);
+  } catch (e) {
+    // Only this flow ends; the handler itself answers protocol errors in the protocol's form.
+    log.error("endpoint handler failed", { flow: flow.id, endpoint: decision.endpoint.ref, error: (e as Error).message });
+    flow.conn.destroy();
   }
 }
 
@@ -121,7 +141,7 @@ function connectionEvent(
   flow: Flow,
   deps: FlowDeps,
   _policy: Policy,
-  decision: Exclude<DispatchDecision, { kind: "intercept" | "internal" }>,
+  decision: Exclude<DispatchDecision, { kind: "intercept" | "internal" | "serve" }>,
   bytesUp: number,
   bytesDown: number,
   error?: string,

@@ -86,6 +86,8 @@ export function slotDescription(cred: Credential, placeholder: string): string {
         : `Authorization: Basic base64(${cred.settings.username}:${p}) (password)`;
     case "passthrough":
       return "none: the agent's own credential is passed through";
+    case "postgres_password":
+      return `the PostgreSQL password (any user name): ${p}`;
   }
 }
 

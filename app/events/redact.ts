@@ -65,6 +65,13 @@ export class Redactor {
         out[k] = r;
       }
     }
+    if (e.action !== undefined) {
+      const action = redactAction(pats, e.action);
+      if (action !== e.action) {
+        out ??= { ...e };
+        out.action = action;
+      }
+    }
     return (out as GatewayEvent | undefined) ?? e;
   }
 
@@ -77,6 +84,22 @@ export class Redactor {
       this.refresh();
     }
     return this.patterns;
+  }
+}
+
+/**
+ * The structured action with every string inside redacted, through its JSON
+ * text (patterns include each secret's JSON-escaped form); the same object
+ * when nothing matched, and a marker when redaction left no valid JSON.
+ */
+function redactAction(pats: string[], action: Record<string, unknown>): Record<string, unknown> {
+  const text = JSON.stringify(action);
+  const r = redactWith(pats, text);
+  if (r === text) return action;
+  try {
+    return JSON.parse(r) as Record<string, unknown>;
+  } catch {
+    return { redacted: REDACTED };
   }
 }
 

@@ -2,7 +2,10 @@
 // it only after the redaction pass (see redact.ts), so no secret value can
 // reach the database, the JSON-lines file or the log.
 
-export type EventKind = "http" | "connection";
+import type { FamilyName } from "../families/types.ts";
+
+/** A judged action of a family (`http`, `sql`), or a relayed/refused connection. */
+export type EventKind = FamilyName | "connection";
 
 export interface GatewayEvent {
   /** ISO-8601 time the request (or connection) started. */
@@ -39,6 +42,12 @@ export interface GatewayEvent {
   approvalMs?: number;
   /** The approval came from a `remember` window, not a fresh ask. */
   remembered?: boolean;
+  /** The rule family that judged it (absent for connections). */
+  family?: FamilyName;
+  /** One line: `GET api.github.com/user`, `delete public.users`. */
+  summary?: string;
+  /** The family's structured action (sql: database, user, verb, tables, functions, statement, rows). */
+  action?: Record<string, unknown>;
 }
 
 export interface EventSink {

@@ -14,6 +14,7 @@ import type { HclBlock, HclFile } from "./hcl/parse.ts";
 import { BlockReader } from "./hcl/reader.ts";
 import { readDnsBlock } from "../dns/config.ts";
 import { readDashboardTlsBlock } from "../tls/dashboard-config.ts";
+import { specOf } from "../endpoints/registry.ts";
 import {
   APPROVER_TYPES,
   CREDENTIAL_TYPES,
@@ -63,6 +64,7 @@ const CREDENTIAL_SETTINGS: Record<CredentialType, { required: string[]; optional
   github_token: { required: [], optional: [] },
   gemini_api_key: { required: [], optional: [] },
   passthrough: { required: [], optional: [] },
+  postgres_password: { required: ["user"], optional: [] },
 };
 
 const RULE_ATTRIBUTES = [
@@ -245,27 +247,29 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
   const endpoints = new Map<string, Endpoint>();
   for (const [ref, d] of endpointDecls) {
     const [type = "https", name = ""] = d.block.labels;
+    const spec = specOf(type as EndpointType);
     const r = new BlockReader(d.block, `endpoint ${ref}`, errors);
-    r.allow(["hosts", "ports", "ca_cert", "credential"]);
-    const endpoint: Endpoint = {
-      type: type as EndpointType,
-      name,
-      ref,
-      family: FAMILY_OF[type as EndpointType],
-      hosts: r.required("hosts") ? readHosts(r) : [],
-      source: d.source,
-    };
-    const ports = readPorts(r);
-    if (ports !== undefined) endpoint.ports = ports;
-    const caCert = r.string("ca_cert");
-    if (caCert !== undefined) {
-      const read = opts.readFile(nodePath.resolve(nodePath.dirname(d.block.file), caCert));
-      if (!read.ok) r.error(r.line("ca_cert"), `ca_cert: cannot read ${caCert}: ${read.error}`);
-      else if (!read.text.includes("-----BEGIN CERTIFICATE-----")) r.error(r.line("ca_cert"), `ca_cert: ${caCert} holds no PEM certificate`);
-      else endpoint.caCertPem = read.text;
-    }
+    r.allow([...spec.attributes, "credential"]);
+    const built = spec.build(r, {
+      readText: (reader, attr) => {
+        const file = reader.string(attr);
+        if (file === undefined) return undefined;
+        const read = opts.readFile(nodePath.resolve(nodePath.dirname(d.block.file), file));
+        if (read.ok) return read.text;
+        reader.error(reader.line(attr), `${attr}: cannot read ${file}: ${read.error}`);
+        return undefined;
+      },
+    });
+    const endpoint: Endpoint = { type: spec.type, name, ref, family: spec.family, hosts: built.hosts, source: d.source };
+    if (built.ports !== undefined) endpoint.ports = built.ports;
+    if (built.caCertPem !== undefined) endpoint.caCertPem = built.caCertPem;
+    if (built.settings !== undefined) endpoint.settings = built.settings;
     const credential = resolveOne(r, "credential", "credential");
-    if (credential !== undefined) endpoint.credential = credential;
+    if (credential !== undefined) {
+      const fits = credentialFits(credential, spec.credentialTypes);
+      if (fits) r.error(r.line("credential"), fits);
+      else endpoint.credential = credential;
+    }
     endpoints.set(ref, endpoint);
   }
 
@@ -402,7 +406,8 @@ function buildRule(
   const condition = r.string("condition");
   let compiled: CompiledCondition | undefined;
   if (condition !== undefined) {
-    const result = compileCondition(condition);
+    // The family the condition is typed in: its endpoints' (an unknown or mixed set reports above).
+    const result = compileCondition(condition, [...families.values()][0] ?? "http");
     if (result.ok) compiled = result.condition;
     else r.error(r.line("condition"), result.message);
   }
@@ -422,6 +427,17 @@ function buildRule(
   const rememberMs = readDuration(r, "remember", 1);
   if (r.has("remember") && !r.has("approve")) r.error(r.line("remember"), "remember has no effect without approve = [...]");
   const credential = resolveOne(r, "credential", "credential");
+  if (credential !== undefined) {
+    const sessionOnce = endpointRefs.filter((ref) => endpoints.get(ref)?.family === "sql");
+    if (sessionOnce.length > 0) {
+      r.error(r.line("credential"), `credential on a rule has no effect for ${sessionOnce.join(", ")}: a database session authenticates once, with the endpoint's credential`);
+    }
+    for (const ref of endpointRefs) {
+      const e = endpoints.get(ref);
+      const misfit = e ? credentialFits(credential, specOf(e.type).credentialTypes) : undefined;
+      if (misfit) r.error(r.line("credential"), `${misfit.replace("this endpoint", ref)}`);
+    }
+  }
   if (r.has("credential") && verdict === "deny") {
     r.error(r.line("credential"), 'credential has no effect on a rule with verdict "deny"');
   }
@@ -433,7 +449,7 @@ function buildRule(
     family: [...families.values()][0] ?? "http",
     priority,
     disabled,
-    readsBody: compiled?.readsBody ?? false,
+    readsDeferred: compiled?.readsDeferred ?? false,
     source: d.source,
   };
   if (profiles !== undefined) rule.profiles = profiles;
@@ -451,26 +467,18 @@ function isEmptyList(v: unknown): boolean {
   return Array.isArray(v) && v.length === 0;
 }
 
+/** Why a credential ref does not fit an endpoint type's slot, or undefined when it does. */
+function credentialFits(ref: string, types: readonly CredentialType[]): string | undefined {
+  const type = ref.slice(0, ref.indexOf(".")) as CredentialType;
+  if (types.includes(type)) return undefined;
+  return `credential ${ref} does not fit this endpoint (it takes ${types.join(", ")})`;
+}
+
 /** A rule's endpoints must share one family (one set of CEL variables). Exported for tests. */
 export function mixedFamilies(families: Map<string, Family>): string | undefined {
   if (new Set(families.values()).size <= 1) return undefined;
   const list = [...families].map(([ref, family]) => `${ref} is ${family}`).join(", ");
   return `endpoints mix rule families (${list})`;
-}
-
-const HOST_PATTERN = /^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/;
-
-function readHosts(r: BlockReader): string[] {
-  const values = r.list("hosts");
-  if (values === undefined) return [];
-  if (values.length === 0) r.error(r.line("hosts"), "hosts must name at least one host");
-  const hosts: string[] = [];
-  for (const v of values) {
-    const host = v.toLowerCase().replace(/\.$/, "");
-    if (HOST_PATTERN.test(host)) hosts.push(host);
-    else r.error(r.line("hosts"), `hosts: "${v}" is not a host name or *.suffix`);
-  }
-  return hosts;
 }
 
 /** The same host pattern on two endpoints: the first declared wins wherever a profile sees both. */
@@ -487,14 +495,6 @@ function overlappingHosts(endpoints: Map<string, Endpoint>): ConfigError[] {
     }
   }
   return warnings;
-}
-
-function readPorts(r: BlockReader): number[] | undefined {
-  if (!r.has("ports")) return undefined;
-  const v = r.raw("ports");
-  if (Array.isArray(v) && v.length > 0 && v.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)) return v as number[];
-  r.error(r.line("ports"), "ports must be a non-empty list of TCP ports (1-65535)");
-  return undefined;
 }
 
 function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: Record<string, string | undefined>, readFile: BuildOptions["readFile"]): GatewaySettings {

@@ -1,8 +1,9 @@
-// The rule engine: which endpoint claims a host, whether a request's body
-// must be buffered, and the decision for one request. Runs per request, so
-// everything that can be is computed once per Policy (lazily, cached beside
-// it) and decide() only walks a precomputed list.
-import { celActivation, conditionOf, type CelActivation, type CompiledCondition } from "./cel.ts";
+// The rule engine, one for every family: which endpoint claims a host,
+// whether a handler must gather the deferred facts (the http body, the parsed
+// SQL), and the decision for one action. Runs per action, so everything that
+// can be is computed once per Policy (lazily, cached beside it) and judge()
+// only walks a precomputed list.
+import { activationFor, conditionOf, type CelActivation, type CompiledCondition } from "./cel.ts";
 import type { Decision, Endpoint, HttpFacts, Policy, RequestContext, Rule } from "./types.ts";
 
 import { normalizeHost } from "./host.ts";
@@ -13,7 +14,7 @@ export { normalizeHost } from "./host.ts";
 interface PreparedRule {
   rule: Rule;
   condition: CompiledCondition | undefined;
-  readsBody: boolean;
+  readsDeferred: boolean;
   /** The agent-safe reason when the rule matches. */
   reason: string;
 }
@@ -27,7 +28,7 @@ interface PolicyIndex {
   /** Enabled rules per endpoint ref, in evaluation order. */
   rulesByEndpoint: Map<string, PreparedRule[]>;
   /** Per `endpoint\0profile`: the rules that apply, and whether any reads the body. */
-  applicable: Map<string, { rules: PreparedRule[]; readsBody: boolean }>;
+  applicable: Map<string, { rules: PreparedRule[]; readsDeferred: boolean }>;
 }
 
 const indexes = new WeakMap<Policy, PolicyIndex>();
@@ -65,7 +66,7 @@ function buildIndex(policy: Policy): PolicyIndex {
       rule,
       condition,
       // Trust the compiled AST walk, but never less than what the rule declares.
-      readsBody: rule.readsBody || (condition?.readsBody ?? false),
+      readsDeferred: rule.readsDeferred || (condition?.readsDeferred ?? false),
       reason: rule.reason ?? `rule "${rule.name}"`,
     };
     for (const ref of rule.endpoints) rulesByEndpoint.set(ref, [...(rulesByEndpoint.get(ref) ?? []), prepared]);
@@ -91,32 +92,74 @@ export function matchEndpoint(policy: Policy, host: string, profile: string): En
   return undefined;
 }
 
-function applicable(index: PolicyIndex, endpoint: Endpoint, profile: string): { rules: PreparedRule[]; readsBody: boolean } {
+/** Whether the profile sees an endpoint (a profile the policy does not declare sees none). */
+export function visibleEndpoints(policy: Policy, profile: string): (e: Endpoint) => boolean {
+  const index = indexOf(policy);
+  if (!index.visible.has(profile)) return () => false;
+  const visible = index.visible.get(profile);
+  return (e) => visible === undefined || visible.has(e.ref);
+}
+
+/**
+ * Every endpoint that claims `host` for this profile, best first (exact
+ * names before wildcards, longer suffixes first, then declaration order):
+ * two endpoints may share a host on different ports.
+ */
+export function matchEndpoints(policy: Policy, host: string, profile: string): Endpoint[] {
+  const index = indexOf(policy);
+  if (!index.visible.has(profile)) return [];
+  const visible = index.visible.get(profile);
+  const canSee = (e: Endpoint) => visible === undefined || visible.has(e.ref);
+  const h = normalizeHost(host);
+  const out = (index.exact.get(h) ?? []).filter(canSee);
+  for (const w of index.wildcards) {
+    if (h.length > w.suffix.length && h.endsWith(w.suffix) && canSee(w.endpoint) && !out.includes(w.endpoint)) out.push(w.endpoint);
+  }
+  return out;
+}
+
+function applicable(index: PolicyIndex, endpoint: Endpoint, profile: string): { rules: PreparedRule[]; readsDeferred: boolean } {
   const key = `${endpoint.ref}\0${profile}`;
   let entry = index.applicable.get(key);
   if (!entry) {
     const rules = (index.rulesByEndpoint.get(endpoint.ref) ?? []).filter(
       (p) => p.rule.profiles === undefined || p.rule.profiles.includes(profile),
     );
-    entry = { rules, readsBody: rules.some((p) => p.readsBody) };
+    entry = { rules, readsDeferred: rules.some((p) => p.readsDeferred) };
     // Profiles come from the policy and device records, so this stays small.
     index.applicable.set(key, entry);
   }
   return entry;
 }
 
-/** Whether any enabled rule that applies here reads the body (so the handler must buffer it). */
-export function needsBody(policy: Policy, endpoint: Endpoint, profile: string): boolean {
-  return applicable(indexOf(policy), endpoint, profile).readsBody;
+/**
+ * Whether any enabled rule that applies here reads the deferred facts (so
+ * the handler must buffer the body, or parse the statement).
+ */
+export function needsDeferredFacts(policy: Policy, endpoint: Endpoint, profile: string): boolean {
+  return applicable(indexOf(policy), endpoint, profile).readsDeferred;
 }
 
-/** The decision for one request: first matching rule wins; errors fail closed. */
+/** The http family's name for needsDeferredFacts: the body must be buffered. */
+export const needsBody = needsDeferredFacts;
+
+/** The decision for one http request (judge, typed for the http family). */
 export function decide(policy: Policy, ctx: RequestContext, facts: HttpFacts): Decision {
+  return judge(policy, ctx, facts);
+}
+
+/**
+ * The decision for one action of any family: the first matching rule by
+ * priority wins, else the default; a condition that cannot be evaluated
+ * (an error, facts that are unknown or cut off) denies. `facts` are the
+ * endpoint's family's facts (HttpFacts, SqlFacts, ...).
+ */
+export function judge(policy: Policy, ctx: RequestContext, facts: unknown): Decision {
   const { rules } = applicable(indexOf(policy), ctx.endpoint, ctx.profile);
   let activation: CelActivation | undefined;
   for (const p of rules) {
     if (p.condition) {
-      activation ??= celActivation(facts, ctx.device, ctx.profile);
+      activation ??= activationFor(ctx.endpoint.family, facts, ctx.device, ctx.profile);
       let matched: boolean;
       try {
         matched = p.condition.test(activation);

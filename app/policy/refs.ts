@@ -2,14 +2,15 @@
 // `profile.default`, `dashboard`, `human_approver.oncall`. hcl2json hands
 // them over unevaluated as `${...}` strings.
 import type { CredentialType, EndpointType, Family } from "./types.ts";
+import { ENDPOINT_SPECS } from "../endpoints/registry.ts";
 
-export const ENDPOINT_TYPES: readonly EndpointType[] = ["https"];
+export const ENDPOINT_TYPES = Object.keys(ENDPOINT_SPECS) as EndpointType[];
 
 /** Each endpoint type's rule family; rules may not mix families. */
-export const FAMILY_OF: Record<EndpointType, Family> = { https: "http" };
+export const FAMILY_OF = Object.fromEntries(ENDPOINT_TYPES.map((t) => [t, ENDPOINT_SPECS[t].family])) as Record<EndpointType, Family>;
 
 /** Endpoint types reached by hostname without SNI or Host (ssh, clickhouse_native): their hosts get a DNS VIP. */
-export const REQUIRES_VIP: Record<EndpointType, boolean> = { https: false };
+export const REQUIRES_VIP = Object.fromEntries(ENDPOINT_TYPES.map((t) => [t, ENDPOINT_SPECS[t].requiresVip])) as Record<EndpointType, boolean>;
 
 export const CREDENTIAL_TYPES: readonly CredentialType[] = [
   "bearer_token",
@@ -21,6 +22,7 @@ export const CREDENTIAL_TYPES: readonly CredentialType[] = [
   "github_token",
   "gemini_api_key",
   "passthrough",
+  "postgres_password",
 ];
 
 export const APPROVER_TYPES = ["human_approver", "llm_approver"] as const;
@@ -31,7 +33,7 @@ export const DASHBOARD = "dashboard";
 export type RefKind = "endpoint" | "credential" | "profile" | "approver";
 
 export const EXPECTED_FORM: Record<RefKind, string> = {
-  endpoint: "an endpoint reference (https.NAME)",
+  endpoint: "an endpoint reference (TYPE.NAME, e.g. https.NAME)",
   credential: "a credential reference (TYPE.NAME)",
   profile: "a profile reference (profile.NAME)",
   approver: "an approver reference (dashboard or TYPE.NAME)",

@@ -1,6 +1,7 @@
 // The compiled policy: what the config loader produces and every handler reads.
 // A Policy is immutable; a reload builds a new one and swaps it in whole.
 import type { ApproverConfig } from "../approvers/config.ts";
+import type { FamilyName } from "../families/types.ts";
 
 /** Where a block or attribute was declared, for FILE:LINE errors and audit. */
 export interface SourceRef {
@@ -87,9 +88,9 @@ export interface Defaults {
   inspectLimitBytes: number;
 }
 
-/** Endpoint kinds; each implies a rule family. */
-export type EndpointType = "https";
-export type Family = "http";
+/** Endpoint kinds (app/endpoints/registry.ts); each implies a rule family. */
+export type EndpointType = "https" | "postgres";
+export type Family = FamilyName;
 
 export interface Endpoint {
   type: EndpointType;
@@ -105,6 +106,8 @@ export interface Endpoint {
   caCertPem?: string;
   /** Credential injected when the matching rule names none. */
   credential?: string;
+  /** The type's own settings, built and read by its runtime (app/endpoints/<type>/spec.ts). */
+  settings?: Readonly<Record<string, unknown>>;
   source: SourceRef;
 }
 
@@ -117,7 +120,8 @@ export type CredentialType =
   | "openai_api_key"
   | "github_token"
   | "gemini_api_key"
-  | "passthrough";
+  | "passthrough"
+  | "postgres_password";
 
 export interface Credential {
   type: CredentialType;
@@ -173,8 +177,8 @@ export interface Rule {
   /** Profiles the rule applies to; undefined means all. */
   profiles?: string[];
   condition?: string;
-  /** True when the condition reads `http.body` or `http.body_json`. */
-  readsBody: boolean;
+  /** True when the condition reads facts gathered on demand (`http.body`, `http.body_json`; sql's parsed facets). */
+  readsDeferred: boolean;
   verdict?: Verdict;
   /** Approver refs (`dashboard`, `human_approver.oncall`, ...), in order. */
   approve?: string[];

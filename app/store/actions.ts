@@ -24,8 +24,8 @@ export const MAX_QUERY_LIMIT = 1000;
 
 const INSERT_SQL = `INSERT INTO actions (time, kind, flow_id, device, profile, endpoint, host, port, method, path,
   status, bytes_up, bytes_down, duration_ms, rule, verdict, reason, credential, detail,
-  approvers, operator, approval_ms, remembered)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+  approvers, operator, approval_ms, remembered, family, summary, action)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 /** Insert events in one transaction. `now` supplies the time for an event whose time does not parse. */
 export function insertActions(db: Database, events: readonly GatewayEvent[], now: () => number = Date.now): void {
@@ -58,6 +58,9 @@ export function insertActions(db: Database, events: readonly GatewayEvent[], now
         e.operator ?? null,
         e.approvalMs === undefined ? null : Math.round(e.approvalMs),
         e.remembered ? 1 : null,
+        e.family ?? null,
+        e.summary ?? null,
+        e.action === undefined ? null : JSON.stringify(e.action),
       );
     }
   })();
@@ -93,6 +96,9 @@ interface ActionRow {
   operator: string | null;
   approval_ms: number | null;
   remembered: number | null;
+  family: string | null;
+  summary: string | null;
+  action: string | null;
 }
 
 export function queryActions(db: Database, q: ActionQuery): StoredAction[] {
@@ -153,5 +159,17 @@ function fromRow(r: ActionRow): StoredAction {
   if (r.operator !== null) e.operator = r.operator;
   if (r.approval_ms !== null) e.approvalMs = r.approval_ms;
   if (r.remembered) e.remembered = true;
+  if (r.family !== null) e.family = r.family as NonNullable<GatewayEvent["family"]>;
+  if (r.summary !== null) e.summary = r.summary;
+  if (r.action !== null) e.action = parseAction(r.action);
   return e;
+}
+
+function parseAction(text: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(text);
+    return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
 }

@@ -178,6 +178,13 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX run_peers_device ON run_peers(device_id);
   `,
+  // 7: every rule family records its actions here: the family (http, sql),
+  // a one-line summary and the structured action (JSON) beside the HTTP columns.
+  `
+  ALTER TABLE actions ADD COLUMN family TEXT;
+  ALTER TABLE actions ADD COLUMN summary TEXT;
+  ALTER TABLE actions ADD COLUMN action TEXT;
+  `,
 ];
 
 /**

@@ -50,6 +50,9 @@ export function journalFields(e: GatewayEvent, identifier = "clawpatrol-gateway"
   opt("CLAWPATROL_BYTES_UP", e.bytesUp);
   opt("CLAWPATROL_BYTES_DOWN", e.bytesDown);
   opt("CLAWPATROL_FLOW", e.flowId);
+  opt("CLAWPATROL_FAMILY", e.family);
+  opt("CLAWPATROL_SUMMARY", e.summary);
+  if (e.action !== undefined) opt("CLAWPATROL_ACTION", JSON.stringify(e.action));
   return f;
 }
 

@@ -36,6 +36,11 @@ export function formatEventLine(e: GatewayEvent, opts: StderrSinkOptions = {}): 
     parts.push(clean(shorten(host + (e.path ?? ""), MAX_PATH)));
     if (e.status !== undefined) parts.push(String(e.status));
     parts.push(duration(e.durationMs));
+  } else if (e.kind === "sql") {
+    parts.push(clean(`${e.endpoint ?? hostPort(e.host, e.port)}`), clean(shorten(e.summary ?? "", MAX_PATH)));
+    const rows = e.action?.rows;
+    if (typeof rows === "number") parts.push(`rows=${rows}`);
+    parts.push(duration(e.durationMs));
   } else {
     parts.push(clean(`${hostPort(e.host, e.port)}`));
     parts.push(`↑${bytes(e.bytesUp)}`, `↓${bytes(e.bytesDown)}`, duration(e.durationMs));

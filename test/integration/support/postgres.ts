@@ -32,6 +32,10 @@ export interface PostgresOptions {
   user?: string;
   password?: string;
   database?: string;
+  /** The IPv4 address to listen on (and accept TCP from its /32 and 127.0.0.1); default 127.0.0.1. */
+  listen?: string;
+  /** A fixed port instead of a free one picked at random. */
+  port?: number;
 }
 
 export interface TestPostgres {
@@ -46,7 +50,7 @@ export interface TestPostgres {
   /** The cluster's directory (data, socket, log). */
   dir: string;
   /** Runs SQL as the superuser over the Unix socket; returns psql's unaligned output. */
-  superuserSql(sql: string): string;
+  superuserSql(sql: string, database?: string): string;
   /** Fast shutdown, then the directory is removed. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -102,7 +106,7 @@ export async function startPostgres(options: PostgresOptions): Promise<TestPostg
   let caCertPem: string | undefined;
   let caCertPath: string | undefined;
   const settings: string[] = [
-    "listen_addresses = '127.0.0.1'",
+    `listen_addresses = '${options.listen ?? "127.0.0.1"}'`,
     `unix_socket_directories = '${dir}'`,
     "fsync = off",
     "synchronous_commit = off",
@@ -112,7 +116,7 @@ export async function startPostgres(options: PostgresOptions): Promise<TestPostg
     "log_connections = on",
   ];
   if (options.tls) {
-    const pki = makeTestPki(path.join(dir, "pki"), ["127.0.0.1", "localhost"]);
+    const pki = makeTestPki(path.join(dir, "pki"), [...new Set([options.listen ?? "127.0.0.1", "127.0.0.1", "localhost"])]);
     caCertPem = pki.caCertPem;
     caCertPath = pki.caCertPath;
     const cert = path.join(data, "server.crt");
@@ -124,10 +128,12 @@ export async function startPostgres(options: PostgresOptions): Promise<TestPostg
     settings.push("ssl = on", `ssl_cert_file = '${cert}'`, `ssl_key_file = '${key}'`);
   }
   const hostKind = options.tls && options.tlsOnly ? "hostssl" : "host";
+  // Clients reach it from loopback, or (listening elsewhere) from anywhere: the test's namespaces decide who can route to it.
+  const from = options.listen && options.listen !== "127.0.0.1" ? "0.0.0.0/0" : "127.0.0.1/32";
   const hba = [
     "local all all trust",
-    `${hostKind} all all 127.0.0.1/32 ${options.auth}`,
-    ...(options.tls && options.tlsOnly ? ["hostnossl all all 127.0.0.1/32 reject"] : []),
+    `${hostKind} all all ${from} ${options.auth}`,
+    ...(options.tls && options.tlsOnly ? [`hostnossl all all ${from} reject`] : []),
   ];
   writeFileSync(path.join(data, "pg_hba.conf"), hba.join("\n") + "\n");
   writeFileSync(path.join(data, "postgresql.auto.conf"), settings.join("\n") + "\n");
@@ -138,7 +144,7 @@ export async function startPostgres(options: PostgresOptions): Promise<TestPostg
   let port = 0;
   let lastLog = "";
   for (let attempt = 0; attempt < 5 && proc === undefined; attempt++) {
-    port = await freePort();
+    port = options.port ?? (await freePort());
     const logPath = path.join(dir, `postgres-${attempt}.log`);
     const p = Bun.spawn(asPostgres([`${BIN}/postgres`, "-D", data, "-p", String(port)]), {
       stdout: "ignore",
@@ -156,8 +162,8 @@ export async function startPostgres(options: PostgresOptions): Promise<TestPostg
     throw new Error(`postgres did not start: ${lastLog}`);
   }
 
-  const superuserSql = (sql: string): string =>
-    run([`${BIN}/psql`, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", dir, "-p", String(port), "-U", "postgres", "-d", "postgres"], sql);
+  const superuserSql = (sql: string, db = "postgres"): string =>
+    run([`${BIN}/psql`, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", dir, "-p", String(port), "-U", "postgres", "-d", db], sql);
 
   const encryption = options.passwordEncryption ?? (options.auth === "md5" ? "md5" : "scram-sha-256");
   superuserSql(
@@ -169,7 +175,7 @@ export async function startPostgres(options: PostgresOptions): Promise<TestPostg
   const running = proc;
   let stopped = false;
   return {
-    host: "127.0.0.1",
+    host: options.listen ?? "127.0.0.1",
     port,
     user,
     password,
@@ -206,7 +212,7 @@ async function waitReady(p: Subprocess, port: number, socketDir: string): Promis
   });
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline && !exited) {
-    const r = Bun.spawnSync([`${BIN}/pg_isready`, "-q", "-h", "127.0.0.1", "-p", String(port), "-t", "2"]);
+    const r = Bun.spawnSync([`${BIN}/pg_isready`, "-q", "-h", socketDir, "-p", String(port), "-t", "2"]);
     if (r.exitCode === 0 && !exited) {
       // The TCP listener answers; make sure it is ours (our socket dir has the lock file).
       return Bun.file(path.join(socketDir, `.s.PGSQL.${port}.lock`)).exists();

@@ -99,7 +99,7 @@ export function harness(extra: Partial<OperatorApiDeps> = {}) {
       family: "http",
       priority: 0,
       disabled: false,
-      readsBody: false,
+      readsDeferred: false,
       approve: ["dashboard"],
       reason: "merging a pull request",
       source: { file: "gw.hcl", line: 10 },

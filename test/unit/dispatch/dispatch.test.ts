@@ -64,6 +64,8 @@ function summary(d: DispatchDecision): Record<string, unknown> {
       return { kind: d.kind, reason: d.reason };
     case "internal":
       return { kind: d.kind, sni: d.sni };
+    case "serve":
+      return { kind: d.kind, endpoint: d.endpoint.ref, via: d.via, upstream: `${d.upstream.host}:${d.upstream.port}` };
   }
 }
 
@@ -259,5 +261,62 @@ profile "narrow" { endpoints = [https.dbadmin] }
 
   test("without a VIP table, VIP addresses are ordinary addresses", () => {
     expect(routeDestination(p, dst(22, "100.80.0.5"), dev()).kind).toBe("relay");
+  });
+});
+
+// Endpoint types claimed by address (postgres): decided from the destination
+// alone, before any byte; the decision carries the real upstream.
+describe("endpoints claimed by address: VIPs, literals, the conn index, names, the profile's only one", () => {
+  const PG = `
+schema_version = 1
+endpoint "postgres" "main" {
+  host = "db.corp.example:5432"
+  credential = postgres_password.main
+}
+endpoint "postgres" "replica" {
+  hosts = ["10.1.2.3:5432", "10.1.2.3:6432"]
+  credential = postgres_password.main
+}
+endpoint "postgres" "side" {
+  host = "10.1.2.3:7432"
+  credential = postgres_password.main
+}
+credential "postgres_password" "main" {
+  user = "app"
+}
+profile "default" { credentials = [postgres_password.main] }
+profile "one" {
+  credentials = [postgres_password.main]
+  endpoints   = [postgres.main]
+}
+`;
+  let p: Policy;
+  beforeAll(async () => {
+    p = await policyFrom(PG);
+  });
+  const VIPS: Record<string, string> = { "100.80.0.9": "db.corp.example" };
+  // The conn index resolved db.corp.example to 192.0.2.50.
+  const ctx: DispatchContext = { vipHostname: (ip) => VIPS[ip], endpointsAt: (ip) => (ip === "192.0.2.50" ? [{ endpoint: "postgres.main", host: "db.corp.example" }] : []) };
+  const route = (host: string, port: number, profile = "default") => {
+    const r = routeDestination(p, dst(port, host), dev(profile), ctx);
+    return r.kind === "peek" ? { kind: "peek" } : summary(r);
+  };
+
+  test.each([
+    ["a VIP -> serve, dialed by the VIP's hostname", "100.80.0.9", 5432, "default", { kind: "serve", endpoint: "postgres.main", via: "vip", upstream: "db.corp.example:5432" }],
+    ["a resolved address (the conn index) -> serve by its name", "192.0.2.50", 5432, "default", { kind: "serve", endpoint: "postgres.main", via: "conn-index", upstream: "db.corp.example:5432" }],
+    ["a name the capture mode was given (SOCKS5, CONNECT) -> serve", "db.corp.example", 5432, "default", { kind: "serve", endpoint: "postgres.main", via: "name", upstream: "db.corp.example:5432" }],
+    ["an IP literal in hosts -> serve", "10.1.2.3", 6432, "default", { kind: "serve", endpoint: "postgres.replica", via: "direct-ip", upstream: "10.1.2.3:6432" }],
+    ["two endpoints on one address: the one claiming the port", "10.1.2.3", 7432, "default", { kind: "serve", endpoint: "postgres.side", via: "direct-ip", upstream: "10.1.2.3:7432" }],
+    ["a bound address on a port no endpoint there claims -> relay", "10.1.2.3", 22, "default", { kind: "relay", reason: "port not claimed by any endpoint" }],
+    ["an unknown address on :5432 with two endpoints visible -> relay", "198.51.100.1", 5432, "default", { kind: "relay", reason: "port not claimed by any endpoint" }],
+    ["an unknown address on :5432 when the profile sees exactly one -> that one, without DNS", "198.51.100.1", 5432, "one", { kind: "serve", endpoint: "postgres.main", via: "only", upstream: "db.corp.example:5432" }],
+    ["a conn-index address the profile cannot see -> not bound", "10.1.2.3", 6432, "one", { kind: "relay", reason: "port not claimed by any endpoint" }],
+  ] as const)("%s", (_name, host, port, profile, want) => {
+    expect(route(host, port, profile)).toEqual(want);
+  });
+
+  test("postgres ports are not peeked for a ClientHello", () => {
+    expect(peekPorts(p).has(5432)).toBe(false);
   });
 });

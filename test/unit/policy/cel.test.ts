@@ -72,7 +72,7 @@ describe("compileCondition: evaluation", () => {
   });
 });
 
-describe("readsBody", () => {
+describe("readsDeferred", () => {
   test.each([
     ["http.method == 'POST'", false],
     ["http.headers['x'] == 'body'", false],
@@ -89,7 +89,7 @@ describe("readsBody", () => {
   ])("%s -> %p", (source, want) => {
     const c = compileCondition(source);
     if (!c.ok) throw new Error(c.message);
-    expect(c.condition.readsBody).toBe(want);
+    expect(c.condition.readsDeferred).toBe(want);
   });
 });
 
@@ -100,7 +100,7 @@ describe("conditionOf", () => {
     family: "http",
     priority: 0,
     disabled: false,
-    readsBody: false,
+    readsDeferred: false,
     verdict: "deny",
     source: { file: "x.hcl", line: 1 },
     ...(condition === undefined ? {} : { condition }),
@@ -116,7 +116,7 @@ describe("conditionOf", () => {
   test("a rule without a condition has none; a broken one always throws", () => {
     expect(conditionOf(rule())).toBeUndefined();
     const broken = conditionOf(rule("http.method =="))!;
-    expect(broken.readsBody).toBe(true);
+    expect(broken.readsDeferred).toBe(true);
     expect(() => broken.test(celActivation(facts(), "d", "p"))).toThrow("does not parse");
   });
 });

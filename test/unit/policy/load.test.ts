@@ -68,8 +68,8 @@ describe("loadPolicy: config/example.hcl", () => {
     expect(merge.verdict).toBeUndefined();
     expect(rules[2]!.profiles).toEqual(["contractor"]);
     expect(rules[2]!.credential).toBe("bearer_token.gh_readonly");
-    expect(rules.find((r) => r.name === "no-opus-in-batch")!.readsBody).toBe(true);
-    expect(rules.find((r) => r.name === "no-deletes")!.readsBody).toBe(false);
+    expect(rules.find((r) => r.name === "no-opus-in-batch")!.readsDeferred).toBe(true);
+    expect(rules.find((r) => r.name === "no-deletes")!.readsDeferred).toBe(false);
     expect(rules.find((r) => r.name === "no-admin-api")!.disabled).toBe(true);
   });
 });

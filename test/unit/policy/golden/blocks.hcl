@@ -9,7 +9,7 @@ endpoint "https" {
   hosts = ["a.example.com"]
 }
 
-endpoint "postgres" "db" {
+endpoint "mysql" "db" {
   hosts = ["db.internal"]
 }
 

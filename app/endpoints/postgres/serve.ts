@@ -1,0 +1,279 @@
+// The shell of a Postgres flow: the only code here that touches sockets.
+// It carries out the session's commands (session.ts) and feeds it events:
+//   1. the agent's bytes (through TLS with the gateway's leaf once the agent asked),
+//   2. the upstream: dialed by name, TLS per the endpoint's sslmode (upstream-tls.ts),
+//   3. verdicts: each statement judged by the sql family's rules, approvals held here,
+//   4. events: one per statement; cancel keys mapped to the upstream's.
+import tls from "node:tls";
+import { randomBytes, randomInt } from "node:crypto";
+import type { Duplex } from "node:stream";
+import type { EndpointHandler, ServeRequest } from "../spec.ts";
+import type { FlowDeps } from "../../dispatch/handle.ts";
+import type { Decision, Endpoint, Policy } from "../../policy/types.ts";
+import type { GatewayEvent } from "../../events/types.ts";
+import { judge, needsDeferredFacts } from "../../policy/engine.ts";
+import { sqlFamily, cut, type SqlFacts } from "../../families/sql/family.ts";
+import { PostgresSession, type ActionOutcome, type SessionCommand, type StatementRecord } from "./session.ts";
+import { postgresSettings } from "./spec.ts";
+import { openUpstream } from "./upstream-tls.ts";
+import { cancelKeys } from "./cancel.ts";
+import { parseSql } from "./sql.ts";
+import { log } from "../../log.ts";
+import { randomUUID } from "node:crypto";
+import type { ApprovalRequest } from "../../approvers/types.ts";
+
+export const postgresHandler: EndpointHandler = {
+  serve: (req, deps) => servePostgres(req, deps as FlowDeps),
+};
+
+async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
+  const { flow, endpoint, upstream } = req;
+  const settings = postgresSettings(endpoint.settings);
+  const policy = req.policy();
+  const device = flow.device;
+  const credential = credentialFor(policy, endpoint, device.profile, deps);
+  const processId = randomInt(1, 2 ** 31 - 1);
+  const secretKey = new Uint8Array(randomBytes(4));
+  const session = new PostgresSession({
+    credential: credential.ok ? credential.value : undefined,
+    allowMd5: settings.allowMd5,
+    agentTls: true,
+    now: Date.now,
+    parse: parseSql,
+    needsFacets: needsDeferredFacts(policy, endpoint, device.profile),
+    processId,
+    secretKey,
+  });
+  if (!credential.ok) log.warn("postgres credential unavailable", { flow: flow.id, endpoint: endpoint.ref, reason: credential.reason });
+
+  let agent: Duplex = flow.conn;
+  let upstreamSock: Duplex | undefined;
+  let closed = false;
+  const agentGone = new AbortController();
+  let registered: string | undefined;
+
+  const done = new Promise<void>((resolve) => {
+    const finish = () => {
+      if (closed) return;
+      closed = true;
+      agentGone.abort();
+      if (registered) cancelKeys.delete(registered);
+      agent.end();
+      upstreamSock?.end();
+      // Let queued bytes flush, then make sure nothing lingers.
+      setTimeout(() => {
+        agent.destroy();
+        upstreamSock?.destroy();
+      }, 2_000).unref?.();
+      resolve();
+    };
+
+    const run = (commands: SessionCommand[]): void => {
+      for (const c of commands) {
+        if (closed) return;
+        switch (c.type) {
+          case "send-agent":
+            if (!agent.write(c.data) && upstreamSock) {
+              // The agent reads slowly: stop reading the server until it drains.
+              upstreamSock.pause();
+              agent.once("drain", () => upstreamSock?.resume());
+            }
+            break;
+          case "send-upstream":
+            if (upstreamSock && !upstreamSock.write(c.data)) {
+              agent.pause();
+              upstreamSock.once("drain", () => agent.resume());
+            }
+            break;
+          case "start-agent-tls":
+            startAgentTls();
+            break;
+          case "open-upstream":
+            void openUpstream(upstream, settings, endpoint.caCertPem, deps.dial).then(
+              (u) => {
+                if (closed) {
+                  u.socket.destroy();
+                  return;
+                }
+                upstreamSock = u.socket;
+                upstreamSock.on("data", (d: Buffer) => run(session.handle({ type: "upstream-data", data: d })));
+                upstreamSock.on("close", () => run(session.handle({ type: "upstream-closed" })));
+                upstreamSock.on("error", (e: Error) => log.debug("postgres upstream error", { flow: flow.id, error: e.message }));
+                run(session.handle({ type: "upstream-ready", tls: u.tls, ...(u.channelBinding ? { channelBinding: u.channelBinding } : {}) }));
+              },
+              (e: Error) => {
+                log.warn("postgres upstream unreachable", { flow: flow.id, upstream: `${upstream.host}:${upstream.port}`, error: e.message });
+                run(session.handle({ type: "upstream-failed", reason: e.message }));
+              },
+            );
+            break;
+          case "judge":
+            void judgeActions(c.actions, c.kind).then((verdict) => run(session.handle({ type: "verdict", id: c.id, verdict })));
+            break;
+          case "cancel":
+            void forwardCancel(c.processId, c.secretKey);
+            break;
+          case "register-keys":
+            registered = keyOf(c.processId, c.secretKey);
+            cancelKeys.set(registered, { processId: c.upstreamProcessId, secretKey: c.upstreamSecretKey, upstream, settings, caCertPem: endpoint.caCertPem });
+            break;
+          case "record":
+            publish(c.record);
+            break;
+          case "log":
+            log[c.level](c.message, { flow: flow.id, endpoint: endpoint.ref, ...c.fields });
+            break;
+          case "close":
+            finish();
+            break;
+        }
+      }
+    };
+
+    const onAgentData = (d: Buffer) => run(session.handle({ type: "agent-data", data: d }));
+    const startAgentTls = () => {
+      flow.conn.off("data", onAgentData);
+      void deps.leaves.secureContextFor(upstream.host).then(
+        (secureContext) => {
+          if (closed) return;
+          const t = new tls.TLSSocket(flow.conn as never, { isServer: true, secureContext });
+          agent = t;
+          t.on("error", (e: Error) => {
+            log.debug("postgres agent TLS error", { flow: flow.id, error: e.message });
+            finish();
+          });
+          t.on("secure", () => run(session.handle({ type: "agent-tls-ready" })));
+          t.on("data", onAgentData);
+          t.on("close", () => run(session.handle({ type: "agent-closed" })));
+        },
+        (e: Error) => {
+          log.error("could not mint a certificate", { host: upstream.host, error: e.message });
+          finish();
+        },
+      );
+    };
+    flow.conn.on("data", onAgentData);
+    flow.conn.on("close", () => run(session.handle({ type: "agent-closed" })));
+    flow.conn.on("end", () => run(session.handle({ type: "agent-closed" })));
+    flow.conn.resume();
+  });
+
+  /** Rules for each action; an approval holds this session only. */
+  async function judgeActions(actions: SqlFacts[], kind: "statement" | "function-call"): Promise<{ outcomes: ActionOutcome[] }> {
+    const outcomes: ActionOutcome[] = [];
+    for (const facts of actions) {
+      const current = deps.policy();
+      // The endpoint as the current policy has it (a reload may have changed its rules).
+      const ep = current.endpoints.get(endpoint.ref) ?? endpoint;
+      const d = judge(current, { device: device.name, profile: device.profile, endpoint: ep }, facts);
+      if (d.detail) log.warn("rule evaluation failed closed", { flow: flow.id, rule: d.rule, detail: d.detail });
+      let outcome = await outcomeOf(current, ep, facts, d);
+      // A FunctionCall names a function by OID only: it goes through only when a rule allows it.
+      if (kind === "function-call" && outcome.allow && d.rule === undefined) {
+        outcome = { allow: false, reason: "a FunctionCall needs a rule that allows it" };
+      }
+      outcomes.push(outcome);
+      if (!outcome.allow) break;
+    }
+    return { outcomes };
+  }
+
+  async function outcomeOf(current: Policy, ep: Endpoint, facts: SqlFacts, d: Decision): Promise<ActionOutcome> {
+    const rule = d.rule !== undefined ? { rule: d.rule } : {};
+    if (d.verdict === "allow") return { allow: true, reason: d.reason, ...rule };
+    if (d.verdict === "deny") return { allow: false, reason: d.reason, ...rule };
+    const r = current.rules.find((x) => x.name === d.rule);
+    if (!deps.approvals || !r || !d.approvers) return { allow: false, reason: `${d.reason} (approval required; no approver is available)`, ...rule };
+    const request = approvalRequestFor(facts, ep, d, deps.redact ?? ((t) => t));
+    const outcome = await deps.approvals.hold({ request, rule: r, chain: d.approvers, operationId: undefined, signal: agentGone.signal });
+    if (outcome.status !== "decided") return { allow: false, reason: "the approval could not be held", ...rule };
+    const result = outcome.result;
+    const operators = result.approvals.map((a) => a.operator).filter((o): o is string => Boolean(o));
+    const approval: Record<string, unknown> = {
+      approvers: result.approvals.map((a) => a.approver).join(",") || undefined,
+      ...(operators.length > 0 ? { operator: operators.join(",") } : {}),
+      approvalMs: result.latencyMs,
+      ...(result.remembered ? { remembered: true } : {}),
+    };
+    return { allow: result.decision === "allow", reason: result.reason, approval, ...rule };
+  }
+
+  function approvalRequestFor(facts: SqlFacts, ep: Endpoint, d: Decision, redact: (t: string) => string): ApprovalRequest {
+    const statement = facts.facets?.statement ?? facts.text;
+    return {
+      id: randomUUID(),
+      time: new Date().toISOString(),
+      device: device.name,
+      profile: device.profile,
+      endpoint: ep.ref,
+      rule: d.rule ?? "",
+      reason: d.reason,
+      method: (facts.facets?.verb ?? "sql").toUpperCase(),
+      host: upstream.host,
+      path: redact(cut(statement, 300)),
+      headers: { database: facts.database, user: facts.user },
+      bodyPreview: redact(cut(statement, 4096)),
+      bodyTruncated: statement.length > 4096,
+      fingerprint: sqlFamily.fingerprint(facts),
+      family: "sql",
+      summary: redact(sqlFamily.summary(facts)),
+    };
+  }
+
+  function publish(r: StatementRecord): void {
+    const event: GatewayEvent = {
+      time: new Date(r.startedAt).toISOString(),
+      kind: "sql",
+      family: "sql",
+      flowId: flow.id,
+      device: device.name,
+      profile: device.profile,
+      endpoint: endpoint.ref,
+      host: upstream.host,
+      port: upstream.port,
+      method: (r.facts.facets?.verb ?? "sql").toUpperCase(),
+      path: cut(r.facts.facets?.statement ?? r.facts.text, 300),
+      bytesUp: 0,
+      bytesDown: 0,
+      durationMs: r.durationMs,
+      verdict: r.verdict,
+      reason: r.reason,
+      summary: sqlFamily.summary(r.facts),
+      action: { ...sqlFamily.action(r.facts), ...(r.rows !== undefined ? { rows: r.rows } : {}), ...(r.sqlstate ? { sqlstate: r.sqlstate } : {}) },
+    };
+    if (r.rule !== undefined) event.rule = r.rule;
+    if (credential.ok) event.credential = credential.ref;
+    if (r.detail) event.detail = r.detail;
+    else if (r.facts.unknownReason) event.detail = `facets unknown: ${r.facts.unknownReason}`;
+    if (r.approval) Object.assign(event, r.approval);
+    deps.publish(event);
+  }
+
+  async function forwardCancel(pid: number, key: Uint8Array): Promise<void> {
+    const target = cancelKeys.get(keyOf(pid, key));
+    if (!target) return;
+    const { sendCancel } = await import("./cancel.ts");
+    await sendCancel(target, deps.dial).catch((e: Error) => log.debug("postgres cancel failed", { error: e.message }));
+  }
+
+  return done;
+}
+
+function keyOf(processId: number, secretKey: Uint8Array): string {
+  return `${processId}:${Buffer.from(secretKey).toString("hex")}`;
+}
+
+type CredentialResult = { ok: true; ref: string; value: { user: string; password: string } } | { ok: false; reason: string };
+
+/** The endpoint's credential, when the device's profile is granted it and the gateway holds its secret. */
+function credentialFor(policy: Policy, endpoint: Endpoint, profile: string, deps: FlowDeps): CredentialResult {
+  if (!endpoint.credential) return { ok: false, reason: "the endpoint names no credential" };
+  const cred = policy.credentials.get(endpoint.credential);
+  if (!cred) return { ok: false, reason: `credential ${endpoint.credential} is not configured` };
+  if (!policy.profiles.get(profile)?.credentials.includes(cred.ref)) return { ok: false, reason: `profile "${profile}" is not granted ${cred.ref}` };
+  const secret = deps.secretFor(cred);
+  if (!secret.ok) return { ok: false, reason: secret.reason };
+  const user = cred.settings.user;
+  if (!user) return { ok: false, reason: `credential ${cred.ref} names no user` };
+  return { ok: true, ref: cred.ref, value: { user, password: secret.value } };
+}

@@ -1,0 +1,15 @@
+// The endpoint types this gateway knows: one line each. A type's folder
+// declares everything about it in its spec (app/endpoints/spec.ts).
+import type { EndpointType } from "../policy/types.ts";
+import type { EndpointSpec } from "./spec.ts";
+import { httpsSpec } from "./https/spec.ts";
+import { postgresSpec } from "./postgres/spec.ts";
+
+export const ENDPOINT_SPECS: Readonly<Record<EndpointType, EndpointSpec>> = {
+  https: httpsSpec,
+  postgres: postgresSpec,
+};
+
+export function specOf(type: EndpointType): EndpointSpec {
+  return ENDPOINT_SPECS[type];
+}

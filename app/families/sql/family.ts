@@ -1,0 +1,107 @@
+// The sql family: what CEL conditions see as `sql.*` for one SQL statement
+// (endpoint type postgres; later clickhouse). The parsed facets (verb,
+// tables, functions, statement) come from the real PostgreSQL parser; when
+// it rejected the text they are unknown, and a condition that reads one
+// fails closed. `database` and `user` come from the session and are always known.
+import { createHash } from "node:crypto";
+import { astReadsFields, baseEnvironment } from "../cel-base.ts";
+import type { FamilyDefinition } from "../types.ts";
+
+/** The facets of one statement, as the parser found them. */
+export interface SqlStatementFacets {
+  /** Lower case: select, insert, update, delete, create, drop, … */
+  verb: string;
+  /** Relations read or written, as written (schema-qualified where they are). */
+  tables: string[];
+  functions: string[];
+  /** This statement's own text. */
+  statement: string;
+}
+
+export interface SqlFacts {
+  database: string;
+  /** The user the agent named at startup (never the credential's real user). */
+  user: string;
+  /** The statement as the agent sent it: what the summary shows when it could not be parsed. */
+  text: string;
+  /** Undefined when the parser rejected the text or the handler did not parse it. */
+  facets?: SqlStatementFacets;
+  /** Why the facets are unknown, for the log. */
+  unknownReason?: string;
+}
+
+/** Thrown when a condition reads a facet the parser could not give. */
+export class SqlFacetsUnknownError extends Error {
+  constructor(reason: string | undefined) {
+    super(`the statement's SQL facets are unknown${reason ? ` (${reason})` : ""}`);
+  }
+}
+
+export class SqlValue {
+  readonly #facets: SqlStatementFacets | undefined;
+  readonly #why: string | undefined;
+  constructor(
+    readonly database: string,
+    readonly user: string,
+    facets: SqlStatementFacets | undefined,
+    why: string | undefined,
+  ) {
+    this.#facets = facets;
+    this.#why = why;
+  }
+  #known(): SqlStatementFacets {
+    if (!this.#facets) throw new SqlFacetsUnknownError(this.#why);
+    return this.#facets;
+  }
+  get verb(): string {
+    return this.#known().verb;
+  }
+  get tables(): string[] {
+    return this.#known().tables;
+  }
+  get functions(): string[] {
+    return this.#known().functions;
+  }
+  get statement(): string {
+    return this.#known().statement;
+  }
+}
+
+/** The fields only a parse can give. */
+const PARSED_FIELDS = new Set(["verb", "tables", "functions", "statement"]);
+
+const environment = baseEnvironment()
+  .registerType("SqlStatement", {
+    ctor: SqlValue,
+    fields: { verb: "string", tables: "list<string>", functions: "list<string>", statement: "string", database: "string", user: "string" },
+  })
+  .registerVariable("sql", "SqlStatement");
+
+/** Statements in summaries and approval prompts are cut to this many characters. */
+const SUMMARY_CHARS = 200;
+
+export const sqlFamily: FamilyDefinition<SqlFacts> = {
+  name: "sql",
+  variable: "sql",
+  environment,
+  celValue: (f) => new SqlValue(f.database, f.user, f.facets, f.unknownReason),
+  readsDeferred: (ast) => astReadsFields(ast, "sql", PARSED_FIELDS),
+  summary: (f) => {
+    const verb = f.facets?.verb ?? "unparsed";
+    const tables = f.facets && f.facets.tables.length > 0 ? ` ${f.facets.tables.join(", ")}` : "";
+    return `${verb}${tables}`;
+  },
+  action: (f) => ({
+    database: f.database,
+    user: f.user,
+    verb: f.facets?.verb ?? null,
+    tables: f.facets?.tables ?? null,
+    functions: f.facets?.functions ?? null,
+    statement: cut(f.facets?.statement ?? f.text, 4096),
+  }),
+  fingerprint: (f) => createHash("sha256").update(`sql\0${f.database}\0${f.facets?.statement ?? f.text}`).digest("hex"),
+};
+
+export function cut(text: string, max = SUMMARY_CHARS): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}

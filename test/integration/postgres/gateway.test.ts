@@ -1,0 +1,226 @@
+// PostgreSQL through the gateway, with real parts on both sides:
+//
+//   psql / pgbench / node-postgres `pg` / `postgres` (npm, pipelining)
+//     -> a local port forwarded through the gateway's SOCKS5 listener
+//        (libpq speaks no SOCKS) as a device with a token
+//     -> the gateway: dispatch (the endpoint names the server's address),
+//        the Postgres session, the sql family's rules
+//     -> a real PostgreSQL 15 with SCRAM (and one with TLS only)
+//
+// The agent authenticates with a placeholder password; the upstream gets the
+// real one. Reads pass, writes are refused with 42501 and the session goes
+// on, inside transactions too; events record each statement; the secret is
+// in no event, log line or byte the client received.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import pg from "pg";
+import postgres from "postgres";
+import { startPostgres, type TestPostgres } from "../support/postgres.ts";
+import { startTestGateway, type TestGateway } from "../support/gateway.ts";
+import { socksForward, type SocksForward } from "../support/socks-forward.ts";
+import { waitFor } from "../support/netns.ts";
+
+const PLACEHOLDER = "clawpatrol-placeholder-db";
+
+/** A client program, run without blocking this process (the gateway under test runs in it). */
+async function run(cmd: string[], env: Record<string, string>): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const p = Bun.spawn(cmd, { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const timer = setTimeout(() => p.kill("SIGKILL"), 60_000);
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  clearTimeout(timer);
+  return { exitCode, stdout, stderr };
+}
+
+const POLICY = (pgPort: number, extra = "") => `
+defaults {
+  verdict = "allow"
+}
+endpoint "postgres" "db" {
+  host       = "127.0.0.1:${pgPort}"
+  sslmode    = "disable"
+  credential = postgres_password.db
+}
+credential "postgres_password" "db" {
+  user = "app_rw"
+}
+profile "agents" {
+  credentials = [postgres_password.db]
+}
+rule "no-writes" {
+  endpoint  = postgres.db
+  priority  = 10
+  condition = "sql.verb in ['insert', 'update', 'delete', 'drop', 'truncate', 'alter', 'create', 'grant']"
+  verdict   = "deny"
+  reason    = "writes need a human"
+}
+${extra}
+`;
+
+describe("postgres through the gateway (SOCKS5 capture)", () => {
+  let db: TestPostgres;
+  let t: TestGateway;
+  let fwd: SocksForward;
+  const stderr: string[] = [];
+  let token = "";
+
+  beforeAll(async () => {
+    db = await startPostgres({ auth: "scram-sha-256", user: "app_rw", password: "real-Pg-secret-7f3a9c", database: "app" });
+    db.superuserSql(`
+      CREATE TABLE public.users (id int primary key, name text);
+      INSERT INTO public.users VALUES (1, 'ada'), (2, 'grace');
+      GRANT ALL ON public.users TO app_rw;
+      GRANT CREATE ON SCHEMA public TO app_rw;
+    `, "app");
+    t = await startTestGateway(POLICY(db.port), { CLAWPATROL_SECRET_DB: db.password }, { stderrWrite: (l) => stderr.push(l) });
+    const added = await t.gw.devices.add("agent-box", "agents");
+    token = added.token;
+    const proxy = t.gw.proxies[0]!.address;
+    fwd = await socksForward(proxy, { host: "127.0.0.1", port: db.port }, { user: "agent-box", password: token });
+  });
+
+  afterAll(async () => {
+    fwd?.close();
+    await t?.stop();
+    await db?.stop();
+  });
+
+  const psql = (sql: string[], extra: string[] = []) =>
+    run(["psql", "-X", "-v", "ON_ERROR_STOP=0", "-h", "127.0.0.1", "-p", String(fwd.port), "-U", "whoever", "-d", "app", ...extra, ...sql.flatMap((s) => ["-c", s])], {
+      PGPASSWORD: PLACEHOLDER,
+      PGCONNECT_TIMEOUT: "20",
+    });
+
+  test("psql reads with a placeholder password; a write is denied with 42501 and the session goes on", async () => {
+    const r = await psql(["select name from public.users order by id", "delete from public.users", "select count(*) from public.users"], ["-A", "-t", "-v", "VERBOSITY=verbose"]);
+    const out = r.stdout;
+    const err = r.stderr;
+    expect(out.split("\n").filter(Boolean)).toEqual(["ada", "grace", "2"]);
+    expect(err).toContain("42501");
+    expect(err).toContain("writes need a human");
+    // Nothing was deleted.
+    expect(db.superuserSql("select count(*) from public.users", "app").trim()).toBe("2");
+  });
+
+  test("psql meta-commands (\\d, \\dt, \\l) work under a policy that denies writes", async () => {
+    const r = await psql(["\\dt", "\\d public.users", "\\l"]);
+    expect(r.stderr).not.toContain("ERROR");
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain("users");
+    expect(r.stdout).toContain("name");
+  });
+
+  test("a denial inside a transaction fails the server's transaction too", async () => {
+    const client = new pg.Client({ host: "127.0.0.1", port: fwd.port, user: "x", password: PLACEHOLDER, database: "app" });
+    await client.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query("select 1");
+      const denied = await client.query("update public.users set name = 'eve'").then(
+        () => undefined,
+        (e: { code?: string; message: string }) => e,
+      );
+      expect(denied?.code).toBe("42501");
+      // The server agrees the transaction is aborted.
+      const next = await client.query("select 1").then(
+        () => undefined,
+        (e: { code?: string }) => e,
+      );
+      expect(next?.code).toBe("25P02");
+      await client.query("ROLLBACK");
+      const after = await client.query("select count(*)::int as n from public.users");
+      expect(after.rows[0].n).toBe(2);
+    } finally {
+      await client.end();
+    }
+  });
+
+  test("node-postgres prepared statements: reads run, a prepared write is denied, the connection stays usable", async () => {
+    const client = new pg.Client({ host: "127.0.0.1", port: fwd.port, user: "x", password: PLACEHOLDER, database: "app" });
+    await client.connect();
+    try {
+      for (const id of [1, 2, 1]) {
+        const r = await client.query({ name: "by-id", text: "select name from public.users where id = $1", values: [id] });
+        expect(r.rows[0].name).toBe(id === 1 ? "ada" : "grace");
+      }
+      const denied = await client.query({ name: "del", text: "delete from public.users where id = $1", values: [1] }).then(
+        () => undefined,
+        (e: { code?: string }) => e,
+      );
+      expect(denied?.code).toBe("42501");
+      const r = await client.query("select count(*)::int as n from public.users");
+      expect(r.rows[0].n).toBe(2);
+    } finally {
+      await client.end();
+    }
+  });
+
+  test("a pipelining driver (postgres from npm) stays in sync around denials", async () => {
+    const sql = postgres({ host: "127.0.0.1", port: fwd.port, user: "x", password: PLACEHOLDER, database: "app", max: 1, prepare: true, onnotice: () => {} });
+    try {
+      const results = await Promise.allSettled([
+        sql`select name from public.users where id = ${1}`,
+        sql`delete from public.users where id = ${2}`,
+        sql`select name from public.users where id = ${2}`,
+        sql`insert into public.users values (${3}, ${"eve"})`,
+        sql`select count(*)::int as n from public.users`,
+      ]);
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled", "rejected", "fulfilled"]);
+      const value = (i: number) => (results[i] as PromiseFulfilledResult<Record<string, unknown>[]>).value;
+      expect(value(0)[0]!.name).toBe("ada");
+      expect(value(2)[0]!.name).toBe("grace");
+      expect(value(4)[0]!.n).toBe(2);
+      expect(((results[1] as PromiseRejectedResult).reason as { code?: string }).code).toBe("42501");
+    } finally {
+      await sql.end();
+    }
+  });
+
+  test("every statement is an event with its verb, tables and rows; the secret is in no sink", async () => {
+    const client = new pg.Client({ host: "127.0.0.1", port: fwd.port, user: "x", password: PLACEHOLDER, database: "app", application_name: "evtest" });
+    await client.connect();
+    await client.query("select id from public.users where id = 2");
+    await client.query("truncate public.users").catch(() => undefined);
+    await client.end();
+    expect(await waitFor(() => t.events.some((e) => e.kind === "sql" && e.action?.verb === "truncate"), 10_000)).toBe(true);
+    const read = t.events.find((e) => e.kind === "sql" && e.path === "select id from public.users where id = 2");
+    expect(read?.verdict).toBe("allow");
+    expect(read?.family).toBe("sql");
+    expect(read?.action?.tables).toEqual(["public.users"]);
+    expect(read?.action?.rows).toBe(1);
+    expect(read?.credential).toBe("postgres_password.db");
+    const denied = t.events.find((e) => e.kind === "sql" && e.action?.verb === "truncate");
+    expect(denied?.verdict).toBe("deny");
+    expect(denied?.rule).toBe("no-writes");
+    const everything = JSON.stringify(t.events) + stderr.join("\n");
+    expect(everything).not.toContain(db.password);
+  });
+
+  test("Ctrl-C in psql (a CancelRequest) cancels the running statement on the server", async () => {
+    const client = new pg.Client({ host: "127.0.0.1", port: fwd.port, user: "x", password: PLACEHOLDER, database: "app" });
+    await client.connect();
+    try {
+      const sleeping = client.query("select pg_sleep(60)").then(
+        () => "finished",
+        (e: { code?: string }) => e.code ?? "error",
+      );
+      // The statement is running once the server shows it.
+      expect(await waitFor(() => db.superuserSql("select count(*) from pg_stat_activity where query like 'select pg_sleep(60)%'").trim() === "1", 20_000)).toBe(true);
+      // pg's cancel opens a new connection with the key it was given: the gateway's.
+      const canceller = new pg.Client({ host: "127.0.0.1", port: fwd.port, user: "x", password: PLACEHOLDER, database: "app" });
+      (canceller as unknown as { cancel(target: pg.Client, q: unknown): void }).cancel(client, (client as unknown as { activeQuery: unknown }).activeQuery);
+      expect(await sleeping).toBe("57014");
+    } finally {
+      await client.end();
+    }
+  });
+
+  test("pgbench (simple and prepared) runs its read-only transactions through the gateway", async () => {
+    // Initialised directly (its CREATE TABLEs are writes the policy denies).
+    const init = await run(["pgbench", "-i", "-s", "1", "-h", "127.0.0.1", "-p", String(db.port), "-U", db.user, "app"], { PGPASSWORD: db.password });
+    expect(init.exitCode).toBe(0);
+    for (const mode of ["simple", "prepared"]) {
+      const r = await run(["pgbench", "-S", "-n", "-M", mode, "-c", "2", "-t", "50", "-h", "127.0.0.1", "-p", String(fwd.port), "-U", "x", "app"], { PGPASSWORD: PLACEHOLDER });
+      expect(r.stderr).not.toContain("error");
+      expect(r.stdout).toContain("number of transactions actually processed: 100/100");
+    }
+  });
+});
