@@ -345,7 +345,7 @@ class Walker {
       return;
     }
     if (!isObject(v)) return;
-    for (const key in v) {
+    for (const key of bodiesLast(v)) {
       const child = v[key];
       if (key === "PLpgSQL_expr" && isObject(child)) {
         this.plpgsqlExpr(child, dynamic);
@@ -459,6 +459,14 @@ const DYNAMIC_SQL_FIELDS: Readonly<Record<string, readonly string[]>> = {
   PLpgSQL_stmt_open: ["dynquery"], // OPEN c FOR EXECUTE expr
   PLpgSQL_stmt_return_query: ["dynquery"], // RETURN QUERY EXECUTE expr
 };
+
+/** PL/pgSQL statement lists that run after the statement's own expressions (FOR's query before its body). */
+const NESTED_BODIES = new Set(["body", "then_body", "elsif_list", "else_body", "exceptions", "action"]);
+
+function bodiesLast(o: Record<string, unknown>): string[] {
+  const keys = Object.keys(o);
+  return [...keys.filter((k) => !NESTED_BODIES.has(k)), ...keys.filter((k) => NESTED_BODIES.has(k))];
+}
 
 /** COMMIT / ROLLBACK inside a DO block (PostgreSQL 11+): PL/pgSQL statements, not SQL. */
 const TRANSACTION_CONTROL: Readonly<Record<string, string>> = Object.assign(Object.create(null) as Record<string, string>, {

@@ -14,6 +14,7 @@ const VERB_BY_KIND: Readonly<Record<string, string>> = {
   // PL/pgSQL-only parse modes; here for completeness.
   ReturnStmt: "return",
   PLAssignStmt: "select",
+  SetOperationStmt: "select", // after analysis only; a raw UNION is a SelectStmt
 
   CreateSchemaStmt: "create",
   CreateStmt: "create",
