@@ -69,10 +69,52 @@ class TextCutter {
     return UTF8_DECODER.decode(this.bytes.subarray(start, end));
   }
 
+  /** The tokens, comments left out (nothing here reads them), in text order. */
   tokens(): SqlToken[] {
-    this.tokenCache ??= scanTokens(this.text);
+    this.tokenCache ??= scanTokens(this.text).filter((t) => !isComment(t));
     return this.tokenCache;
   }
+
+  /** The tokens that start inside `span`, found by binary search (no copy). */
+  window(span: Span): TokenWindow {
+    const all = this.tokens();
+    return new TokenWindow(all, firstStartingAt(all, span.start), firstStartingAt(all, span.end));
+  }
+}
+
+/** A run of tokens, indexed from 0; out of range reads undefined. */
+class TokenWindow {
+  constructor(
+    private readonly all: readonly SqlToken[],
+    private readonly from: number,
+    private readonly to: number,
+  ) {}
+
+  get length(): number {
+    return this.to - this.from;
+  }
+
+  at(i: number): SqlToken | undefined {
+    return i < 0 || i >= this.length ? undefined : this.all[this.from + i];
+  }
+
+  /** Index of the token starting exactly at `byte`, or -1. */
+  indexStartingAt(byte: number): number {
+    const i = firstStartingAt(this.all, byte) - this.from;
+    return this.at(i)?.start === byte ? i : -1;
+  }
+}
+
+/** Index of the first token whose start is >= byte. */
+function firstStartingAt(tokens: readonly SqlToken[], byte: number): number {
+  let lo = 0;
+  let hi = tokens.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((tokens[mid]?.start ?? Infinity) < byte) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** A byte range [start, end) of the parsed text. */
@@ -82,7 +124,7 @@ interface Span {
 }
 
 function factsOfText(text: string, depth: number): SqlStatementFacts[] {
-  if (depth > MAX_DEPTH) throw new SqlUnjudgeable(`SQL nested deeper than ${MAX_DEPTH} levels (DO / EXECUTE)`);
+  if (depth > MAX_DEPTH) throw new SqlUnjudgeable(`SQL nested deeper than ${MAX_DEPTH} levels (DO, EXECUTE, embedded statements)`);
   if (text.trim() === "") return [];
   const cutter = new TextCutter(text);
   const out: SqlStatementFacts[] = [];
@@ -131,16 +173,24 @@ function factsOfStatement(
 
 // ---------------------------------------------------------------- the walk
 
-/** CTE names visible at a point of the tree (innermost first). */
+/**
+ * CTE names visible at a point of the tree, one link per enclosing WITH.
+ * `names` maps each name of a WITH to its position; a non-recursive CTE
+ * sees only the names before its own (`visibleBelow`), the query all.
+ */
 interface CteScope {
-  names: ReadonlySet<string>;
+  names: ReadonlyMap<string, number>;
+  visibleBelow: number;
   outer: CteScope | undefined;
 }
 
-const EMPTY_SCOPE: CteScope = { names: new Set(), outer: undefined };
+const EMPTY_SCOPE: CteScope = { names: new Map(), visibleBelow: 0, outer: undefined };
 
 function inScope(scope: CteScope, name: string): boolean {
-  for (let s: CteScope | undefined = scope; s; s = s.outer) if (s.names.has(name)) return true;
+  for (let s: CteScope | undefined = scope; s; s = s.outer) {
+    const position = s.names.get(name);
+    if (position !== undefined && position < s.visibleBelow) return true;
+  }
   return false;
 }
 
@@ -155,6 +205,9 @@ const RELATION_OBJECT_TYPES = new Set([
   "OBJECT_FOREIGN_TABLE",
   "OBJECT_INDEX",
 ]);
+
+/** ObjectTypes named `relation.name` (COMMENT ON COLUMN t.c, DROP TRIGGER tr ON t): the relation counts. */
+const OBJECT_ON_A_RELATION_TYPES = new Set(["OBJECT_COLUMN", "OBJECT_TRIGGER", "OBJECT_RULE", "OBJECT_POLICY", "OBJECT_TABCONSTRAINT"]);
 
 /** Collects the tables and functions of one statement and the entries it embeds. */
 class Walker {
@@ -239,13 +292,15 @@ class Walker {
       case "DropStmt":
         if (RELATION_OBJECT_TYPES.has(String(body.removeType))) {
           for (const name of asArray(body.objects)) this.addNameList(name, false);
+        } else if (OBJECT_ON_A_RELATION_TYPES.has(String(body.removeType))) {
+          for (const name of asArray(body.objects)) this.addNameList(name, true);
         }
         this.object(withoutKey(body, "objects"), scope);
         return;
       case "CommentStmt":
       case "SecLabelStmt":
         if (RELATION_OBJECT_TYPES.has(String(body.objtype))) this.addNameList(body.object, false);
-        else if (body.objtype === "OBJECT_COLUMN") this.addNameList(body.object, true);
+        else if (OBJECT_ON_A_RELATION_TYPES.has(String(body.objtype))) this.addNameList(body.object, true);
         this.object(withoutKey(body, "object"), scope);
         return;
     }
@@ -258,19 +313,18 @@ class Walker {
     const ctes = asArray(w.ctes)
       .map((c) => (isObject(c) && isObject(c.CommonTableExpr) ? c.CommonTableExpr : undefined))
       .filter((c) => c !== undefined);
-    const names = new Set<string>();
-    const scope: CteScope = { names, outer };
+    const names = new Map<string, number>();
+    for (const [position, cte] of ctes.entries()) if (!names.has(String(cte.ctename))) names.set(String(cte.ctename), position);
     // A recursive WITH sees all its names everywhere; otherwise a CTE sees those before it.
-    if (w.recursive === true) for (const c of ctes) names.add(String(c.ctename));
-    for (const cte of ctes) {
-      const seen: CteScope = { names: new Set(names), outer };
+    const recursive = w.recursive === true;
+    for (const [position, cte] of ctes.entries()) {
+      const seen: CteScope = { names, visibleBelow: recursive ? Infinity : position, outer };
       const { kind } = isObject(cte.ctequery) ? unwrap(cte.ctequery) : { kind: "" };
       if (DML_KINDS.has(kind)) this.embedStatement(cte.ctequery, this.locateCteBody(cte), seen);
       else this.value(cte.ctequery, seen);
       this.value(withoutKey(cte, "ctequery"), seen);
-      names.add(String(cte.ctename));
     }
-    return scope;
+    return { names, visibleBelow: Infinity, outer };
   }
 
   /** An embedded statement: an entry of its own, its facts also this statement's. */
@@ -281,7 +335,9 @@ class Walker {
   }
 
   embed(kind: string, body: Record<string, unknown>, span: Span, scope: CteScope): void {
-    const entries = factsOfStatement(kind, body, { ...this.ctx, span }, scope);
+    const depth = this.ctx.depth + 1;
+    if (depth > MAX_DEPTH) throw new SqlUnjudgeable(`statements nested deeper than ${MAX_DEPTH} levels`);
+    const entries = factsOfStatement(kind, body, { ...this.ctx, span, depth }, scope);
     this.absorb(entries, true);
   }
 
@@ -310,11 +366,11 @@ class Walker {
     if (parts.length > 0) this.functions.add(parts.join("."));
   }
 
-  /** `{ List: { items: [String...] } }`: a qualified name; for a column, the last part is dropped. */
-  private addNameList(list: unknown, isColumn: boolean): void {
+  /** `{ List: { items: [String...] } }`: a qualified name; for an object on a relation, the last part is dropped. */
+  private addNameList(list: unknown, onRelation: boolean): void {
     if (!isObject(list) || !isObject(list.List)) return;
     const parts = asArray(list.List.items).map(stringOf).filter((p) => p !== undefined);
-    if (isColumn) parts.pop();
+    if (onRelation) parts.pop();
     if (parts.length > 0) this.tables.add(parts.join("."));
   }
 
@@ -382,66 +438,64 @@ class Walker {
 
   // ------------------------------------------------------------ locating embedded text
 
-  private tokensOfSpan(): SqlToken[] {
-    const { start, end } = this.ctx.span;
-    return this.ctx.cutter.tokens().filter((t) => t.start >= start && t.end <= end && !isComment(t));
+  private tokens(): TokenWindow {
+    return this.ctx.cutter.window(this.ctx.span);
   }
 
   /** EXPLAIN [(options)] [ANALYZE] [VERBOSE] <statement>. */
   private locateExplained(): Span | undefined {
-    const tokens = this.tokensOfSpan();
+    const tokens = this.tokens();
     let i = 1;
-    if (tokens[i]?.text === "(") i = skipParens(tokens, i);
-    while (i < tokens.length && EXPLAIN_WORDS.has(lower(tokens[i]))) i++;
+    if (tokens.at(i)?.text === "(") i = skipParens(tokens, i);
+    while (EXPLAIN_WORDS.has(lower(tokens.at(i)))) i++;
     return this.rest(tokens, i);
   }
 
   /** PREPARE name [(types)] AS <statement>; DECLARE name ... FOR <query>. */
   private locateAfterKeyword(keyword: string): Span | undefined {
-    const tokens = this.tokensOfSpan();
+    const tokens = this.tokens();
     const i = indexAtDepth0(tokens, (t) => lower(t) === keyword && t.keywordName !== "NO_KEYWORD");
     return i < 0 ? undefined : this.rest(tokens, i + 1);
   }
 
   /** CREATE ... AS <query> [WITH [NO] DATA]. */
   private locateCreateTableAsQuery(): Span | undefined {
-    const tokens = this.tokensOfSpan();
+    const tokens = this.tokens();
     const i = indexAtDepth0(tokens, (t) => lower(t) === "as" && t.keywordName !== "NO_KEYWORD");
     if (i < 0) return undefined;
     let last = tokens.length;
-    if (lower(tokens[last - 1]) === "data") {
+    if (lower(tokens.at(last - 1)) === "data") {
       last--;
-      if (lower(tokens[last - 1]) === "no") last--;
-      if (lower(tokens[last - 1]) === "with") last--;
+      if (lower(tokens.at(last - 1)) === "no") last--;
+      if (lower(tokens.at(last - 1)) === "with") last--;
     }
-    const first = tokens[i + 1];
-    const end = tokens[last - 1];
+    const first = tokens.at(i + 1);
+    const end = tokens.at(last - 1);
     return first && end && last > i + 1 ? { start: first.start, end: end.end } : undefined;
   }
 
-  /** COPY ( <query> ) TO ... */
+  /** COPY ( <query> ) TO ...: the query is the first parenthesised group. */
   private locateParenthesized(): Span | undefined {
-    const tokens = this.tokensOfSpan();
-    const open = tokens.findIndex((t) => t.text === "(");
-    return open < 0 ? undefined : innerOfParens(tokens, open);
+    const tokens = this.tokens();
+    for (let i = 0; i < tokens.length; i++) if (tokens.at(i)?.text === "(") return innerOfParens(tokens, i);
+    return undefined;
   }
 
   /** name [(columns)] AS [NOT] [MATERIALIZED] ( <statement> ) */
   private locateCteBody(cte: Record<string, unknown>): Span | undefined {
     if (typeof cte.location !== "number") return undefined;
-    const at = cte.location;
-    const tokens = this.tokensOfSpan();
-    let i = tokens.findIndex((t) => t.start === at) + 1;
+    const tokens = this.tokens();
+    let i = tokens.indexStartingAt(cte.location) + 1;
     if (i <= 0) return undefined;
-    if (tokens[i]?.text === "(") i = skipParens(tokens, i);
-    if (lower(tokens[i]) !== "as") return undefined;
+    if (tokens.at(i)?.text === "(") i = skipParens(tokens, i);
+    if (lower(tokens.at(i)) !== "as") return undefined;
     i++;
-    while (lower(tokens[i]) === "not" || lower(tokens[i]) === "materialized") i++;
-    return tokens[i]?.text === "(" ? innerOfParens(tokens, i) : undefined;
+    while (lower(tokens.at(i)) === "not" || lower(tokens.at(i)) === "materialized") i++;
+    return tokens.at(i)?.text === "(" ? innerOfParens(tokens, i) : undefined;
   }
 
-  private rest(tokens: SqlToken[], from: number): Span | undefined {
-    const first = tokens[from];
+  private rest(tokens: TokenWindow, from: number): Span | undefined {
+    const first = tokens.at(from);
     return first ? { start: first.start, end: this.ctx.span.end } : undefined;
   }
 }
@@ -498,9 +552,9 @@ const SELECT_LITERAL_KEYS = new Set(["targetList", "limitOption", "op"]);
 /** `target := expr` (or `target = expr`): the expression after the first assignment operator. */
 function assignedExpression(query: string): string | undefined {
   const cutter = new TextCutter(query);
-  const tokens = cutter.tokens().filter((t) => !isComment(t));
+  const tokens = cutter.window({ start: 0, end: cutter.byteLength });
   const i = indexAtDepth0(tokens, (t) => t.text === ":=" || t.text === "=");
-  const first = tokens[i + 1];
+  const first = tokens.at(i + 1);
   return i < 0 || !first ? undefined : cutter.cut(first.start, cutter.byteLength);
 }
 
@@ -517,10 +571,10 @@ function isComment(t: SqlToken): boolean {
 }
 
 /** Index just past the parenthesis group opening at `open`. */
-function skipParens(tokens: SqlToken[], open: number): number {
+function skipParens(tokens: TokenWindow, open: number): number {
   let depth = 0;
   for (let i = open; i < tokens.length; i++) {
-    const text = tokens[i]?.text;
+    const text = tokens.at(i)?.text;
     if (text === "(" || text === "[") depth++;
     else if (text === ")" || text === "]") depth--;
     if (depth === 0) return i + 1;
@@ -528,18 +582,18 @@ function skipParens(tokens: SqlToken[], open: number): number {
   return tokens.length;
 }
 
-function innerOfParens(tokens: SqlToken[], open: number): Span | undefined {
+function innerOfParens(tokens: TokenWindow, open: number): Span | undefined {
   const close = skipParens(tokens, open) - 1;
-  const first = tokens[open + 1];
-  const last = tokens[close - 1];
-  if (tokens[close]?.text !== ")" || !first || !last || close <= open + 1) return undefined;
+  const first = tokens.at(open + 1);
+  const last = tokens.at(close - 1);
+  if (tokens.at(close)?.text !== ")" || !first || !last || close <= open + 1) return undefined;
   return { start: first.start, end: last.end };
 }
 
-function indexAtDepth0(tokens: SqlToken[], match: (t: SqlToken) => boolean): number {
+function indexAtDepth0(tokens: TokenWindow, match: (t: SqlToken) => boolean): number {
   let depth = 0;
   for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i];
+    const t = tokens.at(i);
     if (!t) break;
     if (t.text === "(" || t.text === "[") depth++;
     else if (t.text === ")" || t.text === "]") depth--;
@@ -566,8 +620,12 @@ function isNodeName(key: string): boolean {
 
 /** A RangeVar in a field typed RangeVar (`relation`, `rel`, `view`...): stored without its wrapper. */
 function isBareRangeVar(o: Record<string, unknown>): boolean {
-  return typeof o.relname === "string" && typeof o.relpersistence === "string";
+  if (typeof o.relname !== "string") return false;
+  for (const key in o) if (!RANGE_VAR_FIELDS.has(key)) return false;
+  return true;
 }
+
+const RANGE_VAR_FIELDS = new Set(["catalogname", "schemaname", "relname", "inh", "relpersistence", "alias", "location"]);
 
 /** `{ Kind: body }` -> kind and body. */
 function unwrap(node: Record<string, unknown>): { kind: string; body: Record<string, unknown> } {

@@ -1,7 +1,7 @@
 // sqlFacts: SQL text -> verb, tables, functions and text of each statement it
 // runs, through the real PostgreSQL parser. Table-driven: [text, entries].
 import { beforeAll, describe, expect, test } from "bun:test";
-import { loadSqlParser, sqlFacts, UNJUDGEABLE_PREFIX } from "../../../app/families/sql/index.ts";
+import { loadSqlParser, MAX_DEPTH, sqlFacts, UNJUDGEABLE_PREFIX } from "../../../app/families/sql/index.ts";
 import type { SqlParseResult } from "../../../app/families/sql/index.ts";
 
 beforeAll(async () => {
@@ -168,6 +168,11 @@ describe("tables and functions", () => {
     ["DROP VIEW IF EXISTS v", [["drop", ["v"], []]]],
     ["DROP INDEX s.i", [["drop", ["s.i"], []]]],
     ["DROP FUNCTION f(int)", [["drop", [], []]]],
+    ["DROP TRIGGER tr ON s.t", [["drop", ["s.t"], []]]],
+    ["DROP POLICY p ON t", [["drop", ["t"], []]]],
+    ["COMMENT ON CONSTRAINT c ON t IS 'x'", [["comment", ["t"], []]]],
+    ["CREATE TABLE t (LIKE s INCLUDING ALL)", [["create", ["t", "s"], []]]],
+    ["ALTER TABLE t ATTACH PARTITION p FOR VALUES IN (1)", [["alter", ["t", "p"], []]]],
     ["DROP SCHEMA s", [["drop", [], []]]],
     ["ALTER TABLE s.t ADD COLUMN b int REFERENCES u(id)", [["alter", ["s.t", "u"], []]]],
     ["ALTER TABLE t RENAME COLUMN a TO b", [["alter", ["t"], []]]],
@@ -236,6 +241,15 @@ describe("CTEs", () => {
     ],
   ])("%s", (text, expected) => {
     expect(briefs(sqlFacts(text))).toEqual(expected);
+  });
+
+  test("many data-modifying CTEs: one entry each, with its own text", () => {
+    const n = 2000;
+    const ctes = Array.from({ length: n }, (_, i) => `d${i} AS (DELETE FROM t${i} RETURNING 1)`);
+    const r = sqlFacts(`WITH ${ctes.join(", ")} SELECT 1`);
+    expect(texts(r).length).toBe(n + 1);
+    expect(texts(r)[n]).toBe(`DELETE FROM t${n - 1} RETURNING 1`);
+    expect(briefs(r)[0]?.[1].length).toBe(n);
   });
 
   test("a data-modifying CTE's entry carries its own text", () => {
@@ -413,6 +427,14 @@ END $$`);
     const r = sqlFacts("DO $$BEGIN DELETE FROM; END$$");
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error).not.toStartWith(UNJUDGEABLE_PREFIX);
+  });
+
+  test("embedded statements nested deeper than MAX_DEPTH fail closed", () => {
+    let text = "DELETE FROM t";
+    for (let i = 0; i < MAX_DEPTH + 1; i++) text = `WITH d${i} AS (${text} RETURNING 1) DELETE FROM u${i}`;
+    const r = sqlFacts(text);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error).toStartWith(UNJUDGEABLE_PREFIX);
   });
 
   test("nesting deeper than MAX_DEPTH fails closed", () => {
