@@ -17,7 +17,7 @@ import { PostgresSession, type ActionOutcome, type SessionCommand, type Statemen
 import { postgresSettings } from "./spec.ts";
 import { openUpstream } from "./upstream-tls.ts";
 import { cancelKeys } from "./cancel.ts";
-import { parseSql } from "./sql.ts";
+import { loadSqlParser, parseSql } from "./sql.ts";
 import { log } from "../../log.ts";
 import { randomUUID } from "node:crypto";
 import type { ApprovalRequest } from "../../approvers/types.ts";
@@ -28,6 +28,8 @@ export const postgresHandler: EndpointHandler = {
 
 async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
   const { flow, endpoint, upstream } = req;
+  // The parser's WASM loads once (tens of ms); later flows find it ready.
+  await loadSqlParser();
   const settings = postgresSettings(endpoint.settings);
   const policy = req.policy();
   const device = flow.device;

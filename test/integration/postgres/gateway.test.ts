@@ -93,7 +93,7 @@ describe("postgres through the gateway (SOCKS5 capture)", () => {
     const r = await psql(["select name from public.users order by id", "delete from public.users", "select count(*) from public.users"], ["-A", "-t", "-v", "VERBOSITY=verbose"]);
     const out = r.stdout;
     const err = r.stderr;
-    expect(out.split("\n").filter(Boolean)).toEqual(["ada", "grace", "2"]);
+    expect({ out: out.split("\n").filter(Boolean), err: out ? "" : err }).toEqual({ out: ["ada", "grace", "2"], err: "" });
     expect(err).toContain("42501");
     expect(err).toContain("writes need a human");
     // Nothing was deleted.
