@@ -18,12 +18,13 @@ import { startPostgres, type TestPostgres } from "../support/postgres.ts";
 import { startTestGateway, type TestGateway } from "../support/gateway.ts";
 import { socksForward, type SocksForward } from "../support/socks-forward.ts";
 import { waitFor } from "../support/netns.ts";
+import { controlFetch } from "../../../app/control/client.ts";
 
 const PLACEHOLDER = "clawpatrol-placeholder-db";
 
 /** A client program, run without blocking this process (the gateway under test runs in it). */
-async function run(cmd: string[], env: Record<string, string>): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const p = Bun.spawn(cmd, { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+async function run(cmd: string[], env: Record<string, string>, stdin?: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const p = Bun.spawn(cmd, { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe", stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin) });
   const timer = setTimeout(() => p.kill("SIGKILL"), 60_000);
   const [stdout, stderr, exitCode] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   clearTimeout(timer);
@@ -44,6 +45,13 @@ credential "postgres_password" "db" {
 }
 profile "agents" {
   credentials = [postgres_password.db]
+}
+rule "audit-needs-a-human" {
+  endpoint  = postgres.db
+  priority  = 20
+  condition = "sql.verb == 'insert' && 'public.audit' in sql.tables"
+  approve   = [dashboard]
+  reason    = "writing the audit table"
 }
 rule "no-writes" {
   endpoint  = postgres.db
@@ -68,6 +76,8 @@ describe("postgres through the gateway (SOCKS5 capture)", () => {
       CREATE TABLE public.users (id int primary key, name text);
       INSERT INTO public.users VALUES (1, 'ada'), (2, 'grace');
       GRANT ALL ON public.users TO app_rw;
+      CREATE TABLE public.audit (note text);
+      GRANT ALL ON public.audit TO app_rw;
       GRANT CREATE ON SCHEMA public TO app_rw;
     `, "app");
     t = await startTestGateway(POLICY(db.port), { CLAWPATROL_SECRET_DB: db.password }, { stderrWrite: (l) => stderr.push(l) });
@@ -83,11 +93,17 @@ describe("postgres through the gateway (SOCKS5 capture)", () => {
     await db?.stop();
   });
 
-  const psql = (sql: string[], extra: string[] = []) =>
-    run(["psql", "-X", "-v", "ON_ERROR_STOP=0", "-h", "127.0.0.1", "-p", String(fwd.port), "-U", "whoever", "-d", "app", ...extra, ...sql.flatMap((s) => ["-c", s])], {
-      PGPASSWORD: PLACEHOLDER,
-      PGCONNECT_TIMEOUT: "20",
-    });
+  const psql = (sql: string[], extra: string[] = [], stdin?: string) =>
+    run(
+      ["psql", "-X", "-v", "ON_ERROR_STOP=0", "-h", "127.0.0.1", "-p", String(fwd.port), "-U", "whoever", "-d", "app", ...extra, ...sql.flatMap((s) => ["-c", s])],
+      { PGPASSWORD: PLACEHOLDER, PGCONNECT_TIMEOUT: "20" },
+      stdin,
+    );
+  const connect = async (extra: Partial<pg.ClientConfig> = {}) => {
+    const client = new pg.Client({ host: "127.0.0.1", port: fwd.port, user: "x", password: PLACEHOLDER, database: "app", ...extra });
+    await client.connect();
+    return client;
+  };
 
   test("psql reads with a placeholder password; a write is denied with 42501 and the session goes on", async () => {
     const r = await psql(["select name from public.users order by id", "delete from public.users", "select count(*) from public.users"], ["-A", "-t", "-v", "VERBOSITY=verbose"]);
@@ -210,6 +226,72 @@ describe("postgres through the gateway (SOCKS5 capture)", () => {
       expect(await sleeping).toBe("57014");
     } finally {
       await client.end();
+    }
+  });
+
+  test("COPY streams both ways (FROM STDIN and TO STDOUT)", async () => {
+    const rows = Array.from({ length: 2000 }, (_, i) => `${1000 + i}\tbulk-${i}`).join("\n") + "\n";
+    const into = await psql(["copy public.users (id, name) from stdin"], [], rows);
+    expect(into.stderr).toBe("");
+    expect(into.stdout).toContain("COPY 2000");
+    const out = await psql(["copy (select id, name from public.users where id >= 1000 order by id) to stdout"], ["-A", "-t"]);
+    expect(out.stdout.split("\n").filter(Boolean)).toHaveLength(2000);
+    expect(out.stdout).toContain("2999\tbulk-1999");
+    db.superuserSql("delete from public.users where id >= 1000", "app");
+  });
+
+  test("notices and NOTIFY pass through", async () => {
+    const listener = await connect();
+    const talker = await connect();
+    try {
+      const got: string[] = [];
+      listener.on("notification", (n) => got.push(`${n.channel}:${n.payload}`));
+      await listener.query("LISTEN jobs");
+      const notices: string[] = [];
+      talker.on("notice", (n) => notices.push(n.message ?? ""));
+      await talker.query("select pg_notify('jobs', 'built')");
+      await talker.query("DO $$BEGIN RAISE NOTICE 'hello from the server'; END$$");
+      expect(await waitFor(() => got.includes("jobs:built"), 10_000)).toBe(true);
+      expect(notices).toContain("hello from the server");
+    } finally {
+      await listener.end();
+      await talker.end();
+    }
+  });
+
+  test("an approval holds that statement only; the operator's allow lets it run", async () => {
+    const held = await connect();
+    const other = await connect();
+    try {
+      const pending = held.query("insert into public.audit values ('from the agent')").then(
+        () => "ran",
+        (e: { code?: string }) => e.code ?? "error",
+      );
+      const socket = t.gw.policy().gateway.controlSocket;
+      let id: string | undefined;
+      await waitFor(async () => {
+        const res = await controlFetch(socket, "/api/approvals");
+        const { approvals } = (await res.json()) as { approvals: { id: string; rule: string }[] };
+        id = approvals.find((a) => a.rule === "audit-needs-a-human")?.id;
+        return id !== undefined;
+      }, 20_000);
+      expect(id).toBeDefined();
+      // Another session goes on while this one waits.
+      expect((await other.query("select count(*)::int as n from public.users")).rows[0].n).toBe(2);
+      const res = await controlFetch(socket, `/api/approvals/${id}/approve`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ operator: "cli:tester", reason: "fine" }),
+      });
+      expect(res.status).toBe(200);
+      expect(await pending).toBe("ran");
+      expect(db.superuserSql("select note from public.audit", "app").trim()).toBe("from the agent");
+      const event = t.events.find((e) => e.kind === "sql" && e.rule === "audit-needs-a-human");
+      expect(event?.verdict).toBe("allow");
+      expect(event?.operator).toBe("cli:tester");
+    } finally {
+      await held.end();
+      await other.end();
     }
   });
 

@@ -12,6 +12,7 @@ import {
   serializeCancelRequest,
   serializeDescribe,
   serializeExecute,
+  serializeFunctionCall,
   serializeParse,
   serializeQuery,
   serializeSSLRequest,
@@ -419,6 +420,15 @@ describe("extended query protocol", () => {
       'agent: ErrorResponse 42P01 relation "missing" does not exist',
       "agent: ReadyForQuery I",
     );
+    p.done();
+  });
+});
+
+describe("FunctionCall", () => {
+  test("is judged as a call by OID; a denial is the server's own error and ReadyForQuery", () => {
+    const { p } = ready();
+    p.in(agent(serializeFunctionCall({ functionOid: 1598, argFormats: [], args: [], resultFormat: 0 }))).out("judge function-call #1: functioncall");
+    p.in(deny(1, "a FunctionCall needs a rule that allows it", "")).out("record deny functioncall 42501", "upstream: Query raise(denied by clawpatrol: a FunctionCall needs a rule that allows it)");
     p.done();
   });
 });
