@@ -80,6 +80,18 @@ endpoint "https" "anthropic" {
   credential = anthropic_manual_key.claude
 }
 
+# PostgreSQL: the agent connects to db.internal:5432 (its real address, or
+# the VIP the DNS-VIP responder hands out) with any user and a placeholder
+# password; the gateway authenticates upstream as app_rw with the real one
+# (SCRAM-SHA-256; md5 only with allow_md5 = true; cleartext only over TLS).
+# sslmode: disable | prefer (the default) | require | verify-full.
+endpoint "postgres" "app_db" {
+  host       = "db.internal:5432"   # or hosts = ["db-a:5432", "db-b:5432"]
+  sslmode    = "verify-full"
+  # ca_cert  = "db-ca.pem"          # else the system store
+  credential = postgres_password.app_db
+}
+
 # -------------------------------------------------------------- credentials
 # Secret values never live here: set them with
 #   clawpatrol-gateway secret set NAME   (stored encrypted)
@@ -94,10 +106,15 @@ credential "bearer_token" "gh_readonly" {
 
 credential "anthropic_manual_key" "claude" {}
 
+# The secret is the password (secret set app_db, CLAWPATROL_SECRET_APP_DB, or secret_file).
+credential "postgres_password" "app_db" {
+  user = "app_rw"
+}
+
 # ----------------------------------------------------------------- profiles
 
 profile "default" {
-  credentials = [github_token.gh, anthropic_manual_key.claude]
+  credentials = [github_token.gh, anthropic_manual_key.claude, postgres_password.app_db]
 }
 
 # Contractors see GitHub only, and only with the read-only token.
@@ -172,4 +189,25 @@ rule "no-admin-api" {
   disabled  = true
   condition = "http.path.startsWith('/v1/organizations')"
   verdict   = "deny"
+}
+
+# sql rules see sql.verb, sql.tables, sql.functions, sql.statement,
+# sql.database and sql.user, per statement (a multi-statement query is
+# denied whole when one statement is; writes hidden in CTEs and DO bodies
+# count). A statement the parser cannot read leaves the facets unknown, and
+# a rule that reads them denies it.
+rule "db-read-only" {
+  endpoint  = postgres.app_db
+  priority  = 10
+  condition = "sql.verb in ['insert', 'update', 'delete', 'merge', 'truncate', 'drop', 'alter', 'create', 'grant', 'revoke']"
+  verdict   = "deny"
+  reason    = "the agent has read-only database access"
+}
+
+rule "db-no-pii" {
+  endpoint  = postgres.app_db
+  priority  = 20
+  condition = "sql.tables.exists(t, t == 'public.customers' || t == 'customers')"
+  approve   = [dashboard]
+  reason    = "reading customer data"
 }
