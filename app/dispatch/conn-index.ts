@@ -176,10 +176,18 @@ function normalizeIp(ip: string): string {
   return v.startsWith("::ffff:") && isIP(v.slice(7)) === 4 ? v.slice(7) : v;
 }
 
-/** The system resolver (getaddrinfo: /etc/hosts, then DNS); it reports no TTL, so names are looked up again every minute. */
+/**
+ * The system's resolver: DNS A/AAAA with their TTLs, and where DNS knows
+ * nothing (an /etc/hosts name), getaddrinfo, looked up again every minute.
+ * Each lookup is bounded to 5 s.
+ */
 export const systemResolver: Resolver = async (name) => {
-  const { lookup } = await import("node:dns/promises");
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error("lookup timed out after 5 s")), 5_000).unref?.());
-  const found = await Promise.race([lookup(name, { all: true }), timeout]);
+  const dns = await import("node:dns/promises");
+  const bounded = <T>(p: Promise<T>): Promise<T> =>
+    Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("lookup timed out after 5 s")), 5_000).unref?.())]);
+  const [v4, v6] = await Promise.allSettled([bounded(dns.resolve4(name, { ttl: true })), bounded(dns.resolve6(name, { ttl: true }))]);
+  const records = [...(v4.status === "fulfilled" ? v4.value : []), ...(v6.status === "fulfilled" ? v6.value : [])];
+  if (records.length > 0) return { addresses: records.map((r) => r.address), ttlS: Math.min(...records.map((r) => r.ttl)) };
+  const found = await bounded(dns.lookup(name, { all: true }));
   return { addresses: found.map((a) => a.address), ttlS: 60 };
 };

@@ -1,7 +1,7 @@
 // The conn index: literals at once, names resolved in the background and
 // again when their TTL runs out, the last good answer kept through a failure.
 import { afterEach, describe, expect, test } from "bun:test";
-import { ConnIndex, type Resolver } from "../../../app/dispatch/conn-index.ts";
+import { ConnIndex, systemResolver, type Resolver } from "../../../app/dispatch/conn-index.ts";
 import { policyFrom } from "../policy/helpers.ts";
 import { waitFor } from "../../integration/support/netns.ts";
 
@@ -61,5 +61,17 @@ describe("ConnIndex", () => {
     index.update(await policyFrom(POLICY("b.example")));
     expect(await waitFor(() => index!.lookup("192.0.2.2").length === 1, 5_000)).toBe(true);
     expect(index.lookup("192.0.2.1")).toEqual([]);
+  });
+});
+
+describe("systemResolver", () => {
+  test("a name DNS does not know falls back to the hosts file, looked up again in a minute", async () => {
+    const r = await systemResolver("localhost");
+    expect(r.addresses).toContain("127.0.0.1");
+    expect(r.ttlS).toBe(60);
+  });
+
+  test("a name nobody knows is an error (the index keeps what it had)", async () => {
+    await expect(systemResolver("no-such-host.invalid")).rejects.toThrow();
   });
 });
