@@ -24,6 +24,8 @@ import { resolveSecret } from "./credentials/resolve.ts";
 import { pluginFor } from "./credentials/plugin.ts";
 import { UpstreamPool } from "./endpoints/https/upstream.ts";
 import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
+import { destinationContextFor } from "./dispatch/destination-context.ts";
+import { hostAddressCache } from "./net/host-addresses.ts";
 import type { SecretLookup } from "./endpoints/https/session.ts";
 import type { ApprovalGate } from "./endpoints/https/approval.ts";
 import { createApprovals, chainOptionsFor, type Approvals } from "./approvers/registry.ts";
@@ -192,7 +194,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     dnsTcp: () => dnsTcpTarget,
     // VIP destinations back to the hostname they were handed out for (the VIP table).
     dispatch: { vipHostname: (ip) => vipTable.hostnameOf(ip) },
+    // What a relay may reach: not this host, its link, or a device (app/dispatch/destinations.ts).
+    destinations: () => destinationContextFor(policy, hostAddresses()),
   };
+  const hostAddresses = hostAddressCache();
   let dnsTcpTarget: { host: string; port: number } | undefined;
   const vipTable = new VipTable(db);
   let flowsOpen = 0;
@@ -283,6 +288,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       publicUrl: policy.gateway.publicUrl ?? `${policy.gateway.dashboardTls ? "https" : "http"}://${policy.gateway.dashboardListen}`,
       policy: () => policy,
       onFlow: (f) => void onFlow(f),
+      destinations: deps.destinations!,
       // Device DNS to the DNS-VIP responder: ours in `all`, else the dnsvip service's address.
       ...(dnsTcpTarget ? { dnsResolver: formatHostPort(dnsTcpTarget) } : {}),
     });

@@ -11,6 +11,7 @@ import { OnboardService } from "./control/onboard/index.ts";
 import { DeviceRuns, SWEEP_MS as RUN_SWEEP_MS } from "./control/device-runs/index.ts";
 import { RunPeerStore } from "./store/run-peers.ts";
 import { startKernelPlane, startUserspacePlane, type PacketPlane } from "./net/packet-plane.ts";
+import { checkDestination, type DestinationContext } from "./dispatch/destinations.ts";
 import { log } from "./log.ts";
 
 export interface TunnelDeps {
@@ -23,6 +24,8 @@ export interface TunnelDeps {
   onFlow(flow: Flow): void;
   /** Where device DNS goes (the DNS-VIP responder, ip:port); default: the host's resolver. */
   dnsResolver?: string;
+  /** What relayed UDP may reach (the same destination policy as TCP relays). */
+  destinations?: () => DestinationContext;
 }
 
 export interface Tunnel {
@@ -74,6 +77,7 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
       stateDir: deps.stateDir,
       identify,
       udpPolicy: () => deps.policy().defaults.udp,
+      ...(deps.destinations ? { udpDestinationAllowed: (dst: { host: string; port: number }) => checkDestination(dst.host, dst.port, deps.destinations!()).verdict === "allow" } : {}),
       ...(deps.dnsResolver ? { dnsResolver: deps.dnsResolver } : {}),
       onFlow: (flow) => {
         track(flow);

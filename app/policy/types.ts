@@ -85,6 +85,8 @@ export interface Defaults {
   udp: "relay" | "drop";
   /** Request bodies are inspected up to this many bytes (default 1 MiB). */
   inspectLimitBytes: number;
+  /** Addresses a relay may reach although they are the gateway's own (loopback, link-local, the host's): "IP", "CIDR", "IP:PORT", "[IPv6]:PORT". Unset: none. */
+  allowDestinations?: string[];
 }
 
 /** Endpoint kinds; each implies a rule family. */
