@@ -60,6 +60,8 @@ describe.skipIf(!canRunRootTests)("a device behind WireGuard through the userspa
       `
 defaults {
   verdict = "allow"
+  # the upstreams are addresses of the gateway host here (the host side of the veth)
+  allow_destinations = ["${UPSTREAM_IP}", "${UPSTREAM6}"]
 }
 endpoint "https" "api" {
   hosts = ["api.test"]

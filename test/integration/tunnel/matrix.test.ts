@@ -85,6 +85,8 @@ describe.skipIf(!canRunRootTests)("the tunnel matrix: bulk, impaired, many conne
       `
 defaults {
   verdict = "allow"
+  # the upstreams are addresses of the gateway host here (the host side of the veth)
+  allow_destinations = ["${UPSTREAM_IP}"]
 }
 endpoint "https" "api" {
   hosts = ["api.test"]
