@@ -26,6 +26,8 @@ import { UpstreamPool } from "./endpoints/https/upstream.ts";
 import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
 import { destinationContextFor } from "./dispatch/destination-context.ts";
 import { hostAddressCache } from "./net/host-addresses.ts";
+import { fdMetrics } from "./net/fds.ts";
+import { DEFAULT_QUOTAS, DeviceQuotas, type QuotaVerdict } from "./dispatch/quotas.ts";
 import type { SecretLookup } from "./endpoints/https/session.ts";
 import type { ApprovalGate } from "./endpoints/https/approval.ts";
 import { createApprovals, chainOptionsFor, type Approvals } from "./approvers/registry.ts";
@@ -201,7 +203,37 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   let dnsTcpTarget: { host: string; port: number } | undefined;
   const vipTable = new VipTable(db);
   let flowsOpen = 0;
+  // Per-device quotas (app/dispatch/quotas.ts): one device cannot take what all share.
+  const quotas = new DeviceQuotas(() => ({ ...DEFAULT_QUOTAS, ...policy.defaults.quotas }), () => performance.now());
+  const quotaRefused = (device: DeviceIdentity, dst: { host: string; port: number }, flowId: string, v: Extract<QuotaVerdict, { ok: false }>) => {
+    // A flood makes one event per device and quota every few seconds, not one per packet.
+    if (!quotas.shouldReport(device.name, v.quota)) return;
+    log.warn("device over quota", { device: device.name, quota: v.quota, limit: v.limit });
+    bus.publish({
+      time: new Date().toISOString(),
+      kind: "connection",
+      flowId,
+      device: device.name,
+      profile: device.profile,
+      host: dst.host,
+      port: dst.port,
+      bytesUp: 0,
+      bytesDown: 0,
+      durationMs: 0,
+      verdict: "deny",
+      reason: v.reason,
+    });
+  };
   const onFlow = (flow: Flow): Promise<void> => {
+    // DNS over TCP (any :53) goes to the responder: its own, smaller quota.
+    const dns = flow.dst.port === 53;
+    const q = quotas.openTcp(flow.device.name, dns);
+    if (!q.ok) {
+      quotaRefused(flow.device, flow.dst, flow.id, q);
+      flow.conn.destroy();
+      return Promise.resolve();
+    }
+    flow.conn.once("close", () => quotas.closeTcp(flow.device.name, dns));
     flowsOpen += 1;
     return handleFlow(flow, deps)
       .catch((e: Error) => {
@@ -216,6 +248,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     approvalsPending: () => approvals.hub.pending().length,
     flowsOpen: () => flowsOpen,
     devices: () => devices.list().filter((d) => !d.revokedAt).length,
+    extra: fdMetrics,
   });
   bus.addSink(metrics);
 
@@ -289,6 +322,14 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       policy: () => policy,
       onFlow: (f) => void onFlow(f),
       destinations: deps.destinations!,
+      udpQuota: {
+        open: (device, dst) => {
+          const q = quotas.openUdp(device.name);
+          if (!q.ok) quotaRefused(device, dst, "udp", q);
+          return q.ok;
+        },
+        close: (device) => quotas.closeUdp(device.name),
+      },
       // Device DNS to the DNS-VIP responder: ours in `all`, else the dnsvip service's address.
       ...(dnsTcpTarget ? { dnsResolver: formatHostPort(dnsTcpTarget) } : {}),
     });

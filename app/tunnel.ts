@@ -26,6 +26,8 @@ export interface TunnelDeps {
   dnsResolver?: string;
   /** What relayed UDP may reach (the same destination policy as TCP relays). */
   destinations?: () => DestinationContext;
+  /** Per-device quota of relayed UDP flows: open() false refuses the flow (the device gets ICMP). */
+  udpQuota?: { open(device: DeviceIdentity, dst: { host: string; port: number }): boolean; close(device: DeviceIdentity): void };
 }
 
 export interface Tunnel {
@@ -77,6 +79,7 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
       stateDir: deps.stateDir,
       identify,
       udpPolicy: () => deps.policy().defaults.udp,
+      ...(deps.udpQuota ? { udpQuota: deps.udpQuota } : {}),
       ...(deps.destinations ? { udpDestinationAllowed: (dst: { host: string; port: number }) => checkDestination(dst.host, dst.port, deps.destinations!()).verdict === "allow" } : {}),
       ...(deps.dnsResolver ? { dnsResolver: deps.dnsResolver } : {}),
       onFlow: (flow) => {

@@ -37,6 +37,8 @@ export interface PacketPlaneDeps {
   dnsResolver?: string;
   /** The destination policy for relayed UDP (TCP meets it in the flow shell); default: no extra check. */
   udpDestinationAllowed?: (dst: { host: string; port: number }, src: { host: string; port: number }) => boolean;
+  /** Per-device quota of relayed UDP flows (app/dispatch/quotas.ts); the device is the source address's owner. */
+  udpQuota?: { open(device: DeviceIdentity, dst: { host: string; port: number }): boolean; close(device: DeviceIdentity): void };
 }
 
 export interface PacketPlane {
@@ -113,6 +115,7 @@ export function attachStack(link: PacketLink, gatewayAddress: string, deps: Pack
     localNames: new Map([[INTERNAL_HOST, gatewayAddress]]),
     udpPolicy: deps.udpPolicy,
     ...(deps.udpDestinationAllowed ? { udpDestinationAllowed: deps.udpDestinationAllowed } : {}),
+    ...(deps.udpQuota ? { udpFlowQuota: udpFlowQuotaOf(deps) } : {}),
     onTcpFlow: (init: TcpFlowInit) => {
       const device = deps.identify(init.src.host);
       if (!device) {
@@ -132,6 +135,29 @@ export function attachStack(link: PacketLink, gatewayAddress: string, deps: Pack
       });
     },
   });
+}
+
+/** The stack's per-source-address UDP flow admission, as the per-device quota of the address's owner. */
+function udpFlowQuotaOf(deps: PacketPlaneDeps): { open(src: string, dst: { host: string; port: number }): boolean; close(src: string): void } {
+  const q = deps.udpQuota!;
+  // A flow admitted for a device is released for that same device, even if the address changes hands meanwhile.
+  const owners = new Map<string, { device: DeviceIdentity; flows: number }>();
+  return {
+    open(src, dst) {
+      const device = deps.identify(src);
+      if (!device || !q.open(device, dst)) return false;
+      const o = owners.get(src);
+      if (o && o.device.name === device.name) o.flows++;
+      else owners.set(src, { device, flows: 1 });
+      return true;
+    },
+    close(src) {
+      const o = owners.get(src);
+      if (!o) return;
+      q.close(o.device);
+      if (--o.flows <= 0) owners.delete(src);
+    },
+  };
 }
 
 export async function startUserspacePlane(settings: WireGuardSettings, deps: PacketPlaneDeps, peers: TunnelPeer[]): Promise<PacketPlane> {

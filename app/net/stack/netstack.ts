@@ -109,6 +109,12 @@ export interface NetStackOptions {
    * "administratively prohibited". Default: everything (the martian filter still applies).
    */
   udpDestinationAllowed?: (dst: FlowEndpoint, src: FlowEndpoint) => boolean;
+  /**
+   * Admission of new relayed UDP flows by source address (the per-device
+   * quota): open() false refuses the flow with ICMP "administratively
+   * prohibited"; close() when a flow admitted for `src` ends.
+   */
+  udpFlowQuota?: { open(src: string, dst: FlowEndpoint): boolean; close(src: string): void };
 }
 
 export interface NetStackStats {
@@ -230,7 +236,9 @@ export class NetStack {
           },
         })
       : null;
+    const quota = opts.udpFlowQuota;
     this.relay = new UdpRelay({
+      ...(quota ? { admit: (t: UdpTuple) => quota.open(formatIp(t.src), { host: formatIp(t.dst), port: t.dstPort }), released: (t: UdpTuple) => quota.close(formatIp(t.src)) } : {}),
       maxFlows: this.settings.maxUdpFlows,
       idleMs: this.settings.udpIdleMs,
       now: this.now,
@@ -378,8 +386,14 @@ export class NetStack {
       this.writeAll(emitDestUnreachable(src, dst, invoking, code, this.link.mtu), "icmp: reply-too-big");
       return this.drop("udp: destination-refused");
     }
+    if (!this.relay.send(tuple, payload, now)) {
+      // Refused by the device's quota: the protocol's own refusal.
+      const invoking = raw ?? this.rebuildV4(src, dst, repr, payload);
+      const code = version === 4 ? icmp.ICMPV4_UNREACH_ADMIN : icmp.ICMPV6_UNREACH_ADMIN;
+      this.writeAll(emitDestUnreachable(src, dst, invoking, code, this.link.mtu), "icmp: reply-too-big");
+      return;
+    }
     this.counters.relayed++;
-    this.relay.send(tuple, payload, now);
   }
 
   /** The invoking packet for an ICMP quote when it arrived in fragments: header + the start of the datagram. */
