@@ -72,6 +72,12 @@ defaults {
   # exceptions here: "IP", "CIDR", "IP:PORT", "[IPv6]:PORT". Devices stay
   # isolated from each other whatever this says.
   # allow_destinations = ["127.0.0.1:5432", "192.168.1.10"]
+  # Per-device quotas (the defaults shown): past one, a device's new flow
+  # gets a reset or ICMP and an event names the device and the quota.
+  # quota_tcp_flows            = 1024
+  # quota_udp_flows            = 256
+  # quota_dns_connections      = 16
+  # quota_new_flows_per_second = 200
 }
 
 # ---------------------------------------------------------------- endpoints

@@ -15,7 +15,10 @@
 // (DNS for clawpatrol.internal at the tunnel address); A does not reach B,
 // the gateway host's addresses (dashboard, proxy, a UDP service) or its
 // tunnel address on other ports, and every refused TCP flow is an event. The
-// LAN reaches neither B nor, through the gateway, the upstream.
+// LAN reaches neither B nor, through the gateway, the upstream. A floods its
+// quotas in turn (TCP flows, DNS-over-TCP connections, UDP flows; bounded
+// in count), gets resets or ICMP and an event naming the quota, while B's
+// TCP, UDP and DNS (UDP and TCP) keep working.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync, rmSync, existsSync } from "node:fs";
 import path from "node:path";
@@ -78,6 +81,58 @@ setTimeout(() => { console.log("TIMEOUT"); process.exit(1); }, 4000);
 
 // Each probe that must fail waits out its own bounded timeout.
 setDefaultTimeout(60_000);
+
+// A device's flood (bounded): N TCP connections at once to HOST:PORT, each
+// asks once (a line to an echo, or a DNS query over TCP to :53) and is then
+// held open. Prints "SETTLED {answered, reset}" once every connection has
+// its outcome, and exits when its stdin closes or after HOLD ms.
+const FLOOD_SCRIPT = `
+import net from "node:net";
+import dnsPacket from ${DNS_PACKET};
+const [host, port, n, hold] = process.argv.slice(2);
+const counts = { answered: 0, reset: 0 };
+const sockets = [];
+let settled = 0;
+const done = () => { if (++settled === Number(n)) console.log("SETTLED " + JSON.stringify(counts)); };
+const ask = () => {
+  if (port !== "53") return Buffer.from("x\\n");
+  const q = dnsPacket.encode({ type: "query", id: 9, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: "A", name: "clawpatrol.internal" }] });
+  const f = Buffer.alloc(2 + q.length); f.writeUInt16BE(q.length, 0); q.copy(f, 2); return f;
+};
+for (let i = 0; i < Number(n); i++) {
+  const s = net.connect(Number(port), host);
+  sockets.push(s);
+  let outcome = false;
+  const end = (what) => { if (outcome) return; outcome = true; counts[what]++; done(); };
+  s.on("connect", () => s.write(ask()));
+  s.on("data", () => end("answered"));
+  s.on("error", () => end("reset"));
+  s.on("close", () => end("reset"));
+}
+setTimeout(() => process.exit(0), Number(hold));
+`;
+
+// N UDP flows at once (N source ports) to HOST:PORT: prints {"data", "refused", "timeout"} counts.
+const UDP_FLOOD = `
+import socket, sys, json
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+socks = []
+for i in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((host, port))
+    s.send(b"flood")
+    socks.append(s)
+counts = {"data": 0, "refused": 0, "timeout": 0}
+for s in socks:
+    s.settimeout(4)
+    try:
+        s.recv(2048); counts["data"] += 1
+    except socket.timeout:
+        counts["timeout"] += 1
+    except OSError:
+        counts["refused"] += 1
+print(json.dumps(counts))
+`;
 
 interface Event {
   kind: string;
@@ -145,6 +200,7 @@ for (const mode of ["userspace", "kernel"] as const) {
 
       dir = tempDir(tag);
       writeFileSync(path.join(dir, "udp-probe.py"), UDP_PROBE);
+      writeFileSync(path.join(dir, "udp-flood.py"), UDP_FLOOD);
       const servers = script("servers.ts", SERVERS_SCRIPT);
       upServers = topo.background(["ip", "netns", "exec", ns.up, BUN, servers, UP[1], "7000", "7000"]);
       hostUdp = topo.background(["ip", "netns", "exec", ns.gw, BUN, servers, "0.0.0.0", "-", "7200"]);
@@ -163,6 +219,11 @@ gateway {
   dashboard_listen = "0.0.0.0:${DASH_PORT}"
   proxy { listen = "0.0.0.0:${PROXY_PORT}" }
   events { jsonl = "events.jsonl" }
+  dns {
+    listen    = "127.0.0.1:5353"
+    upstream  = "${UP[1]}:53"
+    vip_range = "100.81.0.0/16"
+  }
   wireguard {
     mode = "${mode}"
     listen = "0.0.0.0:${WG_PORT}"
@@ -175,6 +236,10 @@ defaults {
   verdict = "allow"
   udp = "relay"
   profile = profile.laptops
+  # small, so that a bounded flood crosses them
+  quota_tcp_flows = 40
+  quota_udp_flows = 20
+  quota_dns_connections = 4
 }
 profile "laptops" {}
 profile "servers" {}
@@ -273,6 +338,57 @@ profile "servers" {}
     test("B is unaffected: it still reaches the upstream", async () => {
       expect(await tcpEcho(ns.b, UP[1], 7000, "from-b")).toBe("from-b");
       expect(await udpProbe(ns.b, UP[1], 7000)).toBe("data");
+    });
+
+    const quotaEvent = (device: string, quota: string) =>
+      waitFor(() => events().some((e) => e.kind === "connection" && e.device === device && e.verdict === "deny" && e.reason.includes(`quota ${quota}`)), 5000);
+    /** B's TCP, UDP and DNS (UDP and TCP) all still work. */
+    const bStillWorks = async () => {
+      expect(await tcpEcho(ns.b, UP[1], 7000, "b-tcp")).toBe("b-tcp");
+      expect(await udpProbe(ns.b, UP[1], 7000)).toBe("data");
+      const dns = await topo.exec(ns.b, [BUN, "run", path.join(dir, "dns-client.ts"), GW_TUNNEL, "clawpatrol.internal"], 15_000);
+      expect(dns.out.trim()).toBe(GW_TUNNEL);
+      const dnsTcp = topo.background(["ip", "netns", "exec", ns.b, BUN, path.join(dir, "flood.ts"), GW_TUNNEL, "53", "1", "5000"]);
+      expect(JSON.parse((await dnsTcp.waitForOutput(/SETTLED .*/, 15_000)).slice(8))).toEqual({ answered: 1, reset: 0 });
+      await dnsTcp.stop("SIGKILL");
+    };
+
+    test("A over its TCP flow quota: the flows past it are reset and recorded; B's TCP, UDP and DNS work meanwhile", async () => {
+      script("flood.ts", FLOOD_SCRIPT);
+      const flood = topo.background(["ip", "netns", "exec", ns.a, BUN, path.join(dir, "flood.ts"), UP[1], "7000", "60", "30000"]);
+      try {
+        const c = JSON.parse((await flood.waitForOutput(/SETTLED .*/, 30_000)).slice(8)) as { answered: number; reset: number };
+        expect(c.answered + c.reset).toBe(60);
+        expect(c.answered).toBeLessThanOrEqual(40);
+        expect(c.answered).toBeGreaterThanOrEqual(35); // the quota, less any flow of A's still closing
+        expect(await quotaEvent(devices.a.name, "tcp_flows")).toBe(true);
+        await bStillWorks();
+      } finally {
+        await flood.stop("SIGKILL");
+      }
+    });
+
+    test("A over its DNS-over-TCP quota: the connections past it are reset; B's DNS over TCP works meanwhile", async () => {
+      const flood = topo.background(["ip", "netns", "exec", ns.a, BUN, path.join(dir, "flood.ts"), GW_TUNNEL, "53", "10", "30000"]);
+      try {
+        const c = JSON.parse((await flood.waitForOutput(/SETTLED .*/, 30_000)).slice(8)) as { answered: number; reset: number };
+        expect(c).toEqual({ answered: 4, reset: 6 });
+        expect(await quotaEvent(devices.a.name, "dns_connections")).toBe(true);
+        await bStillWorks();
+      } finally {
+        await flood.stop("SIGKILL");
+      }
+    });
+
+    test("A over its UDP flow quota: the flows past it get ICMP and are recorded; B's UDP works meanwhile", async () => {
+      const r = await topo.exec(ns.a, ["python3", path.join(dir, "udp-flood.py"), UP[1], "7000", "60"], 30_000);
+      const c = JSON.parse(r.out.trim()) as { data: number; refused: number; timeout: number };
+      expect(c.data + c.refused).toBe(60);
+      expect(c.data).toBeLessThanOrEqual(20);
+      expect(c.refused).toBeGreaterThanOrEqual(40);
+      expect(await quotaEvent(devices.a.name, "udp_flows")).toBe(true);
+      // A's relay flows stay for their idle time: B's new flows are unaffected all the same
+      await bStillWorks();
     });
 
     test("the LAN reaches neither a device nor, through the gateway, the upstream", async () => {
