@@ -88,3 +88,19 @@ describe("DeviceQuotas", () => {
     expect(q.held("a")).toEqual({ tcp: 0, udp: 0, dns: 0 });
   });
 });
+
+describe("the quotas in defaults", () => {
+  test("quota_* set only what the operator wrote; a non-positive or fractional value is a config error", async () => {
+    const { policyFrom } = await import("../policy/helpers.ts");
+    const p = await policyFrom(`schema_version = 1
+defaults {
+  quota_tcp_flows = 10
+  quota_new_flows_per_second = 5
+}
+`);
+    expect(p.defaults.quotas).toEqual({ tcpFlows: 10, newFlowsPerSecond: 5 });
+    expect((await policyFrom("schema_version = 1\n")).defaults.quotas).toBeUndefined();
+    await expect(policyFrom(`schema_version = 1\ndefaults {\n  quota_udp_flows = 0\n}\n`)).rejects.toThrow(/quota_udp_flows must be a whole number of at least 1/);
+    await expect(policyFrom(`schema_version = 1\ndefaults {\n  quota_dns_connections = 1.5\n}\n`)).rejects.toThrow(/quota_dns_connections/);
+  });
+});
