@@ -209,6 +209,13 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     // A flood makes one event per device and quota every few seconds, not one per packet.
     if (!quotas.shouldReport(device.name, v.quota)) return;
     log.warn("device over quota", { device: device.name, quota: v.quota, limit: v.limit });
+    refusalEvent(device, dst, flowId, v.reason);
+  };
+  // UDP to a refused destination: one event per device and destination every few seconds.
+  const udpRefused = (device: DeviceIdentity, dst: { host: string; port: number }, reason: string) => {
+    if (quotas.shouldReport(device.name, `udp ${dst.host}:${dst.port}`)) refusalEvent(device, dst, "udp", reason);
+  };
+  const refusalEvent = (device: DeviceIdentity, dst: { host: string; port: number }, flowId: string, reason: string) => {
     bus.publish({
       time: new Date().toISOString(),
       kind: "connection",
@@ -221,7 +228,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       bytesDown: 0,
       durationMs: 0,
       verdict: "deny",
-      reason: v.reason,
+      reason,
     });
   };
   const onFlow = (flow: Flow): Promise<void> => {
@@ -330,6 +337,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         },
         close: (device) => quotas.closeUdp(device.name),
       },
+      onUdpRefused: udpRefused,
       // Device DNS to the DNS-VIP responder: ours in `all`, else the dnsvip service's address.
       ...(dnsTcpTarget ? { dnsResolver: formatHostPort(dnsTcpTarget) } : {}),
     });

@@ -28,6 +28,8 @@ export interface TunnelDeps {
   destinations?: () => DestinationContext;
   /** Per-device quota of relayed UDP flows: open() false refuses the flow (the device gets ICMP). */
   udpQuota?: { open(device: DeviceIdentity, dst: { host: string; port: number }): boolean; close(device: DeviceIdentity): void };
+  /** A device's UDP datagram the destination policy refused (to be recorded). */
+  onUdpRefused?(device: DeviceIdentity, dst: { host: string; port: number }, reason: string): void;
 }
 
 export interface Tunnel {
@@ -80,7 +82,17 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
       identify,
       udpPolicy: () => deps.policy().defaults.udp,
       ...(deps.udpQuota ? { udpQuota: deps.udpQuota } : {}),
-      ...(deps.destinations ? { udpDestinationAllowed: (dst: { host: string; port: number }) => checkDestination(dst.host, dst.port, deps.destinations!()).verdict === "allow" } : {}),
+      ...(deps.destinations
+        ? {
+            udpDestinationAllowed: (dst: { host: string; port: number }, src: { host: string; port: number }) => {
+              const v = checkDestination(dst.host, dst.port, deps.destinations!());
+              if (v.verdict === "allow") return true;
+              const device = identify(src.host);
+              if (device) deps.onUdpRefused?.(device, dst, v.reason);
+              return false;
+            },
+          }
+        : {}),
       ...(deps.dnsResolver ? { dnsResolver: deps.dnsResolver } : {}),
       onFlow: (flow) => {
         track(flow);

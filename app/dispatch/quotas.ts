@@ -40,7 +40,7 @@ interface DeviceUsage {
   dns: number;
   tokens: number;
   refilledAt: number;
-  reportedAt: Map<QuotaName, number>;
+  reportedAt: Map<string, number>;
 }
 
 export class DeviceQuotas {
@@ -115,13 +115,15 @@ export class DeviceQuotas {
     this.forgetIfIdle(device, u);
   }
 
-  /** True at most once per device and quota every REPORT_INTERVAL_MS. */
-  shouldReport(device: string, quota: QuotaName): boolean {
+  /** True at most once per device and quota (or other refusal, e.g. a destination) every REPORT_INTERVAL_MS. */
+  shouldReport(device: string, what: QuotaName | string): boolean {
     const u = this.of(device);
     const t = this.now();
-    const last = u.reportedAt.get(quota);
+    const last = u.reportedAt.get(what);
     if (last !== undefined && t - last < REPORT_INTERVAL_MS) return false;
-    u.reportedAt.set(quota, t);
+    // bounded: a device probing many destinations keeps at most this many report times
+    if (u.reportedAt.size >= 256) u.reportedAt.clear();
+    u.reportedAt.set(what, t);
     return true;
   }
 

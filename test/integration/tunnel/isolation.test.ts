@@ -327,8 +327,9 @@ profile "servers" {}
       expect(await refusedEvent(devices.a.name, GW_TUNNEL, DASH_PORT)).toBe(true);
     });
 
-    test("UDP from A to a host service is refused with ICMP; the service sees nothing", async () => {
+    test("UDP from A to a host service is refused with ICMP and recorded; the service sees nothing", async () => {
       expect(await udpProbe(ns.a, LAN[0], 7200)).toMatch(/^refused /);
+      expect(await refusedEvent(devices.a.name, LAN[0], 7200)).toBe(true);
       expect(await udpProbe(ns.a, devices.b.address, 7200)).toMatch(/^refused /);
       // the upstream's UDP still answers, and the host service never got a datagram
       expect(await udpProbe(ns.a, UP[1], 7000)).toBe("data");
