@@ -25,6 +25,10 @@ import { pluginFor } from "./credentials/plugin.ts";
 import { UpstreamPool } from "./endpoints/https/upstream.ts";
 import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
 import { ConnIndex, systemResolver } from "./dispatch/conn-index.ts";
+import { destinationContextFor } from "./dispatch/destination-context.ts";
+import { hostAddressCache } from "./net/host-addresses.ts";
+import { fdMetrics } from "./net/fds.ts";
+import { DEFAULT_QUOTAS, DeviceQuotas, type QuotaVerdict } from "./dispatch/quotas.ts";
 import type { SecretLookup } from "./endpoints/https/session.ts";
 import type { ApprovalGate } from "./endpoints/https/approval.ts";
 import { createApprovals, chainOptionsFor, type Approvals } from "./approvers/registry.ts";
@@ -194,13 +198,53 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     // VIP destinations back to the hostname they were handed out for (the VIP table);
     // the addresses of endpoints claimed by address (the conn index).
     dispatch: { vipHostname: (ip) => vipTable.hostnameOf(ip), endpointsAt: (ip) => connIndex.lookup(ip) },
+    // What a relay may reach: not this host, its link, or a device (app/dispatch/destinations.ts).
+    destinations: () => destinationContextFor(policy, hostAddresses()),
   };
   const connIndex = new ConnIndex({ resolve: systemResolver });
   connIndex.update(policy);
+  const hostAddresses = hostAddressCache();
   let dnsTcpTarget: { host: string; port: number } | undefined;
   const vipTable = new VipTable(db);
   let flowsOpen = 0;
+  // Per-device quotas (app/dispatch/quotas.ts): one device cannot take what all share.
+  const quotas = new DeviceQuotas(() => ({ ...DEFAULT_QUOTAS, ...policy.defaults.quotas }), () => performance.now());
+  const quotaRefused = (device: DeviceIdentity, dst: { host: string; port: number }, flowId: string, v: Extract<QuotaVerdict, { ok: false }>) => {
+    // A flood makes one event per device and quota every few seconds, not one per packet.
+    if (!quotas.shouldReport(device.name, v.quota)) return;
+    log.warn("device over quota", { device: device.name, quota: v.quota, limit: v.limit });
+    refusalEvent(device, dst, flowId, v.reason);
+  };
+  // UDP to a refused destination: one event per device and destination every few seconds.
+  const udpRefused = (device: DeviceIdentity, dst: { host: string; port: number }, reason: string) => {
+    if (quotas.shouldReport(device.name, `udp ${dst.host}:${dst.port}`)) refusalEvent(device, dst, "udp", reason);
+  };
+  const refusalEvent = (device: DeviceIdentity, dst: { host: string; port: number }, flowId: string, reason: string) => {
+    bus.publish({
+      time: new Date().toISOString(),
+      kind: "connection",
+      flowId,
+      device: device.name,
+      profile: device.profile,
+      host: dst.host,
+      port: dst.port,
+      bytesUp: 0,
+      bytesDown: 0,
+      durationMs: 0,
+      verdict: "deny",
+      reason,
+    });
+  };
   const onFlow = (flow: Flow): Promise<void> => {
+    // DNS over TCP (any :53) goes to the responder: its own, smaller quota.
+    const dns = flow.dst.port === 53;
+    const q = quotas.openTcp(flow.device.name, dns);
+    if (!q.ok) {
+      quotaRefused(flow.device, flow.dst, flow.id, q);
+      flow.conn.destroy();
+      return Promise.resolve();
+    }
+    flow.conn.once("close", () => quotas.closeTcp(flow.device.name, dns));
     flowsOpen += 1;
     return handleFlow(flow, deps)
       .catch((e: Error) => {
@@ -215,6 +259,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     approvalsPending: () => approvals.hub.pending().length,
     flowsOpen: () => flowsOpen,
     devices: () => devices.list().filter((d) => !d.revokedAt).length,
+    extra: fdMetrics,
   });
   bus.addSink(metrics);
 
@@ -288,6 +333,16 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       publicUrl: policy.gateway.publicUrl ?? `${policy.gateway.dashboardTls ? "https" : "http"}://${policy.gateway.dashboardListen}`,
       policy: () => policy,
       onFlow: (f) => void onFlow(f),
+      destinations: deps.destinations!,
+      udpQuota: {
+        open: (device, dst) => {
+          const q = quotas.openUdp(device.name);
+          if (!q.ok) quotaRefused(device, dst, "udp", q);
+          return q.ok;
+        },
+        close: (device) => quotas.closeUdp(device.name),
+      },
+      onUdpRefused: udpRefused,
       // Device DNS to the DNS-VIP responder: ours in `all`, else the dnsvip service's address.
       ...(dnsTcpTarget ? { dnsResolver: formatHostPort(dnsTcpTarget) } : {}),
     });

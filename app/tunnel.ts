@@ -11,6 +11,7 @@ import { OnboardService } from "./control/onboard/index.ts";
 import { DeviceRuns, SWEEP_MS as RUN_SWEEP_MS } from "./control/device-runs/index.ts";
 import { RunPeerStore } from "./store/run-peers.ts";
 import { startKernelPlane, startUserspacePlane, type PacketPlane } from "./net/packet-plane.ts";
+import { checkDestination, type DestinationContext } from "./dispatch/destinations.ts";
 import { log } from "./log.ts";
 
 export interface TunnelDeps {
@@ -23,6 +24,12 @@ export interface TunnelDeps {
   onFlow(flow: Flow): void;
   /** Where device DNS goes (the DNS-VIP responder, ip:port); default: the host's resolver. */
   dnsResolver?: string;
+  /** What relayed UDP may reach (the same destination policy as TCP relays). */
+  destinations?: () => DestinationContext;
+  /** Per-device quota of relayed UDP flows: open() false refuses the flow (the device gets ICMP). */
+  udpQuota?: { open(device: DeviceIdentity, dst: { host: string; port: number }): boolean; close(device: DeviceIdentity): void };
+  /** A device's UDP datagram the destination policy refused (to be recorded). */
+  onUdpRefused?(device: DeviceIdentity, dst: { host: string; port: number }, reason: string): void;
 }
 
 export interface Tunnel {
@@ -74,6 +81,18 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
       stateDir: deps.stateDir,
       identify,
       udpPolicy: () => deps.policy().defaults.udp,
+      ...(deps.udpQuota ? { udpQuota: deps.udpQuota } : {}),
+      ...(deps.destinations
+        ? {
+            udpDestinationAllowed: (dst: { host: string; port: number }, src: { host: string; port: number }) => {
+              const v = checkDestination(dst.host, dst.port, deps.destinations!());
+              if (v.verdict === "allow") return true;
+              const device = identify(src.host);
+              if (device) deps.onUdpRefused?.(device, dst, v.reason);
+              return false;
+            },
+          }
+        : {}),
       ...(deps.dnsResolver ? { dnsResolver: deps.dnsResolver } : {}),
       onFlow: (flow) => {
         track(flow);

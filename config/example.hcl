@@ -66,6 +66,18 @@ defaults {
   udp           = "drop"
   inspect_limit = "1MiB"         # request bodies beyond this are not inspected;
                                  # rules that read the body then fail closed
+  # Relays never reach the gateway itself: loopback, link-local (the cloud
+  # metadata address 169.254.169.254), the host's own addresses, the tunnel
+  # address (beyond DNS and clawpatrol.internal) or another device. Name the
+  # exceptions here: "IP", "CIDR", "IP:PORT", "[IPv6]:PORT". Devices stay
+  # isolated from each other whatever this says.
+  # allow_destinations = ["127.0.0.1:5432", "192.168.1.10"]
+  # Per-device quotas (the defaults shown): past one, a device's new flow
+  # gets a reset or ICMP and an event names the device and the quota.
+  # quota_tcp_flows            = 1024
+  # quota_udp_flows            = 256
+  # quota_dns_connections      = 16
+  # quota_new_flows_per_second = 200
 }
 
 # ---------------------------------------------------------------- endpoints

@@ -13,6 +13,9 @@ import { dispatchTcp, peekPorts, routeDestination, INTERNAL_HOST, type DispatchC
 import { peekClientHello, type PeekResult } from "./peek.ts";
 import { serveInternal } from "../endpoints/internal.ts";
 import { relay, type Dialer, dialTcp } from "../endpoints/relay.ts";
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import { EMPTY_DESTINATION_CONTEXT, pickDestination, type DestinationContext } from "./destinations.ts";
 import { InterceptSession, type InterceptDeps } from "../endpoints/https/session.ts";
 import type { LeafCertificates } from "../tls/leaf.ts";
 import { log } from "../log.ts";
@@ -27,6 +30,10 @@ export interface FlowDeps extends InterceptDeps {
   dispatch?: DispatchContext;
   /** The DNS-VIP responder's address: device DNS over TCP (:53, any destination) goes there, as UDP does. */
   dnsTcp?: () => FlowEndpoint | undefined;
+  /** What a relayed flow may reach (app/dispatch/destinations.ts); absent: only the fixed classes (loopback, link-local, ...) are refused. */
+  destinations?: () => DestinationContext;
+  /** Resolves a name a proxy client asked for (default: the system resolver, every address). */
+  resolve?: (host: string) => Promise<string[]>;
 }
 
 export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
@@ -39,7 +46,8 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
   const route = routeDestination(policy, flow.dst, flow.device, ctx, ports);
   // Device DNS over TCP goes to the DNS-VIP responder, as its UDP does (a VIP's :53 is the VIP's).
   const dns = route.kind === "relay" && flow.dst.port === 53 ? deps.dnsTcp?.() : undefined;
-  if (dns) return relayFlow({ ...flow, dst: dns }, deps, undefined, { kind: "relay", reason: "DNS over TCP, to the DNS-VIP responder" });
+  // The responder is the gateway's own service (often on its loopback): a documented exception to the destination policy.
+  if (dns) return relayFlow({ ...flow, dst: dns }, deps, undefined, { kind: "relay", reason: "DNS over TCP, to the DNS-VIP responder" }, true);
   if (route.kind === "relay") return relayFlow(flow, deps, undefined, route);
   if (route.kind === "serve") return serveFlow(flow, deps, route);
   if (route.kind !== "peek") {
@@ -132,9 +140,34 @@ async function relayFlow(
   deps: FlowDeps,
   initial: Uint8Array | undefined,
   decision: Extract<DispatchDecision, { kind: "relay" | "passthrough" }>,
+  gatewayService = false,
 ): Promise<void> {
-  const result = await relay(flow.conn, flow.dst.host, flow.dst.port, initial, deps.dial ?? dialTcp);
+  // The one destination policy: never the gateway itself, its link or another device.
+  const target = gatewayService ? { verdict: "allow" as const, address: flow.dst.host, reason: "gateway service" } : await relayTarget(flow.dst, deps);
+  if (target.verdict === "refuse") {
+    log.info("relay refused", { flow: flow.id, device: flow.device.name, host: flow.dst.host, port: flow.dst.port, reason: target.reason });
+    connectionEvent(flow, deps, deps.policy(), { kind: "deny", reason: target.reason, ...("sni" in decision && decision.sni ? { sni: decision.sni } : {}) }, 0, 0);
+    flow.conn.destroy();
+    return;
+  }
+  const result = await relay(flow.conn, target.address, flow.dst.port, initial, deps.dial ?? dialTcp);
   connectionEvent(flow, deps, deps.policy(), decision, result.bytesUp, result.bytesDown, result.error);
+}
+
+const systemResolve = async (host: string): Promise<string[]> => (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+
+/** The address a relay dials: the flow's IP literal, or a proxy client's name resolved here, judged before dialling. */
+async function relayTarget(dst: FlowEndpoint, deps: FlowDeps): Promise<ReturnType<typeof pickDestination>> {
+  const ctx = deps.destinations?.() ?? EMPTY_DESTINATION_CONTEXT;
+  const host = dst.host.startsWith("[") && dst.host.endsWith("]") ? dst.host.slice(1, -1) : dst.host;
+  if (isIP(host) !== 0) return pickDestination([host], dst.port, ctx);
+  let addresses: string[];
+  try {
+    addresses = await (deps.resolve ?? systemResolve)(host);
+  } catch (e) {
+    return { verdict: "refuse", class: "unspecified", reason: `cannot resolve ${host}: ${(e as Error).message}` };
+  }
+  return pickDestination(addresses, dst.port, ctx);
 }
 
 function connectionEvent(

@@ -15,7 +15,11 @@ import { UpstreamResolver } from "./upstream.ts";
 
 /** How long a forwarded query waits (stub resolvers retry after ~5 s). */
 export const DNS_UPSTREAM_TIMEOUT_MS = 4_000;
-/** RFC 7766 §6.2.3: idle TCP connections are closed after a few seconds. */
+/**
+ * RFC 7766 §6.2.3: idle TCP connections are closed after a few seconds. A
+ * connection must bring a whole query within this long (of opening, or of
+ * its previous answer): bytes that trickle in do not extend it.
+ */
 export const TCP_IDLE_MS = 10_000;
 const MAX_TCP_CONNECTIONS = 256;
 
@@ -27,6 +31,8 @@ export interface DnsResponderOptions {
   /** Names answered here (clawpatrol.internal and the VIP-bound hostnames); read per query. */
   names(): Map<string, LocalName>;
   timeoutMs?: number;
+  /** How long a TCP connection has for its next whole query (default TCP_IDLE_MS). */
+  tcpQueryDeadlineMs?: number;
 }
 
 export interface DnsCounters {
@@ -106,7 +112,16 @@ export async function startDnsResponder(opts: DnsResponderOptions): Promise<DnsR
     conns.add(conn);
     conn.on("close", () => conns.delete(conn));
     conn.on("error", () => conn.destroy());
-    conn.setTimeout(TCP_IDLE_MS, () => conn.destroy());
+    // A whole query within the deadline, counted from the open or the last answer; trickled bytes do not count.
+    const deadlineMs = opts.tcpQueryDeadlineMs ?? TCP_IDLE_MS;
+    let pending = 0;
+    let deadline: ReturnType<typeof setTimeout> | undefined;
+    const arm = () => {
+      if (deadline) clearTimeout(deadline);
+      deadline = pending > 0 ? undefined : setTimeout(() => conn.destroy(), deadlineMs);
+    };
+    conn.on("close", () => deadline && clearTimeout(deadline));
+    arm();
     let buf: Buffer = Buffer.alloc(0);
     conn.on("data", (chunk: Buffer) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
@@ -121,12 +136,21 @@ export async function startDnsResponder(opts: DnsResponderOptions): Promise<DnsR
         if (buf.length < 2 + len) break;
         const query = new Uint8Array(buf.subarray(2, 2 + len));
         buf = buf.subarray(2 + len);
+        // While a query is answered (the upstream may take its time), no deadline runs.
+        pending++;
+        arm();
         void handle(query, "tcp").then((answer) => {
-          if (!answer || conn.destroyed) return;
+          pending--;
+          if (conn.destroyed) return;
+          arm();
+          if (!answer) return;
           const frame = Buffer.alloc(2 + answer.length);
           frame.writeUInt16BE(answer.length, 0);
           frame.set(answer, 2);
           conn.write(frame);
+        }, () => {
+          pending--;
+          if (!conn.destroyed) arm();
         });
       }
     });

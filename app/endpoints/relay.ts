@@ -3,6 +3,18 @@
 // TLS passthrough (the peeked ClientHello is replayed first).
 import net from "node:net";
 import type { Duplex } from "node:stream";
+import { isFdExhaustion, openFdCount, fdLimit } from "../net/fds.ts";
+import { log } from "../log.ts";
+
+/**
+ * A relay with no byte either way for this long is closed (a device's idle
+ * connections must not hold the gateway's descriptors for ever). The
+ * upstream side is probed with TCP keep-alive meanwhile, so a dead upstream
+ * ends its relay much sooner.
+ */
+export const RELAY_IDLE_MS = 30 * 60_000;
+/** TCP keep-alive on the upstream socket: first probe after this long idle. */
+export const RELAY_KEEPALIVE_MS = 60_000;
 
 export interface RelayResult {
   bytesUp: number;
@@ -12,14 +24,24 @@ export interface RelayResult {
 }
 
 export interface Dialer {
-  (host: string, port: number): Duplex & { setNoDelay?(v: boolean): unknown };
+  (host: string, port: number): Duplex & { setNoDelay?(v: boolean): unknown; setTimeout?(ms: number, cb?: () => void): unknown };
 }
 
 export const dialTcp: Dialer = (host, port) => {
   const sock = net.connect({ host, port, allowHalfOpen: true });
   sock.setNoDelay(true);
+  sock.setKeepAlive(true, RELAY_KEEPALIVE_MS);
   return sock;
 };
+
+/** The upstream's error as the operator should read it: running out of descriptors is said as such. */
+function upstreamError(e: Error & { code?: string }): string {
+  if (!isFdExhaustion(e.code)) return `upstream: ${e.message}`;
+  const open = openFdCount();
+  const limit = fdLimit();
+  log.error("out of file descriptors: a relay could not dial its upstream", { open, limit, error: e.message });
+  return `upstream: out of file descriptors (${open ?? "?"} open of ${limit ?? "?"}; the runtime said: ${e.message})`;
+}
 
 /**
  * Pipes `agent` <-> a new connection to host:port until both directions have
@@ -32,6 +54,7 @@ export function relay(
   port: number,
   initial: Uint8Array | undefined,
   dial: Dialer = dialTcp,
+  idleMs = RELAY_IDLE_MS,
 ): Promise<RelayResult> {
   return new Promise((resolve) => {
     const upstream = dial(host, port);
@@ -92,7 +115,9 @@ export function relay(
     // The capture mode or the peek may have left the agent side paused.
     agent.resume();
     agent.on("error", (e: Error) => finish(`agent: ${e.message}`));
-    upstream.on("error", (e: Error) => finish(`upstream: ${e.message}`));
+    upstream.on("error", (e: Error) => finish(upstreamError(e)));
+    // Inactivity of the upstream socket is inactivity both ways (what the agent sends is written to it).
+    upstream.setTimeout?.(idleMs, () => finish(`idle for ${idleMs / 1000} s`));
     // A side that closed can neither send nor receive any more.
     agent.on("close", () => finish());
     upstream.on("close", () => finish());

@@ -30,6 +30,8 @@ export interface MetricGauges {
   approvalsPending(): number;
   flowsOpen(): number;
   devices(): number;
+  /** More exposition lines (the process's descriptors, app/net/fds.ts). */
+  extra?(): string[];
 }
 
 export class Metrics implements EventSink {
@@ -76,6 +78,7 @@ export class Metrics implements EventSink {
     out.push("# HELP clawpatrol_devices Active devices.");
     out.push("# TYPE clawpatrol_devices gauge");
     out.push(`clawpatrol_devices ${this.gauges.devices()}`);
+    if (this.gauges.extra) out.push(...this.gauges.extra());
     return out.join("\n") + "\n";
   }
 }

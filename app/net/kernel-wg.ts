@@ -8,9 +8,13 @@
  *                       addresses, up
  *   2. setPeer / removePeer / listPeers   as devices come and go
  *   3. installPolicyRouting   ip rule iif wg0 lookup T (v4+v6, idempotent),
- *                             default dev <tun> table T, forwarding on,
- *                             rp_filter off (replies leave the TUN with any
- *                             source address)
+ *                             default dev <tun> table T, and the isolation
+ *                             rules: the appliance forwards nothing but wg0
+ *                             -> TUN and the TUN's replies (no device to
+ *                             device, no LAN into the device subnet, a
+ *                             device's packet to the host's own addresses
+ *                             meets our stack too); rp_filter off (replies
+ *                             leave the TUN with any source address)
  *
  * Secrets never reach argv, errors or logs: the private key is passed as a
  * file path, a preshared key through stdin, and `wg show dump` output (which
@@ -242,8 +246,10 @@ export interface PolicyRoutingOptions {
   tun: string;
   /** routing table number, e.g. 100 */
   table: number;
-  /** rule priority; default: the table number */
+  /** rule priority; default: the table number. The isolation rules take the next four. */
   pref?: number;
+  /** The device subnets (v4 and v6): nothing but the TUN's replies is routed into them. */
+  subnets?: readonly string[];
 }
 
 const FAMILIES = ["-4", "-6"] as const;
@@ -254,6 +260,9 @@ function checkPolicy(o: PolicyRoutingOptions): void {
   if (!Number.isInteger(o.table) || o.table <= 0 || o.table >= 2 ** 31 || o.table === 253 || o.table === 254 || o.table === 255) {
     throw new KernelWgError(`bad routing table ${o.table}`);
   }
+  const pref = o.pref ?? o.table;
+  if (!Number.isInteger(pref) || pref <= 0 || pref + 4 >= 32766) throw new KernelWgError(`bad rule priority ${pref}`);
+  checkPrefixes(o.subnets ?? []);
 }
 
 /** True when `ip rule show` output holds "iif WG … lookup TABLE". */
@@ -262,30 +271,80 @@ export function hasIifRule(ruleShow: string, wg: string, table: number): boolean
   return ruleShow.split("\n").some((l) => re.test(l));
 }
 
+/** True when the kernel's own `0: from all lookup local` rule is still in place. */
+export function hasLocalRuleAtZero(ruleShow: string): boolean {
+  return /^0:\s+from all lookup local\b/m.test(ruleShow);
+}
+
 /**
- * Sends every packet arriving on `wg` into `tun`: per family an
- * `ip rule … iif wg lookup table` (added once), `ip route replace default dev
- * tun table T`; forwarding on; rp_filter off on all/default/tun/wg.
- * Idempotent. Traffic to the gateway's own addresses still goes to the local
- * table (rule 0 wins).
+ * The rules after `iif wg lookup T` that keep the appliance from forwarding
+ * anything it does not terminate itself (pref P = the iif rule's):
+ *   P+1  iif tun lookup main       the stack's replies to devices
+ *   P+2  to SUBNET prohibit        nothing else enters a device subnet (the
+ *                                  LAN routing it via us, the host itself)
+ *   P+3  lookup local              the host's own addresses, moved here from
+ *                                  pref 0 so that a device's packet to them
+ *                                  meets the iif rule first (and our stack)
+ *   P+4  not iif lo prohibit (v6)  IPv6 forwarding is all-or-nothing in the
+ *                                  kernel: whatever arrives elsewhere for a
+ *                                  foreign address is refused, not forwarded
+ * IPv4 needs no P+4: forwarding is on only for the wg and tun interfaces.
+ */
+export function isolationRules(o: PolicyRoutingOptions, fam: "-4" | "-6"): { pref: number; selector: string[] }[] {
+  const p = o.pref ?? o.table;
+  const subnets = (o.subnets ?? []).filter((s) => (parsePrefix(s.trim())!.address.length === 4) === (fam === "-4"));
+  const rules = [
+    { pref: p + 1, selector: ["iif", o.tun, "lookup", "main"] },
+    ...subnets.map((s) => ({ pref: p + 2, selector: ["to", s.trim(), "prohibit"] })),
+    { pref: p + 3, selector: ["lookup", "local"] },
+  ];
+  if (fam === "-6") rules.push({ pref: p + 4, selector: ["not", "iif", "lo", "prohibit"] });
+  return rules;
+}
+
+/** Deletes every rule at these priorities (a crashed older run may have left copies). */
+async function deleteRulesAt(d: KernelWgDeps, fam: string, prefs: readonly number[]): Promise<void> {
+  for (const pref of new Set(prefs)) {
+    for (let i = 0; i < 16; i++) {
+      const r = await d.run(["ip", fam, "rule", "del", "pref", String(pref)]);
+      if (r.code !== 0) break;
+    }
+  }
+}
+
+/**
+ * Sends every packet arriving on `wg` into `tun`, and forwards nothing else:
+ * per family an `ip rule … iif wg lookup table` (added once), `ip route
+ * replace default dev tun table T`, then the isolation rules (above).
+ * Forwarding: IPv4 on the wg and tun interfaces only (ip_forward, which
+ * governs every interface, off first); IPv6 on when a v6 subnet is given
+ * (guarded by the rules), else off. rp_filter off on all/default/tun/wg
+ * (replies leave the TUN with any source address). Idempotent.
  */
 export async function installPolicyRouting(o: PolicyRoutingOptions, deps?: Partial<KernelWgDeps>): Promise<void> {
   const d = depsOf(deps);
   checkPolicy(o);
   const table = String(o.table);
   const pref = String(o.pref ?? o.table);
-  await d.writeSysctl(["net", "ipv4", "ip_forward"], "1");
-  await d.writeSysctl(["net", "ipv6", "conf", "all", "forwarding"], "1");
+  const v6 = (o.subnets ?? []).some((s) => parsePrefix(s.trim())!.address.length === 16);
+  await d.writeSysctl(["net", "ipv4", "ip_forward"], "0");
+  for (const ifname of [o.wg, o.tun]) await d.writeSysctl(["net", "ipv4", "conf", ifname, "forwarding"], "1");
+  await d.writeSysctl(["net", "ipv6", "conf", "all", "forwarding"], v6 ? "1" : "0");
   for (const scope of ["all", "default", o.tun, o.wg]) await d.writeSysctl(["net", "ipv4", "conf", scope, "rp_filter"], "0");
   for (const fam of FAMILIES) {
     const rules = await must(d, ["ip", fam, "rule", "show"]);
     if (!hasIifRule(rules.stdout, o.wg, o.table)) await must(d, ["ip", fam, "rule", "add", "iif", o.wg, "lookup", table, "pref", pref]);
     await must(d, ["ip", fam, "route", "replace", "default", "dev", o.tun, "table", table]);
+    const isolation = isolationRules(o, fam);
+    await deleteRulesAt(d, fam, isolation.map((r) => r.pref));
+    for (const r of isolation) await must(d, ["ip", fam, "rule", "add", ...r.selector, "pref", String(r.pref)]);
+    // The local table now has its place after the iif rule: take it away from pref 0.
+    if (hasLocalRuleAtZero(rules.stdout)) await must(d, ["ip", fam, "rule", "del", "pref", "0", "lookup", "local"]);
   }
-  log.info("kernel wireguard policy routing installed", { wg: o.wg, tun: o.tun, table: o.table });
+  log.info("kernel wireguard policy routing installed", { wg: o.wg, tun: o.tun, table: o.table, subnets: (o.subnets ?? []).join(",") });
 }
 
-/** Undoes installPolicyRouting's rules and routes (sysctls stay: other things may rely on forwarding). */
+/** Undoes installPolicyRouting's rules and routes, with the local rule back at pref 0 (sysctls stay). */
 export async function removePolicyRouting(o: PolicyRoutingOptions, deps?: Partial<KernelWgDeps>): Promise<void> {
   const d = depsOf(deps);
   checkPolicy(o);
@@ -297,6 +356,10 @@ export async function removePolicyRouting(o: PolicyRoutingOptions, deps?: Partia
       if (!hasIifRule(rules.stdout, o.wg, o.table)) break;
       await must(d, ["ip", fam, "rule", "del", "iif", o.wg, "lookup", table]);
     }
+    const rules = await must(d, ["ip", fam, "rule", "show"]);
+    // The local rule first back at 0, then the isolation rules (its moved copy among them) go.
+    if (!hasLocalRuleAtZero(rules.stdout)) await must(d, ["ip", fam, "rule", "add", "pref", "0", "lookup", "local"]);
+    await deleteRulesAt(d, fam, isolationRules(o, fam).map((r) => r.pref));
     const routes = await must(d, ["ip", fam, "route", "show", "table", table]);
     if (/^default\b/m.test(routes.stdout)) await must(d, ["ip", fam, "route", "del", "default", "table", table]);
   }

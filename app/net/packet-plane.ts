@@ -35,6 +35,10 @@ export interface PacketPlaneDeps {
   udpPolicy(): "relay" | "drop";
   /** Where device DNS queries are forwarded (host:port); default: the host's resolver. */
   dnsResolver?: string;
+  /** The destination policy for relayed UDP (TCP meets it in the flow shell); default: no extra check. */
+  udpDestinationAllowed?: (dst: { host: string; port: number }, src: { host: string; port: number }) => boolean;
+  /** Per-device quota of relayed UDP flows (app/dispatch/quotas.ts); the device is the source address's owner. */
+  udpQuota?: { open(device: DeviceIdentity, dst: { host: string; port: number }): boolean; close(device: DeviceIdentity): void };
 }
 
 export interface PacketPlane {
@@ -110,6 +114,8 @@ export function attachStack(link: PacketLink, gatewayAddress: string, deps: Pack
     // https://clawpatrol.internal/ (the discovery service) is the gateway itself.
     localNames: new Map([[INTERNAL_HOST, gatewayAddress]]),
     udpPolicy: deps.udpPolicy,
+    ...(deps.udpDestinationAllowed ? { udpDestinationAllowed: deps.udpDestinationAllowed } : {}),
+    ...(deps.udpQuota ? { udpFlowQuota: udpFlowQuotaOf(deps) } : {}),
     onTcpFlow: (init: TcpFlowInit) => {
       const device = deps.identify(init.src.host);
       if (!device) {
@@ -129,6 +135,29 @@ export function attachStack(link: PacketLink, gatewayAddress: string, deps: Pack
       });
     },
   });
+}
+
+/** The stack's per-source-address UDP flow admission, as the per-device quota of the address's owner. */
+function udpFlowQuotaOf(deps: PacketPlaneDeps): { open(src: string, dst: { host: string; port: number }): boolean; close(src: string): void } {
+  const q = deps.udpQuota!;
+  // A flow admitted for a device is released for that same device, even if the address changes hands meanwhile.
+  const owners = new Map<string, { device: DeviceIdentity; flows: number }>();
+  return {
+    open(src, dst) {
+      const device = deps.identify(src);
+      if (!device || !q.open(device, dst)) return false;
+      const o = owners.get(src);
+      if (o && o.device.name === device.name) o.flows++;
+      else owners.set(src, { device, flows: 1 });
+      return true;
+    },
+    close(src) {
+      const o = owners.get(src);
+      if (!o) return;
+      q.close(o.device);
+      if (--o.flows <= 0) owners.delete(src);
+    },
+  };
 }
 
 export async function startUserspacePlane(settings: WireGuardSettings, deps: PacketPlaneDeps, peers: TunnelPeer[]): Promise<PacketPlane> {
@@ -184,7 +213,10 @@ export interface KernelPlaneOptions {
  *      identity by source address is as sound as in userspace mode
  *   4. the TUN (attached, or created non-persistent): addrgenmode none, a
  *      long tx queue, wg0's MTU, up; the stack attached to it
- *   5. policy routing: `ip rule iif wg0 lookup 100`, `default dev cp0 table 100`
+ *   5. policy routing: `ip rule iif wg0 lookup 100`, `default dev cp0 table 100`,
+ *      and nothing else forwarded (kernel-wg.ts isolationRules): a device's
+ *      packet to any address, the host's own included, reaches our stack, and
+ *      nothing but the stack's replies enters the device subnet
  *
  * close() fails closed: it removes the peers it set (so with the gateway down
  * nothing a device sends is forwarded ungoverned by the kernel), the policy
@@ -207,7 +239,7 @@ export async function startKernelPlane(
   const subnet = networkOf(settings.subnetCidr);
   const listen = parseListen(settings.listen);
   const wgIf = settings.interface;
-  const routing = { wg: wgIf, tun: settings.tun, table: opts.table ?? 100 };
+  const routing = { wg: wgIf, tun: settings.tun, table: opts.table ?? 100, subnets: settings.subnet6Cidr ? [subnet, settings.subnet6Cidr] : [subnet] };
   const peerConfig = (p: TunnelPeer): kernelWg.KernelPeerConfig => ({ publicKey: p.publicKey, allowedIPs: allowedIPsOf(p) });
 
   // 1-3: the interface and its peers.

@@ -6,6 +6,7 @@
 //      registered names, compile rule conditions.
 //   3. Sort rules by priority (highest first), then declaration order.
 // Pure except for `readFile`, which the caller supplies (ca_cert).
+import { parseAllowedDestination } from "../dispatch/destinations.ts";
 import * as nodePath from "node:path";
 import { parsePrefix } from "../net/wireguard/allowedips.ts";
 import { readDuration, validateApprover } from "../approvers/config.ts";
@@ -589,6 +590,14 @@ function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: R
   return gateway;
 }
 
+/** Per-device quota attributes of `defaults` (app/dispatch/quotas.ts). */
+const QUOTA_ATTRIBUTES = {
+  quota_tcp_flows: "tcpFlows",
+  quota_udp_flows: "udpFlows",
+  quota_dns_connections: "dnsConnections",
+  quota_new_flows_per_second: "newFlowsPerSecond",
+} as const;
+
 function buildDefaults(
   block: HclBlock | undefined,
   errors: ConfigError[],
@@ -597,7 +606,7 @@ function buildDefaults(
   const defaults: Defaults = { verdict: "deny", unknownHost: "passthrough", udp: "drop", inspectLimitBytes: DEFAULT_INSPECT_LIMIT };
   if (!block) return defaults;
   const r = new BlockReader(block, "defaults", errors);
-  r.allow(["verdict", "unknown_host", "profile", "udp", "inspect_limit"]);
+  r.allow(["verdict", "unknown_host", "profile", "udp", "inspect_limit", "allow_destinations", ...Object.keys(QUOTA_ATTRIBUTES)]);
   defaults.verdict = r.oneOf("verdict", ["allow", "deny"] as const) ?? defaults.verdict;
   defaults.unknownHost = r.oneOf("unknown_host", ["passthrough", "deny"] as const) ?? defaults.unknownHost;
   defaults.udp = r.oneOf("udp", ["relay", "drop"] as const) ?? defaults.udp;
@@ -607,6 +616,16 @@ function buildDefaults(
     const size = parseSize(r.raw("inspect_limit"));
     if (size === undefined) r.error(r.line("inspect_limit"), 'inspect_limit must be a byte count or a size like "1MiB"');
     else defaults.inspectLimitBytes = size;
+  }
+  const allowDestinations = r.list("allow_destinations");
+  if (allowDestinations !== undefined) {
+    const bad = allowDestinations.filter((d) => parseAllowedDestination(d) === undefined);
+    if (bad.length > 0) r.error(r.line("allow_destinations"), `allow_destinations: not an address, CIDR or address:port: ${bad.map((b) => JSON.stringify(b)).join(", ")}`);
+    else defaults.allowDestinations = allowDestinations;
+  }
+  for (const [attr, key] of Object.entries(QUOTA_ATTRIBUTES)) {
+    const v = r.has(attr) ? r.integer(attr, 1) : undefined;
+    if (v !== undefined) defaults.quotas = { ...defaults.quotas, [key]: v };
   }
   return defaults;
 }

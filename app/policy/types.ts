@@ -86,6 +86,10 @@ export interface Defaults {
   udp: "relay" | "drop";
   /** Request bodies are inspected up to this many bytes (default 1 MiB). */
   inspectLimitBytes: number;
+  /** Addresses a relay may reach although they are the gateway's own (loopback, link-local, the host's): "IP", "CIDR", "IP:PORT", "[IPv6]:PORT". Unset: none. */
+  allowDestinations?: string[];
+  /** Per-device quotas the operator set (`quota_tcp_flows`, ...); the rest keep app/dispatch/quotas.ts DEFAULT_QUOTAS. */
+  quotas?: { tcpFlows?: number; udpFlows?: number; dnsConnections?: number; newFlowsPerSecond?: number };
 }
 
 /** Endpoint kinds (app/endpoints/registry.ts); each implies a rule family. */

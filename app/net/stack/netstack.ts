@@ -103,6 +103,18 @@ export interface NetStackOptions {
   localNames?: Map<string, string>;
   /** What happens to other UDP. Default "drop". */
   udpPolicy?: () => "relay" | "drop";
+  /**
+   * The destination policy for relayed UDP (app/dispatch/destinations.ts):
+   * true when `dst` may be reached. A refused datagram gets ICMP
+   * "administratively prohibited". Default: everything (the martian filter still applies).
+   */
+  udpDestinationAllowed?: (dst: FlowEndpoint, src: FlowEndpoint) => boolean;
+  /**
+   * Admission of new relayed UDP flows by source address (the per-device
+   * quota): open() false refuses the flow with ICMP "administratively
+   * prohibited"; close() when a flow admitted for `src` ends.
+   */
+  udpFlowQuota?: { open(src: string, dst: FlowEndpoint): boolean; close(src: string): void };
 }
 
 export interface NetStackStats {
@@ -160,6 +172,7 @@ export class NetStack {
   private readonly onTcpFlow: (flow: TcpFlowInit) => void;
   private readonly onUdp: ((d: UdpDatagram) => boolean) | undefined;
   private readonly udpPolicy: () => "relay" | "drop";
+  private readonly udpDestinationAllowed: ((dst: FlowEndpoint, src: FlowEndpoint) => boolean) | undefined;
   private readonly table: TcpTable;
   private readonly reassembler: Ipv4Reassembler;
   private readonly dns: DnsForwarder | null;
@@ -189,6 +202,7 @@ export class NetStack {
     this.onTcpFlow = opts.onTcpFlow;
     this.onUdp = opts.onUdp;
     this.udpPolicy = opts.udpPolicy ?? (() => "drop");
+    this.udpDestinationAllowed = opts.udpDestinationAllowed;
     this.own = new Set();
     this.localNames = localNameTable(opts.localNames ?? new Map());
     for (const a of this.settings.ownAddresses) {
@@ -222,7 +236,9 @@ export class NetStack {
           },
         })
       : null;
+    const quota = opts.udpFlowQuota;
     this.relay = new UdpRelay({
+      ...(quota ? { admit: (t: UdpTuple) => quota.open(formatIp(t.src), { host: formatIp(t.dst), port: t.dstPort }), released: (t: UdpTuple) => quota.close(formatIp(t.src)) } : {}),
       maxFlows: this.settings.maxUdpFlows,
       idleMs: this.settings.udpIdleMs,
       now: this.now,
@@ -364,8 +380,20 @@ export class NetStack {
       return;
     }
     if (this.udpPolicy() === "drop") return this.drop("udp: policy-drop");
+    if (this.udpDestinationAllowed && !this.udpDestinationAllowed({ host: formatIp(dst), port: repr.dstPort }, { host: formatIp(src), port: repr.srcPort })) {
+      const invoking = raw ?? this.rebuildV4(src, dst, repr, payload);
+      const code = version === 4 ? icmp.ICMPV4_UNREACH_ADMIN : icmp.ICMPV6_UNREACH_ADMIN;
+      this.writeAll(emitDestUnreachable(src, dst, invoking, code, this.link.mtu), "icmp: reply-too-big");
+      return this.drop("udp: destination-refused");
+    }
+    if (!this.relay.send(tuple, payload, now)) {
+      // Refused by the device's quota: the protocol's own refusal.
+      const invoking = raw ?? this.rebuildV4(src, dst, repr, payload);
+      const code = version === 4 ? icmp.ICMPV4_UNREACH_ADMIN : icmp.ICMPV6_UNREACH_ADMIN;
+      this.writeAll(emitDestUnreachable(src, dst, invoking, code, this.link.mtu), "icmp: reply-too-big");
+      return;
+    }
     this.counters.relayed++;
-    this.relay.send(tuple, payload, now);
   }
 
   /** The invoking packet for an ICMP quote when it arrived in fragments: header + the start of the datagram. */

@@ -64,6 +64,10 @@ export interface DnsForwarderOptions {
   reply(query: UdpTuple, answer: Uint8Array): void;
   drop(reason: string): void;
   now(): number;
+  /** Whether a new flow may open (the device's quota); default: yes. */
+  admit?(flow: UdpTuple): boolean;
+  /** An admitted flow has ended. */
+  released?(flow: UdpTuple): void;
 }
 
 interface PendingQuery {
@@ -177,6 +181,10 @@ export interface UdpRelayOptions {
   reply(flow: UdpTuple, payload: Uint8Array): void;
   drop(reason: string): void;
   now(): number;
+  /** Whether a new flow may open (the device's quota); default: yes. */
+  admit?(flow: UdpTuple): boolean;
+  /** An admitted flow has ended. */
+  released?(flow: UdpTuple): void;
 }
 
 interface RelayFlow {
@@ -210,15 +218,22 @@ export class UdpRelay {
     return this.flows.size;
   }
 
-  /** Relay one datagram from the device (`payload` is borrowed). */
-  send(tuple: UdpTuple, payload: Uint8Array, now: number): void {
-    if (this.closed) return;
+  /** Relay one datagram from the device (`payload` is borrowed); false when its device's quota refused a new flow. */
+  send(tuple: UdpTuple, payload: Uint8Array, now: number): boolean {
+    if (this.closed) return true;
     const key = flowKey(tuple);
     let f = this.flows.get(key);
     if (f === undefined) {
       if (this.flows.size >= this.opts.maxFlows) {
         this.expire(now);
-        if (this.flows.size >= this.opts.maxFlows) return this.opts.drop("udp: relay-table-full");
+        if (this.flows.size >= this.opts.maxFlows) {
+          this.opts.drop("udp: relay-table-full");
+          return true;
+        }
+      }
+      if (this.opts.admit && !this.opts.admit(tuple)) {
+        this.opts.drop("udp: relay-device-quota");
+        return false;
       }
       f = this.open(key, tuple, now);
     }
@@ -230,6 +245,7 @@ export class UdpRelay {
         this.remove(flow);
       }
     });
+    return true;
   }
 
   private open(key: string, tuple: UdpTuple, now: number): RelayFlow {
@@ -257,6 +273,7 @@ export class UdpRelay {
   private remove(f: RelayFlow): void {
     if (this.flows.get(f.key) !== f) return;
     this.flows.delete(f.key);
+    if (this.opts.admit) this.opts.released?.(f.tuple);
     try {
       f.socket.close();
     } catch {

@@ -64,7 +64,8 @@ import {
   type NoiseDrop,
   type StaticIdentity,
 } from "./noise.ts";
-import { AllowedIps, innerAddresses, parsePrefix, formatIp, type Prefix } from "./allowedips.ts";
+import { AllowedIps, innerAddresses, parsePrefix, parseIp, formatIp, type Prefix } from "./allowedips.ts";
+import { HandshakeRateLimiter } from "./ratelimiter.ts";
 import { Peer, QUEUE_STAGED_SIZE, TIMER_NAMES, endpointBytes, sameEndpoint, type Endpoint } from "./peer.ts";
 
 export type { Endpoint } from "./peer.ts";
@@ -80,6 +81,7 @@ export type DropReason =
   | NoiseDrop
   | "bad-mac1"
   | "under-load-cookie-sent"
+  | "handshake-rate-limited"
   | "bad-cookie-reply"
   | "unknown-receiver-index"
   | "keypair-expired"
@@ -167,6 +169,8 @@ export class WireGuardDevice {
   #jitter: () => number;
   #lastTimestamp: Uint8Array = new Uint8Array(12);
   #forcedUnderLoad: boolean | undefined;
+  /** Under load, handshake messages per source address (wireguard-go's ratelimiter). */
+  #handshakeLimiter = new HandshakeRateLimiter();
   #underLoadThreshold: number;
   #loadWindowStart = 0;
   #loadCount = 0;
@@ -512,7 +516,13 @@ export class WireGuardDevice {
     }
     if (!this.#isUnderLoad(now)) return true;
     const source = endpointBytes(from);
-    if (this.#macChecker.checkMac2(m.bytes, source, now)) return true;
+    if (this.#macChecker.checkMac2(m.bytes, source, now)) {
+      // A proven address may still not flood: ~20 handshakes a second per source, as wireguard-go.
+      const address = parseIp(from.address);
+      if (address === undefined || this.#handshakeLimiter.allow(address, now)) return true;
+      out.push({ kind: "drop", reason: "handshake-rate-limited" });
+      return false;
+    }
     out.push({ kind: "datagram", to: from, data: this.#macChecker.createCookieReply(m.bytes, m.sender, source, now) });
     out.push({ kind: "drop", reason: "under-load-cookie-sent" });
     return false;

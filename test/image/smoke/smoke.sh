@@ -271,6 +271,19 @@ else
   fail kernel-wireguard "wg0 port '$wg_listen'; rules: $(echo "$rules" | oneline); table 100: $(echo "$t100" | oneline); $(ip -o link show cp0 2>&1 | oneline)"
 fi
 
+# The appliance forwards nothing (issue 22): IPv4 forwarding only on wg0 and
+# cp0, nothing but cp0's replies routed into the device subnet, the local
+# rule after `iif wg0` (a device's packet to the appliance's own addresses
+# meets the gateway's stack, not the dashboard).
+fwd="ip_forward=$(cat /proc/sys/net/ipv4/ip_forward) wg0=$(cat /proc/sys/net/ipv4/conf/wg0/forwarding 2>&1) cp0=$(cat /proc/sys/net/ipv4/conf/cp0/forwarding 2>&1)"
+into_subnet=$(ip -4 route get 10.77.0.9 2>&1)
+if [ "$fwd" = "ip_forward=0 wg0=1 cp0=1" ] && echo "$into_subnet" | grep -q 'Permission denied' &&
+  ! echo "$rules" | grep -qE '^0:\s+from all lookup local' && echo "$rules" | grep -qE '\bto 10\.77\.0\.0/16 prohibit\b'; then
+  pass no-forwarding "$fwd; route into the device subnet: $(echo "$into_subnet" | oneline); $(echo "$rules" | grep -E 'prohibit|lookup local' | oneline)"
+else
+  fail no-forwarding "$fwd; route into the device subnet: $(echo "$into_subnet" | oneline); rules: $(echo "$rules" | oneline)"
+fi
+
 # First boot made the gateway's WireGuard key and printed its public key; the
 # gateway keyed wg0 with it.
 banner_key=$(journalctl -b -u clawpatrol-firstboot --no-pager -o cat | sed -n 's/^ *wireguard key: *//p' | head -1)
@@ -341,6 +354,25 @@ if out=$(devflow 2>&1); then
     pass wireguard-transparent "device netns -> kernel wg-dev -> wg0 -> cp0 -> intercepted, secret injected, no proxy (wg0 rx ${rx}B); $ev"
   else
     fail wireguard-transparent "$out (handshake ${hs:-none}, event '${ev}') $(journalctl -b -u clawpatrol-gateway --no-pager -o cat | tail -5 | oneline)"
+  fi
+  # Isolation: through the tunnel the device does not reach the appliance's
+  # own dashboard (on an address of the appliance it reaches only through
+  # the tunnel); the refusal is an event. From the upstream's namespace (a
+  # LAN machine routing via the appliance) the device's address is not
+  # reachable.
+  dash=$(ip netns exec smoke-dev curl -sk --max-time 10 -o /dev/null -w '%{http_code}' https://192.168.251.1/ 2>&1)
+  wait_for 20 sh -c "journalctl -b -u clawpatrol-gateway --no-pager -o cat | grep -q 'deny smoke-wg 192.168.251.1:443'"
+  refused=$(journalctl -b -u clawpatrol-gateway --no-pager -o cat | grep 'deny smoke-wg 192.168.251.1:443' | tail -1)
+  devaddr=$(ip -n smoke-dev -4 -o addr show dev wg-dev | awk '{print $4}' | cut -d/ -f1)
+  ip netns exec smoke-dev bun -e 'Bun.listen({ hostname: "0.0.0.0", port: 7100, socket: { open(s) { s.write("reached\n"); s.end(); }, data() {} } })' >/dev/null 2>&1 &
+  listener=$!
+  wait_for 20 sh -c "ip netns exec smoke-dev curl -s --max-time 2 telnet://127.0.0.1:7100 </dev/null | grep -q reached"
+  from_lan=$(ip netns exec smoke-up curl -s --max-time 5 telnet://$devaddr:7100 </dev/null 2>&1)
+  kill $listener 2>/dev/null
+  if [ "$dash" = 000 ] && [ -n "$refused" ] && ! echo "$from_lan" | grep -q reached; then
+    pass isolation "device -> appliance dashboard: no answer, $refused; LAN -> device $devaddr:7100: nothing"
+  else
+    fail isolation "dashboard '$dash', event '$refused', LAN -> device '$(echo "$from_lan" | oneline)'"
   fi
 else
   fail device-enroll "$(echo "$out" | oneline)"

@@ -18,6 +18,8 @@ function config(extra = ""): string {
 defaults {
   verdict = "allow"
   unknown_host = "passthrough"
+  # the upstreams here listen on the gateway's own loopback
+  allow_destinations = ["127.0.0.1"]
 }
 endpoint "https" "api" {
   hosts = ["api.test"]
@@ -146,6 +148,52 @@ describe("dispatch", () => {
     const text = Buffer.concat(chunks).toString();
     expect(text).toStartWith("HTTP/1.1 200");
     expect(text.endsWith("ping through the relay")).toBe(true);
+  });
+});
+
+describe("the gateway itself is not a destination", () => {
+  /** CONNECT through the proxy of `g`; resolves with everything the proxy sent before it closed. */
+  const connectThrough = async (g: TestGateway, target: string, token: string) => {
+    const { hostname, port } = new URL(g.proxyUrl);
+    const sock = net.connect({ host: hostname, port: Number(port), allowHalfOpen: true });
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    const chunks: Buffer[] = [];
+    sock.on("data", (d: Buffer) => chunks.push(d));
+    sock.on("error", () => undefined);
+    sock.end(`CONNECT ${target} HTTP/1.1\r\nProxy-Authorization: Basic ${Buffer.from(`d:${token}`).toString("base64")}\r\n\r\nping`);
+    await new Promise<void>((r) => sock.once("close", () => r()));
+    return Buffer.concat(chunks).toString();
+  };
+
+  test("without allow_destinations: loopback (by address and by name), link-local and the proxy's own port are refused and recorded", async () => {
+    const g = await startTestGateway(config().replace('allow_destinations = ["127.0.0.1"]', ""));
+    try {
+      const { token } = g.gw.devices.add("hostile", "agents");
+      const proxyPort = new URL(g.proxyUrl).port;
+      for (const [target, cls] of [
+        [`127.0.0.1:${echoPort}`, "loopback"],
+        [`localhost:${echoPort}`, "loopback"],
+        [`[::1]:${echoPort}`, "loopback"],
+        [`127.0.0.1:${proxyPort}`, "loopback"],
+        ["169.254.169.254:80", "link-local"],
+        [`0.0.0.0:${echoPort}`, "unspecified"],
+      ] as const) {
+        const text = await connectThrough(g, target, token);
+        expect(text).not.toContain("ping"); // the echo never answered
+        const e = g.events.filter((x) => x.kind === "connection" && x.device === "hostile").at(-1)!;
+        expect(e).toMatchObject({ verdict: "deny", port: Number(target.slice(target.lastIndexOf(":") + 1)) });
+        expect(e.reason).toContain(cls === "unspecified" ? "unspecified" : cls === "loopback" ? "loopback" : "link-local");
+      }
+    } finally {
+      await g.stop();
+    }
+  });
+
+  test("with allow_destinations the operator's exception is relayed", async () => {
+    const { token } = t.gw.devices.add("allowed", "agents");
+    const text = await connectThrough(t, `127.0.0.1:${echoPort}`, token);
+    expect(text).toStartWith("HTTP/1.1 200");
+    expect(text.endsWith("ping")).toBe(true);
   });
 });
 

@@ -102,6 +102,9 @@ gateway {
 }
 defaults {
   verdict = "allow"
+  # the storm opens 1,000 relayed connections from one device at once
+  quota_tcp_flows = 2048
+  quota_new_flows_per_second = 1000
 }
 endpoint "https" "api" {
   hosts = ["api.test"]

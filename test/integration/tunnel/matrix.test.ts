@@ -85,6 +85,11 @@ describe.skipIf(!canRunRootTests)("the tunnel matrix: bulk, impaired, many conne
       `
 defaults {
   verdict = "allow"
+  # the upstreams are addresses of the gateway host here (the host side of the veth)
+  allow_destinations = ["${UPSTREAM_IP}"]
+  # the storm opens 1,000 relayed connections from one device at once
+  quota_tcp_flows = 2048
+  quota_new_flows_per_second = 1000
 }
 endpoint "https" "api" {
   hosts = ["api.test"]

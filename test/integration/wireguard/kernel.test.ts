@@ -34,7 +34,7 @@ const run = isRoot || process.env.CI === "true";
 
 const PREFIX = `wgk${process.pid % 100000}`;
 const NS = `${PREFIX}n`;
-const POLICY = { wg: "wg0", tun: "cp0", table: 100 };
+const POLICY = { wg: "wg0", tun: "cp0", table: 100, subnets: ["10.100.0.0/24", "fd10:100::/64"] };
 
 function sh(cmd: string): string {
   const r = spawnSync("sh", ["-c", cmd], { encoding: "utf8" });
@@ -146,7 +146,7 @@ describe.skipIf(!run)("kernel-mode management with ip/wg (wireguard-go as the ke
     expect(inNs("wg show wg0 peers")).toBe(peerA.publicKey);
   });
 
-  test("installPolicyRouting: one rule per family, default route into the TUN, sysctls; removable", async () => {
+  test("installPolicyRouting: one rule per family, default route into the TUN, forwarding only from wg0 and the TUN; removable", async () => {
     await installPolicyRouting(POLICY, deps);
     await installPolicyRouting(POLICY, deps); // idempotent
     for (const fam of ["-4", "-6"]) {
@@ -155,8 +155,19 @@ describe.skipIf(!run)("kernel-mode management with ip/wg (wireguard-go as the ke
       expect(rules[0]).toMatch(/^100:/);
       expect(inNs(`ip ${fam} route show table 100`)).toMatch(/^default dev cp0/m);
     }
-    expect(inNs("cat /proc/sys/net/ipv4/ip_forward")).toBe("1");
+    // IPv4 forwards from wg0 and the TUN only; IPv6 (all-or-nothing in the kernel) is guarded by rules
+    expect(inNs("cat /proc/sys/net/ipv4/ip_forward")).toBe("0");
+    expect(inNs("cat /proc/sys/net/ipv4/conf/wg0/forwarding")).toBe("1");
+    expect(inNs("cat /proc/sys/net/ipv4/conf/cp0/forwarding")).toBe("1");
+    expect(inNs("cat /proc/sys/net/ipv4/conf/lo/forwarding")).toBe("0");
     expect(inNs("cat /proc/sys/net/ipv6/conf/all/forwarding")).toBe("1");
+    // the local table comes after the iif rule, so a device's packet to the host's own address reaches the TUN
+    expect(inNs("ip -4 rule show")).not.toMatch(/^0:\s+from all lookup local/m);
+    expect(inNs("ip -4 route get 127.0.0.1")).toContain("local");
+    // nothing but the TUN's replies may enter the device subnet: `prohibit` answers EACCES
+    expect(inNs("ip -4 route get 10.100.0.4 2>&1 || true")).toContain("Permission denied");
+    expect(inNs("ip -6 route get fd10:100::4 2>&1 || true")).toContain("Permission denied");
+    expect(inNs("ip -4 route get 10.100.0.4 from 10.100.0.1 iif cp0")).not.toMatch(/prohibit/);
     for (const scope of ["all", "default", "cp0", "wg0"]) expect(inNs(`cat /proc/sys/net/ipv4/conf/${scope}/rp_filter`)).toBe("0");
     // the lookup really sends device traffic into the TUN
     expect(inNs("ip -4 route get 93.184.216.34 from 10.100.0.4 iif wg0")).toContain("dev cp0");
@@ -166,6 +177,8 @@ describe.skipIf(!run)("kernel-mode management with ip/wg (wireguard-go as the ke
     await removePolicyRouting(POLICY, deps);
     for (const fam of ["-4", "-6"]) {
       expect(inNs(`ip ${fam} rule show`)).not.toContain("iif wg0");
+      expect(inNs(`ip ${fam} rule show`)).toMatch(/^0:\s+from all lookup local/m);
+      expect(inNs(`ip ${fam} rule show`)).not.toMatch(/prohibit|iif cp0/);
       expect(inNs(`ip ${fam} route show table 100`)).toBe("");
     }
   });

@@ -130,6 +130,58 @@ describe("netstack udp", () => {
     expect(h.stack.stats().udp).toMatchObject({ relayed: 2, relayReplies: 2, relayFlows: 1 });
   });
 
+  test("a destination the policy refuses gets ICMP administratively prohibited and no relay socket", async () => {
+    const asked: string[] = [];
+    h = harness({ udpPolicy: () => "relay", udpDestinationAllowed: (dst) => (asked.push(`${dst.host}:${dst.port}`), dst.host !== "198.51.100.7") });
+    const pkt = v4udp("10.0.0.2", 40000, "198.51.100.7", 7200, pattern(20, 3));
+    h.device.inject(pkt);
+    await until(() => h!.device.other.length === 1);
+    const r = h.device.other[0]!;
+    expect(r.src).toEqual(ip("198.51.100.7"));
+    const m = icmp.parseV4(r.payload);
+    if (!m.ok) throw new Error(m.reason);
+    expect(m.repr).toMatchObject({ kind: "dest-unreachable", code: icmp.ICMPV4_UNREACH_ADMIN });
+    expect(asked).toEqual(["198.51.100.7:7200"]);
+    expect(h.stack.stats().udp.relayFlows).toBe(0);
+    expect(h.stack.stats().drops["udp: destination-refused"]).toBe(1);
+  });
+
+  test("the device's UDP flow quota: flows past it get ICMP administratively prohibited; a closed flow is released", async () => {
+    const addr = localAddress();
+    if (addr === undefined) return; // no non-loopback interface to relay to
+    const sink = dgram.createSocket("udp4");
+    cleanups.push(() => sink.close());
+    await new Promise<void>((r) => sink.bind(0, addr, () => r()));
+    const port = sink.address().port;
+    const held = new Map<string, number>();
+    const events: string[] = [];
+    h = harness({
+      udpPolicy: () => "relay",
+      udpFlowQuota: {
+        open: (src, dst) => {
+          if ((held.get(src) ?? 0) >= 2) return (events.push(`refused ${src} -> ${dst.port}`), false);
+          held.set(src, (held.get(src) ?? 0) + 1);
+          return true;
+        },
+        close: (src) => held.set(src, held.get(src)! - 1),
+      },
+    });
+    // three flows (three source ports) from one device, one from another
+    for (const sport of [1001, 1002, 1003]) h.device.inject(v4udp("10.0.0.2", sport, addr, port, pattern(8, 1)));
+    h.device.inject(v4udp("10.0.0.3", 1001, addr, port, pattern(8, 1)));
+    await until(() => h!.device.other.length === 1);
+    const m = icmp.parseV4(h.device.other[0]!.payload);
+    if (!m.ok) throw new Error(m.reason);
+    expect(m.repr).toMatchObject({ kind: "dest-unreachable", code: icmp.ICMPV4_UNREACH_ADMIN });
+    expect(events).toEqual([`refused 10.0.0.2 -> ${port}`]);
+    expect(h.stack.stats().udp.relayFlows).toBe(3);
+    expect(h.stack.stats().drops["udp: relay-device-quota"]).toBe(1);
+    // closing the stack ends every flow: each admitted one is released
+    h.close();
+    h = null;
+    expect([...held.values()]).toEqual([0, 0]);
+  });
+
   test("udpPolicy drop counts; multicast and loopback destinations never leave", async () => {
     h = harness({ udpPolicy: () => "drop" });
     h.device.inject(

@@ -195,4 +195,37 @@ describe("TcpTable", () => {
     }
     expect(t.size).toBeLessThanOrEqual(16);
   });
+
+  test("a half-open connection holds no buffers; they are allocated with use and grow up to their capacity (issue 22: 20k SYNs took 126 -> 459 MB)", () => {
+    const big64k = { ...SETTINGS, recvBufferSize: 65536, sendBufferSize: 65536 };
+    const t = table({ tcp: big64k, tcpV6: big64k });
+    const conns = [];
+    for (let port = 41000; port < 41100; port++) {
+      t.process(DEV, DST, { ...SYN, srcPort: port }, new Uint8Array(0), 0);
+      conns.push(t.get(DEV, port, DST, 443)!);
+    }
+    t.dispatch(0);
+    expect(t.halfOpenCount).toBe(100);
+    for (const c of conns) {
+      expect(c.state).toBe("SYN-RECEIVED");
+      expect(c.recvBuf.allocated + c.sendBuf.allocated).toBe(0);
+    }
+    // established and carrying a little data: a small allocation, not the capacity
+    const synAck = handshake(t, 40000);
+    const c = t.get(DEV, 40000, DST, 443)!;
+    expect(c.state).toBe("ESTABLISHED");
+    expect(c.recvBuf.allocated).toBe(0);
+    t.process(DEV, DST, tcpRepr({ srcPort: 40000, dstPort: 443, seq: 1001, ack: synAck.seq + 1, flags: TCP_ACK, window: 65535 }), new Uint8Array(100).fill(7), 0);
+    expect(c.recvBuf.length).toBe(100);
+    expect(c.recvBuf.allocated).toBe(4096);
+    expect(c.recvBuf.capacity).toBe(65536);
+    // more data than the allocation: it grows (doubling), the bytes read back in order
+    const big = new Uint8Array(10_000).map((_, i) => i & 0xff);
+    t.process(DEV, DST, tcpRepr({ srcPort: 40000, dstPort: 443, seq: 1101, ack: synAck.seq + 1, flags: TCP_ACK, window: 65535 }), big, 0);
+    expect(c.recvBuf.length).toBe(10_100);
+    expect(c.recvBuf.allocated).toBe(16_384);
+    const read = c.recv(20_000);
+    expect(read.length).toBe(10_100);
+    expect(Array.from(read.subarray(100, 110))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
 });

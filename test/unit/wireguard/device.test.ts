@@ -401,6 +401,22 @@ describe("cookie reply under load", () => {
     expect(p.aInbox.map(payloadOf)).toEqual(["loaded"]);
   });
 
+  test("under load, a source holding a cookie still gets only ~20 handshakes a second processed (wireguard-go's ratelimiter)", () => {
+    const p = makePair({ a: { underLoad: true } });
+    const init = datagrams(p.b.sendPacket(ipv4Udp("10.100.0.2", "10.100.0.1"), p.clock.now))[0]!.data;
+    const reply = datagrams(p.a.receiveDatagram(init, B_ENDPOINT, p.clock.now))[0]!.data;
+    p.b.receiveDatagram(reply, A_ENDPOINT, p.clock.now);
+    p.clock.now += REKEY_TIMEOUT;
+    const retry = datagrams(p.b.tick(p.clock.now))[0]!.data; // with mac2
+    // 30 copies at one instant: the burst (5) reaches the handshake code, the rest never does
+    const reasons = Array.from({ length: 30 }, () => drops(p.a.receiveDatagram(retry, B_ENDPOINT, p.clock.now))).flat();
+    expect(reasons.filter((r) => r === "handshake-rate-limited").length).toBe(25);
+    // a second later the source has 20 more
+    p.clock.now += 1000;
+    const later = Array.from({ length: 30 }, () => drops(p.a.receiveDatagram(retry, B_ENDPOINT, p.clock.now))).flat();
+    expect(later.filter((r) => r === "handshake-rate-limited").length).toBe(25);
+  });
+
   test("a cookie bound to another source address does not pass mac2", () => {
     const p = makePair({ a: { underLoad: true } });
     const init = datagrams(p.b.sendPacket(ipv4Udp("10.100.0.2", "10.100.0.1"), p.clock.now))[0]!.data;

@@ -184,36 +184,69 @@ describe("peers", () => {
 describe("policy routing", () => {
   const OPTS = { wg: "wg0", tun: "cp0", table: 100 };
 
-  test("first install: sysctls, then per family rule add + route replace", async () => {
+  test("first install: forwarding only on wg0 and the TUN, then per family the iif rule, the route, the isolation rules, the local rule moved", async () => {
     const sys = fakeSystem((a) => (a[3] === "show" ? { stdout: "0:\tfrom all lookup local\n32766:\tfrom all lookup main\n" } : undefined));
-    await installPolicyRouting(OPTS, sys.deps);
+    await installPolicyRouting({ ...OPTS, subnets: ["10.89.0.0/24", "fd89::/64"] }, sys.deps);
     expect(sys.sysctls).toEqual([
-      "net/ipv4/ip_forward=1",
+      // ip_forward sets every interface; then only the two that carry device packets
+      "net/ipv4/ip_forward=0",
+      "net/ipv4/conf/wg0/forwarding=1",
+      "net/ipv4/conf/cp0/forwarding=1",
       "net/ipv6/conf/all/forwarding=1",
       "net/ipv4/conf/all/rp_filter=0",
       "net/ipv4/conf/default/rp_filter=0",
       "net/ipv4/conf/cp0/rp_filter=0",
       "net/ipv4/conf/wg0/rp_filter=0",
     ]);
-    expect(sys.argvs()).toEqual([
+    const isolation = (fam: string, extra: string[]) => [
+      `ip ${fam} rule del pref 101`,
+      `ip ${fam} rule del pref 102`,
+      `ip ${fam} rule del pref 103`,
+      ...extra.filter((e) => e.includes("del")),
+      `ip ${fam} rule add iif cp0 lookup main pref 101`,
+      ...extra.filter((e) => e.includes("prohibit") && !e.includes("not")),
+      `ip ${fam} rule add lookup local pref 103`,
+      ...extra.filter((e) => e.includes("not iif")),
+      `ip ${fam} rule del pref 0 lookup local`,
+    ];
+    // each `rule del pref N` loops until it fails; the fake succeeds 16 times
+    const argvs = sys.argvs().filter((a, i, all) => !(a.includes("rule del pref 10") && all[i - 1] === a));
+    expect(argvs).toEqual([
       "ip -4 rule show",
       "ip -4 rule add iif wg0 lookup 100 pref 100",
       "ip -4 route replace default dev cp0 table 100",
+      ...isolation("-4", ["ip -4 rule add to 10.89.0.0/24 prohibit pref 102"]),
       "ip -6 rule show",
       "ip -6 rule add iif wg0 lookup 100 pref 100",
       "ip -6 route replace default dev cp0 table 100",
+      ...isolation("-6", ["ip -6 rule del pref 104", "ip -6 rule add to fd89::/64 prohibit pref 102", "ip -6 rule add not iif lo prohibit pref 104"]),
     ]);
   });
 
-  test("second install adds no duplicate rules", async () => {
-    const shown = "0:\tfrom all lookup local\n100:\tfrom all iif wg0 lookup 100\n32766:\tfrom all lookup main\n";
-    const sys = fakeSystem((a) => (a[3] === "show" ? { stdout: shown } : undefined));
-    await installPolicyRouting({ ...OPTS, pref: 90 }, sys.deps);
-    expect(sys.argvs()).toEqual([
-      "ip -4 rule show",
-      "ip -4 route replace default dev cp0 table 100",
-      "ip -6 rule show",
-      "ip -6 route replace default dev cp0 table 100",
+  test("without an IPv6 subnet IPv6 forwarding is off", async () => {
+    const sys = fakeSystem((a) => (a[3] === "show" ? { stdout: "" } : a[3] === "del" ? { code: 2 } : undefined));
+    await installPolicyRouting({ ...OPTS, subnets: ["10.89.0.0/24"] }, sys.deps);
+    expect(sys.sysctls).toContain("net/ipv6/conf/all/forwarding=0");
+    expect(sys.argvs()).not.toContain("ip -6 rule add to 10.89.0.0/24 prohibit pref 102");
+    // the local rule was already moved (no `0: … lookup local`): nothing to delete
+    expect(sys.argvs().filter((a) => a.includes("pref 0"))).toEqual([]);
+  });
+
+  test("second install adds no duplicate iif rule and replaces the isolation rules", async () => {
+    const shown = "100:\tfrom all iif wg0 lookup 100\n101:\tfrom all iif cp0 lookup main\n103:\tfrom all lookup local\n32766:\tfrom all lookup main\n";
+    let deletable = 2; // v4 101 and 103 exist once each
+    const sys = fakeSystem((a) => {
+      if (a[3] === "show") return { stdout: shown };
+      if (a[3] === "del") return deletable-- > 0 ? {} : { code: 2 };
+      return undefined;
+    });
+    await installPolicyRouting({ ...OPTS, pref: 90, table: 100 }, sys.deps);
+    expect(sys.argvs().filter((a) => a.includes(" add "))).toEqual([
+      "ip -4 rule add iif cp0 lookup main pref 91",
+      "ip -4 rule add lookup local pref 93",
+      "ip -6 rule add iif cp0 lookup main pref 91",
+      "ip -6 rule add lookup local pref 93",
+      "ip -6 rule add not iif lo prohibit pref 94",
     ]);
   });
 
@@ -225,13 +258,14 @@ describe("policy routing", () => {
     expect(hasIifRule("100:\tfrom all iif wg0 lookup 101", "wg0", 100)).toBe(false);
   });
 
-  test("remove: deletes every copy of the rule and the default route", async () => {
+  test("remove: deletes every copy of the iif rule, puts local back at 0 before its moved copy goes, and the default route", async () => {
     let v4Rules = 2;
     const sys = fakeSystem((a) => {
       const s = a.join(" ");
-      if (s === "ip -4 rule show") return { stdout: v4Rules > 0 ? "100:\tfrom all iif wg0 lookup 100\n" : "" };
+      if (s === "ip -4 rule show") return { stdout: v4Rules > 0 ? "100:\tfrom all iif wg0 lookup 100\n103:\tfrom all lookup local\n" : "103:\tfrom all lookup local\n" };
       if (s === "ip -4 rule del iif wg0 lookup 100") v4Rules--;
-      if (s === "ip -6 rule show") return { stdout: "" };
+      if (s === "ip -6 rule show") return { stdout: "0:\tfrom all lookup local\n" };
+      if (s.includes("rule del pref")) return { code: 2 };
       if (s === "ip -4 route show table 100") return { stdout: "default dev cp0 scope link \n" };
       return undefined;
     });
@@ -242,9 +276,17 @@ describe("policy routing", () => {
       "ip -4 rule show",
       "ip -4 rule del iif wg0 lookup 100",
       "ip -4 rule show",
+      "ip -4 rule show",
+      "ip -4 rule add pref 0 lookup local",
+      "ip -4 rule del pref 101",
+      "ip -4 rule del pref 103",
       "ip -4 route show table 100",
       "ip -4 route del default table 100",
       "ip -6 rule show",
+      "ip -6 rule show",
+      "ip -6 rule del pref 101",
+      "ip -6 rule del pref 103",
+      "ip -6 rule del pref 104",
       "ip -6 route show table 100",
     ]);
   });

@@ -5,16 +5,28 @@
 // past the contiguous end of the receive ring, bounded in count (smoltcp's
 // Assembler, in spirit).
 
+/** The first allocation of a buffer that is written at all. */
+const INITIAL_ALLOCATION = 4096;
+
+/**
+ * A ring of at most `capacity` bytes whose storage grows with use: nothing
+ * is allocated until the first write (a half-open connection holds no
+ * buffers), then it doubles as needed up to `capacity`.
+ */
 export class RingBuffer {
   readonly capacity: number;
-  private readonly buf: Uint8Array;
+  private buf: Uint8Array = new Uint8Array(0);
   private start = 0;
   /** Bytes currently held (contiguous from the read position). */
   length = 0;
 
   constructor(capacity: number) {
     this.capacity = capacity;
-    this.buf = new Uint8Array(capacity);
+  }
+
+  /** Bytes of storage allocated now (grows with use, never past capacity). */
+  get allocated(): number {
+    return this.buf.length;
   }
 
   get free(): number {
@@ -42,8 +54,25 @@ export class RingBuffer {
     this.length += n;
   }
 
+  /** Storage for logical positions [0, end): grown (the ring laid out from 0 again) when short. */
+  private reserve(end: number): void {
+    const old = this.buf;
+    if (end <= old.length) return;
+    let size = Math.max(INITIAL_ALLOCATION, old.length);
+    while (size < end) size *= 2;
+    const next = new Uint8Array(Math.min(size, this.capacity));
+    // logical position i lives at (start + i) % old.length; out-of-order bytes past `length` included
+    const first = old.length - this.start;
+    next.set(old.subarray(this.start), 0);
+    next.set(old.subarray(0, this.start), first);
+    this.buf = next;
+    this.start = 0;
+  }
+
   private writeAt(pos: number, data: Uint8Array): void {
-    const cap = this.capacity;
+    if (data.length === 0) return;
+    this.reserve(pos + data.length);
+    const cap = this.buf.length;
     let at = (this.start + pos) % cap;
     const first = Math.min(data.length, cap - at);
     this.buf.set(data.subarray(0, first), at);
@@ -53,7 +82,8 @@ export class RingBuffer {
   /** Copy `len` bytes starting `offset` bytes after the read position. */
   peek(offset: number, len: number): Uint8Array {
     const out = new Uint8Array(len);
-    const cap = this.capacity;
+    if (len === 0) return out;
+    const cap = this.buf.length;
     const at = (this.start + offset) % cap;
     const first = Math.min(len, cap - at);
     out.set(this.buf.subarray(at, at + first), 0);
@@ -64,7 +94,8 @@ export class RingBuffer {
   /** Drop `n` bytes from the front. */
   dequeue(n: number): void {
     const k = Math.min(n, this.length);
-    this.start = (this.start + k) % this.capacity;
+    if (k === 0) return;
+    this.start = (this.start + k) % this.buf.length;
     this.length -= k;
     // No rewind to 0 when empty: out-of-order bytes may sit past the end.
   }

@@ -1,0 +1,149 @@
+// Per-device quotas: what one device may hold of what all devices share.
+// Pure bookkeeping with the clock passed in; the capture shells ask before
+// they take a resource and give it back when it ends, and carry out the
+// refusal in their protocol's own form (TCP reset, ICMP, REFUSED).
+//
+//   tcp_flows            concurrent TCP flows (relays, interceptions)
+//   udp_flows            concurrent relayed UDP flows (the relay table)
+//   dns_connections      concurrent DNS-over-TCP connections
+//   new_flows_per_second new TCP flows and UDP relay flows, a token bucket
+//                        with a burst of two seconds' worth
+//
+// A refusal names the device and the quota; `shouldReport` says whether the
+// shell should also publish it (once per device and quota every
+// REPORT_INTERVAL_MS, so a flood makes a few events, not a flood of them).
+
+export type QuotaName = "tcp_flows" | "udp_flows" | "dns_connections" | "new_flows_per_second";
+
+export interface QuotaLimits {
+  tcpFlows: number;
+  udpFlows: number;
+  dnsConnections: number;
+  newFlowsPerSecond: number;
+}
+
+/** Generous for one agent (a `npm install` opens tens of connections), small against the process's descriptors. */
+export const DEFAULT_QUOTAS: QuotaLimits = {
+  tcpFlows: 1024,
+  udpFlows: 256,
+  dnsConnections: 16,
+  newFlowsPerSecond: 200,
+};
+
+export const REPORT_INTERVAL_MS = 10_000;
+
+export type QuotaVerdict = { ok: true } | { ok: false; quota: QuotaName; limit: number; reason: string };
+
+interface DeviceUsage {
+  tcp: number;
+  udp: number;
+  dns: number;
+  tokens: number;
+  refilledAt: number;
+  reportedAt: Map<string, number>;
+}
+
+export class DeviceQuotas {
+  private readonly usage = new Map<string, DeviceUsage>();
+
+  constructor(
+    private readonly limits: () => QuotaLimits,
+    private readonly now: () => number,
+  ) {}
+
+  private of(device: string): DeviceUsage {
+    let u = this.usage.get(device);
+    if (!u) {
+      u = { tcp: 0, udp: 0, dns: 0, tokens: 2 * this.limits().newFlowsPerSecond, refilledAt: this.now(), reportedAt: new Map() };
+      this.usage.set(device, u);
+    }
+    return u;
+  }
+
+  private refuse(device: string, quota: QuotaName, limit: number): QuotaVerdict {
+    const what = quota === "new_flows_per_second" ? `more than ${limit} new flows per second` : `${limit} concurrent ${QUOTA_TEXT[quota]}`;
+    return { ok: false, quota, limit, reason: `device ${device} is over its quota ${quota}: ${what}` };
+  }
+
+  /** Takes one new-flow token (refilled at the configured rate, burst of two seconds). */
+  private takeToken(device: string, u: DeviceUsage): QuotaVerdict {
+    const rate = this.limits().newFlowsPerSecond;
+    const t = this.now();
+    u.tokens = Math.min(2 * rate, u.tokens + ((t - u.refilledAt) / 1000) * rate);
+    u.refilledAt = t;
+    if (u.tokens < 1) return this.refuse(device, "new_flows_per_second", rate);
+    u.tokens -= 1;
+    return { ok: true };
+  }
+
+  /** A new TCP flow (`dns`: one to the DNS responder, which has its own, smaller quota). */
+  openTcp(device: string, dns = false): QuotaVerdict {
+    const u = this.of(device);
+    const l = this.limits();
+    if (u.tcp >= l.tcpFlows) return this.refuse(device, "tcp_flows", l.tcpFlows);
+    if (dns && u.dns >= l.dnsConnections) return this.refuse(device, "dns_connections", l.dnsConnections);
+    const t = this.takeToken(device, u);
+    if (!t.ok) return t;
+    u.tcp++;
+    if (dns) u.dns++;
+    return { ok: true };
+  }
+
+  closeTcp(device: string, dns = false): void {
+    const u = this.usage.get(device);
+    if (!u) return;
+    u.tcp = Math.max(0, u.tcp - 1);
+    if (dns) u.dns = Math.max(0, u.dns - 1);
+    this.forgetIfIdle(device, u);
+  }
+
+  /** A new relayed UDP flow (a datagram to a destination the device has no relay socket for). */
+  openUdp(device: string): QuotaVerdict {
+    const u = this.of(device);
+    const l = this.limits();
+    if (u.udp >= l.udpFlows) return this.refuse(device, "udp_flows", l.udpFlows);
+    const t = this.takeToken(device, u);
+    if (!t.ok) return t;
+    u.udp++;
+    return { ok: true };
+  }
+
+  closeUdp(device: string): void {
+    const u = this.usage.get(device);
+    if (!u) return;
+    u.udp = Math.max(0, u.udp - 1);
+    this.forgetIfIdle(device, u);
+  }
+
+  /** True at most once per device and quota (or other refusal, e.g. a destination) every REPORT_INTERVAL_MS. */
+  shouldReport(device: string, what: QuotaName | string): boolean {
+    const u = this.of(device);
+    const t = this.now();
+    const last = u.reportedAt.get(what);
+    if (last !== undefined && t - last < REPORT_INTERVAL_MS) return false;
+    // bounded: a device probing many destinations keeps at most this many report times
+    if (u.reportedAt.size >= 256) u.reportedAt.clear();
+    u.reportedAt.set(what, t);
+    return true;
+  }
+
+  /** What a device holds now (for tests and diagnostics). */
+  held(device: string): { tcp: number; udp: number; dns: number } {
+    const u = this.usage.get(device);
+    return { tcp: u?.tcp ?? 0, udp: u?.udp ?? 0, dns: u?.dns ?? 0 };
+  }
+
+  private forgetIfIdle(device: string, u: DeviceUsage): void {
+    // A device holding nothing with a full bucket and nothing reported lately is forgotten (bounded memory).
+    if (u.tcp === 0 && u.udp === 0 && u.dns === 0 && u.reportedAt.size === 0) {
+      const rate = this.limits().newFlowsPerSecond;
+      if (u.tokens + ((this.now() - u.refilledAt) / 1000) * rate >= 2 * rate) this.usage.delete(device);
+    }
+  }
+}
+
+const QUOTA_TEXT: Record<Exclude<QuotaName, "new_flows_per_second">, string> = {
+  tcp_flows: "TCP flows",
+  udp_flows: "UDP flows",
+  dns_connections: "DNS-over-TCP connections",
+};
