@@ -29,6 +29,7 @@ class HttpRequestValue {
     body: string,
     bodyJson: unknown,
     truncated: boolean,
+    readonly raw_path: string = path,
   ) {
     this.#body = body;
     this.#bodyJson = bodyJson;
@@ -62,6 +63,7 @@ const httpEnvironment = new Environment({ limits: LIMITS })
       method: "string",
       host: "string",
       path: "string",
+      raw_path: "string",
       query: "map<string, string>",
       headers: "map<string, string>",
       body: "string",
@@ -77,7 +79,7 @@ export type CelActivation = { http: HttpRequestValue; device: DeviceValue };
 
 export function celActivation(facts: HttpFacts, device: string, profile: string): CelActivation {
   return {
-    http: new HttpRequestValue(facts.method, facts.host, facts.path, facts.query, facts.headers, facts.body, facts.bodyJson, facts.bodyTruncated),
+    http: new HttpRequestValue(facts.method, facts.host, facts.path, facts.query, facts.headers, facts.body, facts.bodyJson, facts.bodyTruncated, facts.rawPath ?? facts.path),
     device: new DeviceValue(device, profile),
   };
 }

@@ -144,7 +144,10 @@ export interface Profile {
 export interface HttpFacts {
   method: string;
   host: string;
+  /** The path normalised (RFC 3986: unreserved escapes decoded, slashes merged). */
   path: string;
+  /** The path exactly as the agent sent it. */
+  rawPath?: string;
   /** First value per key of the query string. */
   query: Record<string, string>;
   /** Lower-cased header names; repeated headers joined with ", ". */
