@@ -8,5 +8,6 @@ set -euo pipefail
 # matrix's QUIC probe (a connected UDP socket that reports ECONNREFUSED). chromium: the
 # dashboard's browser test (test/e2e), driven by playwright-core; never a downloaded browser;
 # fonts-dejavu-core: a font for its screenshots (chromium does not pull one in without recommends).
-need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23 nftables python3 chromium fonts-dejavu-core)
+# nginx-light: one of the upstreams of the HTTPS differential tests (test/integration/https/differential).
+need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23 nftables python3 chromium fonts-dejavu-core nginx-light)
 exec bash "$(dirname "$0")/../tools/apt-need.sh" test/deps.sh "${need[@]}"

@@ -5,7 +5,7 @@ import type { Readable } from "node:stream";
 
 export class StreamPuller {
   private chunks: Uint8Array[] = [];
-  private ended = false;
+  private isEnded = false;
   private waiter: (() => void) | undefined;
   /** The error that ended the stream, if any. */
   error: Error | undefined;
@@ -17,19 +17,31 @@ export class StreamPuller {
       this.wake();
     });
     stream.on("end", () => {
-      this.ended = true;
+      this.isEnded = true;
       this.wake();
     });
     stream.on("close", () => {
-      this.ended = true;
+      this.isEnded = true;
       this.wake();
     });
     stream.on("error", (e: Error) => {
       this.error ??= e;
-      this.ended = true;
+      this.isEnded = true;
       this.wake();
     });
     stream.pause();
+  }
+
+  /** Bytes received and not yet taken. */
+  get buffered(): number {
+    let n = 0;
+    for (const c of this.chunks) n += c.length;
+    return n;
+  }
+
+  /** The stream ended (EOF, close or error). */
+  get ended(): boolean {
+    return this.isEnded;
   }
 
   /** The next chunk, or undefined at end of stream (see `error`). */
@@ -37,10 +49,10 @@ export class StreamPuller {
     for (;;) {
       const chunk = this.chunks.shift();
       if (chunk) {
-        if (this.chunks.length === 0 && !this.ended) this.stream.resume();
+        if (this.chunks.length === 0 && !this.isEnded) this.stream.resume();
         return chunk;
       }
-      if (this.ended) return undefined;
+      if (this.isEnded) return undefined;
       this.stream.resume();
       await new Promise<void>((resolve) => {
         this.waiter = resolve;

@@ -17,6 +17,7 @@ import { Http1Parser, type ParseEvent, type RequestHead, type ResponseHead } fro
 import {
   getHeader,
   hasToken,
+  headerTokens,
   removeHeader,
   setHeader,
   stripHopByHop,
@@ -24,7 +25,7 @@ import {
 } from "../http1/headers.ts";
 import { encodeChunk, LAST_CHUNK, serializeRequestHead, serializeResponseHead, simpleResponse } from "../http1/serialize.ts";
 import { pluginFor } from "../../credentials/plugin.ts";
-import { StreamScrubber, scrubHeaders, sameLengthMask } from "../../credentials/scrub.ts";
+import { StreamScrubber, scrubHeaders, scrubText, sameLengthMask } from "../../credentials/scrub.ts";
 import { EventPuller, StreamPuller } from "./puller.ts";
 import {
   buildApprovalRequest,
@@ -34,6 +35,7 @@ import {
   type ApprovalGate,
 } from "./approval.ts";
 import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
+import { checkRequestShape, credentialSlots, type RequestShape } from "./shape.ts";
 import { log } from "../../log.ts";
 
 /** A credential's value and the strings that would reveal it if echoed back. */
@@ -113,7 +115,6 @@ export class InterceptSession {
     const policy = this.deps.policy();
     const { device } = this.flow;
     const path = head.target;
-    const hostHeader = (getHeader(head.headers, "host") ?? "").toLowerCase();
     const event: GatewayEvent = {
       time: new Date(started).toISOString(),
       kind: "http",
@@ -137,11 +138,23 @@ export class InterceptSession {
     };
     let requestDone = head.bodyKind.kind === "none";
 
-    // The endpoint was claimed by SNI; a Host naming another server would let
-    // a request dodge the rules written for that server.
-    if (stripPort(hostHeader) !== this.sni) {
-      finish({ status: 421, verdict: "deny", reason: "Host header does not match the TLS server name" });
-      await this.write(denyResponse(421, undefined, "Host header does not match the TLS server name", true));
+    // The endpoint was claimed by SNI: a request the rules could misread (a
+    // Host or target naming another server, a method or path the upstream
+    // may take otherwise) is refused before any rule sees it, and the
+    // connection closed, since its framing is no longer trusted.
+    const shape = checkRequestShape(head, this.sni);
+    if (!shape.ok) {
+      finish({ status: shape.status, verdict: "deny", reason: shape.reason });
+      await this.write(denyResponse(shape.status, undefined, shape.reason, true));
+      return "close";
+    }
+    event.path = shape.target;
+    // GET and HEAD carry no content (RFC 9110 §9.3.1-2); servers that ignore
+    // a body there read it as the next request, which no rule judged.
+    if ((head.method === "GET" || head.method === "HEAD") && hasContent(head)) {
+      const reason = `a ${head.method} request with a body is not forwarded`;
+      finish({ status: 400, verdict: "deny", reason });
+      await this.write(denyResponse(400, undefined, reason, true));
       return "close";
     }
     const endpoint = matchEndpoint(policy, this.sni, device.profile);
@@ -155,7 +168,9 @@ export class InterceptSession {
     // Collect the body when a rule may read it. A client waiting on
     // `Expect: 100-continue` gets our 100 first, since we read before deciding.
     const b: BodyRead = { buffered: [], bytes: 0, done: requestDone, truncated: false, sentContinue: false };
-    if (!requestDone && needsBody(policy, endpoint, device.profile)) {
+    // A chunked body is read ahead too (up to the same limit): sent on with a
+    // Content-Length, an upstream that does not speak chunked cannot misread it.
+    if (!requestDone && (head.bodyKind.kind === "chunked" || needsBody(policy, endpoint, device.profile))) {
       if (!(await this.readBody(head, b, policy.defaults.inspectLimitBytes))) return "close";
     }
     const buffered = b.buffered;
@@ -253,10 +268,21 @@ export class InterceptSession {
         });
       }
       secret = resolved;
+      // A Connection option naming the slot would have a hop drop the credential.
+      const slots = credentialSlots(credential);
+      if (slots.some((h) => hasToken(head.headers, "connection", h))) {
+        return denied(400, `Connection names the credential's header`);
+      }
+      // Frames after an upgrade are scrubbed as bytes: no compression
+      // extension may hide an echoed secret, and only WebSocket is bridged.
+      if (head.upgrade !== undefined && head.upgrade.toLowerCase() !== "websocket") {
+        return denied(400, `upgrade to ${head.upgrade} is not bridged on a credentialed request`);
+      }
     }
 
     return this.forward({
       head,
+      shape,
       endpoint,
       decision,
       credential,
@@ -332,6 +358,7 @@ export class InterceptSession {
 
   private async forward(x: {
     head: RequestHead;
+    shape: RequestShape;
     endpoint: Endpoint;
     decision: Decision;
     credential: Credential | undefined;
@@ -353,7 +380,10 @@ export class InterceptSession {
       setHeader(headers, "Upgrade", head.upgrade!);
     }
     if (x.sentContinue) removeHeader(headers, "expect");
-    const outbound = { method: head.method, target: head.target, headers };
+    // Framing is ours: written below from what the parser read, never the agent's.
+    removeHeader(headers, "content-length");
+    removeHeader(headers, "transfer-encoding");
+    const outbound = { method: head.method, target: x.shape.target, headers };
     let needles: string[] = [];
     if (credential && secret !== undefined) {
       pluginFor(credential.type).inject(outbound, secret.value, credential);
@@ -361,10 +391,17 @@ export class InterceptSession {
       // Echoed secrets are scrubbed from the response; that needs bytes we can
       // read, so credentialed requests ask for an uncompressed answer. The
       // mask keeps the length, so a Content-Length stays true.
-      if (needles.length > 0) setHeader(outbound.headers, "Accept-Encoding", "identity");
+      if (needles.length > 0) {
+        setHeader(outbound.headers, "Accept-Encoding", "identity");
+        removeHeader(outbound.headers, "sec-websocket-extensions");
+      }
     }
-    const chunked = head.bodyKind.kind === "chunked";
+    // A chunked body already read whole goes out with a length: an upstream
+    // that ignores chunked framing cannot read it as further requests.
+    const dechunk = head.bodyKind.kind === "chunked" && x.requestDone;
+    const chunked = head.bodyKind.kind === "chunked" && !dechunk;
     if (head.bodyKind.kind === "length") setHeader(outbound.headers, "Content-Length", String(head.bodyKind.length));
+    if (dechunk) setHeader(outbound.headers, "Content-Length", String(x.bufferedBytes));
     if (chunked) setHeader(outbound.headers, "Transfer-Encoding", "chunked");
     const headBytes = serializeRequestHead(outbound);
 
@@ -402,15 +439,20 @@ export class InterceptSession {
       );
       sending.catch(() => undefined);
       const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
+      let failure: Error | undefined;
       response = await this.relayResponse(upstream, head, scrubber, needles, sending).catch((e: Error) => {
         log.debug("upstream exchange failed", { flow: this.flow.id, error: e.message });
+        failure = e;
         return undefined;
       });
       if (response) break;
       upstream.destroy();
-      if (!(pooled && replayable && attempt === 1 && !this.responseStarted)) {
-        finish({ status: 502, verdict: "allow", reason: x.decision.reason, detail: "upstream closed the connection", bytesUp });
-        if (!this.responseStarted) await this.write(errorResponse(502, `${this.sni} closed the connection`, true)).catch(() => undefined);
+      const refused = failure instanceof RefusedResponse;
+      if (refused || !(pooled && replayable && attempt === 1 && !this.responseStarted)) {
+        const detail = refused ? failure!.message : "upstream closed the connection";
+        finish({ status: 502, verdict: "allow", reason: x.decision.reason, detail, bytesUp });
+        const said = refused ? `${this.sni} sent a response the gateway does not forward` : `${this.sni} closed the connection`;
+        if (!this.responseStarted) await this.write(errorResponse(502, said, true)).catch(() => undefined);
         return "close";
       }
     }
@@ -423,10 +465,13 @@ export class InterceptSession {
       bytesDown: response.bytesDown,
     });
     if (response.upgraded) {
-      await this.spliceUpgraded(upstream!);
+      await this.spliceUpgraded(upstream!, needles);
       return "close";
     }
-    if (response.reusable && requestComplete) this.deps.pool.release(upstream!);
+    // Back to the pool only at a clean boundary of both parsers: the request
+    // sent whole, the response read whole, nothing more buffered. After HEAD
+    // a lenient server may still send a body we were told not to expect.
+    if (response.reusable && requestComplete && head.method !== "HEAD" && upstream!.atCleanBoundary) this.deps.pool.release(upstream!);
     else upstream!.destroy();
     if (!requestComplete || response.agentClose || !head.keepAlive) return "close";
     return "continue";
@@ -494,29 +539,43 @@ export class InterceptSession {
       }
       switch (ev.type) {
         case "informational": {
+          // 103 Early Hints and the like: scrubbed as a final head is.
+          const info = ev.head;
+          let headers = stripHopByHop([...info.headers]);
+          if (needles.length > 0) headers = scrubHeaderList(headers, needles);
           this.responseStarted = true;
-          this.queueOut(serializeResponseHead({ status: ev.head.status, reason: ev.head.reason, headers: ev.head.headers }));
+          this.queueOut(serializeResponseHead({ status: info.status, reason: maskText(info.reason, needles), headers }));
           break;
         }
         case "head": {
           head = ev.head as ResponseHead;
-          let headers: HeaderList = head.status === 101 ? [...head.headers] : stripHopByHop([...head.headers]);
-          if (needles.length > 0) headers = scrubHeaders(headers, needles);
+          if (head.status === 101 && req.upgrade === undefined) throw new Error("upstream switched protocols unasked");
+          if (needles.length > 0 && !isIdentityCoding(head.headers)) {
+            // We asked for identity; a coded body cannot be scrubbed in flight.
+            throw new RefusedResponse(`upstream sent Content-Encoding ${getHeader(head.headers, "content-encoding")} despite identity`);
+          }
+          let headers: HeaderList =
+            stripHopByHop([...head.headers], { keepUpgrade: head.status === 101 });
+          if (needles.length > 0) headers = scrubHeaderList(headers, needles);
           if (head.bodyKind.kind === "chunked") {
             chunkedToAgent = true;
+            removeHeader(headers, "content-length");
             setHeader(headers, "Transfer-Encoding", "chunked");
           } else if (head.bodyKind.kind === "until-close") {
             // Keep the agent's connection when it speaks 1.1: re-frame as chunked.
             if (req.version === "1.1") {
               chunkedToAgent = true;
+              removeHeader(headers, "content-length");
               setHeader(headers, "Transfer-Encoding", "chunked");
             } else {
               agentClose = true;
             }
+          } else if (head.bodyKind.kind === "length") {
+            setHeader(headers, "Content-Length", String(head.bodyKind.length));
           }
           if (!req.keepAlive || agentClose) setHeader(headers, "Connection", "close");
           this.responseStarted = true;
-          this.queueOut(serializeResponseHead({ status: head.status, reason: head.reason, headers }));
+          this.queueOut(serializeResponseHead({ status: head.status, reason: maskText(head.reason, needles), headers }));
           if (head.bodyKind.kind === "none" && head.status !== 101) {
             // The end event follows.
           }
@@ -545,7 +604,8 @@ export class InterceptSession {
           };
         }
         case "upgrade": {
-          if (ev.rest.length > 0) this.queueOut(ev.rest);
+          // Frames that came with the 101 go through the splice's scrubber.
+          this.upgradeRest = ev.rest;
           await this.flushOut();
           return { status: head?.status ?? 101, bytesDown, upgraded: true, reusable: false, agentClose: true };
         }
@@ -561,6 +621,8 @@ export class InterceptSession {
   }
 
   private outQueue: Uint8Array[] = [];
+  /** Upstream bytes that arrived with a 101, before the splice starts. */
+  private upgradeRest: Uint8Array = new Uint8Array(0);
 
   private queueOut(data: Uint8Array): void {
     if (data.length > 0) this.outQueue.push(data);
@@ -579,8 +641,13 @@ export class InterceptSession {
     return this.write(q.length === 1 ? q[0]! : Buffer.concat(q));
   }
 
-  /** After a 101: bytes both ways, untouched (WebSocket frames). */
-  private async spliceUpgraded(upstream: UpstreamConn): Promise<void> {
+  /**
+   * After a 101: bytes both ways (WebSocket frames). Toward the agent they
+   * pass a same-length scrubber when a credential was injected; frames keep
+   * their lengths, and no compression extension was offered.
+   */
+  private async spliceUpgraded(upstream: UpstreamConn, needles: string[]): Promise<void> {
+    const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
     const early = this.parser.awaitingUpgrade ? this.parser.acceptUpgrade() : [];
     const toUpstream = (async () => {
       for (const ev of [...this.events.splice(0), ...early]) {
@@ -595,10 +662,17 @@ export class InterceptSession {
       upstream.sock.end();
     })();
     const toAgent = (async () => {
+      const rest = scrubber ? scrubber.push(this.upgradeRest) : this.upgradeRest;
+      if (rest.length > 0) await this.write(rest);
       for (;;) {
         const chunk = await upstream.nextRaw();
         if (!chunk) break;
-        await this.write(chunk);
+        const out = scrubber ? scrubber.push(chunk) : chunk;
+        if (out.length > 0) await this.write(out);
+      }
+      if (scrubber) {
+        const tail = scrubber.flush();
+        if (tail.length > 0) await this.write(tail);
       }
       this.agent.end();
     })();
@@ -621,13 +695,26 @@ interface BodyRead {
 /** Request body bytes read and discarded to keep a connection after a refusal. */
 const DRAIN_LIMIT = 256 * 1024;
 
-function stripPort(host: string): string {
-  if (host.startsWith("[")) {
-    const close = host.indexOf("]");
-    return close > 0 ? host.slice(1, close) : host;
-  }
-  const colon = host.lastIndexOf(":");
-  return colon >= 0 && host.indexOf(":") === colon ? host.slice(0, colon) : host;
+/** An upstream response the gateway will not relay (it could carry the secret past the scrubber). */
+class RefusedResponse extends Error {}
+
+function hasContent(head: RequestHead): boolean {
+  return head.bodyKind.kind === "chunked" || (head.bodyKind.kind === "length" && head.bodyKind.length > 0);
+}
+
+/** No Content-Encoding, or only `identity`. */
+function isIdentityCoding(headers: HeaderList): boolean {
+  const codings = headerTokens(headers, "content-encoding");
+  return codings.every((c) => c === "identity");
+}
+
+/** Header names and values with every needle masked (a reflected secret can sit in either). */
+function scrubHeaderList(headers: HeaderList, needles: string[]): HeaderList {
+  return scrubHeaders(headers, needles, sameLengthMask).map(([n, v]) => [maskText(n, needles), v]);
+}
+
+function maskText(text: string, needles: string[]): string {
+  return needles.length > 0 ? scrubText(text, needles, sameLengthMask) : text;
 }
 
 function concat(parts: Uint8Array[], max: number): Uint8Array {
