@@ -85,6 +85,12 @@ export interface Defaults {
   udp: "relay" | "drop";
   /** Request bodies are inspected up to this many bytes (default 1 MiB). */
   inspectLimitBytes: number;
+  /** After TLS termination: a request head must arrive whole within this (default 30 s). */
+  headerTimeoutMs: number;
+  /** A kept-alive connection with no request for this long is closed (default 120 s). */
+  idleTimeoutMs: number;
+  /** A request body slower than this (bytes/s, after headerTimeoutMs of grace) is cut off; 0: off (default 1 KiB/s). */
+  minRateBytesPerSec: number;
 }
 
 /** Endpoint kinds; each implies a rule family. */

@@ -3,6 +3,14 @@
 // backpressure end to end: a slow upstream means we stop reading the agent.
 import type { Readable } from "node:stream";
 
+/** What a shell watching the client's pace wants to know (timeouts). */
+export interface PullHooks {
+  /** Bytes arrived. */
+  onData(bytes: number): void;
+  /** A read found nothing buffered and waits. */
+  onWait(): void;
+}
+
 export class StreamPuller {
   private chunks: Uint8Array[] = [];
   private isEnded = false;
@@ -10,9 +18,13 @@ export class StreamPuller {
   /** The error that ended the stream, if any. */
   error: Error | undefined;
 
-  constructor(private readonly stream: Readable) {
+  constructor(
+    private readonly stream: Readable,
+    private readonly hooks?: PullHooks,
+  ) {
     stream.on("data", (chunk: Buffer) => {
       this.chunks.push(chunk);
+      this.hooks?.onData(chunk.length);
       stream.pause();
       this.wake();
     });
@@ -53,6 +65,7 @@ export class StreamPuller {
         return chunk;
       }
       if (this.isEnded) return undefined;
+      this.hooks?.onWait();
       this.stream.resume();
       await new Promise<void>((resolve) => {
         this.waiter = resolve;

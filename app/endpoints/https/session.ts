@@ -8,6 +8,8 @@
 //    (pooled, certificate verified), stream the body both ways with
 //    backpressure, scrub the secret from anything echoed back
 // 5. publish one event
+// Throughout, the client's pace is watched (ClientTimeouts: idle, header,
+// minimum body rate); a client out of time is answered 408 or closed.
 import type { Duplex } from "node:stream";
 import type { Credential, Decision, Endpoint, Policy } from "../../policy/types.ts";
 import type { Flow } from "../../dispatch/flow.ts";
@@ -36,6 +38,7 @@ import {
 } from "./approval.ts";
 import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
 import { checkRequestShape, credentialSlots, type RequestShape } from "./shape.ts";
+import { ClientTimeouts, type TimeoutReason } from "../http1/timeouts.ts";
 import { log } from "../../log.ts";
 
 /** A credential's value and the strings that would reveal it if echoed back. */
@@ -68,13 +71,60 @@ export class InterceptSession {
     private readonly sni: string,
     private readonly deps: InterceptDeps,
   ) {
-    this.puller = new StreamPuller(agent);
+    const d = deps.policy().defaults;
+    this.timeouts = new ClientTimeouts(
+      { headerMs: d.headerTimeoutMs, idleMs: d.idleTimeoutMs, minRateBytesPerSec: d.minRateBytesPerSec },
+      Date.now(),
+    );
+    this.puller = new StreamPuller(agent, {
+      onData: (n) => {
+        this.timeouts.received(Date.now(), n);
+        this.armTimer();
+      },
+      onWait: () => {
+        this.timeouts.waiting(Date.now());
+        this.armTimer();
+      },
+    });
     this.requests = new EventPuller(this.puller, this.parser);
+  }
+
+  private readonly timeouts: ClientTimeouts;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** One timer at the timeouts' next deadline. */
+  private armTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const at = this.timeouts.deadline();
+    if (at === undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const reason = this.timeouts.expired(Date.now());
+      if (reason) this.timedOut(reason);
+      else this.armTimer();
+    }, Math.max(0, at - Date.now()));
+    this.timer.unref?.();
+  }
+
+  private timedOut(reason: TimeoutReason): void {
+    log.debug("intercepted client out of time", { flow: this.flow.id, reason });
+    this.timeouts.stop(Date.now());
+    // A request half sent gets HTTP's own answer; an idle connection just closes.
+    if (reason !== "idle" && !this.responseStarted) {
+      this.agent.write(errorResponse(408, reason === "header" ? "request head took too long" : "request body too slow"));
+    }
+    this.agent.end();
+    setTimeout(() => this.agent.destroy(), 1_000).unref?.();
   }
 
   async run(): Promise<void> {
     try {
       for (;;) {
+        // Between requests (a pipelined head may already be half here: it
+        // then has the idle time, and the header time once more bytes come).
+        this.timeouts.awaitRequest(Date.now());
+        this.armTimer();
         const ev = await this.nextEvent();
         if (!ev) break;
         if (ev.type === "error") {
@@ -92,13 +142,20 @@ export class InterceptSession {
     } catch (e) {
       log.debug("intercept session ended", { flow: this.flow.id, error: (e as Error).message });
     } finally {
+      if (this.timer) clearTimeout(this.timer);
+      this.timeouts.stop(Date.now());
       this.agent.end();
       setTimeout(() => this.agent.destroy(), 5_000).unref?.();
     }
   }
 
-  private nextEvent(): Promise<ParseEvent | undefined> {
-    return this.requests.next();
+  private async nextEvent(): Promise<ParseEvent | undefined> {
+    const ev = await this.requests.next();
+    if (ev?.type === "head" && "method" in ev.head) this.timeouts.headParsed(Date.now(), ev.head.bodyKind.kind !== "none");
+    else if (ev?.type === "end") this.timeouts.bodyEnded(Date.now());
+    else return ev;
+    this.armTimer();
+    return ev;
   }
 
   /** Parse events not yet taken. */
@@ -648,6 +705,9 @@ export class InterceptSession {
    */
   private async spliceUpgraded(upstream: UpstreamConn, needles: string[]): Promise<void> {
     const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
+    // Past the upgrade the client owes no HTTP timing.
+    this.timeouts.stop(Date.now());
+    if (this.timer) clearTimeout(this.timer);
     const early = this.parser.awaitingUpgrade ? this.parser.acceptUpgrade() : [];
     const toUpstream = (async () => {
       for (const ev of [...this.events.splice(0), ...early]) {

@@ -23,8 +23,8 @@ export interface AgentOptions {
   responses?: number;
 }
 
-/** Sends `data` in one intercepted session and reads what comes back. */
-export async function agentSend(t: TestGateway, port: number, data: string, opts: AgentOptions): Promise<AgentResult> {
+/** An intercepted TLS session to 127.0.0.1:port with `host` as SNI, through the gateway's proxy. */
+export async function openSession(t: TestGateway, port: number, host: string): Promise<tls.TLSSocket> {
   const { hostname, port: proxyPort } = new URL(t.proxyUrl);
   const raw = net.connect(Number(proxyPort), hostname);
   await new Promise<void>((resolve, reject) => {
@@ -35,11 +35,17 @@ export async function agentSend(t: TestGateway, port: number, data: string, opts
   const established = await new Promise<string>((resolve) => raw.once("data", (d: Buffer) => resolve(d.toString("latin1"))));
   if (!established.startsWith("HTTP/1.1 200")) throw new Error(`CONNECT refused: ${established}`);
   const ca = await Bun.file(t.caPath).text();
-  const sock = tls.connect({ socket: raw, servername: opts.host, ca });
+  const sock = tls.connect({ socket: raw, servername: host, ca });
   await new Promise<void>((resolve, reject) => {
     sock.once("secureConnect", () => resolve());
     sock.once("error", reject);
   });
+  return sock;
+}
+
+/** Sends `data` in one intercepted session and reads what comes back. */
+export async function agentSend(t: TestGateway, port: number, data: string, opts: AgentOptions): Promise<AgentResult> {
+  const sock = await openSession(t, port, opts.host);
   const parser = new Http1Parser("response");
   for (const m of opts.methods) parser.expectResponseTo(m);
   const chunks: Buffer[] = [];
