@@ -606,7 +606,11 @@ export class InterceptSession {
         }
         case "head": {
           head = ev.head as ResponseHead;
-          if (head.status === 101 && req.upgrade === undefined) throw new Error("upstream switched protocols unasked");
+          if (head.status === 101 && req.upgrade === undefined) throw new RefusedResponse("upstream switched protocols unasked");
+          if (head.status === 101 && needles.length > 0 && getHeader(head.headers, "sec-websocket-extensions") !== undefined) {
+            // We offered none: compressed frames would carry an echoed secret past the scrubber.
+            throw new RefusedResponse("upstream chose a WebSocket extension the gateway did not offer");
+          }
           if (needles.length > 0 && !isIdentityCoding(head.headers)) {
             // We asked for identity; a coded body cannot be scrubbed in flight.
             throw new RefusedResponse(`upstream sent Content-Encoding ${getHeader(head.headers, "content-encoding")} despite identity`);

@@ -118,6 +118,14 @@ export const CORPUS: Attack[] = [
     expect: ok("GET /hints"),
     byUpstream: { lenient: { statuses: [103, 200], sees: ["GET /hints"] } },
   },
+  { name: "the credential echoed in base64", send: (h) => get("/b64", h), expect: ok("GET /b64") },
+  {
+    name: "a compression extension the gateway did not offer",
+    send: (h) =>
+      `GET /ws-deflate HTTP/1.1\r\nHost: ${h}\r\n${auth}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: MDEyMzQ1Njc4OWFiY2RlZg==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    expect: ok("GET /ws-deflate"),
+    byUpstream: { lenient: { statuses: [502], sees: ["GET /ws-deflate"] } },
+  },
   { name: "the credential in the reason phrase", send: (h) => get("/reason", h), expect: ok("GET /reason") },
   { name: "the credential as a header name", send: (h) => get("/header-name", h), expect: ok("GET /header-name") },
   { name: "the credential in a trailer", send: (h) => get("/trailers", h, "TE: trailers\r\n"), expect: ok("GET /trailers") },

@@ -14,7 +14,13 @@ import { nginxAvailable, startBun, startLenient, startNginx, startPython, type D
 const SECRET = "sk-diff-7f3a9c1e5d2b80469e1d";
 const HOST = "api.test";
 /** Every form in which the secret must not reach the agent. */
-const FORMS = [SECRET, Buffer.from(SECRET).toString("base64"), SECRET.slice(0, 16)];
+const FORMS = [
+  SECRET,
+  SECRET.slice(0, 16),
+  Buffer.from(SECRET).toString("base64"),
+  // What the lenient /b64 sends: the echoed header line, base64-encoded whole.
+  Buffer.from(`authorization: Bearer ${SECRET}\n`).toString("base64").slice(24, -8),
+];
 
 let t: TestGateway;
 const upstreams: DiffUpstream[] = [];

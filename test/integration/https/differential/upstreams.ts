@@ -114,6 +114,14 @@ function lenientAnswer(method: string, target: string, headers: Map<string, stri
     }
     case "/hints":
       return Buffer.concat([Buffer.from(`HTTP/1.1 103 Early Hints\r\nLink: <${auth}>\r\nX-Auth: ${auth}\r\n\r\n`), plain("200 OK", echo)]);
+    case "/b64":
+      return plain("200 OK", Buffer.concat([echo, Buffer.from(`echo: ${Buffer.from(`authorization: ${auth}\n`).toString("base64")}\n`)]));
+    case "/ws-deflate":
+      // permessage-deflate although the gateway offered no extension.
+      return Buffer.concat([
+        Buffer.from("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"),
+        wsTextFrame(`auth=${auth}`),
+      ]);
     case "/reason":
       return plain(`200 ${auth}`, echo);
     case "/header-name":
