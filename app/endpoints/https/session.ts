@@ -484,10 +484,12 @@ export class InterceptSession {
         return x.requestDone && head.keepAlive ? "continue" : "close";
       }
       upstream.parser.expectResponseTo(head.method);
+      let sent = false;
       const sending = this.sendRequest(upstream, headBytes, x.buffered, chunked, requestComplete).then(
         (r) => {
           bytesUp += r.bytes;
           requestComplete = r.complete;
+          sent = true;
         },
         (e: Error) => {
           upstream?.destroy();
@@ -497,7 +499,7 @@ export class InterceptSession {
       sending.catch(() => undefined);
       const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
       let failure: Error | undefined;
-      response = await this.relayResponse(upstream, head, scrubber, needles, sending).catch((e: Error) => {
+      response = await this.relayResponse(upstream, head, scrubber, needles, sending, () => sent).catch((e: Error) => {
         log.debug("upstream exchange failed", { flow: this.flow.id, error: e.message });
         failure = e;
         return undefined;
@@ -577,8 +579,11 @@ export class InterceptSession {
     scrubber: StreamScrubber | undefined,
     needles: string[],
     sending: Promise<void>,
+    requestSent: () => boolean,
   ): Promise<{ status: number; bytesDown: number; upgraded: boolean; reusable: boolean; agentClose: boolean }> {
     this.responseStarted = false;
+    /** A final answer before the request was sent whole: the rest of the body is never sent. */
+    let early = false;
     let bytesDown = 0;
     let head: ResponseHead | undefined;
     let chunkedToAgent = false;
@@ -634,6 +639,13 @@ export class InterceptSession {
           } else if (head.bodyKind.kind === "length") {
             setHeader(headers, "Content-Length", String(head.bodyKind.length));
           }
+          // Answered before the request body went out whole: the upstream may
+          // read what is left as requests of its own, so it gets none of it,
+          // and both connections close after this answer.
+          if (head.status !== 101 && !requestSent()) {
+            early = true;
+            agentClose = true;
+          }
           if (!req.keepAlive || agentClose) setHeader(headers, "Connection", "close");
           this.responseStarted = true;
           this.queueOut(serializeResponseHead({ status: head.status, reason: maskText(head.reason, needles), headers }));
@@ -654,6 +666,10 @@ export class InterceptSession {
           if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
           if (chunkedToAgent) this.queueOut(LAST_CHUNK);
           await this.flushOut();
+          if (early) {
+            upstream.destroy();
+            return { status: head?.status ?? 502, bytesDown, upgraded: false, reusable: false, agentClose };
+          }
           // The request side must have finished for the connection to be reused.
           await sending.catch(() => undefined);
           return {

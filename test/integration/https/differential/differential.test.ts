@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { makeTestPki } from "../../support/pki.ts";
 import { startTestGateway, tempDir, type TestGateway } from "../../support/gateway.ts";
 import { CORPUS } from "./corpus.ts";
-import { agentSend, checkNothingUnjudged, describeSeen, waitFor } from "./harness.ts";
+import { agentSend, checkNothingUnjudged, describeSeen, openSession, waitFor } from "./harness.ts";
 import { nginxAvailable, startBun, startLenient, startNginx, startPython, type DiffUpstream } from "./upstreams.ts";
 
 const SECRET = "sk-diff-7f3a9c1e5d2b80469e1d";
@@ -89,6 +89,35 @@ for (const name of ["lenient", "bun", "python", "nginx"]) {
         });
         // The credential was injected for this host, and masked on the way back.
         for (const s of seen) expect(s.authorization).toBe(`Bearer ${SECRET}`);
+      });
+    }
+
+    if (name === "lenient") {
+      test("an answer before the body: the rest of the body is never sent", async () => {
+        const u = up()!;
+        const h = `${HOST}:${u.port}`;
+        const inner = `GET /smuggled-after-early HTTP/1.1\r\nHost: ${h}\r\n\r\n`;
+        const sock = await openSession(t, u.port, HOST);
+        const got: Buffer[] = [];
+        const closed = new Promise<void>((resolve) => sock.once("close", () => resolve()));
+        const answered = new Promise<void>((resolve) =>
+          sock.on("data", (d: Buffer) => {
+            got.push(d);
+            if (Buffer.concat(got).includes("\r\n\r\n")) resolve();
+          }),
+        );
+        sock.write(`POST /early HTTP/1.1\r\nHost: ${h}\r\nAuthorization: Bearer x\r\nContent-Length: ${inner.length}\r\n\r\n`);
+        await answered;
+        sock.write(inner);
+        const smuggled = async () => (await u.seen()).some((r) => r.target === "/smuggled-after-early");
+        // The gateway closes the session; a smuggled request would show up instead.
+        await Promise.race([closed, waitFor(smuggled, "a smuggled request").catch(() => undefined)]);
+        sock.destroy();
+        const head = Buffer.concat(got).toString("latin1");
+        expect(await smuggled()).toBe(false);
+        expect(head).toStartWith("HTTP/1.1 200");
+        expect(head.toLowerCase()).toContain("connection: close");
+        assertNoSecret("lenient: early answer", Buffer.concat(got));
       });
     }
 
