@@ -330,11 +330,6 @@ export class InterceptSession {
       if (slots.some((h) => hasToken(head.headers, "connection", h))) {
         return denied(400, `Connection names the credential's header`);
       }
-      // Frames after an upgrade are scrubbed as bytes: no compression
-      // extension may hide an echoed secret, and only WebSocket is bridged.
-      if (head.upgrade !== undefined && head.upgrade.toLowerCase() !== "websocket") {
-        return denied(400, `upgrade to ${head.upgrade} is not bridged on a credentialed request`);
-      }
     }
 
     return this.forward({
@@ -611,7 +606,9 @@ export class InterceptSession {
         }
         case "head": {
           head = ev.head as ResponseHead;
-          if (head.status === 101 && req.upgrade === undefined) throw new RefusedResponse("upstream switched protocols unasked");
+          if (head.status === 101 && (req.upgrade === undefined || (head.upgrade ?? "").trim().toLowerCase() !== "websocket")) {
+            throw new RefusedResponse("upstream switched to a protocol the agent did not ask for");
+          }
           if (head.status === 101 && needles.length > 0 && getHeader(head.headers, "sec-websocket-extensions") !== undefined) {
             // We offered none: compressed frames would carry an echoed secret past the scrubber.
             throw new RefusedResponse("upstream chose a WebSocket extension the gateway did not offer");

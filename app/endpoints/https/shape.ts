@@ -14,6 +14,8 @@
 //    acts on, and forwarded in that form; ambiguous paths are refused (400).
 // 5. Connection may not name a field the gateway relies on (Host, the
 //    framing fields, credential slots): refused with 400.
+// 6. Upgrade: only to WebSocket (400 otherwise): after an h2c upgrade the
+//    agent would send requests no rule sees.
 import type { RequestHead } from "../http1/parser.ts";
 import { getHeaderAll, headerTokens } from "../http1/headers.ts";
 import { normalisePath, parseHostField } from "../http1/target.ts";
@@ -60,6 +62,10 @@ export function checkRequestShape(head: RequestHead, sni: string, slotHeaders: I
   const host = parseHostField(hosts[0]!);
   if (!host) return refuse(400, "malformed Host header");
   if (host.name !== sni) return refuse(421, "Host header does not match the TLS server name");
+
+  if (head.upgrade !== undefined && head.upgrade.trim().toLowerCase() !== "websocket") {
+    return refuse(400, `upgrade to ${JSON.stringify(head.upgrade)} is not bridged`);
+  }
 
   const named = new Set(headerTokens(head.headers, "connection"));
   const slots = new Set([...slotHeaders].map((s) => s.toLowerCase()));

@@ -62,6 +62,8 @@ describe("checkRequestShape", () => {
     ["Connection naming Content-Length", head("GET", "/", [["Host", "api.test"], ["Connection", "content-length"]]), 400],
     ["a fragment", head("GET", "/x#y"), 400],
     ["dot-segments", head("GET", "/a/../admin"), 400],
+    ["an upgrade to h2c", { ...head("GET", "/"), upgrade: "h2c" }, 400],
+    ["an upgrade listing two protocols", { ...head("GET", "/"), upgrade: "websocket, h2c" }, 400],
   ];
   for (const [name, h, status] of refusals) {
     test(`${name}: ${status}`, () => {

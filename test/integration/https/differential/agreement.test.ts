@@ -85,10 +85,11 @@ function wire(r: GenRequest, h: string, last: boolean): string {
 }
 
 for (const name of ["lenient", "bun", "python", "nginx"]) {
-  describe(`against ${name}`, () => {
+  // nginx may be missing only outside CI (differential.test.ts throws in CI without it).
+  const absent = name === "nginx" && !nginxAvailable();
+  describe.skipIf(absent)(`against ${name}`, () => {
     test("the upstream's parse and the gateway's agree request by request", async () => {
-      const u = upstreams.find((x) => x.name === name);
-      if (!u) return; // nginx absent outside CI (differential.test.ts fails in CI without it)
+      const u = upstreams.find((x) => x.name === name)!;
       await fc.assert(
         fc.asyncProperty(fc.array(requestArb, { minLength: 1, maxLength: 5 }), async (reqs) => {
           const h = `${HOST}:${u.port}`;

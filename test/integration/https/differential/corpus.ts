@@ -138,6 +138,11 @@ export const CORPUS: Attack[] = [
     byUpstream: { lenient: { statuses: [101], sees: ["GET /ws"] } },
   },
   {
+    name: "an upgrade to h2c (HTTP/2 requests no rule would see)",
+    send: (h) => `GET /echo HTTP/1.1\r\nHost: ${h}\r\n${auth}Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n`,
+    expect: refused(400),
+  },
+  {
     name: "an unasked 101",
     send: (h) => get("/switch", h),
     expect: ok("GET /switch"),

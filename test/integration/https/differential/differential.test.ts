@@ -66,12 +66,13 @@ function assertNoSecret(where: string, bytes: Buffer): void {
 }
 
 for (const name of ["lenient", "bun", "python", "nginx"]) {
-  describe(`against ${name}`, () => {
+  // nginx may be missing only outside CI (differential.test.ts throws in CI without it).
+  const absent = name === "nginx" && !nginxAvailable();
+  describe.skipIf(absent)(`against ${name}`, () => {
     const up = () => upstreams.find((u) => u.name === name);
     for (const attack of CORPUS) {
       test(attack.name, async () => {
-        const u = up();
-        if (!u) return; // nginx absent outside CI (checked above)
+        const u = up()!;
         const want = attack.byUpstream?.[name] ?? attack.expect;
         const before = (await u.seen()).length;
         const h = `${HOST}:${u.port}`;
@@ -122,8 +123,7 @@ for (const name of ["lenient", "bun", "python", "nginx"]) {
     }
 
     test("the upstream parsed no request the gateway did not allow", async () => {
-      const u = up();
-      if (!u) return;
+      const u = up()!;
       const before = (await u.seen()).length;
       const r = await agentSend(t, u.port, `GET /sentinel HTTP/1.1\r\nHost: ${HOST}:${u.port}\r\nConnection: close\r\n\r\n`, { host: HOST, methods: ["GET"], responses: 1 });
       expect(r.statuses).toEqual([200]);
