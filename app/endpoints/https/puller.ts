@@ -56,6 +56,13 @@ export class StreamPuller {
     return this.isEnded;
   }
 
+  /** A chunk already received, or undefined; never waits. */
+  tryNext(): Uint8Array | undefined {
+    const chunk = this.chunks.shift();
+    if (chunk && this.chunks.length === 0 && !this.isEnded) this.stream.resume();
+    return chunk;
+  }
+
   /** The next chunk, or undefined at end of stream (see `error`). */
   async next(): Promise<Uint8Array | undefined> {
     for (;;) {
@@ -95,6 +102,16 @@ export class EventPuller<E> {
     readonly puller: StreamPuller,
     private readonly parser: ChunkParser<E>,
   ) {}
+
+  /** An event from bytes already received, or undefined; never waits. */
+  tryNext(): E | undefined {
+    while (this.events.length === 0) {
+      const chunk = this.puller.tryNext();
+      if (chunk === undefined) return undefined;
+      this.events.push(...this.parser.push(chunk));
+    }
+    return this.events.shift();
+  }
 
   /** The next event, or undefined at end of stream. */
   async next(): Promise<E | undefined> {

@@ -225,10 +225,14 @@ export class InterceptSession {
     // Collect the body when a rule may read it. A client waiting on
     // `Expect: 100-continue` gets our 100 first, since we read before deciding.
     const b: BodyRead = { buffered: [], bytes: 0, done: requestDone, truncated: false, sentContinue: false };
-    // A chunked body is read ahead too (up to the same limit): sent on with a
-    // Content-Length, an upstream that does not speak chunked cannot misread it.
-    if (!requestDone && (head.bodyKind.kind === "chunked" || needsBody(policy, endpoint, device.profile))) {
+    if (!requestDone && needsBody(policy, endpoint, device.profile)) {
       if (!(await this.readBody(head, b, policy.defaults.inspectLimitBytes))) return "close";
+    } else if (!requestDone && head.bodyKind.kind === "chunked") {
+      // What of a chunked body already arrived is taken now (never waited
+      // for: a streaming upload must not stall): when it is whole, it goes
+      // out with a Content-Length, which an upstream that does not speak
+      // chunked cannot misread as requests.
+      this.takeArrivedBody(b, policy.defaults.inspectLimitBytes);
     }
     const buffered = b.buffered;
     requestDone = b.done;
@@ -369,6 +373,25 @@ export class InterceptSession {
     }
     b.truncated = !b.done;
     return true;
+  }
+
+  /** Body events already received, without waiting for more. */
+  private takeArrivedBody(b: BodyRead, limit: number): void {
+    while (!b.done && b.bytes <= limit) {
+      const ev = this.requests.tryNext();
+      if (!ev) break;
+      if (ev.type === "body") {
+        b.buffered.push(ev.data);
+        b.bytes += ev.data.length;
+      } else if (ev.type === "end") {
+        b.done = true;
+        this.timeouts.bodyEnded(Date.now());
+      } else {
+        // An error (or anything else) is the streaming path's to handle.
+        this.events.unshift(ev);
+        break;
+      }
+    }
   }
 
   /** Answers a refusal in HTTP's own form and keeps the connection when the request was fully read. */
