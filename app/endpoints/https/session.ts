@@ -332,7 +332,7 @@ export class InterceptSession {
       // A Connection option naming the slot would have a hop drop the credential.
       const slots = credentialSlots(credential);
       if (slots.some((h) => hasToken(head.headers, "connection", h))) {
-        return denied(400, `Connection names the credential's header`);
+        return denied(400, "Connection names the credential's header");
       }
     }
 
@@ -640,8 +640,7 @@ export class InterceptSession {
             // We asked for identity; a coded body cannot be scrubbed in flight.
             throw new RefusedResponse(`upstream sent Content-Encoding ${getHeader(head.headers, "content-encoding")} despite identity`);
           }
-          let headers: HeaderList =
-            stripHopByHop([...head.headers], { keepUpgrade: head.status === 101 });
+          let headers: HeaderList = stripHopByHop([...head.headers], { keepUpgrade: head.status === 101 });
           if (needles.length > 0) headers = scrubHeaderList(headers, needles);
           if (head.bodyKind.kind === "chunked") {
             chunkedToAgent = true;
