@@ -75,6 +75,7 @@ for (const name of ["lenient", "bun", "python", "nginx"]) {
         const u = up()!;
         const want = attack.byUpstream?.[name] ?? attack.expect;
         const before = (await u.seen()).length;
+        const wireBefore = u.received().length;
         const h = `${HOST}:${u.port}`;
         const methods = attack.methods ?? want.sees.map((s) => s.split(" ")[0]!);
         const finals = want.statuses.filter((s) => s >= 200).length;
@@ -84,6 +85,8 @@ for (const name of ["lenient", "bun", "python", "nginx"]) {
         await waitFor(async () => (await u.seen()).length >= before + want.sees.length, `${name} to log ${want.sees.length} requests`);
         const seen = (await u.seen()).slice(before);
         expect(seen.map(describeSeen)).toEqual(want.sees);
+        // A refused attack sends the upstream not one byte.
+        if (want.sees.length === 0) expect(u.received().length).toBe(wireBefore);
         // Each answer belongs to its request: the upstreams echo method and target.
         want.sees.forEach((s, i) => {
           if (r.statuses[i] === 200 && methods[i] !== "HEAD") expect(r.bodies[i]).toStartWith(s);
