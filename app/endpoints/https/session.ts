@@ -39,6 +39,7 @@ import {
 import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
 import { checkRequestShape, credentialSlots, type RequestShape } from "./shape.ts";
 import { ClientTimeouts, type TimeoutReason } from "../http1/timeouts.ts";
+import { CodedBody, recodable } from "./coded.ts";
 import { log } from "../../log.ts";
 
 /** A credential's value and the strings that would reveal it if echoed back. */
@@ -602,6 +603,16 @@ export class InterceptSession {
     this.responseStarted = false;
     /** A final answer before the request was sent whole: the rest of the body is never sent. */
     let early = false;
+    /** A coded body on a credentialed request: its head waits until the body is masked. */
+    let coded: { body: CodedBody; head: ResponseHead; headers: HeaderList } | undefined;
+    const sendCoded = (c: NonNullable<typeof coded>): void => {
+      const out = c.body.finish(needles);
+      if (out instanceof Error) throw new RefusedResponse(out.message);
+      setHeader(c.headers, "Content-Length", String(out.length));
+      this.responseStarted = true;
+      this.queueOut(serializeResponseHead({ status: c.head.status, reason: maskText(c.head.reason, needles), headers: c.headers }));
+      this.queueOut(out);
+    };
     let bytesDown = 0;
     let head: ResponseHead | undefined;
     let chunkedToAgent = false;
@@ -612,7 +623,8 @@ export class InterceptSession {
         if (!head) throw new Error("upstream closed before responding");
         // An until-close body ends here; anything else was cut short.
         if (head.bodyKind.kind !== "until-close") throw new Error("upstream closed mid-response");
-        if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
+        if (coded) sendCoded(coded);
+        else if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
         if (chunkedToAgent) this.queueOut(LAST_CHUNK);
         await this.flushOut();
         return { status: head.status, bytesDown, upgraded: false, reusable: false, agentClose };
@@ -636,9 +648,11 @@ export class InterceptSession {
             // We offered none: compressed frames would carry an echoed secret past the scrubber.
             throw new RefusedResponse("upstream chose a WebSocket extension the gateway did not offer");
           }
-          if (needles.length > 0 && !isIdentityCoding(head.headers)) {
-            // We asked for identity; a coded body cannot be scrubbed in flight.
-            throw new RefusedResponse(`upstream sent Content-Encoding ${getHeader(head.headers, "content-encoding")} despite identity`);
+          let coding: ReturnType<typeof recodable>;
+          if (needles.length > 0 && !isIdentityCoding(head.headers) && head.bodyKind.kind !== "none") {
+            // We asked for identity; a coded body cannot be masked in flight.
+            coding = recodable(headerTokens(head.headers, "content-encoding"));
+            if (!coding) throw new RefusedResponse(`upstream sent Content-Encoding ${getHeader(head.headers, "content-encoding")} despite identity`);
           }
           let headers: HeaderList = stripHopByHop([...head.headers], { keepUpgrade: head.status === 101 });
           if (needles.length > 0) headers = scrubHeaderList(headers, needles);
@@ -666,6 +680,12 @@ export class InterceptSession {
             agentClose = true;
           }
           if (!req.keepAlive || agentClose) setHeader(headers, "Connection", "close");
+          if (coding) {
+            chunkedToAgent = false;
+            removeHeader(headers, "transfer-encoding");
+            coded = { body: new CodedBody(coding), head, headers };
+            break;
+          }
           this.responseStarted = true;
           this.queueOut(serializeResponseHead({ status: head.status, reason: maskText(head.reason, needles), headers }));
           if (head.bodyKind.kind === "none" && head.status !== 101) {
@@ -675,6 +695,10 @@ export class InterceptSession {
         }
         case "body": {
           bytesDown += ev.data.length;
+          if (coded) {
+            if (!coded.body.push(ev.data)) throw new RefusedResponse("a coded body too large to mask");
+            break;
+          }
           const out = scrubber ? scrubber.push(ev.data) : ev.data;
           this.queueBody(out, chunkedToAgent);
           break;
@@ -682,7 +706,8 @@ export class InterceptSession {
         case "end": {
           // A 101's end is followed by its upgrade event.
           if (head?.status === 101) break;
-          if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
+          if (coded) sendCoded(coded);
+          else if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
           if (chunkedToAgent) this.queueOut(LAST_CHUNK);
           await this.flushOut();
           if (early) {

@@ -106,11 +106,22 @@ export const CORPUS: Attack[] = [
 
   // --- class 3: the secret never comes back ------------------------------------------------
   { name: "the upstream echoes the credential", send: (h) => get("/echo-auth", h), expect: ok("GET /echo-auth") },
+  // Coded bodies despite identity: decoded, masked, coded again; or refused.
+  { name: "a gzip body despite identity", send: (h) => get("/gzip", h, "Accept-Encoding: gzip\r\n"), expect: ok("GET /gzip") },
+  { name: "a chunked gzip body", send: (h) => get("/gzip-chunked", h), expect: ok("GET /gzip-chunked") },
+  { name: "a deflate body", send: (h) => get("/deflate", h), expect: ok("GET /deflate") },
+  { name: "a br body", send: (h) => get("/br", h), expect: ok("GET /br") },
   {
-    name: "a gzip body despite identity",
-    send: (h) => get("/gzip", h, "Accept-Encoding: gzip\r\n"),
-    expect: ok("GET /gzip"),
-    byUpstream: { lenient: { statuses: [502], sees: ["GET /gzip"] } },
+    name: "stacked codings",
+    send: (h) => get("/stacked", h),
+    expect: ok("GET /stacked"),
+    byUpstream: { lenient: { statuses: [502], sees: ["GET /stacked"] } },
+  },
+  {
+    name: "a body that does not decode",
+    send: (h) => get("/bad-gzip", h),
+    expect: ok("GET /bad-gzip"),
+    byUpstream: { lenient: { statuses: [502], sees: ["GET /bad-gzip"] } },
   },
   {
     name: "103 Early Hints reflecting the credential",

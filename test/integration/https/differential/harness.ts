@@ -2,6 +2,7 @@
 // TLS session (CONNECT through the gateway's proxy, TLS with the gateway's
 // CA), every byte back recorded, the responses parsed with our own parser.
 import net from "node:net";
+import zlib from "node:zlib";
 import tls from "node:tls";
 import { Http1Parser, type ResponseHead } from "../../../../app/endpoints/http1/parser.ts";
 import type { TestGateway } from "../../support/gateway.ts";
@@ -13,6 +14,19 @@ export interface AgentResult {
   bytes: Buffer;
   statuses: number[];
   bodies: string[];
+  /** The bodies with their Content-Encoding undone ("" where it does not decode). */
+  decoded: string[];
+}
+
+function undo(coding: string, body: Buffer): string {
+  try {
+    if (coding === "gzip") return zlib.gunzipSync(body).toString("latin1");
+    if (coding === "deflate") return zlib.inflateSync(body).toString("latin1");
+    if (coding === "br") return zlib.brotliDecompressSync(body).toString("latin1");
+    return body.toString("latin1");
+  } catch {
+    return "";
+  }
 }
 
 export interface AgentOptions {
@@ -51,6 +65,8 @@ export async function agentSend(t: TestGateway, port: number, data: string, opts
   const chunks: Buffer[] = [];
   const statuses: number[] = [];
   const bodies: string[] = [];
+  const decoded: string[] = [];
+  let coding = "";
   let body: Buffer[] = [];
   let finals = 0;
   let upgraded = false;
@@ -65,10 +81,12 @@ export async function agentSend(t: TestGateway, port: number, data: string, opts
         if (ev.type === "informational") statuses.push(ev.head.status);
         else if (ev.type === "head") {
           statuses.push((ev.head as ResponseHead).status);
+          coding = (ev.head.headers.find(([n]) => n.toLowerCase() === "content-encoding")?.[1] ?? "").toLowerCase();
           if ((ev.head as ResponseHead).status === 101) upgraded = true;
         } else if (ev.type === "body") body.push(Buffer.from(ev.data));
         else if (ev.type === "end") {
           bodies.push(Buffer.concat(body).toString("latin1"));
+          decoded.push(undo(coding, Buffer.concat(body)));
           body = [];
           finals += 1;
         }
@@ -79,7 +97,7 @@ export async function agentSend(t: TestGateway, port: number, data: string, opts
     sock.on("error", done);
     sock.write(data);
   });
-  return { bytes: Buffer.concat(chunks), statuses, bodies };
+  return { bytes: Buffer.concat(chunks), statuses, bodies, decoded };
 }
 
 /** Polls `cond` until it holds (a condition, never a fixed sleep). */

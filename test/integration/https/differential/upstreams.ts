@@ -14,7 +14,7 @@
 // so a credential the gateway injects comes back unless it is scrubbed.
 import net from "node:net";
 import tls from "node:tls";
-import { gzipSync } from "node:zlib";
+import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import type { TestPki } from "../../support/pki.ts";
@@ -108,10 +108,20 @@ function lenientAnswer(method: string, target: string, headers: Map<string, stri
     Buffer.concat([Buffer.from(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n${extra}\r\n`), body]);
   const p = target.replace(/\?.*/, "");
   switch (p) {
-    case "/gzip": {
+    case "/gzip":
+      return plain("200 OK", gzipSync(echo), "Content-Encoding: gzip\r\n");
+    case "/gzip-chunked": {
       const z = gzipSync(echo);
-      return plain("200 OK", z, "Content-Encoding: gzip\r\n");
+      return Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n${z.length.toString(16)}\r\n`), z, Buffer.from("\r\n0\r\n\r\n")]);
     }
+    case "/deflate":
+      return plain("200 OK", deflateSync(echo), "Content-Encoding: deflate\r\n");
+    case "/br":
+      return plain("200 OK", brotliCompressSync(echo), "Content-Encoding: br\r\n");
+    case "/stacked":
+      return plain("200 OK", brotliCompressSync(gzipSync(echo)), "Content-Encoding: gzip, br\r\n");
+    case "/bad-gzip":
+      return plain("200 OK", Buffer.concat([Buffer.from([0x1f, 0x8b]), echo]), "Content-Encoding: gzip\r\n");
     case "/hints":
       return Buffer.concat([Buffer.from(`HTTP/1.1 103 Early Hints\r\nLink: <${auth}>\r\nX-Auth: ${auth}\r\n\r\n`), plain("200 OK", echo)]);
     case "/b64":
