@@ -40,6 +40,7 @@ import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstre
 import { checkRequestShape, credentialSlots, type RequestShape } from "./shape.ts";
 import { ClientTimeouts, type TimeoutReason } from "../http1/timeouts.ts";
 import { CodedBody, recodable } from "./coded.ts";
+import { ServerFrameScrubber } from "./wsframes.ts";
 import { log } from "../../log.ts";
 
 /** A credential's value and the strings that would reveal it if echoed back. */
@@ -764,11 +765,12 @@ export class InterceptSession {
 
   /**
    * After a 101: bytes both ways (WebSocket frames). Toward the agent they
-   * pass a same-length scrubber when a credential was injected; frames keep
-   * their lengths, and no compression extension was offered.
+   * are masked frame by frame when a credential was injected (the frame
+   * lengths stay true; no compression extension was offered); a frame the
+   * gateway cannot mask ends the connection.
    */
   private async spliceUpgraded(upstream: UpstreamConn, needles: string[]): Promise<void> {
-    const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
+    const frames = needles.length > 0 ? new ServerFrameScrubber(needles) : undefined;
     // Past the upgrade the client owes no HTTP timing.
     this.timeouts.stop(Date.now());
     if (this.timer) clearTimeout(this.timer);
@@ -786,17 +788,21 @@ export class InterceptSession {
       upstream.sock.end();
     })();
     const toAgent = (async () => {
-      const rest = scrubber ? scrubber.push(this.upgradeRest) : this.upgradeRest;
-      if (rest.length > 0) await this.write(rest);
-      for (;;) {
-        const chunk = await upstream.nextRaw();
-        if (!chunk) break;
-        const out = scrubber ? scrubber.push(chunk) : chunk;
-        if (out.length > 0) await this.write(out);
-      }
-      if (scrubber) {
-        const tail = scrubber.flush();
-        if (tail.length > 0) await this.write(tail);
+      let chunk: Uint8Array | undefined = this.upgradeRest;
+      while (chunk) {
+        if (!frames) {
+          if (chunk.length > 0) await this.write(chunk);
+        } else {
+          const r = frames.push(chunk);
+          if (!r.ok) {
+            log.warn("WebSocket frame not forwarded", { flow: this.flow.id, reason: r.reason });
+            upstream.destroy();
+            this.agent.destroy();
+            return;
+          }
+          if (r.out.length > 0) await this.write(Buffer.concat(r.out));
+        }
+        chunk = await upstream.nextRaw();
       }
       this.agent.end();
     })();
