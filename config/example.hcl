@@ -78,6 +78,14 @@ defaults {
   # quota_udp_flows            = 256
   # quota_dns_connections      = 16
   # quota_new_flows_per_second = 200
+  # After TLS termination (intercepted HTTPS), so a few trickling clients
+  # cannot hold sessions open: a request head must arrive whole within
+  # header_timeout; a kept-alive connection idle for idle_timeout is closed;
+  # a request body slower than min_rate bytes/s (after header_timeout of
+  # grace; time the upstream makes us wait does not count) is cut off.
+  header_timeout = "30s"
+  idle_timeout   = "120s"
+  min_rate       = "1KiB"        # "0" turns the body rate check off
 }
 
 # ---------------------------------------------------------------- endpoints

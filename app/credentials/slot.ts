@@ -54,8 +54,9 @@ export function base64(text: string): string {
 
 /**
  * The strings that reveal `values` when echoed: each value as is, URL-encoded
- * (an echoed request URL) and JSON-escaped (an echoed request in a JSON
- * error), deduplicated, empty strings dropped.
+ * (an echoed request URL), JSON-escaped (an echoed request in a JSON error)
+ * and base64-encoded inside whatever surrounds it (an echoed header encoded
+ * whole), deduplicated, empty strings dropped.
  */
 export function echoForms(...values: string[]): string[] {
   const out = new Set<string>();
@@ -64,6 +65,30 @@ export function echoForms(...values: string[]): string[] {
     out.add(v);
     out.add(encodeURIComponent(v));
     out.add(JSON.stringify(v).slice(1, -1));
+    for (const core of base64Cores(v)) out.add(core);
   }
   return [...out];
+}
+
+/** Shorter base64 cores than this would mask unrelated text. */
+const MIN_BASE64_CORE = 12;
+
+/**
+ * The base64 characters that encode `value` wherever it sits in a longer
+ * string: for each of the three byte alignments, the characters that
+ * depend on the value's bytes alone (standard and URL-safe alphabets).
+ */
+export function base64Cores(value: string): string[] {
+  const bytes = Buffer.from(value, "utf8");
+  const out: string[] = [];
+  for (let lead = 0; lead < 3; lead++) {
+    // `lead` bytes before the value: the first group mixes them in unless lead is 0.
+    const skip = lead === 0 ? 0 : 3 - lead;
+    const whole = Math.floor((bytes.length - skip) / 3) * 3;
+    if (whole <= 0) continue;
+    const core = bytes.subarray(skip, skip + whole).toString("base64");
+    if (core.length < MIN_BASE64_CORE) continue;
+    out.push(core, core.replace(/\+/g, "-").replace(/\//g, "_"));
+  }
+  return [...new Set(out)];
 }

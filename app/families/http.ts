@@ -32,6 +32,8 @@ export class HttpRequestValue {
     body: string,
     bodyJson: unknown,
     truncated: boolean,
+    /** The path as sent (`path` is normalised: what the upstream acts on). */
+    readonly raw_path: string = path,
   ) {
     this.#body = body;
     this.#bodyJson = bodyJson;
@@ -56,6 +58,7 @@ const environment = baseEnvironment()
       method: "string",
       host: "string",
       path: "string",
+      raw_path: "string",
       query: "map<string, string>",
       headers: "map<string, string>",
       body: "string",
@@ -68,7 +71,7 @@ export const httpFamily: FamilyDefinition<HttpFacts> = {
   name: "http",
   variable: "http",
   environment,
-  celValue: (f) => new HttpRequestValue(f.method, f.host, f.path, f.query, f.headers, f.body, f.bodyJson, f.bodyTruncated),
+  celValue: (f) => new HttpRequestValue(f.method, f.host, f.path, f.query, f.headers, f.body, f.bodyJson, f.bodyTruncated, f.rawPath ?? f.path),
   readsDeferred: (ast) => astReadsFields(ast, "http", BODY_FIELDS),
   summary: (f) => `${f.method} ${f.host}${f.path}`,
   action: (f) => ({ method: f.method, host: f.host, path: f.path }),

@@ -603,10 +603,25 @@ function buildDefaults(
   errors: ConfigError[],
   resolveProfile: (r: BlockReader) => string | undefined,
 ): Defaults {
-  const defaults: Defaults = { verdict: "deny", unknownHost: "passthrough", udp: "drop", inspectLimitBytes: DEFAULT_INSPECT_LIMIT };
+  const defaults: Defaults = {
+    verdict: "deny",
+    unknownHost: "passthrough",
+    udp: "drop",
+    inspectLimitBytes: DEFAULT_INSPECT_LIMIT,
+    headerTimeoutMs: 30_000,
+    idleTimeoutMs: 120_000,
+    minRateBytesPerSec: 1024,
+  };
   if (!block) return defaults;
   const r = new BlockReader(block, "defaults", errors);
-  r.allow(["verdict", "unknown_host", "profile", "udp", "inspect_limit", "allow_destinations", ...Object.keys(QUOTA_ATTRIBUTES)]);
+  r.allow(["verdict", "unknown_host", "profile", "udp", "inspect_limit", "allow_destinations", ...Object.keys(QUOTA_ATTRIBUTES), "header_timeout", "idle_timeout", "min_rate"]);
+  defaults.headerTimeoutMs = readDuration(r, "header_timeout", 1000) ?? defaults.headerTimeoutMs;
+  defaults.idleTimeoutMs = readDuration(r, "idle_timeout", 1000) ?? defaults.idleTimeoutMs;
+  if (r.has("min_rate")) {
+    const rate = parseSize(r.raw("min_rate"));
+    if (rate === undefined) r.error(r.line("min_rate"), 'min_rate must be bytes per second, like "1KiB" (0 turns it off)');
+    else defaults.minRateBytesPerSec = rate;
+  }
   defaults.verdict = r.oneOf("verdict", ["allow", "deny"] as const) ?? defaults.verdict;
   defaults.unknownHost = r.oneOf("unknown_host", ["passthrough", "deny"] as const) ?? defaults.unknownHost;
   defaults.udp = r.oneOf("udp", ["relay", "drop"] as const) ?? defaults.udp;

@@ -2,6 +2,7 @@
 import type { HeaderList } from "../endpoints/http1/headers.ts";
 import type { HttpFacts } from "./types.ts";
 import { normalizeHost } from "./host.ts";
+import { normalisePath } from "../endpoints/http1/target.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: false });
 
@@ -18,7 +19,12 @@ export function httpFactsFromRequest(
   body?: Uint8Array,
   bodyTruncated = false,
 ): HttpFacts {
-  const { path, query } = splitTarget(target);
+  const { path: rawPath, query } = splitTarget(target);
+  // Rules judge the normalised path (the form the gateway forwards); a path
+  // that cannot be normalised is refused before any rule runs, so seeing it
+  // here means a caller outside the intercept path: judge it as sent.
+  const normal = normalisePath(rawPath);
+  const path = normal.ok ? normal.path : rawPath;
   // Null-prototype records: a header or parameter named `__proto__` is just a key.
   const joined: Record<string, string> = Object.create(null);
   for (const [name, value] of headers) {
@@ -31,6 +37,7 @@ export function httpFactsFromRequest(
     method: method.toUpperCase(),
     host: normalizeHost(host),
     path,
+    rawPath,
     query,
     headers: joined,
     body: text,

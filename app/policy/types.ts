@@ -90,6 +90,12 @@ export interface Defaults {
   allowDestinations?: string[];
   /** Per-device quotas the operator set (`quota_tcp_flows`, ...); the rest keep app/dispatch/quotas.ts DEFAULT_QUOTAS. */
   quotas?: { tcpFlows?: number; udpFlows?: number; dnsConnections?: number; newFlowsPerSecond?: number };
+  /** After TLS termination: a request head must arrive whole within this (default 30 s). */
+  headerTimeoutMs: number;
+  /** A kept-alive connection with no request for this long is closed (default 120 s). */
+  idleTimeoutMs: number;
+  /** A request body slower than this (bytes/s, after headerTimeoutMs of grace) is cut off; 0: off (default 1 KiB/s). */
+  minRateBytesPerSec: number;
 }
 
 /** Endpoint kinds (app/endpoints/registry.ts); each implies a rule family. */
@@ -152,7 +158,10 @@ export interface Profile {
 export interface HttpFacts {
   method: string;
   host: string;
+  /** The path normalised (RFC 3986: unreserved escapes decoded, slashes merged). */
   path: string;
+  /** The path exactly as the agent sent it. */
+  rawPath?: string;
   /** First value per key of the query string. */
   query: Record<string, string>;
   /** Lower-cased header names; repeated headers joined with ", ". */

@@ -1,7 +1,9 @@
 // Operator accounts, their API tokens and their login sessions.
 //   - Passwords: argon2id through Bun.password (parameters live in the hash).
-//     A password set by the CLI (`operator add`, `operator passwd`) is
-//     temporary until the operator changes it.
+//     A password set by the CLI (`operator add`, `operator passwd`) is a
+//     one-time password: it logs in once (password_temporary 1 -> 2, in one
+//     conditional UPDATE, so two concurrent logins cannot both use it), and
+//     stays temporary until the operator changes it.
 //   - API tokens (`cpo_…`) and session ids are 256-bit random strings; only
 //     their SHA-256 is stored (high entropy: a fast hash suffices), so the
 //     database alone lets no one log in.
@@ -37,6 +39,11 @@ export const SESSION_IDLE_MS = 12 * 60 * 60_000;
 export const SESSION_ABSOLUTE_MS = 7 * 24 * 60 * 60_000;
 /** last_seen / last_used are written at most this often per session or token. */
 const TOUCH_EVERY_MS = 60_000;
+
+/** password_temporary: a permanent password, a one-time one not yet used, one used. */
+const PERMANENT = 0;
+const ONE_TIME_UNUSED = 1;
+const ONE_TIME_USED = 2;
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,63}$/;
 /** No 0/O, 1/l/I: read aloud, typed from a terminal. */
@@ -188,7 +195,7 @@ export class OperatorStore {
   async setPassword(operatorId: number, password: string, temporary: boolean, keepSession?: string): Promise<void> {
     const hash = await this.hash(password);
     this.db.transaction(() => {
-      this.db.query("UPDATE operators SET password_hash = ?, password_temporary = ? WHERE id = ?").run(hash, temporary ? 1 : 0, operatorId);
+      this.db.query("UPDATE operators SET password_hash = ?, password_temporary = ? WHERE id = ?").run(hash, temporary ? ONE_TIME_UNUSED : PERMANENT, operatorId);
       this.db
         .query("DELETE FROM operator_sessions WHERE operator_id = ? AND id_hash != ?")
         .run(operatorId, keepSession === undefined ? "" : sha256Hex(keepSession));
@@ -226,6 +233,14 @@ export class OperatorStore {
       ok = false;
     }
     if (!r || !ok || r.disabled) return undefined;
+    if (r.password_temporary !== PERMANENT) {
+      // Consume the one-time password; whoever loses the race (or comes second) fails.
+      const used = this.db
+        .query("UPDATE operators SET password_temporary = ? WHERE id = ? AND password_temporary = ? AND password_hash = ?")
+        .run(ONE_TIME_USED, r.id, ONE_TIME_UNUSED, r.password_hash);
+      if (used.changes === 0) return undefined;
+      return toInfo({ ...r, password_temporary: ONE_TIME_USED });
+    }
     return toInfo(r);
   }
 

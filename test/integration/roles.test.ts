@@ -117,6 +117,13 @@ async function login(): Promise<{ cookie: string; csrf: string }> {
   expect(body.role).toBe("admin");
   const cookie = (res.headers.get("set-cookie") ?? "").split(";")[0]!;
   expect(cookie).toContain("=");
+  // A one-time password's session may only replace it.
+  const changed = await fetch(`${base}/api/auth/password`, {
+    method: "POST",
+    headers: { cookie, "x-csrf-token": body.csrf, "content-type": "application/json" },
+    body: JSON.stringify({ current: password, new: `${password}-own` }),
+  });
+  expect(changed.status).toBe(200);
   return { cookie, csrf: body.csrf };
 }
 

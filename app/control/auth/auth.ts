@@ -8,8 +8,10 @@
 //      `X-CSRF-Token` header must equal the session's token, and `Origin` and
 //      `Sec-Fetch-Site`, where the browser sent them, must say same-origin.
 //      API tokens are exempt: a browser never attaches them on its own.
+//   4. one-time password: while the operator's password is one the CLI set,
+//      a caller may only read /api/auth/me, log out, and change it.
 // Failures are ApiErrors: 401 `unauthenticated`, 403 `forbidden`,
-// 403 `csrf_failed`, 403 `bad_origin`.
+// 403 `csrf_failed`, 403 `bad_origin`, 403 `password_change_required`.
 //
 // The cookie. `Secure; HttpOnly; SameSite=Strict; Path=/`, named
 // `__Host-clawpatrol_session`. `Secure` (and with it the `__Host-` prefix)
@@ -28,6 +30,8 @@ export const LOCAL_COOKIE = "clawpatrol_session";
 export const CSRF_HEADER = "x-csrf-token";
 
 const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+/** All a caller with a one-time password may reach. */
+const ONE_TIME_ROUTES: ReadonlySet<string> = new Set(["/api/auth/me", "/api/auth/logout", "/api/auth/password"]);
 
 export interface Caller {
   operator: string;
@@ -77,6 +81,9 @@ export class OperatorAuth {
     if (who === "bad_token") throw new ApiError(401, "unauthenticated", "the API token is not valid");
     if (!who) throw new ApiError(401, "unauthenticated", "log in or present an API token");
     if (who.via === "session" && UNSAFE.has(request.method.toUpperCase())) this.checkCsrf(request, who);
+    if (who.passwordTemporary && !ONE_TIME_ROUTES.has(new URL(request.url).pathname)) {
+      throw new ApiError(403, "password_change_required", "change your one-time password first (POST /api/auth/password)");
+    }
     if (!roleAtLeast(who.role, need)) {
       throw new ApiError(403, "forbidden", `this needs the ${need} role; ${who.operator} is ${article(who.role)} ${who.role}`);
     }

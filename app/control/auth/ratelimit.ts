@@ -1,6 +1,8 @@
 // Login failures per key (the source address, the account name): a leaky
 // bucket that fills by one per failure and drains `max` per `windowMs`. A
 // key is refused while its bucket is full, before any password is hashed.
+// Callers record the failure before they verify (and refund it on success),
+// so concurrent attempts cannot all pass the check while the first hashes.
 // Time is passed in; drained buckets are forgotten.
 
 export interface FailureLimit {
@@ -35,6 +37,13 @@ export class FailureLimiter {
   fail(key: string, now: number): void {
     if (!this.buckets.has(key) && this.buckets.size >= MAX_KEYS) this.prune(now);
     this.buckets.set(key, { level: Math.min(this.limit.max, this.level(key, now) + 1), at: now });
+  }
+
+  /** Takes back one failure recorded ahead of a check that then succeeded. */
+  refund(key: string, now: number): void {
+    const level = this.level(key, now) - 1;
+    if (level <= 0) this.buckets.delete(key);
+    else this.buckets.set(key, { level, at: now });
   }
 
   reset(key: string): void {

@@ -7,7 +7,10 @@
 //   POST   /api/auth/tokens    {name, role?} → {token, …} shown once (session only; CSRF)
 //   DELETE /api/auth/tokens/:name
 // Login failures are limited per source address and per account name; a
-// refused attempt never reaches the password hash.
+// refused attempt never reaches the password hash. Each attempt is counted
+// as a failure before the hash is verified and refunded when it succeeds, so
+// the limit holds under concurrent attempts. A session made with a one-time
+// password may only change it (auth.ts); it cannot mint tokens.
 import type { Database } from "bun:sqlite";
 import { ApiError } from "../errors.ts";
 import { OperatorError, isRole, roleAtLeast, type OperatorStore } from "../../store/operators.ts";
@@ -66,13 +69,15 @@ export function authRoutes(ctx: AuthContext, limits: LoginLimits = {}) {
         const now = ctx.now();
         const wait = Math.max(bySource.blockedFor(source, now), byName.blockedFor(nameKey, now));
         if (wait > 0) throw new TooManyAttempts(Math.ceil(wait / 1000));
+        // Reserved before the (slow, awaited) hash: no await between check and reserve.
+        bySource.fail(source, now);
+        byName.fail(nameKey, now);
         const op = await store.verify(name, password);
         if (!op) {
-          bySource.fail(source, ctx.now());
-          byName.fail(nameKey, ctx.now());
           audit(ctx, { operator: name.slice(0, 128), action: "login.failed", source });
           throw new ApiError(401, "invalid_credentials", "wrong name or password");
         }
+        bySource.refund(source, ctx.now());
         byName.reset(nameKey);
         store.pruneSessions(); // the table stays as small as the live sessions
         const s = store.createSession(op.id, source);
@@ -124,10 +129,11 @@ export function authRoutes(ctx: AuthContext, limits: LoginLimits = {}) {
         const key = who.operator.toLowerCase();
         const wait = byName.blockedFor(key, ctx.now());
         if (wait > 0) throw new TooManyAttempts(Math.ceil(wait / 1000));
+        byName.fail(key, ctx.now());
         if (!(await store.checkPassword(who.operatorId, current))) {
-          byName.fail(key, ctx.now());
           throw new ApiError(403, "invalid_credentials", "the current password is wrong");
         }
+        byName.reset(key);
         await store.setPassword(who.operatorId, next, false, who.session.id);
         audit(ctx, { operator: who.operator, action: "password.change", target: who.operator, source: sourceOf(ctx, request, server) });
         return { ok: true };
@@ -152,6 +158,7 @@ export function authRoutes(ctx: AuthContext, limits: LoginLimits = {}) {
         const who = caller(request);
         // A token cannot mint tokens: a leaked one must not make itself permanent.
         if (!who.session) throw new ApiError(403, "session_required", "create API tokens from a login session");
+        if (who.passwordTemporary) throw new ApiError(403, "password_change_required", "change your one-time password first");
         const b = await readJson(request, 8192);
         const name = typeof b.name === "string" ? b.name : "";
         const role = b.role === undefined ? who.role : b.role;

@@ -212,7 +212,7 @@ export class Http1Parser<R extends Role = Role> {
 
   /** Response role: record a request sent upstream so its response is framed right (HEAD, CONNECT). */
   expectResponseTo(method: string): void {
-    this.methods.push(method.toUpperCase());
+    this.methods.push(method); // case-sensitive (RFC 9110 §9.1): `head` is not HEAD
   }
 
   /** True between messages with nothing buffered. */

@@ -3,33 +3,64 @@
 // backpressure end to end: a slow upstream means we stop reading the agent.
 import type { Readable } from "node:stream";
 
+/** What a shell watching the client's pace wants to know (timeouts). */
+export interface PullHooks {
+  /** Bytes arrived. */
+  onData(bytes: number): void;
+  /** A read found nothing buffered and waits. */
+  onWait(): void;
+}
+
 export class StreamPuller {
   private chunks: Uint8Array[] = [];
-  private ended = false;
+  private isEnded = false;
   private waiter: (() => void) | undefined;
   /** The error that ended the stream, if any. */
   error: Error | undefined;
 
-  constructor(private readonly stream: Readable) {
+  constructor(
+    private readonly stream: Readable,
+    private readonly hooks?: PullHooks,
+  ) {
     stream.on("data", (chunk: Buffer) => {
       this.chunks.push(chunk);
+      this.hooks?.onData(chunk.length);
       stream.pause();
       this.wake();
     });
     stream.on("end", () => {
-      this.ended = true;
+      this.isEnded = true;
       this.wake();
     });
     stream.on("close", () => {
-      this.ended = true;
+      this.isEnded = true;
       this.wake();
     });
     stream.on("error", (e: Error) => {
       this.error ??= e;
-      this.ended = true;
+      this.isEnded = true;
       this.wake();
     });
     stream.pause();
+  }
+
+  /** Bytes received and not yet taken. */
+  get buffered(): number {
+    let n = 0;
+    for (const c of this.chunks) n += c.length;
+    return n;
+  }
+
+  /** The stream ended (EOF, close or error). */
+  get ended(): boolean {
+    return this.isEnded;
+  }
+
+  /** A chunk already received, or undefined; never waits. */
+  tryNext(): Uint8Array | undefined {
+    const chunk = this.chunks.shift();
+    if (chunk && this.chunks.length === 0 && !this.isEnded) this.stream.resume();
+    return chunk;
   }
 
   /** The next chunk, or undefined at end of stream (see `error`). */
@@ -37,10 +68,11 @@ export class StreamPuller {
     for (;;) {
       const chunk = this.chunks.shift();
       if (chunk) {
-        if (this.chunks.length === 0 && !this.ended) this.stream.resume();
+        if (this.chunks.length === 0 && !this.isEnded) this.stream.resume();
         return chunk;
       }
-      if (this.ended) return undefined;
+      if (this.isEnded) return undefined;
+      this.hooks?.onWait();
       this.stream.resume();
       await new Promise<void>((resolve) => {
         this.waiter = resolve;
@@ -70,6 +102,16 @@ export class EventPuller<E> {
     readonly puller: StreamPuller,
     private readonly parser: ChunkParser<E>,
   ) {}
+
+  /** An event from bytes already received, or undefined; never waits. */
+  tryNext(): E | undefined {
+    while (this.events.length === 0) {
+      const chunk = this.puller.tryNext();
+      if (chunk === undefined) return undefined;
+      this.events.push(...this.parser.push(chunk));
+    }
+    return this.events.shift();
+  }
 
   /** The next event, or undefined at end of stream. */
   async next(): Promise<E | undefined> {

@@ -8,6 +8,8 @@
 //    (pooled, certificate verified), stream the body both ways with
 //    backpressure, scrub the secret from anything echoed back
 // 5. publish one event
+// Throughout, the client's pace is watched (ClientTimeouts: idle, header,
+// minimum body rate); a client out of time is answered 408 or closed.
 import type { Duplex } from "node:stream";
 import type { Credential, Decision, Endpoint, Policy } from "../../policy/types.ts";
 import type { Flow } from "../../dispatch/flow.ts";
@@ -17,6 +19,7 @@ import { Http1Parser, type ParseEvent, type RequestHead, type ResponseHead } fro
 import {
   getHeader,
   hasToken,
+  headerTokens,
   removeHeader,
   setHeader,
   stripHopByHop,
@@ -24,7 +27,7 @@ import {
 } from "../http1/headers.ts";
 import { encodeChunk, LAST_CHUNK, serializeRequestHead, serializeResponseHead, simpleResponse } from "../http1/serialize.ts";
 import { pluginFor } from "../../credentials/plugin.ts";
-import { StreamScrubber, scrubHeaders, sameLengthMask } from "../../credentials/scrub.ts";
+import { StreamScrubber, scrubHeaders, scrubText, sameLengthMask } from "../../credentials/scrub.ts";
 import { EventPuller, StreamPuller } from "./puller.ts";
 import {
   buildApprovalRequest,
@@ -34,6 +37,10 @@ import {
   type ApprovalGate,
 } from "./approval.ts";
 import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
+import { checkRequestShape, credentialSlots, type RequestShape } from "./shape.ts";
+import { ClientTimeouts, type TimeoutReason } from "../http1/timeouts.ts";
+import { CodedBody, recodable } from "./coded.ts";
+import { ServerFrameScrubber } from "./wsframes.ts";
 import { log } from "../../log.ts";
 
 /** A credential's value and the strings that would reveal it if echoed back. */
@@ -66,13 +73,60 @@ export class InterceptSession {
     private readonly sni: string,
     private readonly deps: InterceptDeps,
   ) {
-    this.puller = new StreamPuller(agent);
+    const d = deps.policy().defaults;
+    this.timeouts = new ClientTimeouts(
+      { headerMs: d.headerTimeoutMs, idleMs: d.idleTimeoutMs, minRateBytesPerSec: d.minRateBytesPerSec },
+      Date.now(),
+    );
+    this.puller = new StreamPuller(agent, {
+      onData: (n) => {
+        this.timeouts.received(Date.now(), n);
+        this.armTimer();
+      },
+      onWait: () => {
+        this.timeouts.waiting(Date.now());
+        this.armTimer();
+      },
+    });
     this.requests = new EventPuller(this.puller, this.parser);
+  }
+
+  private readonly timeouts: ClientTimeouts;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** One timer at the timeouts' next deadline. */
+  private armTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const at = this.timeouts.deadline();
+    if (at === undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const reason = this.timeouts.expired(Date.now());
+      if (reason) this.timedOut(reason);
+      else this.armTimer();
+    }, Math.max(0, at - Date.now()));
+    this.timer.unref?.();
+  }
+
+  private timedOut(reason: TimeoutReason): void {
+    log.debug("intercepted client out of time", { flow: this.flow.id, reason });
+    this.timeouts.stop(Date.now());
+    // A request half sent gets HTTP's own answer; an idle connection just closes.
+    if (reason !== "idle" && !this.responseStarted) {
+      this.agent.write(errorResponse(408, reason === "header" ? "request head took too long" : "request body too slow"));
+    }
+    this.agent.end();
+    setTimeout(() => this.agent.destroy(), 1_000).unref?.();
   }
 
   async run(): Promise<void> {
     try {
       for (;;) {
+        // Between requests (a pipelined head may already be half here: it
+        // then has the idle time, and the header time once more bytes come).
+        this.timeouts.awaitRequest(Date.now());
+        this.armTimer();
         const ev = await this.nextEvent();
         if (!ev) break;
         if (ev.type === "error") {
@@ -90,13 +144,20 @@ export class InterceptSession {
     } catch (e) {
       log.debug("intercept session ended", { flow: this.flow.id, error: (e as Error).message });
     } finally {
+      if (this.timer) clearTimeout(this.timer);
+      this.timeouts.stop(Date.now());
       this.agent.end();
       setTimeout(() => this.agent.destroy(), 5_000).unref?.();
     }
   }
 
-  private nextEvent(): Promise<ParseEvent | undefined> {
-    return this.requests.next();
+  private async nextEvent(): Promise<ParseEvent | undefined> {
+    const ev = await this.requests.next();
+    if (ev?.type === "head" && "method" in ev.head) this.timeouts.headParsed(Date.now(), ev.head.bodyKind.kind !== "none");
+    else if (ev?.type === "end") this.timeouts.bodyEnded(Date.now());
+    else return ev;
+    this.armTimer();
+    return ev;
   }
 
   /** Parse events not yet taken. */
@@ -113,10 +174,10 @@ export class InterceptSession {
     const policy = this.deps.policy();
     const { device } = this.flow;
     const path = head.target;
-    const hostHeader = (getHeader(head.headers, "host") ?? "").toLowerCase();
     const event: GatewayEvent = {
       time: new Date(started).toISOString(),
       kind: "http",
+      family: "http",
       flowId: this.flow.id,
       device: device.name,
       profile: device.profile,
@@ -133,15 +194,31 @@ export class InterceptSession {
     const finish = (fields: Partial<GatewayEvent>) => {
       Object.assign(event, fields);
       event.durationMs = Date.now() - started;
+      // Every family's events carry the same three fields (the path as forwarded).
+      event.family = "http";
+      event.summary = `${event.method ?? ""} ${event.host}${event.path ?? ""}`;
+      event.action = { method: event.method, host: event.host, path: event.path, ...(event.status !== undefined ? { status: event.status } : {}) };
       this.deps.publish(event);
     };
     let requestDone = head.bodyKind.kind === "none";
 
-    // The endpoint was claimed by SNI; a Host naming another server would let
-    // a request dodge the rules written for that server.
-    if (stripPort(hostHeader) !== this.sni) {
-      finish({ status: 421, verdict: "deny", reason: "Host header does not match the TLS server name" });
-      await this.write(denyResponse(421, undefined, "Host header does not match the TLS server name", true));
+    // The endpoint was claimed by SNI: a request the rules could misread (a
+    // Host or target naming another server, a method or path the upstream
+    // may take otherwise) is refused before any rule sees it, and the
+    // connection closed, since its framing is no longer trusted.
+    const shape = checkRequestShape(head, this.sni);
+    if (!shape.ok) {
+      finish({ status: shape.status, verdict: "deny", reason: shape.reason });
+      await this.write(denyResponse(shape.status, undefined, shape.reason, true));
+      return "close";
+    }
+    event.path = shape.target;
+    // GET and HEAD carry no content (RFC 9110 §9.3.1-2); servers that ignore
+    // a body there read it as the next request, which no rule judged.
+    if ((head.method === "GET" || head.method === "HEAD") && hasContent(head)) {
+      const reason = `a ${head.method} request with a body is not forwarded`;
+      finish({ status: 400, verdict: "deny", reason });
+      await this.write(denyResponse(400, undefined, reason, true));
       return "close";
     }
     const endpoint = matchEndpoint(policy, this.sni, device.profile);
@@ -157,6 +234,12 @@ export class InterceptSession {
     const b: BodyRead = { buffered: [], bytes: 0, done: requestDone, truncated: false, sentContinue: false };
     if (!requestDone && needsBody(policy, endpoint, device.profile)) {
       if (!(await this.readBody(head, b, policy.defaults.inspectLimitBytes))) return "close";
+    } else if (!requestDone && head.bodyKind.kind === "chunked") {
+      // What of a chunked body already arrived is taken now (never waited
+      // for: a streaming upload must not stall): when it is whole, it goes
+      // out with a Content-Length, which an upstream that does not speak
+      // chunked cannot misread as requests.
+      this.takeArrivedBody(b, policy.defaults.inspectLimitBytes);
     }
     const buffered = b.buffered;
     requestDone = b.done;
@@ -253,10 +336,16 @@ export class InterceptSession {
         });
       }
       secret = resolved;
+      // A Connection option naming the slot would have a hop drop the credential.
+      const slots = credentialSlots(credential);
+      if (slots.some((h) => hasToken(head.headers, "connection", h))) {
+        return denied(400, "Connection names the credential's header");
+      }
     }
 
     return this.forward({
       head,
+      shape,
       endpoint,
       decision,
       credential,
@@ -291,6 +380,25 @@ export class InterceptSession {
     }
     b.truncated = !b.done;
     return true;
+  }
+
+  /** Body events already received, without waiting for more. */
+  private takeArrivedBody(b: BodyRead, limit: number): void {
+    while (!b.done && b.bytes <= limit) {
+      const ev = this.requests.tryNext();
+      if (!ev) break;
+      if (ev.type === "body") {
+        b.buffered.push(ev.data);
+        b.bytes += ev.data.length;
+      } else if (ev.type === "end") {
+        b.done = true;
+        this.timeouts.bodyEnded(Date.now());
+      } else {
+        // An error (or anything else) is the streaming path's to handle.
+        this.events.unshift(ev);
+        break;
+      }
+    }
   }
 
   /** Answers a refusal in HTTP's own form and keeps the connection when the request was fully read. */
@@ -332,6 +440,7 @@ export class InterceptSession {
 
   private async forward(x: {
     head: RequestHead;
+    shape: RequestShape;
     endpoint: Endpoint;
     decision: Decision;
     credential: Credential | undefined;
@@ -353,7 +462,10 @@ export class InterceptSession {
       setHeader(headers, "Upgrade", head.upgrade!);
     }
     if (x.sentContinue) removeHeader(headers, "expect");
-    const outbound = { method: head.method, target: head.target, headers };
+    // Framing is ours: written below from what the parser read, never the agent's.
+    removeHeader(headers, "content-length");
+    removeHeader(headers, "transfer-encoding");
+    const outbound = { method: head.method, target: x.shape.target, headers };
     let needles: string[] = [];
     if (credential && secret !== undefined) {
       pluginFor(credential.type).inject(outbound, secret.value, credential);
@@ -361,10 +473,17 @@ export class InterceptSession {
       // Echoed secrets are scrubbed from the response; that needs bytes we can
       // read, so credentialed requests ask for an uncompressed answer. The
       // mask keeps the length, so a Content-Length stays true.
-      if (needles.length > 0) setHeader(outbound.headers, "Accept-Encoding", "identity");
+      if (needles.length > 0) {
+        setHeader(outbound.headers, "Accept-Encoding", "identity");
+        removeHeader(outbound.headers, "sec-websocket-extensions");
+      }
     }
-    const chunked = head.bodyKind.kind === "chunked";
+    // A chunked body already read whole goes out with a length: an upstream
+    // that ignores chunked framing cannot read it as further requests.
+    const dechunk = head.bodyKind.kind === "chunked" && x.requestDone;
+    const chunked = head.bodyKind.kind === "chunked" && !dechunk;
     if (head.bodyKind.kind === "length") setHeader(outbound.headers, "Content-Length", String(head.bodyKind.length));
+    if (dechunk) setHeader(outbound.headers, "Content-Length", String(x.bufferedBytes));
     if (chunked) setHeader(outbound.headers, "Transfer-Encoding", "chunked");
     const headBytes = serializeRequestHead(outbound);
 
@@ -390,10 +509,12 @@ export class InterceptSession {
         return x.requestDone && head.keepAlive ? "continue" : "close";
       }
       upstream.parser.expectResponseTo(head.method);
+      let sent = false;
       const sending = this.sendRequest(upstream, headBytes, x.buffered, chunked, requestComplete).then(
         (r) => {
           bytesUp += r.bytes;
           requestComplete = r.complete;
+          sent = true;
         },
         (e: Error) => {
           upstream?.destroy();
@@ -402,15 +523,20 @@ export class InterceptSession {
       );
       sending.catch(() => undefined);
       const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
-      response = await this.relayResponse(upstream, head, scrubber, needles, sending).catch((e: Error) => {
+      let failure: Error | undefined;
+      response = await this.relayResponse(upstream, head, scrubber, needles, sending, () => sent).catch((e: Error) => {
         log.debug("upstream exchange failed", { flow: this.flow.id, error: e.message });
+        failure = e;
         return undefined;
       });
       if (response) break;
       upstream.destroy();
-      if (!(pooled && replayable && attempt === 1 && !this.responseStarted)) {
-        finish({ status: 502, verdict: "allow", reason: x.decision.reason, detail: "upstream closed the connection", bytesUp });
-        if (!this.responseStarted) await this.write(errorResponse(502, `${this.sni} closed the connection`, true)).catch(() => undefined);
+      const refused = failure instanceof RefusedResponse;
+      if (refused || !(pooled && replayable && attempt === 1 && !this.responseStarted)) {
+        const detail = refused ? failure!.message : "upstream closed the connection";
+        finish({ status: 502, verdict: "allow", reason: x.decision.reason, detail, bytesUp });
+        const said = refused ? `${this.sni} sent a response the gateway does not forward` : `${this.sni} closed the connection`;
+        if (!this.responseStarted) await this.write(errorResponse(502, said, true)).catch(() => undefined);
         return "close";
       }
     }
@@ -423,10 +549,13 @@ export class InterceptSession {
       bytesDown: response.bytesDown,
     });
     if (response.upgraded) {
-      await this.spliceUpgraded(upstream!);
+      await this.spliceUpgraded(upstream!, needles);
       return "close";
     }
-    if (response.reusable && requestComplete) this.deps.pool.release(upstream!);
+    // Back to the pool only at a clean boundary of both parsers: the request
+    // sent whole, the response read whole, nothing more buffered. After HEAD
+    // a lenient server may still send a body we were told not to expect.
+    if (response.reusable && requestComplete && head.method !== "HEAD" && upstream!.atCleanBoundary) this.deps.pool.release(upstream!);
     else upstream!.destroy();
     if (!requestComplete || response.agentClose || !head.keepAlive) return "close";
     return "continue";
@@ -475,8 +604,21 @@ export class InterceptSession {
     scrubber: StreamScrubber | undefined,
     needles: string[],
     sending: Promise<void>,
+    requestSent: () => boolean,
   ): Promise<{ status: number; bytesDown: number; upgraded: boolean; reusable: boolean; agentClose: boolean }> {
     this.responseStarted = false;
+    /** A final answer before the request was sent whole: the rest of the body is never sent. */
+    let early = false;
+    /** A coded body on a credentialed request: its head waits until the body is masked. */
+    let coded: { body: CodedBody; head: ResponseHead; headers: HeaderList } | undefined;
+    const sendCoded = (c: NonNullable<typeof coded>): void => {
+      const out = c.body.finish(needles);
+      if (out instanceof Error) throw new RefusedResponse(out.message);
+      setHeader(c.headers, "Content-Length", String(out.length));
+      this.responseStarted = true;
+      this.queueOut(serializeResponseHead({ status: c.head.status, reason: maskText(c.head.reason, needles), headers: c.headers }));
+      this.queueOut(out);
+    };
     let bytesDown = 0;
     let head: ResponseHead | undefined;
     let chunkedToAgent = false;
@@ -487,36 +629,71 @@ export class InterceptSession {
         if (!head) throw new Error("upstream closed before responding");
         // An until-close body ends here; anything else was cut short.
         if (head.bodyKind.kind !== "until-close") throw new Error("upstream closed mid-response");
-        if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
+        if (coded) sendCoded(coded);
+        else if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
         if (chunkedToAgent) this.queueOut(LAST_CHUNK);
         await this.flushOut();
         return { status: head.status, bytesDown, upgraded: false, reusable: false, agentClose };
       }
       switch (ev.type) {
         case "informational": {
+          // 103 Early Hints and the like: scrubbed as a final head is.
+          const info = ev.head;
+          let headers = stripHopByHop([...info.headers]);
+          if (needles.length > 0) headers = scrubHeaderList(headers, needles);
           this.responseStarted = true;
-          this.queueOut(serializeResponseHead({ status: ev.head.status, reason: ev.head.reason, headers: ev.head.headers }));
+          this.queueOut(serializeResponseHead({ status: info.status, reason: maskText(info.reason, needles), headers }));
           break;
         }
         case "head": {
           head = ev.head as ResponseHead;
-          let headers: HeaderList = head.status === 101 ? [...head.headers] : stripHopByHop([...head.headers]);
-          if (needles.length > 0) headers = scrubHeaders(headers, needles);
+          if (head.status === 101 && (req.upgrade === undefined || (head.upgrade ?? "").trim().toLowerCase() !== "websocket")) {
+            throw new RefusedResponse("upstream switched to a protocol the agent did not ask for");
+          }
+          if (head.status === 101 && needles.length > 0 && getHeader(head.headers, "sec-websocket-extensions") !== undefined) {
+            // We offered none: compressed frames would carry an echoed secret past the scrubber.
+            throw new RefusedResponse("upstream chose a WebSocket extension the gateway did not offer");
+          }
+          let coding: ReturnType<typeof recodable>;
+          if (needles.length > 0 && !isIdentityCoding(head.headers) && head.bodyKind.kind !== "none") {
+            // We asked for identity; a coded body cannot be masked in flight.
+            coding = recodable(headerTokens(head.headers, "content-encoding"));
+            if (!coding) throw new RefusedResponse(`upstream sent Content-Encoding ${getHeader(head.headers, "content-encoding")} despite identity`);
+          }
+          let headers: HeaderList = stripHopByHop([...head.headers], { keepUpgrade: head.status === 101 });
+          if (needles.length > 0) headers = scrubHeaderList(headers, needles);
           if (head.bodyKind.kind === "chunked") {
             chunkedToAgent = true;
+            removeHeader(headers, "content-length");
             setHeader(headers, "Transfer-Encoding", "chunked");
           } else if (head.bodyKind.kind === "until-close") {
             // Keep the agent's connection when it speaks 1.1: re-frame as chunked.
             if (req.version === "1.1") {
               chunkedToAgent = true;
+              removeHeader(headers, "content-length");
               setHeader(headers, "Transfer-Encoding", "chunked");
             } else {
               agentClose = true;
             }
+          } else if (head.bodyKind.kind === "length") {
+            setHeader(headers, "Content-Length", String(head.bodyKind.length));
+          }
+          // Answered before the request body went out whole: the upstream may
+          // read what is left as requests of its own, so it gets none of it,
+          // and both connections close after this answer.
+          if (head.status !== 101 && !requestSent()) {
+            early = true;
+            agentClose = true;
           }
           if (!req.keepAlive || agentClose) setHeader(headers, "Connection", "close");
+          if (coding) {
+            chunkedToAgent = false;
+            removeHeader(headers, "transfer-encoding");
+            coded = { body: new CodedBody(coding), head, headers };
+            break;
+          }
           this.responseStarted = true;
-          this.queueOut(serializeResponseHead({ status: head.status, reason: head.reason, headers }));
+          this.queueOut(serializeResponseHead({ status: head.status, reason: maskText(head.reason, needles), headers }));
           if (head.bodyKind.kind === "none" && head.status !== 101) {
             // The end event follows.
           }
@@ -524,6 +701,10 @@ export class InterceptSession {
         }
         case "body": {
           bytesDown += ev.data.length;
+          if (coded) {
+            if (!coded.body.push(ev.data)) throw new RefusedResponse("a coded body too large to mask");
+            break;
+          }
           const out = scrubber ? scrubber.push(ev.data) : ev.data;
           this.queueBody(out, chunkedToAgent);
           break;
@@ -531,9 +712,14 @@ export class InterceptSession {
         case "end": {
           // A 101's end is followed by its upgrade event.
           if (head?.status === 101) break;
-          if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
+          if (coded) sendCoded(coded);
+          else if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
           if (chunkedToAgent) this.queueOut(LAST_CHUNK);
           await this.flushOut();
+          if (early) {
+            upstream.destroy();
+            return { status: head?.status ?? 502, bytesDown, upgraded: false, reusable: false, agentClose };
+          }
           // The request side must have finished for the connection to be reused.
           await sending.catch(() => undefined);
           return {
@@ -545,7 +731,8 @@ export class InterceptSession {
           };
         }
         case "upgrade": {
-          if (ev.rest.length > 0) this.queueOut(ev.rest);
+          // Frames that came with the 101 go through the splice's scrubber.
+          this.upgradeRest = ev.rest;
           await this.flushOut();
           return { status: head?.status ?? 101, bytesDown, upgraded: true, reusable: false, agentClose: true };
         }
@@ -561,6 +748,8 @@ export class InterceptSession {
   }
 
   private outQueue: Uint8Array[] = [];
+  /** Upstream bytes that arrived with a 101, before the splice starts. */
+  private upgradeRest: Uint8Array = new Uint8Array(0);
 
   private queueOut(data: Uint8Array): void {
     if (data.length > 0) this.outQueue.push(data);
@@ -579,8 +768,17 @@ export class InterceptSession {
     return this.write(q.length === 1 ? q[0]! : Buffer.concat(q));
   }
 
-  /** After a 101: bytes both ways, untouched (WebSocket frames). */
-  private async spliceUpgraded(upstream: UpstreamConn): Promise<void> {
+  /**
+   * After a 101: bytes both ways (WebSocket frames). Toward the agent they
+   * are masked frame by frame when a credential was injected (the frame
+   * lengths stay true; no compression extension was offered); a frame the
+   * gateway cannot mask ends the connection.
+   */
+  private async spliceUpgraded(upstream: UpstreamConn, needles: string[]): Promise<void> {
+    const frames = needles.length > 0 ? new ServerFrameScrubber(needles) : undefined;
+    // Past the upgrade the client owes no HTTP timing.
+    this.timeouts.stop(Date.now());
+    if (this.timer) clearTimeout(this.timer);
     const early = this.parser.awaitingUpgrade ? this.parser.acceptUpgrade() : [];
     const toUpstream = (async () => {
       for (const ev of [...this.events.splice(0), ...early]) {
@@ -595,10 +793,21 @@ export class InterceptSession {
       upstream.sock.end();
     })();
     const toAgent = (async () => {
-      for (;;) {
-        const chunk = await upstream.nextRaw();
-        if (!chunk) break;
-        await this.write(chunk);
+      let chunk: Uint8Array | undefined = this.upgradeRest;
+      while (chunk) {
+        if (!frames) {
+          if (chunk.length > 0) await this.write(chunk);
+        } else {
+          const r = frames.push(chunk);
+          if (!r.ok) {
+            log.warn("WebSocket frame not forwarded", { flow: this.flow.id, reason: r.reason });
+            upstream.destroy();
+            this.agent.destroy();
+            return;
+          }
+          if (r.out.length > 0) await this.write(Buffer.concat(r.out));
+        }
+        chunk = await upstream.nextRaw();
       }
       this.agent.end();
     })();
@@ -621,13 +830,26 @@ interface BodyRead {
 /** Request body bytes read and discarded to keep a connection after a refusal. */
 const DRAIN_LIMIT = 256 * 1024;
 
-function stripPort(host: string): string {
-  if (host.startsWith("[")) {
-    const close = host.indexOf("]");
-    return close > 0 ? host.slice(1, close) : host;
-  }
-  const colon = host.lastIndexOf(":");
-  return colon >= 0 && host.indexOf(":") === colon ? host.slice(0, colon) : host;
+/** An upstream response the gateway will not relay (it could carry the secret past the scrubber). */
+class RefusedResponse extends Error {}
+
+function hasContent(head: RequestHead): boolean {
+  return head.bodyKind.kind === "chunked" || (head.bodyKind.kind === "length" && head.bodyKind.length > 0);
+}
+
+/** No Content-Encoding, or only `identity`. */
+function isIdentityCoding(headers: HeaderList): boolean {
+  const codings = headerTokens(headers, "content-encoding");
+  return codings.every((c) => c === "identity");
+}
+
+/** Header names and values with every needle masked (a reflected secret can sit in either). */
+function scrubHeaderList(headers: HeaderList, needles: string[]): HeaderList {
+  return scrubHeaders(headers, needles, sameLengthMask).map(([n, v]) => [maskText(n, needles), v]);
+}
+
+function maskText(text: string, needles: string[]): string {
+  return needles.length > 0 ? scrubText(text, needles, sameLengthMask) : text;
 }
 
 function concat(parts: Uint8Array[], max: number): Uint8Array {

@@ -29,6 +29,14 @@ export class UpstreamConn {
     });
   }
 
+  /**
+   * True when the response parser sits between messages with no byte, event
+   * or chunk left over: only then can the next request reuse the connection.
+   */
+  get atCleanBoundary(): boolean {
+    return this.parser.idle && this.responses.events.length === 0 && this.puller.buffered === 0 && !this.puller.ended;
+  }
+
   /** Whether parse events from the last read are still waiting. */
   get hasBufferedEvents(): boolean {
     return this.responses.events.length > 0;
@@ -77,7 +85,9 @@ export class UpstreamPool {
     while (list && list.length > 0) {
       const entry = list.pop()!;
       clearTimeout(entry.timer);
-      if (!entry.conn.closed && !entry.conn.sock.destroyed) return entry.conn;
+      // Bytes that arrived while idle belong to no request: never hand them to the next one.
+      if (!entry.conn.closed && !entry.conn.sock.destroyed && entry.conn.atCleanBoundary) return entry.conn;
+      entry.conn.destroy();
     }
     return undefined;
   }

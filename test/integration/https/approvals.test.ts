@@ -230,6 +230,13 @@ describe("operator API on the public listener", () => {
       expect(res.status).toBe(200);
       const cookie = res.headers.get("set-cookie")!.split(";")[0]!;
       const { csrf } = (await res.json()) as { csrf: string };
+      // A one-time password's session may only replace it.
+      const changed = await fetch(`${base}/api/auth/password`, {
+        method: "POST",
+        headers: { cookie, "x-csrf-token": csrf, "content-type": "application/json" },
+        body: JSON.stringify({ current: password, new: `${password}-own` }),
+      });
+      expect(changed.status).toBe(200);
       return { cookie, csrf };
     };
     const alice = await login("alice", alicePw);

@@ -143,8 +143,16 @@ export function harness(extra: Partial<OperatorApiDeps> = {}) {
     return app.handle(new Request(`${o.base ?? "http://localhost"}${path}`, { method, headers, body, signal: o.signal ?? null }));
   }
 
-  async function addOperator(name: string, role: Role): Promise<string> {
-    return (await store.add(name, role)).password;
+  /**
+   * An operator and its password: a permanent one (as after the first
+   * change), or with `oneTime` the one-time password the CLI prints.
+   */
+  async function addOperator(name: string, role: Role, o: { oneTime?: boolean } = {}): Promise<string> {
+    const { password, operator } = await store.add(name, role);
+    if (o.oneTime) return password;
+    const permanent = `${password}-changed`;
+    await store.setPassword(operator.id, permanent, false);
+    return permanent;
   }
 
   async function login(name: string, password: string, o: { ip?: string; base?: string } = {}): Promise<Session> {

@@ -15,7 +15,7 @@ const login = (name: string, password: string, o: { ip?: string; base?: string; 
 
 describe("login", () => {
   test("answers operator, role and CSRF token, and sets an HttpOnly SameSite=Strict cookie", async () => {
-    const pw = await h.addOperator("ann", "approver");
+    const pw = await h.addOperator("ann", "approver", { oneTime: true });
     const res = await login("ann", pw);
     expect(res.status).toBe(200);
     expect(res.headers.get("cache-control")).toBe("no-store");
@@ -123,6 +123,56 @@ describe("login rate limit", () => {
     // Refused attempts are not audited one by one; failures are.
     expect(h.auditRows("login.failed")).toHaveLength(5);
   });
+
+  test("holds under concurrent attempts: each is counted before its hash is verified", async () => {
+    const pw = await h.addOperator("ann", "approver");
+    const statuses = await Promise.all(Array.from({ length: 30 }, (_, i) => login("ann", "wrong", { ip: `198.51.100.${i}` }).then((r) => r.status)));
+    expect(statuses.filter((s) => s === 401)).toHaveLength(3);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(27);
+    expect((await login("ann", pw, { ip: "198.51.100.99" })).status).toBe(429);
+    // Per source too: 30 names guessed at once from one address.
+    const bySource = await Promise.all(Array.from({ length: 30 }, (_, i) => login(`user${i}`, "guess", { ip: "203.0.113.7" }).then((r) => r.status)));
+    expect(bySource.filter((s) => s === 401)).toHaveLength(5);
+  });
+
+  test("a success gives its reserved attempt back to the source", async () => {
+    const pw = await h.addOperator("ann", "approver");
+    for (let i = 0; i < 10; i++) expect((await login("ann", pw, { ip: "203.0.113.9" })).status).toBe(200);
+  });
+});
+
+describe("one-time passwords", () => {
+  test("log in exactly once, also when two logins race", async () => {
+    const otp = await h.addOperator("ann", "admin", { oneTime: true });
+    expect((await login("ann", otp)).status).toBe(200);
+    expect(await errorOf(await login("ann", otp))).toMatchObject({ status: 401, code: "invalid_credentials" });
+    const otp2 = await h.addOperator("bob", "admin", { oneTime: true });
+    const raced = await Promise.all(Array.from({ length: 5 }, () => login("bob", otp2).then((r) => r.status)));
+    // One wins; the others fail (401, or 429 once the name's limit is reached).
+    expect(raced.filter((st) => st === 200)).toHaveLength(1);
+    expect(raced.every((st) => st === 200 || st === 401 || st === 429)).toBe(true);
+  });
+
+  test("a session made with one can only change the password; then it is an ordinary session", async () => {
+    const otp = await h.addOperator("ann", "admin", { oneTime: true });
+    const s = await h.login("ann", otp);
+    expect(await (await h.call("GET", "/api/auth/me", { session: s })).json()).toMatchObject({ mustChangePassword: true });
+    for (const [method, path] of [["GET", "/api/auth/tokens"], ["POST", "/api/auth/tokens"], ["GET", "/api/approvals"], ["POST", "/api/reload"]] as const) {
+      const r = await h.call(method, path, { session: s, body: method === "POST" ? { name: "ci" } : undefined });
+      expect(await errorOf(r)).toMatchObject({ status: 403, code: "password_change_required" });
+    }
+    expect(h.store.listTokens("ann")).toEqual([]);
+    expect((await h.call("POST", "/api/auth/password", { session: s, body: { current: otp, new: "a-long-new-password" } })).status).toBe(200);
+    expect(await (await h.call("GET", "/api/auth/me", { session: s })).json()).toMatchObject({ mustChangePassword: false });
+    expect((await h.call("POST", "/api/auth/tokens", { session: s, body: { name: "ci" } })).status).toBe(201);
+  });
+
+  test("an operator whose password was reset cannot use an older API token until it is changed", async () => {
+    await h.addOperator("ann", "admin");
+    const { token } = h.store.createToken("ann", "ci", "admin");
+    await h.store.resetPassword("ann");
+    expect(await errorOf(await h.call("GET", "/api/approvals", { token }))).toMatchObject({ status: 403, code: "password_change_required" });
+  });
 });
 
 describe("sessions", () => {
@@ -216,7 +266,7 @@ describe("account routes", () => {
     expect(role).toBe("approver");
     expect(token).toMatch(/^cpo_[A-Za-z0-9_-]{43}$/);
     expect((await h.call("POST", "/api/auth/tokens", { session: s, body: { name: "ci" } })).status).toBe(400);
-    expect(await (await h.call("GET", "/api/auth/me", { token })).json()).toEqual({ operator: "ann", role: "approver", via: "token", token: "ci", mustChangePassword: true });
+    expect(await (await h.call("GET", "/api/auth/me", { token })).json()).toEqual({ operator: "ann", role: "approver", via: "token", token: "ci", mustChangePassword: false });
     h.clock.advance(5000);
     const list = (await (await h.call("GET", "/api/auth/tokens", { session: s })).json()) as { tokens: { name: string; lastUsed: string }[] };
     expect(list.tokens).toEqual([{ name: "ci", role: "approver", createdAt: new Date(h.clock.t - 5000).toISOString(), lastUsed: new Date(h.clock.t - 5000).toISOString() }] as never);

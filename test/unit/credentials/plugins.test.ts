@@ -251,3 +251,17 @@ describe("header_token", () => {
     expect(() => inject(cred("header_token"), [])).toThrow();
   });
 });
+
+describe("base64 echoes", () => {
+  test("the secret base64-encoded inside any surrounding text contains one of its forms", () => {
+    const forms = pluginFor("bearer_token").revealingForms(SECRET, cred("bearer_token"));
+    for (const before of ["", "B", "Be", "Bearer ", "Authorization: Bearer "]) {
+      for (const after of ["", "\n", "\r\n", "xyz"]) {
+        for (const encoding of ["base64", "base64url"] as const) {
+          const echoed = Buffer.from(before + SECRET + after).toString(encoding);
+          expect(forms.some((f) => echoed.includes(f))).toBe(true);
+        }
+      }
+    }
+  });
+});

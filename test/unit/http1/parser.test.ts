@@ -547,11 +547,19 @@ describe("Http1Parser streaming behaviour", () => {
 
   test("pipelined responses follow the queued methods", () => {
     const p = new Http1Parser("response");
-    p.expectResponseTo("head");
+    p.expectResponseTo("HEAD");
     p.expectResponseTo("GET");
     const wire = head("HTTP/1.1 200 OK", [["Content-Length", "3"]]) + head("HTTP/1.1 200 OK", [["Content-Length", "3"]]) + "abc";
     const ev = normalise(p.push(enc(wire)));
     expect(ev.map((e) => e.type)).toEqual(["head", "end", "head", "body", "end"]);
+  });
+
+  test("methods compare case-sensitively: a response to `head` has its body (RFC 9110 §9.1)", () => {
+    const p = new Http1Parser("response");
+    p.expectResponseTo("head");
+    const ev = normalise(p.push(enc(head("HTTP/1.1 200 OK", [["Content-Length", "3"]]) + "abc")));
+    expect(ev.map((e) => e.type)).toEqual(["head", "body", "end"]);
+    expect(p.idle).toBe(true);
   });
 
   test("raw bytes after an upgrade pass through untouched", () => {

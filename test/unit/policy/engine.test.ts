@@ -283,6 +283,7 @@ describe("httpFactsFromRequest", () => {
       method: "POST",
       host: "api.example.com",
       path: "/v1/x",
+      rawPath: "/v1/x",
       query: { a: "1", b: " c" },
       headers: { "content-type": "application/json", "x-tag": "one, two" },
       body: '{"n": 1}',

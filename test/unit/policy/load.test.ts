@@ -40,7 +40,16 @@ describe("loadPolicy: config/example.hcl", () => {
     const result = await loadPolicy(example, { env: {} });
     if (!result.ok) throw new Error("load failed");
     const p = result.policy;
-    expect(p.defaults).toEqual({ verdict: "allow", unknownHost: "passthrough", profile: "default", udp: "drop", inspectLimitBytes: 1024 * 1024 });
+    expect(p.defaults).toEqual({
+      verdict: "allow",
+      unknownHost: "passthrough",
+      profile: "default",
+      udp: "drop",
+      inspectLimitBytes: 1024 * 1024,
+      headerTimeoutMs: 30_000,
+      idleTimeoutMs: 120_000,
+      minRateBytesPerSec: 1024,
+    });
     const github = p.endpoints.get("https.github")!;
     expect(github).toMatchObject({ type: "https", name: "github", ref: "https.github", family: "http", credential: "github_token.gh" });
     expect(github.hosts).toEqual(["api.github.com", "*.githubusercontent.com"]);
@@ -79,7 +88,15 @@ describe("loadPolicy: schema details", () => {
     const p = await policyFrom('schema_version = 1\nendpoint "https" "a" { hosts = ["A.Example.COM."] }\n');
     expect(p.gateway.stateDir).toBe("/var/lib/clawpatrol");
     expect(p.gateway.controlSocket).toBe("/var/lib/clawpatrol/control.sock");
-    expect(p.defaults).toEqual({ verdict: "deny", unknownHost: "passthrough", udp: "drop", inspectLimitBytes: 1048576 });
+    expect(p.defaults).toEqual({
+      verdict: "deny",
+      unknownHost: "passthrough",
+      udp: "drop",
+      inspectLimitBytes: 1048576,
+      headerTimeoutMs: 30_000,
+      idleTimeoutMs: 120_000,
+      minRateBytesPerSec: 1024,
+    });
     expect(p.endpoints.get("https.a")!.hosts).toEqual(["a.example.com"]);
     expect(p.rules).toEqual([]);
   });
