@@ -69,7 +69,9 @@ describe("loadPolicy: config/example.hcl", () => {
       "merge-needs-approval",
       "contractor-readonly",
       "contractor-no-writes",
+      "db-no-pii",
       "no-opus-in-batch",
+      "db-read-only",
       "no-admin-api",
     ]);
     const merge = rules[1]!;
