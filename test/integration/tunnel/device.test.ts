@@ -18,10 +18,12 @@ import { canRunRootTests, Topology, waitFor, sh } from "../support/netns.ts";
 import { makeTestPki } from "../support/pki.ts";
 import { startUpstream, type TestUpstream } from "../support/upstream.ts";
 import { startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
+import { startPostgres, type TestPostgres } from "../support/postgres.ts";
 import { controlFetch } from "../../../app/control/client.ts";
 import { generateKeyPair } from "../../../app/net/wireguard/shell.ts";
 
 const SECRET = "ghp_real-device-secret-0123456789";
+const PG_SECRET = "real-Pg-device-secret-5a6b";
 const N = 100 + (process.pid % 100);
 const HOST_IP = `10.216.${N}.1`;
 const DEV_UNDERLAY = `10.216.${N}.2`;
@@ -41,6 +43,7 @@ describe.skipIf(!canRunRootTests)("a device behind WireGuard through the userspa
   let echo6: net.Server;
   let device: { name: string; address: string; publicKey: string };
   let caPath = "";
+  let db: TestPostgres;
 
   beforeAll(async () => {
     dev = topo.namespace("dev");
@@ -50,6 +53,7 @@ describe.skipIf(!canRunRootTests)("a device behind WireGuard through the userspa
 
     const pki = makeTestPki(tempDir("pki"), ["api.test"]);
     upstream = startUpstream(pki, { hostname: UPSTREAM_IP, port: 443 });
+    db = await startPostgres({ auth: "scram-sha-256", listen: UPSTREAM_IP, user: "app_rw", password: PG_SECRET, database: "app" });
     echo = net.createServer((s) => s.pipe(s));
     await new Promise<void>((r) => echo.listen(7000, UPSTREAM_IP, () => r()));
     upstream6 = startUpstream(pki, { hostname: UPSTREAM6, port: 443 });
@@ -69,8 +73,22 @@ endpoint "https" "api" {
   credential = github_token.gh
 }
 credential "github_token" "gh" {}
+endpoint "postgres" "db" {
+  host       = "${UPSTREAM_IP}:${db.port}"
+  sslmode    = "disable"
+  credential = postgres_password.db
+}
+credential "postgres_password" "db" {
+  user = "app_rw"
+}
 profile "laptops" {
-  credentials = [github_token.gh]
+  credentials = [github_token.gh, postgres_password.db]
+}
+rule "db-read-only" {
+  endpoint  = postgres.db
+  condition = "sql.verb != 'select'"
+  verdict   = "deny"
+  reason    = "read-only"
 }
 rule "no-deletes" {
   endpoint = https.api
@@ -78,7 +96,7 @@ rule "no-deletes" {
   verdict = "deny"
 }
 `,
-      { CLAWPATROL_SECRET_GH: SECRET },
+      { CLAWPATROL_SECRET_GH: SECRET, CLAWPATROL_SECRET_DB: PG_SECRET },
       {
         gateway: `
   wireguard {
@@ -136,6 +154,7 @@ rule "no-deletes" {
 
   afterAll(async () => {
     await t?.stop();
+    await db?.stop();
     upstream?.stop();
     upstream6?.stop();
     echo?.close();
@@ -157,6 +176,17 @@ rule "no-deletes" {
     expect(e.device).toBe("dev-laptop");
     expect(e.profile).toBe("laptops");
     expect(e.credential).toBe("github_token.gh");
+  });
+
+  test("psql from the wireguard-go device: a placeholder password, reads pass, a write is 42501", async () => {
+    const r = await topo.exec(
+      dev,
+      ["env", "PGPASSWORD=placeholder", "PGCONNECT_TIMEOUT=15", "psql", "-X", "-A", "-t", "-h", UPSTREAM_IP, "-p", String(db.port), "-U", "agent", "-d", "app", "-c", "select 40 + 2", "-c", "create table t (x int)", "-c", "select 'still here'"],
+      30_000,
+    );
+    expect(r.out.split("\n").filter(Boolean)).toEqual(["42", "still here"]);
+    expect(r.err).toContain("read-only");
+    expect(t.events.some((e) => e.kind === "sql" && e.device === "dev-laptop" && e.verdict === "deny")).toBe(true);
   });
 
   test("a rule denies with 403 over the tunnel", async () => {
