@@ -306,3 +306,62 @@ describe("postgres through the gateway (SOCKS5 capture)", () => {
     }
   });
 });
+
+describe("postgres upstream authentication methods through the gateway", () => {
+  let md5db: TestPostgres;
+  let t: TestGateway;
+  const forwards: SocksForward[] = [];
+
+  beforeAll(async () => {
+    md5db = await startPostgres({ auth: "md5", user: "legacy", password: "real-md5-secret-44aa", database: "app" });
+    t = await startTestGateway(
+      `
+defaults {
+  verdict = "allow"
+  profile = profile.agents
+}
+endpoint "postgres" "allowed" {
+  hosts      = ["127.0.0.1:${md5db.port}"]
+  allow_md5  = true
+  sslmode    = "disable"
+  credential = postgres_password.legacy
+}
+credential "postgres_password" "legacy" {
+  user = "legacy"
+}
+profile "agents" {
+  credentials = [postgres_password.legacy]
+}
+`,
+      { CLAWPATROL_SECRET_LEGACY: md5db.password },
+    );
+  });
+
+  afterAll(async () => {
+    for (const f of forwards) f.close();
+    await t?.stop();
+    await md5db?.stop();
+  });
+
+  test("md5 works only with allow_md5; without it the agent gets 28P01 and the server never sees a hash", async () => {
+    const fwd = await socksForward(t.gw.proxies[0]!.address, { host: "127.0.0.1", port: md5db.port });
+    forwards.push(fwd);
+    const client = new pg.Client({ host: "127.0.0.1", port: fwd.port, user: "anyone", password: PLACEHOLDER, database: "app" });
+    await client.connect();
+    expect((await client.query("select current_user as u")).rows[0].u).toBe("legacy");
+    await client.end();
+
+    // The same server, the endpoint without allow_md5: refused before any hash leaves.
+    const config = (await Bun.file(t.configPath).text()).replace("allow_md5  = true", "allow_md5  = false");
+    await Bun.write(t.configPath, config);
+    await t.gw.reload();
+    const refused = new pg.Client({ host: "127.0.0.1", port: fwd.port, user: "anyone", password: PLACEHOLDER, database: "app" });
+    const err = await refused.connect().then(
+      () => undefined,
+      (e: { code?: string; message: string }) => e,
+    );
+    expect(err?.code).toBe("28P01");
+    expect(err?.message).not.toContain("legacy");
+    expect(err?.message).not.toContain(md5db.password);
+  });
+});
