@@ -46,6 +46,12 @@ export interface TcpTableSettings {
   tcpV6: TcpSettings;
   /** Bound on connections in SYN-RECEIVED. */
   maxHalfOpen: number;
+  /**
+   * Bound on one source address's connections in SYN-RECEIVED: past it the
+   * source's own oldest goes (so one device's SYN flood cannot push out
+   * another device's handshakes from the shared bound).
+   */
+  maxHalfOpenPerSource: number;
   maxConnections: number;
   /** At the half-open bound: evict the oldest half-open connection, or drop the new SYN. */
   synFloodPolicy: "evict-oldest" | "drop";
@@ -57,6 +63,7 @@ export const DEFAULT_TABLE_SETTINGS: TcpTableSettings = {
   tcp: DEFAULT_TCP_SETTINGS,
   tcpV6: { ...DEFAULT_TCP_SETTINGS, mss: 1440, defaultPeerMss: 1220 },
   maxHalfOpen: 1024,
+  maxHalfOpenPerSource: 128,
   maxConnections: 65536,
   synFloodPolicy: "evict-oldest",
   issSecret: new Uint32Array([0x9e3779b9, 0x7f4a7c15, 0x85ebca6b, 0xc2b2ae35]),
@@ -116,6 +123,8 @@ export class TcpTable {
   private readonly conns = new Map<string, Entry>();
   /** SYN-RECEIVED entries, oldest first (Map keeps insertion order). */
   private readonly halfOpen = new Map<string, Entry>();
+  /** The half-open entries of each source address, oldest first. */
+  private readonly halfOpenBySource = new Map<string, Map<string, Entry>>();
   private readonly dirty = new Set<Entry>();
   private readonly pendingOut: TcpOutput[] = [];
   private readonly eventQueue: TcpTableEvent[] = [];
@@ -199,21 +208,30 @@ export class TcpTable {
       this.stats.synDropped++;
       return;
     }
+    const mine = this.halfOpenBySource.get(sourceKey(src));
+    if (mine !== undefined && mine.size >= this.settings.maxHalfOpenPerSource) {
+      if (this.settings.synFloodPolicy === "drop") {
+        this.stats.synDropped++;
+        return;
+      }
+      this.evictHalfOpen(mine.values().next().value as Entry);
+    }
     if (this.halfOpen.size >= this.settings.maxHalfOpen) {
       if (this.settings.synFloodPolicy === "drop") {
         this.stats.synDropped++;
         return;
       }
-      const oldest = this.halfOpen.values().next().value as Entry;
-      oldest.conn.evict();
-      this.remove(oldest);
-      this.stats.halfOpenEvicted++;
+      this.evictHalfOpen(this.halfOpen.values().next().value as Entry);
     }
     const tuple: TcpTuple = { remoteAddr: src, remotePort: repr.srcPort, localAddr: dst, localPort: repr.dstPort };
     const s = src.length === 16 ? this.settings.tcpV6 : this.settings.tcp;
     const conn = TcpConnection.accept(repr, s, initialSequenceNumber(tuple, this.settings.issSecret, now), now);
     const e = this.add(tuple, conn, key);
     this.halfOpen.set(e.key, e);
+    const sk = sourceKey(src);
+    let bySource = this.halfOpenBySource.get(sk);
+    if (bySource === undefined) this.halfOpenBySource.set(sk, (bySource = new Map()));
+    bySource.set(e.key, e);
     this.stats.synAccepted++;
     this.dirty.add(e);
   }
@@ -228,9 +246,24 @@ export class TcpTable {
     return e;
   }
 
+  private evictHalfOpen(e: Entry): void {
+    e.conn.evict();
+    this.remove(e);
+    this.stats.halfOpenEvicted++;
+  }
+
+  /** No longer half-open (established, closed, evicted). */
+  private leaveHalfOpen(e: Entry): void {
+    if (!this.halfOpen.delete(e.key)) return;
+    const sk = sourceKey(e.tuple.remoteAddr);
+    const bySource = this.halfOpenBySource.get(sk);
+    bySource?.delete(e.key);
+    if (bySource?.size === 0) this.halfOpenBySource.delete(sk);
+  }
+
   private remove(e: Entry): void {
     this.conns.delete(e.key);
-    this.halfOpen.delete(e.key);
+    this.leaveHalfOpen(e);
     this.dirty.delete(e);
     e.conn.onWake = null;
     e.conn.rtxSink = null;
@@ -239,7 +272,7 @@ export class TcpTable {
   private touched(e: Entry, before: string): void {
     const c = e.conn;
     if (before === "SYN-RECEIVED" && c.state !== "SYN-RECEIVED") {
-      this.halfOpen.delete(e.key);
+      this.leaveHalfOpen(e);
       if (c.state !== "CLOSED") {
         e.announced = true;
         this.eventQueue.push({ type: "established", conn: c, tuple: e.tuple });
@@ -300,4 +333,9 @@ export class TcpTable {
     this.stats.segmentsOut += out.length;
     return out;
   }
+}
+
+/** A source address as a map key. */
+function sourceKey(a: Uint8Array): string {
+  return String.fromCharCode(...a);
 }
