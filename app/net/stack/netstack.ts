@@ -28,6 +28,7 @@
 import type { Duplex } from "node:stream";
 import type { PacketLink } from "../tun/link.ts";
 import type { FlowEndpoint } from "../../dispatch/flow.ts";
+import { dispatchUdp } from "../../dispatch/udp.ts";
 import { formatIp, parseIp } from "../ipaddr.ts";
 import { log } from "../../log.ts";
 import { emitTcpPacket } from "./ip.ts";
@@ -346,7 +347,9 @@ export class NetStack {
     version: 4 | 6, src: Uint8Array, dst: Uint8Array, repr: udp.UdpRepr, payload: Uint8Array, raw: Uint8Array | null, now: number,
   ): void {
     if (repr.srcPort === 0 || repr.dstPort === 0) return this.drop("udp: port-zero");
-    if (repr.dstPort === 443) {
+    // The dispatch table's UDP rows (app/dispatch/udp.ts); the relay's own checks follow.
+    const decision = dispatchUdp(repr.dstPort, this.udpPolicy(), this.localNames.size > 0 || this.dns !== null);
+    if (decision.kind === "refuse-quic") {
       // QUIC: refuse at once so the client falls back to TCP (RFC 9000 clients do on ICMP errors).
       this.counters.quicRefused++;
       const invoking = raw ?? this.rebuildV4(src, dst, repr, payload);
@@ -366,20 +369,21 @@ export class NetStack {
         return;
       }
     }
-    if (repr.dstPort === 53 && this.localNames.size > 0) {
-      const answer = localAnswer(payload, this.localNames);
+    if (decision.kind === "dns") {
+      const answer = this.localNames.size > 0 ? localAnswer(payload, this.localNames) : undefined;
       if (answer !== undefined) {
         this.counters.dnsLocal++;
         this.sendUdpBytes(dst, repr.dstPort, src, repr.srcPort, answer);
         return;
       }
+      if (this.dns !== null) {
+        this.counters.dnsForwarded++;
+        this.dns.query(tuple, payload, now);
+        return;
+      }
     }
-    if (repr.dstPort === 53 && this.dns !== null) {
-      this.counters.dnsForwarded++;
-      this.dns.query(tuple, payload, now);
-      return;
-    }
-    if (this.udpPolicy() === "drop") return this.drop("udp: policy-drop");
+    // A DNS query no local name answers, without a forwarder, is like any other datagram.
+    if (decision.kind === "drop" || (decision.kind === "dns" && this.udpPolicy() === "drop")) return this.drop("udp: policy-drop");
     if (this.udpDestinationAllowed && !this.udpDestinationAllowed({ host: formatIp(dst), port: repr.dstPort }, { host: formatIp(src), port: repr.srcPort })) {
       const invoking = raw ?? this.rebuildV4(src, dst, repr, payload);
       const code = version === 4 ? icmp.ICMPV4_UNREACH_ADMIN : icmp.ICMPV6_UNREACH_ADMIN;
