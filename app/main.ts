@@ -30,7 +30,7 @@ roles:
 
 operator commands:
   validate [PATH]           check a config (file or directory); exit 0 valid, 2 invalid
-  test CONFIG FIXTURES      replay fixture requests; exit 0 all match, 1 drift, 2 error
+  test CONFIG FIXTURES      replay fixture requests and SQL statements; exit 0 all match, 1 drift, 2 error
   ca show                   print the interception CA certificate (PEM); its SHA-256
                             fingerprint (what devices pin) on stderr
   secret set NAME           store a secret read from standard input (encrypted at rest)
