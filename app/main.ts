@@ -15,7 +15,7 @@ import { startGateway, ConfigRejected } from "./gateway.ts";
 import type { Policy } from "./policy/types.ts";
 import { log } from "./log.ts";
 import { controlFetch, readSse, ControlUnavailable } from "./control/client.ts";
-import { cliOperator, printTable } from "./control/cli.ts";
+import { cliOperator, printTable, terminalSafe } from "./control/cli.ts";
 import { formatEventLine } from "./events/sinks/stderr.ts";
 import type { GatewayEvent } from "./events/types.ts";
 
@@ -356,9 +356,10 @@ async function main(argv: string[]): Promise<number> {
         if (!res.ok) throw new UsageError(body.error?.message ?? `HTTP ${res.status}`);
         const rows = (body.approvals ?? []).map((a) => [
           a.id,
-          a.device,
-          a.rule,
-          a.request,
+          terminalSafe(a.device),
+          terminalSafe(a.rule),
+          // `sql DB@host: statement` for a held statement (app/approvers/describe.ts).
+          terminalSafe(a.request),
           a.decidable ? "you" : a.awaiting,
           a.deadline.slice(11, 19),
         ]);

@@ -339,6 +339,8 @@ describe("dashboard in Chromium", () => {
     expect(await held.locator("details.headers").count()).toBe(0);
     expect(text).not.toContain(db.password);
     await page.screenshot({ path: path.join(ARTIFACTS, "approvals-sql.png") });
+    // The CLI lists it as the statement on its database.
+    expect(await cli("approvals", "list")).toContain("sql app@127.0.0.1: UPDATE public.users SET name = 'ada lovelace' WHERE id = 1");
     await held.locator("input.reason").fill("a name fix is fine");
     await held.locator("button.approve").click();
     const updated = await update;
@@ -382,6 +384,12 @@ describe("dashboard in Chromium", () => {
     expect(facts.Request).toBeUndefined();
     expect(facts.Status).toBeUndefined();
     await page.screenshot({ path: path.join(ARTIFACTS, "requests-sql.png") });
+    // `events history`: database, verb, tables, SQLSTATE as tokens, the statement quoted at the end.
+    // The sqlite sink batches: ask until the statement is stored.
+    const deniedLine = async () => (await cli("events", "history", "--verdict", "deny")).split("\n").find((l) => l.includes("DELETE FROM public.users"));
+    let history = await deniedLine();
+    for (const end = Date.now() + 20_000; history === undefined && Date.now() < end; history = await deniedLine()) await Bun.sleep(250);
+    expect(history).toMatch(/ deny agent-box postgres\.db db=app delete public\.users sqlstate=42501 \d+ms rule=no-deletes cred=postgres_password\.db "deletes are not for agents" sql="DELETE FROM public\.users WHERE id = 2"$/);
     await alice.context.close();
 
     // 4. An admin blocks statements like the SELECT: this verb on these tables, then any statement touching them.
