@@ -383,6 +383,16 @@ describe("dashboard in Chromium", () => {
     });
     expect(facts.Request).toBeUndefined();
     expect(facts.Status).toBeUndefined();
+    // The held UPDATE, seen held in this session, shows the statement as it was held.
+    await updateRow.click();
+    await detail.locator("h4", { hasText: "As held for approval" }).waitFor();
+    expect(await detail.locator("pre.statement").allTextContents()).toEqual([
+      "UPDATE public.users SET name = 'ada lovelace' WHERE id = 1",
+      "UPDATE public.users SET name = 'ada lovelace' WHERE id = 1",
+    ]);
+    expect(await detail.textContent()).toContain("Approversdashboard");
+    await deleted.click();
+    await detail.locator("dd", { hasText: "deletes are not for agents" }).waitFor();
     await page.screenshot({ path: path.join(ARTIFACTS, "requests-sql.png") });
     // `events history`: database, verb, tables, SQLSTATE as tokens, the statement quoted at the end.
     // The sqlite sink batches: ask until the statement is stored.

@@ -3,7 +3,7 @@
 // one request (with "Block requests like this" for admins). An sql event is
 // shown as a statement on a database (families.ts), an http one as a request.
 import { roleAtLeast } from "./api.ts";
-import type { GwEvent } from "./api.ts";
+import type { Approval, GwEvent } from "./api.ts";
 import { h, type Child } from "./dom.ts";
 import { fmtMs } from "./analytics.ts";
 import { approvalKey, fact, fmtDateTime, fmtTime, hooks, state, verdictTag } from "./state.ts";
@@ -173,18 +173,21 @@ function eventDetail(e: GwEvent): HTMLElement {
       : blockable(e)
         ? h("p", { class: "muted small" }, "Admins can turn a request into a rule that blocks requests like it.")
         : null,
-    held && sql
-      ? h("div", {}, h("h4", {}, "As held for approval (secrets redacted)"), h("pre", { class: "statement" }, held.bodyPreview || held.path))
-      : held
-      ? h(
-          "div",
-          {},
-          h("h4", {}, "As held for approval (secrets redacted)"),
-          h("table", { class: "kv" }, h("tbody", {}, ...Object.entries(held.headers ?? {}).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, h("code", {}, v)))))),
-          held.bodyPreview ? h("pre", {}, held.bodyPreview) : null,
-        )
-      : sql
-        ? null
-        : h("p", { class: "muted small" }, "Headers and bodies are kept only for held requests seen in this session."),
+    heldView(held, sql !== undefined),
   );
+}
+
+/** The request as it was held, when this session saw the hold: a statement, or headers and body. */
+function heldView(held: Approval | undefined, sql: boolean): HTMLElement | null {
+  if (held && sql) return h("div", {}, h("h4", {}, "As held for approval (secrets redacted)"), h("pre", { class: "statement" }, held.bodyPreview || held.path));
+  if (held) {
+    return h(
+      "div",
+      {},
+      h("h4", {}, "As held for approval (secrets redacted)"),
+      h("table", { class: "kv" }, h("tbody", {}, ...Object.entries(held.headers ?? {}).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, h("code", {}, v)))))),
+      held.bodyPreview ? h("pre", {}, held.bodyPreview) : null,
+    );
+  }
+  return sql ? null : h("p", { class: "muted small" }, "Headers and bodies are kept only for held requests seen in this session.");
 }
