@@ -15,7 +15,7 @@ import { startGateway, ConfigRejected } from "./gateway.ts";
 import type { Policy } from "./policy/types.ts";
 import { log } from "./log.ts";
 import { controlFetch, readSse, ControlUnavailable } from "./control/client.ts";
-import { cliOperator, printTable } from "./control/cli.ts";
+import { cliOperator, printTable, terminalSafe } from "./control/cli.ts";
 import { formatEventLine } from "./events/sinks/stderr.ts";
 import type { GatewayEvent } from "./events/types.ts";
 
@@ -30,7 +30,7 @@ roles:
 
 operator commands:
   validate [PATH]           check a config (file or directory); exit 0 valid, 2 invalid
-  test CONFIG FIXTURES      replay fixture requests; exit 0 all match, 1 drift, 2 error
+  test CONFIG FIXTURES      replay fixture requests and SQL statements; exit 0 all match, 1 drift, 2 error
   ca show                   print the interception CA certificate (PEM); its SHA-256
                             fingerprint (what devices pin) on stderr
   secret set NAME           store a secret read from standard input (encrypted at rest)
@@ -356,9 +356,10 @@ async function main(argv: string[]): Promise<number> {
         if (!res.ok) throw new UsageError(body.error?.message ?? `HTTP ${res.status}`);
         const rows = (body.approvals ?? []).map((a) => [
           a.id,
-          a.device,
-          a.rule,
-          a.request,
+          terminalSafe(a.device),
+          terminalSafe(a.rule),
+          // `sql DB@host: statement` for a held statement (app/approvers/describe.ts).
+          terminalSafe(a.request),
           a.decidable ? "you" : a.awaiting,
           a.deadline.slice(11, 19),
         ]);

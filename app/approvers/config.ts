@@ -19,6 +19,7 @@ import type { BlockLike } from "../policy/hcl/reader.ts";
 import { BlockReader } from "../policy/hcl/reader.ts";
 import type { ConfigError } from "../policy/types.ts";
 import type { ApprovalRequest } from "./types.ts";
+import { requestLine, sqlHold } from "./describe.ts";
 import type { ChainOptions } from "./hub.ts";
 
 export const HUMAN_CHANNELS = ["slack", "discord", "telegram"] as const;
@@ -58,6 +59,8 @@ export interface HumanApproverConfig extends CommonApproverConfig {
 export type ApproverConfig = LlmApproverConfig | HumanApproverConfig;
 
 export const DEFAULT_MESSAGE = "{{method}} {{host}}{{path}} by {{device}} ({{rule}}: {{reason}})";
+/** What the default message becomes for a held SQL statement: the statement and its database, not a request line. */
+export const DEFAULT_SQL_MESSAGE = "SQL on {{database}} as {{user}} by {{device}} ({{rule}}: {{reason}}):\n{{statement}}";
 
 export const DEFAULT_COMMON: CommonApproverConfig = {
   timeoutMs: 5 * 60_000,
@@ -127,6 +130,12 @@ export const MESSAGE_FIELDS = {
   path: (r: ApprovalRequest) => r.path,
   body: (r: ApprovalRequest) => r.bodyPreview,
   fingerprint: (r: ApprovalRequest) => r.fingerprint,
+  family: (r: ApprovalRequest) => r.family ?? "http",
+  summary: (r: ApprovalRequest) => r.summary ?? requestLine(r),
+  /** sql only (empty for other families): the held statement, its database and the agent's user name. */
+  statement: (r: ApprovalRequest) => sqlHold(r)?.statement ?? "",
+  database: (r: ApprovalRequest) => sqlHold(r)?.database ?? "",
+  user: (r: ApprovalRequest) => sqlHold(r)?.user ?? "",
 } as const;
 
 const PLACEHOLDER = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g;
@@ -146,6 +155,8 @@ export function checkMessageTemplate(template: string): string[] {
 
 /** Fills a (validated) template; values are inserted as they are, channels escape for their markup. */
 export function renderMessage(template: string, req: ApprovalRequest): string {
+  // The default names an HTTP request line; a held statement reads better as itself.
+  if (template === DEFAULT_MESSAGE && req.family === "sql") template = DEFAULT_SQL_MESSAGE;
   return template.replace(PLACEHOLDER, (whole, name: string) =>
     Object.hasOwn(MESSAGE_FIELDS, name) ? MESSAGE_FIELDS[name as keyof typeof MESSAGE_FIELDS](req) : whole,
   );

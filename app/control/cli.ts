@@ -14,6 +14,15 @@ export function cliOperator(env: Record<string, string | undefined> = process.en
   return `cli:${user}`;
 }
 
+/**
+ * Agent-controlled text (a path, an SQL statement) for a terminal: control
+ * characters and bidi overrides escaped as \uXXXX, so a cell stays one line
+ * and cannot paint or reorder the operator's screen.
+ */
+export function terminalSafe(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}
+
 /** Left-aligned columns, two spaces apart. */
 export function formatTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));

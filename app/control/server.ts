@@ -19,6 +19,7 @@ import type { HubChange } from "../approvers/hub.ts";
 import type { DeviceOps } from "./api/index.ts";
 import { deviceJson } from "./onboard/routes.ts";
 import { CLIENT_HOST_HEADER, CLIENT_IP_HEADER, type ApproverCallback } from "./public.ts";
+import { requestLine } from "../approvers/describe.ts";
 
 export interface ControlDeps {
   db: Database;
@@ -138,7 +139,8 @@ export function controlApp(deps: ControlDeps) {
           device: p.request.device,
           rule: p.request.rule,
           reason: p.request.reason,
-          request: `${p.request.method} ${p.request.host}${p.request.path}`,
+          request: requestLine(p.request),
+          family: p.request.family ?? "http",
           awaiting: p.awaiting,
           decidable: p.decidable,
           approvedBy: p.approvedBy,

@@ -1,15 +1,24 @@
-// `clawpatrol-gateway test CONFIG FIXTURES`: replay recorded requests
-// through the policy and compare the decisions with the expected ones.
-//   1. Read FIXTURES (a JSON file, or a directory of *.json), validate cases.
-//   2. For each case: find the endpoint from the URL host, build the facts,
-//      decide (or apply `unknown_host` when no endpoint claims the host).
+// `clawpatrol-gateway test CONFIG FIXTURES`: replay recorded requests and
+// statements through the policy and compare the decisions with the expected ones.
+//   1. Read FIXTURES (a JSON file, or a directory of *.json), validate cases:
+//      an http case has a `request` ({method, url, headers, body}); an sql
+//      case names its `endpoint` (postgres.db) and its `sql` text, with
+//      `database` and `user` as the agent's startup would give them.
+//   2. For each case: http finds the endpoint from the URL host (or applies
+//      `unknown_host` when none claims it), builds the facts and decides.
+//      sql parses the text with the real PostgreSQL parser and judges each
+//      statement as the gateway does: the first deny denies the case, a
+//      text the parser rejects leaves the facets unknown (rules reading
+//      them fail closed).
 //   3. Report every mismatch; exit 0 all match, 1 drift, 2 usage error.
 import { readdir, readFile, stat } from "node:fs/promises";
 import * as nodePath from "node:path";
-import { decide, matchEndpoint } from "./engine.ts";
+import { decide, judge, matchEndpoint, visibleEndpoints } from "./engine.ts";
 import { httpFactsFromRequest } from "./facts.ts";
 import type { HeaderList } from "../endpoints/http1/headers.ts";
-import type { Policy } from "./types.ts";
+import type { SqlFacts } from "../families/sql/family.ts";
+import { loadSqlParser, sqlFacts } from "../families/sql/index.ts";
+import type { Decision, Policy } from "./types.ts";
 
 export interface FixtureRun {
   exitCode: 0 | 1 | 2;
@@ -19,16 +28,12 @@ export interface FixtureRun {
 type ExpectedVerdict = "allow" | "deny" | "approve" | "passthrough";
 const VERDICTS: readonly ExpectedVerdict[] = ["allow", "deny", "approve", "passthrough"];
 
-interface FixtureCase {
+interface CaseBase {
   file: string;
   index: number;
   name: string;
   device: string;
   profile: string;
-  method: string;
-  url: URL;
-  headers: HeaderList;
-  body: Uint8Array | undefined;
   expect: {
     verdict: ExpectedVerdict;
     /** undefined: not checked; null: no rule may match. */
@@ -36,6 +41,25 @@ interface FixtureCase {
     credential: string | null | undefined;
   };
 }
+
+interface HttpCase extends CaseBase {
+  family: "http";
+  method: string;
+  url: URL;
+  headers: HeaderList;
+  body: Uint8Array | undefined;
+}
+
+interface SqlCase extends CaseBase {
+  family: "sql";
+  /** Endpoint ref (`postgres.db`): a sql flow is claimed by its address, not by a name in the text. */
+  endpoint: string;
+  sql: string;
+  database: string;
+  user: string;
+}
+
+type FixtureCase = HttpCase | SqlCase;
 
 interface Outcome {
   verdict: ExpectedVerdict;
@@ -45,8 +69,9 @@ interface Outcome {
 }
 
 export async function runFixtures(policy: Policy, fixturesPath: string): Promise<FixtureRun> {
-  const loaded = await loadCases(fixturesPath, policy.defaults.profile ?? "default");
+  const loaded = await loadCases(fixturesPath, policy.defaults.profile ?? "default", policy);
   if (!loaded.ok) return { exitCode: 2, report: loaded.errors.join("\n") + "\n" };
+  if (loaded.cases.some((c) => c.family === "sql")) await loadSqlParser();
 
   const lines: string[] = [];
   let failed = 0;
@@ -68,6 +93,10 @@ export async function runFixtures(policy: Policy, fixturesPath: string): Promise
 }
 
 function evaluateCase(policy: Policy, c: FixtureCase): Outcome {
+  return c.family === "sql" ? evaluateSqlCase(policy, c) : evaluateHttpCase(policy, c);
+}
+
+function evaluateHttpCase(policy: Policy, c: HttpCase): Outcome {
   const endpoint = matchEndpoint(policy, c.url.hostname, c.profile);
   if (!endpoint) {
     const verdict = policy.defaults.unknownHost;
@@ -78,6 +107,32 @@ function evaluateCase(policy: Policy, c: FixtureCase): Outcome {
   const body = truncated ? c.body!.subarray(0, limit) : c.body;
   const facts = httpFactsFromRequest(c.method, c.url.host, c.url.pathname + c.url.search, c.headers, body, truncated);
   const d = decide(policy, { device: c.device, profile: c.profile, endpoint }, facts);
+  return { verdict: d.verdict, rule: d.rule, reason: d.reason, credential: d.credential };
+}
+
+/** Each statement judged as the Postgres endpoint judges it: the first deny (or hold) decides, else the first statement's allow. */
+function evaluateSqlCase(policy: Policy, c: SqlCase): Outcome {
+  const endpoint = policy.endpoints.get(c.endpoint)!;
+  if (!visibleEndpoints(policy, c.profile)(endpoint)) {
+    const verdict = policy.defaults.unknownHost;
+    return { verdict, rule: undefined, reason: `profile ${c.profile} does not see ${c.endpoint} (unknown_host ${verdict})`, credential: undefined };
+  }
+  const base = { database: c.database, user: c.user };
+  const parsed = sqlFacts(c.sql);
+  const actions: SqlFacts[] = parsed.ok
+    ? parsed.statements.map((facets) => ({ ...base, text: facets.statement, facets }))
+    : [{ ...base, text: c.sql, unknownReason: parsed.error }];
+  if (actions.length === 0) return { verdict: "allow", rule: undefined, reason: "the text holds no statement (nothing is judged)", credential: undefined };
+  let first: Decision | undefined;
+  for (const facts of actions) {
+    const d = judge(policy, { device: c.device, profile: c.profile, endpoint }, facts);
+    first ??= d;
+    if (d.verdict !== "allow") return outcomeOf(d);
+  }
+  return outcomeOf(first!);
+}
+
+function outcomeOf(d: Decision): Outcome {
   return { verdict: d.verdict, rule: d.rule, reason: d.reason, credential: d.credential };
 }
 
@@ -106,7 +161,7 @@ function describeOutcome(o: Outcome): string {
 
 type Loaded = { ok: true; cases: FixtureCase[] } | { ok: false; errors: string[] };
 
-async function loadCases(path: string, defaultProfile: string): Promise<Loaded> {
+async function loadCases(path: string, defaultProfile: string, policy: Policy): Promise<Loaded> {
   let files: string[];
   try {
     const s = await stat(path);
@@ -136,7 +191,7 @@ async function loadCases(path: string, defaultProfile: string): Promise<Loaded> 
       continue;
     }
     json.forEach((raw, index) => {
-      const c = readCase(raw, file, index, defaultProfile);
+      const c = readCase(raw, file, index, defaultProfile, policy);
       if (typeof c === "string") errors.push(`${file}: case #${index + 1}: ${c}`);
       else cases.push(c);
     });
@@ -147,14 +202,19 @@ async function loadCases(path: string, defaultProfile: string): Promise<Loaded> 
 }
 
 /** A validated case, or what is wrong with it. */
-function readCase(raw: unknown, file: string, index: number, defaultProfile: string): FixtureCase | string {
+function readCase(raw: unknown, file: string, index: number, defaultProfile: string, policy: Policy): FixtureCase | string {
   if (!isRecord(raw)) return "must be an object";
-  const { name, device, profile, request, expect } = raw;
-  if (typeof name !== "string" || name === "") return 'needs a "name" string';
+  const { device, profile, expect } = raw;
   if (device !== undefined && typeof device !== "string") return '"device" must be a string';
   if (profile !== undefined && typeof profile !== "string") return '"profile" must be a string';
-  if (!isRecord(request)) return 'needs a "request" object';
   if (!isRecord(expect)) return 'needs an "expect" object';
+  const expected = readExpect(expect);
+  if (typeof expected === "string") return expected;
+  const common = { file, index, device: device ?? "fixture", profile: profile ?? defaultProfile, expect: expected };
+  if (raw.sql !== undefined) return readSqlCase(raw, common, policy);
+  const { name, request } = raw;
+  if (typeof name !== "string" || name === "") return 'needs a "name" string';
+  if (!isRecord(request)) return 'needs a "request" object (an http case) or "sql" text (an sql case)';
 
   const method = request.method ?? "GET";
   if (typeof method !== "string" || !/^[A-Za-z]+$/.test(method)) return 'request.method must be an HTTP method';
@@ -177,6 +237,10 @@ function readCase(raw: unknown, file: string, index: number, defaultProfile: str
     if (!headers.some(([k]) => k.toLowerCase() === "content-type")) headers.push(["content-type", "application/json"]);
   }
 
+  return { ...common, family: "http", name, method: method.toUpperCase(), url, headers, body };
+}
+
+function readExpect(expect: Record<string, unknown>): CaseBase["expect"] | string {
   if (typeof expect.verdict !== "string" || !(VERDICTS as readonly string[]).includes(expect.verdict)) {
     return `expect.verdict must be one of: ${VERDICTS.join(", ")}`;
   }
@@ -186,18 +250,31 @@ function readCase(raw: unknown, file: string, index: number, defaultProfile: str
   if (credential !== undefined && credential !== null && typeof credential !== "string") {
     return "expect.credential must be a string or null";
   }
+  return { verdict: expect.verdict as ExpectedVerdict, rule, credential };
+}
 
+/** `{"endpoint": "postgres.db", "sql": "...", "database"?, "user"?, "name"?}`: the endpoint must be one of the sql family. */
+function readSqlCase(raw: Record<string, unknown>, common: Omit<CaseBase, "name">, policy: Policy): SqlCase | string {
+  const { name, endpoint, sql, database, user } = raw;
+  if (raw.request !== undefined) return 'has both "request" and "sql": a case is an http request or an sql text';
+  if (typeof sql !== "string") return '"sql" must be the statement text';
+  if (name !== undefined && (typeof name !== "string" || name === "")) return '"name" must be a non-empty string';
+  if (typeof endpoint !== "string") return 'an sql case needs "endpoint" (e.g. "postgres.db")';
+  const ep = policy.endpoints.get(endpoint);
+  if (!ep) return `no endpoint ${endpoint} in the config`;
+  if (ep.family !== "sql") return `endpoint ${endpoint} is of the ${ep.family} family, not sql`;
+  if (database !== undefined && typeof database !== "string") return '"database" must be a string';
+  if (user !== undefined && typeof user !== "string") return '"user" must be a string';
+  const agentUser = user ?? "fixture";
   return {
-    file,
-    index,
-    name,
-    device: device ?? "fixture",
-    profile: profile ?? defaultProfile,
-    method: method.toUpperCase(),
-    url,
-    headers,
-    body,
-    expect: { verdict: expect.verdict as ExpectedVerdict, rule, credential },
+    ...common,
+    family: "sql",
+    name: name ?? `${endpoint}: ${sql.replace(/\s+/g, " ").trim().slice(0, 80)}`,
+    endpoint,
+    sql,
+    // As PostgreSQL does: the database defaults to the user's name.
+    database: database ?? agentUser,
+    user: agentUser,
   };
 }
 

@@ -6,7 +6,11 @@
 // cannot decide it. An admin turns a request into a deny rule ("block
 // requests like this") and validates it against the running config without
 // applying it; an operator with a one-time password must choose a new one
-// before anything else. Screenshots of the main pages go to test-artifacts/.
+// before anything else. SQL statements from a real psql through the
+// gateway (SOCKS5) to a real PostgreSQL 15 appear as statements on a
+// database in the feed, the detail and the approvals page, and "block
+// statements like this" writes a rule over sql.verb and sql.tables.
+// Screenshots of the main pages go to test-artifacts/.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -14,12 +18,16 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 import { makeTestPki } from "../integration/support/pki.ts";
 import { startUpstream, type TestUpstream } from "../integration/support/upstream.ts";
 import { curlVia, startTestGateway, tempDir, type TestGateway } from "../integration/support/gateway.ts";
+import { startPostgres, type TestPostgres } from "../integration/support/postgres.ts";
+import { socksForward, type SocksForward } from "../integration/support/socks-forward.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = path.join(import.meta.dir, "..", "..", "test-artifacts");
 const UI_TIMEOUT = 15_000;
 
 let upstream: TestUpstream;
+let db: TestPostgres;
+let pgForward: SocksForward;
 let t: TestGateway;
 let browser: Browser;
 let base: string;
@@ -36,6 +44,13 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   const pki = makeTestPki(tempDir("pki"), ["api.test"]);
   upstream = startUpstream(pki);
+  db = await startPostgres({ auth: "scram-sha-256", user: "app_rw", password: "real-Pg-secret-e2e-41c7", database: "app" });
+  db.superuserSql(
+    `CREATE TABLE public.users (id int primary key, name text);
+     INSERT INTO public.users VALUES (1, 'ada'), (2, 'grace');
+     GRANT ALL ON public.users TO app_rw;`,
+    "app",
+  );
   t = await startTestGateway(`
 defaults {
   verdict = "allow"
@@ -46,15 +61,39 @@ endpoint "https" "api" {
   ports = [${upstream.port}]
   ca_cert = "${pki.caCertPath}"
 }
-profile "p" {}
+endpoint "postgres" "db" {
+  host       = "127.0.0.1:${db.port}"
+  sslmode    = "disable"
+  credential = postgres_password.db
+}
+credential "postgres_password" "db" {
+  user = "app_rw"
+}
+profile "p" {
+  credentials = [postgres_password.db]
+}
 rule "posts-need-a-human" {
   endpoint = https.api
   condition = "http.method == 'POST' && http.path.startsWith('/echo')"
   approve = [dashboard]
   reason = "writes need an operator"
 }
-`);
+rule "no-deletes" {
+  endpoint  = postgres.db
+  condition = "sql.verb == 'delete'"
+  verdict   = "deny"
+  reason    = "deletes are not for agents"
+}
+rule "updates-need-a-human" {
+  endpoint  = postgres.db
+  condition = "sql.verb == 'update'"
+  approve   = [dashboard]
+  reason    = "updates need an operator"
+}
+`, { CLAWPATROL_SECRET_DB: db.password });
   base = `http://127.0.0.1:${t.gw.publicServer.address.port}`;
+  const agent = await t.gw.devices.add("agent-box", "p");
+  pgForward = await socksForward(t.gw.proxies[0]!.address, { host: "127.0.0.1", port: db.port }, { user: "agent-box", password: agent.token });
   passwords.alice = await cli("operator", "add", "alice", "--role", "approver");
   passwords.bob = await cli("operator", "add", "bob", "--role", "viewer");
   passwords.ada = await cli("operator", "add", "ada", "--role", "admin");
@@ -67,9 +106,23 @@ rule "posts-need-a-human" {
 
 afterAll(async () => {
   await browser?.close();
+  pgForward?.close();
   await t?.stop();
   upstream?.stop();
+  await db?.stop();
 });
+
+/** psql through the gateway as the device, with a placeholder password; one -c per statement. */
+async function psql(...statements: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const p = Bun.spawn(["psql", "-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-h", "127.0.0.1", "-p", String(pgForward.port), "-U", "agent", "-d", "app", ...statements.flatMap((x) => ["-c", x])], {
+    env: { ...process.env, PGPASSWORD: "clawpatrol-placeholder", PGCONNECT_TIMEOUT: "20" },
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { exitCode, stdout, stderr };
+}
 
 async function signIn(name: string): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });
@@ -264,10 +317,113 @@ describe("dashboard in Chromium", () => {
 
     // Validation applied nothing: the config file is as it was and the request still goes through.
     expect(readFileSync(t.configPath, "utf8")).toBe(configBefore);
-    expect(t.gw.policy().rules.map((r) => r.name)).toEqual(["posts-need-a-human"]);
+    expect(t.gw.policy().rules.map((r) => r.name)).toEqual(["posts-need-a-human", "no-deletes", "updates-need-a-human"]);
     expect((await curlVia(t, "api.test", upstream.port, "/echo/block-me")).status).toBe(404);
     await context.close();
   }, 60_000);
+
+  test("SQL statements: a held update shows its statement and database, the feed and detail show statements, and an admin blocks statements like one", async () => {
+    const alice = await signIn("alice");
+    const page = alice.page;
+    await page.locator("#approvals-empty, #approval-list article").first().waitFor();
+
+    // 1. A held UPDATE: the card shows the statement, database and user, no headers or body.
+    const update = psql("UPDATE public.users SET name = 'ada lovelace' WHERE id = 1");
+    const held = page.locator("article.approval-sql", { hasText: "UPDATE public.users SET name" });
+    await held.waitFor();
+    expect(await held.locator("header .method").textContent()).toBe("SQL");
+    expect(await held.locator("header .reqline").textContent()).toBe("update on app @ 127.0.0.1");
+    expect(await held.locator("pre.statement").textContent()).toBe("UPDATE public.users SET name = 'ada lovelace' WHERE id = 1");
+    const text = (await held.textContent())!;
+    for (const want of ["Databaseapp", "Useragent", "Endpointpostgres.db", "updates-need-a-human", "updates need an operator"]) expect(text).toContain(want);
+    expect(await held.locator("details.headers").count()).toBe(0);
+    expect(text).not.toContain(db.password);
+    await page.screenshot({ path: path.join(ARTIFACTS, "approvals-sql.png") });
+    // The CLI lists it as the statement on its database.
+    expect(await cli("approvals", "list")).toContain("sql app@127.0.0.1: UPDATE public.users SET name = 'ada lovelace' WHERE id = 1");
+    await held.locator("input.reason").fill("a name fix is fine");
+    await held.locator("button.approve").click();
+    const updated = await update;
+    expect({ code: updated.exitCode, err: updated.stderr }).toEqual({ code: 0, err: "" });
+    expect(db.superuserSql("select name from public.users where id = 1", "app").trim()).toBe("ada lovelace");
+    await held.waitFor({ state: "detached" });
+
+    // 2. A denied DELETE and an allowed SELECT, in the feed as statements on the database.
+    const r = await psql("SELECT name FROM public.users ORDER BY id", "DELETE FROM public.users WHERE id = 2");
+    expect(r.stdout.split("\n").filter(Boolean)).toEqual(["ada lovelace", "grace"]);
+    expect(r.stderr).toContain("42501");
+    await page.click("#nav-requests");
+    const deleted = page.locator("#events-body tr", { hasText: "DELETE FROM public.users WHERE id = 2" });
+    await deleted.waitFor();
+    const cells = await deleted.locator("td").allTextContents();
+    expect(cells.slice(2, 6)).toEqual(["deny", "sql delete", "postgres.db · app DELETE FROM public.users WHERE id = 2", "42501"]);
+    const selected = page.locator("#events-body tr", { hasText: "SELECT name FROM public.users ORDER BY id" });
+    expect(await selected.locator("td").nth(5).textContent()).toBe("2 rows");
+    const updateRow = page.locator("#events-body tr", { hasText: "UPDATE public.users SET name" });
+    expect(await updateRow.locator("td").nth(5).textContent()).toBe("1 row");
+
+    // 3. The detail: statement, database and user, verb, tables, rows or SQLSTATE; no HTTP request line.
+    await deleted.click();
+    const detail = page.locator("aside.detail");
+    await detail.waitFor();
+    const facts = Object.fromEntries(
+      await detail.locator("dl.facts dt").evaluateAll((dts) => dts.map((dt) => [dt.textContent, dt.nextElementSibling?.textContent])),
+    );
+    expect(facts).toMatchObject({
+      Family: "sql",
+      Summary: "delete public.users",
+      Statement: "DELETE FROM public.users WHERE id = 2",
+      Database: expect.stringMatching(/^app \(as agent\) on 127\.0\.0\.1:\d+$/),
+      Verb: "delete",
+      Tables: "public.users",
+      SQLSTATE: "42501",
+      Endpoint: "postgres.db",
+      Rule: "no-deletes",
+      Credential: "postgres_password.db",
+    });
+    expect(facts.Request).toBeUndefined();
+    expect(facts.Status).toBeUndefined();
+    // The held UPDATE, seen held in this session, shows the statement as it was held.
+    await updateRow.click();
+    await detail.locator("h4", { hasText: "As held for approval" }).waitFor();
+    expect(await detail.locator("pre.statement").allTextContents()).toEqual([
+      "UPDATE public.users SET name = 'ada lovelace' WHERE id = 1",
+      "UPDATE public.users SET name = 'ada lovelace' WHERE id = 1",
+    ]);
+    expect(await detail.textContent()).toContain("Approversdashboard");
+    await deleted.click();
+    await detail.locator("dd", { hasText: "deletes are not for agents" }).waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, "requests-sql.png") });
+    // `events history`: database, verb, tables, SQLSTATE as tokens, the statement quoted at the end.
+    // The sqlite sink batches: ask until the statement is stored.
+    const deniedLine = async () => (await cli("events", "history", "--verdict", "deny")).split("\n").find((l) => l.includes("DELETE FROM public.users"));
+    let history = await deniedLine();
+    for (const end = Date.now() + 20_000; history === undefined && Date.now() < end; history = await deniedLine()) await Bun.sleep(250);
+    expect(history).toMatch(/ deny agent-box postgres\.db db=app delete public\.users sqlstate=42501 \d+ms rule=no-deletes cred=postgres_password\.db "deletes are not for agents" sql="DELETE FROM public\.users WHERE id = 2"$/);
+    await alice.context.close();
+
+    // 4. An admin blocks statements like the SELECT: this verb on these tables, then any statement touching them.
+    const { context, page: admin } = await signIn("ada");
+    await admin.click("#nav-requests");
+    await admin.locator("#events-body tr", { hasText: "SELECT name FROM public.users ORDER BY id" }).click();
+    await admin.click("#block-like-this");
+    await admin.locator("#rule-validate:not([disabled])").waitFor();
+    const area = admin.locator("#rule-hcl");
+    expect(await area.inputValue()).toContain(`condition = "sql.verb == 'select' && sql.tables.exists(t, t in ['public.users', 'users'])"`);
+    expect(await area.inputValue()).toContain("endpoint  = postgres.db");
+    await admin.check("input[name=rule-sql][value=tables]");
+    await admin.waitForFunction(() => !(document.querySelector("#rule-hcl") as HTMLTextAreaElement | null)?.value.includes("sql.verb"));
+    const name = /rule "([^"]+)"/.exec(await area.inputValue())![1]!;
+    expect(name).toBe("block-any-sql-on-public-users");
+    await admin.click("#rule-validate");
+    const ok = admin.locator("#rule-result .rule-ok");
+    await ok.waitFor();
+    expect(await ok.textContent()).toContain(`This request would now be: deny by rule ${name}`);
+    await admin.screenshot({ path: path.join(ARTIFACTS, "block-rule-sql.png") });
+    // Nothing applied: the SELECT still runs.
+    expect((await psql("SELECT count(*) FROM public.users")).stdout.trim()).toBe("2");
+    await context.close();
+  }, 90_000);
 
   test("a one-time password must be changed before anything else; afterwards the old one no longer signs in", async () => {
     const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });

@@ -14,6 +14,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { ApprovalRequest, ApproverContext, ApproverVerdict } from "../types.ts";
 import type { HumanDeps } from "./types.ts";
+import { sqlHold } from "../describe.ts";
 
 export type PostResult<Ref> = { ok: true; ref: Ref } | { ok: false; error: string };
 
@@ -121,12 +122,14 @@ export function truncate(s: string, max: number): string {
 
 /** The summary posted when the approver has no `message` template. */
 export function defaultRender(req: ApprovalRequest): string {
+  const sql = sqlHold(req);
   const lines = [
     `Approval needed: rule ${req.rule}${req.reason ? ` (${req.reason})` : ""}`,
-    `${req.method} https://${req.host}${req.path}`,
+    sql ? `SQL on database ${sql.database} as ${sql.user} (${req.host})` : `${req.method} https://${req.host}${req.path}`,
     `device ${req.device} · profile ${req.profile} · endpoint ${req.endpoint}`,
   ];
-  if (req.bodyPreview) lines.push(`body: ${truncate(req.bodyPreview, 500)}${req.bodyTruncated ? " (truncated)" : ""}`);
+  if (sql) lines.push(`statement: ${truncate(sql.statement, 1500)}${sql.truncated ? " (truncated)" : ""}`);
+  else if (req.bodyPreview) lines.push(`body: ${truncate(req.bodyPreview, 500)}${req.bodyTruncated ? " (truncated)" : ""}`);
   lines.push(`hold ${req.id}`);
   return lines.join("\n");
 }

@@ -6,6 +6,7 @@ import { caller, requireRole } from "../auth/auth.ts";
 import { audit, sourceOf, type AuthContext } from "../auth/routes.ts";
 import { readJson, withErrors } from "../auth/http.ts";
 import type { OperatorApiDeps } from "./index.ts";
+import { requestLine } from "../../approvers/describe.ts";
 
 const MAX_REASON = 2000;
 
@@ -19,7 +20,9 @@ export function approvalJson(p: PendingApproval) {
     endpoint: r.endpoint,
     rule: r.rule,
     reason: r.reason,
-    request: `${r.method} ${r.host}${r.path}`,
+    request: requestLine(r),
+    family: r.family ?? "http",
+    ...(r.summary ? { summary: r.summary } : {}),
     method: r.method,
     host: r.host,
     path: r.path,

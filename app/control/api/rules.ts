@@ -9,7 +9,8 @@ import { ApiError } from "../errors.ts";
 import { queryActions, type StoredAction } from "../../store/actions.ts";
 import { parseScope, suggestRule } from "../../policy/suggest.ts";
 import { checkSnippet, SNIPPET_FILE } from "../../policy/snippet.ts";
-import { decide, matchEndpoint, normalizeHost } from "../../policy/engine.ts";
+import { decide, judge, matchEndpoint, normalizeHost, visibleEndpoints } from "../../policy/engine.ts";
+import type { SqlFacts } from "../../families/sql/family.ts";
 import type { HttpFacts, Policy } from "../../policy/types.ts";
 import { caller, requireRole } from "../auth/auth.ts";
 import { audit, sourceOf, type AuthContext } from "../auth/routes.ts";
@@ -28,10 +29,13 @@ function eventById(deps: Pick<OperatorApiDeps, "db">, v: unknown): StoredAction 
   return e;
 }
 
-/** What the merged policy would answer for a recorded request (method, host and path are all it kept). */
+const NOT_DECIDED = { verdict: "not decided by rules", rule: null };
+
+/** What the merged policy would answer for a recorded action (http: method, host and path are all it kept; sql: the statement's facets). */
 function wouldDecide(policy: Policy, e: StoredAction) {
+  if (e.kind === "sql") return wouldDecideSql(policy, e);
   const endpoint = matchEndpoint(policy, e.host, e.profile);
-  if (!endpoint || e.kind !== "http" || !e.method) return { verdict: "not decided by rules", rule: null };
+  if (!endpoint || e.kind !== "http" || !e.method) return NOT_DECIDED;
   const raw = e.path ?? "/";
   const q = raw.search(/[?#]/);
   const facts: HttpFacts = {
@@ -48,6 +52,28 @@ function wouldDecide(policy: Policy, e: StoredAction) {
   return { verdict: d.verdict, rule: d.rule ?? null };
 }
 
+/** A recorded statement judged again: its endpoint by ref (postgres flows are claimed by address, not by name), SqlFacts from its action. */
+function wouldDecideSql(policy: Policy, e: StoredAction) {
+  const endpoint = e.endpoint === undefined ? undefined : policy.endpoints.get(e.endpoint);
+  if (!endpoint || endpoint.family !== "sql" || !visibleEndpoints(policy, e.profile)(endpoint)) return NOT_DECIDED;
+  const d = judge(policy, { device: e.device, profile: e.profile, endpoint }, sqlFactsFromAction(e.action ?? {}, e.path ?? ""));
+  return { verdict: d.verdict, rule: d.rule ?? null };
+}
+
+/** The SqlFacts a stored sql action describes; a statement the parser rejected (verb null) keeps its facets unknown. */
+export function sqlFactsFromAction(a: Record<string, unknown>, fallbackText: string): SqlFacts {
+  const strings = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
+  const text = typeof a.statement === "string" ? a.statement : fallbackText;
+  const facts: SqlFacts = {
+    database: typeof a.database === "string" ? a.database : "",
+    user: typeof a.user === "string" ? a.user : "",
+    text,
+  };
+  if (typeof a.verb === "string") facts.facets = { verb: a.verb, tables: strings(a.tables), functions: strings(a.functions), statement: text };
+  else facts.unknownReason = "the recorded statement did not parse";
+  return facts;
+}
+
 export function ruleRoutes(ctx: AuthContext, deps: Pick<OperatorApiDeps, "db" | "policy">) {
   const admin = requireRole(ctx.auth, "admin");
   return withErrors()
@@ -56,8 +82,8 @@ export function ruleRoutes(ctx: AuthContext, deps: Pick<OperatorApiDeps, "db" | 
       async ({ request }) => {
         const b = await readJson(request, 4096);
         const e = eventById(deps, b.eventId);
-        const scope = parseScope(b.scope ?? { path: "exact" });
-        if (!scope) throw new ApiError(400, "bad_scope", 'scope is {path: "exact" | "prefix" | "host", anyMethod?: bool, onlyProfile?: bool}');
+        const scope = parseScope(b.scope ?? (e.kind === "sql" ? { sql: "verb-tables" } : { path: "exact" }));
+        if (!scope) throw new ApiError(400, "bad_scope", 'scope is {path: "exact" | "prefix" | "host", anyMethod?: bool, onlyProfile?: bool} for an HTTP request, {sql: "verb-tables" | "verb" | "tables", onlyProfile?: bool} for an SQL statement');
         const s = suggestRule(e, scope, deps.policy().rules);
         if (!s.ok) throw new ApiError(422, "not_blockable", s.error);
         return { hcl: s.hcl, name: s.name, description: s.description };

@@ -82,6 +82,9 @@ export interface Approval {
   bodyPreview?: string;
   bodyTruncated?: boolean;
   message?: string;
+  /** The rule family (`http`, `sql`); for sql, method is the verb, path/bodyPreview the statement, headers database and user. */
+  family?: string;
+  summary?: string;
   chain: string[];
   awaiting?: string;
   decidable: boolean;

@@ -1,10 +1,13 @@
 /// <reference lib="dom" />
 // The Approvals page: held requests as cards, patched in place as the live
-// stream adds, updates and decides them (a reason being typed survives).
+// stream adds, updates and decides them (a reason being typed survives). A
+// held SQL statement shows the statement, its database and user; an HTTP
+// request its request line, headers and body.
 import { api, roleAtLeast } from "./api.ts";
 import type { Approval } from "./api.ts";
 import { h } from "./dom.ts";
 import { ago, errorText, fact, flash, state } from "./state.ts";
+import { sqlHold, type SqlHold } from "../../approvers/describe.ts";
 
 export function approvalsView(): HTMLElement {
   return h(
@@ -84,20 +87,23 @@ function approvalCard(a: Approval): HTMLElement {
   const headers = Object.entries(a.headers ?? {});
   const started = Date.parse(a.started);
   const deadline = Date.parse(a.deadline);
+  const sql = sqlHold({ ...a, headers: a.headers ?? {}, bodyPreview: a.bodyPreview ?? "", bodyTruncated: a.bodyTruncated ?? false });
   return h(
     "article",
-    { class: "card approval", "data-id": a.id, "aria-label": `Held: ${a.request}` },
+    { class: `card approval${sql ? " approval-sql" : ""}`, "data-id": a.id, "aria-label": `Held: ${a.request}` },
     h(
       "header",
       {},
-      h("span", { class: "method" }, a.method),
-      h("code", { class: "reqline" }, a.host + a.path),
+      sql ? h("span", { class: "method" }, "SQL") : h("span", { class: "method" }, a.method),
+      sql ? h("code", { class: "reqline" }, `${sql.verb} on ${sql.database} @ ${a.host}`) : h("code", { class: "reqline" }, a.host + a.path),
       h("span", { class: "spacer" }),
       h("span", { class: "muted clock", "data-since": started, "data-deadline": deadline }, clockText(started, deadline)),
     ),
+    sql ? statementView(sql) : null,
     h(
       "dl",
       { class: "facts" },
+      ...(sql ? [...fact("Database", sql.database), ...fact("User", sql.user), ...fact("Endpoint", a.endpoint ?? "—")] : []),
       ...fact("Device", a.device),
       ...fact("Profile", a.profile),
       ...fact("Rule", a.rule),
@@ -105,7 +111,7 @@ function approvalCard(a: Approval): HTMLElement {
       ...fact("Chain", `${a.chain.join(" → ")}${(a.required ?? 1) > 1 ? ` (needs ${a.required} operators, ${a.approvedBy?.length ?? 0} so far)` : ""}`),
       ...(a.message ? fact("Message", a.message) : []),
     ),
-    headers.length
+    !sql && headers.length
       ? h(
           "details",
           { class: "headers" },
@@ -113,7 +119,7 @@ function approvalCard(a: Approval): HTMLElement {
           h("table", { class: "kv" }, h("tbody", {}, ...headers.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, h("code", {}, v)))))),
         )
       : null,
-    a.bodyPreview
+    !sql && a.bodyPreview
       ? h("div", { class: "body-preview" }, h("div", { class: "muted small" }, `Body${a.bodyTruncated ? " (truncated)" : ""}`), h("pre", {}, a.bodyPreview))
       : null,
     h(
@@ -125,6 +131,16 @@ function approvalCard(a: Approval): HTMLElement {
       h("button", { type: "button", class: "deny", disabled: why !== undefined, title: why, onclick: decide("deny") }, "Deny"),
     ),
     why ? h("p", { class: "muted small" }, why) : null,
+  );
+}
+
+/** The held statement, whole as held (redacted, cut at a few KiB). */
+function statementView(sql: SqlHold): HTMLElement {
+  return h(
+    "div",
+    { class: "statement-preview" },
+    h("div", { class: "muted small" }, `Statement${sql.truncated ? " (truncated)" : ""}`),
+    h("pre", { class: "statement" }, sql.statement),
   );
 }
 

@@ -1,7 +1,9 @@
 /// <reference lib="dom" />
 // "Block requests like this", in the request detail (admins):
-//   1. the operator picks a scope (this path / its folder / any path on the
-//      host; this method or any; this profile only or all);
+//   1. the operator picks a scope (http: this path / its folder / any path
+//      on the host, this method or any; sql: this verb on these tables /
+//      this verb anywhere / any statement touching these tables; either:
+//      this profile only or all);
 //   2. POST /api/rules/suggest turns the recorded request into an HCL rule,
 //      shown in an editable textarea;
 //   3. Validate (POST /api/rules/validate) checks it merged with the running
@@ -13,14 +15,12 @@ import { api } from "./api.ts";
 import type { GwEvent } from "./api.ts";
 import { clear, h } from "./dom.ts";
 import { errorText, flash } from "./state.ts";
-import { prefixOf } from "../../policy/suggest.ts";
+import { prefixOf, type SqlScope } from "../../policy/suggest.ts";
+import { sqlView, type SqlView } from "./families.ts";
 
 type PathScope = "exact" | "prefix" | "host";
-interface Scope {
-  path: PathScope;
-  anyMethod: boolean;
-  onlyProfile: boolean;
-}
+/** http: path and anyMethod; sql: sql. Sent to /api/rules/suggest as it is. */
+type Scope = { path: PathScope; anyMethod: boolean; onlyProfile: boolean } | { sql: SqlScope; onlyProfile: boolean };
 interface RuleError {
   file: string;
   line: number;
@@ -40,8 +40,9 @@ interface Draft {
 
 let draft: Draft | undefined;
 
-/** Whether a recorded request can become a rule at all (rules decide HTTP requests on endpoints). */
-export const blockable = (e: GwEvent) => e.kind === "http" && e.endpoint !== undefined && e.method !== undefined;
+/** Whether a recorded action can become a rule at all (rules decide HTTP requests and parsed SQL statements on endpoints). */
+export const blockable = (e: GwEvent) =>
+  e.endpoint !== undefined && ((e.kind === "http" && e.method !== undefined) || (e.kind === "sql" && sqlView(e)?.parsed === true));
 
 const eventKey = (e: GwEvent) => `${e.time} ${e.flowId} ${e.method ?? ""} ${e.path ?? ""}`;
 
@@ -76,12 +77,13 @@ export function blockRuleSection(e: GwEvent): HTMLElement | null {
           class: "deny",
           id: "block-like-this",
           onclick: () => {
-            draft = { event: e, scope: { path: "exact", anyMethod: false, onlyProfile: false }, hcl: "" };
+            const scope: Scope = e.kind === "sql" ? { sql: "verb-tables", onlyProfile: false } : { path: "exact", anyMethod: false, onlyProfile: false };
+            draft = { event: e, scope, hcl: "" };
             renderPanel(box, draft);
             void regenerate(box, draft);
           },
         },
-        "Block requests like this",
+        e.kind === "sql" ? "Block statements like this" : "Block requests like this",
       ),
     );
   }
@@ -130,13 +132,12 @@ function renderPanel(box: HTMLElement, d: Draft): void {
       " ",
       label,
     );
-  const rescope = (patch: Partial<Scope>) => () => {
-    d.scope = { ...d.scope, ...patch };
+  const rescope = (patch: Partial<{ path: PathScope; anyMethod: boolean; onlyProfile: boolean; sql: SqlScope }>) => () => {
+    d.scope = { ...d.scope, ...patch } as Scope;
     void regenerate(box, d);
   };
-  const path = (e.path ?? "/").replace(/[?#].*$/, "") || "/";
-  const prefix = prefixOf(path);
-  const folder = prefix === "" ? undefined : prefix === path.replace(/\/+$/, "") ? `${prefix} and ${prefix}/…` : `${prefix}/…`;
+  const sql = sqlView(e);
+  const scopeChoices = sql && "sql" in d.scope ? sqlScopeChoices(sql, d.scope.sql, radio, rescope) : httpScopeChoices(e, d.scope, radio, rescope);
   const area = h("textarea", {
     id: "rule-hcl",
     class: "hcl",
@@ -158,22 +159,8 @@ function renderPanel(box: HTMLElement, d: Draft): void {
   };
   clear(
     box,
-    h("h4", {}, "Block requests like this"),
-    h(
-      "fieldset",
-      { class: "scope" },
-      h("legend", {}, "Path"),
-      radio("rule-path", "exact", `exactly ${path}`, d.scope.path === "exact", rescope({ path: "exact" })),
-      folder ? radio("rule-path", "prefix", `under ${folder}`, d.scope.path === "prefix", rescope({ path: "prefix" })) : null,
-      radio("rule-path", "host", `any path on ${e.host}`, d.scope.path === "host", rescope({ path: "host" })),
-    ),
-    h(
-      "fieldset",
-      { class: "scope" },
-      h("legend", {}, "Method"),
-      radio("rule-method", "same", `only ${e.method ?? ""}`, !d.scope.anyMethod, rescope({ anyMethod: false })),
-      radio("rule-method", "any", "any method", d.scope.anyMethod, rescope({ anyMethod: true })),
-    ),
+    h("h4", {}, sql ? "Block statements like this" : "Block requests like this"),
+    ...scopeChoices,
     h(
       "fieldset",
       { class: "scope" },
@@ -197,6 +184,48 @@ function renderPanel(box: HTMLElement, d: Draft): void {
     h("div", { id: "rule-result", role: "status" }, resultView(d, gotoLine)),
     h("p", { class: "muted small" }, "Nothing is applied from here: copy the rule into your config; reload applies it."),
   );
+}
+
+type Radio = (name: string, value: string, label: string, checked: boolean, onpick: () => void) => HTMLElement;
+type Rescope = (patch: Partial<{ path: PathScope; anyMethod: boolean; sql: SqlScope }>) => () => void;
+
+function httpScopeChoices(e: GwEvent, scope: Scope, radio: Radio, rescope: Rescope): HTMLElement[] {
+  const s = "path" in scope ? scope : { path: "exact" as const, anyMethod: false };
+  const path = (e.path ?? "/").replace(/[?#].*$/, "") || "/";
+  const prefix = prefixOf(path);
+  const folder = prefix === "" ? undefined : prefix === path.replace(/\/+$/, "") ? `${prefix} and ${prefix}/…` : `${prefix}/…`;
+  return [
+    h(
+      "fieldset",
+      { class: "scope" },
+      h("legend", {}, "Path"),
+      radio("rule-path", "exact", `exactly ${path}`, s.path === "exact", rescope({ path: "exact" })),
+      folder ? radio("rule-path", "prefix", `under ${folder}`, s.path === "prefix", rescope({ path: "prefix" })) : null,
+      radio("rule-path", "host", `any path on ${e.host}`, s.path === "host", rescope({ path: "host" })),
+    ),
+    h(
+      "fieldset",
+      { class: "scope" },
+      h("legend", {}, "Method"),
+      radio("rule-method", "same", `only ${e.method ?? ""}`, !s.anyMethod, rescope({ anyMethod: false })),
+      radio("rule-method", "any", "any method", s.anyMethod, rescope({ anyMethod: true })),
+    ),
+  ];
+}
+
+/** sql: which statements the rule catches (a statement without tables can only be caught by its verb). */
+function sqlScopeChoices(sql: SqlView, picked: SqlScope, radio: Radio, rescope: Rescope): HTMLElement[] {
+  const tables = sql.tables.join(", ");
+  return [
+    h(
+      "fieldset",
+      { class: "scope" },
+      h("legend", {}, "Statements"),
+      sql.tables.length ? radio("rule-sql", "verb-tables", `${sql.verb} on ${tables}`, picked === "verb-tables", rescope({ sql: "verb-tables" })) : null,
+      radio("rule-sql", "verb", `any ${sql.verb}`, picked === "verb" || (picked === "verb-tables" && !sql.tables.length), rescope({ sql: "verb" })),
+      sql.tables.length ? radio("rule-sql", "tables", `any statement touching ${tables}`, picked === "tables", rescope({ sql: "tables" })) : null,
+    ),
+  ];
 }
 
 function resultView(d: Draft, gotoLine: (line: number) => void): HTMLElement | null {

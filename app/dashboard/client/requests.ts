@@ -1,18 +1,20 @@
 /// <reference lib="dom" />
 // The Requests page: the live request log with filters, and the detail of
-// one request (with "Block requests like this" for admins).
+// one request (with "Block requests like this" for admins). An sql event is
+// shown as a statement on a database (families.ts), an http one as a request.
 import { roleAtLeast } from "./api.ts";
-import type { GwEvent } from "./api.ts";
+import type { Approval, GwEvent } from "./api.ts";
 import { h, type Child } from "./dom.ts";
 import { fmtMs } from "./analytics.ts";
 import { approvalKey, fact, fmtDateTime, fmtTime, hooks, state, verdictTag } from "./state.ts";
 import { blockable, blockRuleSection } from "./block-rule.ts";
+import { searchText, sqlLine, sqlResult, sqlView, statementLine, type SqlView } from "./families.ts";
 
 export function matches(e: GwEvent): boolean {
   const f = state.filter;
   if (f.device && e.device !== f.device) return false;
   if (f.verdict && e.verdict !== f.verdict) return false;
-  if (f.text && !`${e.host}${e.path ?? ""} ${e.rule ?? ""}`.toLowerCase().includes(f.text.toLowerCase())) return false;
+  if (f.text && !searchText(e).includes(f.text.toLowerCase())) return false;
   return true;
 }
 
@@ -35,8 +37,8 @@ export function requestsView(): HTMLElement {
     );
   const search = h("input", {
     type: "search",
-    placeholder: "host, path or rule",
-    "aria-label": "Filter by host, path or rule",
+    placeholder: "host, path, statement or rule",
+    "aria-label": "Filter by host, path, statement or rule",
     value: state.filter.text,
     onchange: (ev) => ((state.filter.text = (ev.target as HTMLInputElement).value), refilter()),
   });
@@ -47,7 +49,7 @@ export function requestsView(): HTMLElement {
     h(
       "thead",
       {},
-      h("tr", {}, ...["Time", "Device", "Verdict", "Method", "Host and path", "Status", "Latency", "Rule"].map((c) => h("th", { scope: "col" }, c))),
+      h("tr", {}, ...["Time", "Device", "Verdict", "Method", "Host and path / statement", "Status", "Latency", "Rule"].map((c) => h("th", { scope: "col" }, c))),
     ),
     h("tbody", { id: "events-body" }, ...rows),
   );
@@ -91,27 +93,63 @@ export function eventRow(e: GwEvent): HTMLTableRowElement {
     h("td", { class: "num" }, fmtTime(e.time)),
     h("td", {}, e.device),
     h("td", {}, verdictTag(e.verdict)),
-    h("td", {}, e.method ?? e.kind),
-    h("td", { class: "path" }, h("code", {}, `${e.host}${e.port !== 443 && e.port ? `:${e.port}` : ""}${e.path ?? ""}`)),
-    h("td", { class: "num" }, e.status ?? "—"),
+    ...requestCells(e),
     h("td", { class: "num" }, fmtMs(e.durationMs)),
     h("td", { class: "nowrap" }, e.rule ?? "—"),
   );
 }
 
+/** Method, what was asked, and its result: an HTTP request line, or a statement on a database. */
+function requestCells(e: GwEvent): HTMLTableCellElement[] {
+  const sql = sqlView(e);
+  if (sql) {
+    return [
+      h("td", { class: "nowrap" }, h("span", { class: "family" }, "sql"), " ", sql.verb),
+      h(
+        "td",
+        { class: "path sql", title: e.summary ?? sqlLine(sql) },
+        h("span", { class: "sql-where" }, `${e.endpoint ?? e.host} · ${sql.database}`),
+        " ",
+        h("code", {}, statementLine(sql.statement)),
+      ),
+      h("td", { class: `num${sql.sqlstate ? " sqlstate" : ""}` }, sqlResult(sql)),
+    ];
+  }
+  return [
+    h("td", {}, e.method ?? e.kind),
+    h("td", { class: "path" }, h("code", {}, `${e.host}${e.port !== 443 && e.port ? `:${e.port}` : ""}${e.path ?? ""}`)),
+    h("td", { class: "num" }, e.status ?? "—"),
+  ];
+}
+
+function sqlFactRows(e: GwEvent, sql: SqlView): [string, Child][] {
+  return [
+    ["Family", "sql"],
+    ["Summary", e.summary ?? sqlLine(sql)],
+    ["Statement", h("pre", { class: "statement" }, sql.statement || "—")],
+    ["Database", `${sql.database} (as ${sql.user}) on ${e.host}:${e.port}`],
+    ["Verb", sql.parsed ? sql.verb : "unknown: the parser rejected the statement"],
+    ["Tables", sql.tables.length ? sql.tables.join(", ") : "—"],
+    ...(sql.functions.length ? ([["Functions", sql.functions.join(", ")]] as [string, Child][]) : []),
+    ["Rows", sql.rows ?? "—"],
+    ["SQLSTATE", sql.sqlstate ?? "—"],
+  ];
+}
+
 function eventDetail(e: GwEvent): HTMLElement {
   const held = state.seenApprovals.get(approvalKey(e));
+  const sql = sqlView(e);
   const rows: [string, Child][] = [
     ["Time", fmtDateTime(e.time)],
     ["Verdict", verdictTag(e.verdict)],
     ["Reason", e.reason || "—"],
     ["Device", `${e.device} (profile ${e.profile})`],
-    ["Request", h("code", {}, `${e.method ?? e.kind} ${e.host}:${e.port}${e.path ?? ""}`)],
+    ...(sql ? sqlFactRows(e, sql) : ([["Request", h("code", {}, `${e.method ?? e.kind} ${e.host}:${e.port}${e.path ?? ""}`)]] as [string, Child][])),
     ["Endpoint", e.endpoint ?? "—"],
     ["Rule", e.rule ?? "—"],
-    ["Status", e.status ?? "—"],
+    ...(sql ? [] : ([["Status", e.status ?? "—"]] as [string, Child][])),
     ["Latency", fmtMs(e.durationMs)],
-    ["Bytes", `${e.bytesUp} up · ${e.bytesDown} down`],
+    ...(sql ? [] : ([["Bytes", `${e.bytesUp} up · ${e.bytesDown} down`]] as [string, Child][])),
     ["Credential", e.credential ?? "—"],
   ];
   if (e.approvers) rows.push(["Approvers", e.approvers], ["Decided by", e.operator ?? "—"], ["Held for", e.approvalMs !== undefined ? fmtMs(e.approvalMs) : "—"]);
@@ -135,14 +173,21 @@ function eventDetail(e: GwEvent): HTMLElement {
       : blockable(e)
         ? h("p", { class: "muted small" }, "Admins can turn a request into a rule that blocks requests like it.")
         : null,
-    held
-      ? h(
-          "div",
-          {},
-          h("h4", {}, "As held for approval (secrets redacted)"),
-          h("table", { class: "kv" }, h("tbody", {}, ...Object.entries(held.headers ?? {}).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, h("code", {}, v)))))),
-          held.bodyPreview ? h("pre", {}, held.bodyPreview) : null,
-        )
-      : h("p", { class: "muted small" }, "Headers and bodies are kept only for held requests seen in this session."),
+    heldView(held, sql !== undefined),
   );
+}
+
+/** The request as it was held, when this session saw the hold: a statement, or headers and body. */
+function heldView(held: Approval | undefined, sql: boolean): HTMLElement | null {
+  if (held && sql) return h("div", {}, h("h4", {}, "As held for approval (secrets redacted)"), h("pre", { class: "statement" }, held.bodyPreview || held.path));
+  if (held) {
+    return h(
+      "div",
+      {},
+      h("h4", {}, "As held for approval (secrets redacted)"),
+      h("table", { class: "kv" }, h("tbody", {}, ...Object.entries(held.headers ?? {}).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, h("code", {}, v)))))),
+      held.bodyPreview ? h("pre", {}, held.bodyPreview) : null,
+    );
+  }
+  return sql ? null : h("p", { class: "muted small" }, "Headers and bodies are kept only for held requests seen in this session.");
 }

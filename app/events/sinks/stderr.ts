@@ -37,9 +37,15 @@ export function formatEventLine(e: GatewayEvent, opts: StderrSinkOptions = {}): 
     if (e.status !== undefined) parts.push(String(e.status));
     parts.push(duration(e.durationMs));
   } else if (e.kind === "sql") {
-    parts.push(clean(`${e.endpoint ?? hostPort(e.host, e.port)}`), clean(shorten(e.summary ?? "", MAX_PATH)));
-    const rows = e.action?.rows;
-    if (typeof rows === "number") parts.push(`rows=${rows}`);
+    // endpoint db=DATABASE verb tables,… rows=N sqlstate=S duration; the statement ends the line.
+    const a = e.action ?? {};
+    parts.push(clean(`${e.endpoint ?? hostPort(e.host, e.port)}`));
+    if (typeof a.database === "string") parts.push(`db=${clean(a.database)}`);
+    parts.push(clean(typeof a.verb === "string" ? a.verb : "unparsed"));
+    const tables = Array.isArray(a.tables) ? a.tables.filter((t): t is string => typeof t === "string") : [];
+    if (tables.length > 0) parts.push(clean(shorten(tables.join(","), MAX_PATH)));
+    if (typeof a.rows === "number") parts.push(`rows=${a.rows}`);
+    if (typeof a.sqlstate === "string") parts.push(`sqlstate=${clean(a.sqlstate)}`);
     parts.push(duration(e.durationMs));
   } else {
     parts.push(clean(`${hostPort(e.host, e.port)}`));
@@ -52,6 +58,10 @@ export function formatEventLine(e: GatewayEvent, opts: StderrSinkOptions = {}): 
     parts.push(JSON.stringify(e.reason));
   }
   if (e.detail) parts.push(`detail=${JSON.stringify(e.detail)}`);
+  if (e.kind === "sql") {
+    const statement = typeof e.action?.statement === "string" ? e.action.statement : (e.path ?? "");
+    parts.push(`sql=${quoted(shorten(statement.replace(/\s+/g, " ").trim(), MAX_PATH))}`);
+  }
   return parts.join(" ");
 }
 
@@ -90,6 +100,11 @@ export function bytes(n: number): string {
 
 function shorten(s: string, max: number): string {
   return s.length > max ? s.slice(0, max - 1) + "…" : s;
+}
+
+/** A JSON string with bidi overrides escaped too (JSON.stringify leaves them). */
+function quoted(s: string): string {
+  return JSON.stringify(s).replace(/[\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 }
 
 // Control characters, whitespace and bidi overrides: escaped, so a field

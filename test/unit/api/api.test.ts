@@ -110,6 +110,27 @@ describe("roles", () => {
     expect(row).toMatchObject({ operator: "ann", action: "approval.approve", target: id, detail: { reason: "ok to merge", via: "session" } });
   });
 
+  test("a held SQL statement is listed as the statement on its database, with its family and summary", async () => {
+    const viewer = await h.as("viewer", "vera");
+    const statement = "DELETE FROM public.users\nWHERE id = 7";
+    const { id } = await h.hold({
+      endpoint: "postgres.db", method: "DELETE", host: "db.internal", path: statement, bodyPreview: statement,
+      headers: { database: "app", user: "agent" }, family: "sql", summary: "delete public.users",
+    });
+    const { approvals } = (await (await h.call("GET", "/api/approvals", { session: viewer })).json()) as { approvals: Record<string, unknown>[] };
+    expect(approvals.find((a) => a.id === id)).toMatchObject({
+      request: "sql app@db.internal: DELETE FROM public.users WHERE id = 7",
+      family: "sql",
+      summary: "delete public.users",
+      headers: { database: "app", user: "agent" },
+      bodyPreview: statement,
+    });
+    const { id: httpId } = await h.hold();
+    const again = (await (await h.call("GET", "/api/approvals", { session: viewer })).json()) as { approvals: Record<string, unknown>[] };
+    const http = again.approvals.find((a) => a.id === httpId);
+    expect(http).toMatchObject({ request: "PUT api.github.com/repos/o/r/pulls/1/merge", family: "http" });
+  });
+
   test("an approver denies with a reason; deciding twice is a 409", async () => {
     const ann = await h.as("approver", "ann");
     const { id, done } = await h.hold();

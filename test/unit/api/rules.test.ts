@@ -18,6 +18,7 @@ defaults {
   verdict = "allow"
 }
 endpoint "https" "github" { hosts = ["api.github.com"] }
+endpoint "postgres" "db" { host = "db.internal:5432" }
 profile "dev" {}
 rule "read-only" {
   endpoint  = https.github
@@ -117,6 +118,51 @@ describe("suggest then validate", () => {
     expect(readdirSync(join(configPath, ".."))).toEqual(filesBefore);
     expect(policy.rules).toBe(rulesBefore);
     expect(h.reloads()).toBe(0);
+  });
+
+  test("an SQL statement: the suggested rule reads sql.verb and sql.tables, and the stored statement is judged again with it", async () => {
+    const statement = (verb: string, tables: string[], text: string) =>
+      sampleEvent({
+        kind: "sql", family: "sql", endpoint: "postgres.db", host: "db.internal", port: 5432, method: verb.toUpperCase(), path: text,
+        status: undefined, credential: undefined, rule: undefined, verdict: "allow", summary: `${verb} ${tables.join(", ")}`,
+        action: { database: "app", user: "agent", verb, tables, functions: [], statement: text, rows: 3 },
+      });
+    insertActions(h.db, [statement("delete", ["users"], "DELETE FROM users WHERE id = 7"), statement("select", ["users"], "SELECT * FROM users")]);
+    const [select, del] = queryActions(h.db, { limit: 2 });
+    const admin = await h.as("admin");
+    const res = await h.call("POST", "/api/rules/suggest", { session: admin, body: { eventId: del!.id } });
+    expect(res.status).toBe(200);
+    const s = (await res.json()) as { hcl: string; name: string; description: string };
+    expect(s).toMatchObject({ name: "block-delete-users", description: "delete on users" });
+    expect(s.hcl).toContain("endpoint  = postgres.db");
+    expect(s.hcl).toContain(`condition = "sql.verb == 'delete' && sql.tables.exists(t, t in ['users', 'public.users'])"`);
+
+    type Validated = { ok: boolean; summary: { added: { name: string }[]; request: { id: number; verdict: string; rule: string | null } } };
+    const validate = async (id: number) => (await (await h.call("POST", "/api/rules/validate", { session: admin, body: { hcl: s.hcl, eventId: id } })).json()) as Validated;
+    expect((await validate(del!.id)).summary.request).toEqual({ id: del!.id, verdict: "deny", rule: s.name });
+    expect((await validate(select!.id)).summary.request).toEqual({ id: select!.id, verdict: "allow", rule: null });
+
+    const wide = (await (await h.call("POST", "/api/rules/suggest", { session: admin, body: { eventId: select!.id, scope: { sql: "tables" } } })).json()) as { hcl: string; name: string };
+    expect(wide.name).toBe("block-any-sql-on-users");
+    const both = (await (await h.call("POST", "/api/rules/validate", { session: admin, body: { hcl: wide.hcl, eventId: del!.id } })).json()) as Validated;
+    expect(both.summary.request).toMatchObject({ verdict: "deny", rule: wide.name });
+    // An http-only scope is not an sql scope: the statement's own default applies only when none is given.
+    expect(await errorOf(await h.call("POST", "/api/rules/suggest", { session: admin, body: { eventId: del!.id, scope: { sql: "all" } } }))).toMatchObject({ status: 400, code: "bad_scope" });
+  });
+
+  test("a statement the parser rejected: no rule can describe it, and a rule reading sql.* judges it closed", async () => {
+    insertActions(h.db, [
+      sampleEvent({
+        kind: "sql", family: "sql", endpoint: "postgres.db", host: "db.internal", port: 5432, method: "SQL", path: "selec oops", verdict: "deny",
+        action: { database: "app", user: "agent", verb: null, tables: null, functions: null, statement: "selec oops" },
+      }),
+    ]);
+    const id = queryActions(h.db, { limit: 1 })[0]!.id;
+    const admin = await h.as("admin");
+    expect(await errorOf(await h.call("POST", "/api/rules/suggest", { session: admin, body: { eventId: id } }))).toMatchObject({ status: 422, code: "not_blockable" });
+    const hcl = ['rule "no-drops" {', "  endpoint  = postgres.db", '  condition = "sql.verb == \'drop\'"', '  verdict   = "deny"', "}", ""].join("\n");
+    const v = (await (await h.call("POST", "/api/rules/validate", { session: admin, body: { hcl, eventId: id } })).json()) as { summary: { request: unknown } };
+    expect(v.summary.request).toEqual({ id, verdict: "deny", rule: "no-drops" });
   });
 
   test("a body without hcl is a 400", async () => {

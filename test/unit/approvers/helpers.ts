@@ -33,6 +33,24 @@ export function request(over: Partial<ApprovalRequest> = {}): ApprovalRequest {
   };
 }
 
+/** A held SQL statement, shaped as the postgres endpoint holds one (app/endpoints/postgres/serve.ts approvalRequestFor). */
+export function sqlRequest(over: Partial<ApprovalRequest> = {}): ApprovalRequest {
+  const statement = "DELETE FROM public.users WHERE id = 7";
+  return request({
+    endpoint: "postgres.db",
+    rule: "writes-need-approval",
+    reason: "a write to the app database",
+    method: "DELETE",
+    host: "db.internal",
+    path: statement,
+    headers: { database: "app", user: "agent" },
+    bodyPreview: statement,
+    family: "sql",
+    summary: "delete public.users",
+    ...over,
+  });
+}
+
 /** Lets promise chains run (the hub resolves through several microtask hops). */
 export async function flush(): Promise<void> {
   for (let i = 0; i < 20; i++) await Promise.resolve();

@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { DEFAULT_MESSAGE, renderMessage } from "../../../app/approvers/config.ts";
 import { DashboardApprover } from "../../../app/approvers/dashboard.ts";
 import { ApprovalHub, type ChainOptions, type HubChange } from "../../../app/approvers/hub.ts";
-import { allow, deny, flush, hubWith, request, ScriptedApprover } from "./helpers.ts";
+import { allow, deny, flush, hubWith, request, ScriptedApprover, sqlRequest } from "./helpers.ts";
 
 const MIN = 60_000;
 const opts = (over: Partial<ChainOptions> = {}): ChainOptions => ({ rule: "merge-needs-approval", ...over });
@@ -544,6 +544,18 @@ describe("messages and events", () => {
     expect(DEFAULT_MESSAGE).toBe("{{method}} {{host}}{{path}} by {{device}} ({{rule}}: {{reason}})");
     expect(renderMessage(DEFAULT_MESSAGE, request())).toBe("PUT api.github.com/repos/o/r/pulls/1/merge by laptop (merge-needs-approval: merging a pull request)");
     expect(renderMessage("{{body}} {{fingerprint}} {{id}} {{time}}", request({ id: "x" }))).toBe('{"merge_method":"squash"} fp-1 x 2024-01-01T00:00:00.000Z');
+  });
+
+  test("the default template for a held SQL statement names the database and shows the statement, not a request line", () => {
+    expect(renderMessage(DEFAULT_MESSAGE, sqlRequest())).toBe(
+      "SQL on app as agent by laptop (writes-need-approval: a write to the app database):\nDELETE FROM public.users WHERE id = 7",
+    );
+    expect(renderMessage("{{family}} {{summary}} {{database}} {{user}} {{statement}}", sqlRequest())).toBe(
+      "sql delete public.users app agent DELETE FROM public.users WHERE id = 7",
+    );
+    // The sql fields are empty for http; an operator's own template is kept as written for sql.
+    expect(renderMessage("[{{family}}|{{database}}|{{statement}}]", request())).toBe("[http||]");
+    expect(renderMessage("{{method}} {{path}}", sqlRequest())).toBe("DELETE DELETE FROM public.users WHERE id = 7");
   });
 
   test("every decision is published with approver, operator, reason and latency", async () => {

@@ -10,7 +10,7 @@ import { ANTHROPIC_VERSION, LlmApprover, parseModelVerdict, VERDICT_INSTRUCTIONS
 import type { ApproverContext } from "../../../app/approvers/types.ts";
 import { setLogWriter } from "../../../app/log.ts";
 import type { Credential } from "../../../app/policy/types.ts";
-import { FakeClock, request } from "./helpers.ts";
+import { FakeClock, request, sqlRequest } from "./helpers.ts";
 
 const ANTHROPIC_KEY = "sk-ant-api03-TESTKEY-aaaaaaaaaaaaaaaaaaaaaaaa";
 const OPENAI_KEY = "sk-proj-TESTKEY-bbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -303,6 +303,27 @@ test("no API key appears in any verdict, error or log line", async () => {
     expect(text).not.toContain(OPENAI_KEY);
     expect(text).not.toContain("TESTKEY");
   }
+});
+
+describe("a held SQL statement (fake at the HTTP level)", () => {
+  test("the prompt shows the statement, database, user and server, not an HTTP request line", async () => {
+    const v = await approver({ model: "deny" }).ask(sqlRequest(), { ...ctx(), message: "SQL on app as agent by laptop" });
+    expect(v).toMatchObject({ decision: "deny", reason: "deletes a repository" });
+    const content = (seen[0]!.body.messages as { content: string }[])[0]!.content;
+    expect(content).toContain('Rule "writes-need-approval" holds this SQL statement (a write to the app database).');
+    expect(content).toContain("PostgreSQL server db.internal, database app, connected as agent");
+    expect(content).toContain("Statement kind: delete (delete public.users)");
+    expect(content).toContain("<<<SQL\nDELETE FROM public.users WHERE id = 7\nSQL>>>");
+    expect(content).toContain("Summary: SQL on app as agent by laptop");
+    expect(content).not.toContain("https://");
+    expect(content).not.toContain("BODY");
+    expect(seen[0]!.body.system).toContain("an SQL statement");
+  });
+
+  test("a cut statement is marked as truncated (OpenAI shape too)", async () => {
+    await approver({ api: "openai", credential: "openai_api_key.oai" }).ask(sqlRequest({ bodyTruncated: true }), ctx());
+    expect(String(seen[0]!.body.input)).toContain("Statement (truncated):\n<<<SQL");
+  });
 });
 
 describe("parseModelVerdict", () => {

@@ -6,6 +6,7 @@ import { JsonlSink } from "../../../app/events/sinks/jsonl.ts";
 import { ActionsSink } from "../../../app/events/sinks/sqlite.ts";
 import { StderrSink, bytes, duration, formatEventLine } from "../../../app/events/sinks/stderr.ts";
 import { setLogWriter } from "../../../app/log.ts";
+import type { GatewayEvent } from "../../../app/events/types.ts";
 import { queryActions } from "../../../app/store/actions.ts";
 import { openStateDb } from "../../../app/store/db.ts";
 import { sampleEvent, tempDir } from "./fixtures.ts";
@@ -250,6 +251,26 @@ describe("StderrSink", () => {
   test("non-443 ports are shown; control characters from the agent are escaped", () => {
     const line = formatEventLine(sampleEvent({ port: 8443, path: "/a b\x1b[31m\n\u202eevil" }), utc);
     expect(line).toContain("api.github.com:8443/a%20b\\u001b[31m\\u000a\\u202eevil 200");
+    expect(line).not.toMatch(/[\x00-\x1f\u202e]/);
+  });
+
+  test("an sql statement: endpoint, database, verb, tables, rows and sqlstate as tokens, the statement quoted at the end", () => {
+    const sql = (action: Record<string, unknown>, over: Partial<GatewayEvent> = {}) =>
+      formatEventLine(
+        sampleEvent({ kind: "sql", family: "sql", endpoint: "postgres.db", host: "db.internal", port: 5432, method: "DELETE", path: "x", status: undefined, credential: "postgres_password.app", summary: "delete public.users", action, ...over }),
+        utc,
+      );
+    const base = { database: "app", user: "agent", verb: "delete", tables: ["public.users", "orders"], functions: [], statement: "DELETE FROM public.users\n  WHERE id = 7" };
+    expect(sql({ ...base, rows: 1 }, { verdict: "allow", rule: "writes-ok" })).toBe(
+      '10:31:02 allow laptop postgres.db db=app delete public.users,orders rows=1 12ms rule=writes-ok cred=postgres_password.app sql="DELETE FROM public.users WHERE id = 7"',
+    );
+    expect(sql({ ...base, sqlstate: "42501" }, { verdict: "deny", rule: "no-writes", reason: "read-only" })).toBe(
+      '10:31:02 deny laptop postgres.db db=app delete public.users,orders sqlstate=42501 12ms rule=no-writes cred=postgres_password.app "read-only" sql="DELETE FROM public.users WHERE id = 7"',
+    );
+    // Unparsed: no verb or tables known; agent text cannot paint the terminal.
+    const line = sql({ database: "a b", verb: null, tables: null, statement: "selec \x1b[31m\u202eevil" }, { verdict: "deny", rule: "r", reason: "x" });
+    expect(line).toContain("postgres.db db=a%20b unparsed 12ms");
+    expect(line).toContain('sql="selec \\u001b[31m\\u202eevil"');
     expect(line).not.toMatch(/[\x00-\x1f\u202e]/);
   });
 

@@ -104,3 +104,68 @@ describe("runFixtures", () => {
     expect(run.report).toContain(message);
   });
 });
+
+describe("runFixtures: sql cases", () => {
+  const sqlConfig = join(import.meta.dir, "fixtures/sql/gateway.hcl");
+  const sqlFixtures = join(import.meta.dir, "fixtures/sql/cases.json");
+  let sqlPolicy: Policy;
+  beforeAll(async () => {
+    const result = await loadPolicy(sqlConfig, { env: {} });
+    if (!result.ok) throw new Error("sql-gateway.hcl does not load");
+    sqlPolicy = result.policy;
+  });
+
+  test("exit 0: every statement parsed by the real parser and judged as the gateway does", async () => {
+    const run = await runFixtures(sqlPolicy, sqlFixtures);
+    expect(run.report).toStartWith("ok    postgres.db: delete from users\n");
+    expect(run.report).toEndWith("10 passed, 0 failed\n");
+    expect(run.exitCode).toBe(0);
+  });
+
+  test("exit 1 on drift: one deny among allowed statements decides; a text the parser rejects fails closed", async () => {
+    const file = writeCases([
+      { name: "expects a lone write to pass", endpoint: "postgres.db", sql: "select 1; insert into t values (1)", database: "app", expect: { verdict: "allow" } },
+      { name: "expects garbage to pass", endpoint: "postgres.db", sql: "drop tabel x", database: "app", expect: { verdict: "allow" } },
+    ]);
+    const run = await runFixtures(sqlPolicy, file);
+    expect(run.exitCode).toBe(1);
+    expect(run.report).toBe(
+      [
+        `FAIL  expects a lone write to pass  (${file} #1)`,
+        "      expected: allow",
+        '      got:      deny by rule "no-writes", credential none',
+        `FAIL  expects garbage to pass  (${file} #2)`,
+        "      expected: allow",
+        '      got:      deny by rule "no-secrets-table", credential none',
+        "0 passed, 2 failed",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("without a rule that reads the facets, an unparseable text is judged like any other (as the gateway, which then parses nothing)", async () => {
+    const plain = await loadPolicy(sqlConfig, { env: {} });
+    if (!plain.ok) throw new Error("config");
+    const p = { ...plain.policy, rules: plain.policy.rules.filter((r) => r.name === "admin-db-needs-approval") };
+    const file = writeCases([{ name: "x", endpoint: "postgres.db", sql: "selec oops", database: "app", expect: { verdict: "allow", rule: null } }]);
+    expect((await runFixtures(p, file)).report).toBe("ok    x\n1 passed, 0 failed\n");
+  });
+
+  test("the database defaults to the user name, as PostgreSQL's does", async () => {
+    const file = writeCases([{ name: "x", endpoint: "postgres.db", sql: "select 1", user: "admin", expect: { verdict: "approve", rule: "admin-db-needs-approval" } }]);
+    expect((await runFixtures(sqlPolicy, file)).exitCode).toBe(0);
+  });
+
+  test.each([
+    ["no endpoint", [{ sql: "select 1", expect: { verdict: "allow" } }], 'case #1: an sql case needs "endpoint"'],
+    ["unknown endpoint", [{ endpoint: "postgres.nope", sql: "select 1", expect: { verdict: "allow" } }], "case #1: no endpoint postgres.nope in the config"],
+    ["an http endpoint", [{ endpoint: "https.gh", sql: "select 1", expect: { verdict: "allow" } }], "endpoint https.gh is of the http family, not sql"],
+    ["sql not text", [{ endpoint: "postgres.db", sql: 5, expect: { verdict: "allow" } }], '"sql" must be the statement text'],
+    ["both kinds", [{ endpoint: "postgres.db", sql: "select 1", request: { url: "https://a.test/" }, expect: { verdict: "allow" } }], 'has both "request" and "sql"'],
+    ["bad database", [{ endpoint: "postgres.db", sql: "select 1", database: 1, expect: { verdict: "allow" } }], '"database" must be a string'],
+  ])("exit 2: %s", async (_label, content, message) => {
+    const run = await runFixtures(sqlPolicy, writeCases(content));
+    expect(run.exitCode).toBe(2);
+    expect(run.report).toContain(message);
+  });
+});

@@ -2,12 +2,13 @@
 // request was decided under, loads through the real loader, and the real
 // engine then denies the original request with it and leaves different
 // requests alone — for each scope the operator can pick.
-import { describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { decide, matchEndpoint } from "../../../app/policy/engine.ts";
+import { decide, judge, matchEndpoint } from "../../../app/policy/engine.ts";
+import { loadSqlParser, sqlFacts } from "../../../app/families/sql/index.ts";
 import { checkSnippet, SNIPPET_FILE } from "../../../app/policy/snippet.ts";
-import { prefixOf, suggestRule, type SuggestInput, type SuggestScope } from "../../../app/policy/suggest.ts";
+import { parseScope, prefixOf, suggestRule, type SuggestInput, type SuggestScope } from "../../../app/policy/suggest.ts";
 import type { HttpFacts, Policy } from "../../../app/policy/types.ts";
 import { policyFrom, tempDir } from "./helpers.ts";
 
@@ -189,5 +190,151 @@ describe("checkSnippet", () => {
     const dup = await checkSnippet([file], 'rule "reads-ok" {\n  endpoint = https.gh\n  verdict = "deny"\n}\n', {});
     expect(dup.ok).toBe(false);
     if (!dup.ok) expect(dup.errors[0]).toMatchObject({ file: "snippet.hcl", line: 1, message: expect.stringContaining(`first declared at ${file}:`) });
+  });
+});
+
+describe("suggestRule for an SQL statement", () => {
+  const SQL_CONFIG = `
+schema_version = 1
+defaults {
+  verdict = "allow"
+  profile = profile.dev
+}
+endpoint "postgres" "db" { host = "db.internal:5432" }
+profile "dev" {}
+profile "ci" {}
+rule "reads-ok" {
+  endpoint  = postgres.db
+  priority  = 3
+  condition = "sql.verb == 'select'"
+  verdict   = "allow"
+}
+`;
+
+  beforeAll(async () => {
+    await loadSqlParser();
+  });
+
+  /** The event the postgres endpoint records for one statement (action from the real parser). */
+  function sqlEvent(text: string, over: Partial<SuggestInput> = {}): SuggestInput {
+    const r = sqlFacts(text);
+    if (!r.ok) throw new Error(r.error);
+    const f = r.statements[0]!;
+    return {
+      id: 12,
+      kind: "sql",
+      endpoint: "postgres.db",
+      host: "db.internal",
+      method: f.verb.toUpperCase(),
+      path: f.statement,
+      profile: "dev",
+      device: "laptop",
+      action: { database: "app", user: "agent", verb: f.verb, tables: f.tables, functions: f.functions, statement: f.statement, rows: 1 },
+      ...over,
+    };
+  }
+
+  /** Every statement of `text` judged as the postgres endpoint judges it; the first deny wins. */
+  function judgeSql(policy: Policy, text: string, profile = "dev") {
+    const endpoint = policy.endpoints.get("postgres.db")!;
+    const r = sqlFacts(text);
+    const statements = r.ok ? r.statements : [undefined];
+    let last;
+    for (const facets of statements) {
+      last = judge(policy, { device: "laptop", profile, endpoint }, { database: "app", user: "agent", text, facets, ...(r.ok ? {} : { unknownReason: r.error }) });
+      if (last.verdict === "deny") return last;
+    }
+    return last!;
+  }
+
+  test("this verb on these tables (the default): the whole block, as the loader reads it", async () => {
+    const base = await policyFrom(SQL_CONFIG);
+    const s = suggestRule(sqlEvent("DELETE FROM users WHERE id = 7"), {}, base.rules);
+    if (!s.ok) throw new Error(s.error);
+    expect(s.hcl).toBe(
+      [
+        "# Generated from statement #12 (delete on app by laptop):",
+        "#   DELETE FROM users WHERE id = 7",
+        "# Denies delete on users. Copy it into your config; a reload applies it.",
+        'rule "block-delete-users" {',
+        "  endpoint  = postgres.db",
+        "  priority  = 4 # checked before this endpoint's other rules",
+        `  condition = "sql.verb == 'delete' && sql.tables.exists(t, t in ['users', 'public.users'])"`,
+        '  verdict   = "deny"',
+        '  reason    = "blocked by an operator: delete on users"',
+        "}",
+        "",
+      ].join("\n"),
+    );
+    const p = await merged(s.hcl, SQL_CONFIG);
+    expect(judgeSql(p, "DELETE FROM users WHERE id = 7")).toMatchObject({ verdict: "deny", rule: s.name });
+    expect(judgeSql(p, "delete from public.users")).toMatchObject({ verdict: "deny", rule: s.name });
+    // A delete hidden in a CTE is a delete statement of its own.
+    expect(judgeSql(p, "WITH d AS (DELETE FROM users RETURNING id) SELECT count(*) FROM d")).toMatchObject({ verdict: "deny", rule: s.name });
+    expect(judgeSql(p, "select * from users")).toMatchObject({ verdict: "allow", rule: "reads-ok" });
+    expect(judgeSql(p, "delete from orders")).toEqual({ verdict: "allow", reason: "no rule matched (default allow)" });
+  });
+
+  const cases: { scope: SuggestScope; blocked: string[]; kept: string[] }[] = [
+    { scope: { sql: "verb" }, blocked: ["delete from orders", "delete from users"], kept: ["update users set a = 1", "select 1"] },
+    { scope: { sql: "tables" }, blocked: ["update users set a = 1", "select * from public.users", "delete from users"], kept: ["delete from orders", "select 1"] },
+    { scope: { sql: "verb-tables", onlyProfile: true }, blocked: ["delete from users"], kept: ["delete from orders", "update users set a = 1"] },
+  ];
+  for (const c of cases) {
+    test(`scope ${JSON.stringify(c.scope)}: blocks statements like it and only those`, async () => {
+      const base = await policyFrom(SQL_CONFIG);
+      const s = suggestRule(sqlEvent("DELETE FROM users WHERE id = 7"), c.scope, base.rules);
+      if (!s.ok) throw new Error(s.error);
+      const p = await merged(s.hcl, SQL_CONFIG);
+      for (const text of c.blocked) expect({ text, ...judgeSql(p, text) }).toMatchObject({ text, verdict: "deny", rule: s.name });
+      for (const text of c.kept) expect({ text, rule: judgeSql(p, text).rule }).not.toEqual({ text, rule: s.name });
+      if (c.scope.onlyProfile) expect(judgeSql(p, "delete from users", "ci").rule).not.toBe(s.name);
+    });
+  }
+
+  test("names, descriptions and a schema other than public", async () => {
+    const e = sqlEvent("UPDATE billing.invoices SET paid = true FROM users WHERE users.id = invoices.owner");
+    const names = (["verb-tables", "verb", "tables"] as const).map((sql) => {
+      const s = suggestRule(e, { sql });
+      if (!s.ok) throw new Error(s.error);
+      return [s.name, s.description, s.condition];
+    });
+    expect(names).toEqual([
+      ["block-update-billing-invoices-users", "update on billing.invoices, users", "sql.verb == 'update' && sql.tables.exists(t, t in ['billing.invoices', 'users', 'public.users'])"],
+      ["block-any-update", "any update", "sql.verb == 'update'"],
+      ["block-any-sql-on-billing-invoices-users", "any statement touching billing.invoices, users", "sql.tables.exists(t, t in ['billing.invoices', 'users', 'public.users'])"],
+    ]);
+    const touching = suggestRule(e, { sql: "tables" }, (await policyFrom(SQL_CONFIG)).rules);
+    if (!touching.ok) throw new Error(touching.error);
+    const p = await merged(touching.hcl, SQL_CONFIG);
+    expect(judgeSql(p, "select * from billing.invoices").verdict).toBe("deny");
+    expect(judgeSql(p, "select * from invoices").verdict).toBe("allow");
+  });
+
+  test("a statement without tables falls back to its verb; the tables scope is refused", () => {
+    const vacuum = sqlEvent("SET work_mem = '64MB'");
+    expect(suggestRule(vacuum, {})).toMatchObject({ ok: true, condition: "sql.verb == 'set'", name: "block-any-set" });
+    expect(suggestRule(vacuum, { sql: "tables" })).toMatchObject({ ok: false, error: "this set names no table; block the verb instead" });
+  });
+
+  test("quotes and template markers in names and statements survive CEL-in-HCL escaping", async () => {
+    const text = `DELETE FROM "it's ${"${x}"}" WHERE note = '%{y}'`;
+    const base = await policyFrom(SQL_CONFIG);
+    const s = suggestRule(sqlEvent(text), {}, base.rules);
+    if (!s.ok) throw new Error(s.error);
+    const p = await merged(s.hcl, SQL_CONFIG);
+    expect(judgeSql(p, text)).toMatchObject({ verdict: "deny", rule: s.name });
+    expect(judgeSql(p, "delete from other")).toMatchObject({ verdict: "allow" });
+  });
+
+  test("a statement the parser rejected cannot become a rule (rules reading sql.* already deny it)", () => {
+    const e = sqlEvent("select 1", { action: { database: "app", user: "agent", verb: null, tables: null, functions: null, statement: "selec oops" } });
+    expect(suggestRule(e, {})).toMatchObject({ ok: false, error: expect.stringContaining("could not read this statement") });
+  });
+
+  test("parseScope reads either form and refuses others", () => {
+    expect(parseScope({ sql: "tables", onlyProfile: true })).toEqual({ sql: "tables", anyMethod: false, onlyProfile: true });
+    expect(parseScope({ path: "host" })).toEqual({ path: "host", anyMethod: false, onlyProfile: false });
+    for (const bad of [{}, { sql: "everything" }, { path: "nope" }, { sql: "verb", onlyProfile: "yes" }, null]) expect(parseScope(bad)).toBeUndefined();
   });
 });

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { createDiscordApprover } from "../../../../app/approvers/human/discord.ts";
 import type { DiscordApproverConfig } from "../../../../app/approvers/human/types.ts";
 import type { ApproverPlugin } from "../../../../app/approvers/types.ts";
-import { type Fake, approvalRequest, context, deps, discordComponentInteraction, discordKeys, discordRequest, fakeDiscord, settledWithin, stillPending } from "./fakes.ts";
+import { type Fake, approvalRequest, sqlApprovalRequest, context, deps, discordComponentInteraction, discordKeys, discordRequest, fakeDiscord, settledWithin, stillPending } from "./fakes.ts";
 
 const TOKEN = "MTA5OTk5.GsecretDiscordBotToken.abcdefghijklmnop";
 const keys = discordKeys();
@@ -66,6 +66,21 @@ describe("discord", () => {
       },
     ]);
     expect(c.body.allowed_mentions).toEqual({ parse: [] });
+    abort();
+    await v;
+  });
+
+  test("a held SQL statement is posted as the statement on its database, not as an HTTP request line", async () => {
+    const { plugin } = make();
+    const { ctx, abort } = context();
+    const v = plugin.ask(sqlApprovalRequest("hold-sql"), ctx);
+    await posted("hold-sql");
+    const TEXT = fake.calls.find((c) => c.method === "POST /api/v10/channels/222/messages")!.body.content as string;
+    expect(TEXT).toContain("SQL on database app as agent (db.internal)");
+    expect(TEXT).toContain("statement: DELETE FROM public.users WHERE id = 7");
+    expect(TEXT).toContain("endpoint postgres.db");
+    expect(TEXT).not.toContain("https://");
+    expect(TEXT).not.toContain("body:");
     abort();
     await v;
   });

@@ -302,6 +302,16 @@ export function approvalRequest(id: string): ApprovalRequest {
   };
 }
 
+/** A held SQL statement as the postgres endpoint holds one (method = verb, path/bodyPreview = statement, headers = database and user). */
+export function sqlApprovalRequest(id: string): ApprovalRequest {
+  const statement = "DELETE FROM public.users WHERE id = 7";
+  return {
+    ...approvalRequest(id), endpoint: "postgres.db", rule: "writes-need-approval", reason: "a write to the app database",
+    method: "DELETE", host: "db.internal", path: statement, headers: { database: "app", user: "agent" },
+    bodyPreview: statement, family: "sql", summary: "delete public.users",
+  };
+}
+
 export function context(): { ctx: ApproverContext; abort: (reason?: unknown) => void } {
   const ac = new AbortController();
   return { ctx: { signal: ac.signal, now: () => Date.now() }, abort: (r) => ac.abort(r) };

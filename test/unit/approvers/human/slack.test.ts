@@ -7,7 +7,8 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { createSlackApprover, verifySlackSignature } from "../../../../app/approvers/human/slack.ts";
 import type { SlackApproverConfig } from "../../../../app/approvers/human/types.ts";
 import type { ApproverPlugin } from "../../../../app/approvers/types.ts";
-import { type Fake, approvalRequest, context, deps, fakeSlack, settledWithin, slackBlockActions, slackRequest, stillPending } from "./fakes.ts";
+import { type Fake, approvalRequest, context, deps, fakeSlack, settledWithin, slackBlockActions, slackRequest, sqlApprovalRequest, stillPending } from "./fakes.ts";
+import { DEFAULT_MESSAGE, renderMessage } from "../../../../app/approvers/config.ts";
 
 const TOKEN = "xoxb-1111-2222-SECRETBOTTOKEN";
 const SIGNING = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -51,6 +52,33 @@ describe("slack ask", () => {
       ["deny", "hold-1"],
     ]);
     expect(c.body.text).toContain("POST https://api.github.com/repos/acme/app/git/refs");
+    abort();
+    await v;
+  });
+
+  test("a held SQL statement is posted as the statement on its database, not as an HTTP request line", async () => {
+    const { plugin } = make();
+    const { ctx, abort } = context();
+    const v = plugin.ask(sqlApprovalRequest("hold-sql"), ctx);
+    const c = await posted("hold-sql");
+    const TEXT = c.body.text as string;
+    expect(TEXT).toContain("SQL on database app as agent (db.internal)");
+    expect(TEXT).toContain("statement: DELETE FROM public.users WHERE id = 7");
+    expect(TEXT).toContain("endpoint postgres.db");
+    expect(TEXT).not.toContain("https://");
+    expect(TEXT).not.toContain("body:");
+    expect(c.body.blocks[0].text.text).toContain("DELETE FROM public.users WHERE id = 7");
+    abort();
+    await v;
+  });
+
+  test("the hub's default message for a held SQL statement reaches Slack as the statement", async () => {
+    const { plugin } = make();
+    const { ctx, abort } = context();
+    const req = sqlApprovalRequest("hold-sql-2");
+    const v = plugin.ask(req, { ...ctx, message: renderMessage(DEFAULT_MESSAGE, req) });
+    const c = await posted("hold-sql-2");
+    expect(c.body.text).toBe("SQL on app as agent by laptop-1 (writes-need-approval: a write to the app database):\nDELETE FROM public.users WHERE id = 7");
     abort();
     await v;
   });

@@ -11,7 +11,7 @@ import type { TelegramApproverConfig } from "../../../../app/approvers/human/typ
 import type { ApproverPlugin } from "../../../../app/approvers/types.ts";
 import { createApprovals } from "../../../../app/approvers/registry.ts";
 import { policyFrom } from "../../policy/helpers.ts";
-import { type TelegramFake, approvalRequest, context, deps, fakeTelegram, settledWithin, stillPending, telegramCallbackUpdate, telegramRequest } from "./fakes.ts";
+import { type TelegramFake, approvalRequest, sqlApprovalRequest, context, deps, fakeTelegram, settledWithin, stillPending, telegramCallbackUpdate, telegramRequest } from "./fakes.ts";
 
 const TOKEN = "123456789:AAHsecretTelegramBotTokenXYZ";
 const SECRET = "webhook-secret-Token_42";
@@ -50,6 +50,21 @@ describe("telegram webhook", () => {
     expect(fake.calls[0]!.path).toBe(`/bot${TOKEN}/sendMessage`);
     expect(fake.calls[0]!.body.chat_id).toBe("-100123");
     expect([m.approve, m.deny]).toEqual(["cp:a:hold-1", "cp:d:hold-1"]);
+    abort();
+    await v;
+  });
+
+  test("a held SQL statement is sent as the statement on its database, not as an HTTP request line", async () => {
+    const { plugin } = make();
+    const { ctx, abort } = context();
+    const v = plugin.ask(sqlApprovalRequest("hold-sql"), ctx);
+    await posted("hold-sql");
+    const TEXT = fake.calls.find((c) => c.method === "sendMessage")!.body.text as string;
+    expect(TEXT).toContain("SQL on database app as agent (db.internal)");
+    expect(TEXT).toContain("statement: DELETE FROM public.users WHERE id = 7");
+    expect(TEXT).toContain("endpoint postgres.db");
+    expect(TEXT).not.toContain("https://");
+    expect(TEXT).not.toContain("body:");
     abort();
     await v;
   });
