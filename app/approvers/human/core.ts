@@ -195,11 +195,11 @@ export class HumanCore<Ref> {
     };
     ctx.signal.addEventListener("abort", onAbort, { once: true });
 
-    this.track(this.postHold(hold, ctx).then(() => markPosted(hold.ref), () => markPosted(undefined)));
+    this.track(this.postHold(hold).then(() => markPosted(hold.ref), () => markPosted(undefined)));
     return verdict.finally(() => ctx.signal.removeEventListener("abort", onAbort));
   }
 
-  private async postHold(hold: Hold<Ref>, ctx: ApproverContext): Promise<void> {
+  private async postHold(hold: Hold<Ref>): Promise<void> {
     const label = this.adapter.label;
     const req = hold.req;
     const posted = await this.adapter.post(req, hold.key, hold.text);
@@ -210,8 +210,10 @@ export class HumanCore<Ref> {
       return;
     }
     hold.ref = posted.ref;
-    // Aborted while the post was in flight: the message exists now, so mark it.
-    if (hold.settled && ctx.signal.aborted) {
+    // Ended while the post was in flight (aborted, or the approver closed):
+    // the message exists now, so mark it. (A click cannot settle a hold
+    // before its post's response: deciding waits for it.)
+    if (hold.settled) {
       await this.adapter.expire(posted.ref, hold.text, EXPIRED_TEXT);
       return;
     }
