@@ -328,7 +328,7 @@ export function deps(overrides: Partial<HumanDeps> = {}): { deps: HumanDeps; lin
   };
 }
 
-export async function settledWithin<T>(p: Promise<T>, ms = 2000): Promise<T> {
+export async function settledWithin<T>(p: Promise<T>, ms = 15_000): Promise<T> {
   return Promise.race([p, Bun.sleep(ms).then(() => Promise.reject(new Error("verdict did not arrive")))]);
 }
 
