@@ -182,8 +182,9 @@ function killTree(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
+/** As the postgres user, exec'd in place (runuser would stay as a parent that outlives a SIGTERM). */
 function asPostgresUser(cmd: string[]): string[] {
-  return ["runuser", "-u", "postgres", "--", ...cmd];
+  return [bin("setpriv"), "--reuid=postgres", "--regid=postgres", "--init-groups", "--", ...cmd];
 }
 
 function postgresOwns(p: string): void {
@@ -224,7 +225,11 @@ class Servers {
       if (pid) killTree(pid, "SIGTERM");
     }
     await Promise.race([Promise.all(this.procs.map((p) => p.proc.exited)), Bun.sleep(5000)]);
-    for (const p of this.procs) if (p.proc.exitCode === null) killTree(p.proc.pid, "SIGKILL");
+    for (const p of this.procs) {
+      if (p.proc.exitCode !== null) continue;
+      console.error(`bench-postgres: ${p.name} did not stop on SIGTERM within 5 s: killed`);
+      killTree(p.proc.pid, "SIGKILL");
+    }
     await this.db?.stop().catch(() => {});
   }
 }
@@ -253,6 +258,7 @@ function gatewayConfig(pgPort: number): string {
   return `schema_version = 1
 gateway {
   state_dir = "state"
+  dashboard_listen = "127.0.0.1:0"
   proxy { listen = "127.0.0.1:0" }
   events { jsonl = "events.jsonl" }
 }
