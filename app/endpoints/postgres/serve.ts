@@ -158,6 +158,8 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
     flow.conn.on("close", () => run(session.handle({ type: "agent-closed" })));
     flow.conn.on("end", () => run(session.handle({ type: "agent-closed" })));
     flow.conn.resume();
+    // The agent may have gone while the parser loaded: its 'end' was emitted before we listened.
+    if (flow.conn.readableEnded || flow.conn.destroyed) run(session.handle({ type: "agent-closed" }));
   });
 
   /** Rules for each action; an approval holds this session only. */
