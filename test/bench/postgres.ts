@@ -63,8 +63,10 @@ export interface BenchRow {
   tps: number;
   transactions: number;
   failed: number;
-  /** CPU time of the gateway or pgbouncer process over the run, per statement (µs). */
+  /** CPU time (user + system) of the gateway or pgbouncer process over the run, per statement (µs). */
   cpuUsPerStatement?: number;
+  /** The system (kernel) part of it. */
+  sysUsPerStatement?: number;
   stealPct: number;
 }
 
@@ -151,11 +153,11 @@ async function waitForPort(port: number, alive: () => string | undefined, timeou
   fail(`nothing listened on 127.0.0.1:${port} within ${timeoutMs} ms`);
 }
 
-/** utime + stime of a process, in seconds. */
-function cpuSeconds(pid: number): number {
+/** utime and stime of a process, in seconds. */
+function cpuSeconds(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  return { user: Number(f[11]) / CLK_TCK, system: Number(f[12]) / CLK_TCK };
 }
 
 /** Machine-wide CPU jiffies: total and stolen by the hypervisor. */
@@ -427,15 +429,19 @@ export async function runPostgresBench(s: BenchSettings, say: (line: string) => 
         const p = paths[key];
         if (s.warmupSeconds > 0) await pgbench(s, p.port, p.user, p.password, mode, s.warmupSeconds);
         const pid = p.pid?.();
-        const cpu0 = pid ? cpuSeconds(pid) : 0;
+        const cpu0 = pid ? cpuSeconds(pid) : undefined;
         const m0 = machineCpu();
         const r = await pgbench(s, p.port, p.user, p.password, mode, s.smoke ? undefined : s.seconds);
-        const cpu = pid ? cpuSeconds(pid) - cpu0 : undefined;
+        const cpu1 = pid ? cpuSeconds(pid) : undefined;
         const m1 = machineCpu();
         if (r.failed > 0) fail(`${key} ${mode}: ${r.failed} transactions failed`);
         // pgbench -S: one statement per transaction.
         const row: BenchRow = { path: key, mode, tps: r.tps, transactions: r.transactions, failed: r.failed, stealPct: (100 * (m1.steal - m0.steal)) / Math.max(1, m1.total - m0.total) };
-        if (cpu !== undefined) row.cpuUsPerStatement = (cpu / Math.max(1, r.transactions)) * 1e6;
+        if (cpu0 && cpu1) {
+          const per = (seconds: number) => (seconds / Math.max(1, r.transactions)) * 1e6;
+          row.cpuUsPerStatement = per(cpu1.user + cpu1.system - cpu0.user - cpu0.system);
+          row.sysUsPerStatement = per(cpu1.system - cpu0.system);
+        }
         rows.push(row);
         say(`  ${mode.padEnd(8)} ${key.padEnd(18)} ${r.tps.toFixed(0).padStart(7)} TPS`);
       }
@@ -479,12 +485,12 @@ export function report(r: BenchResult): string[] {
       (s.smoke ? " (smoke: too short to mean anything)" : ""),
   );
   lines.push("");
-  const header = `${"mode".padEnd(10)}${"path".padEnd(20)}${"TPS".padStart(9)}${"statements".padStart(12)}${"CPU µs/stmt".padStart(13)}${"steal%".padStart(8)}`;
+  const header = `${"mode".padEnd(10)}${"path".padEnd(20)}${"TPS".padStart(9)}${"statements".padStart(12)}${"CPU µs/stmt".padStart(13)}${"of it sys".padStart(11)}${"steal%".padStart(8)}`;
   lines.push(header, "-".repeat(header.length));
   for (const row of r.rows) {
-    lines.push(`${row.mode.padEnd(10)}${row.path.padEnd(20)}${fmt(row.tps).padStart(9)}${String(row.transactions).padStart(12)}${fmt(row.cpuUsPerStatement, 1).padStart(13)}${fmt(row.stealPct, 1).padStart(8)}`);
+    lines.push(`${row.mode.padEnd(10)}${row.path.padEnd(20)}${fmt(row.tps).padStart(9)}${String(row.transactions).padStart(12)}${fmt(row.cpuUsPerStatement, 1).padStart(13)}${fmt(row.sysUsPerStatement, 1).padStart(11)}${fmt(row.stealPct, 1).padStart(8)}`);
   }
-  lines.push("(CPU µs/stmt: user+system time of the gateway's or pgbouncer's process alone over the run, per statement)", "");
+  lines.push("(CPU µs/stmt: user+system time of the gateway's or pgbouncer's process alone over the run, per statement; of it sys: the kernel's part, mostly loopback TCP)", "");
   lines.push("ratios (same run; goal: clawpatrol >= 1.0x pgbouncer):");
   for (const mode of s.modes) {
     const get = (k: PathKey) => r.rows.find((x) => x.mode === mode && x.path === k)?.tps;
