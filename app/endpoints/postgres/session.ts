@@ -745,7 +745,17 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
+/** Parts that lie back to back in one buffer (messages forwarded from one read) join without a copy. */
 function concatAll(parts: Uint8Array[]): Uint8Array {
+  const first = parts[0]!;
+  let end = first.byteOffset + first.length;
+  let contiguous = true;
+  for (let i = 1; i < parts.length && contiguous; i++) {
+    const p = parts[i]!;
+    contiguous = p.buffer === first.buffer && p.byteOffset === end;
+    end += p.length;
+  }
+  if (contiguous) return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
   let n = 0;
   for (const p of parts) n += p.length;
   const out = new Uint8Array(n);

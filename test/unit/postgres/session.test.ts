@@ -291,6 +291,31 @@ describe("simple query protocol", () => {
     p.done();
   });
 
+  test("the server's answer read in one piece reaches the agent as the same bytes, without a copy", () => {
+    const { p, s } = ready();
+    p.in(agent(serializeQuery("select name from users"))).out("judge statement #1: select");
+    p.in(allow(1)).out("upstream: Query select name from users");
+    const answer = concat(rowDescription("name"), dataRow("ada"), serializeCommandComplete("SELECT 1"), serializeReadyForQuery("I"));
+    const chunk = new Uint8Array(answer.length + 8);
+    chunk.set(answer, 4);
+    const sent = s.handle({ type: "upstream-data", data: chunk.subarray(4, 4 + answer.length) }).flatMap((c) => (c.type === "send-agent" ? [c.data] : []));
+    expect(sent.length).toBe(1);
+    expect([...sent[0]!]).toEqual([...answer]);
+    expect(sent[0]!.buffer).toBe(chunk.buffer);
+    // Parts that are not back to back in memory are copied into one buffer.
+    p.in(agent(serializeQuery("select 2"))).out("judge statement #2: select");
+    p.in(allow(2)).out("upstream: Query select 2");
+    // CommandComplete cut across two reads (copied when whole), then ReadyForQuery from the second read.
+    const whole = concat(dataRow("x"), serializeCommandComplete("SELECT 1"), serializeReadyForQuery("I"));
+    const cut = whole.length - 9;
+    const out1 = s.handle({ type: "upstream-data", data: whole.slice(0, cut) });
+    const out2 = s.handle({ type: "upstream-data", data: whole.slice(cut) });
+    const second = out2.flatMap((c) => (c.type === "send-agent" ? [c.data] : []));
+    expect(second.length).toBe(1);
+    const bytes = [...out1, ...out2].flatMap((c) => (c.type === "send-agent" ? [...c.data] : []));
+    expect(bytes).toEqual([...whole]);
+  });
+
   test("a denied statement is raised by the server as 42501 and the session goes on", () => {
     const { p } = ready();
     p.in(agent(serializeQuery("delete from users"))).out("judge statement #1: delete");
