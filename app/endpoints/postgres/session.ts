@@ -738,7 +738,9 @@ export function raiseStatement(reason: string): string {
   return `DO $clawpatrol$BEGIN RAISE EXCEPTION USING ERRCODE = '${DENY_SQLSTATE}', MESSAGE = '${message}'; END$clawpatrol$`;
 }
 
+/** a then b; one view without a copy when b follows a in the same buffer (messages of one read). */
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset) return new Uint8Array(a.buffer, a.byteOffset, a.length + b.length);
   const out = new Uint8Array(a.length + b.length);
   out.set(a, 0);
   out.set(b, a.length);

@@ -417,6 +417,27 @@ describe("extended query protocol", () => {
     p.done();
   });
 
+  test("messages forwarded as they came leave in one write, a view of the agent's read; a dropped one between them forces a copy", () => {
+    const { p, s } = ready();
+    const bind = serializeBind({ portal: "", statement: "", paramFormats: [], params: [], resultFormats: [] });
+    const pass = concat(bind, serializeExecute("", 0), serializeSync());
+    const chunk = new Uint8Array(pass.length + 6);
+    chunk.set(pass, 3);
+    const sent = s.handle({ type: "agent-data", data: chunk.subarray(3, 3 + pass.length) }).flatMap((c) => (c.type === "send-upstream" ? [c.data] : []));
+    expect(sent.length).toBe(1);
+    expect([...sent[0]!]).toEqual([...pass]);
+    expect(sent[0]!.buffer).toBe(chunk.buffer);
+    p.in(server(serializeBindComplete(), serializeCommandComplete("SELECT 0"), serializeReadyForQuery("I"))).out("agent: BindComplete", "agent: CommandComplete SELECT 0", "agent: ReadyForQuery I");
+    // A denied Parse: the agent's Bind and Execute are dropped, its Sync still goes.
+    p.in(agent(serializeParse("", "delete from t"), bind, serializeExecute("", 0), serializeSync())).out("judge statement #1: delete");
+    const denied = s.handle(deny(1)).flatMap((c) => (c.type === "send-upstream" ? [c.data] : []));
+    expect(denied.length).toBe(1);
+    const text = new TextDecoder().decode(denied[0]!);
+    expect(text).toContain("RAISE EXCEPTION");
+    expect(text).not.toContain("delete from t");
+    expect(denied[0]![denied[0]!.length - 5]).toBe(0x53); // ends with the agent's Sync
+  });
+
   test("a named statement is judged once at Parse; each Execute of it is recorded", () => {
     const { p } = ready();
     p.in(agent(serializeParse("s1", "select * from users"), serializeSync())).out("judge statement #1: select");
