@@ -219,7 +219,15 @@ class Servers {
     return pid > 0 ? pid : undefined;
   }
 
-  async stopAll(): Promise<void> {
+  private stopping: Promise<void> | undefined;
+
+  /** Stops everything; a second call (an interrupt during the first) waits for the same stop. */
+  stopAll(): Promise<void> {
+    this.stopping ??= this.stopEverything();
+    return this.stopping;
+  }
+
+  private async stopEverything(): Promise<void> {
     // socat's per-connection children and pgbouncer (under runuser) first, then the rest.
     for (const p of [...this.procs].reverse()) if (p.proc.exitCode === null) killTree(p.proc.pid, "SIGTERM");
     if (this.bouncerPidFile && existsSync(this.bouncerPidFile)) {
@@ -460,8 +468,9 @@ export async function runPostgresBench(s: BenchSettings, say: (line: string) => 
     ok = true;
     result = { settings: s, rows, gatewayEvents: 0, versions };
   } finally {
-    active.delete(servers);
+    // Still in `active` while stopping: an interrupt now stops what is left.
     await servers.stopAll();
+    active.delete(servers);
     // The gateway flushed its batched events when it closed.
     if (result) result.gatewayEvents = countEvents();
     if (s.keep || !ok) console.error(`bench-postgres: work directory kept: ${dir}`);
