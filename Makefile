@@ -38,6 +38,12 @@ bench-netstack: deps
 	bash test/bench/deps.sh
 	$(BUN) test/bench/netstack.ts
 
+.PHONY: bench-postgres
+## pgbench -S (simple and prepared) directly, through pgbouncer, and through the gateway with a rule reading sql.tables (root).
+bench-postgres: deps
+	bash test/bench/deps.sh
+	$(BUN) test/bench/postgres.ts
+
 .PHONY: image test-image test-image-units
 
 ## The appliance VM image: dist/clawpatrol-appliance.raw and .qcow2 (root; see image/build.sh).

@@ -9,8 +9,9 @@ set -euo pipefail
 # dashboard's browser test (test/e2e), driven by playwright-core; never a downloaded browser;
 # fonts-dejavu-core: a font for its screenshots (chromium does not pull one in without recommends).
 # postgresql (15), postgresql-client, pgbouncer: the Postgres endpoint's real upstream (test/integration/support/postgres.ts),
-# its clients (psql, pgbench) and the pooling baseline of the Postgres benchmark.
+# its clients (psql, pgbench) and the pooling baseline of the Postgres benchmark; socat: that
+# benchmark's hop from libpq to the gateway's proxy (its smoke mode runs with the tests).
 # nginx-light: one of the upstreams of the HTTPS differential tests (test/integration/https/differential).
 need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23 nftables python3 chromium fonts-dejavu-core
-  postgresql postgresql-client pgbouncer nginx-light)
+  postgresql postgresql-client pgbouncer socat nginx-light)
 exec bash "$(dirname "$0")/../tools/apt-need.sh" test/deps.sh "${need[@]}"

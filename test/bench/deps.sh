@@ -8,12 +8,14 @@
 set -euo pipefail
 # package:command it provides
 # bench-netstack: iperf3, and wireguard-go + wg for the device side of the tunnel.
+# bench-postgres: PostgreSQL 15 and pgbench, pgbouncer, socat (libpq's hop to the proxy).
 need=(hey:hey mitmproxy:mitmdump nginx-light:nginx curl:curl openssl:openssl util-linux:unshare iproute2:ip
-  iperf3:iperf3 wireguard-go:wireguard-go wireguard-tools:wg)
+  iperf3:iperf3 wireguard-go:wireguard-go wireguard-tools:wg
+  postgresql-15:/usr/lib/postgresql/15/bin/postgres postgresql-client-15:pgbench pgbouncer:pgbouncer socat:socat)
 missing=()
 for pair in "${need[@]}"; do
   pkg=${pair%%:*} cmd=${pair#*:}
-  if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ]; then
+  if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ] && ! [ -x "$cmd" ]; then
     missing+=("$pkg")
   fi
 done

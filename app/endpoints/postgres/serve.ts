@@ -70,6 +70,10 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
       resolve();
     };
 
+    // Verdicts decided without an approval go back in the same turn, after the
+    // batch that asked; a loop, not recursion, so a long pipeline cannot overflow the stack.
+    const decided: { id: number; verdict: { outcomes: ActionOutcome[] } }[] = [];
+    let draining = false;
     const run = (commands: SessionCommand[]): void => {
       for (const c of commands) {
         if (closed) return;
@@ -109,9 +113,12 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
               },
             );
             break;
-          case "judge":
-            void judgeActions(c.actions, c.kind).then((verdict) => run(session.handle({ type: "verdict", id: c.id, verdict })));
+          case "judge": {
+            const now = judgeWithoutApproval(c.actions, c.kind);
+            if (now) decided.push({ id: c.id, verdict: now });
+            else void judgeActions(c.actions, c.kind).then((verdict) => run(session.handle({ type: "verdict", id: c.id, verdict })));
             break;
+          }
           case "cancel":
             void forwardCancel(c.processId, c.secretKey);
             break;
@@ -129,6 +136,14 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
             finish();
             break;
         }
+      }
+      if (draining) return;
+      draining = true;
+      try {
+        for (let d = decided.shift(); d !== undefined && !closed; d = decided.shift()) run(session.handle({ type: "verdict", id: d.id, verdict: d.verdict }));
+      } finally {
+        decided.length = 0;
+        draining = false;
       }
     };
 
@@ -158,7 +173,33 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
     flow.conn.on("close", () => run(session.handle({ type: "agent-closed" })));
     flow.conn.on("end", () => run(session.handle({ type: "agent-closed" })));
     flow.conn.resume();
+    // The agent may have gone while the parser loaded: its 'end' was emitted before we listened.
+    if (flow.conn.readableEnded || flow.conn.destroyed) run(session.handle({ type: "agent-closed" }));
   });
+
+  /**
+   * The verdict on each action when rules alone decide it (no approval is
+   * asked for): the common case, answered without a promise per statement.
+   * Undefined when an action needs an approval: judgeActions holds it then.
+   */
+  function judgeWithoutApproval(actions: SqlFacts[], kind: "statement" | "function-call"): { outcomes: ActionOutcome[] } | undefined {
+    const outcomes: ActionOutcome[] = [];
+    const current = deps.policy();
+    const ep = current.endpoints.get(endpoint.ref) ?? endpoint;
+    for (const facts of actions) {
+      const d = judge(current, { device: device.name, profile: device.profile, endpoint: ep }, facts);
+      if (d.verdict !== "allow" && d.verdict !== "deny") return undefined;
+      if (d.detail) log.warn("rule evaluation failed closed", { flow: flow.id, rule: d.rule, detail: d.detail });
+      const rule = d.rule !== undefined ? { rule: d.rule } : {};
+      let outcome: ActionOutcome = { allow: d.verdict === "allow", reason: d.reason, ...rule };
+      if (kind === "function-call" && outcome.allow && d.rule === undefined) {
+        outcome = { allow: false, reason: "a FunctionCall needs a rule that allows it" };
+      }
+      outcomes.push(outcome);
+      if (!outcome.allow) break;
+    }
+    return { outcomes };
+  }
 
   /** Rules for each action; an approval holds this session only. */
   async function judgeActions(actions: SqlFacts[], kind: "statement" | "function-call"): Promise<{ outcomes: ActionOutcome[] }> {

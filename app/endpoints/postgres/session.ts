@@ -738,14 +738,26 @@ export function raiseStatement(reason: string): string {
   return `DO $clawpatrol$BEGIN RAISE EXCEPTION USING ERRCODE = '${DENY_SQLSTATE}', MESSAGE = '${message}'; END$clawpatrol$`;
 }
 
+/** a then b; one view without a copy when b follows a in the same buffer (messages of one read). */
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset) return new Uint8Array(a.buffer, a.byteOffset, a.length + b.length);
   const out = new Uint8Array(a.length + b.length);
   out.set(a, 0);
   out.set(b, a.length);
   return out;
 }
 
+/** Parts that lie back to back in one buffer (messages forwarded from one read) join without a copy. */
 function concatAll(parts: Uint8Array[]): Uint8Array {
+  const first = parts[0]!;
+  let end = first.byteOffset + first.length;
+  let contiguous = true;
+  for (let i = 1; i < parts.length && contiguous; i++) {
+    const p = parts[i]!;
+    contiguous = p.buffer === first.buffer && p.byteOffset === end;
+    end += p.length;
+  }
+  if (contiguous) return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
   let n = 0;
   for (const p of parts) n += p.length;
   const out = new Uint8Array(n);

@@ -35,11 +35,17 @@
 //
 // Results are cached by text (LRU by count and size; texts over
 // MAX_CACHED_TEXT are parsed every time). Results are shared, so frozen.
+// A second cache is keyed by the text's literal template (template.ts: numbers
+// and plain strings blanked), for texts that differ only in their literals:
+// it holds only results that no literal value can change (one select,
+// insert, update or delete statement: no DO body, EXPLAIN option, embedded
+// statement), and a hit keeps every fact but `statement`, cut from the real text.
 
 import { BoundedLru } from "./cache.ts";
 import { extractFacts, SqlUnjudgeable } from "./facets.ts";
 import type { SqlStatementFacts } from "./facets.ts";
 import { SqlSyntaxError, sqlParserLoaded } from "./parser.ts";
+import { literalTemplate } from "./template.ts";
 
 export type { SqlStatementFacts } from "./facets.ts";
 export { MAX_DEPTH } from "./facets.ts";
@@ -69,20 +75,69 @@ export function sqlFacts(text: string): SqlParseResult {
   if (!sqlParserLoaded()) throw new Error("sqlFacts before loadSqlParser() finished");
   const hit = cache.get(text);
   if (hit !== undefined) return hit;
+  const template = text.length <= MAX_CACHED_TEXT ? literalTemplate(text) : undefined;
+  if (template !== undefined) {
+    const shape = templates.get(template);
+    const statement = shape && statementOf(text, shape.cut);
+    if (shape && statement !== undefined) {
+      templateHits++;
+      const derived: SqlParseResult = { ok: true, statements: [{ ...shape.facts, statement }] };
+      freeze(derived);
+      return derived;
+    }
+  }
   const { result, cacheable } = compute(text);
   freeze(result);
   if (cacheable && text.length <= MAX_CACHED_TEXT) cache.set(text, result, weightOf(text, result));
+  if (template !== undefined) {
+    const shape = literalFreeShape(text, result);
+    if (shape) templates.set(template, shape, 64 + template.length * 2 + weightOf("", result));
+  }
   return result;
 }
 
 /** Drop every cached result (tests and benchmarks). */
 export function clearSqlFactsCache(): void {
   cache.clear();
+  templates.clear();
+  templateHits = 0;
 }
 
-/** Entries and weight of the cache (for the dashboard and the benchmark). */
-export function sqlFactsCacheStats(): { entries: number; weight: number } {
-  return { entries: cache.size, weight: cache.totalWeight };
+/** Entries and weight of the cache (for the dashboard and the benchmark); templates and hits on them. */
+export function sqlFactsCacheStats(): { entries: number; weight: number; templates: number; templateHits: number } {
+  return { entries: cache.size, weight: cache.totalWeight, templates: templates.size, templateHits };
+}
+
+// ------------------------------------------------------------ templates
+
+/** Statement kinds whose facts come from the tree's shape, never from a literal's value. */
+const TEMPLATE_VERBS = new Set(["select", "insert", "update", "delete"]);
+
+/** How a statement's text comes from the whole text: trimmed, and without its final semicolon or not. */
+type StatementCut = "trim" | "trim-semicolon";
+
+interface TemplateShape {
+  facts: Omit<SqlStatementFacts, "statement">;
+  cut: StatementCut;
+}
+
+const templates = new BoundedLru<string, TemplateShape>({ maxEntries: 1024, maxWeight: 4 * 1024 * 1024, maxEntryWeight: 4 * MAX_CACHED_TEXT });
+let templateHits = 0;
+
+function statementOf(text: string, cut: StatementCut): string | undefined {
+  const trimmed = text.trim();
+  if (cut === "trim") return trimmed;
+  return trimmed.endsWith(";") ? trimmed.slice(0, -1).trimEnd() : undefined;
+}
+
+/** The result's facts, when literals cannot have made them, and how its statement text was cut. */
+function literalFreeShape(text: string, result: SqlParseResult): TemplateShape | undefined {
+  if (!result.ok || result.statements.length !== 1) return undefined;
+  const only = result.statements[0]!;
+  if (!TEMPLATE_VERBS.has(only.verb)) return undefined;
+  const cut: StatementCut | undefined = statementOf(text, "trim") === only.statement ? "trim" : statementOf(text, "trim-semicolon") === only.statement ? "trim-semicolon" : undefined;
+  if (cut === undefined) return undefined;
+  return { facts: { verb: only.verb, tables: only.tables, functions: only.functions }, cut };
 }
 
 /** The result, and whether it depends on the text alone (so may be cached). */

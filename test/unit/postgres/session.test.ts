@@ -292,6 +292,31 @@ describe("simple query protocol", () => {
     p.done();
   });
 
+  test("the server's answer read in one piece reaches the agent as the same bytes, without a copy", () => {
+    const { p, s } = ready();
+    p.in(agent(serializeQuery("select name from users"))).out("judge statement #1: select");
+    p.in(allow(1)).out("upstream: Query select name from users");
+    const answer = concat(rowDescription("name"), dataRow("ada"), serializeCommandComplete("SELECT 1"), serializeReadyForQuery("I"));
+    const chunk = new Uint8Array(answer.length + 8);
+    chunk.set(answer, 4);
+    const sent = s.handle({ type: "upstream-data", data: chunk.subarray(4, 4 + answer.length) }).flatMap((c) => (c.type === "send-agent" ? [c.data] : []));
+    expect(sent.length).toBe(1);
+    expect([...sent[0]!]).toEqual([...answer]);
+    expect(sent[0]!.buffer).toBe(chunk.buffer);
+    // Parts that are not back to back in memory are copied into one buffer.
+    p.in(agent(serializeQuery("select 2"))).out("judge statement #2: select");
+    p.in(allow(2)).out("upstream: Query select 2");
+    // CommandComplete cut across two reads (copied when whole), then ReadyForQuery from the second read.
+    const whole = concat(dataRow("x"), serializeCommandComplete("SELECT 1"), serializeReadyForQuery("I"));
+    const cut = whole.length - 9;
+    const out1 = s.handle({ type: "upstream-data", data: whole.slice(0, cut) });
+    const out2 = s.handle({ type: "upstream-data", data: whole.slice(cut) });
+    const second = out2.flatMap((c) => (c.type === "send-agent" ? [c.data] : []));
+    expect(second.length).toBe(1);
+    const bytes = [...out1, ...out2].flatMap((c) => (c.type === "send-agent" ? [...c.data] : []));
+    expect(bytes).toEqual([...whole]);
+  });
+
   test("a denied statement is raised by the server as 42501 and the session goes on", () => {
     const { p } = ready();
     p.in(agent(serializeQuery("delete from users"))).out("judge statement #1: delete");
@@ -391,6 +416,27 @@ describe("extended query protocol", () => {
       "agent: ParseComplete", "agent: BindComplete", "agent: DataRow", "agent: CommandComplete SELECT 1", "agent: ReadyForQuery I",
     );
     p.done();
+  });
+
+  test("messages forwarded as they came leave in one write, a view of the agent's read; a dropped one between them forces a copy", () => {
+    const { p, s } = ready();
+    const bind = serializeBind({ portal: "", statement: "", paramFormats: [], params: [], resultFormats: [] });
+    const pass = concat(bind, serializeExecute("", 0), serializeSync());
+    const chunk = new Uint8Array(pass.length + 6);
+    chunk.set(pass, 3);
+    const sent = s.handle({ type: "agent-data", data: chunk.subarray(3, 3 + pass.length) }).flatMap((c) => (c.type === "send-upstream" ? [c.data] : []));
+    expect(sent.length).toBe(1);
+    expect([...sent[0]!]).toEqual([...pass]);
+    expect(sent[0]!.buffer).toBe(chunk.buffer);
+    p.in(server(serializeBindComplete(), serializeCommandComplete("SELECT 0"), serializeReadyForQuery("I"))).out("agent: BindComplete", "agent: CommandComplete SELECT 0", "agent: ReadyForQuery I");
+    // A denied Parse: the agent's Bind and Execute are dropped, its Sync still goes.
+    p.in(agent(serializeParse("", "delete from t"), bind, serializeExecute("", 0), serializeSync())).out("judge statement #1: delete");
+    const denied = s.handle(deny(1)).flatMap((c) => (c.type === "send-upstream" ? [c.data] : []));
+    expect(denied.length).toBe(1);
+    const text = new TextDecoder().decode(denied[0]!);
+    expect(text).toContain("RAISE EXCEPTION");
+    expect(text).not.toContain("delete from t");
+    expect(denied[0]![denied[0]!.length - 5]).toBe(0x53); // ends with the agent's Sync
   });
 
   test("a named statement is judged once at Parse; each Execute of it is recorded", () => {
