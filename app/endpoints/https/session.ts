@@ -1,52 +1,35 @@
 // One intercepted HTTPS connection from an agent, after TLS termination.
 // For each request on it:
 //
-// 1. parse the head (and, when a rule reads it, the body up to the inspection limit)
-// 2. decide against the current policy (first matching rule, else the default)
-// 3. on deny: answer 403 with a small JSON body; the connection lives on when it can
-// 4. on allow: inject the credential into its slot, forward to the upstream
-//    (pooled, certificate verified), stream the body both ways with
+// 1. parse the head
+// 2. let the exchange decider (decider.ts, sans-IO) judge it, carrying out
+//    what it asks for: read the body, drain a refused one, hold for
+//    approval, answer
+// 3. on forward: send its outbound head (credential injected) to the
+//    upstream (pooled, certificate verified), stream the body both ways with
 //    backpressure, scrub the secret from anything echoed back
-// 5. publish one event
+// 4. publish one event
 // Throughout, the client's pace is watched (ClientTimeouts: idle, header,
 // minimum body rate); a client out of time is answered 408 or closed.
 import type { Duplex } from "node:stream";
-import type { Credential, Decision, Endpoint, Policy } from "../../policy/types.ts";
+import type { Policy } from "../../policy/types.ts";
 import type { Flow } from "../../dispatch/flow.ts";
 import type { GatewayEvent } from "../../events/types.ts";
-import { decide, httpFactsFromRequest, matchEndpoint, needsBody } from "../../policy/engine.ts";
+import type { HoldOutcome } from "../../approvers/hub.ts";
 import { Http1Parser, type ParseEvent, type RequestHead, type ResponseHead } from "../http1/parser.ts";
-import {
-  getHeader,
-  hasToken,
-  headerTokens,
-  removeHeader,
-  setHeader,
-  stripHopByHop,
-  type HeaderList,
-} from "../http1/headers.ts";
+import { getHeader, headerTokens, removeHeader, setHeader, stripHopByHop, type HeaderList } from "../http1/headers.ts";
 import { encodeChunk, LAST_CHUNK, serializeRequestHead, serializeResponseHead, simpleResponse } from "../http1/serialize.ts";
-import { pluginFor } from "../../credentials/plugin.ts";
 import { StreamScrubber, scrubHeaders, scrubText, sameLengthMask } from "../../credentials/scrub.ts";
 import { EventPuller, StreamPuller } from "./puller.ts";
-import {
-  buildApprovalRequest,
-  OPERATION_HEADER,
-  pendingResponse,
-  refusedOperationResponse,
-  type ApprovalGate,
-} from "./approval.ts";
+import type { ApprovalGate } from "./approval.ts";
 import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
-import { checkRequestShape, credentialSlots, type RequestShape } from "./shape.ts";
 import { ClientTimeouts, type TimeoutReason } from "../http1/timeouts.ts";
 import { CodedBody, recodable } from "./coded.ts";
 import { ServerFrameScrubber } from "./wsframes.ts";
+import { ExchangeDecider, type DeciderCommand, type DeciderEvent, type EventFields, type SecretLookup } from "./decider.ts";
 import { log } from "../../log.ts";
 
-/** A credential's value and the strings that would reveal it if echoed back. */
-export type SecretLookup = (
-  cred: Credential,
-) => { ok: true; value: string; needles: string[] } | { ok: false; reason: string };
+export { denyResponse, type SecretLookup } from "./decider.ts";
 
 export interface InterceptDeps {
   policy(): Policy;
@@ -173,7 +156,6 @@ export class InterceptSession {
     const started = Date.now();
     const policy = this.deps.policy();
     const { device } = this.flow;
-    const path = head.target;
     const event: GatewayEvent = {
       time: new Date(started).toISOString(),
       kind: "http",
@@ -184,14 +166,14 @@ export class InterceptSession {
       host: this.sni,
       port: this.flow.dst.port,
       method: head.method,
-      path,
+      path: head.target,
       bytesUp: 0,
       bytesDown: 0,
       durationMs: 0,
       verdict: "deny",
       reason: "",
     };
-    const finish = (fields: Partial<GatewayEvent>) => {
+    const finish = (fields: EventFields) => {
       Object.assign(event, fields);
       event.durationMs = Date.now() - started;
       // Every family's events carry the same three fields (the path as forwarded).
@@ -200,302 +182,132 @@ export class InterceptSession {
       event.action = { method: event.method, host: event.host, path: event.path, ...(event.status !== undefined ? { status: event.status } : {}) };
       this.deps.publish(event);
     };
-    let requestDone = head.bodyKind.kind === "none";
 
-    // The endpoint was claimed by SNI: a request the rules could misread (a
-    // Host or target naming another server, a method or path the upstream
-    // may take otherwise) is refused before any rule sees it, and the
-    // connection closed, since its framing is no longer trusted.
-    const shape = checkRequestShape(head, this.sni);
-    if (!shape.ok) {
-      finish({ status: shape.status, verdict: "deny", reason: shape.reason });
-      await this.write(denyResponse(shape.status, undefined, shape.reason, true));
-      return "close";
-    }
-    event.path = shape.target;
-    // GET and HEAD carry no content (RFC 9110 §9.3.1-2); servers that ignore
-    // a body there read it as the next request, which no rule judged.
-    if ((head.method === "GET" || head.method === "HEAD") && hasContent(head)) {
-      const reason = `a ${head.method} request with a body is not forwarded`;
-      finish({ status: 400, verdict: "deny", reason });
-      await this.write(denyResponse(400, undefined, reason, true));
-      return "close";
-    }
-    const endpoint = matchEndpoint(policy, this.sni, device.profile);
-    if (!endpoint) {
-      finish({ status: 403, verdict: "deny", reason: `no endpoint claims ${this.sni} any more` });
-      await this.write(denyResponse(403, undefined, `no endpoint claims ${this.sni}`, !requestDone));
-      return requestDone && head.keepAlive ? "continue" : "close";
-    }
-    event.endpoint = endpoint.ref;
-
-    // Collect the body when a rule may read it. A client waiting on
-    // `Expect: 100-continue` gets our 100 first, since we read before deciding.
-    const b: BodyRead = { buffered: [], bytes: 0, done: requestDone, truncated: false, sentContinue: false };
-    if (!requestDone && needsBody(policy, endpoint, device.profile)) {
-      if (!(await this.readBody(head, b, policy.defaults.inspectLimitBytes))) return "close";
-    } else if (!requestDone && head.bodyKind.kind === "chunked") {
-      // What of a chunked body already arrived is taken now (never waited
-      // for: a streaming upload must not stall): when it is whole, it goes
-      // out with a Content-Length, which an upstream that does not speak
-      // chunked cannot misread as requests.
-      this.takeArrivedBody(b, policy.defaults.inspectLimitBytes);
-    }
-    const buffered = b.buffered;
-    requestDone = b.done;
-    const truncated = b.truncated;
-
-    let bufferedBytes = b.bytes;
-    const body = buffered.length > 0 ? concat(buffered, Math.min(bufferedBytes, policy.defaults.inspectLimitBytes)) : undefined;
-    const facts = httpFactsFromRequest(head.method, this.sni, head.target, head.headers, body, truncated);
-    const decision = decide(policy, { device: device.name, profile: device.profile, endpoint }, facts);
-    event.rule = decision.rule;
-    if (decision.detail) {
-      log.warn("rule evaluation failed closed", { flow: this.flow.id, rule: decision.rule, detail: decision.detail });
-    }
-
-    const denied = (status: number, reason: string, detail?: string): Promise<Next> =>
-      this.refuse(head, event, finish, { status, rule: decision.rule, reason, detail, requestDone, bufferedBytes });
-
-    if (decision.verdict === "deny") return denied(403, decision.reason, decision.detail);
-    if (decision.verdict === "approve") {
-      const rule = policy.rules.find((r) => r.name === decision.rule);
-      if (!this.deps.approvals || !rule || !decision.approvers) {
-        return denied(403, `${decision.reason} (approval required; no approver is available)`);
-      }
-      // Approvers see the body (bounded), and identical retries are known by it.
-      if (!b.done && !(await this.readBody(head, b, policy.defaults.inspectLimitBytes))) return "close";
-      requestDone = b.done;
-      bufferedBytes = b.bytes;
-      const shown = b.buffered.length > 0 ? concat(b.buffered, Math.min(b.bytes, policy.defaults.inspectLimitBytes)) : undefined;
-      const request = buildApprovalRequest({
-        time: started,
-        device: device.name,
-        profile: device.profile,
-        endpoint: endpoint.ref,
-        rule: rule.name,
-        reason: decision.reason,
-        method: head.method,
-        host: this.sni,
-        path: head.target,
-        headers: head.headers,
-        body: shown,
-        bodyTruncated: b.truncated,
-        redact: this.deps.redact ?? ((t) => t),
-      });
-      const agentGone = new AbortController();
-      const onClose = () => agentGone.abort();
-      this.agent.once("close", onClose);
-      const outcome = await this.deps.approvals
-        .hold({ request, rule, chain: decision.approvers, operationId: getHeader(head.headers, OPERATION_HEADER), signal: agentGone.signal })
-        .finally(() => this.agent.off("close", onClose));
-      if (outcome.status === "pending") {
-        const close = !requestDone || !head.keepAlive;
-        finish({ status: 202, verdict: "pending", reason: `held for approval (operation ${outcome.operation})`, bytesUp: bufferedBytes });
-        await this.write(pendingResponse(outcome.operation, outcome.retryAfterS, close));
-        return close ? "close" : "continue";
-      }
-      if (outcome.status === "refused") {
-        const close = !requestDone || !head.keepAlive;
-        finish({ status: outcome.httpStatus, verdict: "deny", reason: outcome.reason, bytesUp: bufferedBytes });
-        await this.write(refusedOperationResponse(outcome.httpStatus, outcome.code, outcome.reason, close));
-        return close ? "close" : "continue";
-      }
-      const result = outcome.result;
-      event.approvers = result.approvals.map((a) => a.approver).join(",") || undefined;
-      const operators = result.approvals.map((a) => a.operator).filter((o): o is string => Boolean(o));
-      if (operators.length > 0) event.operator = operators.join(",");
-      event.approvalMs = result.latencyMs;
-      if (result.remembered) event.remembered = true;
-      if (result.decision !== "allow") {
-        return this.refuse(head, event, finish, { status: 403, rule: decision.rule, reason: result.reason, requestDone: b.done, bufferedBytes });
-      }
-    }
-
-    // Credential: only what the device's profile grants, with a value we hold.
-    let secret: { value: string; needles: string[] } | undefined;
-    let credential: Credential | undefined;
-    if (decision.credential) {
-      credential = policy.credentials.get(decision.credential);
-      const profile = policy.profiles.get(device.profile);
-      if (!credential) return denied(403, `credential ${decision.credential} is not configured`);
-      if (!profile || !profile.credentials.includes(credential.ref)) {
-        return denied(403, `profile "${device.profile}" is not granted ${credential.ref}`);
-      }
-      event.credential = credential.ref;
-      const resolved = this.deps.secretFor(credential);
-      if (!resolved.ok) {
-        log.error("credential unavailable", { credential: credential.ref, reason: resolved.reason });
-        return this.refuse(head, event, finish, {
-          status: 502,
-          rule: decision.rule,
-          reason: `credential ${credential.ref} has no value configured on the gateway`,
-          requestDone,
-          bufferedBytes,
-          verdict: "error",
-        });
-      }
-      secret = resolved;
-      // A Connection option naming the slot would have a hop drop the credential.
-      const slots = credentialSlots(credential);
-      if (slots.some((h) => hasToken(head.headers, "connection", h))) {
-        return denied(400, "Connection names the credential's header");
-      }
-    }
-
-    return this.forward({
-      head,
-      shape,
-      endpoint,
-      decision,
-      credential,
-      secret,
-      buffered: b.buffered,
-      bufferedBytes,
-      requestDone,
-      sentContinue: b.sentContinue,
-      event,
-      finish,
+    // The decider decides; this carries out what it asks for and feeds back what came of it.
+    const decider = new ExchangeDecider({
+      policy,
+      device: { name: device.name, profile: device.profile },
+      sni: this.sni,
+      now: started,
+      secretFor: this.deps.secretFor,
+      redact: this.deps.redact ?? ((t) => t),
+      approvals: this.deps.approvals !== undefined,
     });
+    let commands = decider.handle({ type: "head", head });
+    for (;;) {
+      let reply: DeciderEvent | undefined;
+      for (const c of commands) {
+        switch (c.type) {
+          case "log":
+            log[c.level](c.message, { flow: this.flow.id, ...c.fields });
+            break;
+          case "read-body": {
+            if (c.sendContinue) await this.write("HTTP/1.1 100 Continue\r\n\r\n");
+            const read = c.wait ? await this.readBody(c.atMost) : this.takeArrivedBody(c.atMost);
+            if (!read) return "close";
+            reply = { type: "body", ...read };
+            break;
+          }
+          case "drain":
+            reply = { type: "drained", ...(await this.drain(c.atMost)) };
+            break;
+          case "hold":
+            reply = { type: "approval", outcome: await this.hold(c) };
+            break;
+          case "reply":
+            finish(c.event);
+            await this.write(c.data);
+            return c.close ? "close" : "continue";
+          case "forward":
+            Object.assign(event, c.event);
+            return this.forward(head, c, finish);
+        }
+      }
+      if (!reply) throw new Error("exchange decider asked for nothing");
+      commands = decider.handle(reply);
+    }
   }
 
   /**
-   * Reads request body events into `b` until the message ends or more than
-   * `limit` bytes are held (then `truncated`). False when the agent went away.
+   * Reads request body events until the message ends or more than `atMost`
+   * bytes were read. Undefined when the agent went away.
    */
-  private async readBody(head: RequestHead, b: BodyRead, limit: number): Promise<boolean> {
-    if (head.expectContinue && !b.sentContinue) {
-      await this.write("HTTP/1.1 100 Continue\r\n\r\n");
-      b.sentContinue = true;
-    }
-    while (!b.done && b.bytes <= limit) {
+  private async readBody(atMost: number): Promise<{ chunks: Uint8Array[]; done: boolean } | undefined> {
+    const chunks: Uint8Array[] = [];
+    let bytes = 0;
+    while (bytes <= atMost) {
       const ev = await this.nextEvent();
-      if (!ev || ev.type === "error") return false;
+      if (!ev || ev.type === "error") return undefined;
       if (ev.type === "body") {
-        b.buffered.push(ev.data);
-        b.bytes += ev.data.length;
+        chunks.push(ev.data);
+        bytes += ev.data.length;
       } else if (ev.type === "end") {
-        b.done = true;
+        return { chunks, done: true };
       }
     }
-    b.truncated = !b.done;
-    return true;
+    return { chunks, done: false };
   }
 
   /** Body events already received, without waiting for more. */
-  private takeArrivedBody(b: BodyRead, limit: number): void {
-    while (!b.done && b.bytes <= limit) {
+  private takeArrivedBody(atMost: number): { chunks: Uint8Array[]; done: boolean } {
+    const chunks: Uint8Array[] = [];
+    let bytes = 0;
+    while (bytes <= atMost) {
       const ev = this.requests.tryNext();
       if (!ev) break;
       if (ev.type === "body") {
-        b.buffered.push(ev.data);
-        b.bytes += ev.data.length;
+        chunks.push(ev.data);
+        bytes += ev.data.length;
       } else if (ev.type === "end") {
-        b.done = true;
         this.timeouts.bodyEnded(Date.now());
+        return { chunks, done: true };
       } else {
         // An error (or anything else) is the streaming path's to handle.
         this.events.unshift(ev);
         break;
       }
     }
+    return { chunks, done: false };
   }
 
-  /** Answers a refusal in HTTP's own form and keeps the connection when the request was fully read. */
-  private async refuse(
-    head: RequestHead,
-    event: GatewayEvent,
-    finish: (f: Partial<GatewayEvent>) => void,
-    r: {
-      status: number;
-      rule: string | undefined;
-      reason: string;
-      detail?: string | undefined;
-      requestDone: boolean;
-      bufferedBytes: number;
-      verdict?: string;
-    },
-  ): Promise<Next> {
-    let requestDone = r.requestDone;
-    let bytesUp = r.bufferedBytes;
-    // Drain a small remaining body so the connection can carry on; a large
-    // or unbounded one is cut off by closing instead.
-    while (!requestDone && bytesUp < DRAIN_LIMIT && !hasToken(head.headers, "expect", "100-continue")) {
+  /** Reads and discards body events until the message ends or `atMost` bytes. */
+  private async drain(atMost: number): Promise<{ bytes: number; done: boolean }> {
+    let bytes = 0;
+    while (bytes < atMost) {
       const ev = await this.nextEvent();
       if (!ev || ev.type === "error") break;
-      if (ev.type === "body") bytesUp += ev.data.length;
-      if (ev.type === "end") requestDone = true;
+      if (ev.type === "body") bytes += ev.data.length;
+      if (ev.type === "end") return { bytes, done: true };
     }
-    const close = !requestDone || !head.keepAlive;
-    finish({
-      status: r.status,
-      verdict: r.verdict ?? "deny",
-      reason: r.reason,
-      bytesUp,
-      ...(r.detail ? { detail: r.detail } : {}),
-    });
-    await this.write(denyResponse(r.status, r.rule, r.reason, close));
-    return close ? "close" : "continue";
+    return { bytes, done: false };
   }
 
-  private async forward(x: {
-    head: RequestHead;
-    shape: RequestShape;
-    endpoint: Endpoint;
-    decision: Decision;
-    credential: Credential | undefined;
-    secret: { value: string; needles: string[] } | undefined;
-    buffered: Uint8Array[];
-    bufferedBytes: number;
-    requestDone: boolean;
-    sentContinue: boolean;
-    event: GatewayEvent;
-    finish: (f: Partial<GatewayEvent>) => void;
-  }): Promise<Next> {
-    const { head, endpoint, credential, secret, event, finish } = x;
-    const isUpgrade = head.upgrade !== undefined;
+  /** Holds the request with the approval gate; the agent going away ends a synchronous hold. */
+  private async hold(c: Extract<DeciderCommand, { type: "hold" }>): Promise<HoldOutcome> {
+    const gate = this.deps.approvals;
+    if (!gate) throw new Error("hold without an approval gate");
+    const agentGone = new AbortController();
+    const onClose = () => agentGone.abort();
+    this.agent.once("close", onClose);
+    return gate
+      .hold({ request: c.request, rule: c.rule, chain: c.chain, operationId: c.operationId, signal: agentGone.signal })
+      .finally(() => this.agent.off("close", onClose));
+  }
 
-    // The outbound head: hop-by-hop headers are ours, the credential slot is ours.
-    const headers: HeaderList = stripHopByHop(head.headers.map(([k, v]) => [k, v] as [string, string]));
-    if (isUpgrade) {
-      setHeader(headers, "Connection", "Upgrade");
-      setHeader(headers, "Upgrade", head.upgrade!);
-    }
-    if (x.sentContinue) removeHeader(headers, "expect");
-    // Framing is ours: written below from what the parser read, never the agent's.
-    removeHeader(headers, "content-length");
-    removeHeader(headers, "transfer-encoding");
-    const outbound = { method: head.method, target: x.shape.target, headers };
-    let needles: string[] = [];
-    if (credential && secret !== undefined) {
-      pluginFor(credential.type).inject(outbound, secret.value, credential);
-      needles = secret.needles;
-      // Echoed secrets are scrubbed from the response; that needs bytes we can
-      // read, so credentialed requests ask for an uncompressed answer. The
-      // mask keeps the length, so a Content-Length stays true.
-      if (needles.length > 0) {
-        setHeader(outbound.headers, "Accept-Encoding", "identity");
-        removeHeader(outbound.headers, "sec-websocket-extensions");
-      }
-    }
-    // A chunked body already read whole goes out with a length: an upstream
-    // that ignores chunked framing cannot read it as further requests.
-    const dechunk = head.bodyKind.kind === "chunked" && x.requestDone;
-    const chunked = head.bodyKind.kind === "chunked" && !dechunk;
-    if (head.bodyKind.kind === "length") setHeader(outbound.headers, "Content-Length", String(head.bodyKind.length));
-    if (dechunk) setHeader(outbound.headers, "Content-Length", String(x.bufferedBytes));
-    if (chunked) setHeader(outbound.headers, "Transfer-Encoding", "chunked");
-    const headBytes = serializeRequestHead(outbound);
+  private async forward(head: RequestHead, x: Extract<DeciderCommand, { type: "forward" }>, finish: (f: EventFields) => void): Promise<Next> {
+    const { needles, chunked } = x;
+    const reason = x.event.reason ?? "";
+    const headBytes = serializeRequestHead(x.head);
 
-    const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint };
+    const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint: x.endpoint };
     // A pooled connection the server closed meanwhile fails before any
     // response byte; a request we still hold whole is then sent again once.
-    const replayable = x.requestDone;
+    const replayable = x.complete;
     let upstream: UpstreamConn | undefined;
     let attempt = 0;
     let response: { status: number; bytesDown: number; upgraded: boolean; reusable: boolean; agentClose: boolean } | undefined;
-    let bytesUp = x.bufferedBytes;
-    let requestComplete = x.requestDone;
+    let bytesUp = x.bodyBytes;
+    let requestComplete = x.complete;
     for (;;) {
       attempt += 1;
       const pooled = this.deps.pool.takeIdle(target);
@@ -504,13 +316,13 @@ export class InterceptSession {
       } catch (e) {
         const message = (e as Error).message;
         log.warn("upstream connect failed", { flow: this.flow.id, host: this.sni, error: message });
-        finish({ status: 502, verdict: "allow", reason: x.decision.reason, detail: `upstream: ${message}`, bytesUp });
-        await this.write(errorResponse(502, `could not reach ${this.sni}`, !x.requestDone));
-        return x.requestDone && head.keepAlive ? "continue" : "close";
+        finish({ status: 502, verdict: "allow", reason, detail: `upstream: ${message}`, bytesUp });
+        await this.write(errorResponse(502, `could not reach ${this.sni}`, !x.complete));
+        return x.complete && head.keepAlive ? "continue" : "close";
       }
       upstream.parser.expectResponseTo(head.method);
       let sent = false;
-      const sending = this.sendRequest(upstream, headBytes, x.buffered, chunked, requestComplete).then(
+      const sending = this.sendRequest(upstream, headBytes, x.body, chunked, requestComplete).then(
         (r) => {
           bytesUp += r.bytes;
           requestComplete = r.complete;
@@ -534,7 +346,7 @@ export class InterceptSession {
       const refused = failure instanceof RefusedResponse;
       if (refused || !(pooled && replayable && attempt === 1 && !this.responseStarted)) {
         const detail = refused ? failure!.message : "upstream closed the connection";
-        finish({ status: 502, verdict: "allow", reason: x.decision.reason, detail, bytesUp });
+        finish({ status: 502, verdict: "allow", reason, detail, bytesUp });
         const said = refused ? `${this.sni} sent a response the gateway does not forward` : `${this.sni} closed the connection`;
         if (!this.responseStarted) await this.write(errorResponse(502, said, true)).catch(() => undefined);
         return "close";
@@ -544,7 +356,7 @@ export class InterceptSession {
     finish({
       status: response.status,
       verdict: "allow",
-      reason: x.decision.reason,
+      reason,
       bytesUp,
       bytesDown: response.bytesDown,
     });
@@ -816,26 +628,8 @@ export class InterceptSession {
   }
 }
 
-/** The part of a request body read before deciding. */
-interface BodyRead {
-  buffered: Uint8Array[];
-  bytes: number;
-  /** The whole message was read. */
-  done: boolean;
-  /** More than the inspection limit: the rest is still unread. */
-  truncated: boolean;
-  sentContinue: boolean;
-}
-
-/** Request body bytes read and discarded to keep a connection after a refusal. */
-const DRAIN_LIMIT = 256 * 1024;
-
 /** An upstream response the gateway will not relay (it could carry the secret past the scrubber). */
 class RefusedResponse extends Error {}
-
-function hasContent(head: RequestHead): boolean {
-  return head.bodyKind.kind === "chunked" || (head.bodyKind.kind === "length" && head.bodyKind.length > 0);
-}
 
 /** No Content-Encoding, or only `identity`. */
 function isIdentityCoding(headers: HeaderList): boolean {
@@ -850,25 +644,6 @@ function scrubHeaderList(headers: HeaderList, needles: string[]): HeaderList {
 
 function maskText(text: string, needles: string[]): string {
   return needles.length > 0 ? scrubText(text, needles, sameLengthMask) : text;
-}
-
-function concat(parts: Uint8Array[], max: number): Uint8Array {
-  const out = new Uint8Array(max);
-  let o = 0;
-  for (const p of parts) {
-    if (o >= max) break;
-    const take = Math.min(p.length, max - o);
-    out.set(take === p.length ? p : p.subarray(0, take), o);
-    o += take;
-  }
-  return out;
-}
-
-export function denyResponse(status: number, rule: string | undefined, reason: string, close: boolean): Uint8Array {
-  const body = JSON.stringify({ error: "denied by clawpatrol", rule: rule ?? null, reason }) + "\n";
-  const headers: HeaderList = [["Content-Type", "application/json"]];
-  if (close) headers.push(["Connection", "close"]);
-  return simpleResponse(status, headers, body);
 }
 
 function errorResponse(status: number, message: string, close = true): Uint8Array {
