@@ -7,7 +7,8 @@
 //    approval, answer
 // 3. on forward: send its outbound head (credential injected) to the
 //    upstream (pooled, certificate verified), stream the body both ways with
-//    backpressure, scrub the secret from anything echoed back
+//    backpressure; the response relay (response.ts, sans-IO) shapes and
+//    scrubs what the agent is sent
 // 4. publish one event
 // Throughout, the client's pace is watched (ClientTimeouts: idle, header,
 // minimum body rate); a client out of time is answered 408 or closed.
@@ -16,16 +17,15 @@ import type { Policy } from "../../policy/types.ts";
 import type { Flow } from "../../dispatch/flow.ts";
 import type { GatewayEvent } from "../../events/types.ts";
 import type { HoldOutcome } from "../../approvers/hub.ts";
-import { Http1Parser, type ParseEvent, type RequestHead, type ResponseHead } from "../http1/parser.ts";
-import { getHeader, headerTokens, removeHeader, setHeader, stripHopByHop, type HeaderList } from "../http1/headers.ts";
-import { encodeChunk, LAST_CHUNK, serializeRequestHead, serializeResponseHead, simpleResponse } from "../http1/serialize.ts";
-import { StreamScrubber, scrubHeaders, scrubText, sameLengthMask } from "../../credentials/scrub.ts";
+import { Http1Parser, type ParseEvent, type RequestHead } from "../http1/parser.ts";
+import type { HeaderList } from "../http1/headers.ts";
+import { encodeChunk, LAST_CHUNK, serializeRequestHead, simpleResponse } from "../http1/serialize.ts";
 import { EventPuller, StreamPuller } from "./puller.ts";
 import type { ApprovalGate } from "./approval.ts";
 import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
 import { ClientTimeouts, type TimeoutReason } from "../http1/timeouts.ts";
-import { CodedBody, recodable } from "./coded.ts";
 import { ServerFrameScrubber } from "./wsframes.ts";
+import { ResponseRelay } from "./response.ts";
 import { ExchangeDecider, type DeciderCommand, type DeciderEvent, type EventFields, type SecretLookup } from "./decider.ts";
 import { log } from "../../log.ts";
 
@@ -334,9 +334,8 @@ export class InterceptSession {
         },
       );
       sending.catch(() => undefined);
-      const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
       let failure: Error | undefined;
-      response = await this.relayResponse(upstream, head, scrubber, needles, sending, () => sent).catch((e: Error) => {
+      response = await this.relayResponse(upstream, head, needles, sending, () => sent).catch((e: Error) => {
         log.debug("upstream exchange failed", { flow: this.flow.id, error: e.message });
         failure = e;
         return undefined;
@@ -413,145 +412,42 @@ export class InterceptSession {
   private async relayResponse(
     upstream: UpstreamConn,
     req: RequestHead,
-    scrubber: StreamScrubber | undefined,
     needles: string[],
     sending: Promise<void>,
     requestSent: () => boolean,
   ): Promise<{ status: number; bytesDown: number; upgraded: boolean; reusable: boolean; agentClose: boolean }> {
     this.responseStarted = false;
-    /** A final answer before the request was sent whole: the rest of the body is never sent. */
-    let early = false;
-    /** A coded body on a credentialed request: its head waits until the body is masked. */
-    let coded: { body: CodedBody; head: ResponseHead; headers: HeaderList } | undefined;
-    const sendCoded = (c: NonNullable<typeof coded>): void => {
-      const out = c.body.finish(needles);
-      if (out instanceof Error) throw new RefusedResponse(out.message);
-      setHeader(c.headers, "Content-Length", String(out.length));
-      this.responseStarted = true;
-      this.queueOut(serializeResponseHead({ status: c.head.status, reason: maskText(c.head.reason, needles), headers: c.headers }));
-      this.queueOut(out);
-    };
-    let bytesDown = 0;
-    let head: ResponseHead | undefined;
-    let chunkedToAgent = false;
-    let agentClose = false;
+    const relay = new ResponseRelay(req, needles);
     for (;;) {
       const ev = await upstream.nextEvent();
-      if (!ev) {
-        if (!head) throw new Error("upstream closed before responding");
-        // An until-close body ends here; anything else was cut short.
-        if (head.bodyKind.kind !== "until-close") throw new Error("upstream closed mid-response");
-        if (coded) sendCoded(coded);
-        else if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
-        if (chunkedToAgent) this.queueOut(LAST_CHUNK);
-        await this.flushOut();
-        return { status: head.status, bytesDown, upgraded: false, reusable: false, agentClose };
-      }
-      switch (ev.type) {
-        case "informational": {
-          // 103 Early Hints and the like: scrubbed as a final head is.
-          const info = ev.head;
-          let headers = stripHopByHop([...info.headers]);
-          if (needles.length > 0) headers = scrubHeaderList(headers, needles);
-          this.responseStarted = true;
-          this.queueOut(serializeResponseHead({ status: info.status, reason: maskText(info.reason, needles), headers }));
-          break;
-        }
-        case "head": {
-          head = ev.head as ResponseHead;
-          if (head.status === 101 && (req.upgrade === undefined || (head.upgrade ?? "").trim().toLowerCase() !== "websocket")) {
-            throw new RefusedResponse("upstream switched to a protocol the agent did not ask for");
-          }
-          if (head.status === 101 && needles.length > 0 && getHeader(head.headers, "sec-websocket-extensions") !== undefined) {
-            // We offered none: compressed frames would carry an echoed secret past the scrubber.
-            throw new RefusedResponse("upstream chose a WebSocket extension the gateway did not offer");
-          }
-          let coding: ReturnType<typeof recodable>;
-          if (needles.length > 0 && !isIdentityCoding(head.headers) && head.bodyKind.kind !== "none") {
-            // We asked for identity; a coded body cannot be masked in flight.
-            coding = recodable(headerTokens(head.headers, "content-encoding"));
-            if (!coding) throw new RefusedResponse(`upstream sent Content-Encoding ${getHeader(head.headers, "content-encoding")} despite identity`);
-          }
-          let headers: HeaderList = stripHopByHop([...head.headers], { keepUpgrade: head.status === 101 });
-          if (needles.length > 0) headers = scrubHeaderList(headers, needles);
-          if (head.bodyKind.kind === "chunked") {
-            chunkedToAgent = true;
-            removeHeader(headers, "content-length");
-            setHeader(headers, "Transfer-Encoding", "chunked");
-          } else if (head.bodyKind.kind === "until-close") {
-            // Keep the agent's connection when it speaks 1.1: re-frame as chunked.
-            if (req.version === "1.1") {
-              chunkedToAgent = true;
-              removeHeader(headers, "content-length");
-              setHeader(headers, "Transfer-Encoding", "chunked");
-            } else {
-              agentClose = true;
+      const commands = relay.handle(ev ? { type: "upstream", ev, requestSent: requestSent() } : { type: "upstream-closed" });
+      for (const c of commands) {
+        switch (c.type) {
+          case "send-agent":
+            this.responseStarted = true;
+            this.queueOut(c.data);
+            break;
+          case "fail":
+            throw c.refused ? new RefusedResponse(c.message) : new Error(c.message);
+          case "upgraded":
+            // Frames that came with the 101 go through the splice's scrubber.
+            this.upgradeRest = c.rest;
+            await this.flushOut();
+            return { status: c.status, bytesDown: c.bytesDown, upgraded: true, reusable: false, agentClose: true };
+          case "done": {
+            await this.flushOut();
+            const outcome = { status: c.status, bytesDown: c.bytesDown, upgraded: false, reusable: c.reusable, agentClose: c.agentClose };
+            // An until-close body ended with the connection: nothing to reuse or wait for.
+            if (!ev) return outcome;
+            if (c.early) {
+              upstream.destroy();
+              return outcome;
             }
-          } else if (head.bodyKind.kind === "length") {
-            setHeader(headers, "Content-Length", String(head.bodyKind.length));
+            // The request side must have finished for the connection to be reused.
+            await sending.catch(() => undefined);
+            return outcome;
           }
-          // Answered before the request body went out whole: the upstream may
-          // read what is left as requests of its own, so it gets none of it,
-          // and both connections close after this answer.
-          if (head.status !== 101 && !requestSent()) {
-            early = true;
-            agentClose = true;
-          }
-          if (!req.keepAlive || agentClose) setHeader(headers, "Connection", "close");
-          if (coding) {
-            chunkedToAgent = false;
-            removeHeader(headers, "transfer-encoding");
-            coded = { body: new CodedBody(coding), head, headers };
-            break;
-          }
-          this.responseStarted = true;
-          this.queueOut(serializeResponseHead({ status: head.status, reason: maskText(head.reason, needles), headers }));
-          if (head.bodyKind.kind === "none" && head.status !== 101) {
-            // The end event follows.
-          }
-          break;
         }
-        case "body": {
-          bytesDown += ev.data.length;
-          if (coded) {
-            if (!coded.body.push(ev.data)) throw new RefusedResponse("a coded body too large to mask");
-            break;
-          }
-          const out = scrubber ? scrubber.push(ev.data) : ev.data;
-          this.queueBody(out, chunkedToAgent);
-          break;
-        }
-        case "end": {
-          // A 101's end is followed by its upgrade event.
-          if (head?.status === 101) break;
-          if (coded) sendCoded(coded);
-          else if (scrubber) this.queueBody(scrubber.flush(), chunkedToAgent);
-          if (chunkedToAgent) this.queueOut(LAST_CHUNK);
-          await this.flushOut();
-          if (early) {
-            upstream.destroy();
-            return { status: head?.status ?? 502, bytesDown, upgraded: false, reusable: false, agentClose };
-          }
-          // The request side must have finished for the connection to be reused.
-          await sending.catch(() => undefined);
-          return {
-            status: head?.status ?? 502,
-            bytesDown,
-            upgraded: false,
-            reusable: head !== undefined && head.keepAlive,
-            agentClose,
-          };
-        }
-        case "upgrade": {
-          // Frames that came with the 101 go through the splice's scrubber.
-          this.upgradeRest = ev.rest;
-          await this.flushOut();
-          return { status: head?.status ?? 101, bytesDown, upgraded: true, reusable: false, agentClose: true };
-        }
-        case "error":
-          throw new Error(`upstream sent a malformed response: ${ev.message}`);
-        default:
-          break;
       }
       // Everything one upstream read produced goes out as one write (one TLS
       // record, one syscall) rather than a write per head, chunk and trailer.
@@ -565,12 +461,6 @@ export class InterceptSession {
 
   private queueOut(data: Uint8Array): void {
     if (data.length > 0) this.outQueue.push(data);
-  }
-
-  private queueBody(data: Uint8Array, chunked: boolean): void {
-    if (data.length === 0) return;
-    if (!chunked) this.queueOut(data);
-    else for (const p of encodeChunk(data)) this.queueOut(p);
   }
 
   private flushOut(): Promise<void> {
@@ -630,21 +520,6 @@ export class InterceptSession {
 
 /** An upstream response the gateway will not relay (it could carry the secret past the scrubber). */
 class RefusedResponse extends Error {}
-
-/** No Content-Encoding, or only `identity`. */
-function isIdentityCoding(headers: HeaderList): boolean {
-  const codings = headerTokens(headers, "content-encoding");
-  return codings.every((c) => c === "identity");
-}
-
-/** Header names and values with every needle masked (a reflected secret can sit in either). */
-function scrubHeaderList(headers: HeaderList, needles: string[]): HeaderList {
-  return scrubHeaders(headers, needles, sameLengthMask).map(([n, v]) => [maskText(n, needles), v]);
-}
-
-function maskText(text: string, needles: string[]): string {
-  return needles.length > 0 ? scrubText(text, needles, sameLengthMask) : text;
-}
 
 function errorResponse(status: number, message: string, close = true): Uint8Array {
   const body = JSON.stringify({ error: message }) + "\n";
