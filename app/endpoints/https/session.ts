@@ -18,14 +18,14 @@ import type { Flow } from "../../dispatch/flow.ts";
 import type { GatewayEvent } from "../../events/types.ts";
 import type { HoldOutcome } from "../../approvers/hub.ts";
 import { Http1Parser, type ParseEvent, type RequestHead } from "../http1/parser.ts";
-import type { HeaderList } from "../http1/headers.ts";
-import { encodeChunk, LAST_CHUNK, serializeRequestHead, simpleResponse } from "../http1/serialize.ts";
+import { encodeChunk, LAST_CHUNK, serializeRequestHead } from "../http1/serialize.ts";
 import { EventPuller, StreamPuller } from "./puller.ts";
 import type { ApprovalGate } from "./approval.ts";
 import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
 import { ClientTimeouts, type TimeoutReason } from "../http1/timeouts.ts";
 import { ServerFrameScrubber } from "./wsframes.ts";
 import { ResponseRelay } from "./response.ts";
+import { afterResponse, attemptFailed, dialFailed, errorResponse } from "./outcome.ts";
 import { ExchangeDecider, type DeciderCommand, type DeciderEvent, type EventFields, type SecretLookup } from "./decider.ts";
 import { log } from "../../log.ts";
 
@@ -316,9 +316,10 @@ export class InterceptSession {
       } catch (e) {
         const message = (e as Error).message;
         log.warn("upstream connect failed", { flow: this.flow.id, host: this.sni, error: message });
-        finish({ status: 502, verdict: "allow", reason, detail: `upstream: ${message}`, bytesUp });
-        await this.write(errorResponse(502, `could not reach ${this.sni}`, !x.complete));
-        return x.complete && head.keepAlive ? "continue" : "close";
+        const failed = dialFailed({ sni: this.sni, message, complete: x.complete, keepAlive: head.keepAlive });
+        finish({ status: failed.status, verdict: "allow", reason, detail: failed.detail, bytesUp });
+        await this.write(failed.data);
+        return failed.close ? "close" : "continue";
       }
       upstream.parser.expectResponseTo(head.method);
       let sent = false;
@@ -342,12 +343,18 @@ export class InterceptSession {
       });
       if (response) break;
       upstream.destroy();
-      const refused = failure instanceof RefusedResponse;
-      if (refused || !(pooled && replayable && attempt === 1 && !this.responseStarted)) {
-        const detail = refused ? failure!.message : "upstream closed the connection";
-        finish({ status: 502, verdict: "allow", reason, detail, bytesUp });
-        const said = refused ? `${this.sni} sent a response the gateway does not forward` : `${this.sni} closed the connection`;
-        if (!this.responseStarted) await this.write(errorResponse(502, said, true)).catch(() => undefined);
+      const failed = attemptFailed({
+        refused: failure instanceof RefusedResponse,
+        message: failure?.message ?? "",
+        pooled: pooled !== undefined,
+        replayable,
+        attempt,
+        responseStarted: this.responseStarted,
+        sni: this.sni,
+      });
+      if (!failed.retry) {
+        finish({ status: failed.status, verdict: "allow", reason, detail: failed.detail, bytesUp });
+        if (failed.data) await this.write(failed.data).catch(() => undefined);
         return "close";
       }
     }
@@ -363,13 +370,17 @@ export class InterceptSession {
       await this.spliceUpgraded(upstream!, needles);
       return "close";
     }
-    // Back to the pool only at a clean boundary of both parsers: the request
-    // sent whole, the response read whole, nothing more buffered. After HEAD
-    // a lenient server may still send a body we were told not to expect.
-    if (response.reusable && requestComplete && head.method !== "HEAD" && upstream!.atCleanBoundary) this.deps.pool.release(upstream!);
+    const after = afterResponse({
+      reusable: response.reusable,
+      requestComplete,
+      method: head.method,
+      atCleanBoundary: upstream!.atCleanBoundary,
+      agentClose: response.agentClose,
+      keepAlive: head.keepAlive,
+    });
+    if (after.release) this.deps.pool.release(upstream!);
     else upstream!.destroy();
-    if (!requestComplete || response.agentClose || !head.keepAlive) return "close";
-    return "continue";
+    return after.close ? "close" : "continue";
   }
 
   /** Set once any byte of the current response was written to the agent. */
@@ -520,10 +531,3 @@ export class InterceptSession {
 
 /** An upstream response the gateway will not relay (it could carry the secret past the scrubber). */
 class RefusedResponse extends Error {}
-
-function errorResponse(status: number, message: string, close = true): Uint8Array {
-  const body = JSON.stringify({ error: message }) + "\n";
-  const headers: HeaderList = [["Content-Type", "application/json"]];
-  if (close) headers.push(["Connection", "close"]);
-  return simpleResponse(status, headers, body);
-}
