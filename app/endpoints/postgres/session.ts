@@ -135,8 +135,13 @@ export interface SessionOptions {
 
 /** Raised by the server on the gateway's behalf, so a denial fails the server's transaction too. */
 export const DENY_SQLSTATE = "42501";
-/** Startup parameters the gateway sets itself or never forwards. */
-const RESERVED_STARTUP = new Set(["user", "database", "replication"]);
+/**
+ * Startup parameters forwarded from the agent (besides `database`, which is
+ * kept, and `user`, which is the credential's). Others set server settings no
+ * rule saw (`options=-c role=...`, `-c session_replication_role=...`), so
+ * they are dropped; the agent can still `SET` them, where rules judge it.
+ */
+const FORWARDED_STARTUP = new Set(["application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits"]);
 
 type State =
   | "startup"
@@ -296,10 +301,12 @@ export class PostgresSession {
         }
         this.agentUser = user;
         this.database = m.parameters.get("database") || user;
+        const dropped: string[] = [];
         for (const [k, v] of m.parameters) {
-          // `_pq_.` options are protocol extensions the gateway does not speak.
-          if (!RESERVED_STARTUP.has(k) && !k.startsWith("_pq_.")) this.params.set(k, v);
+          if (FORWARDED_STARTUP.has(k)) this.params.set(k, v);
+          else if (k !== "user" && k !== "database" && k !== "replication") dropped.push(k);
         }
+        if (dropped.length > 0) this.out.push({ type: "log", level: "info", message: "startup parameters not forwarded", fields: { parameters: dropped.join(",") } });
         if (!this.opts.credential) {
           this.failStartup("28P01", `no credential is configured for this database`);
           return;

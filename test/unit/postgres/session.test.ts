@@ -261,6 +261,13 @@ describe("startup", () => {
     p.done();
   });
 
+  test("startup parameters that set server settings no rule saw are not forwarded", () => {
+    const { p } = session();
+    p.in(agent(serializeStartupMessage([["user", "agent"], ["database", "app"], ["options", "-c role=admin"], ["search_path", "evil"], ["client_encoding", "UTF8"]]))).out("open-upstream");
+    p.in({ type: "upstream-ready", tls: true }).out("upstream: StartupMessage user=app_rw database=app client_encoding=UTF8");
+    p.done();
+  });
+
   test("replication connections are refused", () => {
     const { p } = session();
     p.in(agent(serializeStartupMessage([["user", "agent"], ["replication", "database"]]))).out(
