@@ -51,7 +51,9 @@ export function buildApprovalRequest(x: {
     headers[key] = key in headers ? `${headers[key]}, ${shown}` : shown;
   }
   const body = x.body ?? new Uint8Array(0);
-  const preview = new TextDecoder("utf-8", { fatal: false }).decode(body.subarray(0, BODY_PREVIEW_BYTES));
+  // Redact the whole body read, then cut: a secret straddling the preview's
+  // end would otherwise leave its first part unrecognised, in clear.
+  const preview = x.redact(new TextDecoder("utf-8", { fatal: false }).decode(body)).slice(0, BODY_PREVIEW_BYTES);
   const fingerprint = createHash("sha256")
     .update(`${x.method}\0${x.host}\0${x.path}\0${x.bodyTruncated ? "truncated" : "whole"}\0`)
     .update(body)
@@ -68,7 +70,7 @@ export function buildApprovalRequest(x: {
     host: x.host,
     path: x.path,
     headers,
-    bodyPreview: x.redact(preview),
+    bodyPreview: preview,
     bodyTruncated: x.bodyTruncated || body.length > BODY_PREVIEW_BYTES,
     fingerprint,
   };
