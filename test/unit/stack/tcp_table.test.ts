@@ -229,7 +229,7 @@ describe("TcpTable", () => {
     expect(Array.from(read.subarray(100, 110))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 
-  test("one source's SYN flood evicts its own oldest half-open connections, never another source's", () => {
+  test("one source's SYN flood fills only its own half-open bound (its new SYNs dropped), never another source's", () => {
     const t = table({ maxHalfOpen: 64, maxHalfOpenPerSource: 16 });
     const OTHER = new Uint8Array([10, 0, 0, 3]);
     t.process(OTHER, DST, SYN, new Uint8Array(0), 0);
@@ -237,11 +237,12 @@ describe("TcpTable", () => {
     for (let port = 20000; port < 20200; port++) t.process(DEV, DST, { ...SYN, srcPort: port }, new Uint8Array(0), 0);
     t.dispatch(0);
     expect(t.halfOpenCount).toBe(17);
-    expect(t.stats.halfOpenEvicted).toBe(184);
+    expect(t.stats.synDropped).toBe(184);
+    expect(t.stats.halfOpenEvicted).toBe(0);
     expect(t.get(OTHER, 40000, DST, 443)?.state).toBe("SYN-RECEIVED");
-    // the flood's newest survive, its oldest went
-    expect(t.get(DEV, 20199, DST, 443)?.state).toBe("SYN-RECEIVED");
-    expect(t.get(DEV, 20000, DST, 443)).toBeUndefined();
+    // the flood's first handshakes stay (they may complete); its later SYNs went (a real client retransmits them)
+    expect(t.get(DEV, 20000, DST, 443)?.state).toBe("SYN-RECEIVED");
+    expect(t.get(DEV, 20199, DST, 443)).toBeUndefined();
     // the other source completes its handshake
     t.process(OTHER, DST, tcpRepr({ srcPort: 40000, dstPort: 443, seq: 1001, ack: otherSynAck.seq + 1, flags: TCP_ACK, window: 65535 }), new Uint8Array(0), 0);
     expect(t.takeEvents().map((e) => [e.type, Array.from(e.tuple.remoteAddr).join(".")])).toEqual([["established", "10.0.0.3"]]);

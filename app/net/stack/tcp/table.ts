@@ -48,8 +48,11 @@ export interface TcpTableSettings {
   maxHalfOpen: number;
   /**
    * Bound on one source address's connections in SYN-RECEIVED: past it the
-   * source's own oldest goes (so one device's SYN flood cannot push out
-   * another device's handshakes from the shared bound).
+   * source's new SYNs are dropped (so one device's SYN flood cannot push out
+   * another device's handshakes from the shared bound). Dropped, not the
+   * oldest evicted: a client's burst of connects (a parallel download) then
+   * retransmits its SYNs and gets through, where an evicted handshake would
+   * meet a reset at its final ACK.
    */
   maxHalfOpenPerSource: number;
   maxConnections: number;
@@ -210,11 +213,8 @@ export class TcpTable {
     }
     const mine = this.halfOpenBySource.get(sourceKey(src));
     if (mine !== undefined && mine.size >= this.settings.maxHalfOpenPerSource) {
-      if (this.settings.synFloodPolicy === "drop") {
-        this.stats.synDropped++;
-        return;
-      }
-      this.evictHalfOpen(mine.values().next().value as Entry);
+      this.stats.synDropped++;
+      return;
     }
     if (this.halfOpen.size >= this.settings.maxHalfOpen) {
       if (this.settings.synFloodPolicy === "drop") {
