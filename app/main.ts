@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 // `clawpatrol-gateway <command>`: the gateway's roles and its operator commands.
 import { existsSync, readFileSync } from "node:fs";
+import tls from "node:tls";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadPolicy, formatConfigError } from "./policy/load.ts";
@@ -10,6 +11,7 @@ import { SecretStore } from "./store/secrets.ts";
 import { DeviceRegistry, DeviceError } from "./store/devices.ts";
 import { loadOrCreateCA, CA_CERT_FILE } from "./tls/ca.ts";
 import { caFingerprint } from "./tls/fingerprint.ts";
+import { upstreamTrust } from "./tls/trust.ts";
 import { joinInfo } from "./control/downloads.ts";
 import { startGateway, ConfigRejected } from "./gateway.ts";
 import type { Policy } from "./policy/types.ts";
@@ -33,6 +35,8 @@ operator commands:
   test CONFIG FIXTURES      replay fixture requests and SQL statements; exit 0 all match, 1 drift, 2 error
   ca show                   print the interception CA certificate (PEM); its SHA-256
                             fingerprint (what devices pin) on stderr
+  ca bundle                 print the system's trusted roots plus the interception CA (PEM),
+                            for SSL_CERT_FILE, REQUESTS_CA_BUNDLE or a --cacert of a proxy client
   secret set NAME           store a secret read from standard input (encrypted at rest)
   secret list               list stored secret names (never values)
   secret delete NAME
@@ -167,9 +171,18 @@ async function main(argv: string[]): Promise<number> {
     }
 
     case "ca": {
-      if (rest[0] !== "show") throw new UsageError("ca show");
+      if (rest[0] !== "show" && rest[0] !== "bundle") throw new UsageError("ca show | ca bundle");
       const policy = await loadOrExit(configPath);
       const ca = await loadOrCreateCA(policy.gateway.stateDir);
+      if (rest[0] === "bundle") {
+        // The system's roots (else Bun's, on a system without a store), so passed-through hosts still verify.
+        const system = upstreamTrust.systemRoots();
+        const roots = system.length > 0 ? system : [...tls.rootCertificates];
+        const pems = [...roots, ca.certPem].map((p) => (p.endsWith("\n") ? p : `${p}\n`));
+        process.stdout.write(pems.join(""));
+        console.error(`${roots.length} system roots and the gateway CA (SHA-256 ${caFingerprint(ca.certPem)})`);
+        return 0;
+      }
       process.stdout.write(ca.certPem.endsWith("\n") ? ca.certPem : `${ca.certPem}\n`);
       // On stderr, so `ca show > ca.crt` still writes just the certificate.
       console.error(`SHA-256 fingerprint: ${caFingerprint(ca.certPem)}   (clawpatrol join URL --ca-sha256 FINGERPRINT)`);
