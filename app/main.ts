@@ -13,6 +13,7 @@ import { loadOrCreateCA, CA_CERT_FILE } from "./tls/ca.ts";
 import { caFingerprint } from "./tls/fingerprint.ts";
 import { upstreamTrust } from "./tls/trust.ts";
 import { joinInfo } from "./control/downloads.ts";
+import { gatewayCommand } from "./control/operator-command.ts";
 import { startGateway, ConfigRejected } from "./gateway.ts";
 import type { Policy } from "./policy/types.ts";
 import { log } from "./log.ts";
@@ -301,7 +302,7 @@ async function main(argv: string[]): Promise<number> {
                 `${Math.max(0, Math.ceil((p.expires_at - Date.now()) / 60_000))} min`,
               ]),
             );
-            console.error(`approve with: clawpatrol-gateway devices approve CODE --profile ${[...policy.profiles.keys()].join("|") || "P"}`);
+            console.error(`approve with: ${gatewayCommand()} devices approve CODE --profile ${[...policy.profiles.keys()].join("|") || "P"}`);
             return 0;
           }
           case "approve": {
@@ -561,7 +562,9 @@ async function runGateway(configPath: string, role: "all" | "gateway"): Promise<
         "  a device:",
         `    ${j.install}`,
         `    ${j.join}`,
-        `    then approve it: clawpatrol-gateway devices pending / devices approve CODE --profile P (or in the dashboard)`,
+        `    then approve it in the dashboard (the link join prints), or here:`,
+        `    ${gatewayCommand()} devices pending`,
+        `    ${gatewayCommand()} devices approve CODE --profile P`,
       );
     }
   }
