@@ -14,6 +14,7 @@ import { caFingerprint } from "./tls/fingerprint.ts";
 import { upstreamTrust } from "./tls/trust.ts";
 import { joinInfo } from "./control/downloads.ts";
 import { gatewayCommand } from "./control/operator-command.ts";
+import { ensureFirstOperator } from "./control/auth/first-operator.ts";
 import { startGateway, ConfigRejected } from "./gateway.ts";
 import type { Policy } from "./policy/types.ts";
 import { log } from "./log.ts";
@@ -549,7 +550,21 @@ async function runGateway(configPath: string, role: "all" | "gateway"): Promise<
     }
   }
   if (role === "gateway") lines.push(`  the dashboard and public API (${policy.gateway.dashboardListen}) are the dashboard role's`);
-  else lines.push(`  dashboard and public API: ${gw.publicServer.scheme}://${gw.publicServer.address.host}:${gw.publicServer.address.port}`);
+  else {
+    lines.push(`  dashboard and public API: ${gw.publicServer.scheme}://${gw.publicServer.address.host}:${gw.publicServer.address.port}`);
+    // `all` (make run) on a fresh state: someone must be able to sign in, as the appliance's firstboot allows.
+    const db = openStateDb(policy.gateway.stateDir);
+    try {
+      const made = await ensureFirstOperator(db);
+      lines.push(
+        made
+          ? `    sign in as ${made.name}, one-time password ${made.password}   (shown once; the dashboard asks for a new one)`
+          : `    sign in with your operator (a new password: ${gatewayCommand()} operator passwd NAME)`,
+      );
+    } finally {
+      db.close();
+    }
+  }
   if (gw.dnsVip) lines.push(`  DNS-VIP responder: ${gw.dnsVip.responder.address.host}:${gw.dnsVip.responder.address.port}`);
   if (gw.tunnel) {
     const l = gw.tunnel.plane.listen;
