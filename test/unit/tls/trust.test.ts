@@ -12,6 +12,7 @@ import { UpstreamPool } from "../../../app/endpoints/https/upstream.ts";
 import { openUpstream } from "../../../app/endpoints/postgres/upstream-tls.ts";
 import type { Endpoint } from "../../../app/policy/types.ts";
 import { makeTestPki, type TestPki } from "../../integration/support/pki.ts";
+import { loadPolicy } from "../../../app/policy/load.ts";
 
 let dir: string;
 let trusted: TestPki;
@@ -123,6 +124,29 @@ describe("upstream trust store", () => {
       await expect(openUpstream({ host: "upstream.test", port: pgPort }, { sslmode: "verify-full" }, undefined, dial as never, new TrustStore({ systemStorePath: other, env: {} }))).rejects.toThrow();
     } finally {
       pg.close();
+    }
+  });
+});
+
+describe("gateway { upstream_ca_file }", () => {
+  const config = (line: string) => {
+    const file = path.join(dir, `gw-${Math.random().toString(36).slice(2)}.hcl`);
+    writeFileSync(file, `schema_version = 1\ngateway {\n  state_dir = "state"\n  ${line}\n}\n`);
+    return file;
+  };
+
+  test("its PEM reaches the gateway settings, relative to the config file", async () => {
+    writeFileSync(path.join(dir, "egress-ca.pem"), trusted.caCertPem);
+    const r = await loadPolicy(config(`upstream_ca_file = "egress-ca.pem"`), { env: {} });
+    expect(r.ok && r.policy.gateway.upstreamCaPem).toBe(trusted.caCertPem);
+  });
+
+  test("a missing file or one with no certificate is a config error naming the attribute", async () => {
+    writeFileSync(path.join(dir, "not-a-ca.pem"), "hello");
+    for (const [line, message] of [[`upstream_ca_file = "nope.pem"`, /upstream_ca_file: cannot read nope.pem/], [`upstream_ca_file = "not-a-ca.pem"`, /holds no PEM certificate/]] as const) {
+      const r = await loadPolicy(config(line), { env: {} });
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.errors.map((e) => e.message).join("\n")).toMatch(message);
     }
   });
 });
