@@ -181,7 +181,8 @@ async function main(argv: string[]): Promise<number> {
         const system = upstreamTrust.systemRoots();
         const roots = system.length > 0 ? system : [...tls.rootCertificates];
         const pems = [...roots, ca.certPem].map((p) => (p.endsWith("\n") ? p : `${p}\n`));
-        process.stdout.write(pems.join(""));
+        // ~200 KiB: wait until the pipe took it all, since main's caller exits the process at once.
+        await new Promise<void>((resolve, reject) => process.stdout.write(pems.join(""), (e) => (e ? reject(e) : resolve())));
         console.error(`${roots.length} system roots and the gateway CA (SHA-256 ${caFingerprint(ca.certPem)})`);
         return 0;
       }
