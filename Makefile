@@ -4,11 +4,14 @@ CONFIG ?= config/default.hcl
 
 .PHONY: run test deps test-deps typecheck bench-https clean
 
-node_modules/.installed: package.json package-lock.json
+# The stamp is the lockfile npm itself writes into node_modules at every
+# install: a stamp of our own was deleted with node_modules by a plain `npm ci`,
+# so the next `make run` ran `npm ci` again.
+node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-deps: node_modules/.installed
+deps: node_modules/.package-lock.json
 
 ## Run the gateway on the embedded default config (loopback only, state in ./.state/).
 # The demo credential of config/default.hcl gets a value unless you set one.
@@ -78,7 +81,7 @@ HOST_ARCH := $(shell uname -m | sed -e 's/x86_64/x64/' -e 's/aarch64/arm64/')
 HOST_CLIENT := dist/clawpatrol-linux-$(HOST_ARCH)
 .PHONY: host-client
 host-client: $(HOST_CLIENT)
-$(HOST_CLIENT): node_modules/.installed $(shell find client app -name '*.ts' -not -name '*.test.ts' 2>/dev/null)
+$(HOST_CLIENT): node_modules/.package-lock.json $(shell find client app -name '*.ts' -not -name '*.test.ts' 2>/dev/null)
 	@mkdir -p dist
 	$(BUN) build --compile --minify --target=bun-linux-$(HOST_ARCH) $(CLIENT_ENTRY) --outfile $@
 	cd dist && sha256sum clawpatrol-linux-$(HOST_ARCH) > clawpatrol-linux-$(HOST_ARCH).sha256

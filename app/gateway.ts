@@ -23,6 +23,7 @@ import { Metrics } from "./events/metrics.ts";
 import { resolveSecret } from "./credentials/resolve.ts";
 import { pluginFor } from "./credentials/plugin.ts";
 import { UpstreamPool } from "./endpoints/https/upstream.ts";
+import { upstreamTrust } from "./tls/trust.ts";
 import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
 import { ConnIndex, systemResolver } from "./dispatch/conn-index.ts";
 import { destinationContextFor } from "./dispatch/destination-context.ts";
@@ -118,6 +119,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   if (!first.ok) throw new ConfigRejected(first.errors.map(formatConfigError));
   let policy = first.policy;
   let generation = 0;
+  upstreamTrust.setGatewayCaPem(policy.gateway.upstreamCaPem);
 
   const stateDir = policy.gateway.stateDir;
   const db = openStateDb(stateDir);
@@ -288,6 +290,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     }
     policy = next;
     generation += 1;
+    upstreamTrust.setGatewayCaPem(next.gateway.upstreamCaPem);
     approvals.setPolicy(next);
     redactor.refresh();
     log.info("policy loaded", { files: next.files.map((f) => path.relative(process.cwd(), f) || f).join(","), rules: next.rules.length });

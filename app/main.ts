@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 // `clawpatrol-gateway <command>`: the gateway's roles and its operator commands.
 import { existsSync, readFileSync } from "node:fs";
+import tls from "node:tls";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadPolicy, formatConfigError } from "./policy/load.ts";
@@ -10,7 +11,10 @@ import { SecretStore } from "./store/secrets.ts";
 import { DeviceRegistry, DeviceError } from "./store/devices.ts";
 import { loadOrCreateCA, CA_CERT_FILE } from "./tls/ca.ts";
 import { caFingerprint } from "./tls/fingerprint.ts";
+import { upstreamTrust } from "./tls/trust.ts";
 import { joinInfo } from "./control/downloads.ts";
+import { gatewayCommand } from "./control/operator-command.ts";
+import { ensureFirstOperator } from "./control/auth/first-operator.ts";
 import { startGateway, ConfigRejected } from "./gateway.ts";
 import type { Policy } from "./policy/types.ts";
 import { log } from "./log.ts";
@@ -33,6 +37,8 @@ operator commands:
   test CONFIG FIXTURES      replay fixture requests and SQL statements; exit 0 all match, 1 drift, 2 error
   ca show                   print the interception CA certificate (PEM); its SHA-256
                             fingerprint (what devices pin) on stderr
+  ca bundle                 print the system's trusted roots plus the interception CA (PEM),
+                            for SSL_CERT_FILE, REQUESTS_CA_BUNDLE or a --cacert of a proxy client
   secret set NAME           store a secret read from standard input (encrypted at rest)
   secret list               list stored secret names (never values)
   secret delete NAME
@@ -167,9 +173,19 @@ async function main(argv: string[]): Promise<number> {
     }
 
     case "ca": {
-      if (rest[0] !== "show") throw new UsageError("ca show");
+      if (rest[0] !== "show" && rest[0] !== "bundle") throw new UsageError("ca show | ca bundle");
       const policy = await loadOrExit(configPath);
       const ca = await loadOrCreateCA(policy.gateway.stateDir);
+      if (rest[0] === "bundle") {
+        // The system's roots (else Bun's, on a system without a store), so passed-through hosts still verify.
+        const system = upstreamTrust.systemRoots();
+        const roots = system.length > 0 ? system : [...tls.rootCertificates];
+        const pems = [...roots, ca.certPem].map((p) => (p.endsWith("\n") ? p : `${p}\n`));
+        // ~200 KiB: wait until the pipe took it all, since main's caller exits the process at once.
+        await new Promise<void>((resolve, reject) => process.stdout.write(pems.join(""), (e) => (e ? reject(e) : resolve())));
+        console.error(`${roots.length} system roots and the gateway CA (SHA-256 ${caFingerprint(ca.certPem)})`);
+        return 0;
+      }
       process.stdout.write(ca.certPem.endsWith("\n") ? ca.certPem : `${ca.certPem}\n`);
       // On stderr, so `ca show > ca.crt` still writes just the certificate.
       console.error(`SHA-256 fingerprint: ${caFingerprint(ca.certPem)}   (clawpatrol join URL --ca-sha256 FINGERPRINT)`);
@@ -288,7 +304,7 @@ async function main(argv: string[]): Promise<number> {
                 `${Math.max(0, Math.ceil((p.expires_at - Date.now()) / 60_000))} min`,
               ]),
             );
-            console.error(`approve with: clawpatrol-gateway devices approve CODE --profile ${[...policy.profiles.keys()].join("|") || "P"}`);
+            console.error(`approve with: ${gatewayCommand()} devices approve CODE --profile ${[...policy.profiles.keys()].join("|") || "P"}`);
             return 0;
           }
           case "approve": {
@@ -535,7 +551,21 @@ async function runGateway(configPath: string, role: "all" | "gateway"): Promise<
     }
   }
   if (role === "gateway") lines.push(`  the dashboard and public API (${policy.gateway.dashboardListen}) are the dashboard role's`);
-  else lines.push(`  dashboard and public API: ${gw.publicServer.scheme}://${gw.publicServer.address.host}:${gw.publicServer.address.port}`);
+  else {
+    lines.push(`  dashboard and public API: ${gw.publicServer.scheme}://${gw.publicServer.address.host}:${gw.publicServer.address.port}`);
+    // `all` (make run) on a fresh state: someone must be able to sign in, as the appliance's firstboot allows.
+    const db = openStateDb(policy.gateway.stateDir);
+    try {
+      const made = await ensureFirstOperator(db);
+      lines.push(
+        made
+          ? `    sign in as ${made.name}, one-time password ${made.password}   (shown once; the dashboard asks for a new one)`
+          : `    sign in with your operator (a new password: ${gatewayCommand()} operator passwd NAME)`,
+      );
+    } finally {
+      db.close();
+    }
+  }
   if (gw.dnsVip) lines.push(`  DNS-VIP responder: ${gw.dnsVip.responder.address.host}:${gw.dnsVip.responder.address.port}`);
   if (gw.tunnel) {
     const l = gw.tunnel.plane.listen;
@@ -548,7 +578,9 @@ async function runGateway(configPath: string, role: "all" | "gateway"): Promise<
         "  a device:",
         `    ${j.install}`,
         `    ${j.join}`,
-        `    then approve it: clawpatrol-gateway devices pending / devices approve CODE --profile P (or in the dashboard)`,
+        `    then approve it in the dashboard (the link join prints), or here:`,
+        `    ${gatewayCommand()} devices pending`,
+        `    ${gatewayCommand()} devices approve CODE --profile P`,
       );
     }
   }

@@ -31,6 +31,12 @@ gateway {
   # CA's SHA-256 (`ca show`): clawpatrol join https://HOST --ca-sha256 FP
   #   dashboard_tls { mint_from_ca = true }
 
+  # Upstream certificates are verified against Bun's roots, the system store
+  # (/etc/ssl/certs, what update-ca-certificates manages; re-read when it
+  # changes), NODE_EXTRA_CA_CERTS and an endpoint's ca_cert. More roots for
+  # every upstream (a TLS-inspecting egress's CA), PEM, relative to this file:
+  #   upstream_ca_file = "/etc/clawpatrol/egress-ca.pem"
+
   # Explicit proxy capture: HTTP CONNECT (SOCKS5 also accepted on listen).
   proxy {
     listen        = "127.0.0.1:3128"
@@ -93,6 +99,12 @@ defaults {
 endpoint "https" "github" {
   hosts      = ["api.github.com", "*.githubusercontent.com"]
   credential = github_token.gh # injected unless a rule names another
+  # ports: the TCP ports whose TLS is peeked for these hosts (default [443]);
+  # e.g. ports = [443, 8443] for a service on both.
+  # ca_cert: a PEM file (relative to this file) of a private CA that signs
+  # this upstream, trusted for it beside the gateway's roots (the system
+  # store, NODE_EXTRA_CA_CERTS, gateway.upstream_ca_file); e.g.
+  #   ca_cert = "internal-ca.pem"
 }
 
 endpoint "https" "anthropic" {

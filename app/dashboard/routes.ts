@@ -5,6 +5,8 @@
 //   GET /, /index.html   the page shell
 //   GET /app.js          client/main.ts and its imports, one minified bundle
 //   GET /app.css         client/app.css
+//   GET /approve/CODE    the link `clawpatrol join` prints: to #/devices, where
+//                        waiting devices are approved (the page routes by `#`)
 //
 // The page loads nothing from elsewhere; the Content-Security-Policy says so.
 import path from "node:path";
@@ -34,6 +36,9 @@ const INDEX_HTML = `<!doctype html>
 </body>
 </html>
 `;
+
+/** Where waiting devices are approved in the dashboard. */
+export const APPROVE_PAGE = "/#/devices";
 
 const SECURITY_HEADERS = {
   "content-security-policy":
@@ -89,5 +94,7 @@ export function dashboardRoutes(opts: { build?: () => Promise<DashboardAssets> }
     .get("/", page)
     .get("/index.html", page)
     .get("/app.js", serve((a) => a.js, "text/javascript; charset=utf-8"))
-    .get("/app.css", serve((a) => a.css, "text/css; charset=utf-8"));
+    .get("/app.css", serve((a) => a.css, "text/css; charset=utf-8"))
+    // The code is not echoed back: the Devices page lists every waiting one.
+    .get("/approve/:code", () => new Response(null, { status: 303, headers: { location: APPROVE_PAGE, ...SECURITY_HEADERS } }));
 }

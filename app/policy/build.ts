@@ -501,7 +501,7 @@ function overlappingHosts(endpoints: Map<string, Endpoint>): ConfigError[] {
 function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: Record<string, string | undefined>, readFile: BuildOptions["readFile"]): GatewaySettings {
   const base = block ? nodePath.dirname(nodePath.resolve(block.file)) : process.cwd();
   const r = block ? new BlockReader(block, "gateway", errors) : undefined;
-  r?.allow(["state_dir", "control_socket", "dashboard_listen", "public_url"], ["proxy", "events", "wireguard", "dns", "dashboard_tls"]);
+  r?.allow(["state_dir", "control_socket", "dashboard_listen", "public_url", "upstream_ca_file"], ["proxy", "events", "wireguard", "dns", "dashboard_tls"]);
 
   const envStateDir = env.CLAWPATROL_STATE_DIR;
   const configured = r?.string("state_dir");
@@ -522,6 +522,13 @@ function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: R
     r?.error(r.line("public_url"), `public_url must be an http(s) URL, not "${publicUrl}"`);
   }
   if (publicUrl !== undefined) gateway.publicUrl = publicUrl.replace(/\/+$/, "");
+  const upstreamCaFile = r?.string("upstream_ca_file");
+  if (r && upstreamCaFile !== undefined) {
+    const read = readFile(nodePath.resolve(base, upstreamCaFile));
+    if (!read.ok) r.error(r.line("upstream_ca_file"), `upstream_ca_file: cannot read ${upstreamCaFile}: ${read.error}`);
+    else if (!read.text.includes("-----BEGIN CERTIFICATE-----")) r.error(r.line("upstream_ca_file"), `upstream_ca_file: ${upstreamCaFile} holds no PEM certificate`);
+    else gateway.upstreamCaPem = read.text;
+  }
 
   const nested = (type: string): HclBlock | undefined => {
     const all = block?.blocks.filter((b) => b.type === type) ?? [];

@@ -73,6 +73,8 @@ export interface GatewaySettings {
   eventsJsonl?: string;
   /** Days of events kept in the `actions` table. */
   eventsRetentionDays: number;
+  /** PEM text of `upstream_ca_file`: more roots trusted for every upstream, beside the system store (app/tls/trust.ts). */
+  upstreamCaPem?: string;
 }
 
 export interface Defaults {

@@ -179,6 +179,7 @@ beforeAll(async () => {
     ca: inOrder(
       () => cli(["ca", "show", "--config", ca.config]),
       () => cli(["ca", "show", "--config", ca.config]),
+      () => cli(["ca", "bundle", "--config", ca.config]),
     ),
     secret: inOrder(
       () => cli(["secret", "set", "gh", "--config", sec.config], { stdin: `${SECRET}\n` }),
@@ -321,6 +322,31 @@ describe("ca show", () => {
   });
 });
 
+describe("ca bundle", () => {
+  const certs = (pem: string) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g) ?? [];
+
+  test("prints the system store's roots, then the gateway CA that `ca show` prints", () => {
+    const [show, , bundle] = many("ca");
+    expect(bundle!.code).toBe(0);
+    const printed = certs(bundle!.stdout);
+    expect(printed.join("")).toBe(bundle!.stdout);
+    expect(printed.at(-1)).toBe(show!.stdout);
+    const system = certs(readFileSync("/etc/ssl/certs/ca-certificates.crt", "utf8").replace(/\r/g, "").replace(/-----END CERTIFICATE-----\n?/g, "-----END CERTIFICATE-----\n"));
+    expect(system.length).toBeGreaterThan(0);
+    expect(printed.length).toBe(system.length + 1);
+    expect(bundle!.stderr).toContain(`${system.length} system roots and the gateway CA`);
+  });
+
+  test("openssl verifies the gateway CA against the bundle", () => {
+    const [show, , bundle] = many("ca");
+    const dir = tempDir();
+    writeFileSync(join(dir, "bundle.pem"), bundle!.stdout);
+    writeFileSync(join(dir, "ca.pem"), show!.stdout);
+    const out = Bun.spawnSync(["openssl", "verify", "-CAfile", join(dir, "bundle.pem"), join(dir, "ca.pem")]);
+    expect(out.stdout.toString()).toContain(": OK");
+  });
+});
+
 describe("usage", () => {
   test("an unknown command: exit 2, says which and where to look", () => {
     const run = one("unknownCommand");
@@ -333,7 +359,7 @@ describe("usage", () => {
     const run = one("help");
     expect(run.code).toBe(0);
     expect(run.stdout).toStartWith("usage: clawpatrol-gateway <command>");
-    for (const cmd of ["validate", "test CONFIG FIXTURES", "ca show", "secret set NAME", "devices add NAME --profile P"]) {
+    for (const cmd of ["validate", "test CONFIG FIXTURES", "ca show", "ca bundle", "secret set NAME", "devices add NAME --profile P"]) {
       expect(run.stdout).toContain(cmd);
     }
   });

@@ -32,6 +32,7 @@ import {
   validWireguardPublicKey,
 } from "./codes.ts";
 import { TokenBuckets, type RateLimit } from "./ratelimit.ts";
+import { gatewayCommand } from "../operator-command.ts";
 
 /**
  * Gateway settings the flow needs. From `gateway { wireguard { … } }`:
@@ -296,7 +297,7 @@ export class OnboardService {
       approval_url: `${this.publicBaseFor(requestHost)}/approve/${shown}`,
       expires_in: Math.round(this.s.codeTtlMs / 1000),
       poll_interval: this.s.pollIntervalS,
-      approve_command: `clawpatrol-gateway devices approve ${shown} --profile ${typeof profile === "string" ? profile : "PROFILE"}`,
+      approve_command: `${gatewayCommand()} devices approve ${shown} --profile ${typeof profile === "string" ? profile : "PROFILE"}`,
     };
   }
 

@@ -3,6 +3,7 @@
 // connections. The upstream's real certificate is verified against the
 // system store plus the endpoint's own `ca_cert`.
 import tls from "node:tls";
+import { upstreamTrust, type TrustStore } from "../../tls/trust.ts";
 import type { Endpoint } from "../../policy/types.ts";
 import { Http1Parser, type ParseEvent } from "../http1/parser.ts";
 import { EventPuller, StreamPuller } from "./puller.ts";
@@ -71,9 +72,10 @@ export interface DialTarget {
 
 export class UpstreamPool {
   private idle = new Map<string, { conn: UpstreamConn; timer: ReturnType<typeof setTimeout> }[]>();
-  private contexts = new WeakMap<Endpoint, tls.SecureContext>();
-
-  constructor(private readonly connectTimeoutMs = CONNECT_TIMEOUT_MS) {}
+  constructor(
+    private readonly connectTimeoutMs = CONNECT_TIMEOUT_MS,
+    private readonly trust: TrustStore = upstreamTrust,
+  ) {}
 
   static keyOf(t: DialTarget): string {
     return `${t.endpoint.ref}|${t.host}|${t.port}|${t.sni}`;
@@ -158,14 +160,7 @@ export class UpstreamPool {
   }
 
   private contextFor(endpoint: Endpoint): tls.SecureContext {
-    let ctx = this.contexts.get(endpoint);
-    if (!ctx) {
-      const ca = [...tls.rootCertificates];
-      if (endpoint.caCertPem) ca.push(endpoint.caCertPem);
-      ctx = tls.createSecureContext({ ca });
-      this.contexts.set(endpoint, ctx);
-    }
-    return ctx;
+    return this.trust.secureContext(endpoint.caCertPem);
   }
 }
 

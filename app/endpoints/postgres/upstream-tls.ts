@@ -3,9 +3,10 @@
 //   disable      plain TCP
 //   prefer       TLS when the server offers it, unverified; else plain
 //   require      TLS or nothing; the chain is verified when ca_cert is set
-//   verify-full  TLS, chain (ca_cert, else the system store) and host name verified
+//   verify-full  TLS, chain (ca_cert, the system store: app/tls/trust.ts) and host name verified
 // SSLRequest is sent first; the server answers one byte, 'S' or 'N'.
 import tls from "node:tls";
+import { upstreamTrust, type TrustStore } from "../../tls/trust.ts";
 import type { Duplex } from "node:stream";
 import { isIP } from "node:net";
 import { dialTcp, type Dialer } from "../relay.ts";
@@ -29,6 +30,7 @@ export async function openUpstream(
   settings: Pick<PostgresSettings, "sslmode">,
   caCertPem: string | undefined,
   dial: Dialer = dialTcp,
+  trust: TrustStore = upstreamTrust,
 ): Promise<OpenedUpstream> {
   const socket = dial(to.host, to.port);
   const timer = setTimeout(() => socket.destroy(new Error(`no answer from ${to.host}:${to.port} within ${UPSTREAM_OPEN_TIMEOUT_MS / 1000} s`)), UPSTREAM_OPEN_TIMEOUT_MS);
@@ -47,7 +49,7 @@ export async function openUpstream(
       socket: socket as never,
       ...(isIP(to.host) === 0 ? { servername: to.host } : {}),
       rejectUnauthorized: verify,
-      ...(caCertPem ? { ca: [...tls.rootCertificates, caCertPem] } : {}),
+      ...(verify ? { secureContext: trust.secureContext(caCertPem) } : {}),
       // verify-full checks the name; require with a CA checks the chain only (libpq's verify-ca).
       checkServerIdentity: settings.sslmode === "verify-full" ? tls.checkServerIdentity : () => undefined,
     });
