@@ -23,7 +23,7 @@ import { socksForward, type SocksForward } from "../integration/support/socks-fo
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = path.join(import.meta.dir, "..", "..", "test-artifacts");
-const UI_TIMEOUT = 15_000;
+const UI_TIMEOUT = 45_000;
 
 let upstream: TestUpstream;
 let db: TestPostgres;
