@@ -105,6 +105,8 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
                 upstreamSock.on("data", (d: Buffer) => run(session.handle({ type: "upstream-data", data: d })));
                 upstreamSock.on("close", () => run(session.handle({ type: "upstream-closed" })));
                 upstreamSock.on("error", (e: Error) => log.debug("postgres upstream error", { flow: flow.id, error: e.message }));
+                // Paused after the SSLRequest answer when the server said 'N' (sslmode = prefer).
+                upstreamSock.resume();
                 run(session.handle({ type: "upstream-ready", tls: u.tls, ...(u.channelBinding ? { channelBinding: u.channelBinding } : {}) }));
               },
               (e: Error) => {
@@ -149,6 +151,9 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
 
     const onAgentData = (d: Buffer) => run(session.handle({ type: "agent-data", data: d }));
     const startAgentTls = () => {
+      // Paused until TLS takes the stream over: the ClientHello may arrive
+      // while the leaf is minted, and a flowing stream with no reader drops it.
+      flow.conn.pause();
       flow.conn.off("data", onAgentData);
       void deps.leaves.secureContextFor(upstream.host).then(
         (secureContext) => {

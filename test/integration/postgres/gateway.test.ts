@@ -323,7 +323,7 @@ defaults {
 endpoint "postgres" "allowed" {
   hosts      = ["127.0.0.1:${md5db.port}"]
   allow_md5  = true
-  sslmode    = "disable"
+  sslmode    = "prefer" # this server answers SSLRequest with 'N': plain TCP follows
   credential = postgres_password.legacy
 }
 credential "postgres_password" "legacy" {
@@ -343,7 +343,7 @@ profile "agents" {
     await md5db?.stop();
   });
 
-  test("md5 works only with allow_md5; without it the agent gets 28P01 and the server never sees a hash", async () => {
+  test("sslmode = prefer against a server without TLS, and md5 only with allow_md5; without it the agent gets 28P01 and the server never sees a hash", async () => {
     const fwd = await socksForward(t.gw.proxies[0]!.address, { host: "127.0.0.1", port: md5db.port });
     forwards.push(fwd);
     const client = new pg.Client({ host: "127.0.0.1", port: fwd.port, user: "anyone", password: PLACEHOLDER, database: "app" });
