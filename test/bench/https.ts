@@ -227,6 +227,8 @@ function gatewayConfig(pki: TestPki): string {
   return `schema_version = 1
 gateway {
   state_dir = "state"
+  # Not the default 127.0.0.1:8080, which is mitmdump's port here.
+  dashboard_listen = "127.0.0.1:0"
   proxy { listen = "${GATEWAY_PROXY}" }
   events { jsonl = "events.jsonl" }
 }
