@@ -44,6 +44,8 @@ import {
   type BackendMessage,
 } from "./wire/backend.ts";
 import type { TransactionStatus } from "./wire/codes.ts";
+import { joinViews } from "./wire/bytes.ts";
+import { DENY_SQLSTATE, raiseStatement } from "./deny.ts";
 import type { WireError } from "./wire/error.ts";
 import type { SqlFacts, SqlStatementFacets } from "../../families/sql/family.ts";
 import { UpstreamAuth } from "./auth/upstream.ts";
@@ -133,8 +135,6 @@ export interface SessionOptions {
   nonce?: () => string;
 }
 
-/** Raised by the server on the gateway's behalf, so a denial fails the server's transaction too. */
-export const DENY_SQLSTATE = "42501";
 /**
  * Startup parameters forwarded from the agent (besides `database`, which is
  * kept, and `user`, which is the credential's). Others set server settings no
@@ -326,7 +326,7 @@ export class PostgresSession {
         const actions = this.factsOf(m.sql, m.utf8);
         if (actions.length === 0) {
           // An empty query judges nothing; the server answers EmptyQueryResponse.
-          this.forward(m.raw);
+          this.sendUpstream(m.raw);
           this.units.push({ kind: "query", actions: [], outcomes: [], index: 0, failed: false, startedAt: this.opts.now() });
           return;
         }
@@ -352,7 +352,7 @@ export class PostgresSession {
         const prepared = this.statements.get(m.statement);
         if (prepared) this.portals.set(m.portal, prepared);
         else this.portals.delete(m.portal);
-        this.forward(m.raw);
+        this.sendUpstream(m.raw);
         return;
       }
       case "Execute": {
@@ -364,30 +364,30 @@ export class PostgresSession {
           outcomes: prepared?.outcomes ?? [],
           startedAt: this.opts.now(),
         });
-        this.forward(m.raw);
+        this.sendUpstream(m.raw);
         return;
       }
       case "Close":
         if (this.discardUntilSync) return;
         if (m.kind === "S") this.statements.delete(m.name);
         else this.portals.delete(m.name);
-        this.forward(m.raw);
+        this.sendUpstream(m.raw);
         return;
       case "Describe":
         if (this.discardUntilSync) return;
-        this.forward(m.raw);
+        this.sendUpstream(m.raw);
         return;
       case "Sync":
         this.discardUntilSync = false;
         this.units.push({ kind: "sync" });
-        this.forward(m.raw);
+        this.sendUpstream(m.raw);
         return;
       case "Flush":
         // Even while discarding: the server must send the denial it owes.
-        this.forward(m.raw);
+        this.sendUpstream(m.raw);
         return;
       case "Terminate":
-        this.forward(m.raw);
+        this.sendUpstream(m.raw);
         this.close();
         return;
       case "CopyData":
@@ -395,7 +395,7 @@ export class PostgresSession {
       case "CopyFail":
         // Part of a COPY FROM STDIN the statement's verdict already allowed;
         // outside COPY the server ignores them (as it does without the gateway).
-        this.forward(m.raw);
+        this.sendUpstream(m.raw);
         return;
       case "PasswordMessage":
         this.protocolViolation("a password message after authentication");
@@ -471,7 +471,7 @@ export class PostgresSession {
       default:
         break;
     }
-    this.forward(message.raw);
+    this.sendUpstream(message.raw);
   }
 
   /** The denial, raised by the server itself so both sides agree on the transaction's state. */
@@ -482,15 +482,15 @@ export class PostgresSession {
       // Bind/Execute/Describe up to Sync are dropped, the server skips to Sync after the error.
       this.statements.delete(message.name);
       this.units.push({ kind: "denied", simple: false, swallow: 2 });
-      this.forward(serializeParse("", raise));
-      this.forward(serializeBind({ portal: "", statement: "", paramFormats: [], params: [], resultFormats: [] }));
-      this.forward(serializeExecute("", 0));
+      this.sendUpstream(serializeParse("", raise));
+      this.sendUpstream(serializeBind({ portal: "", statement: "", paramFormats: [], params: [], resultFormats: [] }));
+      this.sendUpstream(serializeExecute("", 0));
       this.discardUntilSync = true;
       return;
     }
     // Query and FunctionCall end with ReadyForQuery: a simple query raising the error does too.
     this.units.push({ kind: "denied", simple: true, swallow: 0 });
-    this.forward(serializeQuery(raise));
+    this.sendUpstream(serializeQuery(raise));
   }
 
   // ------------------------------------------------------------- upstream side
@@ -663,14 +663,10 @@ export class PostgresSession {
     this.out.push({ type: "record", record: r });
   }
 
-  private forward(data: Uint8Array): void {
-    this.sendUpstream(data);
-  }
-
   private sendUpstream(data: Uint8Array): void {
     const last = this.out[this.out.length - 1];
     // Consecutive messages leave in one write.
-    if (last?.type === "send-upstream") last.data = concat(last.data, data);
+    if (last?.type === "send-upstream") last.data = joinViews([last.data, data]);
     else this.out.push({ type: "send-upstream", data });
   }
 
@@ -680,7 +676,7 @@ export class PostgresSession {
 
   private flushAgent(): void {
     if (this.pendingToAgent.length === 0) return;
-    const data = this.pendingToAgent.length === 1 ? this.pendingToAgent[0]! : concatAll(this.pendingToAgent);
+    const data = joinViews(this.pendingToAgent);
     this.pendingToAgent = [];
     this.out.push({ type: "send-agent", data });
   }
@@ -732,46 +728,4 @@ function allowed(o: ActionOutcome | undefined): Pick<StatementRecord, "verdict" 
 
 function ruleOf(o: ActionOutcome | undefined): { rule?: string } {
   return o?.rule !== undefined ? { rule: o.rule } : {};
-}
-
-/**
- * A statement that makes the server raise 42501 with `reason`: a DO block,
- * so it works in any transaction state the server accepts statements in.
- * The reason is quoted as a literal; `$` is dropped so it cannot close the
- * dollar quote.
- */
-export function raiseStatement(reason: string): string {
-  const message = `denied by clawpatrol: ${reason}`.replace(/\$/g, "").replace(/'/g, "''").replace(/\0/g, "");
-  return `DO $clawpatrol$BEGIN RAISE EXCEPTION USING ERRCODE = '${DENY_SQLSTATE}', MESSAGE = '${message}'; END$clawpatrol$`;
-}
-
-/** a then b; one view without a copy when b follows a in the same buffer (messages of one read). */
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset) return new Uint8Array(a.buffer, a.byteOffset, a.length + b.length);
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-
-/** Parts that lie back to back in one buffer (messages forwarded from one read) join without a copy. */
-function concatAll(parts: Uint8Array[]): Uint8Array {
-  const first = parts[0]!;
-  let end = first.byteOffset + first.length;
-  let contiguous = true;
-  for (let i = 1; i < parts.length && contiguous; i++) {
-    const p = parts[i]!;
-    contiguous = p.buffer === first.buffer && p.byteOffset === end;
-    end += p.length;
-  }
-  if (contiguous) return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

@@ -212,3 +212,20 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/**
+ * The parts joined; one view without a copy when they lie back to back in
+ * one buffer (messages forwarded from the same read), else concatBytes.
+ */
+export function joinViews(parts: readonly Uint8Array[]): Uint8Array {
+  const first = parts[0];
+  if (first === undefined) return new Uint8Array(0);
+  if (parts.length === 1) return first;
+  let end = first.byteOffset + first.length;
+  for (let i = 1; i < parts.length; i++) {
+    const p = parts[i]!;
+    if (p.buffer !== first.buffer || p.byteOffset !== end) return concatBytes(parts);
+    end += p.length;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
+}
