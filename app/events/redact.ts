@@ -88,19 +88,38 @@ export class Redactor {
 }
 
 /**
- * The structured action with every string inside redacted, through its JSON
- * text (patterns include each secret's JSON-escaped form); the same object
- * when nothing matched, and a marker when redaction left no valid JSON.
+ * The structured action with every string inside redacted (keys, values,
+ * list items, nested objects): the same object when nothing matched, so the
+ * common case allocates nothing.
  */
 function redactAction(pats: string[], action: Record<string, unknown>): Record<string, unknown> {
-  const text = JSON.stringify(action);
-  const r = redactWith(pats, text);
-  if (r === text) return action;
-  try {
-    return JSON.parse(r) as Record<string, unknown>;
-  } catch {
-    return { redacted: REDACTED };
+  return redactValue(pats, action) as Record<string, unknown>;
+}
+
+function redactValue(pats: string[], v: unknown): unknown {
+  if (typeof v === "string") return redactWith(pats, v);
+  if (Array.isArray(v)) {
+    let out: unknown[] | undefined;
+    v.forEach((item, i) => {
+      const r = redactValue(pats, item);
+      if (r !== item) (out ??= [...v])[i] = r;
+    });
+    return out ?? v;
   }
+  if (v !== null && typeof v === "object") {
+    let out: Record<string, unknown> | undefined;
+    for (const [k, item] of Object.entries(v)) {
+      const key = redactWith(pats, k);
+      const r = redactValue(pats, item);
+      if (r !== item || key !== k) {
+        out ??= { ...(v as Record<string, unknown>) };
+        if (key !== k) delete out[k];
+        out[key] = r;
+      }
+    }
+    return out ?? v;
+  }
+  return v;
 }
 
 export function buildPatterns(values: Iterable<string>): string[] {

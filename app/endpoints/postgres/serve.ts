@@ -5,7 +5,7 @@
 //   3. verdicts: each statement judged by the sql family's rules, approvals held here,
 //   4. events: one per statement; cancel keys mapped to the upstream's.
 import tls from "node:tls";
-import { randomBytes, randomInt } from "node:crypto";
+import { randomBytes, randomInt, randomUUID } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { EndpointHandler, ServeRequest } from "../spec.ts";
 import type { FlowDeps } from "../../dispatch/handle.ts";
@@ -16,10 +16,9 @@ import { sqlFamily, cut, type SqlFacts } from "../../families/sql/family.ts";
 import { PostgresSession, type ActionOutcome, type SessionCommand, type StatementRecord } from "./session.ts";
 import { postgresSettings } from "./spec.ts";
 import { openUpstream } from "./upstream-tls.ts";
-import { cancelKeys } from "./cancel.ts";
+import { cancelKeys, sendCancel } from "./cancel.ts";
 import { loadSqlParser, parseSql } from "./sql.ts";
 import { log } from "../../log.ts";
-import { randomUUID } from "node:crypto";
 import type { ApprovalRequest } from "../../approvers/types.ts";
 
 export const postgresHandler: EndpointHandler = {
@@ -300,7 +299,6 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
   async function forwardCancel(pid: number, key: Uint8Array): Promise<void> {
     const target = cancelKeys.get(keyOf(pid, key));
     if (!target) return;
-    const { sendCancel } = await import("./cancel.ts");
     await sendCancel(target, deps.dial).catch((e: Error) => log.debug("postgres cancel failed", { error: e.message }));
   }
 

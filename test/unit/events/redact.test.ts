@@ -112,6 +112,19 @@ describe("Redactor.redactEvent", () => {
   });
 });
 
+describe("Redactor.redactEvent: the structured action", () => {
+  test("strings anywhere in the action are redacted (values, list items, nested objects, keys); nothing matched, the same object", () => {
+    const r = new Redactor(() => [GH]);
+    const action = { statement: `select '${GH}'`, tables: ["public.t", `x${GH}`], nested: { [GH]: 1, ok: true }, rows: 3 };
+    const e = r.redactEvent({ ...sampleEvent(), action });
+    expect(JSON.stringify(e.action)).not.toContain(GH);
+    expect(e.action).toEqual({ statement: `select '${REDACTED}'`, tables: ["public.t", `x${REDACTED}`], nested: { [REDACTED]: 1, ok: true }, rows: 3 });
+    expect(action.statement).toContain(GH);
+    const clean = { ...sampleEvent(), action: { verb: "select", tables: ["a"] } };
+    expect(r.redactEvent(clean).action).toBe(clean.action);
+  });
+});
+
 describe("pattern refresh", () => {
   test("with a version: recomputed only when the version changes", () => {
     let values = ["first-secret"];
