@@ -22,6 +22,7 @@
 // latency row, default 500; 0 skips it), BENCH_CPU_PROF=DIR (run the gateway
 // under `bun --cpu-prof --cpu-prof-md`, profiles written to DIR on exit),
 // BENCH_KEEP=1 (keep the work directory: configs, events, logs).
+import { cpuSeconds, firstLine, machineCpu, tail } from "./proc-stats.ts";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -73,7 +74,6 @@ const URL = `https://${HOST}${URL_PATH}`;
 const GATEWAY_PROXY = "127.0.0.1:3128";
 const MITM_PROXY = "127.0.0.1:8080";
 const NGINX_WORKERS = 1;
-const CLK_TCK = 100;
 
 const rand = (n: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(n))).toString("hex");
 // Same length, so every path sends the same number of bytes.
@@ -123,13 +123,6 @@ function spawnLogged(name: string, cmd: string[], logPath: string, env?: Record<
   return p;
 }
 
-function tail(file: string, lines = 15): string {
-  try {
-    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
 
 async function waitForPort(hostPort: string, p: Proc, timeoutMs = 30_000): Promise<void> {
   const [host, port] = [hostPort.slice(0, hostPort.lastIndexOf(":")), Number(hostPort.slice(hostPort.lastIndexOf(":") + 1))];
@@ -149,20 +142,7 @@ async function waitForPort(hostPort: string, p: Proc, timeoutMs = 30_000): Promi
   fail(`${p.name} did not listen on ${hostPort} within ${timeoutMs} ms:\n${tail(p.log)}`);
 }
 
-/** utime + stime of a process, in seconds. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces) start at field 3.
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-}
 
-/** Machine-wide CPU jiffies: total and stolen by the hypervisor. */
-function machineCpu(): { total: number; steal: number } {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal (guest time is already in user)
-  return { total: f.slice(0, 8).reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
-}
 
 async function stopAll(): Promise<void> {
   for (const p of procs.reverse()) {
@@ -266,22 +246,20 @@ async function startGatewayProc(dir: string, pki: TestPki): Promise<Proc> {
   env.CLAWPATROL_SECRET_BENCH = SECRET;
   const prof = CPU_PROF_DIR ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : [];
   const p = spawnLogged("clawpatrol", [BUN, ...prof, path.join(HERE, "gateway-proc.ts"), configPath], path.join(gdir, "stderr.log"), env, "pipe");
-  const reader = (p.proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  const deadline = Date.now() + 30_000;
-  while (!text.includes("\n")) {
-    const r = await Promise.race([reader.read(), Bun.sleep(Math.max(0, deadline - Date.now())).then(() => "timeout" as const)]);
-    if (r === "timeout") fail(`clawpatrol did not start within 30 s:\n${tail(p.log)}`);
-    if (r.done) fail(`clawpatrol exited (${await p.proc.exited}) before listening:\n${tail(p.log)}`);
-    text += new TextDecoder().decode(r.value);
+  const ready = await firstLine(p.proc.stdout as ReadableStream<Uint8Array>, 30_000);
+  if ("error" in ready) {
+    if (ready.error === "timeout") fail(`clawpatrol did not start within 30 s:\n${tail(p.log)}`);
+    fail(`clawpatrol exited (${await p.proc.exited}) before listening:\n${tail(p.log)}`);
   }
-  // Keep draining, so nothing the gateway prints later can block it on a full pipe.
-  void (async () => {
-    while (!(await reader.read().catch(() => ({ done: true }))).done);
-  })();
-  const { proxy } = JSON.parse(text.split("\n")[0]!) as { proxy: string };
+  const { proxy } = JSON.parse(ready.line) as { proxy: string };
   if (proxy !== GATEWAY_PROXY) fail(`clawpatrol listens on ${proxy}, expected ${GATEWAY_PROXY}`);
   return p;
+}
+
+/** utime + stime of a process, in seconds. */
+function cpuTotal(pid: number): number {
+  const t = cpuSeconds(pid);
+  return t.user + t.system;
 }
 
 function startMitmdump(dir: string, pki: TestPki): Proc {
@@ -482,10 +460,10 @@ async function main(): Promise<void> {
     for (const load of loads) {
       for (const p of paths.filter((x) => load.paths.includes(x.key))) {
         await hey(load.qpsPerWorker ? 1 : WARMUP_SECONDS, load, p.auth, p.proxy);
-        const before = cpuSeconds(p.pid());
+        const before = cpuTotal(p.pid());
         const m0 = machineCpu();
         const r = await hey(SECONDS, load, p.auth, p.proxy);
-        const cpu = cpuSeconds(p.pid()) - before;
+        const cpu = cpuTotal(p.pid()) - before;
         const m1 = machineCpu();
         const stealPct = (100 * (m1.steal - m0.steal)) / Math.max(1, m1.total - m0.total);
         checkAll200(`${p.key} ${load.name}`, r, load.c);

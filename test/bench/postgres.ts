@@ -24,6 +24,7 @@
 // (default "simple,prepared"), BENCH_PATHS (default all four, by key).
 // `--smoke` (or BENCH_SMOKE=1): scale 1, -t 20, 2 clients, no warm-up: only
 // proves that the bench still runs (postgres-smoke.test.ts).
+import { cpuSeconds, firstLine, machineCpu, tail } from "./proc-stats.ts";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import os from "node:os";
@@ -33,7 +34,6 @@ import { startPostgres, type TestPostgres } from "../integration/support/postgre
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BUN = process.execPath;
-const CLK_TCK = 100;
 const PLACEHOLDER = "clawpatrol-placeholder-pgbench";
 const DB = "bench";
 const USER = "bench_rw";
@@ -101,13 +101,6 @@ interface Proc {
   log: string;
 }
 
-function tail(file: string, lines = 15): string {
-  try {
-    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
 
 function run(cmd: string[], env?: Record<string, string | undefined>): { code: number; out: string; err: string } {
   const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", stdin: "ignore", env: env ?? process.env });
@@ -153,18 +146,7 @@ async function waitForPort(port: number, alive: () => string | undefined, timeou
   fail(`nothing listened on 127.0.0.1:${port} within ${timeoutMs} ms`);
 }
 
-/** utime and stime of a process, in seconds. */
-function cpuSeconds(pid: number): { user: number; system: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return { user: Number(f[11]) / CLK_TCK, system: Number(f[12]) / CLK_TCK };
-}
 
-/** Machine-wide CPU jiffies: total and stolen by the hypervisor. */
-function machineCpu(): { total: number; steal: number } {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  return { total: f.slice(0, 8).reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
-}
 
 /** The pids of a process's children (socat forks one per connection). */
 function childrenOf(pid: number): number[] {
@@ -303,20 +285,12 @@ async function startGatewayProc(servers: Servers, dir: string, pgPort: number, p
   env.CLAWPATROL_SECRET_BENCH = password;
   const prof = cpuProfDir ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${cpuProfDir}`] : [];
   const p = servers.spawn("clawpatrol", [BUN, ...prof, path.join(HERE, "postgres-gateway-proc.ts"), configPath, "bench"], path.join(dir, "stderr.log"), { env, stdout: "pipe" });
-  const reader = (p.proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  const deadline = Date.now() + 30_000;
-  while (!text.includes("\n")) {
-    const r = await Promise.race([reader.read(), Bun.sleep(Math.max(0, deadline - Date.now())).then(() => "timeout" as const)]);
-    if (r === "timeout") fail(`clawpatrol did not start within 30 s:\n${tail(p.log)}`);
-    if (r.done) fail(`clawpatrol exited (${await p.proc.exited}) before listening:\n${tail(p.log)}`);
-    text += new TextDecoder().decode(r.value);
+  const ready = await firstLine(p.proc.stdout as ReadableStream<Uint8Array>, 30_000);
+  if ("error" in ready) {
+    if (ready.error === "timeout") fail(`clawpatrol did not start within 30 s:\n${tail(p.log)}`);
+    fail(`clawpatrol exited (${await p.proc.exited}) before listening:\n${tail(p.log)}`);
   }
-  // Keep draining, so nothing printed later can block the gateway on a full pipe.
-  void (async () => {
-    while (!(await reader.read().catch(() => ({ done: true }))).done);
-  })();
-  const info = JSON.parse(text.split("\n")[0]!) as { proxy: string; device: string; token: string };
+  const info = JSON.parse(ready.line) as { proxy: string; device: string; token: string };
   return { proc: p, proxyPort: Number(info.proxy.slice(info.proxy.lastIndexOf(":") + 1)), device: info.device, token: info.token };
 }
 
