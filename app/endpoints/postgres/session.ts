@@ -46,6 +46,9 @@ import {
 import type { TransactionStatus } from "./wire/codes.ts";
 import { joinViews } from "./wire/bytes.ts";
 import { DENY_SQLSTATE, raiseStatement } from "./deny.ts";
+import { ResponseLedger, type ActionOutcome, type StatementRecord } from "./ledger.ts";
+
+export type { ActionOutcome, StatementRecord } from "./ledger.ts";
 import type { WireError } from "./wire/error.ts";
 import type { SqlFacts, SqlStatementFacets } from "../../families/sql/family.ts";
 import { UpstreamAuth } from "./auth/upstream.ts";
@@ -62,16 +65,6 @@ export interface MessageVerdict {
   outcomes: ActionOutcome[];
 }
 
-export interface ActionOutcome {
-  allow: boolean;
-  /** The matched rule, if one matched. */
-  rule?: string;
-  /** Agent-safe reason (the denial's message). */
-  reason: string;
-  /** Extra event fields from an approval (approvers, operator, approvalMs, remembered). */
-  approval?: Record<string, unknown>;
-}
-
 export type SessionEvent =
   | { type: "agent-data"; data: Uint8Array }
   /** TLS with the agent is up; later agent-data is decrypted. */
@@ -82,23 +75,6 @@ export type SessionEvent =
   | { type: "upstream-data"; data: Uint8Array }
   | { type: "upstream-closed" }
   | { type: "verdict"; id: number; verdict: MessageVerdict };
-
-/** One statement's record (the shell turns it into an event). */
-export interface StatementRecord {
-  facts: SqlFacts;
-  verdict: "allow" | "deny" | "error";
-  rule?: string;
-  reason: string;
-  /** Rows from CommandComplete (`SELECT 3`, `INSERT 0 5`), when the tag has a count. */
-  rows?: number;
-  /** The server's SQLSTATE when it refused or failed the statement. */
-  sqlstate?: string;
-  /** The server's message for a failed statement (redacted by the event pass like every field). */
-  detail?: string;
-  startedAt: number;
-  durationMs: number;
-  approval?: Record<string, unknown>;
-}
 
 export type SessionCommand =
   | { type: "send-agent"; data: Uint8Array }
@@ -151,18 +127,6 @@ type State =
   | "ready"
   | "closed";
 
-/** An exchange whose responses are still to come from the server, in order. */
-type Unit =
-  | { kind: "query"; actions: SqlFacts[]; outcomes: ActionOutcome[]; index: number; failed: boolean; startedAt: number }
-  | { kind: "execute"; actions: SqlFacts[]; outcomes: ActionOutcome[]; startedAt: number }
-  | { kind: "sync" }
-  /**
-   * The raise the gateway sent for a denied message: its ErrorResponse is the
-   * agent's denial. In the extended protocol the server first owes
-   * ParseComplete and BindComplete for it, which are not the agent's (`swallow`).
-   */
-  | { kind: "denied"; simple: boolean; swallow: number };
-
 interface PreparedStatement {
   actions: SqlFacts[];
   outcomes: ActionOutcome[];
@@ -182,7 +146,7 @@ export class PostgresSession {
   private waiting: { id: number; message: FrontendMessage; actions: SqlFacts[] } | undefined;
   private nextJudgeId = 1;
   private discardUntilSync = false;
-  private readonly units: Unit[] = [];
+  private readonly ledger = new ResponseLedger();
   private readonly statements = new Map<string, PreparedStatement>();
   private readonly portals = new Map<string, PreparedStatement>();
   private pendingToAgent: Uint8Array[] = [];
@@ -327,7 +291,7 @@ export class PostgresSession {
         if (actions.length === 0) {
           // An empty query judges nothing; the server answers EmptyQueryResponse.
           this.sendUpstream(m.raw);
-          this.units.push({ kind: "query", actions: [], outcomes: [], index: 0, failed: false, startedAt: this.opts.now() });
+          this.ledger.push({ kind: "query", actions: [], outcomes: [], index: 0, failed: false, startedAt: this.opts.now() });
           return;
         }
         this.ask(m, actions, "statement");
@@ -358,7 +322,7 @@ export class PostgresSession {
       case "Execute": {
         if (this.discardUntilSync) return;
         const prepared = this.portals.get(m.portal);
-        this.units.push({
+        this.ledger.push({
           kind: "execute",
           actions: prepared?.actions ?? [],
           outcomes: prepared?.outcomes ?? [],
@@ -379,7 +343,7 @@ export class PostgresSession {
         return;
       case "Sync":
         this.discardUntilSync = false;
-        this.units.push({ kind: "sync" });
+        this.ledger.push({ kind: "sync" });
         this.sendUpstream(m.raw);
         return;
       case "Flush":
@@ -459,14 +423,14 @@ export class PostgresSession {
   private allow(message: FrontendMessage, actions: SqlFacts[], outcomes: ActionOutcome[], now: number): void {
     switch (message.type) {
       case "Query":
-        this.units.push({ kind: "query", actions, outcomes, index: 0, failed: false, startedAt: now });
+        this.ledger.push({ kind: "query", actions, outcomes, index: 0, failed: false, startedAt: now });
         break;
       case "Parse":
         this.statements.set(message.name, { actions, outcomes });
         break;
       case "FunctionCall":
         // Answered by FunctionCallResponse (or an error) and ReadyForQuery, like a query.
-        this.units.push({ kind: "query", actions, outcomes, index: 0, failed: false, startedAt: now });
+        this.ledger.push({ kind: "query", actions, outcomes, index: 0, failed: false, startedAt: now });
         break;
       default:
         break;
@@ -481,7 +445,7 @@ export class PostgresSession {
       // Extended protocol: our raise in place of the statement; the agent's
       // Bind/Execute/Describe up to Sync are dropped, the server skips to Sync after the error.
       this.statements.delete(message.name);
-      this.units.push({ kind: "denied", simple: false, swallow: 2 });
+      this.ledger.push({ kind: "denied", simple: false, swallow: 2 });
       this.sendUpstream(serializeParse("", raise));
       this.sendUpstream(serializeBind({ portal: "", statement: "", paramFormats: [], params: [], resultFormats: [] }));
       this.sendUpstream(serializeExecute("", 0));
@@ -489,7 +453,7 @@ export class PostgresSession {
       return;
     }
     // Query and FunctionCall end with ReadyForQuery: a simple query raising the error does too.
-    this.units.push({ kind: "denied", simple: true, swallow: 0 });
+    this.ledger.push({ kind: "denied", simple: true, swallow: 0 });
     this.sendUpstream(serializeQuery(raise));
   }
 
@@ -580,40 +544,34 @@ export class PostgresSession {
   }
 
   private onResponse(m: BackendMessage): void {
-    const unit = this.units[0];
+    const now = this.opts.now();
     switch (m.type) {
       case "ParseComplete":
       case "BindComplete":
-        // Owed for our raise (the units before it have all been answered by now).
-        if (unit?.kind === "denied" && unit.swallow > 0) {
-          unit.swallow--;
-          return;
-        }
+        if (this.ledger.owedForRaise()) return;
         break;
       case "CommandComplete":
-        this.completed(unit, m.rows ?? undefined);
+        this.records(this.ledger.completed(m.rows ?? undefined, now));
         break;
       case "EmptyQueryResponse":
-        this.completed(unit, undefined);
+        this.records(this.ledger.completed(undefined, now));
         break;
       case "PortalSuspended":
-        if (unit?.kind === "execute") this.completed(unit, undefined);
+        this.records(this.ledger.suspended(now));
         break;
-      case "ErrorResponse":
-        this.failed(unit, m.fields.code, m.fields.message);
-        if (unit?.kind === "denied" && m.fields.code === DENY_SQLSTATE) {
+      case "ErrorResponse": {
+        const { records, ourRaise } = this.ledger.failed(m.fields.code, m.fields.message, now);
+        this.records(records);
+        if (ourRaise && m.fields.code === DENY_SQLSTATE) {
           // Our raise: the agent gets the denial without the PL/pgSQL context lines.
           this.sendAgent(serializeErrorResponse({ severity: "ERROR", code: DENY_SQLSTATE, message: m.fields.message ?? "denied by clawpatrol" }));
           return;
         }
         break;
+      }
       case "ReadyForQuery":
         this.status = m.status;
-        // Whatever the server owed for this batch it has sent or skipped.
-        while (this.units.length > 0) {
-          const u = this.units.shift()!;
-          if (u.kind === "sync" || u.kind === "query" || (u.kind === "denied" && u.simple)) break;
-        }
+        this.ledger.readyForQuery();
         break;
       default:
         break;
@@ -621,46 +579,14 @@ export class PostgresSession {
     this.sendAgent(m.raw);
   }
 
-  private completed(unit: Unit | undefined, rows: number | undefined): void {
-    if (!unit) return;
-    const now = this.opts.now();
-    if (unit.kind === "query") {
-      const facts = unit.actions[unit.index];
-      if (facts) {
-        const o = unit.outcomes[unit.index];
-        this.record({ facts, ...allowed(o), ...(rows !== undefined ? { rows } : {}), startedAt: unit.startedAt, durationMs: now - unit.startedAt });
-      }
-      unit.index++;
-      unit.startedAt = now;
-    } else if (unit.kind === "execute") {
-      this.units.splice(this.units.indexOf(unit), 1);
-      unit.actions.forEach((facts, i) =>
-        this.record({ facts, ...allowed(unit.outcomes[i]), ...(rows !== undefined ? { rows } : {}), startedAt: unit.startedAt, durationMs: now - unit.startedAt }),
-      );
-    }
-  }
-
-  private failed(unit: Unit | undefined, code: string | undefined, message: string | undefined): void {
-    if (!unit) return;
-    const now = this.opts.now();
-    const base = { verdict: "error" as const, reason: "the database server refused the statement", ...(code ? { sqlstate: code } : {}), ...(message ? { detail: message } : {}) };
-    if (unit.kind === "query") {
-      const facts = unit.actions[unit.index];
-      if (facts && !unit.failed) this.record({ facts, ...base, ...ruleOf(unit.outcomes[unit.index]), startedAt: unit.startedAt, durationMs: now - unit.startedAt });
-      unit.failed = true;
-    } else if (unit.kind === "execute") {
-      this.units.splice(this.units.indexOf(unit), 1);
-      unit.actions.forEach((facts, i) => this.record({ facts, ...base, ...ruleOf(unit.outcomes[i]), startedAt: unit.startedAt, durationMs: now - unit.startedAt }));
-    } else if (unit.kind === "denied") {
-      // The raise did what it was sent for; the denial was recorded when judged.
-      if (!unit.simple) this.units.splice(this.units.indexOf(unit), 1);
-    }
-  }
-
   // ------------------------------------------------------------------ helpers
 
   private record(r: StatementRecord): void {
     this.out.push({ type: "record", record: r });
+  }
+
+  private records(rs: StatementRecord[]): void {
+    for (const r of rs) this.record(r);
   }
 
   private sendUpstream(data: Uint8Array): void {
@@ -715,17 +641,4 @@ export class PostgresSession {
     this.state = "closed";
     this.out.push({ type: "close" });
   }
-}
-
-function allowed(o: ActionOutcome | undefined): Pick<StatementRecord, "verdict" | "reason" | "rule" | "approval"> {
-  return {
-    verdict: "allow",
-    reason: o?.reason ?? "allowed",
-    ...(o?.rule !== undefined ? { rule: o.rule } : {}),
-    ...(o?.approval ? { approval: o.approval } : {}),
-  };
-}
-
-function ruleOf(o: ActionOutcome | undefined): { rule?: string } {
-  return o?.rule !== undefined ? { rule: o.rule } : {};
 }
