@@ -12,6 +12,10 @@ set -euo pipefail
 # its clients (psql, pgbench) and the pooling baseline of the Postgres benchmark; socat: that
 # benchmark's hop from libpq to the gateway's proxy (its smoke mode runs with the tests).
 # nginx-light: one of the upstreams of the HTTPS differential tests (test/integration/https/differential).
+# openssh-server (sshd 9.2) and git: the SSH endpoint's real upstream and clients. clickhouse-server and
+# clickhouse-client (18.16): the ClickHouse endpoints' real upstream and client, and the audit export's sink.
+# kubectl is not installed from Debian: the machine image has a newer one at /usr/bin/kubectl, and
+# Debian's kubernetes-client (1.20) conflicts with it.
 need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23 nftables python3 chromium fonts-dejavu-core
-  postgresql postgresql-client pgbouncer socat nginx-light)
+  postgresql postgresql-client pgbouncer socat nginx-light openssh-server git clickhouse-server clickhouse-client)
 exec bash "$(dirname "$0")/../tools/apt-need.sh" test/deps.sh "${need[@]}"
