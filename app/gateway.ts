@@ -8,6 +8,7 @@ import type { Credential, Policy } from "./policy/types.ts";
 import { loadPolicy, formatConfigError } from "./policy/load.ts";
 import { watchPolicy } from "./policy/reload.ts";
 import { openStateDb } from "./store/db.ts";
+import { persistRateLimits } from "./store/rate-limits.ts";
 import { SecretStore } from "./store/secrets.ts";
 import { DeviceRegistry } from "./store/devices.ts";
 import { loadOrCreateCA, type CertificateAuthority } from "./tls/ca.ts";
@@ -123,6 +124,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
 
   const stateDir = policy.gateway.stateDir;
   const db = openStateDb(stateDir);
+  // Rules' rate-limit buckets: kept across reloads, and across a restart within their window.
+  const rateLimits = persistRateLimits(db);
   // A `secret set` from another process is seen within this long.
   const secrets = new SecretStore(db, stateDir, { revalidateMs: 250 });
   const devices = new DeviceRegistry(db);
@@ -292,6 +295,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     generation += 1;
     upstreamTrust.setGatewayCaPem(next.gateway.upstreamCaPem);
     approvals.setPolicy(next);
+    rateLimits.limiter.retain(new Set(next.rules.map((r) => r.name)));
     redactor.refresh();
     log.info("policy loaded", { files: next.files.map((f) => path.relative(process.cwd(), f) || f).join(","), rules: next.rules.length });
   };
@@ -409,6 +413,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       await dnsVip?.close();
       await bus.close();
       if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
+      rateLimits.close();
       db.close();
       throw e;
     }
@@ -437,6 +442,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     clearInterval(pruneTimer);
     await bus.close();
     if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
+    rateLimits.close();
     db.close();
     throw e;
   }
@@ -475,6 +481,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       approvals.close();
       await bus.close();
       if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
+      rateLimits.close();
       db.close();
     },
   };

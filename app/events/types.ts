@@ -48,6 +48,8 @@ export interface GatewayEvent {
   summary?: string;
   /** The family's structured action (sql: database, user, verb, tables, functions, statement, rows). */
   action?: Record<string, unknown>;
+  /** What shadow rules would have decided (`would`: allow, deny, approve); never applied. */
+  shadow?: { rule: string; would: string }[];
 }
 
 export interface EventSink {

@@ -16,6 +16,7 @@ import { BlockReader } from "./hcl/reader.ts";
 import { readDnsBlock } from "../dns/config.ts";
 import { readDashboardTlsBlock } from "../tls/dashboard-config.ts";
 import { specOf } from "../endpoints/registry.ts";
+import { parseRate, type RateSpec } from "./rate-limits.ts";
 import {
   APPROVER_TYPES,
   CREDENTIAL_TYPES,
@@ -80,6 +81,11 @@ const RULE_ATTRIBUTES = [
   "reason",
   "credential",
   "remember",
+  "mode",
+  "rate",
+  "burst",
+  "per",
+  "over_limit",
 ];
 
 const DEFAULT_STATE_DIR = "/var/lib/clawpatrol";
@@ -332,7 +338,7 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
 
   const rules: Rule[] = [];
   for (const [name, d] of ruleDecls) {
-    const rule = buildRule(name, d, errors, endpoints, { resolveOne, resolveList });
+    const rule = buildRule(name, d, errors, endpoints, { resolveOne, resolveList }, defaults.ruleMode);
     if (rule) rules.push(rule);
   }
 
@@ -375,6 +381,7 @@ function buildRule(
   errors: ConfigError[],
   endpoints: Map<string, Endpoint>,
   { resolveOne, resolveList }: Resolvers,
+  defaultMode: "shadow" | undefined,
 ): Rule | undefined {
   const before = errors.length;
   const r = new BlockReader(d.block, `rule "${name}"`, errors);
@@ -443,6 +450,9 @@ function buildRule(
     r.error(r.line("credential"), 'credential has no effect on a rule with verdict "deny"');
   }
 
+  const mode = r.has("mode") ? r.oneOf("mode", ["enforce", "shadow"] as const) : defaultMode;
+  const limit = readRateLimit(r, verdict, resolveList);
+
   if (errors.length > before) return undefined;
   const rule: Rule = {
     name,
@@ -453,6 +463,11 @@ function buildRule(
     readsDeferred: compiled?.readsDeferred ?? false,
     source: d.source,
   };
+  if (mode === "shadow") rule.mode = "shadow";
+  if (limit) {
+    rule.rate = limit.rate;
+    rule.overLimit = limit.overLimit;
+  }
   if (profiles !== undefined) rule.profiles = profiles;
   if (condition !== undefined) rule.condition = condition;
   if (verdict !== undefined) rule.verdict = verdict;
@@ -462,6 +477,42 @@ function buildRule(
   if (rememberMs !== undefined) rule.rememberMs = rememberMs;
   if (compiled) rememberCondition(rule, compiled);
   return rule;
+}
+
+/** `rate`, `burst`, `per` and `over_limit` of a rule (all FILE:LINE checked). */
+function readRateLimit(
+  r: BlockReader,
+  verdict: "allow" | "deny" | undefined,
+  resolveList: Resolvers["resolveList"],
+): { rate: RateSpec; overLimit: NonNullable<Rule["overLimit"]> } | undefined {
+  if (!r.has("rate")) {
+    for (const attr of ["burst", "per", "over_limit"]) if (r.has(attr)) r.error(r.line(attr), `${attr} has no effect without rate = "N/period"`);
+    return undefined;
+  }
+  if (verdict === "deny") {
+    r.error(r.line("rate"), 'rate has no effect on a rule with verdict "deny" (it limits what a rule lets through)');
+    return undefined;
+  }
+  const text = r.string("rate");
+  const parsed = text === undefined ? undefined : parseRate(text);
+  if (!parsed) {
+    r.error(r.line("rate"), 'rate must be a count per period, like "60/m", "10/s", "1000/h" or "500/day"');
+    return undefined;
+  }
+  const burst = r.has("burst") ? r.integer("burst", 1) : parsed.count;
+  const per = r.oneOf("per", ["device", "profile", "endpoint", "credential"] as const) ?? "device";
+  let overLimit: NonNullable<Rule["overLimit"]> = { verdict: "deny" };
+  if (r.has("over_limit")) {
+    const raw = r.raw("over_limit");
+    if (raw === "deny") overLimit = { verdict: "deny" };
+    else if (Array.isArray(raw)) {
+      const approve = resolveList(r, "over_limit", "approver");
+      if (isEmptyList(raw)) r.error(r.line("over_limit"), "over_limit must name at least one approver, or be \"deny\"");
+      else if (approve) overLimit = { approve };
+    } else r.error(r.line("over_limit"), 'over_limit must be "deny" or a list of approvers, like [dashboard]');
+  }
+  if (burst === undefined) return undefined;
+  return { rate: { ...parsed, burst, per, text: text! }, overLimit };
 }
 
 function isEmptyList(v: unknown): boolean {
@@ -621,7 +672,7 @@ function buildDefaults(
   };
   if (!block) return defaults;
   const r = new BlockReader(block, "defaults", errors);
-  r.allow(["verdict", "unknown_host", "profile", "udp", "inspect_limit", "allow_destinations", ...Object.keys(QUOTA_ATTRIBUTES), "header_timeout", "idle_timeout", "min_rate"]);
+  r.allow(["verdict", "mode", "unknown_host", "profile", "udp", "inspect_limit", "allow_destinations", ...Object.keys(QUOTA_ATTRIBUTES), "header_timeout", "idle_timeout", "min_rate"]);
   defaults.headerTimeoutMs = readDuration(r, "header_timeout", 1000) ?? defaults.headerTimeoutMs;
   defaults.idleTimeoutMs = readDuration(r, "idle_timeout", 1000) ?? defaults.idleTimeoutMs;
   if (r.has("min_rate")) {
@@ -630,6 +681,7 @@ function buildDefaults(
     else defaults.minRateBytesPerSec = rate;
   }
   defaults.verdict = r.oneOf("verdict", ["allow", "deny"] as const) ?? defaults.verdict;
+  if (r.oneOf("mode", ["enforce", "shadow"] as const) === "shadow") defaults.ruleMode = "shadow";
   defaults.unknownHost = r.oneOf("unknown_host", ["passthrough", "deny"] as const) ?? defaults.unknownHost;
   defaults.udp = r.oneOf("udp", ["relay", "drop"] as const) ?? defaults.udp;
   const profile = resolveProfile(r);

@@ -4,7 +4,8 @@
 // can be is computed once per Policy (lazily, cached beside it) and judge()
 // only walks a precomputed list.
 import { activationFor, conditionOf, type CelActivation, type CompiledCondition } from "./cel.ts";
-import type { Decision, Endpoint, HttpFacts, Policy, RequestContext, Rule } from "./types.ts";
+import type { Decision, Endpoint, HttpFacts, Policy, RequestContext, Rule, ShadowVerdict } from "./types.ts";
+import { rateLimiter, type RateLimiter, type RatePer } from "./rate-limits.ts";
 
 import { normalizeHost } from "./host.ts";
 
@@ -144,53 +145,111 @@ export function needsDeferredFacts(policy: Policy, endpoint: Endpoint, profile: 
 export const needsBody = needsDeferredFacts;
 
 /** The decision for one http request (judge, typed for the http family). */
-export function decide(policy: Policy, ctx: RequestContext, facts: HttpFacts): Decision {
-  return judge(policy, ctx, facts);
+export function decide(policy: Policy, ctx: RequestContext, facts: HttpFacts, opts: JudgeOptions = {}): Decision {
+  return judge(policy, ctx, facts, opts);
+}
+
+/** How judge() counts rate-limited rules. */
+export interface JudgeOptions {
+  /**
+   * The buckets a rule's `rate` is counted in. Default: the gateway's
+   * (app/policy/rate-limits.ts); null: limits are not consulted (a preview,
+   * a replay, a fixture that does not test them), so nothing is counted.
+   */
+  limiter?: RateLimiter | null;
 }
 
 /**
  * The decision for one action of any family: the first matching rule by
  * priority wins, else the default; a condition that cannot be evaluated
  * (an error, facts that are unknown or cut off) denies. `facts` are the
- * endpoint's family's facts (HttpFacts, SqlFacts, ...).
+ * endpoint's family's facts (HttpFacts, SqlFacts, ...). Shadow rules are
+ * judged on the way and recorded in `shadow`, never applied; a matching rule
+ * with a `rate` takes a token, and over its rate the answer is its over_limit.
  */
-export function judge(policy: Policy, ctx: RequestContext, facts: unknown): Decision {
+export function judge(policy: Policy, ctx: RequestContext, facts: unknown, opts: JudgeOptions = {}): Decision {
   const { rules } = applicable(indexOf(policy), ctx.endpoint, ctx.profile);
   let activation: CelActivation | undefined;
+  let shadow: ShadowVerdict[] | undefined;
   for (const p of rules) {
+    const shadowed = p.rule.mode === "shadow";
     if (p.condition) {
       activation ??= activationFor(ctx.endpoint.family, facts, ctx.device, ctx.profile);
       let matched: boolean;
       try {
         matched = p.condition.test(activation);
       } catch (e) {
-        return failClosed(p.rule, e instanceof Error ? e.message.split("\n")[0]! : String(e));
+        // A shadow rule fails closed too, in what it records: it would have denied.
+        if (shadowed) {
+          (shadow ??= []).push({ rule: p.rule.name, would: "deny" });
+          continue;
+        }
+        return withShadow(failClosed(p.rule, e instanceof Error ? e.message.split("\n")[0]! : String(e)), shadow);
       }
       if (!matched) continue;
     }
-    return ruleDecision(p, ctx.endpoint);
+    if (shadowed) {
+      (shadow ??= []).push({ rule: p.rule.name, would: p.rule.approve !== undefined ? "approve" : (p.rule.verdict ?? "deny") });
+      continue;
+    }
+    return withShadow(ruleDecision(p, ctx, opts.limiter === undefined ? rateLimiter() : opts.limiter), shadow);
   }
   const verdict = policy.defaults.verdict;
   const decision: Decision = { verdict, reason: `no rule matched (default ${verdict})` };
   if (verdict === "allow" && ctx.endpoint.credential !== undefined) decision.credential = ctx.endpoint.credential;
+  return withShadow(decision, shadow);
+}
+
+function withShadow(decision: Decision, shadow: ShadowVerdict[] | undefined): Decision {
+  if (shadow) decision.shadow = shadow;
   return decision;
 }
 
-function ruleDecision(p: PreparedRule, endpoint: Endpoint): Decision {
+function ruleDecision(p: PreparedRule, ctx: RequestContext, limiter: RateLimiter | null): Decision {
   const { rule } = p;
+  const { endpoint } = ctx;
+  const credential = rule.credential ?? endpoint.credential;
+  if (rule.rate && limiter) {
+    const taken = limiter.take(rule.name, rateKey(rule.rate.per, ctx, credential), rule.rate);
+    if (!taken.ok) return overLimit(p, credential, taken.retryAfterMs);
+  }
   if (rule.approve !== undefined) {
     const decision: Decision = { verdict: "approve", rule: rule.name, reason: p.reason, approvers: rule.approve };
-    const credential = rule.credential ?? endpoint.credential;
     if (credential !== undefined) decision.credential = credential;
     return decision;
   }
   const verdict = rule.verdict ?? "deny";
   const decision: Decision = { verdict, rule: rule.name, reason: p.reason };
-  if (verdict === "allow") {
-    const credential = rule.credential ?? endpoint.credential;
-    if (credential !== undefined) decision.credential = credential;
-  }
+  if (verdict === "allow" && credential !== undefined) decision.credential = credential;
   return decision;
+}
+
+/** What a rate limit is counted per: the device (default), its profile, the endpoint or the credential. */
+function rateKey(per: RatePer, ctx: RequestContext, credential: string | undefined): string {
+  switch (per) {
+    case "device":
+      return `device:${ctx.device}`;
+    case "profile":
+      return `profile:${ctx.profile}`;
+    case "endpoint":
+      return `endpoint:${ctx.endpoint.ref}`;
+    case "credential":
+      return `credential:${credential ?? ""}`;
+  }
+}
+
+function overLimit(p: PreparedRule, credential: string | undefined, retryAfterMs: number): Decision {
+  const { rule } = p;
+  const spec = rule.rate!;
+  const limited = { rate: spec.text, retryAfterMs };
+  const reason = `over the rate limit of rule "${rule.name}" (${spec.text} per ${spec.per})`;
+  const over = rule.overLimit ?? { verdict: "deny" };
+  if ("approve" in over) {
+    const decision: Decision = { verdict: "approve", rule: rule.name, reason, approvers: over.approve, limited };
+    if (credential !== undefined) decision.credential = credential;
+    return decision;
+  }
+  return { verdict: "deny", rule: rule.name, reason, limited };
 }
 
 function failClosed(rule: Rule, detail: string): Decision {

@@ -10,7 +10,11 @@
 //      statement as the gateway does: the first deny denies the case, a
 //      text the parser rejects leaves the facets unknown (rules reading
 //      them fail closed).
+//      Cases run in order at one instant against one set of rate-limit
+//      buckets, so the 61st case under a `rate = "60/m"` rule is limited.
 //   3. Report every mismatch; exit 0 all match, 1 drift, 2 usage error.
+//      `expect` may also name the shadow verdicts (`"shadow": {"rule": "deny"}`)
+//      and whether a rate limit answered (`"limited": true`).
 import { readdir, readFile, stat } from "node:fs/promises";
 import * as nodePath from "node:path";
 import { decide, judge, matchEndpoint, visibleEndpoints } from "./engine.ts";
@@ -19,6 +23,7 @@ import type { HeaderList } from "../endpoints/http1/headers.ts";
 import type { SqlFacts } from "../families/sql/family.ts";
 import { loadSqlParser, sqlFacts } from "../families/sql/index.ts";
 import type { Decision, Policy } from "./types.ts";
+import { RateLimiter } from "./rate-limits.ts";
 
 export interface FixtureRun {
   exitCode: 0 | 1 | 2;
@@ -39,6 +44,10 @@ interface CaseBase {
     /** undefined: not checked; null: no rule may match. */
     rule: string | null | undefined;
     credential: string | null | undefined;
+    /** undefined: not checked; else exactly these shadow rules, with what each would have decided. */
+    shadow: Record<string, string> | undefined;
+    /** undefined: not checked. */
+    limited: boolean | undefined;
   };
 }
 
@@ -66,6 +75,8 @@ interface Outcome {
   rule: string | undefined;
   reason: string;
   credential: string | undefined;
+  shadow: Record<string, string>;
+  limited: boolean;
 }
 
 export async function runFixtures(policy: Policy, fixturesPath: string): Promise<FixtureRun> {
@@ -75,8 +86,10 @@ export async function runFixtures(policy: Policy, fixturesPath: string): Promise
 
   const lines: string[] = [];
   let failed = 0;
+  const at = Date.now();
+  const limiter = new RateLimiter(() => at);
   for (const c of loaded.cases) {
-    const got = evaluateCase(policy, c);
+    const got = evaluateCase(policy, c, limiter);
     const problems = compare(c, got);
     if (problems.length === 0) {
       lines.push(`ok    ${c.name}`);
@@ -85,47 +98,46 @@ export async function runFixtures(policy: Policy, fixturesPath: string): Promise
     failed++;
     lines.push(`FAIL  ${c.name}  (${c.file} #${c.index + 1})`);
     lines.push(`      expected: ${describeExpected(c)}`);
-    lines.push(`      got:      ${describeOutcome(got)}`);
+    lines.push(`      got:      ${describeOutcome(c, got)}`);
   }
   const passed = loaded.cases.length - failed;
   lines.push(`${passed} passed, ${failed} failed`);
   return { exitCode: failed > 0 ? 1 : 0, report: lines.join("\n") + "\n" };
 }
 
-function evaluateCase(policy: Policy, c: FixtureCase): Outcome {
-  return c.family === "sql" ? evaluateSqlCase(policy, c) : evaluateHttpCase(policy, c);
+function evaluateCase(policy: Policy, c: FixtureCase, limiter: RateLimiter): Outcome {
+  return c.family === "sql" ? evaluateSqlCase(policy, c, limiter) : evaluateHttpCase(policy, c, limiter);
 }
 
-function evaluateHttpCase(policy: Policy, c: HttpCase): Outcome {
+function evaluateHttpCase(policy: Policy, c: HttpCase, limiter: RateLimiter): Outcome {
   const endpoint = matchEndpoint(policy, c.url.hostname, c.profile);
   if (!endpoint) {
     const verdict = policy.defaults.unknownHost;
-    return { verdict, rule: undefined, reason: `no endpoint claims ${c.url.hostname} (unknown_host ${verdict})`, credential: undefined };
+    return { verdict, rule: undefined, reason: `no endpoint claims ${c.url.hostname} (unknown_host ${verdict})`, credential: undefined, shadow: {}, limited: false };
   }
   const limit = policy.defaults.inspectLimitBytes;
   const truncated = c.body !== undefined && c.body.length > limit;
   const body = truncated ? c.body!.subarray(0, limit) : c.body;
   const facts = httpFactsFromRequest(c.method, c.url.host, c.url.pathname + c.url.search, c.headers, body, truncated);
-  const d = decide(policy, { device: c.device, profile: c.profile, endpoint }, facts);
-  return { verdict: d.verdict, rule: d.rule, reason: d.reason, credential: d.credential };
+  return outcomeOf(decide(policy, { device: c.device, profile: c.profile, endpoint }, facts, { limiter }));
 }
 
 /** Each statement judged as the Postgres endpoint judges it: the first deny (or hold) decides, else the first statement's allow. */
-function evaluateSqlCase(policy: Policy, c: SqlCase): Outcome {
+function evaluateSqlCase(policy: Policy, c: SqlCase, limiter: RateLimiter): Outcome {
   const endpoint = policy.endpoints.get(c.endpoint)!;
   if (!visibleEndpoints(policy, c.profile)(endpoint)) {
     const verdict = policy.defaults.unknownHost;
-    return { verdict, rule: undefined, reason: `profile ${c.profile} does not see ${c.endpoint} (unknown_host ${verdict})`, credential: undefined };
+    return { verdict, rule: undefined, reason: `profile ${c.profile} does not see ${c.endpoint} (unknown_host ${verdict})`, credential: undefined, shadow: {}, limited: false };
   }
   const base = { database: c.database, user: c.user };
   const parsed = sqlFacts(c.sql);
   const actions: SqlFacts[] = parsed.ok
     ? parsed.statements.map((facets) => ({ ...base, text: facets.statement, facets }))
     : [{ ...base, text: c.sql, unknownReason: parsed.error }];
-  if (actions.length === 0) return { verdict: "allow", rule: undefined, reason: "the text holds no statement (nothing is judged)", credential: undefined };
+  if (actions.length === 0) return { verdict: "allow", rule: undefined, reason: "the text holds no statement (nothing is judged)", credential: undefined, shadow: {}, limited: false };
   let first: Decision | undefined;
   for (const facts of actions) {
-    const d = judge(policy, { device: c.device, profile: c.profile, endpoint }, facts);
+    const d = judge(policy, { device: c.device, profile: c.profile, endpoint }, facts, { limiter });
     first ??= d;
     if (d.verdict !== "allow") return outcomeOf(d);
   }
@@ -133,7 +145,8 @@ function evaluateSqlCase(policy: Policy, c: SqlCase): Outcome {
 }
 
 function outcomeOf(d: Decision): Outcome {
-  return { verdict: d.verdict, rule: d.rule, reason: d.reason, credential: d.credential };
+  const shadow = Object.fromEntries((d.shadow ?? []).map((s) => [s.rule, s.would]));
+  return { verdict: d.verdict, rule: d.rule, reason: d.reason, credential: d.credential, shadow, limited: d.limited !== undefined };
 }
 
 function compare(c: FixtureCase, got: Outcome): string[] {
@@ -141,7 +154,14 @@ function compare(c: FixtureCase, got: Outcome): string[] {
   if (got.verdict !== c.expect.verdict) problems.push("verdict");
   if (c.expect.rule !== undefined && (got.rule ?? null) !== c.expect.rule) problems.push("rule");
   if (c.expect.credential !== undefined && (got.credential ?? null) !== c.expect.credential) problems.push("credential");
+  if (c.expect.shadow !== undefined && describeShadow(c.expect.shadow) !== describeShadow(got.shadow)) problems.push("shadow");
+  if (c.expect.limited !== undefined && c.expect.limited !== got.limited) problems.push("limited");
   return problems;
+}
+
+function describeShadow(shadow: Record<string, string>): string {
+  const entries = Object.entries(shadow).sort(([a], [b]) => a.localeCompare(b));
+  return entries.length === 0 ? "none" : entries.map(([rule, would]) => `${rule} would ${would}`).join(", ");
 }
 
 function describeExpected(c: FixtureCase): string {
@@ -149,13 +169,17 @@ function describeExpected(c: FixtureCase): string {
   if (c.expect.rule === null) s += ", no rule matched";
   else if (c.expect.rule !== undefined) s += ` by rule "${c.expect.rule}"`;
   if (c.expect.credential !== undefined) s += `, credential ${c.expect.credential ?? "none"}`;
+  if (c.expect.limited !== undefined) s += c.expect.limited ? ", over a rate limit" : ", within rate limits";
+  if (c.expect.shadow !== undefined) s += `, shadow: ${describeShadow(c.expect.shadow)}`;
   return s;
 }
 
-function describeOutcome(o: Outcome): string {
+function describeOutcome(c: FixtureCase, o: Outcome): string {
   let s = o.verdict;
   s += o.rule !== undefined ? ` by rule "${o.rule}"` : `, ${o.reason}`;
   s += `, credential ${o.credential ?? "none"}`;
+  if (o.limited) s += ", over a rate limit";
+  if (c.expect.shadow !== undefined || Object.keys(o.shadow).length > 0) s += `, shadow: ${describeShadow(o.shadow)}`;
   return s;
 }
 
@@ -250,7 +274,14 @@ function readExpect(expect: Record<string, unknown>): CaseBase["expect"] | strin
   if (credential !== undefined && credential !== null && typeof credential !== "string") {
     return "expect.credential must be a string or null";
   }
-  return { verdict: expect.verdict as ExpectedVerdict, rule, credential };
+  const shadow = expect.shadow;
+  if (shadow !== undefined) {
+    const ok = isRecord(shadow) && Object.values(shadow).every((w) => w === "allow" || w === "deny" || w === "approve");
+    if (!ok) return 'expect.shadow must map rule names to "allow", "deny" or "approve" (an empty object: no shadow rule matched)';
+  }
+  const limited = expect.limited;
+  if (limited !== undefined && typeof limited !== "boolean") return "expect.limited must be true or false";
+  return { verdict: expect.verdict as ExpectedVerdict, rule, credential, shadow: shadow as Record<string, string> | undefined, limited };
 }
 
 /** `{"endpoint": "postgres.db", "sql": "...", "database"?, "user"?, "name"?}`: the endpoint must be one of the sql family. */

@@ -2,6 +2,7 @@
 // A Policy is immutable; a reload builds a new one and swaps it in whole.
 import type { ApproverConfig } from "../approvers/config.ts";
 import type { FamilyName } from "../families/types.ts";
+import type { RateSpec } from "./rate-limits.ts";
 
 /** Where a block or attribute was declared, for FILE:LINE errors and audit. */
 export interface SourceRef {
@@ -80,6 +81,8 @@ export interface GatewaySettings {
 export interface Defaults {
   /** Verdict when no rule matches. */
   verdict: Verdict;
+  /** `mode = "shadow"`: every rule that sets no mode of its own is a shadow rule. Unset: enforced. */
+  ruleMode?: "shadow";
   /** TLS with an SNI no endpoint claims: splice it untouched, or close it. */
   unknownHost: "passthrough" | "deny";
   /** Profile given to proxy connections that present no device token. */
@@ -201,7 +204,19 @@ export interface Rule {
   credential?: string;
   /** `remember = "10m"`: an approval covers identical requests (same device, fingerprint, rule) this long. */
   rememberMs?: number;
+  /** `mode = "shadow"` (or `defaults { mode = "shadow" }`): judged and recorded, never applied. Unset: enforced. */
+  mode?: "shadow";
+  /** `rate = "60/m"`: how often the rule may let an action through, counted per device (or `per`). */
+  rate?: RateSpec;
+  /** What an action over the rate gets: deny (the default; HTTP 429), or an approval chain. */
+  overLimit?: { approve: string[] } | { verdict: "deny" };
   source: SourceRef;
+}
+
+/** What a shadow rule would have decided (recorded beside the real verdict, never applied). */
+export interface ShadowVerdict {
+  rule: string;
+  would: "allow" | "deny" | "approve";
 }
 
 /** What the rule engine answers for one request. */
@@ -216,6 +231,10 @@ export interface Decision {
   credential?: string;
   /** Diagnostic for the log only (e.g. a CEL error); never sent to the agent. */
   detail?: string;
+  /** Shadow rules that matched before the deciding one (or before the default), in evaluation order. */
+  shadow?: ShadowVerdict[];
+  /** The rule's rate limit was exceeded: the verdict is its over_limit; the agent may try again after this. */
+  limited?: { rate: string; retryAfterMs: number };
 }
 
 export interface Approver {

@@ -24,8 +24,8 @@ export const MAX_QUERY_LIMIT = 1000;
 
 const INSERT_SQL = `INSERT INTO actions (time, kind, flow_id, device, profile, endpoint, host, port, method, path,
   status, bytes_up, bytes_down, duration_ms, rule, verdict, reason, credential, detail,
-  approvers, operator, approval_ms, remembered, family, summary, action)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+  approvers, operator, approval_ms, remembered, family, summary, action, shadow)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 /** Insert events in one transaction. `now` supplies the time for an event whose time does not parse. */
 export function insertActions(db: Database, events: readonly GatewayEvent[], now: () => number = Date.now): void {
@@ -61,6 +61,7 @@ export function insertActions(db: Database, events: readonly GatewayEvent[], now
         e.family ?? null,
         e.summary ?? null,
         e.action === undefined ? null : JSON.stringify(e.action),
+        e.shadow === undefined ? null : JSON.stringify(e.shadow),
       );
     }
   })();
@@ -99,6 +100,7 @@ interface ActionRow {
   family: string | null;
   summary: string | null;
   action: string | null;
+  shadow: string | null;
 }
 
 export function queryActions(db: Database, q: ActionQuery): StoredAction[] {
@@ -162,7 +164,18 @@ function fromRow(r: ActionRow): StoredAction {
   if (r.family !== null) e.family = r.family as NonNullable<GatewayEvent["family"]>;
   if (r.summary !== null) e.summary = r.summary;
   if (r.action !== null) e.action = parseAction(r.action);
+  if (r.shadow !== null) e.shadow = parseShadow(r.shadow);
   return e;
+}
+
+function parseShadow(text: string): NonNullable<GatewayEvent["shadow"]> {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (!Array.isArray(v)) return [];
+    return v.filter((x): x is { rule: string; would: string } => typeof x?.rule === "string" && typeof x?.would === "string");
+  } catch {
+    return [];
+  }
 }
 
 function parseAction(text: string): Record<string, unknown> {

@@ -185,6 +185,17 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE actions ADD COLUMN summary TEXT;
   ALTER TABLE actions ADD COLUMN action TEXT;
   `,
+  // 8: what shadow rules would have decided, beside the real verdict (JSON
+  // [{rule, would}]); and the rate-limit buckets, saved so that a restart
+  // within a rule's window keeps its count.
+  `
+  ALTER TABLE actions ADD COLUMN shadow TEXT;
+  CREATE TABLE rate_limits (
+    key    TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    at     INTEGER NOT NULL
+  );
+  `,
 ];
 
 /**

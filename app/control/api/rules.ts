@@ -48,7 +48,8 @@ function wouldDecide(policy: Policy, e: StoredAction) {
     bodyJson: null,
     bodyTruncated: false,
   };
-  const d = decide(policy, { device: e.device, profile: e.profile, endpoint }, facts);
+  // A preview counts nothing against rate limits.
+  const d = decide(policy, { device: e.device, profile: e.profile, endpoint }, facts, { limiter: null });
   return { verdict: d.verdict, rule: d.rule ?? null };
 }
 
@@ -56,7 +57,7 @@ function wouldDecide(policy: Policy, e: StoredAction) {
 function wouldDecideSql(policy: Policy, e: StoredAction) {
   const endpoint = e.endpoint === undefined ? undefined : policy.endpoints.get(e.endpoint);
   if (!endpoint || endpoint.family !== "sql" || !visibleEndpoints(policy, e.profile)(endpoint)) return NOT_DECIDED;
-  const d = judge(policy, { device: e.device, profile: e.profile, endpoint }, sqlFactsFromAction(e.action ?? {}, e.path ?? ""));
+  const d = judge(policy, { device: e.device, profile: e.profile, endpoint }, sqlFactsFromAction(e.action ?? {}, e.path ?? ""), { limiter: null });
   return { verdict: d.verdict, rule: d.rule ?? null };
 }
 

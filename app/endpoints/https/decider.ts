@@ -124,6 +124,8 @@ export class ExchangeDecider {
   private step: "head" | "rules-body" | "arrived-body" | "approval-body" | "approval" | "drain" | "decided" = "head";
   /** The refusal waiting for its drain. */
   private refusal: { status: number; reason: string; detail: string | undefined; verdict: string } | undefined;
+  /** Retry-After (seconds) on a refusal for a rate limit. */
+  private retryAfterS: number | undefined;
 
   constructor(private readonly ctx: DeciderContext) {}
 
@@ -218,11 +220,16 @@ export class ExchangeDecider {
     const decision = decide(policy, { device: device.name, profile: device.profile, endpoint }, facts);
     this.decision = decision;
     this.event.rule = decision.rule;
+    if (decision.shadow) this.event.shadow = decision.shadow;
     const out: DeciderCommand[] = [];
     if (decision.detail) {
       out.push({ type: "log", level: "warn", message: "rule evaluation failed closed", fields: { rule: decision.rule, detail: decision.detail } });
     }
-    if (decision.verdict === "deny") return [...out, ...this.refuse(403, decision.reason, decision.detail)];
+    if (decision.verdict === "deny") {
+      // Over a rule's rate: 429 with when to try again (RFC 6585 §4), not a 403.
+      if (decision.limited) this.retryAfterS = Math.max(1, Math.ceil(decision.limited.retryAfterMs / 1000));
+      return [...out, ...this.refuse(decision.limited ? 429 : 403, decision.reason, decision.detail)];
+    }
     if (decision.verdict === "approve") {
       const rule = policy.rules.find((r) => r.name === decision.rule);
       if (!this.ctx.approvals || !rule || !decision.approvers) {
@@ -395,7 +402,7 @@ export class ExchangeDecider {
     const close = !this.done || !this.head!.keepAlive;
     const event: EventFields = { ...this.event, status: r.status, verdict: r.verdict, reason: r.reason, bytesUp };
     if (r.detail) event.detail = r.detail;
-    return [{ type: "reply", data: denyResponse(r.status, this.decision?.rule, r.reason, close), close, event }];
+    return [{ type: "reply", data: denyResponse(r.status, this.decision?.rule, r.reason, close, this.retryAfterS), close, event }];
   }
 
   private expect(step: typeof this.step, got: string): void {
@@ -407,9 +414,10 @@ export class ExchangeDecider {
   }
 }
 
-export function denyResponse(status: number, rule: string | undefined, reason: string, close: boolean): Uint8Array {
+export function denyResponse(status: number, rule: string | undefined, reason: string, close: boolean, retryAfterS?: number): Uint8Array {
   const body = JSON.stringify({ error: "denied by clawpatrol", rule: rule ?? null, reason }) + "\n";
   const headers: HeaderList = [["Content-Type", "application/json"]];
+  if (retryAfterS !== undefined) headers.push(["Retry-After", String(retryAfterS)]);
   if (close) headers.push(["Connection", "close"]);
   return simpleResponse(status, headers, body);
 }

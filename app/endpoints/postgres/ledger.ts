@@ -12,7 +12,7 @@ export interface ActionOutcome {
   rule?: string;
   /** Agent-safe reason (the denial's message). */
   reason: string;
-  /** Extra event fields from an approval (approvers, operator, approvalMs, remembered). */
+  /** Extra event fields: an approval's (approvers, operator, approvalMs, remembered) and shadow verdicts. */
   approval?: Record<string, unknown>;
 }
 

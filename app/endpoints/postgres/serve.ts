@@ -116,8 +116,8 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
             break;
           case "judge": {
             const now = judgeWithoutApproval(c.actions, c.kind);
-            if (now) decided.push({ id: c.id, verdict: now });
-            else void judgeActions(c.actions, c.kind).then((verdict) => run(session.handle({ type: "verdict", id: c.id, verdict })));
+            if ("outcomes" in now) decided.push({ id: c.id, verdict: now });
+            else void judgeActions(c.actions, c.kind, now.judged).then((verdict) => run(session.handle({ type: "verdict", id: c.id, verdict })));
             break;
           }
           case "cancel":
@@ -184,18 +184,22 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
   /**
    * The verdict on each action when rules alone decide it (no approval is
    * asked for): the common case, answered without a promise per statement.
-   * Undefined when an action needs an approval: judgeActions holds it then.
+   * When an action needs an approval: the decisions taken so far (that one
+   * last), which judgeActions goes on from (judging again would count a
+   * rate-limited rule twice).
    */
-  function judgeWithoutApproval(actions: SqlFacts[], kind: "statement" | "function-call"): { outcomes: ActionOutcome[] } | undefined {
+  function judgeWithoutApproval(actions: SqlFacts[], kind: "statement" | "function-call"): { outcomes: ActionOutcome[] } | { judged: Decision[] } {
     const outcomes: ActionOutcome[] = [];
+    const judged: Decision[] = [];
     const current = deps.policy();
     const ep = current.endpoints.get(endpoint.ref) ?? endpoint;
     for (const facts of actions) {
       const d = judge(current, { device: device.name, profile: device.profile, endpoint: ep }, facts);
-      if (d.verdict !== "allow" && d.verdict !== "deny") return undefined;
+      judged.push(d);
+      if (d.verdict !== "allow" && d.verdict !== "deny") return { judged };
       if (d.detail) log.warn("rule evaluation failed closed", { flow: flow.id, rule: d.rule, detail: d.detail });
       const rule = d.rule !== undefined ? { rule: d.rule } : {};
-      let outcome: ActionOutcome = { allow: d.verdict === "allow", reason: d.reason, ...rule };
+      let outcome: ActionOutcome = { allow: d.verdict === "allow", reason: d.reason, ...rule, ...shadowOf(d) };
       if (kind === "function-call" && outcome.allow && d.rule === undefined) {
         outcome = { allow: false, reason: "a FunctionCall needs a rule that allows it" };
       }
@@ -205,16 +209,22 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
     return { outcomes };
   }
 
+  /** Shadow verdicts ride on the outcome's extra event fields. */
+  function shadowOf(d: Decision): Pick<ActionOutcome, "approval"> {
+    return d.shadow ? { approval: { shadow: d.shadow } } : {};
+  }
+
   /** Rules for each action; an approval holds this session only. */
-  async function judgeActions(actions: SqlFacts[], kind: "statement" | "function-call"): Promise<{ outcomes: ActionOutcome[] }> {
+  async function judgeActions(actions: SqlFacts[], kind: "statement" | "function-call", judged: Decision[]): Promise<{ outcomes: ActionOutcome[] }> {
     const outcomes: ActionOutcome[] = [];
-    for (const facts of actions) {
+    for (const [i, facts] of actions.entries()) {
       const current = deps.policy();
       // The endpoint as the current policy has it (a reload may have changed its rules).
       const ep = current.endpoints.get(endpoint.ref) ?? endpoint;
-      const d = judge(current, { device: device.name, profile: device.profile, endpoint: ep }, facts);
-      if (d.detail) log.warn("rule evaluation failed closed", { flow: flow.id, rule: d.rule, detail: d.detail });
-      let outcome = await outcomeOf(current, ep, facts, d);
+      const d = judged[i] ?? judge(current, { device: device.name, profile: device.profile, endpoint: ep }, facts);
+      if (i >= judged.length && d.detail) log.warn("rule evaluation failed closed", { flow: flow.id, rule: d.rule, detail: d.detail });
+      let outcome = { ...(await outcomeOf(current, ep, facts, d)) };
+      if (d.shadow) outcome.approval = { ...outcome.approval, shadow: d.shadow };
       // A FunctionCall names a function by OID only: it goes through only when a rule allows it.
       if (kind === "function-call" && outcome.allow && d.rule === undefined) {
         outcome = { allow: false, reason: "a FunctionCall needs a rule that allows it" };
