@@ -6,7 +6,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadPolicy, formatConfigError } from "./policy/load.ts";
 import { runFixtures } from "./policy/fixtures.ts";
-import { openStateDb } from "./store/db.ts";
+import { Database } from "bun:sqlite";
+import { openStateDb, STATE_DB_FILE } from "./store/db.ts";
+import { MAX_QUERY_LIMIT, queryActions, type StoredAction } from "./store/actions.ts";
+import { formatReplay, replayActions } from "./policy/replay.ts";
+import { parseDuration } from "./approvers/config.ts";
 import { SecretStore } from "./store/secrets.ts";
 import { DeviceRegistry, DeviceError } from "./store/devices.ts";
 import { loadOrCreateCA, CA_CERT_FILE } from "./tls/ca.ts";
@@ -35,6 +39,9 @@ roles:
 operator commands:
   validate [PATH]           check a config (file or directory); exit 0 valid, 2 invalid
   test CONFIG FIXTURES      replay fixture requests and SQL statements; exit 0 all match, 1 drift, 2 error
+  replay --config NEW [--current PATH] [--since 24h]
+                            judge the recorded actions again under NEW and under the running
+                            config; print per rule what would change; exit 0 nothing, 1 changes
   ca show                   print the interception CA certificate (PEM); its SHA-256
                             fingerprint (what devices pin) on stderr
   ca bundle                 print the system's trusted roots plus the interception CA (PEM),
@@ -63,6 +70,26 @@ operator commands:
 config/default.hcl in a checkout.`;
 
 class UsageError extends Error {}
+
+/** `--since 24h` (a duration back from now) or an ISO-8601 time: ms since the epoch. */
+function replaySince(v: string): number {
+  const back = parseDuration(v);
+  if (back !== undefined) return Date.now() - back;
+  const at = Date.parse(v);
+  if (!Number.isFinite(at)) throw new UsageError(`--since must be a duration like "24h" or an ISO-8601 time, not ${JSON.stringify(v)}`);
+  return at;
+}
+
+/** Every action recorded since `since`, newest first, read a page at a time (a day of them need not fit in memory). */
+function* recordedActions(db: Database, since: number): Generator<StoredAction> {
+  let beforeId: number | undefined;
+  for (;;) {
+    const page = queryActions(db, { since, limit: MAX_QUERY_LIMIT, ...(beforeId !== undefined ? { beforeId } : {}) });
+    if (page.length === 0) return;
+    yield* page;
+    beforeId = page[page.length - 1]!.id;
+  }
+}
 
 interface HeldApproval {
   id: string;
@@ -170,6 +197,24 @@ async function main(argv: string[]): Promise<number> {
       const result = await runFixtures(r.policy, fixtures);
       (result.exitCode === 0 ? console.log : console.error)(result.report);
       return result.exitCode;
+    }
+
+    case "replay": {
+      const candidatePath = args.flags.get("config");
+      if (!candidatePath) throw new UsageError("replay needs --config NEW (the candidate config)");
+      const current = await loadOrExit(args.flags.get("current") ?? defaultConfigPath());
+      const candidate = await loadOrExit(candidatePath);
+      const since = replaySince(args.flags.get("since") ?? "24h");
+      const dbFile = path.join(current.gateway.stateDir, STATE_DB_FILE);
+      if (!existsSync(dbFile)) throw new UsageError(`no state database at ${dbFile} (is --current the running gateway's config?)`);
+      const db = new Database(dbFile, { readonly: true });
+      try {
+        const report = replayActions(current, candidate, recordedActions(db, since));
+        process.stdout.write(formatReplay(report));
+        return report.changes.length === 0 ? 0 : 1;
+      } finally {
+        db.close();
+      }
     }
 
     case "ca": {

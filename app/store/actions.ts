@@ -164,7 +164,7 @@ function fromRow(r: ActionRow): StoredAction {
   if (r.family !== null) e.family = r.family as NonNullable<GatewayEvent["family"]>;
   if (r.summary !== null) e.summary = r.summary;
   if (r.action !== null) e.action = parseAction(r.action);
-  if (r.shadow !== null) e.shadow = parseShadow(r.shadow);
+  if (r.shadow) e.shadow = parseShadow(r.shadow);
   return e;
 }
 

@@ -9,9 +9,8 @@ import { ApiError } from "../errors.ts";
 import { queryActions, type StoredAction } from "../../store/actions.ts";
 import { parseScope, suggestRule } from "../../policy/suggest.ts";
 import { checkSnippet, SNIPPET_FILE } from "../../policy/snippet.ts";
-import { decide, judge, matchEndpoint, normalizeHost, visibleEndpoints } from "../../policy/engine.ts";
-import type { SqlFacts } from "../../families/sql/family.ts";
-import type { HttpFacts, Policy } from "../../policy/types.ts";
+import { judgeRecorded } from "../../policy/replay.ts";
+import type { Policy } from "../../policy/types.ts";
 import { caller, requireRole } from "../auth/auth.ts";
 import { audit, sourceOf, type AuthContext } from "../auth/routes.ts";
 import { readJson, withErrors } from "../auth/http.ts";
@@ -33,46 +32,8 @@ const NOT_DECIDED = { verdict: "not decided by rules", rule: null };
 
 /** What the merged policy would answer for a recorded action (http: method, host and path are all it kept; sql: the statement's facets). */
 function wouldDecide(policy: Policy, e: StoredAction) {
-  if (e.kind === "sql") return wouldDecideSql(policy, e);
-  const endpoint = matchEndpoint(policy, e.host, e.profile);
-  if (!endpoint || e.kind !== "http" || !e.method) return NOT_DECIDED;
-  const raw = e.path ?? "/";
-  const q = raw.search(/[?#]/);
-  const facts: HttpFacts = {
-    method: e.method.toUpperCase(),
-    host: normalizeHost(e.host),
-    path: (q >= 0 ? raw.slice(0, q) : raw) || "/",
-    query: Object.create(null) as Record<string, string>,
-    headers: Object.create(null) as Record<string, string>,
-    body: "",
-    bodyJson: null,
-    bodyTruncated: false,
-  };
-  // A preview counts nothing against rate limits.
-  const d = decide(policy, { device: e.device, profile: e.profile, endpoint }, facts, { limiter: null });
-  return { verdict: d.verdict, rule: d.rule ?? null };
-}
-
-/** A recorded statement judged again: its endpoint by ref (postgres flows are claimed by address, not by name), SqlFacts from its action. */
-function wouldDecideSql(policy: Policy, e: StoredAction) {
-  const endpoint = e.endpoint === undefined ? undefined : policy.endpoints.get(e.endpoint);
-  if (!endpoint || endpoint.family !== "sql" || !visibleEndpoints(policy, e.profile)(endpoint)) return NOT_DECIDED;
-  const d = judge(policy, { device: e.device, profile: e.profile, endpoint }, sqlFactsFromAction(e.action ?? {}, e.path ?? ""), { limiter: null });
-  return { verdict: d.verdict, rule: d.rule ?? null };
-}
-
-/** The SqlFacts a stored sql action describes; a statement the parser rejected (verb null) keeps its facets unknown. */
-export function sqlFactsFromAction(a: Record<string, unknown>, fallbackText: string): SqlFacts {
-  const strings = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
-  const text = typeof a.statement === "string" ? a.statement : fallbackText;
-  const facts: SqlFacts = {
-    database: typeof a.database === "string" ? a.database : "",
-    user: typeof a.user === "string" ? a.user : "",
-    text,
-  };
-  if (typeof a.verb === "string") facts.facets = { verb: a.verb, tables: strings(a.tables), functions: strings(a.functions), statement: text };
-  else facts.unknownReason = "the recorded statement did not parse";
-  return facts;
+  const d = judgeRecorded(policy, e);
+  return d ? { verdict: d.verdict, rule: d.rule ?? null } : NOT_DECIDED;
 }
 
 export function ruleRoutes(ctx: AuthContext, deps: Pick<OperatorApiDeps, "db" | "policy">) {

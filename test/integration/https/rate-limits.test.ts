@@ -123,12 +123,13 @@ describe("shadow rules", () => {
     expect(r.status).toBe(200);
     expect(upstream.seen.length).toBe(seenBefore + 1);
     // Stored beside the real verdict (the sqlite sink batches: ask until it is there).
-    let stored: { path?: string; verdict?: string; shadow?: { rule: string; would: string }[] } | undefined;
-    for (let i = 0; i < 100 && !stored; i++) {
+    type Stored = { path?: string; verdict?: string; shadow?: { rule: string; would: string }[] };
+    let stored: Stored | undefined;
+    for (let i = 0; i < 100 && stored === undefined; i++) {
       const res = await controlFetch(t.gw.policy().gateway.controlSocket, "/api/events?limit=50");
-      const { events } = (await res.json()) as { events: NonNullable<typeof stored>[] };
+      const { events } = (await res.json()) as { events: Stored[] };
       stored = events.find((x) => x.path === "/echo?shadow");
-      if (!stored) await Bun.sleep(50);
+      if (stored === undefined) await Bun.sleep(50);
     }
     expect(stored).toMatchObject({ verdict: "allow", shadow: [{ rule: "watch-deletes", would: "deny" }] });
   });
