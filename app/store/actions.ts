@@ -186,3 +186,31 @@ function parseAction(text: string): Record<string, unknown> {
     return {};
   }
 }
+
+/** Per shadow rule: how many recorded actions it would have denied or held (and allowed), with the newest examples. */
+export interface ShadowRuleSummary {
+  rule: string;
+  would: Record<string, number>;
+  examples: { id: number; time: string; device: string; verdict: string; would: string; what: string }[];
+}
+
+/** What shadow rules would have done since `sinceMs` (at most `maxRows` recorded actions, newest first). */
+export function shadowSummary(db: Database, sinceMs: number, maxRows = 50_000, examplesPerRule = 5): ShadowRuleSummary[] {
+  const rows = db
+    .query("SELECT id, time, device, method, host, path, summary, verdict, shadow FROM actions WHERE shadow IS NOT NULL AND time >= ? ORDER BY id DESC LIMIT ?")
+    .all(sinceMs, maxRows) as { id: number; time: number; device: string; method: string | null; host: string; path: string | null; summary: string | null; verdict: string; shadow: string }[];
+  const byRule = new Map<string, ShadowRuleSummary>();
+  for (const r of rows) {
+    for (const s of parseShadow(r.shadow)) {
+      let entry = byRule.get(s.rule);
+      if (!entry) byRule.set(s.rule, (entry = { rule: s.rule, would: {}, examples: [] }));
+      entry.would[s.would] = (entry.would[s.would] ?? 0) + 1;
+      // Examples are the actions where the shadow rule would have changed the outcome.
+      if (s.would !== r.verdict && entry.examples.length < examplesPerRule) {
+        const what = r.summary ?? `${r.method ?? ""} ${r.host}${r.path ?? ""}`.trim();
+        entry.examples.push({ id: r.id, time: new Date(r.time).toISOString(), device: r.device, verdict: r.verdict, would: s.would, what });
+      }
+    }
+  }
+  return [...byRule.values()].sort((a, b) => a.rule.localeCompare(b.rule));
+}

@@ -2,6 +2,8 @@
 // reload, the audit trail and the operator list (admins).
 import { ApiError } from "../errors.ts";
 import { queryAudit, MAX_AUDIT_LIMIT } from "../../store/audit.ts";
+import { shadowSummary } from "../../store/actions.ts";
+import { parseDuration } from "../../approvers/config.ts";
 import type { Profile, Rule, SourceRef } from "../../policy/types.ts";
 import { caller, requireRole } from "../auth/auth.ts";
 import { audit, sourceOf, type AuthContext } from "../auth/routes.ts";
@@ -28,16 +30,29 @@ export function ruleJson(r: Rule) {
     reason: r.reason ?? null,
     credential: r.credential ?? null,
     rememberMs: r.rememberMs ?? null,
+    mode: r.mode ?? "enforce",
+    rate: r.rate ? { rate: r.rate.text, burst: r.rate.burst, per: r.rate.per, overLimit: r.overLimit && "approve" in r.overLimit ? r.overLimit.approve : "deny" } : null,
     source: where(r.source),
   };
 }
 
-export function adminRoutes(ctx: AuthContext, deps: Pick<OperatorApiDeps, "policy" | "reload">) {
+export function adminRoutes(ctx: AuthContext, deps: Pick<OperatorApiDeps, "policy" | "reload" | "db">) {
   const viewer = requireRole(ctx.auth, "viewer");
   const admin = requireRole(ctx.auth, "admin");
   return withErrors()
     .get("/api/profiles", () => ({ profiles: [...deps.policy().profiles.values()].map(profileJson) }), { beforeHandle: viewer })
     .get("/api/rules", () => ({ rules: deps.policy().rules.map(ruleJson) }), { beforeHandle: viewer })
+    // What shadow rules would have done over the last day (or ?since=DURATION), with examples.
+    .get(
+      "/api/rules/shadow",
+      ({ query }) => {
+        const back = query.since === undefined ? 86_400_000 : parseDuration(query.since);
+        if (back === undefined) throw new ApiError(400, "bad_request", 'since must be a duration like "24h"');
+        const shadowRules = deps.policy().rules.filter((r) => r.mode === "shadow").map((r) => r.name);
+        return { since: new Date(Date.now() - back).toISOString(), shadowRules, rules: shadowSummary(deps.db, Date.now() - back) };
+      },
+      { beforeHandle: viewer },
+    )
     .post(
       "/api/reload",
       async ({ request, server }) => {

@@ -16,7 +16,7 @@
 //   viewer    GET  /api/onboarding                devices waiting (when onboarding runs)
 //   admin     POST /api/onboarding/:code/approve  {profile}
 //   admin     POST /api/onboarding/:code/deny
-//   viewer    GET  /api/profiles, GET /api/rules
+//   viewer    GET  /api/profiles, GET /api/rules, GET /api/rules/shadow (?since=24h: what shadow rules would have done)
 //   admin     POST /api/rules/suggest            {eventId, scope} → a deny rule like that request (see rules.ts)
 //   admin     POST /api/rules/validate           {hcl} checked with the running config; nothing applied
 //   admin     POST /api/reload

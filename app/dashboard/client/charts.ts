@@ -3,6 +3,7 @@
 // numbers in analytics.ts. Each chart is a fixed viewBox scaled to its box,
 // with a <title> on every bar for the exact count.
 import { h, s } from "./dom.ts";
+import { shadowPanel } from "./shadow.ts";
 import type { GwEvent } from "./api.ts";
 import { chooseSpan, fmtMs, latencyHistogram, percentiles, topHosts, verdictsOverTime } from "./analytics.ts";
 
@@ -130,6 +131,6 @@ export function analyticsView(events: GwEvent[], now: number): HTMLElement {
     { class: "analytics" },
     h("div", { class: "toolbar" }, h("h2", {}, "Analytics"), h("span", { class: "muted small" }, `over the ${events.length} most recent requests and connections`)),
     h("div", { class: "stats" }, stat("events", events.length), stat("HTTP requests", http.length), stat("denied", denied), stat("held for approval", held)),
-    h("div", { class: "panels" }, verdictChart(events, now), latencyChart(events), hostsChart(events)),
+    h("div", { class: "panels" }, verdictChart(events, now), latencyChart(events), hostsChart(events), shadowPanel()),
   );
 }

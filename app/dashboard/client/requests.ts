@@ -92,11 +92,19 @@ export function eventRow(e: GwEvent): HTMLTableRowElement {
     },
     h("td", { class: "num" }, fmtTime(e.time)),
     h("td", {}, e.device),
-    h("td", {}, verdictTag(e.verdict)),
+    h("td", {}, verdictTag(e.verdict), ...shadowTags(e)),
     ...requestCells(e),
     h("td", { class: "num" }, fmtMs(e.durationMs)),
     h("td", { class: "nowrap" }, e.rule ?? "—"),
   );
+}
+
+/** What shadow rules would have decided, beside the real verdict (never applied). */
+function shadowTags(e: GwEvent): HTMLElement[] {
+  const differing = (e.shadow ?? []).filter((s) => s.would !== e.verdict);
+  if (differing.length === 0) return [];
+  const title = differing.map((s) => `shadow rule ${s.rule} would ${s.would}`).join("; ");
+  return [h("span", { class: "shadow", title }, `would ${differing[0]!.would}`)];
 }
 
 /** Method, what was asked, and its result: an HTTP request line, or a statement on a database. */
@@ -154,6 +162,9 @@ function eventDetail(e: GwEvent): HTMLElement {
   ];
   if (e.approvers) rows.push(["Approvers", e.approvers], ["Decided by", e.operator ?? "—"], ["Held for", e.approvalMs !== undefined ? fmtMs(e.approvalMs) : "—"]);
   if (e.remembered) rows.push(["Remembered", "covered by an earlier approval"]);
+  if (e.shadow?.length) {
+    rows.push(["Shadow rules", h("ul", { class: "shadow-list" }, ...e.shadow.map((s) => h("li", {}, `${s.rule} would ${s.would}`)))]);
+  }
   if (e.detail) rows.push(["Detail", h("pre", {}, e.detail)]);
   rows.push(["Flow", h("code", {}, e.flowId)]);
   const admin = roleAtLeast(state.me?.role, "admin");

@@ -6,6 +6,7 @@ import path from "node:path";
 import { rmSync } from "node:fs";
 import { startGateway, type RunningGateway } from "../../../app/gateway.ts";
 import { controlFetch } from "../../../app/control/client.ts";
+import { shadowSummary } from "../../../app/store/actions.ts";
 import { makeTestPki } from "../support/pki.ts";
 import { startUpstream, type TestUpstream } from "../support/upstream.ts";
 import { curlVia, startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
@@ -132,5 +133,12 @@ describe("shadow rules", () => {
       if (stored === undefined) await Bun.sleep(50);
     }
     expect(stored).toMatchObject({ verdict: "allow", shadow: [{ rule: "watch-deletes", would: "deny" }] });
+
+    // The day's summary per shadow rule (GET /api/rules/shadow, the dashboard's Analytics panel), with the example.
+    const summary = shadowSummary(t.gw.db, Date.now() - 3_600_000);
+    expect(summary).toHaveLength(1);
+    expect(summary[0]!).toMatchObject({ rule: "watch-deletes", would: { deny: 1 } });
+    expect(summary[0]!.examples[0]).toMatchObject({ would: "deny", verdict: "allow" });
+    expect(summary[0]!.examples[0]!.what).toContain("/echo?shadow");
   });
 });

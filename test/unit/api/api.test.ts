@@ -41,6 +41,7 @@ describe("every route needs a credential", () => {
         "POST /api/onboarding/x/deny",
         "GET /api/profiles",
         "GET /api/rules",
+        "GET /api/rules/shadow",
         "POST /api/rules/suggest",
         "POST /api/rules/validate",
         "POST /api/reload",
@@ -280,7 +281,10 @@ describe("devices, policy, reload, audit", () => {
     const p = (await (await h.call("GET", "/api/profiles", { session: v })).json()) as { profiles: unknown[] };
     expect(p.profiles).toEqual([{ name: "dev", credentials: ["github_token.gh"], endpoints: null, source: "gw.hcl:3" }]);
     const r = (await (await h.call("GET", "/api/rules", { session: v })).json()) as { rules: { name: string; verdict: string; approve: string[] }[] };
-    expect(r.rules[0]).toMatchObject({ name: "merge-needs-approval", verdict: "approve", approve: ["dashboard"], source: "gw.hcl:10" });
+    expect(r.rules[0]).toMatchObject({ name: "merge-needs-approval", verdict: "approve", approve: ["dashboard"], source: "gw.hcl:10", mode: "enforce", rate: null });
+    const shadow = (await (await h.call("GET", "/api/rules/shadow", { session: v })).json()) as { shadowRules: string[]; rules: unknown[] };
+    expect(shadow).toMatchObject({ shadowRules: [], rules: [] });
+    expect(await errorOf(await h.call("GET", "/api/rules/shadow?since=soon", { session: v }))).toMatchObject({ status: 400 });
   });
 
   test("reload is admin-only and audited, failures too", async () => {
