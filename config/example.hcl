@@ -215,6 +215,16 @@ rule "no-opus-in-batch" {
   reason    = "batch jobs must not use opus models"
 }
 
+# Tried before it is enforced: judged and recorded as "would deny" beside the
+# real verdict (dashboard feed, Analytics), never applied. Remove the line to enforce.
+rule "no-force-push" {
+  endpoint  = https.github
+  mode      = "shadow"
+  condition = "http.method == 'PATCH' && http.path.contains('/git/refs/') && has(http.body_json.force) && http.body_json.force == true"
+  verdict   = "deny"
+  reason    = "force-pushes rewrite shared history"
+}
+
 # Kept for reference; switch on when needed.
 rule "no-admin-api" {
   endpoint  = https.anthropic

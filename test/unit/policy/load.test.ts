@@ -72,8 +72,10 @@ describe("loadPolicy: config/example.hcl", () => {
       "db-no-pii",
       "no-opus-in-batch",
       "db-read-only",
+      "no-force-push",
       "no-admin-api",
     ]);
+    expect(rules.find((r) => r.name === "no-force-push")!.mode).toBe("shadow");
     const merge = rules[1]!;
     expect(merge.approve).toEqual(["dashboard", "human_approver.oncall"]);
     expect(merge.verdict).toBeUndefined();
