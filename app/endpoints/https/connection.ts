@@ -508,7 +508,8 @@ export class InterceptConnection {
     const head = this.head!;
     f.connected = true;
     f.pooled = pooled;
-    f.parser = new Http1Parser("response");
+    // A retry starts over with a fresh parser (the first attempt's was made with the forwarding).
+    if (f.attempt > 1) f.parser = new Http1Parser("response");
     f.parser.expectResponseTo(head.method);
     f.events = [];
     f.upstreamEnded = false;
@@ -721,7 +722,7 @@ export class InterceptConnection {
     const answered = reason !== "idle" && !(f?.responseStarted ?? false);
     // A request already forwarded is recorded as cut short by its client.
     if (f) {
-      const status = answered ? 408 : undefined;
+      const status = answered ? 408 : f.outcome?.status;
       this.publish({ ...(status ? { status } : {}), verdict: "allow", reason: f.x.event.reason ?? "", detail: `client out of time (${reason})`, bytesUp: f.bytesUp });
     }
     if (answered) this.writeClient(errorResponse(408, reason === "header" ? "request head took too long" : "request body too slow"));

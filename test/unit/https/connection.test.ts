@@ -10,6 +10,7 @@ import { Playbook } from "../support/playbook.ts";
 import { ExchangeDecider } from "../../../app/endpoints/https/decider.ts";
 import { InterceptConnection, type ConnectionCommand, type ConnectionEvent } from "../../../app/endpoints/https/connection.ts";
 import type { Policy } from "../../../app/policy/types.ts";
+import type { HoldOutcome } from "../../../app/approvers/hub.ts";
 
 const T0 = Date.parse("2026-12-07T12:00:00Z");
 const TIMEOUTS = { headerMs: 10_000, idleMs: 30_000, minRateBytesPerSec: 1_000 };
@@ -35,6 +36,12 @@ rule "no-deletes" {
   condition = "http.method == 'DELETE'"
   verdict = "deny"
   reason = "deletes need a human"
+}
+rule "puts-need-a-human" {
+  endpoint = https.plain
+  condition = "http.method == 'PUT' && http.path == '/config'"
+  approve = [dashboard]
+  reason = "PUT needs approval"
 }
 rule "no-prod" {
   endpoint = https.judged
@@ -62,7 +69,7 @@ function connection(sni: string) {
         now,
         secretFor: () => ({ ok: false, reason: "no secret set" }),
         redact: (t) => t,
-        approvals: false,
+        approvals: true,
       }),
   });
   const pb = new Playbook<In, ConnectionCommand>({ handle: (ev) => (ev.type === "start" ? conn.start() : conn.handle(ev)) }, (c) => describeCommand(c, clock.now));
@@ -246,6 +253,24 @@ describe("forwarding", () => {
     pb.in(upstream("\x81\x03bye")).out("client <- \x81\x03bye", "read upstream after client drained");
     pb.in({ type: "client-closed" }).out("end upstream");
     pb.in({ type: "upstream-closed" }).out("end client", "close upstream", "close (destroy after 5000 ms)");
+    pb.done();
+  });
+});
+
+describe("approvals", () => {
+  const allowed: HoldOutcome = {
+    status: "decided",
+    result: { id: "op-1", decision: "allow", reason: "fine", approvals: [{ decision: "allow", reason: "fine", approver: "dashboard", operator: "alice" }], latencyMs: 1500, remembered: false },
+  };
+
+  test("a held request reads nothing more while it waits, then is forwarded", () => {
+    const { pb, clock } = connection("plain.test");
+    pb.in({ type: "start" }).out(...WAIT_REQUEST);
+    pb.in(client("PUT /config HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 2\r\n\r\nok")).out("hold for puts-need-a-human", "timer off");
+    clock.now += 1_500;
+    pb.in({ type: "approval", outcome: allowed }).out("connect https.plain");
+    pb.in({ type: "upstream-connected", pooled: false }).out("upstream <- PUT /config HTTP/1.1|Host: plain.test|Content-Length: 2||ok", "read upstream after client drained");
+    pb.in(upstream(OK_HI)).out(AGENT_OK_HI, "event PUT /config allow 200 up=2 down=2", "release upstream to the pool", ...WAIT_REQUEST);
     pb.done();
   });
 });
