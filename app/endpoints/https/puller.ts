@@ -56,13 +56,6 @@ export class StreamPuller {
     return this.isEnded;
   }
 
-  /** A chunk already received, or undefined; never waits. */
-  tryNext(): Uint8Array | undefined {
-    const chunk = this.chunks.shift();
-    if (chunk && this.chunks.length === 0 && !this.isEnded) this.stream.resume();
-    return chunk;
-  }
-
   /** The next chunk, or undefined at end of stream (see `error`). */
   async next(): Promise<Uint8Array | undefined> {
     for (;;) {
@@ -84,47 +77,5 @@ export class StreamPuller {
     const w = this.waiter;
     this.waiter = undefined;
     w?.();
-  }
-}
-
-/** A stream parser that, fed chunks, yields events (the HTTP/1.1 parser's shape). */
-export interface ChunkParser<E> {
-  push(chunk: Uint8Array): E[];
-  end(): E[];
-}
-
-/** Parse events pulled from a stream: reads only when the events so far are used up. */
-export class EventPuller<E> {
-  /** Events parsed but not yet taken; a caller may take or add to them directly (upgrades). */
-  readonly events: E[] = [];
-
-  constructor(
-    readonly puller: StreamPuller,
-    private readonly parser: ChunkParser<E>,
-  ) {}
-
-  /** An event from bytes already received, or undefined; never waits. */
-  tryNext(): E | undefined {
-    while (this.events.length === 0) {
-      const chunk = this.puller.tryNext();
-      if (chunk === undefined) return undefined;
-      this.events.push(...this.parser.push(chunk));
-    }
-    return this.events.shift();
-  }
-
-  /** The next event, or undefined at end of stream. */
-  async next(): Promise<E | undefined> {
-    while (this.events.length === 0) {
-      const chunk = await this.puller.next();
-      if (chunk === undefined) {
-        const tail = this.parser.end();
-        if (tail.length === 0) return undefined;
-        this.events.push(...tail);
-        break;
-      }
-      this.events.push(...this.parser.push(chunk));
-    }
-    return this.events.shift();
   }
 }

@@ -5,8 +5,7 @@
 import tls from "node:tls";
 import { upstreamTrust, type TrustStore } from "../../tls/trust.ts";
 import type { Endpoint } from "../../policy/types.ts";
-import { Http1Parser, type ParseEvent } from "../http1/parser.ts";
-import { EventPuller, StreamPuller } from "./puller.ts";
+import { StreamPuller } from "./puller.ts";
 
 /** Idle upstream connections are closed after this long. */
 const IDLE_TIMEOUT_MS = 60_000;
@@ -14,43 +13,25 @@ const IDLE_TIMEOUT_MS = 60_000;
 const MAX_IDLE_PER_KEY = 64;
 const CONNECT_TIMEOUT_MS = 10_000;
 
+/** One upstream TLS connection: the socket, read by pulling (the response parser is the session's). */
 export class UpstreamConn {
-  readonly parser = new Http1Parser("response");
   readonly puller: StreamPuller;
-  private readonly responses: EventPuller<ParseEvent>;
-  /** Set once a response has been read on this connection. */
-  used = false;
   closed = false;
 
   constructor(readonly sock: tls.TLSSocket, readonly key: string) {
     this.puller = new StreamPuller(sock);
-    this.responses = new EventPuller(this.puller, this.parser);
     sock.on("close", () => {
       this.closed = true;
     });
   }
 
   /**
-   * True when the response parser sits between messages with no byte, event
-   * or chunk left over: only then can the next request reuse the connection.
+   * True when no byte is left over unread: only then can the next request
+   * reuse the connection (the session released it with its response parser
+   * between messages).
    */
   get atCleanBoundary(): boolean {
-    return this.parser.idle && this.responses.events.length === 0 && this.puller.buffered === 0 && !this.puller.ended;
-  }
-
-  /** Whether parse events from the last read are still waiting. */
-  get hasBufferedEvents(): boolean {
-    return this.responses.events.length > 0;
-  }
-
-  /** The next response parse event, or undefined at EOF. */
-  nextEvent(): Promise<ParseEvent | undefined> {
-    return this.responses.next();
-  }
-
-  /** Bytes after an upgrade, raw. */
-  nextRaw(): Promise<Uint8Array | undefined> {
-    return this.puller.next();
+    return this.puller.buffered === 0 && !this.puller.ended;
   }
 
   write(data: Uint8Array | string): Promise<void> {
