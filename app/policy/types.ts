@@ -2,6 +2,7 @@
 // A Policy is immutable; a reload builds a new one and swaps it in whole.
 import type { ApproverConfig } from "../approvers/config.ts";
 import type { FamilyName } from "../families/types.ts";
+import type { ClickHouseExportSettings } from "../events/export/config.ts";
 
 /** Where a block or attribute was declared, for FILE:LINE errors and audit. */
 export interface SourceRef {
@@ -73,6 +74,8 @@ export interface GatewaySettings {
   eventsJsonl?: string;
   /** Days of events kept in the `actions` table. */
   eventsRetentionDays: number;
+  /** `events { clickhouse {} }`: every event also streamed to ClickHouse (app/events/export/). */
+  eventsClickhouse?: ClickHouseExportSettings;
   /** PEM text of `upstream_ca_file`: more roots trusted for every upstream, beside the system store (app/tls/trust.ts). */
   upstreamCaPem?: string;
 }
@@ -133,7 +136,8 @@ export type CredentialType =
   | "github_token"
   | "gemini_api_key"
   | "passthrough"
-  | "postgres_password";
+  | "postgres_password"
+  | "clickhouse_password";
 
 export interface Credential {
   type: CredentialType;
