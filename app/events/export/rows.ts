@@ -109,6 +109,11 @@ function wholeNonNegative(n: number | undefined, max = Number.MAX_SAFE_INTEGER):
   return Math.min(Math.round(n), max);
 }
 
+/** A family's action may hold BigInts (CEL integers); JSON has no such type. */
+function bigintAsText(_key: string, v: unknown): unknown {
+  return typeof v === "bigint" ? v.toString() : v;
+}
+
 /** The row of one (already redacted) event. */
 export function eventRow(e: GatewayEvent, gateway: string, eventId: string): ExportRow {
   const parsed = Date.parse(e.time);
@@ -133,7 +138,7 @@ export function eventRow(e: GatewayEvent, gateway: string, eventId: string): Exp
     rule: e.rule ?? "",
     reason: e.reason,
     summary: e.summary ?? "",
-    action: e.action === undefined ? "" : JSON.stringify(e.action),
+    action: e.action === undefined ? "" : JSON.stringify(e.action, bigintAsText),
     credential: e.credential ?? "",
     approvers: e.approvers ?? "",
     operator: e.operator ?? "",

@@ -141,3 +141,13 @@ test("a write after close is ignored, and close twice is fine", async () => {
   await exporter.close();
   expect(target.rows).toEqual([]);
 });
+
+test("a row: absent fields are '' or 0, the action is JSON (BigInts as text), the time is DateTime text in UTC", () => {
+  const row = eventRow(
+    { time: "2026-12-07T17:43:03.120Z", kind: "sql", flowId: "f9", device: "d", profile: "p", host: "db", port: 5432, bytesUp: 1, bytesDown: 2, durationMs: 3.6, verdict: "deny", reason: "r", action: { verb: "delete", rows: 12n, tables: ["public.users"] } },
+    "gw",
+    "e1",
+  );
+  expect(row).toMatchObject({ ts: "2026-12-07 17:43:03", ts_ms: Date.parse("2026-12-07T17:43:03.120Z"), kind: "sql", family: "", method: "", status: 0, rule: "", duration_ms: 4, remembered: 0, approval_ms: 0 });
+  expect(JSON.parse(row.action)).toEqual({ verb: "delete", rows: "12", tables: ["public.users"] });
+});
