@@ -117,16 +117,24 @@ rule "no-admin" {
         await gw.close();
       },
     };
-  });
+  }, 120_000);
 
   afterAll(async () => {
     await t?.stop();
     upstream?.stop();
     await ch?.stop();
-  });
+  }, 60_000);
 
-  const rowCount = () => Number(ch.sql(`SELECT count() FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}'`).trim());
-  const uniqueIds = () => Number(ch.sql(`SELECT uniqExact(event_id) FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}'`).trim());
+  // Over HTTP as `default` (passwordless from 127.0.0.1), not ch.sql(): that spawns clickhouse-client
+  // synchronously and would stall this process, which is also the gateway under test.
+  const sql = async (query: string): Promise<string> => {
+    const res = await fetch(`http://127.0.0.1:${ch.httpPort}/?user=default`, { method: "POST", body: query });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`ClickHouse ${res.status}: ${text}`);
+    return text;
+  };
+  const rowCount = async () => Number((await sql(`SELECT count() FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}'`)).trim());
+  const uniqueIds = async () => Number((await sql(`SELECT uniqExact(event_id) FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}'`)).trim());
   const metric = async (name: string): Promise<number> => {
     const text = await (await controlFetch(t.gw.policy().gateway.controlSocket, "/metrics")).text();
     const line = text.split("\n").find((l) => l.startsWith(`${name} `));
@@ -139,35 +147,36 @@ rule "no-admin" {
     expect((await get("/admin/users")).status).toBe(403);
     expect((await get("/echo?n=2")).status).toBe(200);
     await until("three http events", () => t.events.filter((e) => e.kind === "http").length >= 3);
-    await until("every event as a row", () => rowCount() === t.events.length);
+    await until("every event as a row", async () => (await rowCount()) === t.events.length);
 
-    const rows = ch
-      .sql(`SELECT device, family, verdict, rule, method, path, status, endpoint, credential FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}' AND kind = 'http' ORDER BY ts_ms FORMAT TSV`)
+    const rows = (
+      await sql(`SELECT device, family, verdict, rule, method, path, status, endpoint, credential FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}' AND kind = 'http' ORDER BY ts_ms FORMAT TSV`)
+    )
       .trim()
       .split("\n")
       .map((l) => l.split("\t"));
     expect(rows).toContainEqual(["anonymous", "http", "allow", "", "GET", "/echo?n=1", "200", "https.api", "bearer_token.api"]);
     expect(rows).toContainEqual(["anonymous", "http", "deny", "no-admin", "GET", "/admin/users", "403", "https.api", ""]);
 
-    const denials = ch.sql(DENIALS_OF_ONE_DEVICE("anonymous")).trim().split("\n");
+    const denials = (await sql(DENIALS_OF_ONE_DEVICE("anonymous"))).trim().split("\n");
     expect(denials.length).toBe(1);
     const [, gateway, endpoint, summary, rule, reason] = denials[0]!.split("\t");
     expect({ gateway, endpoint, summary, rule, reason }).toEqual({ gateway: GATEWAY_NAME, endpoint: "https.api", summary: "GET api.test/admin/users", rule: "no-admin", reason: "admin is off limits" });
     expect(await metric("clawpatrol_export_up")).toBe(1);
-  });
+  }, 90_000);
 
   test("secrets in events (the injected token, the export's own ClickHouse password) are redacted in the exported rows", async () => {
     expect((await get(`/echo?leak=${API_SECRET}`)).status).toBe(200);
     expect((await get(`/echo?chpw=${CH_PASSWORD}`)).status).toBe(200);
-    await until("every event as a row", () => rowCount() === t.events.length);
-    const dump = ch.sql(`SELECT * FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}' FORMAT TSV`);
+    await until("every event as a row", async () => (await rowCount()) === t.events.length);
+    const dump = await sql(`SELECT * FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}' FORMAT TSV`);
     expect(dump).toContain("/echo?leak=[REDACTED]");
     expect(dump).toContain("/echo?chpw=[REDACTED]");
     for (const secret of [API_SECRET, CH_PASSWORD, Buffer.from(`auditor:${CH_PASSWORD}`).toString("base64")]) expect(dump).not.toContain(secret);
-  });
+  }, 90_000);
 
   test("ClickHouse down: the gateway keeps serving, rows wait in the spool; back up, none is lost", async () => {
-    await until("every event as a row", () => rowCount() === t.events.length);
+    await until("every event as a row", async () => (await rowCount()) === t.events.length);
     const before = t.events.length;
     const failuresBefore = await metric("clawpatrol_export_failures_total");
     await ch.pause();
@@ -179,17 +188,16 @@ rule "no-admin" {
     await until("a failed insert", async () => (await metric("clawpatrol_export_failures_total")) > failuresBefore);
     await until("the spool holding the rows", async () => (await metric("clawpatrol_export_spool_bytes")) > 0);
     expect(await metric("clawpatrol_export_up")).toBe(0);
-    const total = t.events.length;
-    expect(total).toBeGreaterThan(before);
+    expect(t.events.length).toBeGreaterThan(before);
 
     await ch.resume();
-    await until("every event as a row after the outage", () => uniqueIds() === total, 90_000);
+    await until("every event as a row after the outage", async () => (await uniqueIds()) === t.events.length, 90_000);
     await until("an empty spool", async () => (await metric("clawpatrol_export_spool_bytes")) === 0);
     expect(await metric("clawpatrol_export_up")).toBe(1);
     expect(await metric("clawpatrol_export_dropped_total")).toBe(0);
     // At least once: a retried batch may be stored twice, FINAL (or LIMIT 1 BY event_id) counts it once.
-    expect(Number(ch.sql(`SELECT count() FROM clawpatrol.events FINAL WHERE gateway = '${GATEWAY_NAME}'`).trim())).toBe(total);
-    const outage = ch.sql(`SELECT path FROM clawpatrol.events FINAL WHERE gateway = '${GATEWAY_NAME}' AND path LIKE '%outage%' ORDER BY ts_ms FORMAT TSV`).trim().split("\n");
+    expect(Number((await sql(`SELECT count() FROM clawpatrol.events FINAL WHERE gateway = '${GATEWAY_NAME}'`)).trim())).toBe(t.events.length);
+    const outage = (await sql(`SELECT path FROM clawpatrol.events FINAL WHERE gateway = '${GATEWAY_NAME}' AND path LIKE '%outage%' ORDER BY ts_ms FORMAT TSV`)).trim().split("\n");
     expect(outage.sort()).toEqual([...Array.from({ length: 8 }, (_, i) => `/echo?outage=${i}`), "/admin/during-outage"].sort());
   }, 180_000);
 });
