@@ -4,7 +4,7 @@
 // rows wait in the spool, and once it is back every one of them arrives.
 // Every wait is for a condition, never a fixed time.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { startGateway } from "../../../app/gateway.ts";
 import { controlFetch } from "../../../app/control/client.ts";
@@ -14,6 +14,7 @@ import { makeTestPki } from "../support/pki.ts";
 import { startUpstream, type TestUpstream } from "../support/upstream.ts";
 import { curlVia, tempDir, type TestGateway } from "../support/gateway.ts";
 import { startClickHouse, type TestClickHouse } from "../support/clickhouse.ts";
+import { ClickHouseTarget } from "../../../app/events/export/clickhouse.ts";
 
 const available = existsSync("/usr/sbin/clickhouse-server");
 if (!available && process.env.CI === "true") throw new Error("clickhouse-server is not installed (test/deps.sh installs it)");
@@ -46,27 +47,21 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, timeo
   }
 }
 
-describe.skipIf(!available)("audit export to ClickHouse 18.16", () => {
-  let ch: TestClickHouse;
-  let upstream: TestUpstream;
-  let t: TestGateway;
-
-  beforeAll(async () => {
-    ch = await startClickHouse({ user: "auditor", password: CH_PASSWORD });
-    const pki = makeTestPki(tempDir("pki"), ["api.test"]);
-    upstream = startUpstream(pki);
-    const dir = tempDir("gw");
-    const configPath = path.join(dir, "gateway.hcl");
-    writeFileSync(
-      configPath,
-      `schema_version = 1
+/** A gateway exporting to `url`, with one HTTPS endpoint (api.test) on `upstream`. */
+async function startExportGateway(url: string, upstream: TestUpstream, upstreamCaPath: string, gatewayExtra = ""): Promise<TestGateway> {
+  const dir = tempDir("gw");
+  const configPath = path.join(dir, "gateway.hcl");
+  writeFileSync(
+    configPath,
+    `schema_version = 1
 gateway {
   state_dir = "state"
   dashboard_listen = "127.0.0.1:0"
   proxy { listen = "127.0.0.1:0" }
+${gatewayExtra}
   events {
     clickhouse {
-      url = "http://127.0.0.1:${ch.httpPort}"
+      url = "${url}"
       credential = clickhouse_password.audit
       gateway_name = "${GATEWAY_NAME}"
       flush_interval = "200ms"
@@ -80,7 +75,7 @@ defaults {
 endpoint "https" "api" {
   hosts = ["api.test"]
   ports = [${upstream.port}]
-  ca_cert = "${pki.caCertPath}"
+  ca_cert = "${upstreamCaPath}"
   credential = bearer_token.api
 }
 credential "bearer_token" "api" {}
@@ -97,26 +92,50 @@ rule "no-admin" {
   reason = "admin is off limits"
 }
 `,
-    );
-    const gw = await startGateway({
-      configPath,
-      env: { CLAWPATROL_SECRET_API: API_SECRET, CLAWPATROL_SECRET_AUDIT: CH_PASSWORD },
-      stderrEvents: false,
-    });
-    const events: GatewayEvent[] = [];
-    gw.bus.subscribe((e) => events.push(e));
-    const proxy = gw.proxies[0]!;
-    t = {
-      gw,
-      dir,
-      configPath,
-      caPath: path.join(gw.policy().gateway.stateDir, CA_CERT_FILE),
-      proxyUrl: `http://${proxy.address.host}:${proxy.address.port}`,
-      events,
-      async stop() {
-        await gw.close();
-      },
-    };
+  );
+  const gw = await startGateway({
+    configPath,
+    env: { CLAWPATROL_SECRET_API: API_SECRET, CLAWPATROL_SECRET_AUDIT: CH_PASSWORD },
+    stderrEvents: false,
+  });
+  const events: GatewayEvent[] = [];
+  gw.bus.subscribe((e) => events.push(e));
+  const proxy = gw.proxies[0]!;
+  return {
+    gw,
+    dir,
+    configPath,
+    caPath: path.join(gw.policy().gateway.stateDir, CA_CERT_FILE),
+    proxyUrl: `http://${proxy.address.host}:${proxy.address.port}`,
+    events,
+    async stop() {
+      await gw.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A query over HTTP as `default` (passwordless from 127.0.0.1), not ch.sql(): that spawns
+ * clickhouse-client synchronously and would stall this process, which is also the gateway under test.
+ */
+async function chQuery(ch: TestClickHouse, query: string): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${ch.httpPort}/?user=default`, { method: "POST", body: query });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`ClickHouse ${res.status}: ${text}`);
+  return text;
+}
+
+describe.skipIf(!available)("audit export to ClickHouse 18.16", () => {
+  let ch: TestClickHouse;
+  let upstream: TestUpstream;
+  let t: TestGateway;
+
+  beforeAll(async () => {
+    ch = await startClickHouse({ user: "auditor", password: CH_PASSWORD });
+    const pki = makeTestPki(tempDir("pki"), ["api.test"]);
+    upstream = startUpstream(pki);
+    t = await startExportGateway(`http://127.0.0.1:${ch.httpPort}`, upstream, pki.caCertPath);
   }, 120_000);
 
   afterAll(async () => {
@@ -125,14 +144,7 @@ rule "no-admin" {
     await ch?.stop();
   }, 60_000);
 
-  // Over HTTP as `default` (passwordless from 127.0.0.1), not ch.sql(): that spawns clickhouse-client
-  // synchronously and would stall this process, which is also the gateway under test.
-  const sql = async (query: string): Promise<string> => {
-    const res = await fetch(`http://127.0.0.1:${ch.httpPort}/?user=default`, { method: "POST", body: query });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`ClickHouse ${res.status}: ${text}`);
-    return text;
-  };
+  const sql = (query: string) => chQuery(ch, query);
   const rowCount = async () => Number((await sql(`SELECT count() FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}'`)).trim());
   const uniqueIds = async () => Number((await sql(`SELECT uniqExact(event_id) FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}'`)).trim());
   const metric = async (name: string): Promise<number> => {
@@ -200,4 +212,44 @@ rule "no-admin" {
     const outage = (await sql(`SELECT path FROM clawpatrol.events FINAL WHERE gateway = '${GATEWAY_NAME}' AND path LIKE '%outage%' ORDER BY ts_ms FORMAT TSV`)).trim().split("\n");
     expect(outage.sort()).toEqual([...Array.from({ length: 8 }, (_, i) => `/echo?outage=${i}`), "/admin/during-outage"].sort());
   }, 180_000);
+});
+
+describe.skipIf(!available)("audit export to ClickHouse 18.16 over https", () => {
+  let ch: TestClickHouse;
+  let upstream: TestUpstream;
+  let t: TestGateway;
+
+  beforeAll(async () => {
+    ch = await startClickHouse({ user: "auditor", password: CH_PASSWORD, tls: true });
+    const pki = makeTestPki(tempDir("pki"), ["api.test"]);
+    upstream = startUpstream(pki);
+    // The server's CA is trusted through the gateway's upstream_ca_file, as for any upstream.
+    t = await startExportGateway(`https://127.0.0.1:${ch.httpsPort}`, upstream, pki.caCertPath, `  upstream_ca_file = "${ch.caCertPath}"`);
+  }, 120_000);
+
+  afterAll(async () => {
+    await t?.stop();
+    upstream?.stop();
+    await ch?.stop();
+  }, 60_000);
+
+  test("rows arrive over https, the server's certificate verified against the gateway's trusted roots", async () => {
+    const res = await curlVia(t, "api.test", upstream.port, "/echo?over=https", ["-H", "Authorization: Bearer placeholder"]);
+    expect(res.status).toBe(200);
+    await until("the row", async () => (await chQuery(ch, "SELECT path FROM clawpatrol.events FORMAT TSV")).includes("/echo?over=https"), 60_000);
+  }, 90_000);
+
+  test("the target refuses a server whose certificate no trusted root signed", async () => {
+    const settings = { ...t.gw.policy().gateway.eventsClickhouse! };
+    const auth = () => ({ ok: true as const, username: "auditor", password: CH_PASSWORD });
+    const untrusted = new ClickHouseTarget(settings, { auth, caRoots: () => [] });
+    const trusted = new ClickHouseTarget(settings, { auth, caRoots: () => [ch.caCertPem!] });
+    try {
+      await expect(untrusted.prepare(new AbortController().signal)).rejects.toThrow(/certificate|self.signed|issuer/i);
+      await trusted.prepare(new AbortController().signal);
+    } finally {
+      await untrusted.close();
+      await trusted.close();
+    }
+  }, 60_000);
 });
