@@ -130,10 +130,12 @@ describe.skipIf(!available)("audit export to ClickHouse 18.16", () => {
   let ch: TestClickHouse;
   let upstream: TestUpstream;
   let t: TestGateway;
+  let pkiDir = "";
 
   beforeAll(async () => {
     ch = await startClickHouse({ user: "auditor", password: CH_PASSWORD });
-    const pki = makeTestPki(tempDir("pki"), ["api.test"]);
+    pkiDir = tempDir("pki");
+    const pki = makeTestPki(pkiDir, ["api.test"]);
     upstream = startUpstream(pki);
     t = await startExportGateway(`http://127.0.0.1:${ch.httpPort}`, upstream, pki.caCertPath);
   }, 120_000);
@@ -142,6 +144,7 @@ describe.skipIf(!available)("audit export to ClickHouse 18.16", () => {
     await t?.stop();
     upstream?.stop();
     await ch?.stop();
+    if (pkiDir) rmSync(pkiDir, { recursive: true, force: true });
   }, 60_000);
 
   const sql = (query: string) => chQuery(ch, query);
@@ -218,10 +221,12 @@ describe.skipIf(!available)("audit export to ClickHouse 18.16 over https", () =>
   let ch: TestClickHouse;
   let upstream: TestUpstream;
   let t: TestGateway;
+  let pkiDir = "";
 
   beforeAll(async () => {
     ch = await startClickHouse({ user: "auditor", password: CH_PASSWORD, tls: true });
-    const pki = makeTestPki(tempDir("pki"), ["api.test"]);
+    pkiDir = tempDir("pki");
+    const pki = makeTestPki(pkiDir, ["api.test"]);
     upstream = startUpstream(pki);
     // The server's CA is trusted through the gateway's upstream_ca_file, as for any upstream.
     t = await startExportGateway(`https://127.0.0.1:${ch.httpsPort}`, upstream, pki.caCertPath, `  upstream_ca_file = "${ch.caCertPath}"`);
@@ -231,6 +236,7 @@ describe.skipIf(!available)("audit export to ClickHouse 18.16 over https", () =>
     await t?.stop();
     upstream?.stop();
     await ch?.stop();
+    if (pkiDir) rmSync(pkiDir, { recursive: true, force: true });
   }, 60_000);
 
   test("rows arrive over https, the server's certificate verified against the gateway's trusted roots", async () => {
