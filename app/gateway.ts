@@ -2,6 +2,7 @@
 // secrets, CA and leaves, the event bus and its sinks, and the capture
 // modes that produce Flows. Everything below the Flow is capture-agnostic.
 import { readFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import type { Database } from "bun:sqlite";
 import type { Credential, Policy } from "./policy/types.ts";
@@ -21,6 +22,7 @@ import { StderrSink } from "./events/sinks/stderr.ts";
 import { humanEventSink } from "./events/sinks/journald.ts";
 import { JournalWriter, journalLogWriter, journalSocketForProcess } from "./journal.ts";
 import { Metrics } from "./events/metrics.ts";
+import { exportAuth, startClickHouseExport } from "./events/export/clickhouse.ts";
 import { resolveSecret } from "./credentials/resolve.ts";
 import { pluginFor } from "./credentials/plugin.ts";
 import { UpstreamPool } from "./endpoints/https/upstream.ts";
@@ -174,6 +176,17 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const actions = new ActionsSink(db, { retentionDays: policy.gateway.eventsRetentionDays });
   bus.addSink(actions);
   if (policy.gateway.eventsJsonl) bus.addSink(new JsonlSink(policy.gateway.eventsJsonl));
+  // The audit export: rows wait in a spool under the state dir while ClickHouse is away.
+  const exportSettings = policy.gateway.eventsClickhouse;
+  const exporter = exportSettings
+    ? startClickHouseExport(exportSettings, {
+        stateDir,
+        gatewayName: exportSettings.gatewayName ?? os.hostname(),
+        auth: () => exportAuth(exportSettings.credential, policy.credentials, (cred) => resolveSecret(cred, secretSources)),
+        caRoots: () => upstreamTrust.roots(),
+      })
+    : undefined;
+  if (exporter) bus.addSink(exporter);
   if (opts.stderrEvents ?? true) bus.addSink(opts.stderrWrite ? new StderrSink(opts.stderrWrite) : humanEventSink(env));
   actions.prune();
   const pruneTimer = setInterval(() => actions.prune(), PRUNE_INTERVAL_MS);
@@ -264,7 +277,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     approvalsPending: () => approvals.hub.pending().length,
     flowsOpen: () => flowsOpen,
     devices: () => devices.list().filter((d) => !d.revokedAt).length,
-    extra: fdMetrics,
+    extra: () => [...fdMetrics(), ...(exporter?.metricLines() ?? [])],
   });
   bus.addSink(metrics);
 
@@ -291,6 +304,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     if (next.gateway.stateDir !== policy.gateway.stateDir) {
       log.warn("state_dir changes take effect on restart", { from: policy.gateway.stateDir, to: next.gateway.stateDir });
     }
+    const exportKey = (p: Policy) => JSON.stringify({ ...p.gateway.eventsClickhouse, source: undefined });
+    if (exportKey(next) !== exportKey(policy)) log.warn("events.clickhouse changes take effect on restart");
     policy = next;
     generation += 1;
     upstreamTrust.setGatewayCaPem(next.gateway.upstreamCaPem);

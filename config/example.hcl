@@ -46,6 +46,15 @@ gateway {
   events {
     jsonl          = "events.jsonl" # relative to state_dir
     retention_days = 30
+    # Every event also to ClickHouse, for one view of many gateways (README:
+    # "Audit export to ClickHouse"). Rows wait in a spool under state_dir
+    # while the server is away; only url is required.
+    #   clickhouse {
+    #     url          = "https://clickhouse.example:8443"
+    #     credential   = clickhouse_password.audit   # credential "clickhouse_password" "audit" { user = "clawpatrol" }
+    #     gateway_name = "gw-eu-1"                   # default: the host name
+    #     spool_max    = "256MiB"
+    #   }
   }
 
   # Devices over WireGuard. userspace: the gateway speaks WireGuard itself

@@ -15,6 +15,7 @@ import type { HclBlock, HclFile } from "./hcl/parse.ts";
 import { BlockReader } from "./hcl/reader.ts";
 import { readDnsBlock } from "../dns/config.ts";
 import { readDashboardTlsBlock } from "../tls/dashboard-config.ts";
+import { readClickHouseExportBlock } from "../events/export/config.ts";
 import { specOf } from "../endpoints/registry.ts";
 import { parseRate, type RateSpec } from "./rate-limits.ts";
 import {
@@ -67,6 +68,7 @@ const CREDENTIAL_SETTINGS: Record<CredentialType, { required: string[]; optional
   gemini_api_key: { required: [], optional: [] },
   passthrough: { required: [], optional: [] },
   postgres_password: { required: ["user"], optional: [] },
+  clickhouse_password: { required: ["user"], optional: [] },
 };
 
 const RULE_ATTRIBUTES = [
@@ -249,7 +251,7 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
     return out;
   };
 
-  const gateway = buildGateway(gatewayBlock?.block, errors, opts.env, opts.readFile);
+  const gateway = buildGateway(gatewayBlock?.block, errors, opts.env, opts.readFile, (r, attr) => resolveOne(r, attr, "credential"));
 
   const endpoints = new Map<string, Endpoint>();
   for (const [ref, d] of endpointDecls) {
@@ -549,7 +551,13 @@ function overlappingHosts(endpoints: Map<string, Endpoint>): ConfigError[] {
   return warnings;
 }
 
-function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: Record<string, string | undefined>, readFile: BuildOptions["readFile"]): GatewaySettings {
+function buildGateway(
+  block: HclBlock | undefined,
+  errors: ConfigError[],
+  env: Record<string, string | undefined>,
+  readFile: BuildOptions["readFile"],
+  resolveCredential: (r: BlockReader, attr: string) => string | undefined,
+): GatewaySettings {
   const base = block ? nodePath.dirname(nodePath.resolve(block.file)) : process.cwd();
   const r = block ? new BlockReader(block, "gateway", errors) : undefined;
   r?.allow(["state_dir", "control_socket", "dashboard_listen", "public_url", "upstream_ca_file"], ["proxy", "events", "wireguard", "dns", "dashboard_tls"]);
@@ -640,10 +648,17 @@ function buildGateway(block: HclBlock | undefined, errors: ConfigError[], env: R
   const eventsBlock = nested("events");
   if (eventsBlock) {
     const e = new BlockReader(eventsBlock, "gateway.events", errors);
-    e.allow(["jsonl", "retention_days"]);
+    e.allow(["jsonl", "retention_days"], ["clickhouse"]);
     const jsonl = e.string("jsonl");
     if (jsonl !== undefined) gateway.eventsJsonl = nodePath.resolve(stateDir, jsonl);
     gateway.eventsRetentionDays = e.integer("retention_days", 1) ?? 30;
+    // The audit export (app/events/export/config.ts).
+    const chBlocks = eventsBlock.blocks.filter((b) => b.type === "clickhouse");
+    for (const extra of chBlocks.slice(1)) errors.push({ file: extra.file, line: extra.line, message: "gateway.events: duplicate clickhouse block" });
+    if (chBlocks[0]) {
+      const ch = readClickHouseExportBlock(new BlockReader(chBlocks[0], "gateway.events.clickhouse", errors), { resolveCredential, parseSize });
+      if (ch) gateway.eventsClickhouse = ch;
+    }
   }
   return gateway;
 }

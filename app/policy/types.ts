@@ -3,6 +3,7 @@
 import type { ApproverConfig } from "../approvers/config.ts";
 import type { FamilyName } from "../families/types.ts";
 import type { RateSpec } from "./rate-limits.ts";
+import type { ClickHouseExportSettings } from "../events/export/config.ts";
 
 /** Where a block or attribute was declared, for FILE:LINE errors and audit. */
 export interface SourceRef {
@@ -74,6 +75,8 @@ export interface GatewaySettings {
   eventsJsonl?: string;
   /** Days of events kept in the `actions` table. */
   eventsRetentionDays: number;
+  /** `events { clickhouse {} }`: every event also streamed to ClickHouse (app/events/export/). */
+  eventsClickhouse?: ClickHouseExportSettings;
   /** PEM text of `upstream_ca_file`: more roots trusted for every upstream, beside the system store (app/tls/trust.ts). */
   upstreamCaPem?: string;
 }
@@ -136,7 +139,8 @@ export type CredentialType =
   | "github_token"
   | "gemini_api_key"
   | "passthrough"
-  | "postgres_password";
+  | "postgres_password"
+  | "clickhouse_password";
 
 export interface Credential {
   type: CredentialType;
