@@ -148,7 +148,8 @@ describe.skipIf(!available)("audit export to ClickHouse 18.16", () => {
   }, 60_000);
 
   const sql = (query: string) => chQuery(ch, query);
-  const rowCount = async () => Number((await sql(`SELECT count() FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}'`)).trim());
+  // Distinct events, not rows: delivery is at least once (an insert that timed out client-side may have landed, and is sent again).
+  const rowCount = async () => Number((await sql(`SELECT uniqExact(event_id) FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}'`)).trim());
   const uniqueIds = async () => Number((await sql(`SELECT uniqExact(event_id) FROM clawpatrol.events WHERE gateway = '${GATEWAY_NAME}'`)).trim());
   const metric = async (name: string): Promise<number> => {
     const text = await (await controlFetch(t.gw.policy().gateway.controlSocket, "/metrics")).text();
