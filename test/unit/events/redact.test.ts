@@ -123,6 +123,16 @@ describe("Redactor.redactEvent: the structured action", () => {
     const clean = { ...sampleEvent(), action: { verb: "select", tables: ["a"] } };
     expect(r.redactEvent(clean).action).toBe(clean.action);
   });
+
+  test("a secret in one place only is found wherever it is (a nested key, a list item, a top-level field)", () => {
+    const r = new Redactor(() => [GH]);
+    const key = r.redactEvent({ ...sampleEvent(), action: { nested: { deeper: { [GH]: 1 } } } });
+    expect(JSON.stringify(key)).not.toContain(GH);
+    const item = r.redactEvent({ ...sampleEvent(), action: { lists: [[1, [`a${GH}b`]]] } });
+    expect(JSON.stringify(item)).not.toContain(GH);
+    const field = r.redactEvent({ ...sampleEvent(), summary: GH });
+    expect(field.summary).toBe(REDACTED);
+  });
 });
 
 describe("pattern refresh", () => {

@@ -155,8 +155,26 @@ function fail(error: WireError): BackendResult {
   return { kind: "error", error };
 }
 
+/** The messages whose bodies are decoded; the rest (DataRow, RowDescription, ...) pass as `{ type, raw }`. */
+const DECODED: ReadonlySet<BackendCodeName> = new Set<BackendCodeName>([
+  "Authentication",
+  "ParameterStatus",
+  "BackendKeyData",
+  "ReadyForQuery",
+  "ErrorResponse",
+  "NoticeResponse",
+  "CommandComplete",
+  "CopyInResponse",
+  "CopyOutResponse",
+  "CopyBothResponse",
+  "NotificationResponse",
+  "NegotiateProtocolVersion",
+]);
+
 /** Decodes one complete backend message (type byte, length, body). */
 export function decodeBackend(name: BackendCodeName, raw: Uint8Array): BackendMessage | WireError {
+  // Most of a result (its rows) is forwarded untouched: no body view, no reader.
+  if (!DECODED.has(name)) return { type: name as RawBackendType, raw };
   const r = new Reader(raw.subarray(5));
   const done = (m: BackendMessage): BackendMessage | WireError => {
     r.end(`${m.type} body`);

@@ -272,7 +272,6 @@ function valueList(r: Reader, what: string): WireValue[] | undefined {
 
 function decodeTyped(code: number, raw: Uint8Array): FrontendMessage | WireError {
   const r = new Reader(raw.subarray(5));
-  const name = describeByte(code);
   const done = (m: FrontendMessage): FrontendMessage | WireError => {
     r.end(`${m.type} body`);
     return r.error === undefined ? m : malformed(`${m.type}: ${r.error}`);
@@ -351,7 +350,7 @@ function decodeTyped(code: number, raw: Uint8Array): FrontendMessage | WireError
     case FrontendCode.PasswordMessage:
       return { type: "PasswordMessage", raw, body: r.rest() };
     default:
-      return malformed(`unknown frontend message type ${name}`);
+      return malformed(`unknown frontend message type ${describeByte(code)}`);
   }
 }
 
