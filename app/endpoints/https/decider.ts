@@ -32,6 +32,8 @@ import { getHeader, hasToken, removeHeader, setHeader, stripHopByHop, type Heade
 import { simpleResponse } from "../http1/serialize.ts";
 import { buildApprovalRequest, OPERATION_HEADER, pendingResponse, refusedOperationResponse } from "./approval.ts";
 import { checkRequestShape, credentialSlots } from "./shape.ts";
+import { kubernetesDecision, kubernetesRefusal, kubernetesClientCert, type KubernetesJudged } from "../kubernetes/hooks.ts";
+import type { ClientCertificate } from "../kubernetes/client-cert.ts";
 
 /** A credential's value and the strings that would reveal it if echoed back. */
 export type SecretLookup = (
@@ -104,6 +106,8 @@ export type DeciderCommand =
       chunked: boolean;
       /** Strings to mask in whatever the upstream sends back. */
       needles: string[];
+      /** Presented to the upstream in its TLS handshake (k8s_client_cert). */
+      clientCert?: ClientCertificate;
       event: EventFields;
     };
 
@@ -115,6 +119,8 @@ export class ExchangeDecider {
   private endpoint: Endpoint | undefined;
   private decision: Decision | undefined;
   private rule: Rule | undefined;
+  /** A kubernetes endpoint's request as judged (its facets; refusals are Status objects). */
+  private k8s: KubernetesJudged | undefined;
   private readonly chunks: Uint8Array[] = [];
   private bytes = 0;
   private done = false;
@@ -215,7 +221,12 @@ export class ExchangeDecider {
     const limit = policy.defaults.inspectLimitBytes;
     const body = this.chunks.length > 0 ? concat(this.chunks, Math.min(this.bytes, limit)) : undefined;
     const facts = httpFactsFromRequest(head.method, sni, head.target, head.headers, body, this.truncated);
-    const decision = decide(policy, { device: device.name, profile: device.profile, endpoint }, facts);
+    const ctx = { device: device.name, profile: device.profile, endpoint };
+    if (endpoint.family === "k8s") {
+      this.k8s = kubernetesDecision(policy, ctx, facts, this.target);
+      Object.assign(this.event, this.k8s.event);
+    }
+    const decision = this.k8s?.decision ?? decide(policy, ctx, facts);
     this.decision = decision;
     this.event.rule = decision.rule;
     const out: DeciderCommand[] = [];
@@ -315,6 +326,7 @@ export class ExchangeDecider {
     removeHeader(headers, "transfer-encoding");
     const outbound: OutboundHead = { method: head.method, target: this.target, headers };
     let needles: string[] = [];
+    let clientCert: ClientCertificate | undefined;
     if (decision.credential) {
       const credential = policy.credentials.get(decision.credential);
       const profile = policy.profiles.get(device.profile);
@@ -335,6 +347,7 @@ export class ExchangeDecider {
       if (slots.some((h) => hasToken(head.headers, "connection", h))) return this.refuse(400, "Connection names the credential's header");
       pluginFor(credential.type).inject(outbound, resolved.value, credential);
       needles = resolved.needles;
+      clientCert = kubernetesClientCert(credential, resolved.value);
       // Echoed secrets are scrubbed from the response; that needs bytes we can
       // read, so credentialed requests ask for an uncompressed answer. The
       // mask keeps the length, so a Content-Length stays true.
@@ -361,6 +374,7 @@ export class ExchangeDecider {
         complete: this.done,
         chunked,
         needles,
+        ...(clientCert ? { clientCert } : {}),
         event: { ...this.event, reason: decision.reason },
       },
     ];
@@ -395,7 +409,8 @@ export class ExchangeDecider {
     const close = !this.done || !this.head!.keepAlive;
     const event: EventFields = { ...this.event, status: r.status, verdict: r.verdict, reason: r.reason, bytesUp };
     if (r.detail) event.detail = r.detail;
-    return [{ type: "reply", data: denyResponse(r.status, this.decision?.rule, r.reason, close), close, event }];
+    const data = this.k8s ? kubernetesRefusal(r.status, this.decision?.rule, r.reason, close, this.k8s) : denyResponse(r.status, this.decision?.rule, r.reason, close);
+    return [{ type: "reply", data, close, event }];
   }
 
   private expect(step: typeof this.step, got: string): void {

@@ -176,10 +176,15 @@ export class InterceptSession {
     const finish = (fields: EventFields) => {
       Object.assign(event, fields);
       event.durationMs = Date.now() - started;
-      // Every family's events carry the same three fields (the path as forwarded).
-      event.family = "http";
-      event.summary = `${event.method ?? ""} ${event.host}${event.path ?? ""}`;
-      event.action = { method: event.method, host: event.host, path: event.path, ...(event.status !== undefined ? { status: event.status } : {}) };
+      // Every family's events carry the same three fields (the path as forwarded); a family over HTTP (k8s) gave its own.
+      const status = event.status !== undefined ? { status: event.status } : {};
+      if (event.family === "http" || event.action === undefined) {
+        event.family = "http";
+        event.summary = `${event.method ?? ""} ${event.host}${event.path ?? ""}`;
+        event.action = { method: event.method, host: event.host, path: event.path, ...status };
+      } else {
+        event.action = { ...event.action, ...status };
+      }
       this.deps.publish(event);
     };
 
@@ -299,7 +304,7 @@ export class InterceptSession {
     const reason = x.event.reason ?? "";
     const headBytes = serializeRequestHead(x.head);
 
-    const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint: x.endpoint };
+    const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint: x.endpoint, ...(x.clientCert ? { clientCert: x.clientCert } : {}) };
     // A pooled connection the server closed meanwhile fails before any
     // response byte; a request we still hold whole is then sent again once.
     const replayable = x.complete;
