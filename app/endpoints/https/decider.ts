@@ -34,6 +34,7 @@ import { buildApprovalRequest, OPERATION_HEADER, pendingResponse, refusedOperati
 import { checkRequestShape, credentialSlots } from "./shape.ts";
 import { kubernetesDecision, kubernetesRefusal, kubernetesClientCert, type KubernetesJudged } from "../kubernetes/hooks.ts";
 import type { ClientCertificate } from "../kubernetes/client-cert.ts";
+import { KUBERNETES_UPGRADES } from "../kubernetes/spdyframes.ts";
 
 /** A credential's value and the strings that would reveal it if echoed back. */
 export type SecretLookup = (
@@ -158,7 +159,9 @@ export class ExchangeDecider {
     // Host or target naming another server, a method or path the upstream
     // may take otherwise) is refused before any rule sees it, and the
     // connection closed, since its framing is no longer trusted.
-    const shape = checkRequestShape(head, sni);
+    // A kubernetes endpoint also bridges SPDY/3.1 (kubectl's exec falls back to it).
+    const upgrades = matchEndpoint(policy, sni, device.profile)?.family === "k8s" ? KUBERNETES_UPGRADES : undefined;
+    const shape = checkRequestShape(head, sni, [], upgrades);
     if (!shape.ok) return this.closeWith(shape.status, shape.reason);
     this.target = shape.target;
     this.event.path = shape.target;

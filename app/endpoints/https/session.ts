@@ -24,6 +24,7 @@ import type { ApprovalGate } from "./approval.ts";
 import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
 import { ClientTimeouts, type TimeoutReason } from "../http1/timeouts.ts";
 import { ServerFrameScrubber } from "./wsframes.ts";
+import { isSpdy, SpdyFrameScrubber } from "../kubernetes/spdyframes.ts";
 import { ResponseRelay } from "./response.ts";
 import { afterResponse, attemptFailed, dialFailed, errorResponse } from "./outcome.ts";
 import { ExchangeDecider, type DeciderCommand, type DeciderEvent, type EventFields, type SecretLookup } from "./decider.ts";
@@ -372,7 +373,7 @@ export class InterceptSession {
       bytesDown: response.bytesDown,
     });
     if (response.upgraded) {
-      await this.spliceUpgraded(upstream!, needles);
+      await this.spliceUpgraded(upstream!, needles, head.upgrade);
       return "close";
     }
     const after = afterResponse({
@@ -492,8 +493,8 @@ export class InterceptSession {
    * lengths stay true; no compression extension was offered); a frame the
    * gateway cannot mask ends the connection.
    */
-  private async spliceUpgraded(upstream: UpstreamConn, needles: string[]): Promise<void> {
-    const frames = needles.length > 0 ? new ServerFrameScrubber(needles) : undefined;
+  private async spliceUpgraded(upstream: UpstreamConn, needles: string[], protocol: string | undefined): Promise<void> {
+    const frames = needles.length === 0 ? undefined : isSpdy(protocol) ? new SpdyFrameScrubber(needles) : new ServerFrameScrubber(needles);
     // Past the upgrade the client owes no HTTP timing.
     this.timeouts.stop(Date.now());
     if (this.timer) clearTimeout(this.timer);
