@@ -5,19 +5,24 @@
 //   explicit proxy:  kubectl with HTTPS_PROXY=the gateway's proxy, a
 //                    kubeconfig naming the server, the gateway's CA and a
 //                    placeholder token (in the root namespace)
-//   [root ns]        the gateway; the fake API servers on UPSTREAM_IP (an
-//                    address of their own: Go never proxies loopback)
+//   WireGuard:       [dev ns] the compiled client: `clawpatrol kubeconfig
+//                    cluster` (it runs itself in a run to read the manifest),
+//                    then `clawpatrol run -- kubectl --kubeconfig ...`
+//       ==veth (underlay)==
+//   [root ns]        the gateway (userspace WireGuard on HOST_IP); the fake
+//                    API servers on UPSTREAM_IP and CERT_UPSTREAM_IP
+//                    (addresses of their own: Go never proxies loopback)
 //
 // Two endpoints: one injecting a bearer token, one presenting a client
 // certificate over mutual TLS. Neither the token nor the client key reaches
 // kubectl or an event.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { canRunRootTests, Topology, waitFor } from "../support/netns.ts";
 import { startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
 import { makeTestPki, type TestPki } from "../support/pki.ts";
-import { addHostAddress, deviceNamespace } from "../support/client-device.ts";
+import { addHostAddress, buildClient, deviceNamespace, enrollDevice, forwardPublicApi, killClients, runClient, type ClientResult } from "../support/client-device.ts";
 import { pod, startFakeApiServer, type FakeApiServer } from "./fake-apiserver.ts";
 
 const N = 100 + ((process.pid + 41) % 100);
@@ -26,6 +31,7 @@ const DEV_UNDERLAY = `10.236.${N}.2`;
 const UPSTREAM_IP = `10.237.${N}.1`;
 // The second server on an address of its own: the HTTPS runtime picks an endpoint by server name, not port.
 const CERT_UPSTREAM_IP = `10.237.${N}.2`;
+const WG_PORT = 26000 + (process.pid % 10000);
 const TOKEN = "k8s-REAL-token-7f3a9c1e5b2d4f60";
 const PLACEHOLDER = "clawpatrol-placeholder-cluster";
 
@@ -100,9 +106,13 @@ describe.skipIf(!canRunRootTests)("kubectl through the gateway to a fake API ser
   let t: TestGateway;
   let home = "";
   let client: { certPath: string; keyPath: string; keyPem: string };
+  let dev = "";
+  let bin = "";
+  let api: { url: string; close(): void };
 
   beforeAll(async () => {
-    deviceNamespace(topo, HOST_IP, DEV_UNDERLAY);
+    bin = buildClient();
+    ({ dev } = deviceNamespace(topo, HOST_IP, DEV_UNDERLAY));
     addHostAddress(topo, UPSTREAM_IP);
     addHostAddress(topo, CERT_UPSTREAM_IP);
     pki = makeTestPki(tempDir("k8s-pki"), [UPSTREAM_IP, CERT_UPSTREAM_IP]);
@@ -149,12 +159,27 @@ rule "no-rm-in-pods" {
 }
 `,
       { CLAWPATROL_SECRET_CLUSTER: TOKEN },
+      {
+        gateway: `
+  wireguard {
+    mode = "userspace"
+    listen = "${HOST_IP}:${WG_PORT}"
+    subnet_cidr = "10.92.0.0/24"
+    endpoint = "${HOST_IP}:${WG_PORT}"
+  }`,
+      },
     );
     home = tempDir("k8s-home");
+    chmodSync(home, 0o755);
     mkdirSync(path.join(home, "cache"), { recursive: true });
-  }, 120_000);
+    api = await forwardPublicApi(t, HOST_IP);
+    const joined = await enrollDevice(t, bin, dev, api.url, "k8s-laptop", { home, profile: "agents" });
+    expect(joined.code).toBe(0);
+  }, 180_000);
 
   afterAll(async () => {
+    killClients();
+    api?.close();
     await Promise.all([bearerApi?.close(), certApi?.close()]);
     await t?.stop();
     topo.destroy();
@@ -247,6 +272,47 @@ rule "no-rm-in-pods" {
       expect(certApi.seen.length).toBeGreaterThan(0);
       expect(certApi.seen.every((s) => s.clientCN === "alice" && s.authorization === undefined)).toBe(true);
     });
+  });
+
+  describe("WireGuard: clawpatrol kubeconfig, then kubectl in clawpatrol run", () => {
+    let kc = "";
+    const inRun = (args: string[]): Promise<ClientResult> =>
+      runClient(bin, dev, ["run", "--", "kubectl", "--kubeconfig", kc, "--cache-dir", path.join(home, "cache-dev"), "--request-timeout", "60s", ...args], { home, timeoutMs: 90_000 });
+
+    beforeAll(async () => {
+      const r = await runClient(bin, dev, ["kubeconfig", "cluster"], { home, timeoutMs: 60_000 });
+      expect(r.err).toBe("");
+      expect(r.code).toBe(0);
+      kc = path.join(home, "kubeconfig-cluster");
+      writeFileSync(kc, r.out);
+      chmodSync(kc, 0o644);
+    }, 90_000);
+
+    test("the kubeconfig names the endpoint's address, the gateway's CA and the placeholder, never the token", () => {
+      const text = readFileSync(kc, "utf8");
+      expect(text).toContain(`server: https://${UPSTREAM_IP}:${bearerApi.port}\n`);
+      const ca = /certificate-authority-data: (\S+)\n/.exec(text)?.[1] ?? "";
+      expect(Buffer.from(ca, "base64").toString().trim()).toBe(readFileSync(t.caPath, "utf8").trim());
+      expect(text).toContain(`token: ${PLACEHOLDER}\n`);
+      expect(text).not.toContain(TOKEN);
+    });
+
+    test("get pods", async () => {
+      const r = await inRun(["get", "pods", "-o", "name"]);
+      expect(r.err).toBe("");
+      expect(r.out.trim()).toBe("pod/web-0");
+      expect(t.events.some((e) => e.family === "k8s" && e.device === "k8s-laptop" && (e.action?.verb as string) === "list")).toBe(true);
+    }, 120_000);
+
+    test("exec -- ls, and delete denied", async () => {
+      const ls = await inRun(["exec", "web-0", "--", "ls"]);
+      expect(ls.err).toBe("");
+      expect(ls.out).toBe("bin\netc\nusr\n");
+      const del = await inRun(["delete", "pod", "web-0"]);
+      expect(del.code).not.toBe(0);
+      expect(del.err).toContain('Error from server (Forbidden): pods "web-0" is forbidden: clawpatrol rule "no-pod-deletes"');
+      expect(ls.out + ls.err + del.out + del.err).not.toContain(TOKEN);
+    }, 180_000);
   });
 
   test("events carry the k8s facets; neither the token nor the client key reaches an event", async () => {
