@@ -25,7 +25,8 @@ import type { ApprovalRequest } from "../../approvers/types.ts";
 import type { HoldOutcome } from "../../approvers/hub.ts";
 import type { GatewayEvent } from "../../events/types.ts";
 import type { Credential, Decision, Endpoint, Policy, Rule } from "../../policy/types.ts";
-import { decide, httpFactsFromRequest, matchEndpoint, needsBody } from "../../policy/engine.ts";
+import { decide, httpFactsFromRequest, matchEndpoint, matchEndpoints, needsBody } from "../../policy/engine.ts";
+import { specOf } from "../registry.ts";
 import { pluginFor } from "../../credentials/plugin.ts";
 import type { RequestHead } from "../http1/parser.ts";
 import { getHeader, hasToken, removeHeader, setHeader, stripHopByHop, type HeaderList } from "../http1/headers.ts";
@@ -50,6 +51,8 @@ export interface DeciderContext {
   device: { name: string; profile: string };
   /** The TLS server name the session was claimed by. */
   sni: string;
+  /** The port the agent dialed: of two endpoints sharing the server name, the one claiming it. */
+  port?: number;
   /** When the request's head was read (ms since the epoch). */
   now: number;
   secretFor: SecretLookup;
@@ -160,7 +163,7 @@ export class ExchangeDecider {
     // may take otherwise) is refused before any rule sees it, and the
     // connection closed, since its framing is no longer trusted.
     // A kubernetes endpoint also bridges SPDY/3.1 (kubectl's exec falls back to it).
-    const upgrades = matchEndpoint(policy, sni, device.profile)?.family === "k8s" ? KUBERNETES_UPGRADES : undefined;
+    const upgrades = claimingEndpoint(policy, sni, device.profile, this.ctx.port)?.family === "k8s" ? KUBERNETES_UPGRADES : undefined;
     const shape = checkRequestShape(head, sni, [], upgrades);
     if (!shape.ok) return this.closeWith(shape.status, shape.reason);
     this.target = shape.target;
@@ -170,7 +173,7 @@ export class ExchangeDecider {
     if ((head.method === "GET" || head.method === "HEAD") && hasContent(head)) {
       return this.closeWith(400, `a ${head.method} request with a body is not forwarded`);
     }
-    this.endpoint = matchEndpoint(policy, sni, device.profile);
+    this.endpoint = claimingEndpoint(policy, sni, device.profile, this.ctx.port);
     if (!this.endpoint) {
       this.step = "decided";
       return [
@@ -430,6 +433,13 @@ export function denyResponse(status: number, rule: string | undefined, reason: s
   const headers: HeaderList = [["Content-Type", "application/json"]];
   if (close) headers.push(["Connection", "close"]);
   return simpleResponse(status, headers, body);
+}
+
+/** The endpoint claiming the server name for the profile; of several (one host, different ports), the one claiming the port. */
+function claimingEndpoint(policy: Policy, sni: string, profile: string, port: number | undefined): Endpoint | undefined {
+  if (port === undefined) return matchEndpoint(policy, sni, profile);
+  const all = matchEndpoints(policy, sni, profile);
+  return all.find((e) => (e.ports ?? specOf(e.type).defaultPorts).includes(port)) ?? all[0];
 }
 
 function hasContent(head: RequestHead): boolean {

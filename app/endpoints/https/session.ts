@@ -194,6 +194,7 @@ export class InterceptSession {
       policy,
       device: { name: device.name, profile: device.profile },
       sni: this.sni,
+      port: this.flow.dst.port,
       now: started,
       secretFor: this.deps.secretFor,
       redact: this.deps.redact ?? ((t) => t),

@@ -10,8 +10,8 @@
 //                    then `clawpatrol run -- kubectl --kubeconfig ...`
 //       ==veth (underlay)==
 //   [root ns]        the gateway (userspace WireGuard on HOST_IP); the fake
-//                    API servers on UPSTREAM_IP and CERT_UPSTREAM_IP
-//                    (addresses of their own: Go never proxies loopback)
+//                    API servers on UPSTREAM_IP, two ports (an address of
+//                    its own: Go never proxies loopback)
 //
 // Two endpoints: one injecting a bearer token, one presenting a client
 // certificate over mutual TLS. Neither the token nor the client key reaches
@@ -29,8 +29,8 @@ const N = 100 + ((process.pid + 41) % 100);
 const HOST_IP = `10.236.${N}.1`;
 const DEV_UNDERLAY = `10.236.${N}.2`;
 const UPSTREAM_IP = `10.237.${N}.1`;
-// The second server on an address of its own: the HTTPS runtime picks an endpoint by server name, not port.
-const CERT_UPSTREAM_IP = `10.237.${N}.2`;
+// The second server on the same address, another port: the endpoint is told apart by port.
+const CERT_UPSTREAM_IP = UPSTREAM_IP;
 const WG_PORT = 26000 + (process.pid % 10000);
 const TOKEN = "k8s-REAL-token-7f3a9c1e5b2d4f60";
 const PLACEHOLDER = "clawpatrol-placeholder-cluster";
@@ -114,8 +114,7 @@ describe.skipIf(!canRunRootTests)("kubectl through the gateway to a fake API ser
     bin = buildClient();
     ({ dev } = deviceNamespace(topo, HOST_IP, DEV_UNDERLAY));
     addHostAddress(topo, UPSTREAM_IP);
-    addHostAddress(topo, CERT_UPSTREAM_IP);
-    pki = makeTestPki(tempDir("k8s-pki"), [UPSTREAM_IP, CERT_UPSTREAM_IP]);
+    pki = makeTestPki(tempDir("k8s-pki"), [UPSTREAM_IP]);
     client = clientCertificate(pki);
     [bearerApi, certApi] = await Promise.all([
       startFakeApiServer({ host: UPSTREAM_IP, certPem: pki.certPem, keyPem: pki.keyPem, auth: { mode: "bearer", token: TOKEN } }),
