@@ -150,6 +150,12 @@ rule "no-pod-deletes" {
   verdict   = "deny"
   reason    = "agents do not delete pods"
 }
+rule "no-port-forward" {
+  endpoints = [kubernetes.cluster, kubernetes.certs]
+  condition = "k8s.verb == 'portforward'"
+  verdict   = "deny"
+  reason    = "no tunnels into pods"
+}
 rule "no-rm-in-pods" {
   endpoints = [kubernetes.cluster, kubernetes.certs]
   condition = "k8s.verb == 'exec' && k8s.command.exists(c, c == 'rm')"
@@ -254,6 +260,14 @@ rule "no-rm-in-pods" {
       expect(r.code).not.toBe(0);
       expect(r.err).toContain('clawpatrol rule "no-rm-in-pods": no rm inside pods');
       expect(bearerApi.seen.filter((s) => s.target.includes("/exec?")).length).toBe(before);
+    });
+
+    test("port-forward is judged on its upgrade: denied by k8s.verb, no upgrade reaches the server", async () => {
+      const r = await kubectl(t, home, kc, ["port-forward", "pod/web-0", "0:80"]);
+      expect(r.code).not.toBe(0);
+      expect(r.err).toContain('clawpatrol rule "no-port-forward": no tunnels into pods');
+      expect(bearerApi.seen.some((s) => s.target.includes("/portforward"))).toBe(false);
+      expect(t.events.some((e) => e.family === "k8s" && e.rule === "no-port-forward" && e.action?.verb === "portforward")).toBe(true);
     });
 
     test("auth can-i", async () => {
