@@ -144,15 +144,43 @@ function exactName(selector: string | undefined): string | undefined {
   return undefined;
 }
 
-/** Every value of every parameter of a query string, in order (`command` repeats for exec). */
+/**
+ * Every value of every parameter of a query string, in order (`command`
+ * repeats for exec), parsed as the API server's Go does (net/url
+ * ParseQuery, errors ignored as URL.Query() ignores them): a pair holding a
+ * `;` or a malformed escape is dropped, `+` is a space. A lenient parser
+ * would see `command=a;b&command=rm` as ["a;b", "rm"] while the server runs
+ * ["rm"].
+ */
 export function queryValues(search: string): Map<string, string[]> {
   const out = new Map<string, string[]>();
   const q = search.startsWith("?") ? search.slice(1) : search;
-  if (q === "") return out;
-  for (const [k, v] of new URLSearchParams(q)) {
-    const list = out.get(k);
-    if (list) list.push(v);
-    else out.set(k, [v]);
+  for (const pair of q.split("&")) {
+    if (pair === "" || pair.includes(";")) continue;
+    const eq = pair.indexOf("=");
+    const key = goQueryUnescape(eq >= 0 ? pair.slice(0, eq) : pair);
+    const value = goQueryUnescape(eq >= 0 ? pair.slice(eq + 1) : "");
+    if (key === undefined || value === undefined) continue;
+    const list = out.get(key);
+    if (list) list.push(value);
+    else out.set(key, [value]);
   }
   return out;
+}
+
+/** Go's url.QueryUnescape: `+` is a space, `%XX` a byte (two hex digits or an error); the bytes as UTF-8. */
+function goQueryUnescape(s: string): string | undefined {
+  if (!s.includes("%") && !s.includes("+")) return s;
+  const bytes: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c === "+") bytes.push(0x20);
+    else if (c === "%") {
+      const hex = s.slice(i + 1, i + 3);
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return undefined;
+      bytes.push(parseInt(hex, 16));
+      i += 2;
+    } else bytes.push(...Buffer.from(c, "utf8"));
+  }
+  return Buffer.from(bytes).toString("utf8");
 }

@@ -101,3 +101,11 @@ test("queryValues keeps every value of a repeated parameter, in order", () => {
   expect(q.get("stdout")).toEqual(["true"]);
   expect(queryValues("").size).toBe(0);
 });
+
+test("queryValues drops what Go's ParseQuery drops: a pair with ';' or a malformed escape", () => {
+  // The server would run ["rm", "-rf"]: a rule on command[0] must see that too.
+  expect(queryValues("command=a;b&command=rm&command=-rf").get("command")).toEqual(["rm", "-rf"]);
+  expect(queryValues("command=%zz&command=rm").get("command")).toEqual(["rm"]);
+  expect(queryValues("command=a+b&command=%E2%9C%93&flag").get("command")).toEqual(["a b", "✓"]);
+  expect(queryValues("flag&x=").get("flag")).toEqual([""]);
+});
