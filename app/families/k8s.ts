@@ -49,6 +49,17 @@ export function k8sFacts(http: HttpFacts, target: string): K8sFacts {
   };
 }
 
+/**
+ * K8sFacts from what a caller judging plain HTTP facts has (the rules API
+ * re-judging a recorded request, policy fixtures): the facets from the
+ * method, path and the first value of each query parameter.
+ */
+function asK8s(f: K8sFacts | HttpFacts): K8sFacts {
+  if ("info" in f) return f;
+  const query = new URLSearchParams(Object.entries(f.query)).toString();
+  return k8sFacts(f, query ? `${f.path}?${query}` : f.path);
+}
+
 export class K8sRequestValue {
   constructor(
     readonly verb: string,
@@ -91,7 +102,8 @@ const environment = withHttpVariable(baseEnvironment())
   })
   .registerVariable("k8s", "K8sRequest");
 
-function celValue(f: K8sFacts): K8sRequestValue {
+function celValue(facts: K8sFacts | HttpFacts): K8sRequestValue {
+  const f = asK8s(facts);
   const i = f.info;
   return new K8sRequestValue(
     i.verb,
@@ -123,10 +135,11 @@ export const k8sFamily: FamilyDefinition<K8sFacts> = {
   variable: "k8s",
   environment,
   celValue,
-  alsoSees: { variables: ["http"], values: (f) => ({ http: httpValue(f.http) }) },
+  alsoSees: { variables: ["http"], values: (f) => ({ http: httpValue(asK8s(f).http) }) },
   // Only the http body is gathered on demand; every k8s facet comes from the head.
   readsDeferred: (ast) => astReadsFields(ast, "http", BODY_FIELDS),
-  summary: (f) => {
+  summary: (facts) => {
+    const f = asK8s(facts);
     const i = f.info;
     if (!i.isResource) return `${i.verb} ${f.http.path}`;
     const where = i.namespace ? ` -n ${i.namespace}` : "";
@@ -134,7 +147,8 @@ export const k8sFamily: FamilyDefinition<K8sFacts> = {
     const cmd = f.command.length > 0 ? ` -- ${f.command.join(" ")}` : "";
     return `${i.verb} ${resourceName(i)}${name}${where}${cmd}`.slice(0, 300);
   },
-  action: (f) => {
+  action: (facts) => {
+    const f = asK8s(facts);
     const i = f.info;
     const out: Record<string, unknown> = {
       verb: i.verb,
@@ -157,8 +171,10 @@ export const k8sFamily: FamilyDefinition<K8sFacts> = {
     if (Object.keys(f.impersonate).length > 0) out.impersonate = { ...f.impersonate };
     return out;
   },
-  fingerprint: (f) =>
-    createHash("sha256")
+  fingerprint: (facts) => {
+    const f = asK8s(facts);
+    return createHash("sha256")
       .update(`k8s\0${f.http.method}\0${f.http.host}\0${f.http.path}\0${f.command.join("\0")}\0${f.http.bodyTruncated ? "truncated" : "whole"}\0${f.http.body}`)
-      .digest("hex"),
+      .digest("hex");
+  },
 };

@@ -6,7 +6,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { policyFrom, tempDir } from "../policy/helpers.ts";
 import { formatConfigError, loadPolicy } from "../../../app/policy/load.ts";
-import { httpFactsFromRequest } from "../../../app/policy/engine.ts";
+import { decide, httpFactsFromRequest } from "../../../app/policy/engine.ts";
 import { judgeKubernetes } from "../../../app/endpoints/kubernetes/judge.ts";
 import { statusObject } from "../../../app/endpoints/kubernetes/status.ts";
 import { parseServer } from "../../../app/endpoints/kubernetes/spec.ts";
@@ -91,6 +91,15 @@ describe("rules over k8s.* and http.*", () => {
     expect(facts.impersonate).toEqual({ group: "devs" });
     expect(decision).toEqual({ verdict: "deny", reason: "impersonation (Impersonate-Group) needs a rule that allows it" });
   });
+});
+
+test("callers that judge plain HTTP facts (the rules API, policy fixtures) get the k8s facets derived", () => {
+  const endpoint = policy.endpoints.get("kubernetes.prod")!;
+  const ctx = { device: "laptop", profile: "agents", endpoint };
+  const facts = (method: string, target: string) => httpFactsFromRequest(method, "k8s.internal", target, []);
+  expect(decide(policy, ctx, facts("DELETE", "/api/v1/namespaces/prod/pods/web")).rule).toBe("no-deletes-in-prod-ns");
+  expect(decide(policy, ctx, facts("POST", "/api/v1/namespaces/dev/pods/web/exec?command=rm")).rule).toBe("no-rm");
+  expect(decide(policy, ctx, facts("GET", "/api/v1/namespaces/dev/pods")).verdict).toBe("allow");
 });
 
 describe("events", () => {
