@@ -5,11 +5,13 @@
 //   clawpatrol run [--] CMD ARGS...                run CMD with every flow through the gateway
 //   clawpatrol up | down                           route the whole host through the gateway (root)
 //   clawpatrol status                              the gateway, this device, active runs
+//   clawpatrol kubeconfig NAME                     a kubeconfig for the gateway's kubernetes endpoint NAME
 //   clawpatrol uninstall --yes                     forget the gateway (removes the state dir)
 import { setLogLevel, setLogWriter } from "../app/log.ts";
 import { HostChangeError } from "./host-changes.ts";
 import { inner } from "./inner.ts";
 import { join, JoinError } from "./join.ts";
+import { kubeconfig, KubeconfigError } from "./kubeconfig.ts";
 import { activeRuns, run, RunError } from "./run.ts";
 import { loadState, NotJoined, removeState, stateDir } from "./state.ts";
 import { down, session, statusLines, up, wholeMachineDaemon, WholeMachineError, DAEMON_COMMAND } from "./whole-machine.ts";
@@ -29,6 +31,9 @@ export const USAGE = `usage:
       stop that, restoring the routes and /etc/resolv.conf exactly as they were
   clawpatrol status
       show the gateway, this device, and active runs
+  clawpatrol kubeconfig NAME
+      print a kubeconfig for the gateway's kubernetes endpoint NAME (its
+      address, the gateway's CA, a placeholder token) for kubectl in a run
   clawpatrol uninstall --yes
       remove this device's state (keys, token, CA) from this machine
 options:
@@ -45,6 +50,7 @@ export type Command =
   | { cmd: "run"; argv: string[]; publish?: string[] }
   | { cmd: "inner"; argv: string[] }
   | { cmd: "status" }
+  | { cmd: "kubeconfig"; name: string }
   | { cmd: "uninstall"; yes: boolean }
   | { cmd: "help" };
 
@@ -138,6 +144,10 @@ export function parseArgs(args: string[]): Parsed {
       allow([]);
       if (rest.length) throw new UsageError("usage: clawpatrol status");
       return { command: { cmd: "status" }, verbose };
+    case "kubeconfig":
+      allow([]);
+      if (rest.length !== 1) throw new UsageError("usage: clawpatrol kubeconfig NAME");
+      return { command: { cmd: "kubeconfig", name: rest[0]! }, verbose };
     case "uninstall":
       allow(["yes"]);
       if (rest.length) throw new UsageError("usage: clawpatrol uninstall --yes");
@@ -237,11 +247,13 @@ export async function main(args: string[]): Promise<number> {
         return await inner(c.argv);
       case "status":
         return status(out);
+      case "kubeconfig":
+        return await kubeconfig({ stateDir: stateDir(), name: c.name, out: (text) => process.stdout.write(text) });
       case "uninstall":
         return await uninstall(c.yes, out);
     }
   } catch (e) {
-    if (e instanceof JoinError || e instanceof RunError || e instanceof NotJoined || e instanceof WholeMachineError || e instanceof HostChangeError) {
+    if (e instanceof JoinError || e instanceof RunError || e instanceof NotJoined || e instanceof WholeMachineError || e instanceof HostChangeError || e instanceof KubeconfigError) {
       err(e.message);
       return 1;
     }

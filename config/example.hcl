@@ -133,6 +133,20 @@ endpoint "postgres" "app_db" {
   credential = postgres_password.app_db
 }
 
+# Kubernetes: kubectl on the device uses `clawpatrol kubeconfig prod` (this
+# server, the gateway's CA, a placeholder token). Rules see k8s.verb,
+# k8s.resource, k8s.namespace, k8s.name, k8s.command (exec's argv), ... and
+# http.*, e.g. condition = "k8s.verb == 'exec' && k8s.command.exists(c, c == 'rm')";
+# Impersonate-* headers are denied unless a rule allows them.
+# credential: bearer_token, or k8s_client_cert { certificate = "admin.crt" }
+# whose secret is the key (presented over mutual TLS; never on the device).
+endpoint "kubernetes" "prod" {
+  server     = "https://k8s.internal:6443"
+  # ca_cert  = "cluster-ca.pem"     # the cluster's CA; else the system store
+  credential = bearer_token.k8s_prod
+}
+credential "bearer_token" "k8s_prod" {}
+
 # -------------------------------------------------------------- credentials
 # Secret values never live here: set them with
 #   clawpatrol-gateway secret set NAME   (stored encrypted)
@@ -155,7 +169,7 @@ credential "postgres_password" "app_db" {
 # ----------------------------------------------------------------- profiles
 
 profile "default" {
-  credentials = [github_token.gh, anthropic_manual_key.claude, postgres_password.app_db]
+  credentials = [github_token.gh, anthropic_manual_key.claude, postgres_password.app_db, bearer_token.k8s_prod]
 }
 
 # Contractors see GitHub only, and only with the read-only token.

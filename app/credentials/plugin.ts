@@ -16,6 +16,7 @@ import { openaiApiKey } from "./openai_api_key.ts";
 import { passthrough } from "./passthrough.ts";
 import { postgresPassword } from "./postgres_password.ts";
 import { clickhousePassword } from "./clickhouse_password.ts";
+import { k8sClientCert } from "./k8s_client_cert.ts";
 
 /** The parts of a request a plugin may rewrite; the body is never one of them. */
 export interface OutboundRequest {
@@ -47,6 +48,7 @@ const PLUGINS: Record<CredentialType, CredentialPlugin> = {
   passthrough,
   postgres_password: postgresPassword,
   clickhouse_password: clickhousePassword,
+  k8s_client_cert: k8sClientCert,
 };
 
 export function pluginFor(type: CredentialType): CredentialPlugin {

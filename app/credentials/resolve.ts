@@ -31,9 +31,9 @@ export function secretEnvName(name: string): string {
 }
 
 // Every current credential lands in an HTTP header (or URL), where CR, LF or
-// NUL would split the request. Types with multi-line secrets (SSH keys) will
-// need their own rule here.
+// NUL would split the request; the types below are PEM keys that never do.
 const FORBIDDEN = /[\r\n\0]/;
+const MULTILINE_TYPES: ReadonlySet<string> = new Set(["k8s_client_cert"]);
 
 function check(
   cred: Credential,
@@ -42,7 +42,7 @@ function check(
   where: string,
 ): ResolvedSecret {
   if (value === "") return { ok: false, reason: `credential ${cred.ref}: ${where} is empty` };
-  if (FORBIDDEN.test(value)) {
+  if (MULTILINE_TYPES.has(cred.type) ? value.includes("\0") : FORBIDDEN.test(value)) {
     return { ok: false, reason: `credential ${cred.ref}: ${where} contains a line break or NUL` };
   }
   return { ok: true, value, source };

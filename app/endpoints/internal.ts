@@ -90,6 +90,8 @@ export function slotDescription(cred: Credential, placeholder: string): string {
       return `the PostgreSQL password (any user name): ${p}`;
     case "clickhouse_password":
       return `the ClickHouse password (any user name): ${p}`;
+    case "k8s_client_cert":
+      return `none: the gateway presents the client certificate (kubectl's token may be ${p})`;
   }
 }
 

@@ -3,6 +3,7 @@
 // HTTP interface).
 import { createHash } from "node:crypto";
 import type { HttpFacts } from "../policy/types.ts";
+import type { Environment } from "@marcbachmann/cel-js";
 import { astReadsFields, baseEnvironment } from "./cel-base.ts";
 import type { FamilyDefinition } from "./types.ts";
 
@@ -49,29 +50,40 @@ export class HttpRequestValue {
   }
 }
 
-const BODY_FIELDS = new Set(["body", "body_json"]);
+/** The fields that only a read body gives. */
+export const BODY_FIELDS: ReadonlySet<string> = new Set(["body", "body_json"]);
 
-const environment = baseEnvironment()
-  .registerType("HttpRequest", {
-    ctor: HttpRequestValue,
-    fields: {
-      method: "string",
-      host: "string",
-      path: "string",
-      raw_path: "string",
-      query: "map<string, string>",
-      headers: "map<string, string>",
-      body: "string",
-      body_json: "dyn",
-    },
-  })
-  .registerVariable("http", "HttpRequest");
+/** `http` and its type in an environment (the http family's, and families over HTTP such as k8s). */
+export function withHttpVariable(env: Environment): Environment {
+  return env
+    .registerType("HttpRequest", {
+      ctor: HttpRequestValue,
+      fields: {
+        method: "string",
+        host: "string",
+        path: "string",
+        raw_path: "string",
+        query: "map<string, string>",
+        headers: "map<string, string>",
+        body: "string",
+        body_json: "dyn",
+      },
+    })
+    .registerVariable("http", "HttpRequest");
+}
+
+const environment = withHttpVariable(baseEnvironment());
+
+/** What CEL sees as `http` for these facts. */
+export function httpValue(f: HttpFacts): HttpRequestValue {
+  return new HttpRequestValue(f.method, f.host, f.path, f.query, f.headers, f.body, f.bodyJson, f.bodyTruncated, f.rawPath ?? f.path);
+}
 
 export const httpFamily: FamilyDefinition<HttpFacts> = {
   name: "http",
   variable: "http",
   environment,
-  celValue: (f) => new HttpRequestValue(f.method, f.host, f.path, f.query, f.headers, f.body, f.bodyJson, f.bodyTruncated, f.rawPath ?? f.path),
+  celValue: httpValue,
   readsDeferred: (ast) => astReadsFields(ast, "http", BODY_FIELDS),
   summary: (f) => `${f.method} ${f.host}${f.path}`,
   action: (f) => ({ method: f.method, host: f.host, path: f.path }),

@@ -1,6 +1,7 @@
 // The family registry: one line per family. Endpoint types name their family
 // (app/endpoints/registry.ts); the rule engine compiles and judges through it.
 import { httpFamily } from "./http.ts";
+import { k8sFamily } from "./k8s.ts";
 import { sqlFamily } from "./sql/family.ts";
 import type { FamilyDefinition, FamilyName } from "./types.ts";
 
@@ -10,6 +11,7 @@ export type { FamilyDefinition, FamilyName } from "./types.ts";
 export const FAMILIES: Record<FamilyName, FamilyDefinition<never>> = {
   http: httpFamily as FamilyDefinition<never>,
   sql: sqlFamily as FamilyDefinition<never>,
+  k8s: k8sFamily as FamilyDefinition<never>,
 };
 
 export function familyOf(name: FamilyName): FamilyDefinition<unknown> {

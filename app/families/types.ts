@@ -4,7 +4,7 @@
 // family is judged by the one engine (app/policy/engine.ts `judge`).
 import type { ASTNode, Environment } from "@marcbachmann/cel-js";
 
-export type FamilyName = "http" | "sql";
+export type FamilyName = "http" | "sql" | "k8s";
 
 export interface FamilyDefinition<Facts> {
   name: FamilyName;
@@ -14,6 +14,8 @@ export interface FamilyDefinition<Facts> {
   environment: Environment;
   /** The value conditions see as `<variable>`; facts it cannot know throw when read, so rules reading them fail closed. */
   celValue(facts: Facts): object;
+  /** Other families' variables this one's conditions also see (k8s over HTTP: `http`), with their values. */
+  alsoSees?: { variables: readonly string[]; values(facts: Facts): Record<string, object> };
   /**
    * Whether a condition reads facts the handler gathers only on demand (the
    * http body; the parsed SQL statement). A handler skips that work when no

@@ -69,6 +69,7 @@ const CREDENTIAL_SETTINGS: Record<CredentialType, { required: string[]; optional
   passthrough: { required: [], optional: [] },
   postgres_password: { required: ["user"], optional: [] },
   clickhouse_password: { required: ["user"], optional: [] },
+  k8s_client_cert: { required: ["certificate"], optional: [] },
 };
 
 const RULE_ATTRIBUTES = [
@@ -297,6 +298,7 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
       if (v !== undefined) settings[key] = v;
     }
     const credential: Credential = { type, name, ref: `${type}.${name}`, settings, source: d.source };
+    if (type === "k8s_client_cert") readClientCertificate(r, credential, nodePath.dirname(d.block.file), opts.readFile);
     const secretFile = r.string("secret_file");
     if (secretFile !== undefined) credential.secretFile = nodePath.resolve(nodePath.dirname(d.block.file), secretFile);
     credentials.set(credential.ref, credential);
@@ -734,4 +736,15 @@ export function parseSize(v: unknown): number | undefined {
 function sortErrors(errors: ConfigError[], files: HclFile[]): ConfigError[] {
   const order = new Map(files.map((f, i) => [f.file, i]));
   return [...errors].sort((a, b) => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) || a.line - b.line);
+}
+
+/** k8s_client_cert: `certificate` is a PEM file beside the config (public; the key is the secret), read now. */
+function readClientCertificate(r: BlockReader, credential: Credential, dir: string, readFile: BuildOptions["readFile"]): void {
+  const file = credential.settings.certificate;
+  if (file === undefined) return;
+  const path = nodePath.resolve(dir, file);
+  const read = readFile(path);
+  if (!read.ok) r.error(r.line("certificate"), `certificate: cannot read ${file}: ${read.error}`);
+  else if (!read.text.includes("-----BEGIN CERTIFICATE-----")) r.error(r.line("certificate"), `certificate: ${file} holds no PEM certificate`);
+  else credential.settings = { ...credential.settings, certificate: path, certificate_pem: read.text };
 }

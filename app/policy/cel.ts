@@ -13,7 +13,8 @@ export type CelActivation = Record<string, object> & { device: DeviceValue };
 
 export function activationFor(family: FamilyName, facts: unknown, device: string, profile: string): CelActivation {
   const def = familyOf(family);
-  return { [def.variable]: def.celValue(facts), device: new DeviceValue(device, profile) } as CelActivation;
+  const also = def.alsoSees?.values(facts);
+  return { ...also, [def.variable]: def.celValue(facts), device: new DeviceValue(device, profile) } as CelActivation;
 }
 
 /** The http family's activation (kept for callers that only judge HTTP). */
@@ -64,8 +65,9 @@ export function compileCondition(source: string, family: FamilyName = "http"): C
 /** Another family's variable used as `name.` outside string literals. */
 function foreignVariable(source: string, family: FamilyName): { variable: string } | undefined {
   const code = source.replace(/'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"/g, "''");
+  const seen = familyOf(family).alsoSees?.variables ?? [];
   for (const [variable, owner] of FAMILY_VARIABLES) {
-    if (owner !== family && new RegExp(`(^|[^A-Za-z0-9_.])${variable}\\s*\\.`).test(code)) return { variable };
+    if (owner !== family && !seen.includes(variable) && new RegExp(`(^|[^A-Za-z0-9_.])${variable}\\s*\\.`).test(code)) return { variable };
   }
   return undefined;
 }

@@ -24,6 +24,7 @@ export const CREDENTIAL_TYPES: readonly CredentialType[] = [
   "passthrough",
   "postgres_password",
   "clickhouse_password",
+  "k8s_client_cert",
 ];
 
 export const APPROVER_TYPES = ["human_approver", "llm_approver"] as const;

@@ -107,7 +107,7 @@ export interface Defaults {
 }
 
 /** Endpoint kinds (app/endpoints/registry.ts); each implies a rule family. */
-export type EndpointType = "https" | "postgres";
+export type EndpointType = "https" | "postgres" | "kubernetes";
 export type Family = FamilyName;
 
 export interface Endpoint {
@@ -140,7 +140,8 @@ export type CredentialType =
   | "gemini_api_key"
   | "passthrough"
   | "postgres_password"
-  | "clickhouse_password";
+  | "clickhouse_password"
+  | "k8s_client_cert";
 
 export interface Credential {
   type: CredentialType;

@@ -123,9 +123,11 @@ function requestCells(e: GwEvent): HTMLTableCellElement[] {
       h("td", { class: `num${sql.sqlstate ? " sqlstate" : ""}` }, sqlResult(sql)),
     ];
   }
+  // A Kubernetes request: its verb (from the k8s facets) beside the request line; the summary on hover.
+  const k8sVerb = e.family === "k8s" && typeof e.action?.verb === "string" ? e.action.verb : undefined;
   return [
-    h("td", {}, e.method ?? e.kind),
-    h("td", { class: "path" }, h("code", {}, `${e.host}${e.port !== 443 && e.port ? `:${e.port}` : ""}${e.path ?? ""}`)),
+    h("td", { class: "nowrap" }, ...(k8sVerb !== undefined ? [h("span", { class: "family" }, "k8s"), " ", k8sVerb] : [e.method ?? e.kind])),
+    h("td", { class: "path", ...(e.summary && k8sVerb !== undefined ? { title: e.summary } : {}) }, h("code", {}, `${e.host}${e.port !== 443 && e.port ? `:${e.port}` : ""}${e.path ?? ""}`)),
     h("td", { class: "num" }, e.status ?? "—"),
   ];
 }
@@ -153,6 +155,7 @@ function eventDetail(e: GwEvent): HTMLElement {
     ["Reason", e.reason || "—"],
     ["Device", `${e.device} (profile ${e.profile})`],
     ...(sql ? sqlFactRows(e, sql) : ([["Request", h("code", {}, `${e.method ?? e.kind} ${e.host}:${e.port}${e.path ?? ""}`)]] as [string, Child][])),
+    ...(e.family === "k8s" && e.summary ? ([["Kubernetes", h("code", {}, e.summary)]] as [string, Child][]) : []),
     ["Endpoint", e.endpoint ?? "—"],
     ["Rule", e.rule ?? "—"],
     ...(sql ? [] : ([["Status", e.status ?? "—"]] as [string, Child][])),

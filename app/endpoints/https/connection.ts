@@ -37,6 +37,8 @@ import { Http1Parser, type ParseEvent, type RequestHead } from "../http1/parser.
 import { encodeChunk, LAST_CHUNK, serializeRequestHead } from "../http1/serialize.ts";
 import { ClientTimeouts, type TimeoutReason, type TimeoutSettings } from "../http1/timeouts.ts";
 import { ServerFrameScrubber } from "./wsframes.ts";
+import { isSpdy, SpdyFrameScrubber } from "../kubernetes/spdyframes.ts";
+import type { ClientCertificate } from "../kubernetes/client-cert.ts";
 import { ResponseRelay, type RelayCommand } from "./response.ts";
 import { afterResponse, attemptFailed, dialFailed, errorResponse } from "./outcome.ts";
 import type { DeciderCommand, DeciderEvent, EventFields } from "./decider.ts";
@@ -74,7 +76,7 @@ export type ConnectionCommand =
    */
   | { type: "read"; from: Side; afterDrain: Side[] }
   /** Connect an upstream for the endpoint (a pooled idle one if any); answer upstream-connected or upstream-failed. */
-  | { type: "connect"; endpoint: Endpoint }
+  | { type: "connect"; endpoint: Endpoint; clientCert?: ClientCertificate }
   /** The upstream finished its exchange cleanly: back to the pool. */
   | { type: "release-upstream" }
   | { type: "close-upstream" }
@@ -170,7 +172,7 @@ export class InterceptConnection {
   private bodyWait: BodyWait | undefined;
   private fwd: Forwarding | undefined;
   // The splice after a 101.
-  private frames: ServerFrameScrubber | undefined;
+  private frames: ServerFrameScrubber | SpdyFrameScrubber | undefined;
   private spliceOpen = { client: false, upstream: false };
 
   private get state(): State {
@@ -499,7 +501,7 @@ export class InterceptConnection {
     const f = this.fwd!;
     f.attempt += 1;
     f.connected = false;
-    this.emit({ type: "connect", endpoint: f.x.endpoint });
+    this.emit({ type: "connect", endpoint: f.x.endpoint, ...(f.x.clientCert ? { clientCert: f.x.clientCert } : {}) });
   }
 
   private upstreamConnected(pooled: boolean): void {
@@ -659,7 +661,8 @@ export class InterceptConnection {
    */
   private startSplice(f: Forwarding, rest: Uint8Array): void {
     this.state = "spliced";
-    this.frames = f.x.needles.length > 0 ? new ServerFrameScrubber(f.x.needles) : undefined;
+    // kubectl's exec falls back to SPDY/3.1 (allowed on kubernetes endpoints only): its data frames are masked instead.
+    this.frames = f.x.needles.length === 0 ? undefined : isSpdy(this.head?.upgrade) ? new SpdyFrameScrubber(f.x.needles) : new ServerFrameScrubber(f.x.needles);
     // Past the upgrade the client owes no HTTP timing.
     this.timeouts.stop(this.o.now());
     this.spliceOpen = { client: !this.clientEnded, upstream: !f.upstreamEnded };

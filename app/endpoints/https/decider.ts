@@ -25,13 +25,17 @@ import type { ApprovalRequest } from "../../approvers/types.ts";
 import type { HoldOutcome } from "../../approvers/hub.ts";
 import type { GatewayEvent } from "../../events/types.ts";
 import type { Credential, Decision, Endpoint, Policy, Rule } from "../../policy/types.ts";
-import { decide, httpFactsFromRequest, matchEndpoint, needsBody } from "../../policy/engine.ts";
+import { decide, httpFactsFromRequest, matchEndpoint, matchEndpoints, needsBody } from "../../policy/engine.ts";
+import { specOf } from "../registry.ts";
 import { pluginFor } from "../../credentials/plugin.ts";
 import type { RequestHead } from "../http1/parser.ts";
 import { getHeader, hasToken, removeHeader, setHeader, stripHopByHop, type HeaderList } from "../http1/headers.ts";
 import { simpleResponse } from "../http1/serialize.ts";
 import { buildApprovalRequest, OPERATION_HEADER, pendingResponse, refusedOperationResponse } from "./approval.ts";
 import { checkRequestShape, credentialSlots } from "./shape.ts";
+import { kubernetesDecision, kubernetesRefusal, kubernetesClientCert, type KubernetesJudged } from "../kubernetes/hooks.ts";
+import type { ClientCertificate } from "../kubernetes/client-cert.ts";
+import { KUBERNETES_UPGRADES } from "../kubernetes/spdyframes.ts";
 
 /** A credential's value and the strings that would reveal it if echoed back. */
 export type SecretLookup = (
@@ -47,6 +51,8 @@ export interface DeciderContext {
   device: { name: string; profile: string };
   /** The TLS server name the session was claimed by. */
   sni: string;
+  /** The port the agent dialed: of two endpoints sharing the server name, the one claiming it. */
+  port?: number;
   /** When the request's head was read (ms since the epoch). */
   now: number;
   secretFor: SecretLookup;
@@ -104,6 +110,8 @@ export type DeciderCommand =
       chunked: boolean;
       /** Strings to mask in whatever the upstream sends back. */
       needles: string[];
+      /** Presented to the upstream in its TLS handshake (k8s_client_cert). */
+      clientCert?: ClientCertificate;
       event: EventFields;
     };
 
@@ -115,6 +123,8 @@ export class ExchangeDecider {
   private endpoint: Endpoint | undefined;
   private decision: Decision | undefined;
   private rule: Rule | undefined;
+  /** A kubernetes endpoint's request as judged (its facets; refusals are Status objects). */
+  private k8s: KubernetesJudged | undefined;
   private readonly chunks: Uint8Array[] = [];
   private bytes = 0;
   private done = false;
@@ -154,7 +164,9 @@ export class ExchangeDecider {
     // Host or target naming another server, a method or path the upstream
     // may take otherwise) is refused before any rule sees it, and the
     // connection closed, since its framing is no longer trusted.
-    const shape = checkRequestShape(head, sni);
+    // A kubernetes endpoint also bridges SPDY/3.1 (kubectl's exec falls back to it).
+    const upgrades = claimingEndpoint(policy, sni, device.profile, this.ctx.port)?.family === "k8s" ? KUBERNETES_UPGRADES : undefined;
+    const shape = checkRequestShape(head, sni, [], upgrades);
     if (!shape.ok) return this.closeWith(shape.status, shape.reason);
     this.target = shape.target;
     this.event.path = shape.target;
@@ -163,7 +175,7 @@ export class ExchangeDecider {
     if ((head.method === "GET" || head.method === "HEAD") && hasContent(head)) {
       return this.closeWith(400, `a ${head.method} request with a body is not forwarded`);
     }
-    this.endpoint = matchEndpoint(policy, sni, device.profile);
+    this.endpoint = claimingEndpoint(policy, sni, device.profile, this.ctx.port);
     if (!this.endpoint) {
       this.step = "decided";
       return [
@@ -217,7 +229,12 @@ export class ExchangeDecider {
     const limit = policy.defaults.inspectLimitBytes;
     const body = this.chunks.length > 0 ? concat(this.chunks, Math.min(this.bytes, limit)) : undefined;
     const facts = httpFactsFromRequest(head.method, sni, head.target, head.headers, body, this.truncated);
-    const decision = decide(policy, { device: device.name, profile: device.profile, endpoint }, facts);
+    const ctx = { device: device.name, profile: device.profile, endpoint };
+    if (endpoint.family === "k8s") {
+      this.k8s = kubernetesDecision(policy, ctx, facts, this.target);
+      Object.assign(this.event, this.k8s.event);
+    }
+    const decision = this.k8s?.decision ?? decide(policy, ctx, facts);
     this.decision = decision;
     this.event.rule = decision.rule;
     if (decision.shadow) this.event.shadow = decision.shadow;
@@ -322,6 +339,7 @@ export class ExchangeDecider {
     removeHeader(headers, "transfer-encoding");
     const outbound: OutboundHead = { method: head.method, target: this.target, headers };
     let needles: string[] = [];
+    let clientCert: ClientCertificate | undefined;
     if (decision.credential) {
       const credential = policy.credentials.get(decision.credential);
       const profile = policy.profiles.get(device.profile);
@@ -342,6 +360,7 @@ export class ExchangeDecider {
       if (slots.some((h) => hasToken(head.headers, "connection", h))) return this.refuse(400, "Connection names the credential's header");
       pluginFor(credential.type).inject(outbound, resolved.value, credential);
       needles = resolved.needles;
+      clientCert = kubernetesClientCert(credential, resolved.value);
       // Echoed secrets are scrubbed from the response; that needs bytes we can
       // read, so credentialed requests ask for an uncompressed answer. The
       // mask keeps the length, so a Content-Length stays true.
@@ -368,6 +387,7 @@ export class ExchangeDecider {
         complete: this.done,
         chunked,
         needles,
+        ...(clientCert ? { clientCert } : {}),
         event: { ...this.event, reason: decision.reason },
       },
     ];
@@ -402,7 +422,10 @@ export class ExchangeDecider {
     const close = !this.done || !this.head!.keepAlive;
     const event: EventFields = { ...this.event, status: r.status, verdict: r.verdict, reason: r.reason, bytesUp };
     if (r.detail) event.detail = r.detail;
-    return [{ type: "reply", data: denyResponse(r.status, this.decision?.rule, r.reason, close, this.retryAfterS), close, event }];
+    const data = this.k8s
+      ? kubernetesRefusal(r.status, this.decision?.rule, r.reason, close, this.k8s)
+      : denyResponse(r.status, this.decision?.rule, r.reason, close, this.retryAfterS);
+    return [{ type: "reply", data, close, event }];
   }
 
   private expect(step: typeof this.step, got: string): void {
@@ -420,6 +443,13 @@ export function denyResponse(status: number, rule: string | undefined, reason: s
   if (retryAfterS !== undefined) headers.push(["Retry-After", String(retryAfterS)]);
   if (close) headers.push(["Connection", "close"]);
   return simpleResponse(status, headers, body);
+}
+
+/** The endpoint claiming the server name for the profile; of several (one host, different ports), the one claiming the port. */
+function claimingEndpoint(policy: Policy, sni: string, profile: string, port: number | undefined): Endpoint | undefined {
+  if (port === undefined) return matchEndpoint(policy, sni, profile);
+  const all = matchEndpoints(policy, sni, profile);
+  return all.find((e) => (e.ports ?? specOf(e.type).defaultPorts).includes(port)) ?? all[0];
 }
 
 function hasContent(head: RequestHead): boolean {

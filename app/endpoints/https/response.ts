@@ -142,7 +142,7 @@ export class ResponseRelay {
   private onHead(head: ResponseHead, requestSent: boolean, out: RelayCommand[]): void {
     const { needles, request } = this;
     this.head = head;
-    if (head.status === 101 && (request.upgrade === undefined || (head.upgrade ?? "").trim().toLowerCase() !== "websocket")) {
+    if (head.status === 101 && (request.upgrade === undefined || (head.upgrade ?? "").trim().toLowerCase() !== request.upgrade.trim().toLowerCase())) {
       throw new RelayFailure(true, "upstream switched to a protocol the agent did not ask for");
     }
     if (head.status === 101 && needles.length > 0 && getHeader(head.headers, "sec-websocket-extensions") !== undefined) {

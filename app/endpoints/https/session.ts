@@ -65,6 +65,7 @@ export class InterceptSession {
           policy: deps.policy(),
           device: { name: flow.device.name, profile: flow.device.profile },
           sni,
+          port: flow.dst.port,
           now,
           secretFor: deps.secretFor,
           redact: deps.redact ?? ((t) => t),
@@ -115,7 +116,7 @@ export class InterceptSession {
           void this.read(c.from, c.afterDrain);
           break;
         case "connect":
-          void this.connect(c.endpoint);
+          void this.connect(c);
           break;
         case "release-upstream": {
           const u = this.upstream;
@@ -184,8 +185,8 @@ export class InterceptSession {
     this.feed(chunk ? { type: "upstream-data", data: chunk } : { type: "upstream-closed" });
   }
 
-  private async connect(endpoint: Parameters<UpstreamPool["dial"]>[0]["endpoint"]): Promise<void> {
-    const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint };
+  private async connect(c: Extract<ConnectionCommand, { type: "connect" }>): Promise<void> {
+    const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint: c.endpoint, ...(c.clientCert ? { clientCert: c.clientCert } : {}) };
     const pooled = this.deps.pool.takeIdle(target);
     if (pooled) {
       this.upstream = pooled;
@@ -252,10 +253,15 @@ export class InterceptSession {
     };
     Object.assign(event, fields);
     event.durationMs = durationMs;
-    // Every family's events carry the same three fields (the path as forwarded).
-    event.family = "http";
-    event.summary = `${event.method ?? ""} ${event.host}${event.path ?? ""}`;
-    event.action = { method: event.method, host: event.host, path: event.path, ...(event.status !== undefined ? { status: event.status } : {}) };
+    // Every family's events carry the same three fields (the path as forwarded); a family over HTTP (k8s) gave its own.
+    const status = event.status !== undefined ? { status: event.status } : {};
+    if (event.family === "http" || event.action === undefined) {
+      event.family = "http";
+      event.summary = `${event.method ?? ""} ${event.host}${event.path ?? ""}`;
+      event.action = { method: event.method, host: event.host, path: event.path, ...status };
+    } else {
+      event.action = { ...event.action, ...status };
+    }
     this.deps.publish(event);
   }
 

@@ -15,7 +15,8 @@
 // 5. Connection may not name a field the gateway relies on (Host, the
 //    framing fields, credential slots): refused with 400.
 // 6. Upgrade: only to WebSocket (400 otherwise): after an h2c upgrade the
-//    agent would send requests no rule sees.
+//    agent would send requests no rule sees. A kubernetes endpoint also
+//    takes SPDY/3.1 (kubectl exec's older upgrade: one judged exec's streams).
 import type { RequestHead } from "../http1/parser.ts";
 import { getHeaderAll, headerTokens } from "../http1/headers.ts";
 import { normalisePath, parseHostField } from "../http1/target.ts";
@@ -52,7 +53,7 @@ const refuse = (status: 400 | 405 | 421 | 501, reason: string): ShapeResult => (
  * Checks a request head against the session's TLS server name. `slotHeaders`
  * are the credential slots (lower-case) a Connection option must not name.
  */
-export function checkRequestShape(head: RequestHead, sni: string, slotHeaders: Iterable<string> = []): ShapeResult {
+export function checkRequestShape(head: RequestHead, sni: string, slotHeaders: Iterable<string> = [], upgrades: readonly string[] = ["websocket"]): ShapeResult {
   const { method } = head;
   if (method === "CONNECT" || method === "TRACE") return refuse(405, `method ${method} is not forwarded on an intercepted connection`);
   if (!FORWARDED_METHODS.has(method)) return refuse(501, `method ${JSON.stringify(method)} is not supported`);
@@ -63,7 +64,7 @@ export function checkRequestShape(head: RequestHead, sni: string, slotHeaders: I
   if (!host) return refuse(400, "malformed Host header");
   if (host.name !== sni) return refuse(421, "Host header does not match the TLS server name");
 
-  if (head.upgrade !== undefined && head.upgrade.trim().toLowerCase() !== "websocket") {
+  if (head.upgrade !== undefined && !upgrades.includes(head.upgrade.trim().toLowerCase())) {
     return refuse(400, `upgrade to ${JSON.stringify(head.upgrade)} is not bridged`);
   }
 

@@ -6,6 +6,7 @@ import tls from "node:tls";
 import { upstreamTrust, type TrustStore } from "../../tls/trust.ts";
 import type { Endpoint } from "../../policy/types.ts";
 import { StreamPuller } from "./puller.ts";
+import { mutualTlsContext, type ClientCertificate } from "../kubernetes/client-cert.ts";
 
 /** Idle upstream connections are closed after this long. */
 const IDLE_TIMEOUT_MS = 60_000;
@@ -49,6 +50,8 @@ export interface DialTarget {
   port: number;
   sni: string;
   endpoint: Endpoint;
+  /** Presented in the handshake (mutual TLS; a kubernetes endpoint's k8s_client_cert). */
+  clientCert?: ClientCertificate;
 }
 
 export class UpstreamPool {
@@ -59,7 +62,7 @@ export class UpstreamPool {
   ) {}
 
   static keyOf(t: DialTarget): string {
-    return `${t.endpoint.ref}|${t.host}|${t.port}|${t.sni}`;
+    return `${t.endpoint.ref}|${t.host}|${t.port}|${t.sni}${t.clientCert ? `|${t.clientCert.ref}` : ""}`;
   }
 
   /** An idle pooled connection, if one is alive. */
@@ -82,7 +85,7 @@ export class UpstreamPool {
         host: t.host,
         port: t.port,
         ...(isIp ? {} : { servername: t.sni }),
-        secureContext: this.contextFor(t.endpoint),
+        secureContext: t.clientCert ? mutualTlsContext(this.trust, t.endpoint.caCertPem, t.clientCert) : this.contextFor(t.endpoint),
         ALPNProtocols: ["http/1.1"],
         rejectUnauthorized: true,
         checkServerIdentity: (_host, cert) => tls.checkServerIdentity(t.sni, cert),
