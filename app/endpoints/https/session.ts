@@ -76,13 +76,22 @@ export class InterceptSession {
 
   private readonly timeouts: ClientTimeouts;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the timer is due. */
+  private timerAt = 0;
 
-  /** One timer at the timeouts' next deadline. */
+  /**
+   * One timer, due no later than the timeouts' next deadline. A timer due
+   * earlier is kept (it re-checks and re-arms when it fires): deadlines
+   * mostly move later, and replacing the timer on every read cost a
+   * setTimeout and clearTimeout each.
+   */
   private armTimer(): void {
+    const at = this.timeouts.deadline();
+    if (this.timer && this.timerAt <= (at ?? Infinity)) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const at = this.timeouts.deadline();
     if (at === undefined) return;
+    this.timerAt = at;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       const reason = this.timeouts.expired(Date.now());
