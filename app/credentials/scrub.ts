@@ -33,21 +33,23 @@ const encoder = new TextEncoder();
  */
 export class NeedleSet {
   /** Unique, non-empty needles. */
-  readonly strings: string[];
-  readonly bytes: Buffer[];
+  readonly strings: readonly string[];
+  readonly bytes: readonly Buffer[];
   /** The longest needle in bytes (0 when there is none). */
   readonly maxLen: number;
   /** The shortest needle in UTF-16 units: shorter text cannot hold one. */
   readonly minChars: number;
   /** Needles by first byte, for the tail walk. */
-  readonly byFirst: (Buffer[] | undefined)[] = [];
+  readonly byFirst: readonly (readonly Buffer[] | undefined)[];
 
   constructor(needles: readonly string[]) {
     this.strings = [...new Set(needles.filter((n) => n !== ""))];
     this.bytes = this.strings.map((n) => Buffer.from(n, "utf8"));
     this.maxLen = this.bytes.reduce((m, n) => Math.max(m, n.length), 0);
     this.minChars = this.strings.reduce((m, n) => Math.min(m, n.length), Infinity);
-    for (const n of this.bytes) (this.byFirst[n[0]!] ??= []).push(n);
+    const byFirst: Buffer[][] = [];
+    for (const n of this.bytes) (byFirst[n[0]!] ??= []).push(n);
+    this.byFirst = byFirst;
   }
 }
 
@@ -82,10 +84,10 @@ function sameBytes(data: Uint8Array, at: number, needle: Uint8Array, len: number
 }
 
 export class StreamScrubber {
-  private readonly needles: Buffer[];
+  private readonly needles: readonly Buffer[];
   private readonly maxLen: number;
   /** Needles by first byte, for the tail walk. */
-  private readonly byFirst: (Buffer[] | undefined)[];
+  private readonly byFirst: readonly (readonly Buffer[] | undefined)[];
   private readonly replacement: Replacement;
   /** Encoded replacements by needle length, made on the first match. */
   private replacementBytes: Map<number, Uint8Array> | undefined;
