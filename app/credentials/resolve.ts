@@ -22,12 +22,22 @@ export type ResolvedSecret =
   | { ok: true; value: string; source: "file" | "env" | "store" }
   | { ok: false; reason: string };
 
+/** Names already turned into variable names: credentials are looked up on every request. */
+const envNames = new Map<string, string>();
+
 /** `CLAWPATROL_SECRET_` + the name upper-cased, every character but A–Z and 0–9 as `_`. */
 export function secretEnvName(name: string): string {
-  // ASCII-only upper-casing: "ß".toUpperCase() is "SS", which would not be
-  // one `_` per character as documented.
-  const upper = name.replace(/[a-z]/g, (c) => c.toUpperCase());
-  return "CLAWPATROL_SECRET_" + upper.replace(/[^A-Z0-9]/gu, "_");
+  let env = envNames.get(name);
+  if (env === undefined) {
+    // ASCII-only upper-casing: "ß".toUpperCase() is "SS", which would not be
+    // one `_` per character as documented.
+    const upper = name.replace(/[a-z]/g, (c) => c.toUpperCase());
+    env = "CLAWPATROL_SECRET_" + upper.replace(/[^A-Z0-9]/gu, "_");
+    // Names come from the configuration; the bound only guards against a caller that makes them up.
+    if (envNames.size >= 1024) envNames.clear();
+    envNames.set(name, env);
+  }
+  return env;
 }
 
 // Every current credential lands in an HTTP header (or URL), where CR, LF or

@@ -25,8 +25,55 @@ export const sameLengthMask = (needleBytes: number): string => "*".repeat(needle
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 
-function uniqueNeedles(needles: string[]): string[] {
-  return [...new Set(needles.filter((n) => n !== ""))];
+/**
+ * A needle list prepared once: deduplicated, empty strings dropped, as
+ * bytes, indexed by first byte. The lists are per credential value and the
+ * same array comes back for every request, so this is worked out once per
+ * list, not per request, per header or per WebSocket frame.
+ */
+export class NeedleSet {
+  /** Unique, non-empty needles. */
+  readonly strings: readonly string[];
+  readonly bytes: readonly Buffer[];
+  /** The longest needle in bytes (0 when there is none). */
+  readonly maxLen: number;
+  /** The shortest needle in UTF-16 units: shorter text cannot hold one. */
+  readonly minChars: number;
+  /** Needles by first byte, for the tail walk. */
+  readonly byFirst: readonly (readonly Buffer[] | undefined)[];
+
+  constructor(needles: readonly string[]) {
+    this.strings = [...new Set(needles.filter((n) => n !== ""))];
+    this.bytes = this.strings.map((n) => Buffer.from(n, "utf8"));
+    this.maxLen = this.bytes.reduce((m, n) => Math.max(m, n.length), 0);
+    this.minChars = this.strings.reduce((m, n) => Math.min(m, n.length), Infinity);
+    const byFirst: Buffer[][] = [];
+    for (const n of this.bytes) (byFirst[n[0]!] ??= []).push(n);
+    this.byFirst = byFirst;
+  }
+}
+
+/** Prepared sets by list, each with a copy of the list it was made from. */
+const prepared = new WeakMap<readonly string[], { source: string[]; set: NeedleSet }>();
+
+/**
+ * The prepared form of `needles`, cached by the array. The cache entry is
+ * checked against the array's current items (identity compares, ~one per
+ * needle), so an array changed after it was first seen is prepared afresh,
+ * never scrubbed with a stale set.
+ */
+export function needleSet(needles: readonly string[]): NeedleSet {
+  const hit = prepared.get(needles);
+  if (hit && sameItems(hit.source, needles)) return hit.set;
+  const set = new NeedleSet(needles);
+  prepared.set(needles, { source: [...needles], set });
+  return set;
+}
+
+function sameItems(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 // A plain loop: tail candidates usually differ within a byte or two, where
@@ -37,19 +84,21 @@ function sameBytes(data: Uint8Array, at: number, needle: Uint8Array, len: number
 }
 
 export class StreamScrubber {
-  private readonly needles: Buffer[];
+  private readonly needles: readonly Buffer[];
   private readonly maxLen: number;
   /** Needles by first byte, for the tail walk. */
-  private readonly byFirst: (Buffer[] | undefined)[] = [];
+  private readonly byFirst: readonly (readonly Buffer[] | undefined)[];
   private readonly replacement: Replacement;
-  private readonly replacementBytes = new Map<number, Uint8Array>();
+  /** Encoded replacements by needle length, made on the first match. */
+  private replacementBytes: Map<number, Uint8Array> | undefined;
   private pending: Uint8Array = EMPTY;
 
-  constructor(needles: string[], replacement: Replacement = "[REDACTED]") {
-    this.needles = uniqueNeedles(needles).map((n) => Buffer.from(n, "utf8"));
-    this.maxLen = this.needles.reduce((m, n) => Math.max(m, n.length), 0);
+  constructor(needles: readonly string[] | NeedleSet, replacement: Replacement = "[REDACTED]") {
+    const set = needles instanceof NeedleSet ? needles : needleSet(needles);
+    this.needles = set.bytes;
+    this.maxLen = set.maxLen;
+    this.byFirst = set.byFirst;
     this.replacement = replacement;
-    for (const n of this.needles) (this.byFirst[n[0]!] ??= []).push(n);
   }
 
   /** Bytes held back so far (always < the longest needle's length). */
@@ -78,6 +127,7 @@ export class StreamScrubber {
   }
 
   private replacementFor(len: number): Uint8Array {
+    this.replacementBytes ??= new Map();
     let r = this.replacementBytes.get(len);
     if (!r) {
       r = encoder.encode(typeof this.replacement === "string" ? this.replacement : this.replacement(len));
@@ -166,9 +216,11 @@ export class StreamScrubber {
 }
 
 /** `text` with every needle replaced, leftmost-longest (the string twin of StreamScrubber). */
-export function scrubText(text: string, needles: string[], replacement: Replacement = "[REDACTED]"): string {
-  const ns = uniqueNeedles(needles);
-  if (ns.length === 0) return text;
+export function scrubText(text: string, needles: readonly string[] | NeedleSet, replacement: Replacement = "[REDACTED]"): string {
+  const set = needles instanceof NeedleSet ? needles : needleSet(needles);
+  // Shorter than every needle (most header values): nothing to find.
+  if (text.length < set.minChars) return text;
+  const ns = set.strings;
   const next = ns.map((n) => text.indexOf(n));
   let out = "";
   let pos = 0;
@@ -193,6 +245,7 @@ export function scrubText(text: string, needles: string[], replacement: Replacem
 }
 
 /** A copy of `headers` with every needle replaced in the values (names are never secrets). */
-export function scrubHeaders(headers: HeaderList, needles: string[], replacement: Replacement = "[REDACTED]"): HeaderList {
-  return headers.map(([n, v]) => [n, scrubText(v, needles, replacement)]);
+export function scrubHeaders(headers: HeaderList, needles: readonly string[] | NeedleSet, replacement: Replacement = "[REDACTED]"): HeaderList {
+  const set = needles instanceof NeedleSet ? needles : needleSet(needles);
+  return headers.map(([n, v]) => [n, scrubText(v, set, replacement)]);
 }

@@ -43,7 +43,8 @@ export class Metrics implements EventSink {
   constructor(private readonly gauges: MetricGauges) {}
 
   write(e: GatewayEvent): void {
-    const key = `kind="${e.kind}",verdict="${label(e.verdict)}"`;
+    // Labels are escaped when scraped, not per event.
+    const key = `${e.kind}\0${e.verdict}`;
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
     this.bytes.up += e.bytesUp;
     this.bytes.down += e.bytesDown;
@@ -59,7 +60,11 @@ export class Metrics implements EventSink {
     const out: string[] = [];
     out.push("# HELP clawpatrol_requests_total Requests and relayed connections, by kind and verdict.");
     out.push("# TYPE clawpatrol_requests_total counter");
-    for (const [k, v] of [...this.requests].sort()) out.push(`clawpatrol_requests_total{${k}} ${v}`);
+    const requests = [...this.requests].map(([k, v]) => {
+      const cut = k.indexOf("\0"); // kinds are ours and never hold one
+      return [`kind="${label(k.slice(0, cut))}",verdict="${label(k.slice(cut + 1))}"`, v] as const;
+    });
+    for (const [k, v] of requests.sort()) out.push(`clawpatrol_requests_total{${k}} ${v}`);
     out.push("# HELP clawpatrol_request_duration_seconds Time from request to the last byte of the answer.");
     out.push("# TYPE clawpatrol_request_duration_seconds histogram");
     for (const [verdict, h] of [...this.requestLatency].sort()) out.push(...h.render("clawpatrol_request_duration_seconds", `verdict="${label(verdict)}"`));

@@ -25,7 +25,7 @@ export interface RedactorOptions {
 }
 
 export class Redactor {
-  private patterns: string[] = [];
+  private patterns: Patterns = NO_PATTERNS;
   private lastVersion: unknown = undefined;
   private lastRefresh = -Infinity;
   private loaded = false;
@@ -42,7 +42,7 @@ export class Redactor {
 
   /** Recompute the pattern list now (e.g. right after a secret was set). */
   refresh(): void {
-    this.patterns = buildPatterns(this.secretValues());
+    this.patterns = prepare(buildPatterns(this.secretValues()));
     this.loaded = true;
     this.lastRefresh = this.now();
     if (this.opts.version) this.lastVersion = this.opts.version();
@@ -55,14 +55,16 @@ export class Redactor {
   /** The event with every string field redacted; the same object when nothing matched. */
   redactEvent(e: GatewayEvent): GatewayEvent {
     const pats = this.current();
-    if (pats.length === 0) return e;
+    if (pats.list.length === 0) return e;
     // Every field is a substring of their concatenation: one search per
     // pattern over it rules out the common case (no secret anywhere)
     // without a search per pattern per field.
     const text = textOf(e);
-    if (!pats.some((p) => text.includes(p))) return e;
+    if (text.length < pats.minLen || !pats.list.some((p) => text.includes(p))) return e;
     let out: Record<string, unknown> | undefined;
-    for (const [k, v] of Object.entries(e)) {
+    const fields = e as unknown as Record<string, unknown>;
+    for (const k in fields) {
+      const v = fields[k];
       if (typeof v !== "string") continue;
       const r = redactWith(pats, v);
       if (r !== v) {
@@ -80,7 +82,7 @@ export class Redactor {
     return (out as GatewayEvent | undefined) ?? e;
   }
 
-  private current(): string[] {
+  private current(): Patterns {
     if (!this.loaded) {
       this.refresh();
     } else if (this.opts.version) {
@@ -119,11 +121,11 @@ function appendText(text: string, v: unknown): string {
  * list items, nested objects): the same object when nothing matched, so the
  * common case allocates nothing.
  */
-function redactAction(pats: string[], action: Record<string, unknown>): Record<string, unknown> {
+function redactAction(pats: Patterns, action: Record<string, unknown>): Record<string, unknown> {
   return redactValue(pats, action) as Record<string, unknown>;
 }
 
-function redactValue(pats: string[], v: unknown): unknown {
+function redactValue(pats: Patterns, v: unknown): unknown {
   if (typeof v === "string") return redactWith(pats, v);
   if (Array.isArray(v)) {
     let out: unknown[] | undefined;
@@ -135,7 +137,9 @@ function redactValue(pats: string[], v: unknown): unknown {
   }
   if (v !== null && typeof v === "object") {
     let out: Record<string, unknown> | undefined;
-    for (const [k, item] of Object.entries(v)) {
+    const obj = v as Record<string, unknown>;
+    for (const k of Object.keys(obj)) {
+      const item = obj[k];
       const key = redactWith(pats, k);
       const r = redactValue(pats, item);
       if (r !== item || key !== k) {
@@ -184,10 +188,23 @@ function base64Cores(bytes: Buffer): string[] {
   return cores;
 }
 
-function redactWith(patterns: readonly string[], s: string): string {
-  if (patterns.length === 0 || s.length < MIN_SECRET_LENGTH) return s;
+/** The patterns, longest first, and the shortest one's length. */
+interface Patterns {
+  list: readonly string[];
+  /** Text shorter than this holds no pattern (most event fields). */
+  minLen: number;
+}
+
+const NO_PATTERNS: Patterns = { list: [], minLen: Infinity };
+
+function prepare(list: string[]): Patterns {
+  return { list, minLen: list.length === 0 ? Infinity : list[list.length - 1]!.length };
+}
+
+function redactWith(patterns: Patterns, s: string): string {
+  if (s.length < patterns.minLen) return s;
   let hits: string[] | undefined;
-  for (const p of patterns) if (s.includes(p)) (hits ??= []).push(p);
+  for (const p of patterns.list) if (s.includes(p)) (hits ??= []).push(p);
   if (!hits) return s;
 
   const spans: [number, number][] = [];

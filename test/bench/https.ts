@@ -18,7 +18,7 @@
 // rejects as a host name) and keeps it off other users' loopback ports.
 //
 // Knobs (environment): BENCH_SECONDS (per measurement, default 6),
-// BENCH_CONCURRENCY (default "16,64"), BENCH_FIXED_RATE (req/s for the
+// BENCH_WARMUP_SECONDS (before each, default 2), BENCH_CONCURRENCY (default "16,64"), BENCH_FIXED_RATE (req/s for the
 // latency row, default 500; 0 skips it), BENCH_CPU_PROF=DIR (run the gateway
 // under `bun --cpu-prof --cpu-prof-md`, profiles written to DIR on exit),
 // BENCH_KEEP=1 (keep the work directory: configs, events, logs).
@@ -59,7 +59,7 @@ if (process.env.CLAWPATROL_BENCH_NETNS !== "1") {
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 // The gateway's JIT is still busy after 1 s of load; 2 s gets it mostly done.
-const WARMUP_SECONDS = 2;
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 2);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? "16,64").split(",").map(Number);
 // Latency added at a moderate fixed rate, where no path is saturated (the
 // closed-loop p99 of a saturated proxy is mostly queueing: c / throughput).

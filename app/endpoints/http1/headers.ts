@@ -160,7 +160,11 @@ export interface StripOptions {
  * becomes exactly `Upgrade` at the position of the first Connection field.
  */
 export function stripHopByHop(h: HeaderList, opts: StripOptions = {}): HeaderList {
-  const named = new Set(headerTokens(h, "connection"));
+  // The options Connection names: usually none or one (keep-alive, close),
+  // searched as a list; a long list (a hostile head) as a Set.
+  const tokens = headerTokens(h, "connection");
+  const tokenSet = tokens.length > 8 ? new Set(tokens) : undefined;
+  const named = (name: string) => (tokenSet ? tokenSet.has(name) : tokens.includes(name));
   const keepUpgrade = opts.keepUpgrade === true;
   const out: HeaderList = [];
   let connectionPlaced = false;
@@ -177,7 +181,7 @@ export function stripHopByHop(h: HeaderList, opts: StripOptions = {}): HeaderLis
         continue;
       }
     }
-    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower) || named(lower)) continue;
     out.push([f[0], f[1]]);
   }
   return out;

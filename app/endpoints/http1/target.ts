@@ -26,6 +26,7 @@ const UNRESERVED = /[A-Za-z0-9\-._~]/;
  */
 export function normalisePath(raw: string): { ok: true; path: string } | { ok: false; reason: string } {
   if (!raw.startsWith("/")) return { ok: false, reason: "path does not start with /" };
+  if (isNormalPath(raw)) return { ok: true, path: raw };
   let out = "";
   for (let i = 0; i < raw.length; i++) {
     const c = raw[i]!;
@@ -50,4 +51,21 @@ export function normalisePath(raw: string): { ok: true; path: string } | { ok: f
     if (seg === "." || seg === "..") return { ok: false, reason: "dot-segment in the path" };
   }
   return { ok: true, path: out };
+}
+
+/**
+ * The common case, checked without building a copy: printable ASCII with no
+ * escape, no backslash, no repeated slash and no segment starting with a
+ * dot. Such a path is already in the form the loop above would produce.
+ */
+function isNormalPath(raw: string): boolean {
+  let prev = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const code = raw.charCodeAt(i);
+    if (code < 0x21 || code > 0x7e || code === 0x25 /* % */ || code === 0x5c /* \ */) return false;
+    if (code === 0x2f /* / */ && prev === 0x2f) return false;
+    if (code === 0x2e /* . */ && prev === 0x2f) return false;
+    prev = code;
+  }
+  return true;
 }

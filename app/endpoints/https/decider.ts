@@ -328,7 +328,8 @@ export class ExchangeDecider {
     const isUpgrade = head.upgrade !== undefined;
 
     // The outbound head: hop-by-hop headers are ours, the credential slot is ours.
-    const headers: HeaderList = stripHopByHop(head.headers.map(([k, v]) => [k, v] as [string, string]));
+    // stripHopByHop returns a copy (fresh pairs too): the parsed head stays as read.
+    const headers: HeaderList = stripHopByHop(head.headers);
     if (isUpgrade) {
       setHeader(headers, "Connection", "Upgrade");
       setHeader(headers, "Upgrade", head.upgrade!);

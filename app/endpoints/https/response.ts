@@ -17,7 +17,7 @@
 import type { ParseEvent, RequestHead, ResponseHead } from "../http1/parser.ts";
 import { getHeader, headerTokens, removeHeader, setHeader, stripHopByHop, type HeaderList } from "../http1/headers.ts";
 import { encodeChunk, LAST_CHUNK, serializeResponseHead } from "../http1/serialize.ts";
-import { StreamScrubber, scrubHeaders, scrubText, sameLengthMask } from "../../credentials/scrub.ts";
+import { needleSet, StreamScrubber, scrubText, sameLengthMask } from "../../credentials/scrub.ts";
 import { CodedBody, recodable } from "./coded.ts";
 
 export type RelayEvent =
@@ -234,9 +234,20 @@ function isIdentityCoding(headers: HeaderList): boolean {
   return headerTokens(headers, "content-encoding").every((c) => c === "identity");
 }
 
-/** Header names and values with every needle masked (a reflected secret can sit in either). */
+/**
+ * Header names and values with every needle masked (a reflected secret can
+ * sit in either): `headers` itself when nothing matched, else a copy.
+ */
 export function scrubHeaderList(headers: HeaderList, needles: string[]): HeaderList {
-  return scrubHeaders(headers, needles, sameLengthMask).map(([n, v]) => [maskText(n, needles), v]);
+  const set = needleSet(needles);
+  let out: HeaderList | undefined;
+  for (let i = 0; i < headers.length; i++) {
+    const [n, v] = headers[i]!;
+    const name = scrubText(n, set, sameLengthMask);
+    const value = scrubText(v, set, sameLengthMask);
+    if (name !== n || value !== v) (out ??= headers.slice())[i] = [name, value];
+  }
+  return out ?? headers;
 }
 
 export function maskText(text: string, needles: string[]): string {

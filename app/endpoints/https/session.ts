@@ -37,6 +37,8 @@ export class InterceptSession {
   /** Settles when the last write toward each side drained (a failed write: rejected). */
   private drained: Record<Side, Promise<void>> = { client: Promise.resolve(), upstream: Promise.resolve() };
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the timer is due. */
+  private timerDue = 0;
   private closed = false;
   private ended: () => void = () => undefined;
   /** Events waiting while commands are carried out (handle() is never re-entered). */
@@ -205,10 +207,18 @@ export class InterceptSession {
     }
   }
 
+  /**
+   * One timer, due no later than the connection's next deadline. A timer due
+   * earlier is kept (the connection re-checks and asks again when it fires):
+   * deadlines mostly move later, and replacing the timer on every read cost
+   * a setTimeout and a clearTimeout each.
+   */
   private setTimer(at: number | undefined): void {
+    if (at !== undefined && this.timer && this.timerDue <= at) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     if (at === undefined) return;
+    this.timerDue = at;
     this.timer = setTimeout(
       () => {
         this.timer = undefined;

@@ -68,10 +68,13 @@ export function checkRequestShape(head: RequestHead, sni: string, slotHeaders: I
     return refuse(400, `upgrade to ${JSON.stringify(head.upgrade)} is not bridged`);
   }
 
-  const named = new Set(headerTokens(head.headers, "connection"));
-  const slots = new Set([...slotHeaders].map((s) => s.toLowerCase()));
-  for (const n of named) {
-    if (PROTECTED_FIELDS.has(n) || slots.has(n)) return refuse(400, `Connection names ${n}`);
+  // Most requests name nothing but keep-alive or close, or send no Connection at all.
+  const named = headerTokens(head.headers, "connection");
+  if (named.length > 0) {
+    const slots = new Set([...slotHeaders].map((s) => s.toLowerCase()));
+    for (const n of named) {
+      if (PROTECTED_FIELDS.has(n) || slots.has(n)) return refuse(400, `Connection names ${n}`);
+    }
   }
 
   let target = head.target;
@@ -97,9 +100,17 @@ export function checkRequestShape(head: RequestHead, sni: string, slotHeaders: I
 }
 
 
+/** Slots by credential: a policy's credentials stay the same objects until the next load. */
+const slotsOf = new WeakMap<Credential, readonly string[]>();
+
 /** The header names (lower-case) a credential writes, found by injecting into an empty request. */
-export function credentialSlots(cred: Credential): string[] {
-  const probe = { method: "GET", target: "/", headers: [] as [string, string][] };
-  pluginFor(cred.type).inject(probe, "x", cred);
-  return probe.headers.map(([n]) => n.toLowerCase());
+export function credentialSlots(cred: Credential): readonly string[] {
+  let slots = slotsOf.get(cred);
+  if (!slots) {
+    const probe = { method: "GET", target: "/", headers: [] as [string, string][] };
+    pluginFor(cred.type).inject(probe, "x", cred);
+    slots = probe.headers.map(([n]) => n.toLowerCase());
+    slotsOf.set(cred, slots);
+  }
+  return slots;
 }

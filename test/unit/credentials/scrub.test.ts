@@ -242,3 +242,24 @@ describe("property: random chunkings of text with secrets inserted", () => {
     );
   });
 });
+
+describe("prepared needle sets", () => {
+  test("a needle list changed after its first use is prepared afresh, never scrubbed with the old set", () => {
+    const needles = ["sk-first-0123456789"];
+    const text = "a sk-first-0123456789 b sk-second-9876543210 c";
+    expect(scrubText(text, needles)).toBe(`a ${R} b sk-second-9876543210 c`);
+    needles.push("sk-second-9876543210");
+    expect(scrubText(text, needles)).toBe(`a ${R} b ${R} c`);
+    needles[0] = "b sk";
+    expect(scrubText(text, needles)).toBe(`a sk-first-0123456789 ${R}-second-9876543210 c`);
+    const s = new StreamScrubber(needles);
+    expect(dec.decode(concat([s.push(enc.encode(text)), s.flush()]))).toBe(`a sk-first-0123456789 ${R}-second-9876543210 c`);
+  });
+
+  test("text shorter than every needle comes back as is; an empty list scrubs nothing", () => {
+    const text = "short";
+    expect(scrubText(text, ["a-much-longer-needle"])).toBe(text);
+    expect(scrubText("", [""])).toBe("");
+    expect(scrubText("abc", [])).toBe("abc");
+  });
+});

@@ -1,6 +1,7 @@
 // The request's shape before any rule judges it: method, Host, target and
 // path normalisation. Table-driven: input, then the verdict or the form.
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import { checkRequestShape } from "../../../app/endpoints/https/shape.ts";
 import { normalisePath, parseHostField } from "../../../app/endpoints/http1/target.ts";
 import type { RequestHead } from "../../../app/endpoints/http1/parser.ts";
@@ -30,6 +31,39 @@ describe("normalisePath", () => {
   for (const raw of refused) {
     test(`${JSON.stringify(raw)} is refused`, () => expect(normalisePath(raw).ok).toBe(false));
   }
+
+  // The already-normal fast path must agree with the full walk everywhere.
+  test("agrees with a character-by-character reference on paths near every rule", () => {
+    const reference = (raw: string): string | undefined => {
+      let out = "";
+      for (let i = 0; i < raw.length; i++) {
+        const c = raw[i]!;
+        const code = c.charCodeAt(0);
+        if (c === "\\" || code < 0x21 || code > 0x7e) return undefined;
+        if (c !== "%") {
+          out += c;
+          continue;
+        }
+        const hex = raw.slice(i + 1, i + 3);
+        if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return undefined;
+        const ch = String.fromCharCode(parseInt(hex, 16));
+        if (ch === "/" || ch === "\\" || ch === "\0") return undefined;
+        out += /[A-Za-z0-9\-._~]/.test(ch) ? ch : "%" + hex.toUpperCase();
+        i += 2;
+      }
+      out = out.replace(/\/{2,}/g, "/");
+      return out.split("/").some((seg) => seg === "." || seg === "..") ? undefined : out;
+    };
+    const alphabet = ["/", "/", ".", ".", "a", "~", "%", "2", "e", "E", "f", "4", "1", "\\", " ", "\u00e9", "?", ";"];
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...alphabet), { maxLength: 12 }), (parts) => {
+        const raw = "/" + parts.join("");
+        const r = normalisePath(raw);
+        expect(r.ok ? r.path : undefined).toBe(reference(raw));
+      }),
+      { numRuns: 5000 },
+    );
+  });
 });
 
 describe("parseHostField", () => {
