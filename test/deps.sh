@@ -18,4 +18,6 @@ set -euo pipefail
 # Debian's kubernetes-client (1.20) conflicts with it.
 need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23 nftables python3 chromium fonts-dejavu-core
   postgresql postgresql-client pgbouncer socat nginx-light openssh-server git clickhouse-server clickhouse-client)
+# The benchmarks' smoke modes run with the tests (hey, mitmproxy, iperf3, ...): their list is test/bench/deps.sh.
+bash "$(dirname "$0")/bench/deps.sh"
 exec bash "$(dirname "$0")/../tools/apt-need.sh" test/deps.sh "${need[@]}"
