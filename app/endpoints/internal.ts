@@ -88,6 +88,8 @@ export function slotDescription(cred: Credential, placeholder: string): string {
       return "none: the agent's own credential is passed through";
     case "postgres_password":
       return `the PostgreSQL password (any user name): ${p}`;
+    case "clickhouse_password":
+      return `the ClickHouse password (any user name): ${p}`;
   }
 }
 

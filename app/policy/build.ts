@@ -66,6 +66,7 @@ const CREDENTIAL_SETTINGS: Record<CredentialType, { required: string[]; optional
   gemini_api_key: { required: [], optional: [] },
   passthrough: { required: [], optional: [] },
   postgres_password: { required: ["user"], optional: [] },
+  clickhouse_password: { required: ["user"], optional: [] },
 };
 
 const RULE_ATTRIBUTES = [

@@ -23,6 +23,7 @@ export const CREDENTIAL_TYPES: readonly CredentialType[] = [
   "gemini_api_key",
   "passthrough",
   "postgres_password",
+  "clickhouse_password",
 ];
 
 export const APPROVER_TYPES = ["human_approver", "llm_approver"] as const;

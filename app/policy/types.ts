@@ -101,7 +101,7 @@ export interface Defaults {
 }
 
 /** Endpoint kinds (app/endpoints/registry.ts); each implies a rule family. */
-export type EndpointType = "https" | "postgres";
+export type EndpointType = "https" | "postgres" | "clickhouse_native";
 export type Family = FamilyName;
 
 export interface Endpoint {
@@ -133,7 +133,8 @@ export type CredentialType =
   | "github_token"
   | "gemini_api_key"
   | "passthrough"
-  | "postgres_password";
+  | "postgres_password"
+  | "clickhouse_password";
 
 export interface Credential {
   type: CredentialType;
