@@ -164,6 +164,10 @@ export class ClickHouseNativeSession {
     while (this.state !== "closed" && this.waiting === undefined && this.agentBuf.length > 0) {
       if (this.state === "connecting" || this.state === "server-hello" || this.state === "refused") return;
       const r = new Reader(this.agentBuf);
+      if (this.state === "hello" && this.agentBuf[0] !== 0) {
+        this.fail(ErrorCode.UNEXPECTED_PACKET_FROM_CLIENT, "clawpatrol: the first packet must be Hello");
+        return;
+      }
       let msg;
       try {
         msg = readClientPacket(r, this.revision, this.compressed);
@@ -178,11 +182,7 @@ export class ClickHouseNativeSession {
       const bytes = this.agentBuf.subarray(0, r.pos);
       this.agentBuf = this.agentBuf.subarray(r.pos);
       if (this.state === "hello") {
-        if (msg.type !== "Hello") {
-          this.fail(ErrorCode.UNEXPECTED_PACKET_FROM_CLIENT, "clawpatrol: the first packet must be Hello");
-          return;
-        }
-        this.onHello(msg.hello);
+        if (msg.type === "Hello") this.onHello(msg.hello);
         continue;
       }
       switch (msg.type) {

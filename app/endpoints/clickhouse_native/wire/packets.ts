@@ -181,4 +181,4 @@ export function writeException(code: number, message: string): Uint8Array {
   return new Writer().varUInt(ServerPacket.Exception).i32(code).string("DB::Exception").string(message).string("").u8(0).finish();
 }
 
-export { NeedMore, Reader, WireError };
+export { NeedMore, Reader, WireError, Writer };
