@@ -51,27 +51,35 @@ export class HttpRequestValue {
 
 const BODY_FIELDS = new Set(["body", "body_json"]);
 
-const environment = baseEnvironment()
-  .registerType("HttpRequest", {
-    ctor: HttpRequestValue,
-    fields: {
-      method: "string",
-      host: "string",
-      path: "string",
-      raw_path: "string",
-      query: "map<string, string>",
-      headers: "map<string, string>",
-      body: "string",
-      body_json: "dyn",
-    },
-  })
-  .registerVariable("http", "HttpRequest");
+/** The CEL type of `http` (families that add variables to it register it too). */
+export const HTTP_REQUEST_TYPE = {
+  ctor: HttpRequestValue,
+  fields: {
+    method: "string",
+    host: "string",
+    path: "string",
+    raw_path: "string",
+    query: "map<string, string>",
+    headers: "map<string, string>",
+    body: "string",
+    body_json: "dyn",
+  },
+};
+
+const environment = baseEnvironment().registerType("HttpRequest", HTTP_REQUEST_TYPE).registerVariable("http", "HttpRequest");
+
+export function httpCelValue(f: HttpFacts): HttpRequestValue {
+  return new HttpRequestValue(f.method, f.host, f.path, f.query, f.headers, f.body, f.bodyJson, f.bodyTruncated, f.rawPath ?? f.path);
+}
+
+/** Whether a condition reads the http body. */
+export const readsHttpBody = (ast: Parameters<typeof astReadsFields>[0]): boolean => astReadsFields(ast, "http", BODY_FIELDS);
 
 export const httpFamily: FamilyDefinition<HttpFacts> = {
   name: "http",
   variable: "http",
   environment,
-  celValue: (f) => new HttpRequestValue(f.method, f.host, f.path, f.query, f.headers, f.body, f.bodyJson, f.bodyTruncated, f.rawPath ?? f.path),
+  celValue: httpCelValue,
   readsDeferred: (ast) => astReadsFields(ast, "http", BODY_FIELDS),
   summary: (f) => `${f.method} ${f.host}${f.path}`,
   action: (f) => ({ method: f.method, host: f.host, path: f.path }),

@@ -2,6 +2,7 @@
 // (app/endpoints/registry.ts); the rule engine compiles and judges through it.
 import { httpFamily } from "./http.ts";
 import { sqlFamily } from "./sql/family.ts";
+import { clickhouseHttpFamily } from "./clickhouse_http.ts";
 import type { FamilyDefinition, FamilyName } from "./types.ts";
 
 export type { FamilyDefinition, FamilyName } from "./types.ts";
@@ -10,6 +11,7 @@ export type { FamilyDefinition, FamilyName } from "./types.ts";
 export const FAMILIES: Record<FamilyName, FamilyDefinition<never>> = {
   http: httpFamily as FamilyDefinition<never>,
   sql: sqlFamily as FamilyDefinition<never>,
+  clickhouse_http: clickhouseHttpFamily as FamilyDefinition<never>,
 };
 
 export function familyOf(name: FamilyName): FamilyDefinition<unknown> {
@@ -17,4 +19,8 @@ export function familyOf(name: FamilyName): FamilyDefinition<unknown> {
 }
 
 /** The CEL variables of every family, for "this condition reads another family" errors. */
-export const FAMILY_VARIABLES: ReadonlyMap<string, FamilyName> = new Map(Object.values(FAMILIES).map((f) => [f.variable, f.name]));
+export const FAMILY_VARIABLES: ReadonlyMap<string, FamilyName> = new Map(
+  Object.values(FAMILIES)
+    .filter((f) => f.extraVariables === undefined)
+    .map((f) => [f.variable, f.name]),
+);

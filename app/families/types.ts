@@ -4,7 +4,7 @@
 // family is judged by the one engine (app/policy/engine.ts `judge`).
 import type { ASTNode, Environment } from "@marcbachmann/cel-js";
 
-export type FamilyName = "http" | "sql";
+export type FamilyName = "http" | "sql" | "clickhouse_http";
 
 export interface FamilyDefinition<Facts> {
   name: FamilyName;
@@ -14,6 +14,10 @@ export interface FamilyDefinition<Facts> {
   environment: Environment;
   /** The value conditions see as `<variable>`; facts it cannot know throw when read, so rules reading them fail closed. */
   celValue(facts: Facts): object;
+  /** A family that also declares other families' variables (clickhouse_http: `sql` beside `http`). */
+  extraVariables?: readonly string[];
+  /** With extraVariables: every variable's value. */
+  celValues?(facts: Facts): Record<string, object>;
   /**
    * Whether a condition reads facts the handler gathers only on demand (the
    * http body; the parsed SQL statement). A handler skips that work when no

@@ -13,6 +13,7 @@ export type CelActivation = Record<string, object> & { device: DeviceValue };
 
 export function activationFor(family: FamilyName, facts: unknown, device: string, profile: string): CelActivation {
   const def = familyOf(family);
+  if (def.celValues) return { ...def.celValues(facts), device: new DeviceValue(device, profile) } as CelActivation;
   return { [def.variable]: def.celValue(facts), device: new DeviceValue(device, profile) } as CelActivation;
 }
 
@@ -64,8 +65,9 @@ export function compileCondition(source: string, family: FamilyName = "http"): C
 /** Another family's variable used as `name.` outside string literals. */
 function foreignVariable(source: string, family: FamilyName): { variable: string } | undefined {
   const code = source.replace(/'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"/g, "''");
+  const own = new Set([familyOf(family).variable, ...(familyOf(family).extraVariables ?? [])]);
   for (const [variable, owner] of FAMILY_VARIABLES) {
-    if (owner !== family && new RegExp(`(^|[^A-Za-z0-9_.])${variable}\\s*\\.`).test(code)) return { variable };
+    if (owner !== family && !own.has(variable) && new RegExp(`(^|[^A-Za-z0-9_.])${variable}\\s*\\.`).test(code)) return { variable };
   }
   return undefined;
 }

@@ -101,7 +101,7 @@ export interface Defaults {
 }
 
 /** Endpoint kinds (app/endpoints/registry.ts); each implies a rule family. */
-export type EndpointType = "https" | "postgres" | "clickhouse_native";
+export type EndpointType = "https" | "postgres" | "clickhouse_native" | "clickhouse_https";
 export type Family = FamilyName;
 
 export interface Endpoint {

@@ -25,13 +25,17 @@ import type { ApprovalRequest } from "../../approvers/types.ts";
 import type { HoldOutcome } from "../../approvers/hub.ts";
 import type { GatewayEvent } from "../../events/types.ts";
 import type { Credential, Decision, Endpoint, Policy, Rule } from "../../policy/types.ts";
-import { decide, httpFactsFromRequest, matchEndpoint, needsBody } from "../../policy/engine.ts";
+import { httpFactsFromRequest, judge, matchEndpoint, needsBody } from "../../policy/engine.ts";
 import { pluginFor } from "../../credentials/plugin.ts";
 import type { RequestHead } from "../http1/parser.ts";
 import { getHeader, hasToken, removeHeader, setHeader, stripHopByHop, type HeaderList } from "../http1/headers.ts";
 import { simpleResponse } from "../http1/serialize.ts";
 import { buildApprovalRequest, OPERATION_HEADER, pendingResponse, refusedOperationResponse } from "./approval.ts";
 import { checkRequestShape, credentialSlots } from "./shape.ts";
+import { clickhouseHttpFacts } from "../clickhouse_https/facts.ts";
+import type { ClickHouseHttpFacts } from "../../families/clickhouse_http.ts";
+import { sqlFamily } from "../../families/sql/family.ts";
+import { clickhouseDenyResponse } from "../clickhouse_https/deny.ts";
 
 /** A credential's value and the strings that would reveal it if echoed back. */
 export type SecretLookup = (
@@ -214,8 +218,10 @@ export class ExchangeDecider {
     const endpoint = this.endpoint!;
     const limit = policy.defaults.inspectLimitBytes;
     const body = this.chunks.length > 0 ? concat(this.chunks, Math.min(this.bytes, limit)) : undefined;
-    const facts = httpFactsFromRequest(head.method, sni, head.target, head.headers, body, this.truncated);
-    const decision = decide(policy, { device: device.name, profile: device.profile, endpoint }, facts);
+    const http = httpFactsFromRequest(head.method, sni, head.target, head.headers, body, this.truncated);
+    const facts = endpoint.family === "clickhouse_http" ? clickhouseHttpFacts(http, head.target, body, this.truncated) : http;
+    if (facts !== http) this.event.action = sqlFamily.action((facts as ClickHouseHttpFacts).sql);
+    const decision = judge(policy, { device: device.name, profile: device.profile, endpoint }, facts);
     this.decision = decision;
     this.event.rule = decision.rule;
     const out: DeciderCommand[] = [];
@@ -395,7 +401,8 @@ export class ExchangeDecider {
     const close = !this.done || !this.head!.keepAlive;
     const event: EventFields = { ...this.event, status: r.status, verdict: r.verdict, reason: r.reason, bytesUp };
     if (r.detail) event.detail = r.detail;
-    return [{ type: "reply", data: denyResponse(r.status, this.decision?.rule, r.reason, close), close, event }];
+    const deny = this.endpoint?.type === "clickhouse_https" ? clickhouseDenyResponse : denyResponse;
+    return [{ type: "reply", data: deny(r.status, this.decision?.rule, r.reason, close), close, event }];
   }
 
   private expect(step: typeof this.step, got: string): void {

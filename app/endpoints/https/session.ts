@@ -179,7 +179,8 @@ export class InterceptSession {
       // Every family's events carry the same three fields (the path as forwarded).
       event.family = "http";
       event.summary = `${event.method ?? ""} ${event.host}${event.path ?? ""}`;
-      event.action = { method: event.method, host: event.host, path: event.path, ...(event.status !== undefined ? { status: event.status } : {}) };
+      // A family that judges more than the request (clickhouse_https: its SQL) adds its own fields.
+      event.action = { ...(fields.action ?? {}), method: event.method, host: event.host, path: event.path, ...(event.status !== undefined ? { status: event.status } : {}) };
       this.deps.publish(event);
     };
 

@@ -82,31 +82,39 @@ const NO_SETTINGS: Readonly<Record<string, string>> = Object.freeze({});
 /** The fields only a parse can give. */
 const PARSED_FIELDS = new Set(["verb", "tables", "functions", "statement", "settings", "format"]);
 
-const environment = baseEnvironment()
-  .registerType("SqlStatement", {
-    ctor: SqlValue,
-    fields: {
-      verb: "string",
-      tables: "list<string>",
-      functions: "list<string>",
-      statement: "string",
-      settings: "map<string, string>",
-      format: "string",
-      database: "string",
-      user: "string",
-    },
-  })
-  .registerVariable("sql", "SqlStatement");
+/** The CEL type of `sql` (families that add it beside their own variable register it too). */
+export const SQL_STATEMENT_TYPE = {
+  ctor: SqlValue,
+  fields: {
+    verb: "string",
+    tables: "list<string>",
+    functions: "list<string>",
+    statement: "string",
+    settings: "map<string, string>",
+    format: "string",
+    database: "string",
+    user: "string",
+  },
+};
+
+const environment = baseEnvironment().registerType("SqlStatement", SQL_STATEMENT_TYPE).registerVariable("sql", "SqlStatement");
 
 /** Statements in summaries and approval prompts are cut to this many characters. */
 const SUMMARY_CHARS = 200;
+
+export function sqlCelValue(f: SqlFacts): SqlValue {
+  return new SqlValue(f.database, f.user, f.facets, f.unknownReason);
+}
+
+/** Whether a condition reads a facet only a parse gives. */
+export const readsParsedSql = (ast: Parameters<typeof astReadsFields>[0]): boolean => astReadsFields(ast, "sql", PARSED_FIELDS);
 
 export const sqlFamily: FamilyDefinition<SqlFacts> = {
   name: "sql",
   variable: "sql",
   environment,
-  celValue: (f) => new SqlValue(f.database, f.user, f.facets, f.unknownReason),
-  readsDeferred: (ast) => astReadsFields(ast, "sql", PARSED_FIELDS),
+  celValue: sqlCelValue,
+  readsDeferred: readsParsedSql,
   summary: (f) => {
     const verb = f.facets?.verb ?? "unparsed";
     const tables = f.facets && f.facets.tables.length > 0 ? ` ${f.facets.tables.join(", ")}` : "";
