@@ -25,7 +25,8 @@ import type { ApprovalRequest } from "../../approvers/types.ts";
 import type { HoldOutcome } from "../../approvers/hub.ts";
 import type { GatewayEvent } from "../../events/types.ts";
 import type { Credential, Decision, Endpoint, Policy, Rule } from "../../policy/types.ts";
-import { httpFactsFromRequest, judge, matchEndpoint, needsBody } from "../../policy/engine.ts";
+import { httpFactsFromRequest, judge, matchEndpoints, needsBody } from "../../policy/engine.ts";
+import { specOf } from "../registry.ts";
 import { pluginFor } from "../../credentials/plugin.ts";
 import type { RequestHead } from "../http1/parser.ts";
 import { getHeader, hasToken, removeHeader, setHeader, stripHopByHop, type HeaderList } from "../http1/headers.ts";
@@ -165,7 +166,8 @@ export class ExchangeDecider {
     if ((head.method === "GET" || head.method === "HEAD") && hasContent(head)) {
       return this.closeWith(400, `a ${head.method} request with a body is not forwarded`);
     }
-    this.endpoint = matchEndpoint(policy, sni, device.profile);
+    // The endpoint intercepted by this name (one claimed by address may share it: clickhouse_native beside clickhouse_https).
+    this.endpoint = matchEndpoints(policy, sni, device.profile).find((e) => specOf(e.type).claim === "sni");
     if (!this.endpoint) {
       this.step = "decided";
       return [
