@@ -276,3 +276,49 @@ rule "db-no-pii" {
   approve   = [dashboard]
   reason    = "reading customer data"
 }
+
+# --------------------------------------------------------------- ClickHouse
+# Native protocol (clickhouse-client, drivers on :9000): the agent logs in
+# with any user and a placeholder password; the gateway swaps in the real
+# ones. tls = true: TLS on both legs (the agent's with a leaf from the
+# gateway's CA). HTTPS interface: intercepted like https, rules see http.*
+# and the SQL (query parameter or body) as sql.*. Both read ClickHouse's
+# dialect at the token level: sql.verb, sql.tables (as written), sql.settings,
+# sql.format; sql.database follows USE. What the reader does not know leaves
+# the facets unknown, and a rule that reads them denies.
+endpoint "clickhouse_native" "warehouse" {
+  hosts      = ["ch.internal:9000"]
+  tls        = false
+  credential = clickhouse_password.warehouse
+}
+
+endpoint "clickhouse_https" "warehouse_http" {
+  hosts      = ["ch.internal"]
+  ports      = [8443]
+  credential = clickhouse_password.warehouse
+}
+
+# The secret is the password (secret set warehouse, or CLAWPATROL_SECRET_WAREHOUSE).
+credential "clickhouse_password" "warehouse" {
+  user = "analyst"
+}
+
+profile "analysts" {
+  credentials = [clickhouse_password.warehouse]
+}
+
+# One family per rule: clickhouse_native rules are sql, clickhouse_https
+# rules are clickhouse_http (http.* and sql.*).
+rule "warehouse-read-only" {
+  endpoint  = clickhouse_native.warehouse
+  condition = "sql.verb in ['insert', 'drop', 'truncate', 'alter', 'create', 'rename', 'optimize', 'kill'] || ('max_threads' in sql.settings && int(sql.settings['max_threads']) > 8)"
+  verdict   = "deny"
+  reason    = "the agent reads the warehouse, with at most 8 threads"
+}
+
+rule "warehouse-http-read-only" {
+  endpoint  = clickhouse_https.warehouse_http
+  condition = "http.method != 'GET' && sql.verb != 'select'"
+  verdict   = "deny"
+  reason    = "the agent reads the warehouse"
+}

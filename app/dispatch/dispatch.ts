@@ -30,7 +30,7 @@
 import type { Endpoint, Policy } from "../policy/types.ts";
 import type { DeviceIdentity, FlowEndpoint } from "./flow.ts";
 import { isIP } from "node:net";
-import { matchEndpoint, matchEndpoints, visibleEndpoints } from "../policy/engine.ts";
+import { matchEndpoints, visibleEndpoints } from "../policy/engine.ts";
 import { specOf } from "../endpoints/registry.ts";
 import type { IndexedEndpoint } from "./conn-index.ts";
 
@@ -212,8 +212,9 @@ export function dispatchTcp(
       // The upstream is the name the flow is judged under; a VIP is never dialed.
       const upstream = (name: string) => (bound?.via === "vip" || isIP(dst.host) === 0 ? { host: name, port: dst.port } : dst);
       if (sni) {
-        const endpoint = matchEndpoint(policy, sni, device.profile);
-        if (endpoint && !byAddress(endpoint) && claims(endpoint, dst.port)) return { kind: "intercept", endpoint, sni, upstream: upstream(sni) };
+        // A name may be claimed by address too (clickhouse_native and clickhouse_https on one host): the SNI type on this port.
+        const endpoint = matchEndpoints(policy, sni, device.profile).find((e) => !byAddress(e) && claims(e, dst.port));
+        if (endpoint) return { kind: "intercept", endpoint, sni, upstream: upstream(sni) };
       }
       if (bound && !byAddress(bound.endpoint)) return { kind: "intercept", endpoint: bound.endpoint, sni: bound.name, via: bound.via, upstream: upstream(bound.name) };
       const what = sni ? `no endpoint claims ${sni}:${dst.port}` : "no SNI";

@@ -5,11 +5,15 @@ import type { EndpointSpec } from "./spec.ts";
 import { httpsSpec } from "./https/spec.ts";
 import { postgresSpec } from "./postgres/spec.ts";
 import { kubernetesSpec } from "./kubernetes/spec.ts";
+import { clickhouseNativeSpec } from "./clickhouse_native/spec.ts";
+import { clickhouseHttpsSpec } from "./clickhouse_https/spec.ts";
 
 export const ENDPOINT_SPECS: Readonly<Record<EndpointType, EndpointSpec>> = {
   https: httpsSpec,
   postgres: postgresSpec,
   kubernetes: kubernetesSpec,
+  clickhouse_native: clickhouseNativeSpec,
+  clickhouse_https: clickhouseHttpsSpec,
 };
 
 export function specOf(type: EndpointType): EndpointSpec {

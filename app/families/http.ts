@@ -53,37 +53,41 @@ export class HttpRequestValue {
 /** The fields that only a read body gives. */
 export const BODY_FIELDS: ReadonlySet<string> = new Set(["body", "body_json"]);
 
+/** The CEL type of `http` (families over HTTP register it too). */
+export const HTTP_REQUEST_TYPE = {
+  ctor: HttpRequestValue,
+  fields: {
+    method: "string",
+    host: "string",
+    path: "string",
+    raw_path: "string",
+    query: "map<string, string>",
+    headers: "map<string, string>",
+    body: "string",
+    body_json: "dyn",
+  },
+};
+
 /** `http` and its type in an environment (the http family's, and families over HTTP such as k8s). */
 export function withHttpVariable(env: Environment): Environment {
-  return env
-    .registerType("HttpRequest", {
-      ctor: HttpRequestValue,
-      fields: {
-        method: "string",
-        host: "string",
-        path: "string",
-        raw_path: "string",
-        query: "map<string, string>",
-        headers: "map<string, string>",
-        body: "string",
-        body_json: "dyn",
-      },
-    })
-    .registerVariable("http", "HttpRequest");
+  return env.registerType("HttpRequest", HTTP_REQUEST_TYPE).registerVariable("http", "HttpRequest");
 }
 
 const environment = withHttpVariable(baseEnvironment());
 
 /** What CEL sees as `http` for these facts. */
-export function httpValue(f: HttpFacts): HttpRequestValue {
+export function httpCelValue(f: HttpFacts): HttpRequestValue {
   return new HttpRequestValue(f.method, f.host, f.path, f.query, f.headers, f.body, f.bodyJson, f.bodyTruncated, f.rawPath ?? f.path);
 }
+
+/** Whether a condition reads the http body. */
+export const readsHttpBody = (ast: Parameters<typeof astReadsFields>[0]): boolean => astReadsFields(ast, "http", BODY_FIELDS);
 
 export const httpFamily: FamilyDefinition<HttpFacts> = {
   name: "http",
   variable: "http",
   environment,
-  celValue: httpValue,
+  celValue: httpCelValue,
   readsDeferred: (ast) => astReadsFields(ast, "http", BODY_FIELDS),
   summary: (f) => `${f.method} ${f.host}${f.path}`,
   action: (f) => ({ method: f.method, host: f.host, path: f.path }),

@@ -4,7 +4,7 @@
 // family is judged by the one engine (app/policy/engine.ts `judge`).
 import type { ASTNode, Environment } from "@marcbachmann/cel-js";
 
-export type FamilyName = "http" | "sql" | "k8s";
+export type FamilyName = "http" | "sql" | "k8s" | "clickhouse_http";
 
 export interface FamilyDefinition<Facts> {
   name: FamilyName;
@@ -14,7 +14,7 @@ export interface FamilyDefinition<Facts> {
   environment: Environment;
   /** The value conditions see as `<variable>`; facts it cannot know throw when read, so rules reading them fail closed. */
   celValue(facts: Facts): object;
-  /** Other families' variables this one's conditions also see (k8s over HTTP: `http`), with their values. */
+  /** Other families' variables this one's conditions also see (k8s over HTTP: `http`; clickhouse_http: `sql` beside `http`), with their values. */
   alsoSees?: { variables: readonly string[]; values(facts: Facts): Record<string, object> };
   /**
    * Whether a condition reads facts the handler gathers only on demand (the

@@ -65,9 +65,10 @@ export function compileCondition(source: string, family: FamilyName = "http"): C
 /** Another family's variable used as `name.` outside string literals. */
 function foreignVariable(source: string, family: FamilyName): { variable: string } | undefined {
   const code = source.replace(/'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"/g, "''");
-  const seen = familyOf(family).alsoSees?.variables ?? [];
+  const def = familyOf(family);
+  const own = new Set([def.variable, ...(def.alsoSees?.variables ?? [])]);
   for (const [variable, owner] of FAMILY_VARIABLES) {
-    if (owner !== family && !seen.includes(variable) && new RegExp(`(^|[^A-Za-z0-9_.])${variable}\\s*\\.`).test(code)) return { variable };
+    if (owner !== family && !own.has(variable) && new RegExp(`(^|[^A-Za-z0-9_.])${variable}\\s*\\.`).test(code)) return { variable };
   }
   return undefined;
 }

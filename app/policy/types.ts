@@ -107,7 +107,7 @@ export interface Defaults {
 }
 
 /** Endpoint kinds (app/endpoints/registry.ts); each implies a rule family. */
-export type EndpointType = "https" | "postgres" | "kubernetes";
+export type EndpointType = "https" | "postgres" | "kubernetes" | "clickhouse_native" | "clickhouse_https";
 export type Family = FamilyName;
 
 export interface Endpoint {

@@ -25,7 +25,7 @@ import type { ApprovalRequest } from "../../approvers/types.ts";
 import type { HoldOutcome } from "../../approvers/hub.ts";
 import type { GatewayEvent } from "../../events/types.ts";
 import type { Credential, Decision, Endpoint, Policy, Rule } from "../../policy/types.ts";
-import { decide, httpFactsFromRequest, matchEndpoint, matchEndpoints, needsBody } from "../../policy/engine.ts";
+import { httpFactsFromRequest, judge, matchEndpoints, needsBody } from "../../policy/engine.ts";
 import { specOf } from "../registry.ts";
 import { pluginFor } from "../../credentials/plugin.ts";
 import type { RequestHead } from "../http1/parser.ts";
@@ -36,6 +36,10 @@ import { checkRequestShape, credentialSlots } from "./shape.ts";
 import { kubernetesDecision, kubernetesRefusal, kubernetesClientCert, type KubernetesJudged } from "../kubernetes/hooks.ts";
 import type { ClientCertificate } from "../kubernetes/client-cert.ts";
 import { KUBERNETES_UPGRADES } from "../kubernetes/spdyframes.ts";
+import { clickhouseHttpFacts } from "../clickhouse_https/facts.ts";
+import type { ClickHouseHttpFacts } from "../../families/clickhouse_http.ts";
+import { sqlFamily } from "../../families/sql/family.ts";
+import { clickhouseDenyResponse } from "../clickhouse_https/deny.ts";
 
 /** A credential's value and the strings that would reveal it if echoed back. */
 export type SecretLookup = (
@@ -228,13 +232,16 @@ export class ExchangeDecider {
     const endpoint = this.endpoint!;
     const limit = policy.defaults.inspectLimitBytes;
     const body = this.chunks.length > 0 ? concat(this.chunks, Math.min(this.bytes, limit)) : undefined;
-    const facts = httpFactsFromRequest(head.method, sni, head.target, head.headers, body, this.truncated);
+    const http = httpFactsFromRequest(head.method, sni, head.target, head.headers, body, this.truncated);
     const ctx = { device: device.name, profile: device.profile, endpoint };
+    // A family that judges more than the request (clickhouse_https: the SQL it carries) gets its own facts.
+    const facts = endpoint.family === "clickhouse_http" ? clickhouseHttpFacts(http, head.target, body, this.truncated) : http;
+    if (facts !== http) this.event.action = sqlFamily.action((facts as ClickHouseHttpFacts).sql);
     if (endpoint.family === "k8s") {
-      this.k8s = kubernetesDecision(policy, ctx, facts, this.target);
+      this.k8s = kubernetesDecision(policy, ctx, http, this.target);
       Object.assign(this.event, this.k8s.event);
     }
-    const decision = this.k8s?.decision ?? decide(policy, ctx, facts);
+    const decision = this.k8s?.decision ?? judge(policy, ctx, facts);
     this.decision = decision;
     this.event.rule = decision.rule;
     if (decision.shadow) this.event.shadow = decision.shadow;
@@ -423,9 +430,12 @@ export class ExchangeDecider {
     const close = !this.done || !this.head!.keepAlive;
     const event: EventFields = { ...this.event, status: r.status, verdict: r.verdict, reason: r.reason, bytesUp };
     if (r.detail) event.detail = r.detail;
+    const rule = this.decision?.rule;
     const data = this.k8s
-      ? kubernetesRefusal(r.status, this.decision?.rule, r.reason, close, this.k8s)
-      : denyResponse(r.status, this.decision?.rule, r.reason, close, this.retryAfterS);
+      ? kubernetesRefusal(r.status, rule, r.reason, close, this.k8s)
+      : this.endpoint?.type === "clickhouse_https"
+        ? clickhouseDenyResponse(r.status, rule, r.reason, close)
+        : denyResponse(r.status, rule, r.reason, close, this.retryAfterS);
     return [{ type: "reply", data, close, event }];
   }
 
@@ -447,9 +457,15 @@ export function denyResponse(status: number, rule: string | undefined, reason: s
 }
 
 /** The endpoint claiming the server name for the profile; of several (one host, different ports), the one claiming the port. */
+/**
+ * The endpoint intercepted by this name: of those claimed by SNI (one
+ * claimed by address may share the name: clickhouse_native beside
+ * clickhouse_https), the one claiming the dialed port (two clusters on one
+ * address), else the best match.
+ */
 function claimingEndpoint(policy: Policy, sni: string, profile: string, port: number | undefined): Endpoint | undefined {
-  if (port === undefined) return matchEndpoint(policy, sni, profile);
-  const all = matchEndpoints(policy, sni, profile);
+  const all = matchEndpoints(policy, sni, profile).filter((e) => specOf(e.type).claim === "sni");
+  if (port === undefined) return all[0];
   return all.find((e) => (e.ports ?? specOf(e.type).defaultPorts).includes(port)) ?? all[0];
 }
 

@@ -265,10 +265,11 @@ export class InterceptSession {
     event.durationMs = durationMs;
     // Every family's events carry the same three fields (the path as forwarded); a family over HTTP (k8s) gave its own.
     const status = event.status !== undefined ? { status: event.status } : {};
-    if (event.family === "http" || event.action === undefined) {
+    if (event.family === undefined || event.family === "http") {
       event.family = "http";
       event.summary = `${event.method ?? ""} ${event.host}${event.path ?? ""}`;
-      event.action = { method: event.method, host: event.host, path: event.path, ...status };
+      // A family that judges more than the request (clickhouse_https: its SQL) adds its own fields.
+      event.action = { ...(event.action ?? {}), method: event.method, host: event.host, path: event.path, ...status };
     } else {
       event.action = { ...event.action, ...status };
     }

@@ -1,8 +1,8 @@
 // The sql family: what CEL conditions see as `sql.*` for one SQL statement
-// (endpoint type postgres; later clickhouse). The parsed facets (verb,
-// tables, functions, statement) come from the real PostgreSQL parser; when
-// it rejected the text they are unknown, and a condition that reads one
-// fails closed. `database` and `user` come from the session and are always known.
+// (endpoint types postgres and clickhouse_*). The parsed facets (verb,
+// tables, functions, statement; settings and format for ClickHouse) come
+// from the endpoint's dialect (dialect.ts); when it rejected the text they
+// are unknown, and a condition that reads one fails closed. `database` and `user` come from the session and are always known.
 import { createHash } from "node:crypto";
 import { astReadsFields, baseEnvironment } from "../cel-base.ts";
 import type { FamilyDefinition } from "../types.ts";
@@ -16,6 +16,10 @@ export interface SqlStatementFacets {
   functions: string[];
   /** This statement's own text. */
   statement: string;
+  /** ClickHouse: the query's settings (its SETTINGS clause, SET's pairs, the native Query packet's); absent: none. */
+  settings?: Readonly<Record<string, string>>;
+  /** ClickHouse: the FORMAT name; absent or "": none. */
+  format?: string;
 }
 
 export interface SqlFacts {
@@ -65,27 +69,52 @@ export class SqlValue {
   get statement(): string {
     return this.#known().statement;
   }
+  get settings(): Readonly<Record<string, string>> {
+    return this.#known().settings ?? NO_SETTINGS;
+  }
+  get format(): string {
+    return this.#known().format ?? "";
+  }
 }
 
-/** The fields only a parse can give. */
-const PARSED_FIELDS = new Set(["verb", "tables", "functions", "statement"]);
+const NO_SETTINGS: Readonly<Record<string, string>> = Object.freeze({});
 
-const environment = baseEnvironment()
-  .registerType("SqlStatement", {
-    ctor: SqlValue,
-    fields: { verb: "string", tables: "list<string>", functions: "list<string>", statement: "string", database: "string", user: "string" },
-  })
-  .registerVariable("sql", "SqlStatement");
+/** The fields only a parse can give. */
+const PARSED_FIELDS = new Set(["verb", "tables", "functions", "statement", "settings", "format"]);
+
+/** The CEL type of `sql` (families that add it beside their own variable register it too). */
+export const SQL_STATEMENT_TYPE = {
+  ctor: SqlValue,
+  fields: {
+    verb: "string",
+    tables: "list<string>",
+    functions: "list<string>",
+    statement: "string",
+    settings: "map<string, string>",
+    format: "string",
+    database: "string",
+    user: "string",
+  },
+};
+
+const environment = baseEnvironment().registerType("SqlStatement", SQL_STATEMENT_TYPE).registerVariable("sql", "SqlStatement");
 
 /** Statements in summaries and approval prompts are cut to this many characters. */
 const SUMMARY_CHARS = 200;
+
+export function sqlCelValue(f: SqlFacts): SqlValue {
+  return new SqlValue(f.database, f.user, f.facets, f.unknownReason);
+}
+
+/** Whether a condition reads a facet only a parse gives. */
+export const readsParsedSql = (ast: Parameters<typeof astReadsFields>[0]): boolean => astReadsFields(ast, "sql", PARSED_FIELDS);
 
 export const sqlFamily: FamilyDefinition<SqlFacts> = {
   name: "sql",
   variable: "sql",
   environment,
-  celValue: (f) => new SqlValue(f.database, f.user, f.facets, f.unknownReason),
-  readsDeferred: (ast) => astReadsFields(ast, "sql", PARSED_FIELDS),
+  celValue: sqlCelValue,
+  readsDeferred: readsParsedSql,
   summary: (f) => {
     const verb = f.facets?.verb ?? "unparsed";
     const tables = f.facets && f.facets.tables.length > 0 ? ` ${f.facets.tables.join(", ")}` : "";
@@ -97,6 +126,7 @@ export const sqlFamily: FamilyDefinition<SqlFacts> = {
     verb: f.facets?.verb ?? null,
     tables: f.facets?.tables ?? null,
     functions: f.facets?.functions ?? null,
+    ...(f.facets?.settings && Object.keys(f.facets.settings).length > 0 ? { settings: f.facets.settings } : {}),
     statement: cut(f.facets?.statement ?? f.text, 4096),
   }),
   fingerprint: (f) => createHash("sha256").update(`sql\0${f.database}\0${f.facets?.statement ?? f.text}`).digest("hex"),
