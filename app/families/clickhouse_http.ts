@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import type { HttpFacts } from "../policy/types.ts";
 import { baseEnvironment } from "./cel-base.ts";
-import { HTTP_REQUEST_TYPE, httpCelValue, httpFamily, readsHttpBody } from "./http.ts";
+import { httpCelValue, httpFamily, readsHttpBody, withHttpVariable } from "./http.ts";
 import { SQL_STATEMENT_TYPE, readsParsedSql, sqlCelValue, sqlFamily, type SqlFacts } from "./sql/family.ts";
 import type { FamilyDefinition } from "./types.ts";
 
@@ -14,19 +14,14 @@ export interface ClickHouseHttpFacts {
   sql: SqlFacts;
 }
 
-const environment = baseEnvironment()
-  .registerType("HttpRequest", HTTP_REQUEST_TYPE)
-  .registerType("SqlStatement", SQL_STATEMENT_TYPE)
-  .registerVariable("http", "HttpRequest")
-  .registerVariable("sql", "SqlStatement");
+const environment = withHttpVariable(baseEnvironment()).registerType("SqlStatement", SQL_STATEMENT_TYPE).registerVariable("sql", "SqlStatement");
 
 export const clickhouseHttpFamily: FamilyDefinition<ClickHouseHttpFacts> = {
   name: "clickhouse_http",
   variable: "http",
-  extraVariables: ["sql"],
   environment,
   celValue: (f) => httpCelValue(f.http),
-  celValues: (f) => ({ http: httpCelValue(f.http), sql: sqlCelValue(f.sql) }),
+  alsoSees: { variables: ["sql"], values: (f) => ({ sql: sqlCelValue(f.sql) }) },
   // The SQL comes from the body as often as from the URL: parsing it needs the body.
   readsDeferred: (ast) => readsHttpBody(ast) || readsParsedSql(ast),
   summary: (f) => sqlFamily.summary(f.sql),

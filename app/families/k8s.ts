@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import type { HttpFacts } from "../policy/types.ts";
 import { astReadsFields, baseEnvironment } from "./cel-base.ts";
-import { BODY_FIELDS, httpValue, withHttpVariable } from "./http.ts";
+import { BODY_FIELDS, httpCelValue, withHttpVariable } from "./http.ts";
 import { parseRequestInfo, queryValues, type K8sRequestInfo } from "./k8s-request.ts";
 import type { FamilyDefinition } from "./types.ts";
 
@@ -135,7 +135,7 @@ export const k8sFamily: FamilyDefinition<K8sFacts> = {
   variable: "k8s",
   environment,
   celValue,
-  alsoSees: { variables: ["http"], values: (f) => ({ http: httpValue(asK8s(f).http) }) },
+  alsoSees: { variables: ["http"], values: (f) => ({ http: httpCelValue(asK8s(f).http) }) },
   // Only the http body is gathered on demand; every k8s facet comes from the head.
   readsDeferred: (ast) => astReadsFields(ast, "http", BODY_FIELDS),
   summary: (facts) => {

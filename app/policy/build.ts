@@ -537,17 +537,24 @@ export function mixedFamilies(families: Map<string, Family>): string | undefined
   return `endpoints mix rule families (${list})`;
 }
 
-/** The same host pattern on two endpoints: the first declared wins wherever a profile sees both. */
+/**
+ * The same host pattern on two endpoints that claim it the same way (by SNI,
+ * or by address) on a shared port: the first declared wins wherever a
+ * profile sees both. Endpoints on one host told apart by port or by how they
+ * claim flows (clickhouse_native on 9000 beside clickhouse_https on 443) do not.
+ */
 function overlappingHosts(endpoints: Map<string, Endpoint>): ConfigError[] {
-  const owner = new Map<string, Endpoint>();
+  const owners = new Map<string, Endpoint[]>();
   const warnings: ConfigError[] = [];
   for (const e of endpoints.values()) {
+    const spec = specOf(e.type);
+    const ports = e.ports ?? spec.defaultPorts;
     for (const host of e.hosts) {
-      const first = owner.get(host);
-      if (!first) owner.set(host, e);
-      else if (first !== e) {
-        warnings.push({ ...e.source, message: `endpoint ${e.ref}: host "${host}" is also claimed by ${first.ref}, which wins for profiles that see both` });
-      }
+      const key = `${spec.claim}\0${host}`;
+      const earlier = owners.get(key) ?? [];
+      const first = earlier.find((o) => o !== e && (o.ports ?? specOf(o.type).defaultPorts).some((p) => ports.includes(p)));
+      if (first) warnings.push({ ...e.source, message: `endpoint ${e.ref}: host "${host}" is also claimed by ${first.ref}, which wins for profiles that see both` });
+      owners.set(key, [...earlier, e]);
     }
   }
   return warnings;

@@ -74,6 +74,8 @@ describe("loadPolicy: config/example.hcl", () => {
       "db-read-only",
       "no-force-push",
       "no-admin-api",
+      "warehouse-read-only",
+      "warehouse-http-read-only",
     ]);
     expect(rules.find((r) => r.name === "no-force-push")!.mode).toBe("shadow");
     const merge = rules[1]!;
