@@ -15,6 +15,8 @@ import { headerToken } from "./header_token.ts";
 import { openaiApiKey } from "./openai_api_key.ts";
 import { passthrough } from "./passthrough.ts";
 import { postgresPassword } from "./postgres_password.ts";
+import { sshKey } from "./ssh_key.ts";
+import { sshPassword } from "./ssh_password.ts";
 
 /** The parts of a request a plugin may rewrite; the body is never one of them. */
 export interface OutboundRequest {
@@ -45,6 +47,8 @@ const PLUGINS: Record<CredentialType, CredentialPlugin> = {
   gemini_api_key: geminiApiKey,
   passthrough,
   postgres_password: postgresPassword,
+  ssh_key: sshKey,
+  ssh_password: sshPassword,
 };
 
 export function pluginFor(type: CredentialType): CredentialPlugin {

@@ -30,10 +30,10 @@ export function secretEnvName(name: string): string {
   return "CLAWPATROL_SECRET_" + upper.replace(/[^A-Z0-9]/gu, "_");
 }
 
-// Every current credential lands in an HTTP header (or URL), where CR, LF or
-// NUL would split the request. Types with multi-line secrets (SSH keys) will
-// need their own rule here.
+// Most credentials land in an HTTP header (or URL), where CR, LF or NUL
+// would split the request. An SSH private key is lines of text by nature.
 const FORBIDDEN = /[\r\n\0]/;
+const MULTI_LINE: ReadonlySet<string> = new Set(["ssh_key"]);
 
 function check(
   cred: Credential,
@@ -42,7 +42,7 @@ function check(
   where: string,
 ): ResolvedSecret {
   if (value === "") return { ok: false, reason: `credential ${cred.ref}: ${where} is empty` };
-  if (FORBIDDEN.test(value)) {
+  if (MULTI_LINE.has(cred.type) ? value.includes("\0") : FORBIDDEN.test(value)) {
     return { ok: false, reason: `credential ${cred.ref}: ${where} contains a line break or NUL` };
   }
   return { ok: true, value, source };

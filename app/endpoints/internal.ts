@@ -88,6 +88,9 @@ export function slotDescription(cred: Credential, placeholder: string): string {
       return "none: the agent's own credential is passed through";
     case "postgres_password":
       return `the PostgreSQL password (any user name): ${p}`;
+    case "ssh_key":
+    case "ssh_password":
+      return "none: the gateway's SSH server accepts any key or password; the real one stays on the gateway";
   }
 }
 

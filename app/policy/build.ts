@@ -66,6 +66,8 @@ const CREDENTIAL_SETTINGS: Record<CredentialType, { required: string[]; optional
   gemini_api_key: { required: [], optional: [] },
   passthrough: { required: [], optional: [] },
   postgres_password: { required: ["user"], optional: [] },
+  ssh_key: { required: ["user"], optional: ["passphrase_file"] },
+  ssh_password: { required: ["user"], optional: [] },
 };
 
 const RULE_ATTRIBUTES = [

@@ -23,6 +23,8 @@ export const CREDENTIAL_TYPES: readonly CredentialType[] = [
   "gemini_api_key",
   "passthrough",
   "postgres_password",
+  "ssh_key",
+  "ssh_password",
 ];
 
 export const APPROVER_TYPES = ["human_approver", "llm_approver"] as const;

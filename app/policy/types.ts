@@ -101,7 +101,7 @@ export interface Defaults {
 }
 
 /** Endpoint kinds (app/endpoints/registry.ts); each implies a rule family. */
-export type EndpointType = "https" | "postgres";
+export type EndpointType = "https" | "postgres" | "ssh";
 export type Family = FamilyName;
 
 export interface Endpoint {
@@ -133,7 +133,9 @@ export type CredentialType =
   | "github_token"
   | "gemini_api_key"
   | "passthrough"
-  | "postgres_password";
+  | "postgres_password"
+  | "ssh_key"
+  | "ssh_password";
 
 export interface Credential {
   type: CredentialType;
