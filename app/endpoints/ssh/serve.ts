@@ -384,8 +384,12 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
       up.on("data", (d: Buffer) => gate.transferred(id, 0, d.length));
       up.stderr.on("data", (d: Buffer) => gate.transferred(id, 0, d.length));
       if (!agentDone) down.pipe(up);
-      up.pipe(down);
-      up.stderr.pipe(down.stderr);
+      // A session's exit status must go before its EOF (ssh2 drops exit() once
+      // the channel is ended): it is ended when the upstream channel closes,
+      // after its exit-status. A forward passes the upstream's EOF on at once.
+      const session = (down as unknown as { type?: string }).type === "session";
+      up.pipe(down, { end: !session });
+      up.stderr.pipe(down.stderr, { end: false });
       down.on("error", () => up.close());
       up.on("error", () => down.close());
       up.on("exit", (code, signal, coreDumped, description) => {
@@ -401,8 +405,8 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
       const close = () => {
         if (closed) return;
         closed = true;
+        // ssh2 sends EOF and CLOSE once what is queued for the agent is written.
         down.end();
-        down.close();
         up.close();
         const r = gate.closed(id, Date.now());
         if (r) closeEvent(r);

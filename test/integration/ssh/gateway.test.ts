@@ -98,12 +98,16 @@ describe.skipIf(!canRunRootTests)("ssh through the gateway (SOCKS5 capture) to a
   }, 60_000);
 
   afterAll(async () => {
-    fwd?.close();
-    await current?.close();
-    if (t) rmSync(t.dir, { recursive: true, force: true });
-    await sshd?.stop();
-    setLogWriter(undefined);
-    if (home) rmSync(home, { recursive: true, force: true });
+    // The accounts sshd.stop() removes must go even when the gateway's close fails.
+    try {
+      fwd?.close();
+      await current?.close();
+    } finally {
+      if (t) rmSync(t.dir, { recursive: true, force: true });
+      await sshd?.stop();
+      setLogWriter(undefined);
+      if (home) rmSync(home, { recursive: true, force: true });
+    }
   });
 
   /** OpenSSH's ssh as an agent would run it: no key, no agent, the gateway's host key learned on first use under a fixed alias. */
@@ -326,9 +330,12 @@ profile "agents" {
   }, 60_000);
 
   afterAll(async () => {
-    fwd?.close();
-    await t?.stop();
-    await sshd?.stop();
+    try {
+      fwd?.close();
+      await t?.stop();
+    } finally {
+      await sshd?.stop();
+    }
   });
 
   const ssh = (cmd: string) =>
