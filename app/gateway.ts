@@ -218,6 +218,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     dispatch: { vipHostname: (ip) => vipTable.hostnameOf(ip), endpointsAt: (ip) => connIndex.lookup(ip) },
     // What a relay may reach: not this host, its link, or a device (app/dispatch/destinations.ts).
     destinations: () => destinationContextFor(policy, hostAddresses()),
+    state: { db, stateDir },
   };
   const connIndex = new ConnIndex({ resolve: systemResolver });
   connIndex.update(policy);

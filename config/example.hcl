@@ -147,6 +147,20 @@ endpoint "kubernetes" "prod" {
 }
 credential "bearer_token" "k8s_prod" {}
 
+# SSH: the agent runs `ssh git.internal ...` or `git clone git@git.internal:...`
+# with no key; the gateway is the SSH server it sees (a host key of its own,
+# kept across restarts) and logs in upstream as `git` with the real key.
+# host_key pins the upstream's key; without it the first key seen is kept
+# and a later change refused.
+endpoint "ssh" "git" {
+  hosts      = ["git.internal"]         # "bastion.internal:2222" for another port
+  # host_key = "ssh-ed25519 AAAA..."
+  credential = ssh_key.git
+}
+credential "ssh_key" "git" {            # the secret is the OpenSSH private key
+  user = "git"
+}
+
 # -------------------------------------------------------------- credentials
 # Secret values never live here: set them with
 #   clawpatrol-gateway secret set NAME   (stored encrypted)
@@ -169,7 +183,7 @@ credential "postgres_password" "app_db" {
 # ----------------------------------------------------------------- profiles
 
 profile "default" {
-  credentials = [github_token.gh, anthropic_manual_key.claude, postgres_password.app_db, bearer_token.k8s_prod]
+  credentials = [github_token.gh, anthropic_manual_key.claude, postgres_password.app_db, bearer_token.k8s_prod, ssh_key.git]
 }
 
 # Contractors see GitHub only, and only with the read-only token.

@@ -17,6 +17,8 @@ import { passthrough } from "./passthrough.ts";
 import { postgresPassword } from "./postgres_password.ts";
 import { clickhousePassword } from "./clickhouse_password.ts";
 import { k8sClientCert } from "./k8s_client_cert.ts";
+import { sshKey } from "./ssh_key.ts";
+import { sshPassword } from "./ssh_password.ts";
 
 /** The parts of a request a plugin may rewrite; the body is never one of them. */
 export interface OutboundRequest {
@@ -49,6 +51,8 @@ const PLUGINS: Record<CredentialType, CredentialPlugin> = {
   postgres_password: postgresPassword,
   clickhouse_password: clickhousePassword,
   k8s_client_cert: k8sClientCert,
+  ssh_key: sshKey,
+  ssh_password: sshPassword,
 };
 
 export function pluginFor(type: CredentialType): CredentialPlugin {

@@ -40,10 +40,11 @@ export function secretEnvName(name: string): string {
   return env;
 }
 
-// Every current credential lands in an HTTP header (or URL), where CR, LF or
-// NUL would split the request; the types below are PEM keys that never do.
+// Most credentials land in an HTTP header (or URL), where CR, LF or NUL
+// would split the request. PEM keys (a client certificate's, an SSH private
+// key) are lines of text by nature, and never go into a header.
 const FORBIDDEN = /[\r\n\0]/;
-const MULTILINE_TYPES: ReadonlySet<string> = new Set(["k8s_client_cert"]);
+const MULTILINE_TYPES: ReadonlySet<string> = new Set(["k8s_client_cert", "ssh_key"]);
 
 function check(
   cred: Credential,

@@ -99,6 +99,8 @@ export function shouldPeek(policy: Policy, dst: FlowEndpoint, ports = peekPorts(
 
 const claims = (e: Endpoint, port: number) => (e.ports ?? specOf(e.type).defaultPorts).includes(port);
 const byAddress = (e: Endpoint) => specOf(e.type).claim === "address";
+/** A binding by name to a type reached by name on any port (ssh). */
+const anyPort = (b: Binding) => (b.via === "vip" || b.via === "name") && specOf(b.endpoint.type).anyPortByName === true;
 
 /**
  * The endpoint that owns `dst.host` for this profile: through the VIP table,
@@ -139,7 +141,7 @@ export function bindingFor(
 /** The only endpoint claimed by address that this profile sees on `port`, if exactly one. */
 function onlyEndpointOn(policy: Policy, port: number, device: DeviceIdentity): Endpoint | undefined {
   const visible = visibleEndpoints(policy, device.profile);
-  const found = [...policy.endpoints.values()].filter((e) => byAddress(e) && visible(e) && claims(e, port));
+  const found = [...policy.endpoints.values()].filter((e) => byAddress(e) && !specOf(e.type).anyPortByName && visible(e) && claims(e, port));
   return found.length === 1 ? found[0] : undefined;
 }
 
@@ -163,7 +165,7 @@ export function routeDestination(
   if (b !== undefined && "unbound" in b) {
     return { kind: "deny", reason: `VIP of ${b.unbound}: no endpoint this profile sees names it` };
   }
-  if (b !== undefined && claims(b.endpoint, dst.port)) {
+  if (b !== undefined && (claims(b.endpoint, dst.port) || anyPort(b))) {
     if (byAddress(b.endpoint)) return { kind: "serve", endpoint: b.endpoint, via: b.via, upstream: upstreamOf(b, dst) };
     if (b.via === "vip" || b.via === "direct-ip") return { kind: "peek" };
   }

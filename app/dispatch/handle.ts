@@ -8,6 +8,7 @@
 import tls from "node:tls";
 import type { Flow, FlowEndpoint } from "./flow.ts";
 import type { Policy } from "../policy/types.ts";
+import type { Database } from "bun:sqlite";
 import type { GatewayEvent } from "../events/types.ts";
 import { dispatchTcp, peekPorts, routeDestination, INTERNAL_HOST, type DispatchContext, type DispatchDecision } from "./dispatch.ts";
 import { peekClientHello, type PeekResult } from "./peek.ts";
@@ -34,6 +35,8 @@ export interface FlowDeps extends InterceptDeps {
   destinations?: () => DestinationContext;
   /** Resolves a name a proxy client asked for (default: the system resolver, every address). */
   resolve?: (host: string) => Promise<string[]>;
+  /** The state database and directory, for handlers that keep state of their own (ssh host keys). */
+  state?: { db: Database; stateDir: string };
 }
 
 export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {

@@ -92,6 +92,9 @@ export function slotDescription(cred: Credential, placeholder: string): string {
       return `the ClickHouse password (any user name): ${p}`;
     case "k8s_client_cert":
       return `none: the gateway presents the client certificate (kubectl's token may be ${p})`;
+    case "ssh_key":
+    case "ssh_password":
+      return "none: the gateway's SSH server accepts any key or password; the real one stays on the gateway";
   }
 }
 

@@ -7,6 +7,7 @@ import { postgresSpec } from "./postgres/spec.ts";
 import { kubernetesSpec } from "./kubernetes/spec.ts";
 import { clickhouseNativeSpec } from "./clickhouse_native/spec.ts";
 import { clickhouseHttpsSpec } from "./clickhouse_https/spec.ts";
+import { sshSpec } from "./ssh/spec.ts";
 
 export const ENDPOINT_SPECS: Readonly<Record<EndpointType, EndpointSpec>> = {
   https: httpsSpec,
@@ -14,6 +15,7 @@ export const ENDPOINT_SPECS: Readonly<Record<EndpointType, EndpointSpec>> = {
   kubernetes: kubernetesSpec,
   clickhouse_native: clickhouseNativeSpec,
   clickhouse_https: clickhouseHttpsSpec,
+  ssh: sshSpec,
 };
 
 export function specOf(type: EndpointType): EndpointSpec {

@@ -37,6 +37,14 @@ export interface EndpointSpec {
    *    endpoint of the type the profile sees on that port.
    */
   claim: "sni" | "address";
+  /**
+   * Reached by name (a VIP, or a name the proxy was given) on any port, the
+   * upstream's port coming from the block (ssh: `ssh -p 2222 git.internal`
+   * and `ssh git.internal` reach the same server). Such a type never takes
+   * the "only endpoint on this port" fallback: an unknown address on :22 is
+   * some other server.
+   */
+  anyPortByName?: boolean;
   /** The server talks first (SSH, ClickHouse's native banner): no peeking at the agent's bytes. */
   serverSpeaksFirst: boolean;
   /** Reached by a name without SNI or Host: its hosts get a DNS VIP. */

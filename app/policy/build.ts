@@ -70,6 +70,8 @@ const CREDENTIAL_SETTINGS: Record<CredentialType, { required: string[]; optional
   postgres_password: { required: ["user"], optional: [] },
   clickhouse_password: { required: ["user"], optional: [] },
   k8s_client_cert: { required: ["certificate"], optional: [] },
+  ssh_key: { required: ["user"], optional: ["passphrase_file"] },
+  ssh_password: { required: ["user"], optional: [] },
 };
 
 const RULE_ATTRIBUTES = [

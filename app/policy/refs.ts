@@ -25,6 +25,8 @@ export const CREDENTIAL_TYPES: readonly CredentialType[] = [
   "postgres_password",
   "clickhouse_password",
   "k8s_client_cert",
+  "ssh_key",
+  "ssh_password",
 ];
 
 export const APPROVER_TYPES = ["human_approver", "llm_approver"] as const;

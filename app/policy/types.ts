@@ -107,7 +107,7 @@ export interface Defaults {
 }
 
 /** Endpoint kinds (app/endpoints/registry.ts); each implies a rule family. */
-export type EndpointType = "https" | "postgres" | "kubernetes" | "clickhouse_native" | "clickhouse_https";
+export type EndpointType = "https" | "postgres" | "kubernetes" | "clickhouse_native" | "clickhouse_https" | "ssh";
 export type Family = FamilyName;
 
 export interface Endpoint {
@@ -141,7 +141,9 @@ export type CredentialType =
   | "passthrough"
   | "postgres_password"
   | "clickhouse_password"
-  | "k8s_client_cert";
+  | "k8s_client_cert"
+  | "ssh_key"
+  | "ssh_password";
 
 export interface Credential {
   type: CredentialType;

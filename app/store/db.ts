@@ -196,6 +196,27 @@ export const MIGRATIONS: readonly string[] = [
     at     INTEGER NOT NULL
   );
   `,
+  // 9: SSH endpoints. The host key the gateway shows agents, one per endpoint,
+  // made on first use and kept (encrypted with the master key) so a device's
+  // known_hosts stays valid across restarts; and each upstream's host key as
+  // first seen (trust on first use), so a later change is refused.
+  `
+  CREATE TABLE ssh_host_keys (
+    endpoint    TEXT PRIMARY KEY,
+    nonce       BLOB NOT NULL,
+    private_key BLOB NOT NULL,
+    public_key  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+  );
+  CREATE TABLE ssh_upstream_keys (
+    host       TEXT NOT NULL,
+    port       INTEGER NOT NULL,
+    key_type   TEXT NOT NULL,
+    key_blob   TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    PRIMARY KEY (host, port)
+  );
+  `,
 ];
 
 /**
