@@ -25,6 +25,7 @@ import { pluginFor } from "./credentials/plugin.ts";
 import { UpstreamPool } from "./endpoints/https/upstream.ts";
 import { upstreamTrust } from "./tls/trust.ts";
 import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
+import { GateService } from "./gate/service.ts";
 import { ConnIndex, systemResolver } from "./dispatch/conn-index.ts";
 import { destinationContextFor } from "./dispatch/destination-context.ts";
 import { hostAddressCache } from "./net/host-addresses.ts";
@@ -185,6 +186,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       approvals.hub.resumeOrStart(request, chain, chainOptionsFor(policy, rule, signal), operationId),
   };
 
+  const gate = new GateService({ policy: () => policy, approvals: approvalGate, publish: (e) => bus.publish(e), redact: (text) => redactor.redactText(text) });
+  const gateSweep = setInterval(() => gate.sweep(), 10_000);
+  gateSweep.unref?.();
+
   const pool = new UpstreamPool();
   const deps: FlowDeps = {
     policy: () => policy,
@@ -195,6 +200,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     caCertPem: ca.certPem,
     approvals: approvalGate,
     redact: (text) => redactor.redactText(text),
+    gate,
     // Set once the responder runs (`all`), else the dnsvip service's configured address.
     dnsTcp: () => dnsTcpTarget,
     // VIP destinations back to the hostname they were handed out for (the VIP table);
@@ -404,6 +410,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     } catch (e) {
       watcher?.close();
       clearInterval(pruneTimer);
+      clearInterval(gateSweep);
       await publicServer?.close();
       await tunnel?.close();
       await dnsVip?.close();
@@ -435,6 +442,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     await tunnel?.close();
     await dnsVip?.close();
     clearInterval(pruneTimer);
+    clearInterval(gateSweep);
     await bus.close();
     if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
     db.close();
@@ -469,6 +477,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       await tunnel?.close();
       await dnsVip?.close();
       clearInterval(pruneTimer);
+      clearInterval(gateSweep);
       await Promise.all(proxies.map((p) => p.close()));
       pool.closeAll();
       connIndex.close();

@@ -4,10 +4,12 @@ import type { EndpointType } from "../policy/types.ts";
 import type { EndpointSpec } from "./spec.ts";
 import { httpsSpec } from "./https/spec.ts";
 import { postgresSpec } from "./postgres/spec.ts";
+import { execSpec } from "../gate/spec.ts";
 
 export const ENDPOINT_SPECS: Readonly<Record<EndpointType, EndpointSpec>> = {
   https: httpsSpec,
   postgres: postgresSpec,
+  exec: execSpec,
 };
 
 export function specOf(type: EndpointType): EndpointSpec {

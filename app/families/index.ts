@@ -2,6 +2,7 @@
 // (app/endpoints/registry.ts); the rule engine compiles and judges through it.
 import { httpFamily } from "./http.ts";
 import { sqlFamily } from "./sql/family.ts";
+import { execFamily } from "./exec.ts";
 import type { FamilyDefinition, FamilyName } from "./types.ts";
 
 export type { FamilyDefinition, FamilyName } from "./types.ts";
@@ -10,6 +11,7 @@ export type { FamilyDefinition, FamilyName } from "./types.ts";
 export const FAMILIES: Record<FamilyName, FamilyDefinition<never>> = {
   http: httpFamily as FamilyDefinition<never>,
   sql: sqlFamily as FamilyDefinition<never>,
+  exec: execFamily as FamilyDefinition<never>,
 };
 
 export function familyOf(name: FamilyName): FamilyDefinition<unknown> {

@@ -4,7 +4,7 @@
 // family is judged by the one engine (app/policy/engine.ts `judge`).
 import type { ASTNode, Environment } from "@marcbachmann/cel-js";
 
-export type FamilyName = "http" | "sql";
+export type FamilyName = "http" | "sql" | "exec";
 
 export interface FamilyDefinition<Facts> {
   name: FamilyName;

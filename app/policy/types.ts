@@ -2,6 +2,7 @@
 // A Policy is immutable; a reload builds a new one and swaps it in whole.
 import type { ApproverConfig } from "../approvers/config.ts";
 import type { FamilyName } from "../families/types.ts";
+import type { ExecRuleSettings } from "../families/exec.ts";
 
 /** Where a block or attribute was declared, for FILE:LINE errors and audit. */
 export interface SourceRef {
@@ -98,10 +99,12 @@ export interface Defaults {
   idleTimeoutMs: number;
   /** A request body slower than this (bytes/s, after headerTimeoutMs of grace) is cut off; 0: off (default 1 KiB/s). */
   minRateBytesPerSec: number;
+  /** The command gate's defaults (`exec_timeout`, `env_scrub`, `allowed_paths`). */
+  exec?: ExecRuleSettings;
 }
 
 /** Endpoint kinds (app/endpoints/registry.ts); each implies a rule family. */
-export type EndpointType = "https" | "postgres";
+export type EndpointType = "https" | "postgres" | "exec";
 export type Family = FamilyName;
 
 export interface Endpoint {
@@ -153,6 +156,8 @@ export interface Profile {
   credentials: string[];
   /** Endpoint refs visible to this profile; undefined means all. */
   endpoints?: string[];
+  /** Commands `clawpatrol run` gates for devices of this profile (`gate = ["npm", "rm"]`). */
+  gate?: string[];
   source: SourceRef;
 }
 
@@ -201,6 +206,8 @@ export interface Rule {
   credential?: string;
   /** `remember = "10m"`: an approval covers identical requests (same device, fingerprint, rule) this long. */
   rememberMs?: number;
+  /** exec family: `timeout`, `env_scrub`, `allowed_paths`. */
+  exec?: ExecRuleSettings;
   source: SourceRef;
 }
 
