@@ -195,9 +195,12 @@ export function normalisePaths(paths: readonly string[], cwd: string): string[] 
   return [...new Set(paths.map((p) => stripSlash(posix.resolve(cwd, p))))];
 }
 
-/** Names a gate may list: a plain file name, and not the shell the shims themselves use. */
+/** What the gate itself runs in the agent's namespace before the agent starts: never gated. */
+const GATE_TOOLS = new Set(["sh", "mount", "unshare"]);
+
+/** Names a gate may list: a plain file name, and not a tool the gate itself uses to set the shims up. */
 export function gateNameProblem(name: string): string | undefined {
   if (!/^[A-Za-z0-9._+-]+$/.test(name) || name === "." || name === "..") return `"${name}" is not a command name (a file name, no slashes)`;
-  if (name === "sh") return `"sh" cannot be gated (the shims run through /bin/sh)`;
+  if (GATE_TOOLS.has(name)) return `"${name}" cannot be gated (the gate runs sh, mount and unshare to put the shims in place)`;
   return undefined;
 }

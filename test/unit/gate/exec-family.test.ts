@@ -178,7 +178,7 @@ rule "s" {
 `);
     expect(e).toContain("timeout applies only to rules of exec endpoints");
     expect(e).toContain(`gate: "../rm" is not a command name`);
-    expect(e).toContain(`"sh" cannot be gated`);
+    expect(e).toContain(`"sh" cannot be gated (the gate runs sh, mount and unshare`);
     expect(e).toContain("allowed_paths must be absolute");
     expect(e).toContain("env_scrub: not a variable name");
   });
