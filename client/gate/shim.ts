@@ -5,8 +5,7 @@
 // arguments and the environment, forwards the signals it gets, and exits
 // with the status the warden reports. It decides nothing: the warden takes
 // the caller's cwd and identity from the kernel, not from this message.
-import { spawnSync } from "node:child_process";
-import { connectSeqpacket, isTty, readable, receiveMessage, sendMessage } from "./sock.ts";
+import { connectSeqpacket, readable, receiveMessage, restoreTerminal, saveTerminal, sendMessage } from "./sock.ts";
 
 /** Exit status of a command the gate refused or could not run (as a shell's "cannot execute"). */
 export const GATE_REFUSED = 126;
@@ -26,8 +25,9 @@ export async function shim(argv: string[]): Promise<number> {
     process.stderr.write(`clawpatrol: ${name}: the command gate is not reachable (${(e as Error).message})\n`);
     return GATE_REFUSED;
   }
-  // A command killed at its timeout leaves the terminal as it set it: put ours back.
-  const saved = isTty(0) ? spawnSync("stty", ["-g"], { stdio: ["inherit", "pipe", "ignore"], encoding: "utf8" }).stdout?.trim() : undefined;
+  // A command killed at its timeout leaves the terminal as it set it: put
+  // ours back (by ioctl: stty itself may be gated).
+  const saved = saveTerminal(0);
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   if (!sendMessage(fd, { type: "run", command: name, args, env }, [0, 1, 2])) {
@@ -53,6 +53,6 @@ export async function shim(argv: string[]): Promise<number> {
     }
   } finally {
     for (const [s, h] of handlers) process.off(s, h);
-    if (saved) spawnSync("stty", [saved], { stdio: ["inherit", "ignore", "ignore"] });
+    if (saved) restoreTerminal(0, saved);
   }
 }

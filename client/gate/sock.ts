@@ -40,6 +40,8 @@ function load() {
     poll: { args: [P, i32, i32], returns: i32 },
     close: { args: [i32], returns: i32 },
     isatty: { args: [i32], returns: i32 },
+    tcgetattr: { args: [i32, P], returns: i32 },
+    tcsetattr: { args: [i32, i32, P], returns: i32 },
   }).symbols;
 }
 let cached: ReturnType<typeof load> | undefined;
@@ -198,4 +200,18 @@ export function closeFd(fd: number): void {
 
 export function isTty(fd: number): boolean {
   return sys().isatty(fd) === 1;
+}
+
+/** struct termios is 60 bytes on Linux (x86_64, aarch64); a little more is harmless. */
+const TERMIOS_SIZE = 64;
+const TCSANOW = 0;
+
+/** The terminal's settings on `fd` (to put back later), or undefined when it is not a terminal. */
+export function saveTerminal(fd: number): Uint8Array | undefined {
+  const t = new Uint8Array(TERMIOS_SIZE);
+  return sys().tcgetattr(fd, t) === 0 ? t : undefined;
+}
+
+export function restoreTerminal(fd: number, saved: Uint8Array): void {
+  sys().tcsetattr(fd, TCSANOW, saved);
 }
