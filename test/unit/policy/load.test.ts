@@ -73,6 +73,8 @@ describe("loadPolicy: config/example.hcl", () => {
       "no-opus-in-batch",
       "db-read-only",
       "no-admin-api",
+      "git-push-needs-a-person",
+      "no-rm-rf-outside-the-workspace",
     ]);
     const merge = rules[1]!;
     expect(merge.approve).toEqual(["dashboard", "human_approver.oncall"]);
