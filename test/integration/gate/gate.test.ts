@@ -19,7 +19,7 @@ const HOST_IP = `10.232.${N}.1`;
 const DEV_UNDERLAY = `10.232.${N}.2`;
 const WG_PORT = 21000 + (process.pid % 10000);
 const NOBODY = 65534;
-const GATE = "ls,npm,sleep,touch,bash,cat";
+const GATE = "ls,npm,sleep,touch,bash,cat,bc,stty";
 
 describe.skipIf(!canRunRootTests)("clawpatrol run --gate: commands through the gateway's rules", () => {
   const topo = new Topology("cgt");
@@ -195,6 +195,9 @@ rule "touch-needs-approval" {
     const r = await agent(attempts.map((a, i) => `${a}; echo attempt${i}=$?`).join("\n"));
     for (let i = 0; i < attempts.length; i++) expect(r.out).toMatch(new RegExp(`attempt${i}=[1-9]`));
     expect(existsSync(path.join(dir, "precious"))).toBe(true);
+    // Every attempt but /proc/1/root (EACCES: pid 1 is the warden) and umount reached the gate and was refused there.
+    expect(r.err.split("\n").filter((l) => l.includes(`denied by rule "rm-rf"`))).toHaveLength(attempts.length - 2);
+    expect(r.err).toContain("/proc/1/root/usr/bin/rm: Permission denied");
   }, 120_000);
 
   test("LD_PRELOAD never reaches the real binary (env_scrub's built-in list)", async () => {
@@ -218,5 +221,69 @@ __attribute__((constructor)) static void evil(void) {
     const r = await agent(`LD_PRELOAD=${so} cat ${src} > /dev/null; echo cat=$?`);
     expect(r.out).toContain("cat=0");
     expect(existsSync(marker)).toBe(false);
+  }, 120_000);
+
+  /** The agent on a terminal: `script` gives it a pty; the test types into it. */
+  const onTerminal = (command: string) => {
+    const runtime = `${home}/.run`;
+    const proc = Bun.spawn(
+      ["ip", "netns", "exec", dev, "setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "--", "env", "-u", "XDG_CONFIG_HOME", `XDG_RUNTIME_DIR=${runtime}`, `HOME=${home}`, "SHELL=/bin/sh", bin, "run", "--gate", GATE, "--", "script", "-q", "-e", "-c", command, "/dev/null"],
+      { stdin: "pipe", stdout: "pipe", stderr: "pipe" },
+    );
+    let out = "";
+    let err = "";
+    const reading = Promise.all([
+      (async () => {
+        for await (const c of proc.stdout as unknown as AsyncIterable<Uint8Array>) out += new TextDecoder().decode(c);
+      })(),
+      (async () => {
+        for await (const c of proc.stderr as unknown as AsyncIterable<Uint8Array>) err += new TextDecoder().decode(c);
+      })(),
+    ]);
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 90_000);
+    return {
+      type: (text: string) => {
+        proc.stdin.write(text);
+        proc.stdin.flush();
+      },
+      output: () => out,
+      errors: () => err,
+      done: async () => {
+        const code = await proc.exited;
+        clearTimeout(timer);
+        await reading;
+        return { code, out };
+      },
+    };
+  };
+
+  test("a terminal: bc reads typed input on a pty of its own; the window size follows", async () => {
+    const term = onTerminal(`python3 -c "import fcntl, struct, termios; fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack('HHHH', 41, 101, 0, 0))"; stty size; bc -q`);
+    expect(await waitFor(() => term.output().includes("41 101"), 60_000)).toBe(true);
+    // Input typed before bc's pty is up may be flushed when the terminal goes raw: type until bc answers.
+    let typed = 0;
+    expect(
+      await waitFor(() => {
+        if (term.output().includes("42")) return true;
+        if (Date.now() - typed > 2_000) {
+          typed = Date.now();
+          term.type("6*7\n");
+        }
+        return false;
+      }, 60_000),
+    ).toBe(true);
+    term.type("quit\n");
+    const r = await term.done();
+    expect(r.code).toBe(0);
+    expect(await waitFor(() => execEvents().some((e) => e.summary === "bc -q" && e.action?.tty === true), 10_000)).toBe(true);
+  }, 120_000);
+
+  test("a terminal: Ctrl-C ends the gated command with SIGINT (status 130) and the agent goes on", async () => {
+    const term = onTerminal(`cat; echo cat=$?`);
+    term.type("hello-pty\n");
+    expect(await waitFor(() => term.output().split("hello-pty").length >= 3, 60_000)).toBe(true);
+    term.type("\x03");
+    expect(await waitFor(() => term.output().includes("cat=130"), 30_000)).toBe(true);
+    await term.done();
   }, 120_000);
 });
