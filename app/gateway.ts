@@ -28,6 +28,7 @@ import { pluginFor } from "./credentials/plugin.ts";
 import { UpstreamPool } from "./endpoints/https/upstream.ts";
 import { upstreamTrust } from "./tls/trust.ts";
 import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
+import { GateService } from "./gate/service.ts";
 import { ConnIndex, systemResolver } from "./dispatch/conn-index.ts";
 import { destinationContextFor } from "./dispatch/destination-context.ts";
 import { hostAddressCache } from "./net/host-addresses.ts";
@@ -201,6 +202,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       approvals.hub.resumeOrStart(request, chain, chainOptionsFor(policy, rule, signal), operationId),
   };
 
+  const gate = new GateService({ policy: () => policy, approvals: approvalGate, publish: (e) => bus.publish(e), redact: (text) => redactor.redactText(text) });
+  const gateSweep = setInterval(() => gate.sweep(), 10_000);
+  gateSweep.unref?.();
+
   const pool = new UpstreamPool();
   const deps: FlowDeps = {
     policy: () => policy,
@@ -211,6 +216,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     caCertPem: ca.certPem,
     approvals: approvalGate,
     redact: (text) => redactor.redactText(text),
+    gate,
     // Set once the responder runs (`all`), else the dnsvip service's configured address.
     dnsTcp: () => dnsTcpTarget,
     // VIP destinations back to the hostname they were handed out for (the VIP table);
@@ -424,6 +430,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     } catch (e) {
       watcher?.close();
       clearInterval(pruneTimer);
+      clearInterval(gateSweep);
       await publicServer?.close();
       await tunnel?.close();
       await dnsVip?.close();
@@ -456,6 +463,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     await tunnel?.close();
     await dnsVip?.close();
     clearInterval(pruneTimer);
+    clearInterval(gateSweep);
     await bus.close();
     if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
     rateLimits.close();
@@ -491,6 +499,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       await tunnel?.close();
       await dnsVip?.close();
       clearInterval(pruneTimer);
+      clearInterval(gateSweep);
       await Promise.all(proxies.map((p) => p.close()));
       pool.closeAll();
       connIndex.close();

@@ -25,6 +25,9 @@ import { cString, IFF_NO_PI, IFF_TUN, IFREQ_SIZE, IFREQ_UNION_OFFSET, libc, O_CL
 import { INNER_ENV, type InnerConfig } from "./run.ts";
 import { serveInside } from "./publish.ts";
 import { pollReadable, recvFd, sendFd } from "./sys.ts";
+import { agentArgv, gateTools, GateSetupError, writeShims } from "./gate/setup.ts";
+import { profileGate } from "./gate/profile.ts";
+import { Warden } from "./gate/warden.ts";
 
 const CTL_FD = 3;
 const RESOLVED_DIR = "/run/systemd/resolve";
@@ -136,6 +139,26 @@ function setupFiles(cfg: InnerConfig): { bundle: string; ca: string; warnings: s
   return { bundle, ca, warnings };
 }
 
+/**
+ * The command gate (client/gate/): --gate and the profile's list; the
+ * shims, the warden, and PATH with the shims first. Undefined: nothing gated.
+ */
+async function startGate(cfg: InnerConfig, env: Record<string, string | undefined>): Promise<{ warden: Warden; plan: ReturnType<typeof writeShims> } | undefined> {
+  const fromProfile = await profileGate(cfg.caCert);
+  if (fromProfile === undefined) process.stderr.write("clawpatrol: warning: could not read this profile's gate list from the gateway; gating only --gate\n");
+  const names = [...new Set([...(cfg.gate ?? []), ...(fromProfile ?? [])])];
+  if (names.length === 0) return undefined;
+  if (!cfg.self) throw new GateSetupError("--gate: the shim's program is unknown");
+  const plan = writeShims(cfg.stateDir, names, cfg.self, env.PATH);
+  for (const m of plan.missing) process.stderr.write(`clawpatrol: warning: --gate ${m}: not installed here; the shim refuses it\n`);
+  const warden = new Warden({ plan, uid: cfg.uid, gid: cfg.gid, root: cfg.root, caCert: cfg.caCert });
+  warden.start();
+  // The socket and the shims stay as they are: the agent owns the files (same uid), but not this mount.
+  sh(["mount", "--bind", "-o", "ro", plan.dir, plan.dir], "making the gate's directory read-only");
+  env.PATH = `${plan.binDir}:${env.PATH ?? "/usr/local/bin:/usr/bin:/bin"}`;
+  return { warden, plan };
+}
+
 export async function inner(argv: string[]): Promise<number> {
   const raw = process.env[INNER_ENV];
   delete process.env[INNER_ENV];
@@ -164,7 +187,18 @@ export async function inner(argv: string[]): Promise<number> {
   for (const w of files.warnings) process.stderr.write(`clawpatrol: warning: ${w}\n`);
 
   const env: Record<string, string | undefined> = { ...process.env, ...caEnv(files.bundle, files.ca), CLAWPATROL_RUN: "1" };
-  const cmd = cfg.root ? argv : ["unshare", "--user", `--map-user=${cfg.uid}`, `--map-group=${cfg.gid}`, "--", ...argv];
+  let cmd = cfg.root ? argv : ["unshare", "--user", `--map-user=${cfg.uid}`, `--map-group=${cfg.gid}`, "--", ...argv];
+  let warden: Warden | undefined;
+  try {
+    const gated = await startGate(cfg, env);
+    if (gated) {
+      warden = gated.warden;
+      cmd = agentArgv(gated.plan, gateTools(), cmd);
+    }
+  } catch (e) {
+    process.stderr.write(`clawpatrol: ${(e as Error).message}\n`);
+    return 70;
+  }
   let child: ReturnType<typeof Bun.spawn>;
   try {
     child = Bun.spawn(cmd, { stdio: ["inherit", "inherit", "inherit"], env });
@@ -200,6 +234,7 @@ export async function inner(argv: string[]): Promise<number> {
   }, 250);
   const code = await child.exited;
   clearInterval(watch);
+  warden?.stop();
   if (child.signalCode) return 128 + (os.constants.signals[child.signalCode as NodeJS.Signals] ?? 0);
   return code;
 }

@@ -10,6 +10,7 @@
 import { setLogLevel, setLogWriter } from "../app/log.ts";
 import { HostChangeError } from "./host-changes.ts";
 import { inner } from "./inner.ts";
+import { shim } from "./gate/shim.ts";
 import { join, JoinError } from "./join.ts";
 import { kubeconfig, KubeconfigError } from "./kubeconfig.ts";
 import { activeRuns, run, RunError } from "./run.ts";
@@ -22,9 +23,11 @@ export const USAGE = `usage:
       --ca-sha256: the gateway CA's SHA-256 fingerprint (from the operator):
         its CA is fetched, checked against FP, and then trusted alone;
       --whole-machine: then bring the whole-machine tunnel up (root)
-  clawpatrol run [--publish [HOSTADDR:]HOSTPORT[:PORT]]... [--] COMMAND [ARGS...]
+  clawpatrol run [--publish [HOSTADDR:]HOSTPORT[:PORT]]... [--gate NAME,...] [--] COMMAND [ARGS...]
       run COMMAND with all its network traffic going through the gateway;
-      --publish: COMMAND's 127.0.0.1:PORT reachable from this host at HOSTADDR:HOSTPORT
+      --publish: COMMAND's 127.0.0.1:PORT reachable from this host at HOSTADDR:HOSTPORT;
+      --gate: these commands (and the profile's gate list) go through the
+        gateway's rules and approvals before they run (the command gate)
   clawpatrol up
       route this whole machine (all traffic, DNS) through the gateway (root)
   clawpatrol down
@@ -47,7 +50,7 @@ export type Command =
   | { cmd: "up" }
   | { cmd: "down" }
   | { cmd: "whole-machine-daemon" }
-  | { cmd: "run"; argv: string[]; publish?: string[] }
+  | { cmd: "run"; argv: string[]; publish?: string[]; gate?: string[] }
   | { cmd: "inner"; argv: string[] }
   | { cmd: "status" }
   | { cmd: "kubeconfig"; name: string }
@@ -75,6 +78,7 @@ export function parseArgs(args: string[]): Parsed {
   if (sub === undefined || sub === "help") return { command: { cmd: "help" }, verbose };
   if (sub === "run" || sub === "__inner") {
     const publish: string[] = [];
+    const gate: string[] = [];
     for (; i < args.length; i++) {
       const a = args[i]!;
       if (a === "--") {
@@ -86,12 +90,16 @@ export function parseArgs(args: string[]): Parsed {
         const v = a.startsWith("--publish=") ? a.slice("--publish=".length) : args[++i];
         if (!v) throw new UsageError("--publish needs [HOSTADDR:]HOSTPORT[:PORT], e.g. --publish 18080:8080");
         publish.push(v);
+      } else if (sub === "run" && (a === "--gate" || a.startsWith("--gate="))) {
+        const v = a.startsWith("--gate=") ? a.slice("--gate=".length) : args[++i];
+        if (!v) throw new UsageError("--gate needs command names, e.g. --gate npm,rm");
+        gate.push(...v.split(",").map((n) => n.trim()).filter(Boolean));
       } else if (a.startsWith("-")) throw new UsageError(`unknown option for ${sub}: ${a} (put the command after --)`);
       else break;
     }
     const argv = args.slice(i);
     if (argv.length === 0) throw new UsageError(`usage: clawpatrol run [--] COMMAND [ARGS...]`);
-    if (sub === "run") return { command: { cmd: "run", argv, ...(publish.length ? { publish } : {}) }, verbose };
+    if (sub === "run") return { command: { cmd: "run", argv, ...(publish.length ? { publish } : {}), ...(gate.length ? { gate } : {}) }, verbose };
     return { command: { cmd: "inner", argv }, verbose };
   }
   const opts = new Map<string, string | true>();
@@ -206,6 +214,8 @@ async function uninstall(yes: boolean, out: (l: string) => void): Promise<number
 }
 
 export async function main(args: string[]): Promise<number> {
+  // A gated command's shim: everything after the name is the command's own.
+  if (args[0] === "__shim") return await shim(args.slice(1));
   const out = (l: string) => process.stdout.write(l + "\n");
   const err = (l: string) => process.stderr.write(`clawpatrol: ${l}\n`);
   let parsed: Parsed;
@@ -242,7 +252,7 @@ export async function main(args: string[]): Promise<number> {
       case "whole-machine-daemon":
         return await wholeMachineDaemon(stateDir());
       case "run":
-        return await run({ stateDir: stateDir(), argv: c.argv, ...(c.publish ? { publish: c.publish } : {}) });
+        return await run({ stateDir: stateDir(), argv: c.argv, ...(c.publish ? { publish: c.publish } : {}), ...(c.gate ? { gate: c.gate } : {}) });
       case "inner":
         return await inner(c.argv);
       case "status":

@@ -73,6 +73,10 @@ export interface InnerConfig {
   publish?: PublishedSocket[];
   /** the directory holding them, hidden from the command */
   publishDir?: string;
+  /** --gate: commands that go through the command gate (the profile's list is added inside) */
+  gate?: string[];
+  /** the argv that re-runs this program (the shims call it) */
+  self?: string[];
 }
 
 /** The argv that re-runs this program (the compiled binary, or bun + the entry script). */
@@ -177,6 +181,8 @@ export interface RunOptions {
   argv: string[];
   /** --publish [HOSTADDR:]HOSTPORT[:PORT], repeatable */
   publish?: string[];
+  /** --gate NAME,...: commands that go through the command gate */
+  gate?: string[];
   err?: (line: string) => void;
 }
 
@@ -254,6 +260,8 @@ export async function run(o: RunOptions): Promise<number> {
       caCert: state.caCert,
       tun: TUN_NAME,
       mtu: TUN_MTU,
+      gate: o.gate ?? [],
+      self: selfArgv(),
     };
     const address6 = lease ? lease.address6 : state.device.address6;
     if (address6) cfg.address6 = address6;

@@ -335,4 +335,33 @@ rule "warehouse-http-read-only" {
   condition = "http.method != 'GET' && sql.verb != 'select'"
   verdict   = "deny"
   reason    = "the agent reads the warehouse"
+
+# ------------------------------------------------------------ command gate
+# `clawpatrol run --gate npm,rm,git -- claude` (and `gate = ["npm", "rm"]`
+# on a profile, which the run reads from the gateway) puts each named command
+# behind a shim: the device's warden asks these rules before it runs the real
+# binary. exec rules see exec.command, exec.path, exec.argv, exec.args,
+# exec.cwd, exec.env, exec.paths (path arguments, absolute, symlinks
+# resolved), exec.tty, exec.uid, and exec.prefix([...]). Per rule: timeout
+# (the process tree is killed), env_scrub (on top of LD_PRELOAD,
+# LD_LIBRARY_PATH, DOCKER_HOST, KUBECONFIG, AWS_*, GOOGLE_APPLICATION_CREDENTIALS,
+# ...), allowed_paths; in defaults: exec_timeout (default 30m), env_scrub,
+# allowed_paths. A profile that sees no exec endpoint has every gated command denied.
+endpoint "exec" "tools" {}
+
+rule "git-push-needs-a-person" {
+  endpoint  = exec.tools
+  condition = "exec.prefix(['git', 'push'])"
+  approve   = [dashboard]
+  reason    = "pushing code"
+  timeout   = "5m"
+  env_scrub = ["GIT_ASKPASS", "SSH_AUTH_SOCK"]
+}
+
+rule "no-rm-rf-outside-the-workspace" {
+  endpoint      = exec.tools
+  condition     = "prefix(exec.argv, ['rm', '-rf']) || prefix(exec.argv, ['rm', '-fr'])"
+  verdict       = "allow"
+  allowed_paths = ["/home/agent/work"]
+  reason        = "rm -rf inside the workspace"
 }

@@ -21,6 +21,7 @@ import { InterceptSession, type InterceptDeps } from "../endpoints/https/session
 import type { LeafCertificates } from "../tls/leaf.ts";
 import { log } from "../log.ts";
 import { specOf } from "../endpoints/registry.ts";
+import type { GateService } from "../gate/service.ts";
 
 export interface FlowDeps extends InterceptDeps {
   leaves: LeafCertificates;
@@ -37,6 +38,8 @@ export interface FlowDeps extends InterceptDeps {
   resolve?: (host: string) => Promise<string[]>;
   /** The state database and directory, for handlers that keep state of their own (ssh host keys). */
   state?: { db: Database; stateDir: string };
+  /** The command gate's verdict API, served on clawpatrol.internal. */
+  gate?: GateService;
 }
 
 export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
@@ -72,6 +75,7 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
       policy: deps.policy,
       ...(deps.caCertPem !== undefined ? { caCertPem: deps.caCertPem } : {}),
       ...(deps.redact ? { redact: deps.redact } : {}),
+      ...(deps.gate ? { gate: deps.gate } : {}),
     });
     // As the intercept session does: end (queued responses still flush), destroy later.
     tlsSock.end();

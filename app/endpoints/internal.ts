@@ -24,6 +24,8 @@ import { Http1Parser, type RequestHead } from "./http1/parser.ts";
 import { serializeResponseHead, simpleResponse } from "./http1/serialize.ts";
 import { StreamPuller } from "./https/puller.ts";
 import { INTERNAL_HOST, DEFAULT_HTTPS_PORT } from "../dispatch/dispatch.ts";
+import type { GateService } from "../gate/service.ts";
+import { gateRoute, MAX_GATE_BODY } from "../gate/routes.ts";
 
 export interface InternalDeps {
   policy(): Policy;
@@ -31,6 +33,8 @@ export interface InternalDeps {
   caCertPem?: string;
   /** Masks configured secrets (the gateway's redactor). */
   redact?: (text: string) => string;
+  /** The command gate's verdict API (/gate/...); without it those paths are 404. */
+  gate?: GateService;
 }
 
 /** A connection that sends nothing for this long is closed. */
@@ -61,6 +65,8 @@ export interface Manifest {
   profile: string;
   endpoints: ManifestEndpoint[];
   credentials: ManifestCredential[];
+  /** Commands the profile gates (`clawpatrol run` adds them to --gate). */
+  gate: string[];
 }
 
 /** Where a credential type's placeholder goes, in words (settings are names, never secrets). */
@@ -122,6 +128,7 @@ export function buildManifest(policy: Policy, device: DeviceIdentity): Manifest 
     profile: device.profile,
     endpoints: endpoints.map((e) => ({ name: e.name, ref: e.ref, type: e.type, hosts: [...e.hosts], ports: e.ports ?? [DEFAULT_HTTPS_PORT] })),
     credentials,
+    gate: [...(profile?.gate ?? [])],
   };
 }
 
@@ -251,14 +258,39 @@ export async function serveInternal(conn: Duplex, device: DeviceIdentity, deps: 
   const timer = setTimeout(() => conn.destroy(), idleMs);
   timer.unref?.();
   let head: RequestHead | undefined;
+  let body: Uint8Array[] = [];
+  let bodyBytes = 0;
   try {
     for (;;) {
       const chunk = await puller.next();
       if (!chunk) return;
       timer.refresh();
       for (const ev of parser.push(chunk)) {
-        if (ev.type === "head") head = ev.head;
-        else if (ev.type === "error") {
+        if (ev.type === "head") {
+          head = ev.head;
+          body = [];
+          bodyBytes = 0;
+        } else if (ev.type === "body") {
+          bodyBytes += ev.data.length;
+          if (bodyBytes > MAX_GATE_BODY) {
+            await write(conn, simpleResponse(413, [["Content-Type", "text/plain; charset=utf-8"], ["Connection", "close"]], "request body too large\n"));
+            conn.end();
+            return;
+          }
+          body.push(ev.data.slice());
+        } else if (ev.type === "end" && head && deps.gate && head.target.startsWith("/gate/")) {
+          const close = !head.keepAlive || head.upgrade !== undefined;
+          const url = new URL(head.target, `https://${INTERNAL_HOST}`);
+          const r = await gateRoute(deps.gate, head.method, url, head.headers, Buffer.concat(body), device);
+          timer.refresh();
+          if (close) r.headers.push(["Connection", "close"]);
+          await write(conn, simpleResponse(r.status, r.headers, r.body));
+          head = undefined;
+          if (close) {
+            conn.end();
+            return;
+          }
+        } else if (ev.type === "error") {
           await write(conn, simpleResponse(ev.code, [["Content-Type", "text/plain; charset=utf-8"], ["Connection", "close"]], ev.message + "\n"));
           conn.end();
           return;

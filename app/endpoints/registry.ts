@@ -8,6 +8,7 @@ import { kubernetesSpec } from "./kubernetes/spec.ts";
 import { clickhouseNativeSpec } from "./clickhouse_native/spec.ts";
 import { clickhouseHttpsSpec } from "./clickhouse_https/spec.ts";
 import { sshSpec } from "./ssh/spec.ts";
+import { execSpec } from "../gate/spec.ts";
 
 export const ENDPOINT_SPECS: Readonly<Record<EndpointType, EndpointSpec>> = {
   https: httpsSpec,
@@ -16,6 +17,7 @@ export const ENDPOINT_SPECS: Readonly<Record<EndpointType, EndpointSpec>> = {
   clickhouse_native: clickhouseNativeSpec,
   clickhouse_https: clickhouseHttpsSpec,
   ssh: sshSpec,
+  exec: execSpec,
 };
 
 export function specOf(type: EndpointType): EndpointSpec {

@@ -5,6 +5,7 @@ import { k8sFamily } from "./k8s.ts";
 import { sqlFamily } from "./sql/family.ts";
 import { clickhouseHttpFamily } from "./clickhouse_http.ts";
 import { sshFamily } from "./ssh.ts";
+import { execFamily } from "./exec.ts";
 import type { FamilyDefinition, FamilyName } from "./types.ts";
 
 export type { FamilyDefinition, FamilyName } from "./types.ts";
@@ -16,6 +17,7 @@ export const FAMILIES: Record<FamilyName, FamilyDefinition<never>> = {
   k8s: k8sFamily as FamilyDefinition<never>,
   clickhouse_http: clickhouseHttpFamily as FamilyDefinition<never>,
   ssh: sshFamily as FamilyDefinition<never>,
+  exec: execFamily as FamilyDefinition<never>,
 };
 
 export function familyOf(name: FamilyName): FamilyDefinition<unknown> {

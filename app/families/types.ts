@@ -4,7 +4,7 @@
 // family is judged by the one engine (app/policy/engine.ts `judge`).
 import type { ASTNode, Environment } from "@marcbachmann/cel-js";
 
-export type FamilyName = "http" | "sql" | "k8s" | "clickhouse_http" | "ssh";
+export type FamilyName = "http" | "sql" | "k8s" | "clickhouse_http" | "ssh" | "exec";
 
 export interface FamilyDefinition<Facts> {
   name: FamilyName;

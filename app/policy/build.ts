@@ -18,6 +18,7 @@ import { readDashboardTlsBlock } from "../tls/dashboard-config.ts";
 import { readClickHouseExportBlock } from "../events/export/config.ts";
 import { specOf } from "../endpoints/registry.ts";
 import { parseRate, type RateSpec } from "./rate-limits.ts";
+import { EXEC_DEFAULT_ATTRIBUTES, EXEC_RULE_ATTRIBUTES, readExecSettings, readGateList } from "../gate/config.ts";
 import {
   APPROVER_TYPES,
   CREDENTIAL_TYPES,
@@ -91,6 +92,7 @@ const RULE_ATTRIBUTES = [
   "burst",
   "per",
   "over_limit",
+  ...EXEC_RULE_ATTRIBUTES,
 ];
 
 const DEFAULT_STATE_DIR = "/var/lib/clawpatrol";
@@ -309,8 +311,10 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
   const profiles = new Map<string, Profile>();
   for (const [name, d] of profileDecls) {
     const r = new BlockReader(d.block, `profile "${name}"`, errors);
-    r.allow(["credentials", "endpoints"]);
+    r.allow(["credentials", "endpoints", "gate"]);
     const profile: Profile = { name, credentials: resolveList(r, "credentials", "credential") ?? [], source: d.source };
+    const gate = readGateList(r);
+    if (gate !== undefined) profile.gate = gate;
     const visible = resolveList(r, "endpoints", "endpoint");
     if (visible !== undefined) profile.endpoints = visible;
     if (!r.has("credentials")) warnings.push({ ...d.source, message: `profile "${name}" grants no credentials` });
@@ -455,6 +459,11 @@ function buildRule(
   if (r.has("credential") && verdict === "deny") {
     r.error(r.line("credential"), 'credential has no effect on a rule with verdict "deny"');
   }
+  const isExec = families.size > 0 && [...families.values()].every((f) => f === "exec");
+  for (const attr of EXEC_RULE_ATTRIBUTES) {
+    if (r.has(attr) && !isExec) r.error(r.line(attr), `${attr} applies only to rules of exec endpoints`);
+  }
+  const exec = isExec ? readExecSettings(r, "timeout") : undefined;
 
   const mode = r.has("mode") ? r.oneOf("mode", ["enforce", "shadow"] as const) : defaultMode;
   const limit = readRateLimit(r, verdict, resolveList);
@@ -481,6 +490,7 @@ function buildRule(
   if (reason !== undefined) rule.reason = reason;
   if (credential !== undefined) rule.credential = credential;
   if (rememberMs !== undefined) rule.rememberMs = rememberMs;
+  if (exec !== undefined) rule.exec = exec;
   if (compiled) rememberCondition(rule, compiled);
   return rule;
 }
@@ -698,7 +708,9 @@ function buildDefaults(
   };
   if (!block) return defaults;
   const r = new BlockReader(block, "defaults", errors);
-  r.allow(["verdict", "mode", "unknown_host", "profile", "udp", "inspect_limit", "allow_destinations", ...Object.keys(QUOTA_ATTRIBUTES), "header_timeout", "idle_timeout", "min_rate"]);
+  r.allow(["verdict", "mode", "unknown_host", "profile", "udp", "inspect_limit", "allow_destinations", ...Object.keys(QUOTA_ATTRIBUTES), "header_timeout", "idle_timeout", "min_rate", ...EXEC_DEFAULT_ATTRIBUTES]);
+  const exec = readExecSettings(r, "exec_timeout");
+  if (exec !== undefined) defaults.exec = exec;
   defaults.headerTimeoutMs = readDuration(r, "header_timeout", 1000) ?? defaults.headerTimeoutMs;
   defaults.idleTimeoutMs = readDuration(r, "idle_timeout", 1000) ?? defaults.idleTimeoutMs;
   if (r.has("min_rate")) {

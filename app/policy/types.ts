@@ -4,6 +4,7 @@ import type { ApproverConfig } from "../approvers/config.ts";
 import type { FamilyName } from "../families/types.ts";
 import type { RateSpec } from "./rate-limits.ts";
 import type { ClickHouseExportSettings } from "../events/export/config.ts";
+import type { ExecRuleSettings } from "../families/exec.ts";
 
 /** Where a block or attribute was declared, for FILE:LINE errors and audit. */
 export interface SourceRef {
@@ -104,10 +105,12 @@ export interface Defaults {
   idleTimeoutMs: number;
   /** A request body slower than this (bytes/s, after headerTimeoutMs of grace) is cut off; 0: off (default 1 KiB/s). */
   minRateBytesPerSec: number;
+  /** The command gate's defaults (`exec_timeout`, `env_scrub`, `allowed_paths`). */
+  exec?: ExecRuleSettings;
 }
 
 /** Endpoint kinds (app/endpoints/registry.ts); each implies a rule family. */
-export type EndpointType = "https" | "postgres" | "kubernetes" | "clickhouse_native" | "clickhouse_https" | "ssh";
+export type EndpointType = "https" | "postgres" | "kubernetes" | "clickhouse_native" | "clickhouse_https" | "ssh" | "exec";
 export type Family = FamilyName;
 
 export interface Endpoint {
@@ -163,6 +166,8 @@ export interface Profile {
   credentials: string[];
   /** Endpoint refs visible to this profile; undefined means all. */
   endpoints?: string[];
+  /** Commands `clawpatrol run` gates for devices of this profile (`gate = ["npm", "rm"]`). */
+  gate?: string[];
   source: SourceRef;
 }
 
@@ -217,6 +222,8 @@ export interface Rule {
   rate?: RateSpec;
   /** What an action over the rate gets: deny (the default; HTTP 429), or an approval chain. */
   overLimit?: { approve: string[] } | { verdict: "deny" };
+  /** exec family: `timeout`, `env_scrub`, `allowed_paths`. */
+  exec?: ExecRuleSettings;
   source: SourceRef;
 }
 

@@ -76,6 +76,8 @@ describe("loadPolicy: config/example.hcl", () => {
       "no-admin-api",
       "warehouse-read-only",
       "warehouse-http-read-only",
+      "git-push-needs-a-person",
+      "no-rm-rf-outside-the-workspace",
     ]);
     expect(rules.find((r) => r.name === "no-force-push")!.mode).toBe("shadow");
     const merge = rules[1]!;

@@ -1,0 +1,289 @@
+// The command gate end to end: the compiled client's
+// `clawpatrol run --gate ... -- sh -c SCRIPT` as an unprivileged user in a
+// device namespace, real tools behind the shims, the gateway judging each
+// command over the tunnel (clawpatrol.internal), approvals from the CLI.
+//
+//   [dev ns]   clawpatrol run (nobody) -> namespaces -> warden (inner stage)
+//              agent: sh -c SCRIPT with rm, ls, npm, ... as shims
+//       ==veth (underlay)==
+//   [root ns]  the gateway (userspace WireGuard), in this test process
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { canRunRootTests, sh, Topology, waitFor } from "../support/netns.ts";
+import { startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
+import { buildClient, deviceNamespace, enrollDevice, forwardPublicApi, killClients, runClient, type ClientResult } from "../support/client-device.ts";
+
+const N = 100 + ((process.pid + 61) % 100);
+const HOST_IP = `10.232.${N}.1`;
+const DEV_UNDERLAY = `10.232.${N}.2`;
+const WG_PORT = 21000 + (process.pid % 10000);
+const NOBODY = 65534;
+const GATE = "ls,npm,sleep,touch,bash,cat,bc,stty";
+
+describe.skipIf(!canRunRootTests)("clawpatrol run --gate: commands through the gateway's rules", () => {
+  const topo = new Topology("cgt");
+  let dev = "";
+  let t: TestGateway;
+  let api: { url: string; close(): void };
+  let bin = "";
+  let home = "";
+  let work = "";
+
+  beforeAll(async () => {
+    bin = buildClient();
+    ({ dev } = deviceNamespace(topo, HOST_IP, DEV_UNDERLAY));
+    t = await startTestGateway(
+      `
+defaults {
+  verdict = "allow"
+}
+endpoint "exec" "tools" {}
+profile "agents" {
+  gate = ["rm"]
+}
+rule "rm-rf" {
+  endpoint  = exec.tools
+  condition = "prefix(exec.argv, ['rm', '-rf'])"
+  verdict   = "deny"
+  reason    = "rm -rf needs a person"
+}
+rule "sleepy" {
+  endpoint  = exec.tools
+  condition = "exec.command == 'sleep'"
+  verdict   = "allow"
+  timeout   = "2s"
+}
+rule "touch-needs-approval" {
+  endpoint  = exec.tools
+  condition = "exec.command == 'touch'"
+  approve   = [dashboard]
+  reason    = "creating files needs a person"
+}
+`,
+      {},
+      {
+        gateway: `
+  wireguard {
+    mode = "userspace"
+    listen = "${HOST_IP}:${WG_PORT}"
+    subnet_cidr = "10.93.0.0/24"
+    endpoint = "${HOST_IP}:${WG_PORT}"
+  }`,
+      },
+    );
+    api = await forwardPublicApi(t, HOST_IP);
+    home = tempDir("home-gate");
+    sh(`chown -R ${NOBODY}:${NOBODY} ${home}`);
+    chmodSync(home, 0o755);
+    work = tempDir("gate-work");
+    chmodSync(work, 0o1777);
+    const r = await enrollDevice(t, bin, dev, api.url, "gate-laptop", { home, profile: "agents", user: NOBODY });
+    expect(r.code).toBe(0);
+  }, 180_000);
+
+  afterAll(async () => {
+    killClients();
+    api?.close();
+    await t?.stop();
+    topo.destroy();
+  });
+
+  const agent = (script: string, o: { onOut?: (out: string) => void; timeoutMs?: number; env?: string[] } = {}): Promise<ClientResult> =>
+    runClient(bin, dev, ["run", "--gate", GATE, "--", "sh", "-c", script], {
+      home,
+      user: NOBODY,
+      timeoutMs: o.timeoutMs ?? 90_000,
+      ...(o.env ? { env: o.env } : {}),
+      ...(o.onOut ? { onOut: (out) => o.onOut!(out) } : {}),
+    });
+
+  const victim = (name: string): string => {
+    const dir = path.join(work, name);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, "precious"), "keep me\n");
+    sh(`chown -R ${NOBODY}:${NOBODY} ${dir}`);
+    return dir;
+  };
+
+  const execEvents = () => t.events.filter((e) => e.kind === "exec" && e.device === "gate-laptop");
+
+  test("allowed ls and npm --version run, with their output and status, and are recorded", async () => {
+    writeFileSync(path.join(work, "hello.txt"), "hi\n");
+    const r = await agent(`ls ${work}; echo ls=$?; npm --version; echo npm=$?`);
+    expect(r.err).not.toContain("denied");
+    expect(r.out).toContain("hello.txt");
+    expect(r.out).toContain("ls=0");
+    expect(r.out).toMatch(/^\d+\.\d+\.\d+$/m);
+    expect(r.out).toContain("npm=0");
+    expect(r.code).toBe(0);
+    expect(await waitFor(() => execEvents().some((e) => e.summary === "npm --version"), 10_000)).toBe(true);
+    const ls = execEvents().find((e) => e.summary === `ls ${work}`)!;
+    expect(ls).toMatchObject({ verdict: "allow", endpoint: "exec.tools" });
+    expect(ls.action).toMatchObject({ exit: 0, timed_out: false, uid: NOBODY, paths: [work] });
+  }, 120_000);
+
+  test("rm -rf (gated by the profile) is denied: one line naming the rule, status 126, nothing removed", async () => {
+    const dir = victim("denied");
+    const r = await agent(`rm -rf ${dir}; echo rm=$?`);
+    expect(r.out).toContain("rm=126");
+    expect(r.err).toContain(`rm -rf ${dir}: denied by rule "rm-rf": rm -rf needs a person`);
+    expect(existsSync(path.join(dir, "precious"))).toBe(true);
+    expect(await waitFor(() => execEvents().some((e) => e.verdict === "deny" && e.rule === "rm-rf"), 10_000)).toBe(true);
+  }, 120_000);
+
+  test("exit statuses pass through: 0, 1, 42, and death by signal as 128+N", async () => {
+    const r = await agent(`bash -c 'exit 0'; echo a=$?; bash -c 'exit 1'; echo b=$?; bash -c 'exit 42'; echo c=$?; bash -c 'kill -KILL $$'; echo d=$?; bash -c 'kill -TERM $$'; echo e=$?`);
+    expect(r.out.split("\n").filter((l) => /^[a-e]=/.test(l))).toEqual(["a=0", "b=1", "c=42", "d=137", "e=143"]);
+  }, 120_000);
+
+  test("a timeout kills the command's process tree and is recorded", async () => {
+    const r = await agent(`sleep 600; echo s=$?`);
+    expect(r.out).toContain("s=137");
+    expect(r.err).toContain("killed after its timeout");
+    expect(await waitFor(() => execEvents().some((e) => e.summary === "sleep 600"), 10_000)).toBe(true);
+    expect(execEvents().find((e) => e.summary === "sleep 600")!.action).toMatchObject({ timed_out: true, exit: 137 });
+  }, 120_000);
+
+  test("a held command waits, says for whom, and runs once approved from the CLI", async () => {
+    const file = path.join(work, "approved");
+    let said = false;
+    const running = agent(`touch ${file}; echo t=$?`);
+    // The hold shows up on the operator's CLI.
+    const cli = async (...args: string[]) => {
+      const p = Bun.spawn(["./node_modules/.bin/bun", "app/main.ts", ...args, "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      return { out, err, code };
+    };
+    let id = "";
+    expect(
+      await waitFor(() => {
+        const p = t.gw.approvals.hub.pending().find((x) => x.request.summary === `touch ${file}`);
+        if (p?.decidable) id = p.id;
+        return id !== "";
+      }, 60_000),
+    ).toBe(true);
+    const list = await cli("approvals", "list");
+    expect(list.out).toContain(id);
+    expect(existsSync(file)).toBe(false);
+    const ok = await cli("approvals", "approve", id, "--reason", "fine");
+    expect(ok.code).toBe(0);
+    const r = await running;
+    said = r.err.includes(`waiting for approval by dashboard`);
+    expect(said).toBe(true);
+    expect(r.out).toContain("t=0");
+    expect(existsSync(file)).toBe(true);
+    expect(await waitFor(() => execEvents().some((e) => e.summary === `touch ${file}` && e.verdict === "allow"), 10_000)).toBe(true);
+    expect(execEvents().find((e) => e.summary === `touch ${file}`)!.operator).toMatch(/^cli:/);
+  }, 120_000);
+
+  test("bypass attempts all hit the gate: absolute path, /proc/self/root, /proc/1/root, env -i, command -p, exec -a, a copy, a symlink", async () => {
+    const dir = victim("bypass");
+    const attempts = [
+      `/usr/bin/rm -rf ${dir}`,
+      `/bin/rm -rf ${dir}`,
+      `/proc/self/root/usr/bin/rm -rf ${dir}`,
+      `/proc/1/root/usr/bin/rm -rf ${dir}`,
+      `env -i rm -rf ${dir}`,
+      `env -i /usr/bin/rm -rf ${dir}`,
+      `command -p rm -rf ${dir}`,
+      `bash -c 'exec -a notrm rm -rf ${dir}'`,
+      `cp /usr/bin/rm ${work}/myrm && ${work}/myrm -rf ${dir}`,
+      `ln -sf /usr/bin/rm ${work}/lnrm && ${work}/lnrm -rf ${dir}`,
+      `umount /usr/bin/rm`,
+    ];
+    const r = await agent(attempts.map((a, i) => `${a}; echo attempt${i}=$?`).join("\n"));
+    for (let i = 0; i < attempts.length; i++) expect(r.out).toMatch(new RegExp(`attempt${i}=[1-9]`));
+    expect(existsSync(path.join(dir, "precious"))).toBe(true);
+    // Every attempt but /proc/1/root (EACCES: pid 1 is the warden) and umount reached the gate and was refused there.
+    expect(r.err.split("\n").filter((l) => l.includes(`denied by rule "rm-rf"`))).toHaveLength(attempts.length - 2);
+    expect(r.err).toContain("/proc/1/root/usr/bin/rm: Permission denied");
+  }, 120_000);
+
+  test("LD_PRELOAD never reaches the real binary (env_scrub's built-in list)", async () => {
+    const so = path.join(work, "evil.so");
+    const src = path.join(work, "evil.c");
+    const marker = path.join(work, "preloaded-into-cat");
+    writeFileSync(
+      src,
+      `#include <unistd.h>
+#include <string.h>
+#include <fcntl.h>
+__attribute__((constructor)) static void evil(void) {
+  char exe[256] = {0};
+  readlink("/proc/self/exe", exe, sizeof exe - 1);
+  size_t n = strlen(exe);
+  if (n >= 4 && strcmp(exe + n - 4, "/cat") == 0) close(open("${marker}", O_CREAT | O_WRONLY, 0644));
+}
+`,
+    );
+    sh(`gcc -shared -fPIC -o ${so} ${src} && chmod 755 ${so}`);
+    const r = await agent(`LD_PRELOAD=${so} cat ${src} > /dev/null; echo cat=$?`);
+    expect(r.out).toContain("cat=0");
+    expect(existsSync(marker)).toBe(false);
+  }, 120_000);
+
+  /** The agent on a terminal: `script` gives it a pty; the test types into it. */
+  const onTerminal = (command: string) => {
+    const runtime = `${home}/.run`;
+    const proc = Bun.spawn(
+      ["ip", "netns", "exec", dev, "setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "--", "env", "-u", "XDG_CONFIG_HOME", `XDG_RUNTIME_DIR=${runtime}`, `HOME=${home}`, "SHELL=/bin/sh", bin, "run", "--gate", GATE, "--", "script", "-q", "-e", "-c", command, "/dev/null"],
+      { stdin: "pipe", stdout: "pipe", stderr: "pipe" },
+    );
+    let out = "";
+    let err = "";
+    const reading = Promise.all([
+      (async () => {
+        for await (const c of proc.stdout as unknown as AsyncIterable<Uint8Array>) out += new TextDecoder().decode(c);
+      })(),
+      (async () => {
+        for await (const c of proc.stderr as unknown as AsyncIterable<Uint8Array>) err += new TextDecoder().decode(c);
+      })(),
+    ]);
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 90_000);
+    return {
+      type: (text: string) => {
+        proc.stdin.write(text);
+        proc.stdin.flush();
+      },
+      output: () => out,
+      errors: () => err,
+      done: async () => {
+        const code = await proc.exited;
+        clearTimeout(timer);
+        await reading;
+        return { code, out };
+      },
+    };
+  };
+
+  test("a terminal: bc reads typed input on a pty of its own; the window size follows", async () => {
+    const term = onTerminal(`python3 -c "import fcntl, struct, termios; fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack('HHHH', 41, 101, 0, 0))"; stty size; bc -q`);
+    expect(await waitFor(() => term.output().includes("41 101"), 60_000)).toBe(true);
+    // Input typed before bc's pty is up may be flushed when the terminal goes raw: type until bc answers.
+    let typed = 0;
+    expect(
+      await waitFor(() => {
+        if (term.output().includes("42")) return true;
+        if (Date.now() - typed > 2_000) {
+          typed = Date.now();
+          term.type("6*7\n");
+        }
+        return false;
+      }, 60_000),
+    ).toBe(true);
+    term.type("quit\n");
+    const r = await term.done();
+    expect(r.code).toBe(0);
+    expect(await waitFor(() => execEvents().some((e) => e.summary === "bc -q" && e.action?.tty === true), 10_000)).toBe(true);
+  }, 120_000);
+
+  test("a terminal: Ctrl-C ends the gated command with SIGINT (status 130) and the agent goes on", async () => {
+    const term = onTerminal(`cat; echo cat=$?`);
+    term.type("hello-pty\n");
+    expect(await waitFor(() => term.output().split("hello-pty").length >= 3, 60_000)).toBe(true);
+    term.type("\x03");
+    expect(await waitFor(() => term.output().includes("cat=130"), 30_000)).toBe(true);
+    await term.done();
+  }, 120_000);
+});

@@ -1,0 +1,188 @@
+// The gate's verdict service and its routes: allow with a token, timeout and
+// scrub list; deny recorded at once; a hold decided on the dashboard (a real
+// ApprovalHub); the completion report completing the one event; devices and
+// tokens kept apart; bad descriptions refused with 400.
+import { afterEach, describe, expect, test } from "bun:test";
+import { DashboardApprover } from "../../../app/approvers/dashboard.ts";
+import { ApprovalHub } from "../../../app/approvers/hub.ts";
+import type { GatewayEvent } from "../../../app/events/types.ts";
+import { GateService, type GateAnswer } from "../../../app/gate/service.ts";
+import { gateRoute, GATE_TOKEN_HEADER } from "../../../app/gate/routes.ts";
+import type { Policy } from "../../../app/policy/types.ts";
+import { policyFrom } from "../policy/helpers.ts";
+
+const HCL = `schema_version = 1
+defaults {
+  verdict       = "allow"
+  exec_timeout  = "5m"
+  env_scrub     = ["NPM_*"]
+}
+endpoint "exec" "tools" {}
+profile "dev" {
+  gate = ["npm", "rm", "git"]
+}
+profile "blind" {
+  endpoints = []
+}
+rule "git-push" {
+  endpoint  = exec.tools
+  condition = "exec.prefix(['git', 'push'])"
+  approve   = [dashboard]
+}
+rule "no-rm-rf" {
+  endpoint  = exec.tools
+  condition = "prefix(exec.argv, ['rm', '-rf'])"
+  verdict   = "deny"
+  reason    = "rm -rf needs a person"
+}
+rule "npm" {
+  endpoint      = exec.tools
+  condition     = "exec.command == 'npm'"
+  verdict       = "allow"
+  timeout       = "2m"
+  allowed_paths = ["/work"]
+}
+`;
+
+const dev = { name: "laptop", profile: "dev" };
+const command = (argv: string[], over: Record<string, unknown> = {}) => ({
+  command: argv[0],
+  path: `/usr/bin/${argv[0]}`,
+  argv,
+  cwd: "/work/proj",
+  env: { PATH: "/usr/bin", NPM_TOKEN: "npm-secret-1", AWS_PROFILE: "x", LD_PRELOAD: "/tmp/e.so" },
+  paths: [],
+  tty: false,
+  uid: 1000,
+  ...over,
+});
+
+let hubs: ApprovalHub[] = [];
+afterEach(() => {
+  for (const h of hubs) h.close();
+  hubs = [];
+});
+
+async function setup(): Promise<{ gate: GateService; events: GatewayEvent[]; hub: ApprovalHub; policy: Policy }> {
+  const policy = await policyFrom(HCL);
+  const events: GatewayEvent[] = [];
+  let dashboard: DashboardApprover | undefined;
+  const hub: ApprovalHub = new ApprovalHub({ now: Date.now, plugins: (ref) => (ref === "dashboard" ? dashboard : undefined) });
+  dashboard = new DashboardApprover(hub);
+  hubs.push(hub);
+  const gate = new GateService({
+    policy: () => policy,
+    publish: (e) => events.push(e),
+    approvals: { hold: ({ request, chain, signal }) => hub.resumeOrStart(request, chain, { rule: request.rule, signal }) },
+  });
+  return { gate, events, hub, policy };
+}
+
+describe("the gate service", () => {
+  test("allow: a token, the rule's timeout, the variables to scrub; the event waits for the completion", async () => {
+    const { gate, events } = await setup();
+    const a = gate.ask(dev, command(["npm", "--version"]));
+    expect(a).toMatchObject({ status: "allow", rule: "npm", timeout_ms: 120_000, env_scrub: ["AWS_PROFILE", "LD_PRELOAD", "NPM_TOKEN"] });
+    if (a.status !== "allow") throw new Error("not allowed");
+    expect(events).toHaveLength(0);
+    expect(gate.complete(dev, a.id, "wrong-token", { exit: 0 })).toBe(false);
+    expect(gate.complete({ name: "other", profile: "dev" }, a.id, a.token, { exit: 0 })).toBe(false);
+    expect(gate.complete(dev, a.id, a.token, { exit: 42, duration_ms: 12, timed_out: false })).toBe(true);
+    expect(gate.complete(dev, a.id, a.token, { exit: 0 })).toBe(false);
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ kind: "exec", family: "exec", verdict: "allow", rule: "npm", endpoint: "exec.tools", durationMs: 12, summary: "npm --version" });
+    expect(events[0]!.action).toMatchObject({ exit: 42, timed_out: false, argv: ["npm", "--version"], cwd: "/work/proj" });
+    expect(JSON.stringify(events)).not.toContain("npm-secret-1");
+  });
+
+  test("a timeout is recorded as such", async () => {
+    const { gate, events } = await setup();
+    const a = gate.ask(dev, command(["ls"])) as Extract<GateAnswer, { status: "allow" }>;
+    expect(a.timeout_ms).toBe(300_000);
+    gate.complete(dev, a.id, a.token, { exit: 137, signal: "SIGKILL", duration_ms: 300_000, timed_out: true });
+    expect(events[0]!.reason).toContain("killed after the timeout");
+    expect(events[0]!.action).toMatchObject({ exit: 137, signal: "SIGKILL", timed_out: true });
+  });
+
+  test("deny: rule and reason, recorded at once", async () => {
+    const { gate, events } = await setup();
+    expect(gate.ask(dev, command(["rm", "-rf", "/work/x"]))).toMatchObject({ status: "deny", rule: "no-rm-rf", reason: "rm -rf needs a person" });
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ verdict: "deny", rule: "no-rm-rf" });
+  });
+
+  test("allowed_paths: a path outside denies the allowed command", async () => {
+    const { gate } = await setup();
+    expect(gate.ask(dev, command(["npm", "ci"], { paths: ["/etc/passwd"] }))).toMatchObject({ status: "deny", rule: "npm", reason: "/etc/passwd is outside allowed_paths" });
+    expect(gate.ask(dev, command(["npm", "ci"], { paths: ["../proj/x"] })).status).toBe("allow");
+  });
+
+  test("a profile that sees no exec endpoint: deny", async () => {
+    const { gate } = await setup();
+    expect(gate.ask({ name: "laptop", profile: "blind" }, command(["ls"]))).toMatchObject({ status: "deny" });
+  });
+
+  test("held: the dashboard decides while the warden polls; the approver is on the event", async () => {
+    const { gate, events, hub } = await setup();
+    const h = gate.ask(dev, command(["git", "push", "--force"]));
+    expect(h).toMatchObject({ status: "held", rule: "git-push", approvers: ["dashboard"] });
+    if (h.status !== "held") throw new Error("not held");
+    expect(await gate.poll(dev, h.id, h.token, 10)).toMatchObject({ status: "held" });
+    const waiting = gate.poll(dev, h.id, h.token, 20_000);
+    for (let i = 0; i < 100 && hub.pending()[0]?.decidable !== true; i++) await Bun.sleep(5);
+    expect(hub.pending()[0]!.request.summary).toBe("git push --force");
+    expect(hub.decide(hub.pending()[0]!.id, { decision: "allow", reason: "ok", operator: "alice" })).toEqual({ ok: true });
+    const a = await waiting;
+    expect(a).toMatchObject({ status: "allow", rule: "git-push" });
+    if (a?.status !== "allow") throw new Error("not allowed");
+    gate.complete(dev, a.id, a.token, { exit: 0, duration_ms: 5, timed_out: false });
+    expect(events[0]).toMatchObject({ verdict: "allow", approvers: "dashboard", operator: "alice" });
+  });
+
+  test("held then denied: the poll gets the deny and the event is recorded", async () => {
+    const { gate, events, hub } = await setup();
+    const h = gate.ask(dev, command(["git", "push"])) as Extract<GateAnswer, { status: "held" }>;
+    const waiting = gate.poll(dev, h.id, h.token, 20_000);
+    for (let i = 0; i < 100 && hub.pending()[0]?.decidable !== true; i++) await Bun.sleep(5);
+    hub.decide(hub.pending()[0]!.id, { decision: "deny", reason: "not today", operator: "bob" });
+    expect(await waiting).toMatchObject({ status: "deny", reason: "denied by bob (dashboard): not today" });
+    expect(events[0]).toMatchObject({ verdict: "deny", operator: "bob" });
+  });
+
+  test("cancel withdraws a hold", async () => {
+    const { gate, events, hub } = await setup();
+    const h = gate.ask(dev, command(["git", "push"])) as Extract<GateAnswer, { status: "held" }>;
+    for (let i = 0; i < 100 && hub.pending().length === 0; i++) await Bun.sleep(5);
+    expect(gate.cancel(dev, h.id, h.token)).toBe(true);
+    expect(await gate.poll(dev, h.id, h.token, 5_000)).toMatchObject({ status: "deny" });
+    expect(events).toHaveLength(1);
+  });
+});
+
+describe("the routes", () => {
+  const url = (p: string) => new URL(p, "https://clawpatrol.internal");
+  const body = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+
+  test("ask, then done with the token header", async () => {
+    const { gate, events } = await setup();
+    const r = await gateRoute(gate, "POST", url("/gate/commands"), [], body(command(["ls", "-l"])), dev);
+    expect(r.status).toBe(200);
+    const a = JSON.parse(r.body) as Extract<GateAnswer, { status: "allow" }>;
+    expect(a.status).toBe("allow");
+    const noToken = await gateRoute(gate, "POST", url(`/gate/commands/${a.id}/done`), [], body({ exit: 0 }), dev);
+    expect(noToken.status).toBe(404);
+    const done = await gateRoute(gate, "POST", url(`/gate/commands/${a.id}/done`), [[GATE_TOKEN_HEADER, a.token]], body({ exit: 1, duration_ms: 3, timed_out: false }), dev);
+    expect(done.status).toBe(200);
+    expect(events[0]!.action).toMatchObject({ exit: 1 });
+  });
+
+  test("bad descriptions get 400, never a crash", async () => {
+    const { gate } = await setup();
+    for (const bad of ["not json", JSON.stringify({}), JSON.stringify(command(["ls"], { argv: ["other"] })), JSON.stringify(command(["ls"], { cwd: "rel" })), JSON.stringify(command(["../x"]))]) {
+      const r = await gateRoute(gate, "POST", url("/gate/commands"), [], new TextEncoder().encode(bad), dev);
+      expect(r.status).toBe(400);
+    }
+    expect((await gateRoute(gate, "GET", url("/gate/commands"), [], new Uint8Array(), dev)).status).toBe(405);
+    expect((await gateRoute(gate, "GET", url("/gate/nope"), [], new Uint8Array(), dev)).status).toBe(404);
+  });
+});
