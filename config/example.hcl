@@ -335,6 +335,7 @@ rule "warehouse-http-read-only" {
   condition = "http.method != 'GET' && sql.verb != 'select'"
   verdict   = "deny"
   reason    = "the agent reads the warehouse"
+}
 
 # ------------------------------------------------------------ command gate
 # `clawpatrol run --gate npm,rm,git -- claude` (and `gate = ["npm", "rm"]`
