@@ -15,6 +15,7 @@ import type { Decision, Endpoint, Policy } from "../../policy/types.ts";
 import type { GatewayEvent } from "../../events/types.ts";
 import type { ApprovalRequest } from "../../approvers/types.ts";
 import { judge } from "../../policy/engine.ts";
+import { settleDecision } from "../../approvers/settle.ts";
 import { sqlFamily, cut, type SqlFacts } from "../../families/sql/family.ts";
 import { upstreamTrust } from "../../tls/trust.ts";
 import { dialTcp, type Dialer } from "../relay.ts";
@@ -200,13 +201,9 @@ async function serveClickHouseNative(req: ServeRequest, deps: FlowDeps): Promise
 
   async function outcomeOf(current: Policy, ep: Endpoint, facts: SqlFacts, d: Decision): Promise<QueryVerdict> {
     if (d.verdict === "allow" || d.verdict === "deny") return verdictOf(d);
-    const rule = d.rule !== undefined ? { rule: d.rule } : {};
-    const r = current.rules.find((x) => x.name === d.rule);
-    if (!deps.approvals || !r || !d.approvers) return { allow: false, reason: `${d.reason} (approval required; no approver is available)`, ...rule };
-    const request = approvalRequestFor(facts, ep, d, deps.redact ?? ((t) => t));
-    const outcome = await deps.approvals.hold({ request, rule: r, chain: d.approvers, operationId: undefined, signal: agentGone.signal });
-    if (outcome.status !== "decided") return { allow: false, reason: "the approval could not be held", ...rule };
-    return { allow: outcome.result.decision === "allow", reason: outcome.result.reason, ...rule };
+    const request = () => approvalRequestFor(facts, ep, d, deps.redact ?? ((t) => t));
+    const settled = await settleDecision({ policy: current, decision: d, gate: deps.approvals, request, signal: agentGone.signal });
+    return { allow: settled.allow, reason: settled.reason, ...(settled.rule !== undefined ? { rule: settled.rule } : {}) };
   }
 
   function approvalRequestFor(facts: SqlFacts, ep: Endpoint, d: Decision, redact: (t: string) => string): ApprovalRequest {

@@ -12,6 +12,7 @@ import type { FlowDeps } from "../../dispatch/handle.ts";
 import type { Decision, Endpoint, Policy } from "../../policy/types.ts";
 import type { GatewayEvent } from "../../events/types.ts";
 import { judge, needsDeferredFacts } from "../../policy/engine.ts";
+import { settleDecision } from "../../approvers/settle.ts";
 import { sqlFamily, cut, type SqlFacts } from "../../families/sql/family.ts";
 import { PostgresSession, type ActionOutcome, type SessionCommand, type StatementRecord } from "./session.ts";
 import { postgresSettings } from "./spec.ts";
@@ -235,24 +236,9 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
     return { outcomes };
   }
 
-  async function outcomeOf(current: Policy, ep: Endpoint, facts: SqlFacts, d: Decision): Promise<ActionOutcome> {
-    const rule = d.rule !== undefined ? { rule: d.rule } : {};
-    if (d.verdict === "allow") return { allow: true, reason: d.reason, ...rule };
-    if (d.verdict === "deny") return { allow: false, reason: d.reason, ...rule };
-    const r = current.rules.find((x) => x.name === d.rule);
-    if (!deps.approvals || !r || !d.approvers) return { allow: false, reason: `${d.reason} (approval required; no approver is available)`, ...rule };
-    const request = approvalRequestFor(facts, ep, d, deps.redact ?? ((t) => t));
-    const outcome = await deps.approvals.hold({ request, rule: r, chain: d.approvers, operationId: undefined, signal: agentGone.signal });
-    if (outcome.status !== "decided") return { allow: false, reason: "the approval could not be held", ...rule };
-    const result = outcome.result;
-    const operators = result.approvals.map((a) => a.operator).filter((o): o is string => Boolean(o));
-    const approval: Record<string, unknown> = {
-      approvers: result.approvals.map((a) => a.approver).join(",") || undefined,
-      ...(operators.length > 0 ? { operator: operators.join(",") } : {}),
-      approvalMs: result.latencyMs,
-      ...(result.remembered ? { remembered: true } : {}),
-    };
-    return { allow: result.decision === "allow", reason: result.reason, approval, ...rule };
+  function outcomeOf(current: Policy, ep: Endpoint, facts: SqlFacts, d: Decision): Promise<ActionOutcome> {
+    const request = () => approvalRequestFor(facts, ep, d, deps.redact ?? ((t) => t));
+    return settleDecision({ policy: current, decision: d, gate: deps.approvals, request, signal: agentGone.signal });
   }
 
   function approvalRequestFor(facts: SqlFacts, ep: Endpoint, d: Decision, redact: (t: string) => string): ApprovalRequest {

@@ -24,6 +24,7 @@ import type { Decision, Endpoint, Policy } from "../../policy/types.ts";
 import type { GatewayEvent } from "../../events/types.ts";
 import type { ApprovalRequest } from "../../approvers/types.ts";
 import { judge, needsDeferredFacts } from "../../policy/engine.ts";
+import { settleDecision } from "../../approvers/settle.ts";
 import { sshFamily, type SshFacts } from "../../families/ssh.ts";
 import { dialTcp } from "../relay.ts";
 import { log } from "../../log.ts";
@@ -416,23 +417,8 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
     }
   }
 
-  async function verdictOf(current: Policy, ep: Endpoint, facts: SshFacts, d: Decision, signal: AbortSignal): Promise<Verdict> {
-    const rule = d.rule !== undefined ? { rule: d.rule } : {};
-    if (d.verdict === "allow") return { allow: true, reason: d.reason, ...rule };
-    if (d.verdict === "deny") return { allow: false, reason: d.reason, ...rule };
-    const r = current.rules.find((x) => x.name === d.rule);
-    if (!deps.approvals || !r || !d.approvers) return { allow: false, reason: `${d.reason} (approval required; no approver is available)`, ...rule };
-    const outcome = await deps.approvals.hold({ request: approvalRequestFor(facts, ep, d), rule: r, chain: d.approvers, operationId: undefined, signal });
-    if (outcome.status !== "decided") return { allow: false, reason: "the approval could not be held", ...rule };
-    const result = outcome.result;
-    const operators = result.approvals.map((a) => a.operator).filter((o): o is string => Boolean(o));
-    const approval: Record<string, unknown> = {
-      approvers: result.approvals.map((a) => a.approver).join(",") || undefined,
-      ...(operators.length > 0 ? { operator: operators.join(",") } : {}),
-      approvalMs: result.latencyMs,
-      ...(result.remembered ? { remembered: true } : {}),
-    };
-    return { allow: result.decision === "allow", reason: result.reason, approval, ...rule };
+  function verdictOf(current: Policy, ep: Endpoint, facts: SshFacts, d: Decision, signal: AbortSignal): Promise<Verdict> {
+    return settleDecision({ policy: current, decision: d, gate: deps.approvals, request: () => approvalRequestFor(facts, ep, d), signal });
   }
 
   function approvalRequestFor(facts: SshFacts, ep: Endpoint, d: Decision): ApprovalRequest {
