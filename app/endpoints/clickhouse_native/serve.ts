@@ -7,13 +7,12 @@
 //   4. events: one per Query.
 import tls from "node:tls";
 import { isIP } from "node:net";
-import { randomUUID } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { EndpointHandler, ServeRequest, Upstream } from "../spec.ts";
 import type { FlowDeps } from "../../dispatch/handle.ts";
 import type { Decision, Endpoint, Policy } from "../../policy/types.ts";
 import type { GatewayEvent } from "../../events/types.ts";
-import type { ApprovalRequest } from "../../approvers/types.ts";
+import { sqlApprovalRequest } from "../../families/sql/approval.ts";
 import { judge } from "../../policy/engine.ts";
 import { settleDecision } from "../../approvers/settle.ts";
 import { sqlFamily, cut, type SqlFacts } from "../../families/sql/family.ts";
@@ -201,31 +200,9 @@ async function serveClickHouseNative(req: ServeRequest, deps: FlowDeps): Promise
 
   async function outcomeOf(current: Policy, ep: Endpoint, facts: SqlFacts, d: Decision): Promise<QueryVerdict> {
     if (d.verdict === "allow" || d.verdict === "deny") return verdictOf(d);
-    const request = () => approvalRequestFor(facts, ep, d, deps.redact ?? ((t) => t));
+    const request = () => sqlApprovalRequest({ facts, decision: d, device, endpoint: ep.ref, host: upstream.host, redact: deps.redact ?? ((t) => t) });
     const settled = await settleDecision({ policy: current, decision: d, gate: deps.approvals, request, signal: agentGone.signal });
     return { allow: settled.allow, reason: settled.reason, ...(settled.rule !== undefined ? { rule: settled.rule } : {}) };
-  }
-
-  function approvalRequestFor(facts: SqlFacts, ep: Endpoint, d: Decision, redact: (t: string) => string): ApprovalRequest {
-    const statement = facts.facets?.statement ?? facts.text;
-    return {
-      id: randomUUID(),
-      time: new Date().toISOString(),
-      device: device.name,
-      profile: device.profile,
-      endpoint: ep.ref,
-      rule: d.rule ?? "",
-      reason: d.reason,
-      method: (facts.facets?.verb ?? "sql").toUpperCase(),
-      host: upstream.host,
-      path: redact(cut(statement, 300)),
-      headers: { database: facts.database, user: facts.user },
-      bodyPreview: redact(cut(statement, 4096)),
-      bodyTruncated: statement.length > 4096,
-      fingerprint: sqlFamily.fingerprint(facts),
-      family: "sql",
-      summary: redact(sqlFamily.summary(facts)),
-    };
   }
 
   function publish(r: QueryRecord): void {

@@ -5,7 +5,7 @@
 //   3. verdicts: each statement judged by the sql family's rules, approvals held here,
 //   4. events: one per statement; cancel keys mapped to the upstream's.
 import tls from "node:tls";
-import { randomBytes, randomInt, randomUUID } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { EndpointHandler, ServeRequest } from "../spec.ts";
 import type { FlowDeps } from "../../dispatch/handle.ts";
@@ -20,7 +20,7 @@ import { openUpstream } from "./upstream-tls.ts";
 import { cancelKeys, sendCancel } from "./cancel.ts";
 import { loadSqlParser, parseSql } from "./sql.ts";
 import { log } from "../../log.ts";
-import type { ApprovalRequest } from "../../approvers/types.ts";
+import { sqlApprovalRequest } from "../../families/sql/approval.ts";
 
 export const postgresHandler: EndpointHandler = {
   serve: (req, deps) => servePostgres(req, deps as FlowDeps),
@@ -237,30 +237,8 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
   }
 
   function outcomeOf(current: Policy, ep: Endpoint, facts: SqlFacts, d: Decision): Promise<ActionOutcome> {
-    const request = () => approvalRequestFor(facts, ep, d, deps.redact ?? ((t) => t));
+    const request = () => sqlApprovalRequest({ facts, decision: d, device, endpoint: ep.ref, host: upstream.host, redact: deps.redact ?? ((t) => t) });
     return settleDecision({ policy: current, decision: d, gate: deps.approvals, request, signal: agentGone.signal });
-  }
-
-  function approvalRequestFor(facts: SqlFacts, ep: Endpoint, d: Decision, redact: (t: string) => string): ApprovalRequest {
-    const statement = facts.facets?.statement ?? facts.text;
-    return {
-      id: randomUUID(),
-      time: new Date().toISOString(),
-      device: device.name,
-      profile: device.profile,
-      endpoint: ep.ref,
-      rule: d.rule ?? "",
-      reason: d.reason,
-      method: (facts.facets?.verb ?? "sql").toUpperCase(),
-      host: upstream.host,
-      path: redact(cut(statement, 300)),
-      headers: { database: facts.database, user: facts.user },
-      bodyPreview: redact(cut(statement, 4096)),
-      bodyTruncated: statement.length > 4096,
-      fingerprint: sqlFamily.fingerprint(facts),
-      family: "sql",
-      summary: redact(sqlFamily.summary(facts)),
-    };
   }
 
   function publish(r: StatementRecord): void {
