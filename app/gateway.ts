@@ -10,6 +10,8 @@ import { loadPolicy, formatConfigError } from "./policy/load.ts";
 import { watchPolicy } from "./policy/reload.ts";
 import { openStateDb } from "./store/db.ts";
 import { persistRateLimits } from "./store/rate-limits.ts";
+import { persistSpend } from "./store/spend.ts";
+import { spendMetricLines } from "./spend/metrics.ts";
 import { SecretStore } from "./store/secrets.ts";
 import { DeviceRegistry } from "./store/devices.ts";
 import { loadOrCreateCA, type CertificateAuthority } from "./tls/ca.ts";
@@ -129,6 +131,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const db = openStateDb(stateDir);
   // Rules' rate-limit buckets: kept across reloads, and across a restart within their window.
   const rateLimits = persistRateLimits(db);
+  // The day's LLM spend that budgets are checked against: kept across a restart.
+  const spend = persistSpend(db);
   // A `secret set` from another process is seen within this long.
   const secrets = new SecretStore(db, stateDir, { revalidateMs: 250 });
   const devices = new DeviceRegistry(db);
@@ -284,7 +288,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     approvalsPending: () => approvals.hub.pending().length,
     flowsOpen: () => flowsOpen,
     devices: () => devices.list().filter((d) => !d.revokedAt).length,
-    extra: () => [...fdMetrics(), ...(exporter?.metricLines() ?? [])],
+    extra: () => [...fdMetrics(), ...(exporter?.metricLines() ?? []), ...spendMetricLines(spend.ledger)],
   });
   bus.addSink(metrics);
 
@@ -437,6 +441,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       await bus.close();
       if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
       rateLimits.close();
+      spend.close();
       db.close();
       throw e;
     }
@@ -467,6 +472,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     await bus.close();
     if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
     rateLimits.close();
+    spend.close();
     db.close();
     throw e;
   }
@@ -507,6 +513,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       await bus.close();
       if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
       rateLimits.close();
+      spend.close();
       db.close();
     },
   };

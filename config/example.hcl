@@ -173,7 +173,25 @@ credential "bearer_token" "gh_readonly" {
   secret_file = "secrets/gh-readonly.token"
 }
 
-credential "anthropic_manual_key" "claude" {}
+credential "anthropic_manual_key" "claude" {
+  # What the whole key may cost per UTC day (per = "device" for each device's share).
+  budget { daily_usd = 200 }
+}
+
+# What LLM tokens cost, USD per million (the API's reported usage times
+# these). A model no price matches is charged at the highest price here.
+price "claude-sonnet-4*" {
+  input_per_mtok       = 3
+  output_per_mtok      = 15
+  cache_read_per_mtok  = 0.30
+  cache_write_per_mtok = 3.75
+}
+price "claude-opus-4*" {
+  input_per_mtok       = 15
+  output_per_mtok      = 75
+  cache_read_per_mtok  = 1.50
+  cache_write_per_mtok = 18.75
+}
 
 # The secret is the password (secret set app_db, CLAWPATROL_SECRET_APP_DB, or secret_file).
 credential "postgres_password" "app_db" {
@@ -184,6 +202,9 @@ credential "postgres_password" "app_db" {
 
 profile "default" {
   credentials = [github_token.gh, anthropic_manual_key.claude, postgres_password.app_db, bearer_token.k8s_prod, ssh_key.git]
+  # Each device may spend $20 a UTC day on LLM APIs; then 429 until midnight
+  # (or over_budget = [dashboard] to ask a person).
+  budget { daily_usd = 20 }
 }
 
 # Contractors see GitHub only, and only with the read-only token.

@@ -89,6 +89,6 @@ export class Metrics implements EventSink {
 }
 
 /** Label values are ours (verdicts), but escape anyway: the format breaks on quotes and newlines. */
-function label(v: string): string {
+export function label(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }

@@ -79,6 +79,14 @@ export class Redactor {
         out.action = action;
       }
     }
+    // The model name is the upstream's text: an echoed secret there is masked too.
+    if (e.usage !== undefined) {
+      const model = redactWith(pats, e.usage.model);
+      if (model !== e.usage.model) {
+        out ??= { ...e };
+        out.usage = { ...e.usage, model };
+      }
+    }
     return (out as GatewayEvent | undefined) ?? e;
   }
 
@@ -101,6 +109,7 @@ function textOf(e: GatewayEvent): string {
     const v = (e as unknown as Record<string, unknown>)[k];
     if (typeof v === "string") text += v + "\n";
   }
+  if (e.usage !== undefined) text += e.usage.model + "\n";
   return e.action === undefined ? text : appendText(text, e.action);
 }
 

@@ -3,6 +3,7 @@
 // reach the database, the JSON-lines file or the log.
 
 import type { FamilyName } from "../families/types.ts";
+import type { LlmUsage } from "../spend/usage.ts";
 
 /** A judged action of a family (`http`, `sql`), or a relayed/refused connection. */
 export type EventKind = FamilyName | "connection";
@@ -50,6 +51,8 @@ export interface GatewayEvent {
   action?: Record<string, unknown>;
   /** What shadow rules would have decided (`would`: allow, deny, approve); never applied. */
   shadow?: { rule: string; would: string }[];
+  /** LLM APIs: the tokens the response reported, and what they cost by the config's prices. */
+  usage?: LlmUsage;
 }
 
 export interface EventSink {

@@ -18,6 +18,9 @@ import { readDashboardTlsBlock } from "../tls/dashboard-config.ts";
 import { readClickHouseExportBlock } from "../events/export/config.ts";
 import { specOf } from "../endpoints/registry.ts";
 import { parseRate, type RateSpec } from "./rate-limits.ts";
+import { readBudget, readPrice } from "../spend/config.ts";
+import { providerOf } from "../spend/budget.ts";
+import type { Price } from "../spend/prices.ts";
 import { EXEC_DEFAULT_ATTRIBUTES, EXEC_RULE_ATTRIBUTES, readExecSettings, readGateList } from "../gate/config.ts";
 import {
   APPROVER_TYPES,
@@ -56,7 +59,7 @@ export type BuildResult =
   | { ok: true; policy: Policy; warnings: ConfigError[] }
   | { ok: false; errors: ConfigError[] };
 
-const TOP_LEVEL_BLOCKS = ["gateway", "defaults", "endpoint", "credential", "profile", "approver", "rule"];
+const TOP_LEVEL_BLOCKS = ["gateway", "defaults", "endpoint", "credential", "profile", "approver", "rule", "price"];
 
 const CREDENTIAL_SETTINGS: Record<CredentialType, { required: string[]; optional: string[] }> = {
   bearer_token: { required: [], optional: [] },
@@ -117,6 +120,7 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
   const profileDecls = new Map<string, Declared>();
   const approverDecls = new Map<string, Declared>();
   const ruleDecls = new Map<string, Declared>();
+  const priceDecls = new Map<string, Declared>();
 
   const declareUnique = (map: Map<string, Declared>, key: string, what: string, block: HclBlock): boolean => {
     const first = map.get(key);
@@ -139,7 +143,7 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
       }
     }
     for (const b of file.blocks) {
-      const labelCount = { gateway: 0, defaults: 0, endpoint: 2, credential: 2, profile: 1, approver: 2, rule: 1 }[b.type];
+      const labelCount = { gateway: 0, defaults: 0, endpoint: 2, credential: 2, profile: 1, approver: 2, rule: 1, price: 1 }[b.type];
       if (labelCount === undefined) {
         fail(b.file, b.line, `unknown block "${b.type}"; expected one of: ${TOP_LEVEL_BLOCKS.join(", ")}`);
         continue;
@@ -182,6 +186,9 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
           break;
         case "rule":
           declareUnique(ruleDecls, l0, `rule "${l0}"`, b);
+          break;
+        case "price":
+          declareUnique(priceDecls, l0, `price "${l0}"`, b);
           break;
       }
     }
@@ -256,6 +263,13 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
     return out;
   };
 
+  const resolveApprovers = (r: BlockReader, attr: string) => resolveList(r, attr, "approver");
+  const prices: Price[] = [];
+  for (const d of priceDecls.values()) {
+    const price = readPrice(d.block, errors);
+    if (price) prices.push(price);
+  }
+
   const gateway = buildGateway(gatewayBlock?.block, errors, opts.env, opts.readFile, (r, attr) => resolveOne(r, attr, "credential"));
 
   const endpoints = new Map<string, Endpoint>();
@@ -294,7 +308,8 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
     const type = d.block.labels[0] as CredentialType;
     const spec = CREDENTIAL_SETTINGS[type];
     const r = new BlockReader(d.block, `credential ${type}.${name}`, errors);
-    r.allow([...spec.required, ...spec.optional, "secret_file"]);
+    const metered = providerOf(type) !== undefined;
+    r.allow([...spec.required, ...spec.optional, "secret_file"], metered ? ["budget"] : []);
     const settings: Record<string, string> = {};
     for (const key of spec.required) r.required(key);
     for (const key of [...spec.required, ...spec.optional]) {
@@ -305,18 +320,22 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
     if (type === "k8s_client_cert") readClientCertificate(r, credential, nodePath.dirname(d.block.file), opts.readFile);
     const secretFile = r.string("secret_file");
     if (secretFile !== undefined) credential.secretFile = nodePath.resolve(nodePath.dirname(d.block.file), secretFile);
+    const budget = metered ? readBudget(r, errors, { owner: `credential ${credential.ref}`, pers: ["credential", "device"], resolveApprovers }) : undefined;
+    if (budget) credential.budget = budget;
     credentials.set(credential.ref, credential);
   }
 
   const profiles = new Map<string, Profile>();
   for (const [name, d] of profileDecls) {
     const r = new BlockReader(d.block, `profile "${name}"`, errors);
-    r.allow(["credentials", "endpoints", "gate"]);
+    r.allow(["credentials", "endpoints", "gate"], ["budget"]);
     const profile: Profile = { name, credentials: resolveList(r, "credentials", "credential") ?? [], source: d.source };
     const gate = readGateList(r);
     if (gate !== undefined) profile.gate = gate;
     const visible = resolveList(r, "endpoints", "endpoint");
     if (visible !== undefined) profile.endpoints = visible;
+    const budget = readBudget(r, errors, { owner: `profile "${name}"`, pers: ["device", "profile"], resolveApprovers });
+    if (budget) profile.budget = budget;
     if (!r.has("credentials")) warnings.push({ ...d.source, message: `profile "${name}" grants no credentials` });
     profiles.set(name, profile);
   }
@@ -352,6 +371,12 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
     if (rule) rules.push(rule);
   }
 
+  // A budget counts what priced responses cost: without prices it could never be reached.
+  if (prices.length === 0) {
+    const owners = [...profiles.values(), ...credentials.values()].filter((o) => o.budget);
+    for (const o of owners) fail(o.budget!.source.file, o.budget!.source.line, `budget: no price is configured, so no spend can be counted; add price "MODEL" { input_per_mtok = ..., output_per_mtok = ... } blocks`);
+  }
+
   // 3. Sort: highest priority first; Array.prototype.sort is stable, so ties keep declaration order.
   rules.sort((a, b) => b.priority - a.priority);
 
@@ -366,6 +391,7 @@ export function buildPolicy(files: HclFile[], opts: BuildOptions): BuildResult {
     profiles,
     approvers,
     rules,
+    prices,
   };
   return { ok: true, policy, warnings: sortErrors(warnings, files) };
 }
@@ -378,6 +404,7 @@ const LABEL_USAGE: Record<string, string> = {
   approver: 'needs a type and a name: approver "TYPE" "NAME" { ... }',
   profile: 'needs one name: profile "NAME" { ... }',
   rule: 'needs one name: rule "NAME" { ... }',
+  price: 'needs one model name or pattern: price "claude-sonnet-4*" { ... }',
 };
 
 interface Resolvers {

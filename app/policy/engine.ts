@@ -6,6 +6,8 @@
 import { activationFor, conditionOf, type CelActivation, type CompiledCondition } from "./cel.ts";
 import type { Decision, Endpoint, HttpFacts, Policy, RequestContext, Rule, ShadowVerdict } from "./types.ts";
 import { rateLimiter, type RateLimiter, type RatePer } from "./rate-limits.ts";
+import { spendLedger, type SpendLedger } from "../spend/ledger.ts";
+import { applyBudgets } from "../spend/budget.ts";
 
 import { normalizeHost } from "./host.ts";
 
@@ -157,6 +159,11 @@ export interface JudgeOptions {
    * a replay, a fixture that does not test them), so nothing is counted.
    */
   limiter?: RateLimiter | null;
+  /**
+   * The day's LLM spend that budgets are checked against. Default: the
+   * gateway's (app/spend/ledger.ts); null: budgets are not consulted.
+   */
+  spend?: SpendLedger | null;
 }
 
 /**
@@ -166,8 +173,16 @@ export interface JudgeOptions {
  * endpoint's family's facts (HttpFacts, SqlFacts, ...). Shadow rules are
  * judged on the way and recorded in `shadow`, never applied; a matching rule
  * with a `rate` takes a token, and over its rate the answer is its over_limit.
+ * A decision that would inject an LLM credential whose budget is spent gets
+ * the budget's over_budget instead (app/spend/budget.ts).
  */
 export function judge(policy: Policy, ctx: RequestContext, facts: unknown, opts: JudgeOptions = {}): Decision {
+  const decision = judgeRules(policy, ctx, facts, opts);
+  const ledger = opts.spend === undefined ? spendLedger() : opts.spend;
+  return ledger ? applyBudgets(policy, ctx, decision, ledger) : decision;
+}
+
+function judgeRules(policy: Policy, ctx: RequestContext, facts: unknown, opts: JudgeOptions): Decision {
   const { rules } = applicable(indexOf(policy), ctx.endpoint, ctx.profile);
   let activation: CelActivation | undefined;
   let shadow: ShadowVerdict[] | undefined;

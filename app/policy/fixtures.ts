@@ -14,7 +14,9 @@
 //      buckets, so the 61st case under a `rate = "60/m"` rule is limited.
 //   3. Report every mismatch; exit 0 all match, 1 drift, 2 usage error.
 //      `expect` may also name the shadow verdicts (`"shadow": {"rule": "deny"}`)
-//      and whether a rate limit answered (`"limited": true`).
+//      and whether a rate limit answered (`"limited": true`). A case may
+//      say what was spent today (`"spent_usd": 25`, in every budget's scope)
+//      and expect whether a spend budget answered (`"over_budget": true`).
 import { readdir, readFile, stat } from "node:fs/promises";
 import * as nodePath from "node:path";
 import { decide, judge, matchEndpoint, visibleEndpoints } from "./engine.ts";
@@ -24,6 +26,7 @@ import type { SqlFacts } from "../families/sql/family.ts";
 import { loadSqlParser, sqlFacts } from "../families/sql/index.ts";
 import type { Decision, Policy } from "./types.ts";
 import { RateLimiter } from "./rate-limits.ts";
+import { SpendLedger, type SpendScope } from "../spend/ledger.ts";
 
 export interface FixtureRun {
   exitCode: 0 | 1 | 2;
@@ -48,7 +51,11 @@ interface CaseBase {
     shadow: Record<string, string> | undefined;
     /** undefined: not checked. */
     limited: boolean | undefined;
+    /** undefined: not checked. */
+    overBudget: boolean | undefined;
   };
+  /** The day's spend in every budget scope, as the case is judged (default 0). */
+  spentUsd: number;
 }
 
 interface HttpCase extends CaseBase {
@@ -77,6 +84,20 @@ interface Outcome {
   credential: string | undefined;
   shadow: Record<string, string>;
   limited: boolean;
+  overBudget?: boolean;
+}
+
+/** A ledger that says every scope has spent the same amount today. */
+class SpentAlready extends SpendLedger {
+  constructor(
+    private readonly usd: number,
+    now: () => number,
+  ) {
+    super(now);
+  }
+  override spent(_scope: SpendScope, _key: string): number {
+    return this.usd;
+  }
 }
 
 export async function runFixtures(policy: Policy, fixturesPath: string): Promise<FixtureRun> {
@@ -119,7 +140,8 @@ function evaluateHttpCase(policy: Policy, c: HttpCase, limiter: RateLimiter): Ou
   const truncated = c.body !== undefined && c.body.length > limit;
   const body = truncated ? c.body!.subarray(0, limit) : c.body;
   const facts = httpFactsFromRequest(c.method, c.url.host, c.url.pathname + c.url.search, c.headers, body, truncated);
-  return outcomeOf(decide(policy, { device: c.device, profile: c.profile, endpoint }, facts, { limiter }));
+  const spend = new SpentAlready(c.spentUsd, Date.now);
+  return outcomeOf(decide(policy, { device: c.device, profile: c.profile, endpoint }, facts, { limiter, spend }));
 }
 
 /** Each statement judged as the Postgres endpoint judges it: the first deny (or hold) decides, else the first statement's allow. */
@@ -146,7 +168,7 @@ function evaluateSqlCase(policy: Policy, c: SqlCase, limiter: RateLimiter): Outc
 
 function outcomeOf(d: Decision): Outcome {
   const shadow = Object.fromEntries((d.shadow ?? []).map((s) => [s.rule, s.would]));
-  return { verdict: d.verdict, rule: d.rule, reason: d.reason, credential: d.credential, shadow, limited: d.limited !== undefined };
+  return { verdict: d.verdict, rule: d.rule, reason: d.reason, credential: d.credential, shadow, limited: d.limited !== undefined, overBudget: d.overBudget !== undefined };
 }
 
 function compare(c: FixtureCase, got: Outcome): string[] {
@@ -156,6 +178,7 @@ function compare(c: FixtureCase, got: Outcome): string[] {
   if (c.expect.credential !== undefined && (got.credential ?? null) !== c.expect.credential) problems.push("credential");
   if (c.expect.shadow !== undefined && describeShadow(c.expect.shadow) !== describeShadow(got.shadow)) problems.push("shadow");
   if (c.expect.limited !== undefined && c.expect.limited !== got.limited) problems.push("limited");
+  if (c.expect.overBudget !== undefined && c.expect.overBudget !== (got.overBudget ?? false)) problems.push("over_budget");
   return problems;
 }
 
@@ -170,6 +193,7 @@ function describeExpected(c: FixtureCase): string {
   else if (c.expect.rule !== undefined) s += ` by rule "${c.expect.rule}"`;
   if (c.expect.credential !== undefined) s += `, credential ${c.expect.credential ?? "none"}`;
   if (c.expect.limited !== undefined) s += c.expect.limited ? ", over a rate limit" : ", within rate limits";
+  if (c.expect.overBudget !== undefined) s += c.expect.overBudget ? ", over a spend budget" : ", within spend budgets";
   if (c.expect.shadow !== undefined) s += `, shadow: ${describeShadow(c.expect.shadow)}`;
   return s;
 }
@@ -179,6 +203,7 @@ function describeOutcome(c: FixtureCase, o: Outcome): string {
   s += o.rule !== undefined ? ` by rule "${o.rule}"` : `, ${o.reason}`;
   s += `, credential ${o.credential ?? "none"}`;
   if (o.limited) s += ", over a rate limit";
+  if (o.overBudget) s += ", over a spend budget";
   if (c.expect.shadow !== undefined || Object.keys(o.shadow).length > 0) s += `, shadow: ${describeShadow(o.shadow)}`;
   return s;
 }
@@ -229,12 +254,14 @@ async function loadCases(path: string, defaultProfile: string, policy: Policy): 
 function readCase(raw: unknown, file: string, index: number, defaultProfile: string, policy: Policy): FixtureCase | string {
   if (!isRecord(raw)) return "must be an object";
   const { device, profile, expect } = raw;
+  const spent = raw.spent_usd ?? 0;
+  if (typeof spent !== "number" || !Number.isFinite(spent) || spent < 0) return '"spent_usd" must be an amount of zero or more';
   if (device !== undefined && typeof device !== "string") return '"device" must be a string';
   if (profile !== undefined && typeof profile !== "string") return '"profile" must be a string';
   if (!isRecord(expect)) return 'needs an "expect" object';
   const expected = readExpect(expect);
   if (typeof expected === "string") return expected;
-  const common = { file, index, device: device ?? "fixture", profile: profile ?? defaultProfile, expect: expected };
+  const common = { file, index, device: device ?? "fixture", profile: profile ?? defaultProfile, expect: expected, spentUsd: spent };
   if (raw.sql !== undefined) return readSqlCase(raw, common, policy);
   const { name, request } = raw;
   if (typeof name !== "string" || name === "") return 'needs a "name" string';
@@ -281,7 +308,9 @@ function readExpect(expect: Record<string, unknown>): CaseBase["expect"] | strin
   }
   const limited = expect.limited;
   if (limited !== undefined && typeof limited !== "boolean") return "expect.limited must be true or false";
-  return { verdict: expect.verdict as ExpectedVerdict, rule, credential, shadow: shadow as Record<string, string> | undefined, limited };
+  const overBudget = expect.over_budget;
+  if (overBudget !== undefined && typeof overBudget !== "boolean") return "expect.over_budget must be true or false";
+  return { verdict: expect.verdict as ExpectedVerdict, rule, credential, shadow: shadow as Record<string, string> | undefined, limited, overBudget };
 }
 
 /** `{"endpoint": "postgres.db", "sql": "...", "database"?, "user"?, "name"?}`: the endpoint must be one of the sql family. */

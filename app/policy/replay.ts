@@ -18,12 +18,12 @@ export function judgeRecorded(policy: Policy, e: StoredAction): Decision | undef
   if (e.kind === "sql") {
     const endpoint = e.endpoint === undefined ? undefined : policy.endpoints.get(e.endpoint);
     if (!endpoint || endpoint.family !== "sql" || !visibleEndpoints(policy, e.profile)(endpoint)) return undefined;
-    return judge(policy, { device: e.device, profile: e.profile, endpoint }, sqlFactsFromAction(e.action ?? {}, e.path ?? ""), { limiter: null });
+    return judge(policy, { device: e.device, profile: e.profile, endpoint }, sqlFactsFromAction(e.action ?? {}, e.path ?? ""), { limiter: null, spend: null });
   }
   if (e.kind !== "http" || !e.method) return undefined;
   const endpoint = matchEndpoint(policy, e.host, e.profile);
   if (!endpoint) return undefined;
-  return judge(policy, { device: e.device, profile: e.profile, endpoint }, httpFactsFromAction(e), { limiter: null });
+  return judge(policy, { device: e.device, profile: e.profile, endpoint }, httpFactsFromAction(e), { limiter: null, spend: null });
 }
 
 /** The http facts a recorded request still has: method, host, path and query. */

@@ -5,6 +5,8 @@ import type { FamilyName } from "../families/types.ts";
 import type { RateSpec } from "./rate-limits.ts";
 import type { ClickHouseExportSettings } from "../events/export/config.ts";
 import type { ExecRuleSettings } from "../families/exec.ts";
+import type { Budget } from "../spend/budget.ts";
+import type { Price } from "../spend/prices.ts";
 
 /** Where a block or attribute was declared, for FILE:LINE errors and audit. */
 export interface SourceRef {
@@ -157,6 +159,8 @@ export interface Credential {
   settings: Record<string, string>;
   /** Absolute path of a file holding the secret, if configured (`secret_file`). */
   secretFile?: string;
+  /** `budget { daily_usd = ... }` on a metered credential (anthropic, openai, gemini). */
+  budget?: Budget;
   source: SourceRef;
 }
 
@@ -168,6 +172,8 @@ export interface Profile {
   endpoints?: string[];
   /** Commands `clawpatrol run` gates for devices of this profile (`gate = ["npm", "rm"]`). */
   gate?: string[];
+  /** `budget { daily_usd = ... }`: what the profile's devices may spend on LLM APIs per UTC day. */
+  budget?: Budget;
   source: SourceRef;
 }
 
@@ -249,6 +255,8 @@ export interface Decision {
   shadow?: ShadowVerdict[];
   /** The rule's rate limit was exceeded: the verdict is its over_limit; the agent may try again after this. */
   limited?: { rate: string; retryAfterMs: number };
+  /** A daily spend budget covering the credential is spent: the verdict is its over_budget (HTTP 429 until the next UTC day). */
+  overBudget?: { budget: string; dailyUsd: number; spentUsd: number; retryAfterMs: number };
 }
 
 export interface Approver {
@@ -273,4 +281,6 @@ export interface Policy {
   approvers: Map<string, Approver>;
   /** Enabled and disabled rules, sorted by priority (highest first), then declaration order. */
   rules: Rule[];
+  /** `price "MODEL" {}` blocks: what LLM tokens cost (app/spend/prices.ts). */
+  prices: Price[];
 }

@@ -24,8 +24,8 @@ export const MAX_QUERY_LIMIT = 1000;
 
 const INSERT_SQL = `INSERT INTO actions (time, kind, flow_id, device, profile, endpoint, host, port, method, path,
   status, bytes_up, bytes_down, duration_ms, rule, verdict, reason, credential, detail,
-  approvers, operator, approval_ms, remembered, family, summary, action, shadow)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+  approvers, operator, approval_ms, remembered, family, summary, action, shadow, usage)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 /** Insert events in one transaction. `now` supplies the time for an event whose time does not parse. */
 export function insertActions(db: Database, events: readonly GatewayEvent[], now: () => number = Date.now): void {
@@ -62,6 +62,7 @@ export function insertActions(db: Database, events: readonly GatewayEvent[], now
         e.summary ?? null,
         e.action === undefined ? null : JSON.stringify(e.action),
         e.shadow === undefined ? null : JSON.stringify(e.shadow),
+        e.usage === undefined ? null : JSON.stringify(e.usage),
       );
     }
   })();
@@ -101,6 +102,7 @@ interface ActionRow {
   summary: string | null;
   action: string | null;
   shadow: string | null;
+  usage: string | null;
 }
 
 export function queryActions(db: Database, q: ActionQuery): StoredAction[] {
@@ -165,7 +167,17 @@ function fromRow(r: ActionRow): StoredAction {
   if (r.summary !== null) e.summary = r.summary;
   if (r.action !== null) e.action = parseAction(r.action);
   if (r.shadow) e.shadow = parseShadow(r.shadow);
+  if (r.usage) e.usage = parseUsage(r.usage);
   return e;
+}
+
+function parseUsage(text: string): GatewayEvent["usage"] {
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as GatewayEvent["usage"]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function parseShadow(text: string): NonNullable<GatewayEvent["shadow"]> {

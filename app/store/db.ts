@@ -217,6 +217,27 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (host, port)
   );
   `,
+  // 10: LLM spend. The usage an API reported for a request (JSON: model,
+  // tokens, USD) beside its event; and the day's spend per device, profile,
+  // credential and model, which daily budgets are checked against and which
+  // a restart keeps.
+  `
+  ALTER TABLE actions ADD COLUMN usage TEXT;
+  CREATE TABLE spend_daily (
+    day                TEXT NOT NULL,
+    device             TEXT NOT NULL,
+    profile            TEXT NOT NULL,
+    credential         TEXT NOT NULL,
+    model              TEXT NOT NULL,
+    usd                REAL NOT NULL,
+    input_tokens       INTEGER NOT NULL,
+    output_tokens      INTEGER NOT NULL,
+    cache_read_tokens  INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    requests           INTEGER NOT NULL,
+    PRIMARY KEY (day, device, profile, credential, model)
+  );
+  `,
 ];
 
 /**

@@ -19,6 +19,7 @@
 //   viewer    GET  /api/profiles, GET /api/rules, GET /api/rules/shadow (?since=24h: what shadow rules would have done)
 //   admin     POST /api/rules/suggest            {eventId, scope} → a deny rule like that request (see rules.ts)
 //   admin     POST /api/rules/validate           {hcl} checked with the running config; nothing applied
+//   viewer    GET  /api/spend                    ?day=YYYY-MM-DD: LLM spend per device (UTC day), and the budgets
 //   admin     POST /api/reload
 //   admin     GET  /api/audit                     ?operator&action&since&limit&before
 //   admin     GET  /api/operators
@@ -37,6 +38,7 @@ import { eventRoutes } from "./events.ts";
 import { deviceRoutes } from "./devices.ts";
 import { adminRoutes } from "./admin.ts";
 import { ruleRoutes } from "./rules.ts";
+import { spendRoutes } from "./spend.ts";
 
 /** The device registry as the API uses it (OnboardService has this shape). */
 export interface DeviceOps {
@@ -65,7 +67,7 @@ export interface OperatorApiDeps {
   /** Absent when WireGuard onboarding is off: its routes answer 404 `onboarding_off`. */
   onboarding?: OnboardingOps;
   /** The current policy (read per request: it reloads); `files` lets /api/rules/validate re-read the config. */
-  policy(): Pick<Policy, "profiles" | "rules"> & Partial<Pick<Policy, "files">>;
+  policy(): Pick<Policy, "profiles" | "rules"> & Partial<Pick<Policy, "files" | "credentials">>;
   /** Re-read the config; returns its errors (none = applied). */
   reload(): Promise<string[]>;
   now: () => number;
@@ -98,6 +100,7 @@ export function operatorApi(deps: OperatorApiDeps) {
     .use(deviceRoutes(ctx, deps))
     .use(adminRoutes(ctx, deps))
     .use(ruleRoutes(ctx, deps))
+    .use(spendRoutes(ctx, deps))
     .get(
       "/metrics",
       () => new Response(deps.metrics ? deps.metrics() : "", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }),

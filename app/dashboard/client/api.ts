@@ -112,6 +112,13 @@ export interface Device {
   revoked: boolean;
 }
 
+/** GET /api/spend: the day's LLM spend per device, and the configured budgets. */
+export interface SpendDay {
+  day: string;
+  devices: { device: string; usd: number; requests: number; inputTokens: number; outputTokens: number }[];
+  budgets: { owner: string; dailyUsd: number; per: string }[];
+}
+
 export interface Onboarding {
   code: string;
   name: string;

@@ -3,13 +3,13 @@
 // waiting to join (approve with a profile, deny), and how a device joins: the
 // CA fingerprint it pins and the lines to run on it. Admins act; others read.
 import { api, ApiFailure, roleAtLeast } from "./api.ts";
-import type { Device, JoinInfo, Onboarding, Profile } from "./api.ts";
+import type { Device, JoinInfo, Onboarding, Profile, SpendDay } from "./api.ts";
 import { h } from "./dom.ts";
 import { errorText, flash, fmtDateTime, fmtTime, hooks, state, verdictTag } from "./state.ts";
 
 export async function devicesView(): Promise<HTMLElement> {
   const admin = roleAtLeast(state.me?.role, "admin");
-  const [devices, profiles, onboarding, joinInfo] = await Promise.all([
+  const [devices, profiles, onboarding, joinInfo, spend] = await Promise.all([
     api<{ devices: Device[] }>("/api/devices").then((r) => r.devices),
     api<{ profiles: Profile[] }>("/api/profiles").then((r) => r.profiles.map((p) => p.name)),
     api<{ pending: Onboarding[] }>("/api/onboarding").then(
@@ -18,7 +18,9 @@ export async function devicesView(): Promise<HTMLElement> {
     ),
     // Public (the same lines a device can read); absent on a gateway without a CA to show.
     api<JoinInfo>("/join.json").catch(() => null),
+    api<SpendDay>("/api/spend").catch(() => null),
   ]);
+  const spentBy = new Map((spend?.devices ?? []).map((d) => [d.device, d.usd]));
   const act = (label: string, fn: () => Promise<unknown>) => async () => {
     try {
       await fn();
@@ -51,6 +53,7 @@ export async function devicesView(): Promise<HTMLElement> {
       h("td", {}, d.profile),
       h("td", {}, h("code", {}, [d.address, d.address6].filter(Boolean).join(" ") || "—")),
       h("td", { class: "num" }, fmtDateTime(d.last_seen)),
+      h("td", { class: "num" }, spentBy.has(d.name) ? usd(spentBy.get(d.name)!) : "—"),
       h("td", {}, d.revoked ? verdictTag("revoked") : "active"),
       admin && !d.revoked
         ? h(
@@ -108,14 +111,44 @@ export async function devicesView(): Promise<HTMLElement> {
     h(
       "table",
       { class: "grid" },
-      h("thead", {}, h("tr", {}, ...["Name", "Kind", "Profile", "Address", "Last seen", "Status", ""].map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ...["Name", "Kind", "Profile", "Address", "Last seen", "LLM today", "Status", ""].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, ...deviceRows),
     ),
     devices.length === 0 ? h("p", { class: "empty" }, "No devices yet.") : null,
+    spend ? spendSection(spend) : null,
     h("h3", {}, "Waiting to join"),
     pendingSection,
     joinInfo ? joinSection(joinInfo) : null,
   );
+}
+
+/** What LLM calls cost today (UTC) per device, by the config's prices, and the budgets that cap it. */
+function spendSection(s: SpendDay): HTMLElement {
+  const budgets = s.budgets.map((b) => `${b.owner}: ${usd(b.dailyUsd)} a day per ${b.per}`);
+  return h(
+    "div",
+    { class: "spend" },
+    h("h3", {}, `LLM spend on ${s.day} (UTC)`),
+    s.devices.length === 0
+      ? h("p", { class: "empty" }, "No LLM calls recorded today.")
+      : h(
+          "table",
+          { class: "grid" },
+          h("thead", {}, h("tr", {}, ...["Device", "Calls", "Input tokens", "Output tokens", "Cost"].map((c) => h("th", { scope: "col" }, c)))),
+          h(
+            "tbody",
+            {},
+            ...s.devices.map((d) =>
+              h("tr", {}, h("td", {}, d.device), h("td", { class: "num" }, String(d.requests)), h("td", { class: "num" }, String(d.inputTokens)), h("td", { class: "num" }, String(d.outputTokens)), h("td", { class: "num" }, usd(d.usd))),
+            ),
+          ),
+        ),
+    h("p", { class: "muted small" }, budgets.length > 0 ? `Budgets: ${budgets.join("; ")}.` : "No spend budget is configured."),
+  );
+}
+
+function usd(n: number): string {
+  return `$${n.toFixed(n < 1 ? 4 : 2)}`;
 }
 
 /** What an operator copies to a device: the fingerprint to compare, the install line, the join line. */

@@ -39,7 +39,8 @@ import { ClientTimeouts, type TimeoutReason, type TimeoutSettings } from "../htt
 import { ServerFrameScrubber } from "./wsframes.ts";
 import { isSpdy, SpdyFrameScrubber } from "../kubernetes/spdyframes.ts";
 import type { ClientCertificate } from "../kubernetes/client-cert.ts";
-import { ResponseRelay, type RelayCommand } from "./response.ts";
+import { maskText, ResponseRelay, type RelayCommand } from "./response.ts";
+import { UsageMeter } from "../../spend/usage.ts";
 import { afterResponse, attemptFailed, dialFailed, errorResponse } from "./outcome.ts";
 import type { DeciderCommand, DeciderEvent, EventFields } from "./decider.ts";
 
@@ -116,6 +117,8 @@ interface Forwarding {
   /** The upstream is connected (else being connected). */
   connected: boolean;
   relay: ResponseRelay | undefined;
+  /** Reads an LLM API's reported usage from the response (Forward.meter). */
+  meter: UsageMeter | undefined;
   parser: Http1Parser<"response">;
   /** Response parse events not yet relayed; undefined: the upstream closed with nothing left to parse. */
   events: (ParseEvent | undefined)[];
@@ -456,8 +459,15 @@ export class InterceptConnection {
     this.runDecider(w.kind === "read" ? { type: "body", chunks: w.chunks, done: false } : { type: "drained", bytes: w.bytes, done: false });
   }
 
-  private publish(fields: EventFields): void {
+  /** `responseEnded`: the response reached its end (an LLM usage read from it is final). */
+  private publish(fields: EventFields, responseEnded = false): void {
     Object.assign(this.fields, fields);
+    const f = this.fwd;
+    if (f?.meter) {
+      const usage = f.meter.finish(responseEnded);
+      f.meter = undefined;
+      if (usage) this.fields.usage = { ...usage, model: maskText(usage.model, f.x.needles) };
+    }
     this.emit({ type: "publish", head: this.head!, started: this.started, durationMs: this.o.now() - this.started, fields: this.fields });
   }
 
@@ -485,6 +495,7 @@ export class InterceptConnection {
       pooled: false,
       connected: false,
       relay: undefined,
+      meter: undefined,
       parser: new Http1Parser("response"),
       events: [],
       upstreamEnded: false,
@@ -515,7 +526,8 @@ export class InterceptConnection {
     f.parser.expectResponseTo(head.method);
     f.events = [];
     f.upstreamEnded = false;
-    f.relay = new ResponseRelay(head, f.x.needles);
+    f.meter = f.x.meter ? new UsageMeter(f.x.meter, f.x.head.target) : undefined;
+    f.relay = new ResponseRelay(head, f.x.needles, f.meter);
     f.responseStarted = false;
     f.outcome = undefined;
     const parts: Uint8Array[] = [f.headBytes];
@@ -634,7 +646,7 @@ export class InterceptConnection {
   }
 
   private finishForwarding(f: Forwarding, r: Outcome, upstreamGone = false): void {
-    this.publish({ status: r.status, verdict: "allow", reason: f.x.event.reason ?? "", bytesUp: f.bytesUp, bytesDown: r.bytesDown });
+    this.publish({ status: r.status, verdict: "allow", reason: f.x.event.reason ?? "", bytesUp: f.bytesUp, bytesDown: r.bytesDown }, !r.upgraded);
     if (r.upgraded) return this.startSplice(f, r.rest ?? EMPTY);
     const after = afterResponse({
       reusable: r.reusable,

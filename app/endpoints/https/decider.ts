@@ -40,6 +40,8 @@ import { clickhouseHttpFacts } from "../clickhouse_https/facts.ts";
 import type { ClickHouseHttpFacts } from "../../families/clickhouse_http.ts";
 import { sqlFamily } from "../../families/sql/family.ts";
 import { clickhouseDenyResponse } from "../clickhouse_https/deny.ts";
+import { providerOf } from "../../spend/budget.ts";
+import type { LlmProvider } from "../../spend/usage.ts";
 
 /** A credential's value and the strings that would reveal it if echoed back. */
 export type SecretLookup = (
@@ -116,6 +118,8 @@ export type DeciderCommand =
       needles: string[];
       /** Presented to the upstream in its TLS handshake (k8s_client_cert). */
       clientCert?: ClientCertificate;
+      /** An LLM credential was injected: read the usage its API reports in the response. */
+      meter?: LlmProvider;
       event: EventFields;
     };
 
@@ -250,12 +254,14 @@ export class ExchangeDecider {
       out.push({ type: "log", level: "warn", message: "rule evaluation failed closed", fields: { rule: decision.rule, detail: decision.detail } });
     }
     if (decision.verdict === "deny") {
-      // Over a rule's rate: 429 with when to try again (RFC 6585 §4), not a 403.
-      if (decision.limited) this.retryAfterS = Math.max(1, Math.ceil(decision.limited.retryAfterMs / 1000));
-      return [...out, ...this.refuse(decision.limited ? 429 : 403, decision.reason, decision.detail)];
+      // Over a rule's rate or a spend budget: 429 with when to try again (RFC 6585 §4), not a 403.
+      const later = decision.limited ?? decision.overBudget;
+      if (later) this.retryAfterS = Math.max(1, Math.ceil(later.retryAfterMs / 1000));
+      return [...out, ...this.refuse(later ? 429 : 403, decision.reason, decision.detail)];
     }
     if (decision.verdict === "approve") {
-      const rule = policy.rules.find((r) => r.name === decision.rule);
+      // A spent budget's approval is the budget's own, whichever rule (or the default) allowed the request.
+      const rule = decision.overBudget ? budgetRule(decision, endpoint) : policy.rules.find((r) => r.name === decision.rule);
       if (!this.ctx.approvals || !rule || !decision.approvers) {
         return [...out, ...this.refuse(403, `${decision.reason} (approval required; no approver is available)`)];
       }
@@ -348,6 +354,7 @@ export class ExchangeDecider {
     const outbound: OutboundHead = { method: head.method, target: this.target, headers };
     let needles: string[] = [];
     let clientCert: ClientCertificate | undefined;
+    let meter: LlmProvider | undefined;
     if (decision.credential) {
       const credential = policy.credentials.get(decision.credential);
       const profile = policy.profiles.get(device.profile);
@@ -369,6 +376,7 @@ export class ExchangeDecider {
       pluginFor(credential.type).inject(outbound, resolved.value, credential);
       needles = resolved.needles;
       clientCert = kubernetesClientCert(credential, resolved.value);
+      meter = providerOf(credential.type);
       // Echoed secrets are scrubbed from the response; that needs bytes we can
       // read, so credentialed requests ask for an uncompressed answer. The
       // mask keeps the length, so a Content-Length stays true.
@@ -396,6 +404,7 @@ export class ExchangeDecider {
         chunked,
         needles,
         ...(clientCert ? { clientCert } : {}),
+        ...(meter ? { meter } : {}),
         event: { ...this.event, reason: decision.reason },
       },
     ];
@@ -483,4 +492,20 @@ function concat(parts: Uint8Array[], max: number): Uint8Array {
     o += take;
   }
   return out;
+}
+
+/** The rule an over-budget approval is held under: named after the budget, so approvers see what ran out. */
+function budgetRule(decision: Decision, endpoint: Endpoint): Rule {
+  const budget = decision.overBudget!;
+  return {
+    name: `budget of ${budget.budget}`,
+    endpoints: [endpoint.ref],
+    family: endpoint.family,
+    priority: 0,
+    disabled: false,
+    readsDeferred: false,
+    approve: decision.approvers ?? [],
+    reason: decision.reason,
+    source: endpoint.source,
+  };
 }

@@ -51,6 +51,12 @@ export type RelayCommand =
    */
   | { type: "fail"; refused: boolean; message: string };
 
+/** Sees the response as the upstream sent it, before masking (the usage meter of an LLM API). */
+export interface ResponseTap {
+  head(status: number, contentType: string | undefined, contentEncoding: string | undefined): void;
+  body(data: Uint8Array): void;
+}
+
 export class ResponseRelay {
   private readonly scrubber: StreamScrubber | undefined;
   private head: ResponseHead | undefined;
@@ -67,6 +73,7 @@ export class ResponseRelay {
     private readonly request: Pick<RequestHead, "version" | "keepAlive" | "upgrade">,
     /** Strings to mask in everything sent to the agent. */
     private readonly needles: string[],
+    private readonly tap?: ResponseTap,
   ) {
     this.scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
   }
@@ -111,6 +118,7 @@ export class ResponseRelay {
         return;
       case "body": {
         this.bytesDown += ev.data.length;
+        this.tap?.body(ev.data);
         if (this.coded) {
           if (!this.coded.body.push(ev.data)) throw new RelayFailure(true, "a coded body too large to mask");
           return;
@@ -142,6 +150,7 @@ export class ResponseRelay {
   private onHead(head: ResponseHead, requestSent: boolean, out: RelayCommand[]): void {
     const { needles, request } = this;
     this.head = head;
+    this.tap?.head(head.status, getHeader(head.headers, "content-type"), getHeader(head.headers, "content-encoding"));
     if (head.status === 101 && (request.upgrade === undefined || (head.upgrade ?? "").trim().toLowerCase() !== request.upgrade.trim().toLowerCase())) {
       throw new RelayFailure(true, "upstream switched to a protocol the agent did not ask for");
     }

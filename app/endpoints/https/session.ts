@@ -16,6 +16,7 @@ import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstre
 import { ExchangeDecider, type EventFields, type SecretLookup } from "./decider.ts";
 import { InterceptConnection, type ConnectionCommand, type ConnectionEvent, type Side } from "./connection.ts";
 import { log } from "../../log.ts";
+import { chargeUsage } from "../../spend/charge.ts";
 
 export { denyResponse, type SecretLookup } from "./decider.ts";
 
@@ -263,6 +264,7 @@ export class InterceptSession {
     };
     Object.assign(event, fields);
     event.durationMs = durationMs;
+    if (event.usage) event.usage = chargeUsage(this.deps.policy().prices, { device: device.name, profile: device.profile, credential: event.credential ?? "" }, event.usage);
     // Every family's events carry the same three fields (the path as forwarded); a family over HTTP (k8s) gave its own.
     const status = event.status !== undefined ? { status: event.status } : {};
     if (event.family === undefined || event.family === "http") {

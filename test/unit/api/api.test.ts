@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { errorOf, harness, type Harness } from "./harness.ts";
 import { sampleEvent } from "../events/fixtures.ts";
 import { insertActions } from "../../../app/store/actions.ts";
+import { persistSpend } from "../../../app/store/spend.ts";
 import { setLogWriter } from "../../../app/log.ts";
 
 let h: Harness;
@@ -45,6 +46,7 @@ describe("every route needs a credential", () => {
         "POST /api/rules/suggest",
         "POST /api/rules/validate",
         "POST /api/reload",
+        "GET /api/spend",
         "GET /api/audit",
         "GET /api/operators",
         "GET /metrics",
@@ -285,6 +287,22 @@ describe("devices, policy, reload, audit", () => {
     const shadow = (await (await h.call("GET", "/api/rules/shadow", { session: v })).json()) as { shadowRules: string[]; rules: unknown[] };
     expect(shadow).toMatchObject({ shadowRules: [], rules: [] });
     expect(await errorOf(await h.call("GET", "/api/rules/shadow?since=soon", { session: v }))).toMatchObject({ status: 400 });
+  });
+
+  test("the day's LLM spend per device for viewers, from the state database the gateway writes", async () => {
+    const v = await h.as("viewer", "vera");
+    const ledger = persistSpend(h.db, () => Date.parse("2026-12-07T10:00:00Z"));
+    try {
+      const usage = { provider: "anthropic" as const, model: "claude-sonnet-4-5", inputTokens: 10, outputTokens: 20, cacheReadTokens: 5, cacheWriteTokens: 0, complete: true };
+      ledger.ledger.record({ device: "laptop", profile: "dev", credential: "anthropic_manual_key.c" }, { ...usage, usd: 0.25 });
+      ledger.ledger.record({ device: "laptop", profile: "dev", credential: "anthropic_manual_key.c" }, { ...usage, usd: 0.5 });
+    } finally {
+      ledger.close();
+    }
+    const body = (await (await h.call("GET", "/api/spend?day=2026-12-07", { session: v })).json()) as { devices: unknown[]; budgets: unknown[] };
+    expect(body.devices).toEqual([{ device: "laptop", usd: 0.75, requests: 2, inputTokens: 30, outputTokens: 40 }]);
+    expect(body.budgets).toEqual([]);
+    expect(await errorOf(await h.call("GET", "/api/spend?day=yesterday", { session: v }))).toMatchObject({ status: 400 });
   });
 
   test("reload is admin-only and audited, failures too", async () => {
