@@ -17,10 +17,11 @@ const OPENAI_KEY = "sk-proj-real-openai-key-for-spend-test-abcdef";
 
 let t: TestGateway;
 let server: ReturnType<typeof Bun.serve>;
+let pki: ReturnType<typeof makeTestPki>;
 const reached: { host: string; path: string; keyOk: boolean }[] = [];
 
 beforeAll(async () => {
-  const pki = makeTestPki(tempDir("pki"), ["anthropic.test", "openai.test"]);
+  pki = makeTestPki(tempDir("pki"), ["anthropic.test", "openai.test"]);
   server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -169,5 +170,62 @@ describe("LLM spend", () => {
     const text = JSON.stringify(stored);
     expect(text).not.toContain(ANTHROPIC_KEY);
     expect(text).not.toContain(OPENAI_KEY);
+  });
+});
+
+describe("over_budget = [dashboard]", () => {
+  test("a request past the budget is held for a person (the hold names the budget); approved, it reaches the API with the real key", async () => {
+    const g = await startTestGateway(
+      `
+defaults {
+  verdict = "allow"
+  profile = profile.agents
+}
+endpoint "https" "anthropic" {
+  hosts      = ["anthropic.test"]
+  ports      = [${server.port}]
+  ca_cert    = "${pki.caCertPath}"
+  credential = anthropic_manual_key.claude
+}
+credential "anthropic_manual_key" "claude" {
+  budget {
+    daily_usd   = 0.001
+    over_budget = [dashboard]
+  }
+}
+price "*" {
+  input_per_mtok  = 3
+  output_per_mtok = 15
+}
+profile "agents" { credentials = [anthropic_manual_key.claude] }
+`,
+      { CLAWPATROL_SECRET_CLAUDE: ANTHROPIC_KEY },
+    );
+    try {
+      const via = (path: string) =>
+        curlVia(g, "anthropic.test", server.port!, path, ["-X", "POST", "-H", "content-type: application/json", "--data", "{}"]);
+      expect((await via("/v1/messages?first")).status).toBe(200);
+      const before = reached.length;
+      const pending = via("/v1/messages?second");
+      const socket = g.gw.policy().gateway.controlSocket;
+      let held: { id: string; rule: string; request: string } | undefined;
+      while (!held) {
+        const { approvals } = (await (await controlFetch(socket, "/api/approvals")).json()) as { approvals: { id: string; rule: string; request: string }[] };
+        held = approvals.find((a) => a.request.includes("second"));
+        if (!held) await Bun.sleep(25);
+      }
+      expect(held.rule).toBe("budget of anthropic_manual_key.claude");
+      expect(reached.length).toBe(before);
+      const res = await controlFetch(socket, `/api/approvals/${held.id}/approve`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ operator: "cli:tester", reason: "one more" }),
+      });
+      expect(res.status).toBe(200);
+      expect((await pending).status).toBe(200);
+      expect(reached.at(-1)).toMatchObject({ host: "anthropic.test", keyOk: true });
+    } finally {
+      await g.stop();
+    }
   });
 });
