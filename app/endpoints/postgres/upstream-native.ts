@@ -78,7 +78,8 @@ export class NativeUpstream extends EventEmitter implements UpstreamStream {
           },
           close: () => up.onClose(),
           error: (_s, e) => {
-            up.emit("error", e);
+            // As a Duplex would, but an error with no listener yet must not throw into Bun's callback.
+            if (up.listenerCount("error") > 0) up.emit("error", e);
           },
           connectError: (_s, e) => {
             if (settled) return;
