@@ -83,3 +83,25 @@ test("prune runs in the writer and deletes rows past the retention", async () =>
   await sink.close(); // messages are handled in order: the prune is done once close returns
   expect(flowIds()).toEqual(["new"]);
 });
+
+test("SIGTERM's clean stop commits every event still queued", async () => {
+  const n = 3000;
+  const child = Bun.spawn([process.execPath, path.join(import.meta.dir, "sqlite-queue-child.ts"), t.dir, String(n)], { stdout: "pipe", stderr: "inherit" });
+  const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  try {
+    const reader = child.stdout.getReader();
+    let out = "";
+    while (!out.includes("ready")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    expect(out).toContain("ready");
+    child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+  } finally {
+    clearTimeout(killer);
+    child.kill("SIGKILL");
+  }
+  expect(flowIds()).toEqual(Array.from({ length: n }, (_, i) => `e${i}`));
+});
