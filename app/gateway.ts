@@ -8,7 +8,7 @@ import type { Database } from "bun:sqlite";
 import type { Credential, Policy } from "./policy/types.ts";
 import { loadPolicy, formatConfigError } from "./policy/load.ts";
 import { watchPolicy } from "./policy/reload.ts";
-import { openStateDb } from "./store/db.ts";
+import { openStateDb, STATE_DB_FILE } from "./store/db.ts";
 import { persistRateLimits } from "./store/rate-limits.ts";
 import { persistSpend } from "./store/spend.ts";
 import { spendMetricLines } from "./spend/metrics.ts";
@@ -18,7 +18,7 @@ import { loadOrCreateCA, type CertificateAuthority } from "./tls/ca.ts";
 import { LeafCertificates } from "./tls/leaf.ts";
 import { Redactor } from "./events/redact.ts";
 import { EventBus } from "./events/bus.ts";
-import { ActionsSink } from "./events/sinks/sqlite.ts";
+import { QueuedActionsSink } from "./events/sinks/sqlite-queue.ts";
 import { JsonlSink } from "./events/sinks/jsonl.ts";
 import { StderrSink } from "./events/sinks/stderr.ts";
 import { humanEventSink } from "./events/sinks/journald.ts";
@@ -178,7 +178,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   if (journalSocket) setLogWriter(journalLogWriter(new JournalWriter(journalSocket), "clawpatrol-gateway"));
 
   const bus = new EventBus(redactor);
-  const actions = new ActionsSink(db, { retentionDays: policy.gateway.eventsRetentionDays });
+  // Inserts in a worker thread: the event loop never waits on SQLite.
+  const actions = new QueuedActionsSink({ file: path.join(stateDir, STATE_DB_FILE), retentionDays: policy.gateway.eventsRetentionDays });
   bus.addSink(actions);
   if (policy.gateway.eventsJsonl) bus.addSink(new JsonlSink(policy.gateway.eventsJsonl));
   // The audit export: rows wait in a spool under the state dir while ClickHouse is away.
@@ -288,7 +289,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     approvalsPending: () => approvals.hub.pending().length,
     flowsOpen: () => flowsOpen,
     devices: () => devices.list().filter((d) => !d.revokedAt).length,
-    extra: () => [...fdMetrics(), ...(exporter?.metricLines() ?? []), ...spendMetricLines(spend.ledger)],
+    extra: () => [...fdMetrics(), ...actions.metricLines(), ...(exporter?.metricLines() ?? []), ...spendMetricLines(spend.ledger)],
   });
   bus.addSink(metrics);
 

@@ -17,6 +17,7 @@ import { sqlFamily, cut, type SqlFacts } from "../../families/sql/family.ts";
 import { PostgresSession, type ActionOutcome, type SessionCommand, type StatementRecord } from "./session.ts";
 import { postgresSettings } from "./spec.ts";
 import { openUpstream } from "./upstream-tls.ts";
+import type { UpstreamStream } from "./upstream-native.ts";
 import { cancelKeys, sendCancel } from "./cancel.ts";
 import { loadSqlParser, parseSql } from "./sql.ts";
 import { log } from "../../log.ts";
@@ -49,7 +50,7 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
   if (!credential.ok) log.warn("postgres credential unavailable", { flow: flow.id, endpoint: endpoint.ref, reason: credential.reason });
 
   let agent: Duplex = flow.conn;
-  let upstreamSock: Duplex | undefined;
+  let upstreamSock: UpstreamStream | undefined;
   let closed = false;
   const agentGone = new AbortController();
   let registered: string | undefined;
@@ -102,7 +103,7 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
                   return;
                 }
                 upstreamSock = u.socket;
-                upstreamSock.on("data", (d: Buffer) => run(session.handle({ type: "upstream-data", data: d })));
+                upstreamSock.on("data", (d: Uint8Array) => run(session.handle({ type: "upstream-data", data: d })));
                 upstreamSock.on("close", () => run(session.handle({ type: "upstream-closed" })));
                 upstreamSock.on("error", (e: Error) => log.debug("postgres upstream error", { flow: flow.id, error: e.message }));
                 // Paused after the SSLRequest answer when the server said 'N' (sslmode = prefer).

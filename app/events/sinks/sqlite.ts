@@ -5,7 +5,7 @@
 // and retried on the next tick, up to a bound past which the oldest events
 // are dropped and counted.
 import type { Database } from "bun:sqlite";
-import { log } from "../../log.ts";
+import { log, type LogFields, type LogLevel } from "../../log.ts";
 import { insertActions, pruneActions } from "../../store/actions.ts";
 import type { EventSink, GatewayEvent } from "../types.ts";
 
@@ -22,6 +22,10 @@ export interface ActionsSinkOptions {
   maxBatch?: number;
   /** Drop the oldest events past this many buffered while flushes fail (default 50 000). */
   maxBuffered?: number;
+  /** Told how many rows each successful flush inserted (the worker acknowledges them). */
+  onFlushed?: (rows: number) => void;
+  /** Where this sink logs (default the process's log; a worker forwards to the main thread). */
+  log?: (level: LogLevel, msg: string, fields: LogFields) => void;
 }
 
 export class ActionsSink implements EventSink {
@@ -34,6 +38,7 @@ export class ActionsSink implements EventSink {
   private failing = false;
   private dropped = 0;
   private closed = false;
+  private readonly log: (level: LogLevel, msg: string, fields: LogFields) => void;
 
   constructor(
     private readonly db: Database,
@@ -43,6 +48,7 @@ export class ActionsSink implements EventSink {
     this.flushMs = opts.flushMs ?? 200;
     this.maxBatch = opts.maxBatch ?? 500;
     this.maxBuffered = opts.maxBuffered ?? 50_000;
+    this.log = opts.log ?? ((level, msg, fields) => log[level](msg, fields));
   }
 
   write(event: GatewayEvent): void {
@@ -72,16 +78,17 @@ export class ActionsSink implements EventSink {
     } catch (err) {
       // Keep the batch ahead of anything written since, and try again later.
       this.buffer = batch.concat(this.buffer);
-      if (!this.failing) log.error("actions sink: insert failed; will retry", { events: batch.length, error: err });
+      if (!this.failing) this.log("error", "actions sink: insert failed; will retry", { events: batch.length, error: err });
       this.failing = true;
       if (!this.closed) this.schedule(Math.max(this.flushMs, RETRY_MS));
       return 0;
     }
     if (this.failing || this.dropped) {
-      log.info("actions sink: recovered", { dropped: this.dropped });
+      this.log("info", "actions sink: recovered", { dropped: this.dropped });
       this.failing = false;
       this.dropped = 0;
     }
+    this.opts.onFlushed?.(batch.length);
     return batch.length;
   }
 
@@ -91,7 +98,7 @@ export class ActionsSink implements EventSink {
     try {
       return pruneActions(this.db, this.now() - this.opts.retentionDays * DAY_MS);
     } catch (err) {
-      log.error("actions sink: prune failed", { error: err });
+      this.log("error", "actions sink: prune failed", { error: err });
       return 0;
     }
   }
@@ -104,7 +111,7 @@ export class ActionsSink implements EventSink {
   close(): void {
     this.closed = true;
     this.flush();
-    if (this.buffer.length) log.error("actions sink: events lost at close", { events: this.buffer.length });
+    if (this.buffer.length) this.log("error", "actions sink: events lost at close", { events: this.buffer.length });
   }
 
   private schedule(delay = this.flushMs): void {
