@@ -3,7 +3,9 @@
 // replay --config NEW.hcl --since 24h` reports for a day of them.
 //
 // A recorded action keeps what its event kept: an HTTP request its method,
-// host and path (no headers, no body), a statement its parsed facets. So a
+// host and path (no headers, no body), a statement its parsed facets, an ssh
+// request or a gated command its action (environment names, not values;
+// no stdin: app/policy/replay-facts.ts). So a
 // replay judges the running config and the candidate on the same facts and
 // reports where they differ, not against the verdict recorded at the time
 // (which saw headers and bodies a replay cannot): a rule that did not change
@@ -12,6 +14,7 @@ import type { StoredAction } from "../store/actions.ts";
 import type { SqlFacts } from "../families/sql/family.ts";
 import { judge, matchEndpoint, normalizeHost, visibleEndpoints } from "./engine.ts";
 import type { Decision, HttpFacts, Policy } from "./types.ts";
+import { execFactsFromAction, sshFactsFromAction } from "./replay-facts.ts";
 
 /** What a config answers for a recorded action; undefined when rules never judged such an action (a relayed connection). */
 export function judgeRecorded(policy: Policy, e: StoredAction): Decision | undefined {
@@ -19,6 +22,15 @@ export function judgeRecorded(policy: Policy, e: StoredAction): Decision | undef
     const endpoint = e.endpoint === undefined ? undefined : policy.endpoints.get(e.endpoint);
     if (!endpoint || endpoint.family !== "sql" || !visibleEndpoints(policy, e.profile)(endpoint)) return undefined;
     return judge(policy, { device: e.device, profile: e.profile, endpoint }, sqlFactsFromAction(e.action ?? {}, e.path ?? ""), { limiter: null, spend: null });
+  }
+  if (e.kind === "ssh" || e.kind === "exec") {
+    // ssh's channel-close events repeat the request they close: only the request is judged.
+    if (e.method?.endsWith("-closed")) return undefined;
+    const endpoint = e.endpoint === undefined ? undefined : policy.endpoints.get(e.endpoint);
+    if (!endpoint || endpoint.family !== e.kind || !visibleEndpoints(policy, e.profile)(endpoint)) return undefined;
+    const facts = e.kind === "ssh" ? sshFactsFromAction(e.action ?? {}, e.host) : execFactsFromAction(e.action ?? {});
+    if (!facts) return undefined;
+    return judge(policy, { device: e.device, profile: e.profile, endpoint }, facts, { limiter: null, spend: null });
   }
   if (e.kind !== "http" || !e.method) return undefined;
   const endpoint = matchEndpoint(policy, e.host, e.profile);

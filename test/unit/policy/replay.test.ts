@@ -144,4 +144,58 @@ describe("replay", () => {
     expect(bad.code).toBe(2);
     expect(bad.err).toContain("--since must be a duration");
   }, 120_000);
+
+  test("ssh requests and gated commands are replayed from their recorded actions; an ssh channel's close is not judged again", async () => {
+    const dir = tempDir();
+    const db = openStateDb(join(dir, "state"));
+    const base = `schema_version = 1
+defaults { verdict = "allow" }
+endpoint "ssh" "git" {
+  hosts      = ["git.internal"]
+  credential = ssh_key.git
+}
+credential "ssh_key" "git" { user = "git" }
+endpoint "exec" "tools" {}
+profile "default" {}
+`;
+    const tightened = `${base}
+rule "no-push" {
+  endpoint  = ssh.git
+  condition = "ssh.verb == 'exec' && ssh.command.startsWith('git-receive-pack')"
+  verdict   = "deny"
+}
+rule "no-rm-rf" {
+  endpoint  = exec.tools
+  condition = "exec.prefix(['rm', '-rf'])"
+  verdict   = "deny"
+}
+rule "no-secrets-in-env" {
+  endpoint  = exec.tools
+  condition = "'AWS_SECRET_ACCESS_KEY' in exec.env"
+  verdict   = "deny"
+}
+`;
+    const ssh = (i: number, command: string, closed = false): GatewayEvent =>
+      event(i, { kind: "ssh", family: "ssh", endpoint: "ssh.git", host: "git.internal", port: 22, method: closed ? "exec-closed" : "exec", path: command, action: { verb: "exec", user: "git", host: "git.internal", command } });
+    const exec = (i: number, argv: string[], env: string[] = []): GatewayEvent =>
+      event(i, { kind: "exec", family: "exec", endpoint: "exec.tools", host: argv[0]!, port: 0, method: "EXEC", path: argv.join(" "), action: { command: argv[0], path: `/usr/bin/${argv[0]}`, argv, cwd: "/work", paths: [], tty: false, uid: 1000, env } });
+    insertActions(db, [
+      ssh(0, "git-upload-pack 'o/r.git'"),
+      ssh(1, "git-receive-pack 'o/r.git'"),
+      ssh(2, "git-receive-pack 'o/r.git'", true),
+      exec(3, ["ls", "-la"]),
+      exec(4, ["rm", "-rf", "build"]),
+      exec(5, ["env"], ["AWS_SECRET_ACCESS_KEY", "HOME"]),
+    ]);
+    const actions = queryActions(db, { limit: 100 });
+    db.close();
+    const report = replayActions(await policyFrom(base), await policyFrom(tightened), actions);
+    expect(report.replayed).toBe(5);
+    expect(report.skipped).toBe(1);
+    expect(report.changes.map((c) => `${c.to.rule}: ${c.from.verdict}→${c.to.verdict}`).sort()).toEqual([
+      "no-push: allowed→denied",
+      "no-rm-rf: allowed→denied",
+      "no-secrets-in-env: allowed→denied",
+    ]);
+  });
 });
