@@ -53,6 +53,11 @@ export function formatEventLine(e: GatewayEvent, opts: StderrSinkOptions = {}): 
   }
   if (e.rule) parts.push(`rule=${clean(e.rule)}`);
   if (e.credential) parts.push(`cred=${clean(e.credential)}`);
+  if (e.usage) {
+    const u = e.usage;
+    const cost = u.usd === undefined ? "" : ` $${u.usd.toFixed(4)}${u.unpriced ? "?" : ""}`;
+    parts.push(`llm=${clean(shorten(u.model, 60))} tokens=${u.inputTokens + u.cacheReadTokens + u.cacheWriteTokens}/${u.outputTokens}${cost}`);
+  }
   // The reason says why something was refused; on an allow it is noise.
   if (e.verdict !== "allow" && e.verdict !== "relay" && e.verdict !== "passthrough" && e.reason) {
     parts.push(JSON.stringify(e.reason));

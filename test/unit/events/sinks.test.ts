@@ -226,6 +226,12 @@ describe("StderrSink", () => {
     );
   });
 
+  test("an LLM call's line names the model, tokens in/out and the cost (a ? when no price matched)", () => {
+    const usage = { provider: "anthropic" as const, model: "claude-sonnet-4-5", inputTokens: 100, cacheReadTokens: 20, cacheWriteTokens: 0, outputTokens: 50, complete: true, usd: 0.0012 };
+    expect(formatEventLine(sampleEvent({ usage }), utc)).toEndWith("cred=github_token.gh llm=claude-sonnet-4-5 tokens=120/50 $0.0012");
+    expect(formatEventLine(sampleEvent({ usage: { ...usage, unpriced: true } }), utc)).toEndWith(" $0.0012?");
+  });
+
   test("deny line carries the reason quoted", () => {
     const e = sampleEvent({
       method: "DELETE",
