@@ -17,7 +17,7 @@ import { relay, type Dialer, dialTcp } from "../endpoints/relay.ts";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { EMPTY_DESTINATION_CONTEXT, pickDestination, type DestinationContext } from "./destinations.ts";
-import { InterceptSession, type InterceptDeps } from "../endpoints/https/session.ts";
+import { InterceptSession, type InterceptDeps, type PlainTransport } from "../endpoints/https/session.ts";
 import type { LeafCertificates } from "../tls/leaf.ts";
 import { log } from "../log.ts";
 import { specOf } from "../endpoints/registry.ts";
@@ -47,6 +47,8 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
   flow.conn.on("error", () => {
     /* reported by whoever reads the connection */
   });
+  // The explicit proxy's plain-HTTP client: every request names its host.
+  if (flow.forwardProxy) return servePlainHttp(flow, deps, undefined);
   const ctx = deps.dispatch ?? {};
   const ports = peekPorts(policy);
   const route = routeDestination(policy, flow.dst, flow.device, ctx, ports);
@@ -106,6 +108,27 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
       return;
     }
   }
+}
+
+/**
+ * Plain HTTP, judged request by request by the HTTPS runtime over a plain
+ * upstream socket: the explicit proxy's absolute-form requests (`port`
+ * undefined: each names its own), or the tunnel's on a port an endpoint
+ * claims for plain HTTP (requests to hosts none claims go to the address
+ * the agent dialed, `unclaimedTo`). A claimed host is dialed by name, as an
+ * intercepted one is; any other destination passes the destination policy.
+ */
+async function servePlainHttp(flow: Flow, deps: FlowDeps, port: number | undefined, unclaimedTo?: string): Promise<void> {
+  const transport: PlainTransport = {
+    ...(port !== undefined ? { port } : {}),
+    ...(unclaimedTo !== undefined ? { unclaimedTo } : {}),
+    addressFor: async (host, p, claimed) => {
+      if (claimed) return { ok: true, address: host };
+      const target = await relayTarget({ host, port: p }, deps);
+      return target.verdict === "allow" ? { ok: true, address: target.address } : { ok: false, reason: `destination refused: ${target.reason}` };
+    },
+  };
+  await new InterceptSession(flow, flow.conn, flow.dst.host, deps, transport).run();
 }
 
 /** Hands a flow to its endpoint type's handler (Postgres, ...); the handler owns the connection from here. */

@@ -91,7 +91,7 @@ function describeCommand(c: ConnectionCommand, now: number): string[] {
     case "read":
       return [`read ${c.from}${c.afterDrain.length > 0 ? ` after ${c.afterDrain.join("+")} drained` : ""}`];
     case "connect":
-      return [`connect ${c.endpoint.ref}`];
+      return [`connect ${c.endpoint?.ref ?? "-"}`];
     case "release-upstream":
       return ["release upstream to the pool"];
     case "close-upstream":
