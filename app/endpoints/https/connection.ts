@@ -638,9 +638,28 @@ export class InterceptConnection {
       sni: f.x.upstream?.host ?? this.o.sni,
     });
     if (failed.retry) return this.connect();
-    this.publish({ status: failed.status, verdict: f.x.event.verdict ?? "allow", reason: f.x.event.reason ?? "", detail: failed.detail, bytesUp: f.bytesUp });
+    // A response already under way: the agent got its status and some of its body, and that is what happened.
+    const sent = f.responseStarted ? f.relay?.sentStatus : undefined;
+    if (sent !== undefined) {
+      this.publish({
+        status: sent,
+        verdict: f.x.event.verdict ?? "allow",
+        reason: f.x.event.reason ?? "",
+        detail: refused ? failed.detail : `upstream ended the response early: ${message}`,
+        bytesUp: f.bytesUp,
+        bytesDown: f.relay?.bytesDown ?? 0,
+        ...this.closedBy(refused ? "gateway" : "upstream"),
+      });
+    } else {
+      this.publish({ status: failed.status, verdict: f.x.event.verdict ?? "allow", reason: f.x.event.reason ?? "", detail: failed.detail, bytesUp: f.bytesUp, ...this.closedBy(refused ? "gateway" : "upstream") });
+    }
     if (failed.data) this.writeClient(failed.data);
     this.endExchange(true);
+  }
+
+  /** Who ended an exchange before its end, as the event's action says it. */
+  private closedBy(side: "client" | "upstream" | "gateway"): EventFields {
+    return { action: { ...(this.fields.action ?? {}), closedBy: side } };
   }
 
   private finishForwarding(f: Forwarding, r: Outcome, upstreamGone = false): void {
@@ -748,10 +767,22 @@ export class InterceptConnection {
     this.clientOut = [];
     this.clientEnded = true;
     const f = this.fwd;
-    if (f && f.connected && this.state === "forwarding") {
-      // As an upstream attempt that failed: no retry once a response started.
-      f.responseStarted = true;
-      return this.attemptFailed(f, false, "stream closed");
+    if (f && this.state === "forwarding") {
+      // The agent went first: recorded as what it was sent (the status, the
+      // body bytes so far), never as an upstream failure.
+      const sent = f.responseStarted ? f.relay?.sentStatus : undefined;
+      this.publish({
+        ...(sent !== undefined ? { status: sent } : {}),
+        verdict: f.x.event.verdict ?? "allow",
+        reason: f.x.event.reason ?? "",
+        detail: f.responseStarted ? "the agent closed the connection mid-response" : "the agent closed the connection before the response",
+        bytesUp: f.bytesUp,
+        bytesDown: f.relay?.bytesDown ?? 0,
+        ...this.closedBy("client"),
+      });
+      this.closeUpstream();
+      this.fwd = undefined;
+      return this.close(0);
     }
     if (f) this.closeUpstream();
     if (this.state === "spliced") this.closeUpstream();

@@ -217,6 +217,41 @@ describe("curl https:// through the proxy", () => {
   });
 });
 
+describe("events say what happened", () => {
+  test("curl https:// that gives up mid-download is recorded with the 200 it got, the bytes it got, and that it closed first", async () => {
+    // curl's output closed after 3 MiB of 16 (as a pipe to `head` does): curl stops with a write error and closes.
+    const proc = Bun.spawn(
+      ["sh", "-c", 'curl -sS --max-time 30 --noproxy "" -x "$1" --cacert "$2" --connect-to "$3" "$4" | head -c 3145728 > /dev/null', "sh", t.proxyUrl, t.caPath, `api.test:${tlsUp.port}:127.0.0.1:${tlsUp.port}`, `https://api.test:${tlsUp.port}/download?mb=16`],
+      { stdout: "ignore", stderr: "ignore" },
+    );
+    await proc.exited;
+    const e = await eventWhere(t, (x) => x.kind === "http" && x.path === "/download?mb=16" && x.port === tlsUp.port);
+    expect(e).toMatchObject({ status: 200, verdict: "allow", detail: "the agent closed the connection mid-response", action: { closedBy: "client" } });
+    expect(e.bytesDown).toBeGreaterThanOrEqual(3 << 20);
+    expect(e.bytesDown).toBeLessThan(16 << 20);
+  });
+
+  test("a client that closes mid-body after reading some is recorded with the bytes relayed", async () => {
+    const { hostname, port } = new URL(t.proxyUrl);
+    let got = 0;
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect(Number(port), hostname, () => s.write(`GET http://localhost:${plainUp.port}/download?mb=16 HTTP/1.1\r\nHost: localhost:${plainUp.port}\r\n\r\n`));
+      s.on("data", (d) => {
+        got += d.length;
+        if (got > 3 << 20) {
+          s.destroy();
+          resolve();
+        }
+      });
+      s.on("error", reject);
+    });
+    const e = await eventWhere(t, (x) => x.kind === "http" && x.path === "/download?mb=16" && x.port === plainUp.port);
+    expect(e).toMatchObject({ status: 200, detail: "the agent closed the connection mid-response", action: { closedBy: "client", scheme: "http" } });
+    expect(e.bytesDown).toBeGreaterThan(3 << 20);
+    expect(e.bytesDown).toBeLessThan(16 << 20);
+  });
+});
+
 describe("refusals at the proxy's door are events", () => {
   test("407 without a device token (no default profile)", async () => {
     const g = await startTestGateway(`
