@@ -11,6 +11,7 @@ import { rmSync } from "node:fs";
 import { makeTestPki, type TestPki } from "../support/pki.ts";
 import { startUpstream, type TestUpstream } from "../support/upstream.ts";
 import { startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
+import { socksForward } from "../support/socks-forward.ts";
 import type { GatewayEvent } from "../../../app/events/types.ts";
 
 const SECRET = "sk-live-PLAIN-secret-0123456789abcdef";
@@ -214,6 +215,37 @@ describe("curl https:// through the proxy", () => {
     expect(JSON.parse(denied.body).rule).toBe("tls-admin");
     // The same path in clear text is not that rule's (its scheme is https).
     expect((await curl(t, `http://localhost:${plainUp.port}/admin`)).status).toBe(404);
+  });
+});
+
+describe("curl http:// to a claimed host inside a tunnel (a flow to an address, as WireGuard and SOCKS5 make)", () => {
+  test("judged and recorded like the proxy's requests, the Host naming the host; an unclaimed Host is relayed as before", async () => {
+    const proxy = t.gw.proxies[0]!.address;
+    const toPlain = await socksForward(proxy, { host: "127.0.0.1", port: plainUp.port });
+    const toOpen = await socksForward(proxy, { host: "127.0.0.1", port: openUp.port });
+    try {
+      const run = async (port: number, p: string, extra: string[]) => {
+        const proc = Bun.spawn(["curl", "-sS", "--max-time", "30", "--noproxy", "*", "-w", "\n%{http_code}", ...extra, `http://127.0.0.1:${port}${p}`], { stdout: "pipe", stderr: "pipe" });
+        const out = await new Response(proc.stdout).text();
+        await proc.exited;
+        return { status: Number(out.slice(out.lastIndexOf("\n") + 1)), body: out.slice(0, out.lastIndexOf("\n")) };
+      };
+      const ok = await run(toPlain.port, "/echo?tunnel=1", ["-H", `Host: localhost:${plainUp.port}`]);
+      expect(ok.status).toBe(200);
+      const e = await eventWhere(t, (x) => x.kind === "http" && x.path === "/echo?tunnel=1");
+      expect(e).toMatchObject({ verdict: "allow", endpoint: "https.api", host: "localhost", port: plainUp.port, status: 200, action: { scheme: "http" } });
+      const denied = await run(toPlain.port, "/echo?tunnel=2", ["-X", "DELETE", "-H", `Host: localhost:${plainUp.port}`]);
+      expect(denied.status).toBe(403);
+      expect(JSON.parse(denied.body).rule).toBe("no-plain-deletes");
+      const relayed = await run(toOpen.port, "/echo?tunnel=3", ["-H", "Host: other.test"]);
+      expect(relayed.status).toBe(200);
+      expect(t.events.some((x) => x.kind === "http" && x.path === "/echo?tunnel=3")).toBe(false);
+      const c = await eventWhere(t, (x) => x.kind === "connection" && x.port === openUp.port && x.verdict === "relay");
+      expect(c.bytesUp).toBeGreaterThan(0);
+    } finally {
+      toPlain.close();
+      toOpen.close();
+    }
   });
 });
 
