@@ -460,7 +460,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
           profile: "",
           host: r.dst?.host ?? "",
           port: r.dst?.port ?? 0,
-          status: r.status,
+          ...(r.status !== undefined ? { status: r.status } : {}),
           bytesUp: 0,
           bytesDown: 0,
           durationMs: 0,

@@ -36,7 +36,8 @@ export interface ProxyRefusal {
   src: { host: string; port: number };
   /** The destination asked for, when the request named one. */
   dst?: { host: string; port: number };
-  status: number;
+  /** The HTTP status answered (none for SOCKS5, which answers with its own reply code). */
+  status?: number;
   reason: string;
 }
 
@@ -126,6 +127,8 @@ function handleClient(sock: net.Socket, opts: ProxyListenerOptions): void {
       if (!device) {
         finish();
         sock.end(reply(Reply.NOT_ALLOWED));
+        const reason = `socks5: ${token ? "unknown or revoked device token" : "a device token is required"}`;
+        opts.onRefusal?.({ src: src(), dst: { host: step.host, port: step.port }, reason });
         return;
       }
       sock.write(reply(Reply.SUCCEEDED));
