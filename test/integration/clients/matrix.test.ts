@@ -1,11 +1,13 @@
 // Everyday clients nobody here wrote, through the explicit proxy with the
 // usual variables (HTTP_PROXY, HTTPS_PROXY, the gateway's CA): Debian's
 // python3-requests, apt with Acquire::http::Proxy against a file-served
-// repository, git clone over HTTPS from git http-backend. Each checks that
-// its requests were judged and recorded.
+// repository, git clone over HTTPS from git http-backend, npm install and
+// bun install from a registry fixture over TLS. Each checks that its
+// requests were judged and recorded.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import path from "node:path";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { makeTestPki, type TestPki } from "../support/pki.ts";
 import { startUpstream, type TestUpstream } from "../support/upstream.ts";
 import { startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
@@ -22,6 +24,7 @@ let tlsUp: TestUpstream;
 let plainUp: TestUpstream;
 let repo: { port: number; proc: ReturnType<typeof Bun.spawn> };
 let gitServer: ReturnType<typeof Bun.serve>;
+let registry: ReturnType<typeof Bun.serve>;
 let t: TestGateway;
 
 async function run(cmd: string[], env: Record<string, string> = {}, cwd?: string): Promise<{ code: number; out: string; err: string }> {
@@ -116,6 +119,39 @@ function startGitServer(root: string): ReturnType<typeof Bun.serve> {
   });
 }
 
+/** An npm registry of one package (`clawpatrol-left-pad@1.0.0`) over TLS: its packument and its tarball. */
+async function startRegistry(dir: string): Promise<ReturnType<typeof Bun.serve>> {
+  const pkg = path.join(dir, "npm-src");
+  mkdirSync(pkg, { recursive: true });
+  writeFileSync(path.join(pkg, "package.json"), JSON.stringify({ name: "clawpatrol-left-pad", version: "1.0.0", main: "index.js" }));
+  writeFileSync(path.join(pkg, "index.js"), "module.exports = (s, n) => String(s).padStart(n);\n");
+  const packed = await run(["npm", "pack", "--silent", "--pack-destination", dir], { npm_config_cache: path.join(dir, "npm-cache") }, pkg);
+  if (packed.code !== 0) throw new Error(packed.err);
+  const tarball = readFileSync(path.join(dir, "clawpatrol-left-pad-1.0.0.tgz"));
+  const integrity = "sha512-" + createHash("sha512").update(tarball).digest("base64");
+  const shasum = createHash("sha1").update(tarball).digest("hex");
+  return Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    tls: { cert: pki.certPem, key: pki.keyPem },
+    fetch(req, srv) {
+      const url = new URL(req.url);
+      const base = `https://localhost:${srv.port}`;
+      if (url.pathname === "/clawpatrol-left-pad") {
+        return Response.json({
+          name: "clawpatrol-left-pad",
+          "dist-tags": { latest: "1.0.0" },
+          versions: {
+            "1.0.0": { name: "clawpatrol-left-pad", version: "1.0.0", main: "index.js", dist: { tarball: `${base}/clawpatrol-left-pad/-/clawpatrol-left-pad-1.0.0.tgz`, integrity, shasum } },
+          },
+        });
+      }
+      if (url.pathname === "/clawpatrol-left-pad/-/clawpatrol-left-pad-1.0.0.tgz") return new Response(tarball, { headers: { "content-type": "application/octet-stream" } });
+      return new Response(JSON.stringify({ error: "not found" }), { status: 404 });
+    },
+  });
+}
+
 beforeAll(async () => {
   work = tempDir("matrix");
   pki = makeTestPki(path.join(work, "pki"), ["localhost"]);
@@ -134,6 +170,7 @@ beforeAll(async () => {
     if (r.code !== 0) throw new Error(`${c.join(" ")}: ${r.err}`);
   }
   gitServer = startGitServer(path.join(work, "git"));
+  registry = await startRegistry(work);
   t = await startTestGateway(
     `
 defaults {
@@ -143,7 +180,7 @@ defaults {
 }
 endpoint "https" "local" {
   hosts = ["localhost"]
-  ports = [${tlsUp.port}, ${plainUp.port}, ${repo.port}, ${gitServer.port}]
+  ports = [${tlsUp.port}, ${plainUp.port}, ${repo.port}, ${gitServer.port}, ${registry.port}]
   ca_cert = "${pki.caCertPath}"
   credential = bearer_token.api
 }
@@ -168,6 +205,7 @@ afterAll(async () => {
   plainUp?.stop();
   repo?.proc.kill();
   gitServer?.stop(true);
+  registry?.stop(true);
 });
 
 const proxyEnv = () => ({ HTTP_PROXY: t.proxyUrl, HTTPS_PROXY: t.proxyUrl, http_proxy: t.proxyUrl, https_proxy: t.proxyUrl, NO_PROXY: "", no_proxy: "" });
@@ -256,5 +294,42 @@ describe("git over HTTPS (git http-backend) with HTTPS_PROXY", () => {
     expect(push.code).not.toBe(0);
     const denied = await eventWhere((x) => x.kind === "http" && x.port === gitServer.port && x.verdict === "deny");
     expect(denied.rule).toBe("no-git-push");
+  });
+});
+
+describe("package managers from a registry over TLS, with HTTPS_PROXY", () => {
+  const project = (name: string) => {
+    const dir = path.join(work, name);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name, version: "0.0.0", private: true, dependencies: { "clawpatrol-left-pad": "1.0.0" } }));
+    return dir;
+  };
+
+  test("npm install: the packument and the tarball judged and recorded", async () => {
+    const dir = project("npm-app");
+    const r = await run(
+      ["npm", "install", "--no-audit", "--no-fund", "--registry", `https://localhost:${registry.port}/`, "--cafile", t.caPath],
+      { ...proxyEnv(), npm_config_cache: path.join(work, "npm-cache-install"), npm_config_update_notifier: "false" },
+      dir,
+    );
+    expect(r.code, r.err).toBe(0);
+    expect(await Bun.file(path.join(dir, "node_modules", "clawpatrol-left-pad", "index.js")).exists()).toBe(true);
+    await eventWhere((x) => x.kind === "http" && x.port === registry.port && x.path === "/clawpatrol-left-pad" && x.status === 200);
+    const tgz = await eventWhere((x) => x.kind === "http" && x.port === registry.port && (x.path ?? "").endsWith(".tgz"));
+    expect(tgz).toMatchObject({ verdict: "allow", endpoint: "https.local", status: 200 });
+  });
+
+  test("bun install: the same registry through the proxy, judged and recorded", async () => {
+    const dir = project("bun-app");
+    writeFileSync(path.join(dir, "bunfig.toml"), `[install]\nregistry = "https://localhost:${registry.port}/"\ncafile = "${t.caPath}"\n`);
+    const before = eventsWhere((x) => x.kind === "http" && x.port === registry.port).length;
+    const r = await run([process.execPath, "install", "--no-save"], { ...proxyEnv(), BUN_INSTALL_CACHE_DIR: path.join(work, "bun-cache") }, dir);
+    expect(r.code, r.err + r.out).toBe(0);
+    expect(await Bun.file(path.join(dir, "node_modules", "clawpatrol-left-pad", "index.js")).exists()).toBe(true);
+    // Its own packument and tarball requests, past those npm made.
+    const mine = t.events.filter((x) => x.kind === "http" && x.port === registry.port).slice(before);
+    expect(mine.map((x) => `${x.method} ${x.path} ${x.status}`)).toEqual(
+      expect.arrayContaining(["GET /clawpatrol-left-pad 200", "GET /clawpatrol-left-pad/-/clawpatrol-left-pad-1.0.0.tgz 200"]),
+    );
   });
 });
