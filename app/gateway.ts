@@ -39,8 +39,8 @@ import { DEFAULT_QUOTAS, DeviceQuotas, type QuotaVerdict } from "./dispatch/quot
 import type { SecretLookup } from "./endpoints/https/session.ts";
 import type { ApprovalGate } from "./endpoints/https/approval.ts";
 import { createApprovals, chainOptionsFor, type Approvals } from "./approvers/registry.ts";
-import type { DeviceIdentity, Flow } from "./dispatch/flow.ts";
-import { startProxyListener, type ProxyListener } from "./net/proxy/listener.ts";
+import { newFlowId, type DeviceIdentity, type Flow } from "./dispatch/flow.ts";
+import { startProxyListener, type ProxyListener, type ProxyRefusal } from "./net/proxy/listener.ts";
 import { startControlServer, type ControlServer } from "./control/server.ts";
 import { startPublicServer, localApproverCallback, type PublicServer } from "./control/public.ts";
 import { loadDashboardTls } from "./tls/dashboard-tls.ts";
@@ -456,6 +456,24 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       identify,
       allowAnonymous: () => policy.defaults.profile !== undefined,
       onFlow: (f: Flow) => void onFlow(f),
+      // Refused at the proxy's door (405, 407, ...): no device is known, the client's address is.
+      onRefusal: (r: ProxyRefusal) =>
+        bus.publish({
+          time: new Date().toISOString(),
+          kind: "connection",
+          flowId: newFlowId(),
+          device: "unknown",
+          profile: "",
+          host: r.dst?.host ?? "",
+          port: r.dst?.port ?? 0,
+          ...(r.status !== undefined ? { status: r.status } : {}),
+          bytesUp: 0,
+          bytesDown: 0,
+          durationMs: 0,
+          verdict: "deny",
+          reason: r.reason,
+          detail: `explicit proxy client ${r.src.host}:${r.src.port}`,
+        }),
     };
     proxies.push(await startProxyListener({ listen: proxy.listen, protocols: "both", ...common }));
     if (proxy.socks5Listen) {

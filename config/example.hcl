@@ -114,6 +114,9 @@ endpoint "https" "github" {
   # this upstream, trusted for it beside the gateway's roots (the system
   # store, NODE_EXTRA_CA_CERTS, gateway.upstream_ca_file); e.g.
   #   ca_cert = "internal-ca.pem"
+  # Plain http:// to these hosts (port 80 and the ports above) is judged too,
+  # with http.scheme == "http"; the credential goes into it only with
+  #   allow_plaintext_credentials = true
 }
 
 endpoint "https" "anthropic" {

@@ -33,6 +33,7 @@ import { isIP } from "node:net";
 import { matchEndpoints, visibleEndpoints } from "../policy/engine.ts";
 import { specOf } from "../endpoints/registry.ts";
 import type { IndexedEndpoint } from "./conn-index.ts";
+import { plainHttpPorts } from "../endpoints/https/decider.ts";
 
 export const DEFAULT_HTTPS_PORT = 443;
 
@@ -91,6 +92,18 @@ export function peekPorts(policy: Policy): Set<number> {
     for (const p of ep.ports ?? specOf(ep.type).defaultPorts) ports.add(p);
   }
   return ports;
+}
+
+/** Ports on which an SNI-claimed endpoint also claims its hosts for plain HTTP (80 and its `ports`): peeked for a Host. */
+export function plainHttpPeekPorts(policy: Policy): Set<number> {
+  const ports = new Set<number>();
+  for (const ep of policy.endpoints.values()) if (!byAddress(ep)) for (const p of plainHttpPorts(ep)) ports.add(p);
+  return ports;
+}
+
+/** The endpoint claiming `host` for plain HTTP on `port` for this profile, if any. */
+export function plainHttpEndpoint(policy: Policy, host: string, profile: string, port: number): Endpoint | undefined {
+  return matchEndpoints(policy, host, profile).find((e) => !byAddress(e) && plainHttpPorts(e).includes(port));
 }
 
 export function shouldPeek(policy: Policy, dst: FlowEndpoint, ports = peekPorts(policy)): boolean {

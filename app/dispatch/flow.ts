@@ -25,6 +25,11 @@ export interface Flow {
   conn: Duplex;
   /** When the capture mode accepted the flow (ms since epoch). */
   startedAt: number;
+  /**
+   * The explicit proxy's plain-HTTP client: absolute-form requests, each
+   * naming its own host (`dst` is the first one's), not a tunnel.
+   */
+  forwardProxy?: boolean;
 }
 
 let flowCounter = 0;

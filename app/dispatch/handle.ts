@@ -10,14 +10,14 @@ import type { Flow, FlowEndpoint } from "./flow.ts";
 import type { Policy } from "../policy/types.ts";
 import type { Database } from "bun:sqlite";
 import type { GatewayEvent } from "../events/types.ts";
-import { dispatchTcp, peekPorts, routeDestination, INTERNAL_HOST, type DispatchContext, type DispatchDecision } from "./dispatch.ts";
-import { peekClientHello, type PeekResult } from "./peek.ts";
+import { dispatchTcp, peekPorts, plainHttpEndpoint, plainHttpPeekPorts, routeDestination, INTERNAL_HOST, type DispatchContext, type DispatchDecision } from "./dispatch.ts";
+import { peekClientHello, peekHttpHost, type PeekResult } from "./peek.ts";
 import { serveInternal } from "../endpoints/internal.ts";
 import { relay, type Dialer, dialTcp } from "../endpoints/relay.ts";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { EMPTY_DESTINATION_CONTEXT, pickDestination, type DestinationContext } from "./destinations.ts";
-import { InterceptSession, type InterceptDeps } from "../endpoints/https/session.ts";
+import { InterceptSession, type InterceptDeps, type PlainTransport } from "../endpoints/https/session.ts";
 import type { LeafCertificates } from "../tls/leaf.ts";
 import { log } from "../log.ts";
 import { specOf } from "../endpoints/registry.ts";
@@ -47,9 +47,13 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
   flow.conn.on("error", () => {
     /* reported by whoever reads the connection */
   });
+  // The explicit proxy's plain-HTTP client: every request names its host.
+  if (flow.forwardProxy) return servePlainHttp(flow, deps, undefined);
   const ctx = deps.dispatch ?? {};
   const ports = peekPorts(policy);
-  const route = routeDestination(policy, flow.dst, flow.device, ctx, ports);
+  // Plain HTTP to a claimed host (port 80, or an endpoint's port) is peeked for its Host, then judged like HTTPS.
+  const plainPort = plainHttpPeekPorts(policy).has(flow.dst.port);
+  const route = routeDestination(policy, flow.dst, flow.device, ctx, plainPort ? new Set([...ports, flow.dst.port]) : ports);
   // Device DNS over TCP goes to the DNS-VIP responder, as its UDP does (a VIP's :53 is the VIP's).
   const dns = route.kind === "relay" && flow.dst.port === 53 ? deps.dnsTcp?.() : undefined;
   // The responder is the gateway's own service (often on its loopback): a documented exception to the destination policy.
@@ -62,10 +66,23 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
     return;
   }
   const claimed = ports.has(flow.dst.port);
-  const peeked = await peekClientHello(flow.conn);
+  let peeked = await peekClientHello(flow.conn);
   if (!peeked) {
     flow.conn.destroy();
     return;
+  }
+  if (plainPort && peeked.peek.kind === "not-tls") {
+    const http = await peekHttpHost(flow.conn, peeked.bytes);
+    if (!http) {
+      flow.conn.destroy();
+      return;
+    }
+    if (http.host !== undefined && plainHttpEndpoint(policy, http.host, flow.device.profile, flow.dst.port)) {
+      flow.conn.unshift(Buffer.from(http.bytes));
+      // Requests naming a host no endpoint claims go where the agent dialed, as the relay would have.
+      return servePlainHttp(flow, deps, flow.dst.port, flow.dst.host);
+    }
+    peeked = { ...peeked, bytes: http.bytes };
   }
   const decision = dispatchTcp(policy, flow.dst, flow.device, peeked.peek, ctx);
   if (decision.kind === "internal") {
@@ -106,6 +123,27 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
       return;
     }
   }
+}
+
+/**
+ * Plain HTTP, judged request by request by the HTTPS runtime over a plain
+ * upstream socket: the explicit proxy's absolute-form requests (`port`
+ * undefined: each names its own), or the tunnel's on a port an endpoint
+ * claims for plain HTTP (requests to hosts none claims go to the address
+ * the agent dialed, `unclaimedTo`). A claimed host is dialed by name, as an
+ * intercepted one is; any other destination passes the destination policy.
+ */
+async function servePlainHttp(flow: Flow, deps: FlowDeps, port: number | undefined, unclaimedTo?: string): Promise<void> {
+  const transport: PlainTransport = {
+    ...(port !== undefined ? { port } : {}),
+    ...(unclaimedTo !== undefined ? { unclaimedTo } : {}),
+    addressFor: async (host, p, claimed) => {
+      if (claimed) return { ok: true, address: host };
+      const target = await relayTarget({ host, port: p }, deps);
+      return target.verdict === "allow" ? { ok: true, address: target.address } : { ok: false, reason: `destination refused: ${target.reason}` };
+    },
+  };
+  await new InterceptSession(flow, flow.conn, flow.dst.host, deps, transport).run();
 }
 
 /** Hands a flow to its endpoint type's handler (Postgres, ...); the handler owns the connection from here. */

@@ -35,6 +35,8 @@ export class HttpRequestValue {
     truncated: boolean,
     /** The path as sent (`path` is normalised: what the upstream acts on). */
     readonly raw_path: string = path,
+    /** `https`, or `http` for plain HTTP. */
+    readonly scheme: string = "https",
   ) {
     this.#body = body;
     this.#bodyJson = bodyJson;
@@ -57,6 +59,7 @@ export const BODY_FIELDS: ReadonlySet<string> = new Set(["body", "body_json"]);
 export const HTTP_REQUEST_TYPE = {
   ctor: HttpRequestValue,
   fields: {
+    scheme: "string",
     method: "string",
     host: "string",
     path: "string",
@@ -77,7 +80,7 @@ const environment = withHttpVariable(baseEnvironment());
 
 /** What CEL sees as `http` for these facts. */
 export function httpCelValue(f: HttpFacts): HttpRequestValue {
-  return new HttpRequestValue(f.method, f.host, f.path, f.query, f.headers, f.body, f.bodyJson, f.bodyTruncated, f.rawPath ?? f.path);
+  return new HttpRequestValue(f.method, f.host, f.path, f.query, f.headers, f.body, f.bodyJson, f.bodyTruncated, f.rawPath ?? f.path, f.scheme ?? "https");
 }
 
 /** Whether a condition reads the http body. */

@@ -18,6 +18,8 @@ export function httpFactsFromRequest(
   headers: HeaderList,
   body?: Uint8Array,
   bodyTruncated = false,
+  /** `http` for plain HTTP (the explicit proxy's absolute-form requests, port 80 in the tunnel). */
+  scheme: "http" | "https" = "https",
 ): HttpFacts {
   const { path: rawPath, query } = splitTarget(target);
   // Rules judge the normalised path (the form the gateway forwards); a path
@@ -34,6 +36,7 @@ export function httpFactsFromRequest(
   }
   const text = body && body.length > 0 ? decoder.decode(body) : "";
   return {
+    scheme,
     method: method.toUpperCase(),
     host: normalizeHost(host),
     path,

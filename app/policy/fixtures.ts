@@ -139,7 +139,7 @@ function evaluateHttpCase(policy: Policy, c: HttpCase, limiter: RateLimiter): Ou
   const limit = policy.defaults.inspectLimitBytes;
   const truncated = c.body !== undefined && c.body.length > limit;
   const body = truncated ? c.body!.subarray(0, limit) : c.body;
-  const facts = httpFactsFromRequest(c.method, c.url.host, c.url.pathname + c.url.search, c.headers, body, truncated);
+  const facts = httpFactsFromRequest(c.method, c.url.host, c.url.pathname + c.url.search, c.headers, body, truncated, c.url.protocol === "http:" ? "http" : "https");
   const spend = new SpentAlready(c.spentUsd, Date.now);
   return outcomeOf(decide(policy, { device: c.device, profile: c.profile, endpoint }, facts, { limiter, spend }));
 }

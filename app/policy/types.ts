@@ -179,6 +179,8 @@ export interface Profile {
 
 /** The facts of an HTTP request that CEL conditions see as `http.*`. */
 export interface HttpFacts {
+  /** `https` for intercepted TLS, `http` for plain HTTP (absent: https). */
+  scheme?: "http" | "https";
   method: string;
   host: string;
   /** The path normalised (RFC 3986: unreserved escapes decoded, slashes merged). */

@@ -42,7 +42,7 @@ import type { ClientCertificate } from "../kubernetes/client-cert.ts";
 import { maskText, ResponseRelay, type RelayCommand } from "./response.ts";
 import { UsageMeter } from "../../spend/usage.ts";
 import { afterResponse, attemptFailed, dialFailed, errorResponse } from "./outcome.ts";
-import type { DeciderCommand, DeciderEvent, EventFields } from "./decider.ts";
+import type { DeciderCommand, DeciderEvent, EventFields, PlainUpstream } from "./decider.ts";
 
 export type Side = "client" | "upstream";
 
@@ -76,8 +76,12 @@ export type ConnectionCommand =
    * (the agent's for the upstream).
    */
   | { type: "read"; from: Side; afterDrain: Side[] }
-  /** Connect an upstream for the endpoint (a pooled idle one if any); answer upstream-connected or upstream-failed. */
-  | { type: "connect"; endpoint: Endpoint; clientCert?: ClientCertificate }
+  /**
+   * Connect an upstream for the endpoint (a pooled idle one if any); answer
+   * upstream-connected or upstream-failed. `upstream`: plain HTTP, the host
+   * the request named (no endpoint: one no endpoint claims).
+   */
+  | { type: "connect"; endpoint?: Endpoint; upstream?: PlainUpstream; clientCert?: ClientCertificate }
   /** The upstream finished its exchange cleanly: back to the pool. */
   | { type: "release-upstream" }
   | { type: "close-upstream" }
@@ -512,7 +516,12 @@ export class InterceptConnection {
     const f = this.fwd!;
     f.attempt += 1;
     f.connected = false;
-    this.emit({ type: "connect", endpoint: f.x.endpoint, ...(f.x.clientCert ? { clientCert: f.x.clientCert } : {}) });
+    this.emit({
+      type: "connect",
+      ...(f.x.endpoint ? { endpoint: f.x.endpoint } : {}),
+      ...(f.x.upstream ? { upstream: f.x.upstream } : {}),
+      ...(f.x.clientCert ? { clientCert: f.x.clientCert } : {}),
+    });
   }
 
   private upstreamConnected(pooled: boolean): void {
@@ -540,9 +549,10 @@ export class InterceptConnection {
   private upstreamFailed(message: string): void {
     const f = this.fwd;
     if (!f || f.connected) throw new Error("intercept connection: a connect nobody asked for failed");
-    this.emit({ type: "log", level: "warn", message: "upstream connect failed", fields: { host: this.o.sni, error: message } });
-    const failed = dialFailed({ sni: this.o.sni, message, complete: f.x.complete, keepAlive: this.head!.keepAlive });
-    this.publish({ status: failed.status, verdict: "allow", reason: f.x.event.reason ?? "", detail: failed.detail, bytesUp: f.bytesUp });
+    const name = f.x.upstream?.host ?? this.o.sni;
+    this.emit({ type: "log", level: "warn", message: "upstream connect failed", fields: { host: name, error: message } });
+    const failed = dialFailed({ sni: name, message, complete: f.x.complete, keepAlive: this.head!.keepAlive });
+    this.publish({ status: failed.status, verdict: f.x.event.verdict ?? "allow", reason: f.x.event.reason ?? "", detail: failed.detail, bytesUp: f.bytesUp });
     this.writeClient(failed.data);
     this.endExchange(failed.close);
   }
@@ -637,16 +647,35 @@ export class InterceptConnection {
       replayable: f.x.complete,
       attempt: f.attempt,
       responseStarted: f.responseStarted,
-      sni: this.o.sni,
+      sni: f.x.upstream?.host ?? this.o.sni,
     });
     if (failed.retry) return this.connect();
-    this.publish({ status: failed.status, verdict: "allow", reason: f.x.event.reason ?? "", detail: failed.detail, bytesUp: f.bytesUp });
+    // A response already under way: the agent got its status and some of its body, and that is what happened.
+    const sent = f.responseStarted ? f.relay?.sentStatus : undefined;
+    if (sent !== undefined) {
+      this.publish({
+        status: sent,
+        verdict: f.x.event.verdict ?? "allow",
+        reason: f.x.event.reason ?? "",
+        detail: refused ? failed.detail : `upstream ended the response early: ${message}`,
+        bytesUp: f.bytesUp,
+        bytesDown: f.relay?.bytesDown ?? 0,
+        ...this.closedBy(refused ? "gateway" : "upstream"),
+      });
+    } else {
+      this.publish({ status: failed.status, verdict: f.x.event.verdict ?? "allow", reason: f.x.event.reason ?? "", detail: failed.detail, bytesUp: f.bytesUp, ...this.closedBy(refused ? "gateway" : "upstream") });
+    }
     if (failed.data) this.writeClient(failed.data);
     this.endExchange(true);
   }
 
+  /** Who ended an exchange before its end, as the event's action says it. */
+  private closedBy(side: "client" | "upstream" | "gateway"): EventFields {
+    return { action: { ...(this.fields.action ?? {}), closedBy: side } };
+  }
+
   private finishForwarding(f: Forwarding, r: Outcome, upstreamGone = false): void {
-    this.publish({ status: r.status, verdict: "allow", reason: f.x.event.reason ?? "", bytesUp: f.bytesUp, bytesDown: r.bytesDown }, !r.upgraded);
+    this.publish({ status: r.status, verdict: f.x.event.verdict ?? "allow", reason: f.x.event.reason ?? "", bytesUp: f.bytesUp, bytesDown: r.bytesDown }, !r.upgraded);
     if (r.upgraded) return this.startSplice(f, r.rest ?? EMPTY);
     const after = afterResponse({
       reusable: r.reusable,
@@ -738,7 +767,7 @@ export class InterceptConnection {
     // A request already forwarded is recorded as cut short by its client.
     if (f) {
       const status = answered ? 408 : f.outcome?.status;
-      this.publish({ ...(status ? { status } : {}), verdict: "allow", reason: f.x.event.reason ?? "", detail: `client out of time (${reason})`, bytesUp: f.bytesUp });
+      this.publish({ ...(status ? { status } : {}), verdict: f.x.event.verdict ?? "allow", reason: f.x.event.reason ?? "", detail: `client out of time (${reason})`, bytesUp: f.bytesUp });
     }
     if (answered) this.writeClient(errorResponse(408, reason === "header" ? "request head took too long" : "request body too slow"));
     if (this.fwd) this.closeUpstream();
@@ -750,10 +779,22 @@ export class InterceptConnection {
     this.clientOut = [];
     this.clientEnded = true;
     const f = this.fwd;
-    if (f && f.connected && this.state === "forwarding") {
-      // As an upstream attempt that failed: no retry once a response started.
-      f.responseStarted = true;
-      return this.attemptFailed(f, false, "stream closed");
+    if (f && this.state === "forwarding") {
+      // The agent went first: recorded as what it was sent (the status, the
+      // body bytes so far), never as an upstream failure.
+      const sent = f.responseStarted ? f.relay?.sentStatus : undefined;
+      this.publish({
+        ...(sent !== undefined ? { status: sent } : {}),
+        verdict: f.x.event.verdict ?? "allow",
+        reason: f.x.event.reason ?? "",
+        detail: f.responseStarted ? "the agent closed the connection mid-response" : "the agent closed the connection before the response",
+        bytesUp: f.bytesUp,
+        bytesDown: f.relay?.bytesDown ?? 0,
+        ...this.closedBy("client"),
+      });
+      this.closeUpstream();
+      this.fwd = undefined;
+      return this.close(0);
     }
     if (f) this.closeUpstream();
     if (this.state === "spliced") this.closeUpstream();

@@ -21,6 +21,14 @@
 //    credential injected), the secret's needles to scrub, the framing.
 // A refusal first drains a small rest of the body, so that the connection
 // can carry another request.
+//
+// Plain HTTP (`plain` in the context: the explicit proxy's absolute-form
+// requests, or port 80 in the tunnel) goes the same way, with the host
+// named by each request instead of the TLS server name: an SNI-claimed
+// endpoint naming the host on one of its plain ports (80 and its `ports`)
+// judges it with `http.scheme == "http"`; a host none claims follows
+// `unknown_host` (forwarded unjudged, or 403); the credential is injected
+// only where the endpoint sets `allow_plaintext_credentials`.
 import type { ApprovalRequest } from "../../approvers/types.ts";
 import type { HoldOutcome } from "../../approvers/hub.ts";
 import type { GatewayEvent } from "../../events/types.ts";
@@ -42,6 +50,18 @@ import { sqlFamily } from "../../families/sql/family.ts";
 import { clickhouseDenyResponse } from "../clickhouse_https/deny.ts";
 import { providerOf } from "../../spend/budget.ts";
 import type { LlmProvider } from "../../spend/usage.ts";
+import { parseHostField } from "../http1/target.ts";
+
+/** Ports on which an SNI-claimed endpoint also claims its hosts for plain HTTP: 80 and its `ports`. */
+export const PLAIN_HTTP_PORT = 80;
+export function plainHttpPorts(e: Endpoint): number[] {
+  return [PLAIN_HTTP_PORT, ...(e.ports ?? [])];
+}
+
+/** Whether the endpoint lets its credential travel over plain HTTP. */
+export function allowsPlaintextCredentials(e: Endpoint): boolean {
+  return e.settings?.allowPlaintextCredentials === true;
+}
 
 /** A credential's value and the strings that would reveal it if echoed back. */
 export type SecretLookup = (
@@ -66,6 +86,19 @@ export interface DeciderContext {
   redact: (text: string) => string;
   /** Whether the shell has an approval gate (without one, approval rules deny). */
   approvals: boolean;
+  /**
+   * Plain HTTP: each request names its host (absolute-form target, else its
+   * Host). `port`: the port the connection was dialed on (the tunnel); absent
+   * for the explicit proxy, whose requests name their own (80 by default).
+   */
+  plain?: { port?: number };
+}
+
+/** Where a plain-HTTP request goes: the host it named; `claimed` when an endpoint judged it (dialed by name). */
+export interface PlainUpstream {
+  host: string;
+  port: number;
+  claimed: boolean;
 }
 
 /** The outbound request head (what `serializeRequestHead` writes). */
@@ -104,8 +137,10 @@ export type DeciderCommand =
   /** Send the request upstream; the rest of the exchange is HTTP/1.1 forwarding. */
   | {
       type: "forward";
-      /** The endpoint the request goes to (the upstream pool's key). */
-      endpoint: Endpoint;
+      /** The endpoint the request goes to (the upstream pool's key); none for plain HTTP to an unclaimed host. */
+      endpoint?: Endpoint;
+      /** Plain HTTP: the host and port this request named. */
+      upstream?: PlainUpstream;
       head: OutboundHead;
       /** Body already read, to be sent after the head. */
       body: Uint8Array[];
@@ -144,6 +179,10 @@ export class ExchangeDecider {
   private refusal: { status: number; reason: string; detail: string | undefined; verdict: string } | undefined;
   /** Retry-After (seconds) on a refusal for a rate limit. */
   private retryAfterS: number | undefined;
+  /** Plain HTTP: the host and port the request named (the TLS server name otherwise). */
+  private plainTarget: { host: string; port: number } | undefined;
+  /** Plain HTTP to a host no endpoint claims, forwarded unjudged (unknown_host = passthrough). */
+  private unclaimed = false;
 
   constructor(private readonly ctx: DeciderContext) {}
 
@@ -164,16 +203,37 @@ export class ExchangeDecider {
     }
   }
 
+  /** The host the request is judged under: the TLS server name, or the host a plain-HTTP request named. */
+  private get name(): string {
+    return this.plainTarget?.host ?? this.ctx.sni;
+  }
+
+  /** The endpoint claiming the request: by server name and dialed port, or for plain HTTP on one of its plain ports. */
+  private claiming(): Endpoint | undefined {
+    const { policy, device } = this.ctx;
+    const p = this.plainTarget;
+    if (!p) return claimingEndpoint(policy, this.ctx.sni, device.profile, this.ctx.port);
+    return matchEndpoints(policy, p.host, device.profile).find((e) => specOf(e.type).claim === "sni" && plainHttpPorts(e).includes(p.port));
+  }
+
   private onHead(head: RequestHead): DeciderCommand[] {
-    const { policy, device, sni } = this.ctx;
+    const { policy, device } = this.ctx;
     this.head = head;
     this.done = head.bodyKind.kind === "none";
+    if (this.ctx.plain) {
+      const named = plainRequestTarget(head, this.ctx.plain.port);
+      if (!named.ok) return this.closeWith(named.status, named.reason);
+      this.plainTarget = { host: named.host, port: named.port };
+      this.event.host = named.host;
+      this.event.port = named.port;
+    }
+    const sni = this.name;
     // The endpoint was claimed by SNI: a request the rules could misread (a
     // Host or target naming another server, a method or path the upstream
     // may take otherwise) is refused before any rule sees it, and the
     // connection closed, since its framing is no longer trusted.
     // A kubernetes endpoint also bridges SPDY/3.1 (kubectl's exec falls back to it).
-    const upgrades = claimingEndpoint(policy, sni, device.profile, this.ctx.port)?.family === "k8s" ? KUBERNETES_UPGRADES : undefined;
+    const upgrades = this.claiming()?.family === "k8s" ? KUBERNETES_UPGRADES : undefined;
     const shape = checkRequestShape(head, sni, [], upgrades);
     if (!shape.ok) return this.closeWith(shape.status, shape.reason);
     this.target = shape.target;
@@ -183,7 +243,8 @@ export class ExchangeDecider {
     if ((head.method === "GET" || head.method === "HEAD") && hasContent(head)) {
       return this.closeWith(400, `a ${head.method} request with a body is not forwarded`);
     }
-    this.endpoint = claimingEndpoint(policy, sni, device.profile, this.ctx.port);
+    this.endpoint = this.claiming();
+    if (!this.endpoint && this.plainTarget) return this.unclaimedPlain(this.plainTarget);
     if (!this.endpoint) {
       this.step = "decided";
       return [
@@ -210,6 +271,16 @@ export class ExchangeDecider {
     return this.judge();
   }
 
+  /** Plain HTTP to a host no endpoint claims: `unknown_host` decides, no rule runs. */
+  private unclaimedPlain(p: { host: string; port: number }): DeciderCommand[] {
+    const what = `no endpoint claims ${p.host}:${p.port}`;
+    if (this.ctx.policy.defaults.unknownHost === "deny") return this.refuse(403, `${what} (unknown_host = deny)`);
+    this.unclaimed = true;
+    this.event.verdict = "passthrough";
+    this.event.reason = `${what} (unknown_host = passthrough)`;
+    return this.credentialAndForward();
+  }
+
   private readBody(step: "rules-body" | "approval-body"): DeciderCommand {
     this.step = step;
     const sendContinue = this.head!.expectContinue && !this.sentContinue;
@@ -231,12 +302,13 @@ export class ExchangeDecider {
   }
 
   private judge(): DeciderCommand[] {
-    const { policy, device, sni } = this.ctx;
+    const { policy, device } = this.ctx;
+    const sni = this.name;
     const head = this.head!;
     const endpoint = this.endpoint!;
     const limit = policy.defaults.inspectLimitBytes;
     const body = this.chunks.length > 0 ? concat(this.chunks, Math.min(this.bytes, limit)) : undefined;
-    const http = httpFactsFromRequest(head.method, sni, head.target, head.headers, body, this.truncated);
+    const http = httpFactsFromRequest(head.method, sni, head.target, head.headers, body, this.truncated, this.plainTarget ? "http" : "https");
     const ctx = { device: device.name, profile: device.profile, endpoint };
     // A family that judges more than the request (clickhouse_https: the SQL it carries) gets its own facts.
     const facts = endpoint.family === "clickhouse_http" ? clickhouseHttpFacts(http, head.target, body, this.truncated) : http;
@@ -274,7 +346,8 @@ export class ExchangeDecider {
   }
 
   private hold(): DeciderCommand[] {
-    const { device, sni, policy } = this.ctx;
+    const { device, policy } = this.ctx;
+    const sni = this.name;
     const head = this.head!;
     const decision = this.decision!;
     const rule = this.rule!;
@@ -337,7 +410,8 @@ export class ExchangeDecider {
   private credentialAndForward(): DeciderCommand[] {
     const { policy, device } = this.ctx;
     const head = this.head!;
-    const decision = this.decision!;
+    // A plain-HTTP request no endpoint claims was judged by no rule.
+    const decision = this.unclaimed ? undefined : this.decision!;
     const isUpgrade = head.upgrade !== undefined;
 
     // The outbound head: hop-by-hop headers are ours, the credential slot is ours.
@@ -355,7 +429,10 @@ export class ExchangeDecider {
     let needles: string[] = [];
     let clientCert: ClientCertificate | undefined;
     let meter: LlmProvider | undefined;
-    if (decision.credential) {
+    if (decision?.credential && this.plainTarget && !allowsPlaintextCredentials(this.endpoint!)) {
+      // Never in clear unless the endpoint says so: the request goes as the agent sent it.
+      this.event.detail = `credential ${decision.credential} not injected over plain HTTP (the endpoint does not set allow_plaintext_credentials)`;
+    } else if (decision?.credential) {
       const credential = policy.credentials.get(decision.credential);
       const profile = policy.profiles.get(device.profile);
       if (!credential) return this.refuse(403, `credential ${decision.credential} is not configured`);
@@ -393,10 +470,12 @@ export class ExchangeDecider {
     if (dechunk) setHeader(outbound.headers, "Content-Length", String(this.bytes));
     if (chunked) setHeader(outbound.headers, "Transfer-Encoding", "chunked");
     this.step = "decided";
+    const p = this.plainTarget;
     return [
       {
         type: "forward",
-        endpoint: this.endpoint!,
+        ...(this.endpoint ? { endpoint: this.endpoint } : {}),
+        ...(p ? { upstream: { host: p.host, port: p.port, claimed: this.endpoint !== undefined } } : {}),
         head: outbound,
         body: [...this.chunks],
         bodyBytes: this.bytes,
@@ -405,7 +484,7 @@ export class ExchangeDecider {
         needles,
         ...(clientCert ? { clientCert } : {}),
         ...(meter ? { meter } : {}),
-        event: { ...this.event, reason: decision.reason },
+        event: decision ? { ...this.event, reason: decision.reason } : { ...this.event },
       },
     ];
   }
@@ -476,6 +555,30 @@ function claimingEndpoint(policy: Policy, sni: string, profile: string, port: nu
   const all = matchEndpoints(policy, sni, profile).filter((e) => specOf(e.type).claim === "sni");
   if (port === undefined) return all[0];
   return all.find((e) => (e.ports ?? specOf(e.type).defaultPorts).includes(port)) ?? all[0];
+}
+
+/**
+ * The host and port a plain-HTTP request names: an absolute-form `http://`
+ * target (the explicit proxy; port 80 unless given), else, in the tunnel
+ * (`dialedPort`), its Host on the dialed port. The Host must name the same
+ * host (checkRequestShape holds it to that).
+ */
+export function plainRequestTarget(
+  head: RequestHead,
+  dialedPort: number | undefined,
+): { ok: true; host: string; port: number } | { ok: false; status: 400; reason: string } {
+  const abs = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)/i.exec(head.target);
+  if (abs) {
+    if (abs[1]!.toLowerCase() !== "http") return { ok: false, status: 400, reason: `a ${abs[1]}:// request is not forwarded as plain HTTP (use CONNECT)` };
+    const authority = parseHostField(abs[2]!);
+    if (!authority) return { ok: false, status: 400, reason: "malformed authority in the request target" };
+    return { ok: true, host: authority.name, port: dialedPort ?? authority.port ?? PLAIN_HTTP_PORT };
+  }
+  if (dialedPort === undefined) return { ok: false, status: 400, reason: "a proxy request needs an absolute-form http:// target" };
+  const hosts = head.headers.filter(([n]) => n.toLowerCase() === "host");
+  const host = hosts.length === 1 ? parseHostField(hosts[0]![1]) : undefined;
+  if (!host) return { ok: false, status: 400, reason: hosts.length === 1 ? "malformed Host header" : "a plain-HTTP request needs exactly one Host header" };
+  return { ok: true, host: host.name, port: dialedPort };
 }
 
 function hasContent(head: RequestHead): boolean {

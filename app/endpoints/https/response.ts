@@ -60,7 +60,8 @@ export interface ResponseTap {
 export class ResponseRelay {
   private readonly scrubber: StreamScrubber | undefined;
   private head: ResponseHead | undefined;
-  private bytesDown = 0;
+  private bodyBytes = 0;
+  private headSent = false;
   private chunkedToAgent = false;
   private agentClose = false;
   private early = false;
@@ -76,6 +77,16 @@ export class ResponseRelay {
     private readonly tap?: ResponseTap,
   ) {
     this.scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
+  }
+
+  /** The status the agent was sent, once the head went out (a held coded body's head goes with the body). */
+  get sentStatus(): number | undefined {
+    return this.headSent ? this.head?.status : undefined;
+  }
+
+  /** Response body bytes read from the upstream so far (relayed as read, masked at the same length). */
+  get bytesDown(): number {
+    return this.bodyBytes;
   }
 
   handle(e: RelayEvent): RelayCommand[] {
@@ -99,7 +110,7 @@ export class ResponseRelay {
     if (head.bodyKind.kind !== "until-close") throw new RelayFailure(false, "upstream closed mid-response");
     this.flushBody(out);
     this.finished = true;
-    out.push({ type: "done", status: head.status, bytesDown: this.bytesDown, reusable: false, agentClose: this.agentClose, early: false });
+    out.push({ type: "done", status: head.status, bytesDown: this.bodyBytes, reusable: false, agentClose: this.agentClose, early: false });
   }
 
   private onEvent(ev: ParseEvent, requestSent: boolean, out: RelayCommand[]): void {
@@ -117,7 +128,7 @@ export class ResponseRelay {
         this.onHead(ev.head as ResponseHead, requestSent, out);
         return;
       case "body": {
-        this.bytesDown += ev.data.length;
+        this.bodyBytes += ev.data.length;
         this.tap?.body(ev.data);
         if (this.coded) {
           if (!this.coded.body.push(ev.data)) throw new RelayFailure(true, "a coded body too large to mask");
@@ -133,12 +144,12 @@ export class ResponseRelay {
         this.finished = true;
         const status = this.head?.status ?? 502;
         const reusable = !this.early && this.head !== undefined && this.head.keepAlive;
-        out.push({ type: "done", status, bytesDown: this.bytesDown, reusable, agentClose: this.agentClose, early: this.early });
+        out.push({ type: "done", status, bytesDown: this.bodyBytes, reusable, agentClose: this.agentClose, early: this.early });
         return;
       }
       case "upgrade":
         this.finished = true;
-        out.push({ type: "upgraded", status: this.head?.status ?? 101, bytesDown: this.bytesDown, rest: ev.rest });
+        out.push({ type: "upgraded", status: this.head?.status ?? 101, bytesDown: this.bodyBytes, rest: ev.rest });
         return;
       case "error":
         throw new RelayFailure(false, `upstream sent a malformed response: ${ev.message}`);
@@ -197,6 +208,7 @@ export class ResponseRelay {
       return;
     }
     send(out, serializeResponseHead({ status: head.status, reason: this.mask(head.reason), headers }));
+    this.headSent = true;
   }
 
   /** The held coded body, or the scrubber's tail, then the last chunk. */
@@ -207,6 +219,7 @@ export class ResponseRelay {
       if (body instanceof Error) throw new RelayFailure(true, body.message);
       setHeader(c.headers, "Content-Length", String(body.length));
       send(out, serializeResponseHead({ status: c.head.status, reason: this.mask(c.head.reason), headers: c.headers }));
+      this.headSent = true;
       send(out, body);
     } else if (this.scrubber) {
       this.sendBody(out, this.scrubber.flush());

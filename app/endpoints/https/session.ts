@@ -5,6 +5,9 @@
 // verified), reads pulled one chunk at a time once the writes they feed
 // drained (backpressure), the one timer, the approval gate, the policy
 // snapshot each request is judged by, and the events published.
+// The same shell serves plain HTTP (`plain`): the agent's socket is the
+// flow itself, each request names its host, and the upstream is a TCP
+// socket to the address the destination policy allowed.
 import type { Duplex } from "node:stream";
 import type { Policy } from "../../policy/types.ts";
 import type { Flow } from "../../dispatch/flow.ts";
@@ -12,7 +15,7 @@ import type { GatewayEvent } from "../../events/types.ts";
 import type { RequestHead } from "../http1/parser.ts";
 import { StreamPuller } from "./puller.ts";
 import type { ApprovalGate } from "./approval.ts";
-import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
+import { UpstreamPool, writeWithBackpressure, type DialTarget, type UpstreamConn } from "./upstream.ts";
 import { ExchangeDecider, type EventFields, type SecretLookup } from "./decider.ts";
 import { InterceptConnection, type ConnectionCommand, type ConnectionEvent, type Side } from "./connection.ts";
 import { log } from "../../log.ts";
@@ -29,6 +32,16 @@ export interface InterceptDeps {
   approvals?: ApprovalGate;
   /** Masks configured secrets in text shown outside the gateway (approvers). */
   redact?: (text: string) => string;
+}
+
+/** How a plain-HTTP session reaches the hosts its requests name. */
+export interface PlainTransport {
+  /** The port the connection was dialed on (the tunnel); absent for the explicit proxy, whose requests name theirs. */
+  port?: number;
+  /** Where requests to a host no endpoint claims go (the tunnel: the address the agent dialed); absent: the host they name. */
+  unclaimedTo?: string;
+  /** The address to dial for `host`; `claimed` hosts are dialed by name as intercepted ones are, the rest judged by the destination policy. */
+  addressFor(host: string, port: number, claimed: boolean): Promise<{ ok: true; address: string } | { ok: false; reason: string }>;
 }
 
 export class InterceptSession {
@@ -53,6 +66,7 @@ export class InterceptSession {
     private readonly agent: Duplex,
     private readonly sni: string,
     private readonly deps: InterceptDeps,
+    private readonly plain?: PlainTransport,
   ) {
     const d = deps.policy().defaults;
     this.puller = new StreamPuller(agent, {
@@ -73,6 +87,7 @@ export class InterceptSession {
           secretFor: deps.secretFor,
           redact: deps.redact ?? ((t) => t),
           approvals: deps.approvals !== undefined,
+          ...(plain ? { plain: plain.port !== undefined ? { port: plain.port } : {} } : {}),
         }),
     });
     agent.once("close", () => this.agentGone.abort());
@@ -188,8 +203,28 @@ export class InterceptSession {
     this.feed(chunk ? { type: "upstream-data", data: chunk } : { type: "upstream-closed" });
   }
 
+  /** The pool's target for a connect: the flow's destination, or for plain HTTP the address the request's host is dialed at. */
+  private async targetOf(c: Extract<ConnectionCommand, { type: "connect" }>): Promise<DialTarget | string> {
+    const endpoint = c.endpoint ? { endpoint: c.endpoint } : {};
+    if (!this.plain || !c.upstream) {
+      return { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, ...endpoint, ...(c.clientCert ? { clientCert: c.clientCert } : {}) };
+    }
+    const u = c.upstream;
+    const host = !u.claimed && this.plain.unclaimedTo !== undefined ? this.plain.unclaimedTo : u.host;
+    const found = await this.plain.addressFor(host, u.port, u.claimed);
+    if (!found.ok) return found.reason;
+    return { host: u.host, port: u.port, sni: u.host, ...endpoint, plain: { address: found.address } };
+  }
+
   private async connect(c: Extract<ConnectionCommand, { type: "connect" }>): Promise<void> {
-    const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint: c.endpoint, ...(c.clientCert ? { clientCert: c.clientCert } : {}) };
+    let target: DialTarget | string;
+    try {
+      target = await this.targetOf(c);
+    } catch (e) {
+      target = (e as Error).message;
+    }
+    if (this.closed) return;
+    if (typeof target === "string") return this.feed({ type: "upstream-failed", message: target });
     const pooled = this.deps.pool.takeIdle(target);
     if (pooled) {
       this.upstream = pooled;
@@ -269,9 +304,10 @@ export class InterceptSession {
     const status = event.status !== undefined ? { status: event.status } : {};
     if (event.family === undefined || event.family === "http") {
       event.family = "http";
-      event.summary = `${event.method ?? ""} ${event.host}${event.path ?? ""}`;
+      event.summary = `${event.method ?? ""} ${this.plain ? "http://" : ""}${event.host}${event.path ?? ""}`;
       // A family that judges more than the request (clickhouse_https: its SQL) adds its own fields.
-      event.action = { ...(event.action ?? {}), method: event.method, host: event.host, path: event.path, ...status };
+      const scheme = this.plain ? { scheme: "http" } : {};
+      event.action = { ...(event.action ?? {}), method: event.method, host: event.host, path: event.path, ...scheme, ...status };
     } else {
       event.action = { ...event.action, ...status };
     }

@@ -1,5 +1,8 @@
-// endpoint "https" "NAME" { hosts, ports, ca_cert, credential }: intercepted
-// HTTPS, claimed by the ClientHello's server name.
+// endpoint "https" "NAME" { hosts, ports, ca_cert, credential,
+// allow_plaintext_credentials }: intercepted HTTPS, claimed by the
+// ClientHello's server name; its hosts are claimed for plain HTTP too (on
+// port 80 and its `ports`), where the credential is injected only with
+// `allow_plaintext_credentials = true`.
 import type { EndpointSpec } from "../spec.ts";
 import { readCaCert, readHosts, readPorts } from "../attrs.ts";
 
@@ -21,11 +24,17 @@ export const httpsSpec: EndpointSpec = {
     "gemini_api_key",
     "passthrough",
   ],
-  attributes: ["hosts", "ports", "ca_cert"],
+  attributes: ["hosts", "ports", "ca_cert", "allow_plaintext_credentials"],
   build(r, ctx) {
     const hosts = r.required("hosts") ? readHosts(r) : [];
     const ports = readPorts(r);
     const caCertPem = readCaCert(r, ctx.readText);
-    return { hosts, ...(ports ? { ports } : {}), ...(caCertPem ? { caCertPem } : {}) };
+    const plaintext = r.bool("allow_plaintext_credentials") === true;
+    return {
+      hosts,
+      ...(ports ? { ports } : {}),
+      ...(caCertPem ? { caCertPem } : {}),
+      ...(plaintext ? { settings: { allowPlaintextCredentials: true } } : {}),
+    };
   },
 };

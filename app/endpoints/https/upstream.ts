@@ -1,7 +1,9 @@
-// Upstream TLS connections for intercepted HTTPS, pooled per
+// Upstream connections for intercepted HTTPS (and plain HTTP), pooled per
 // (endpoint, destination, SNI) so keep-alive survives across agent
 // connections. The upstream's real certificate is verified against the
-// system store plus the endpoint's own `ca_cert`.
+// system store plus the endpoint's own `ca_cert`; a plain-HTTP upstream is
+// a TCP socket to the address the shell already judged.
+import net from "node:net";
 import tls from "node:tls";
 import { upstreamTrust, type TrustStore } from "../../tls/trust.ts";
 import type { Endpoint } from "../../policy/types.ts";
@@ -14,12 +16,12 @@ const IDLE_TIMEOUT_MS = 60_000;
 const MAX_IDLE_PER_KEY = 64;
 const CONNECT_TIMEOUT_MS = 10_000;
 
-/** One upstream TLS connection: the socket, read by pulling (the response parser is the session's). */
+/** One upstream connection (TLS, or TCP for plain HTTP): the socket, read by pulling (the response parser is the session's). */
 export class UpstreamConn {
   readonly puller: StreamPuller;
   closed = false;
 
-  constructor(readonly sock: tls.TLSSocket, readonly key: string) {
+  constructor(readonly sock: net.Socket, readonly key: string) {
     this.puller = new StreamPuller(sock);
     sock.on("close", () => {
       this.closed = true;
@@ -49,7 +51,10 @@ export interface DialTarget {
   host: string;
   port: number;
   sni: string;
-  endpoint: Endpoint;
+  /** The endpoint claiming the request; none for a plain-HTTP request to an unclaimed host (unknown_host = passthrough). */
+  endpoint?: Endpoint;
+  /** Plain HTTP: a TCP connection to `address` (judged by the shell), no TLS. */
+  plain?: { address: string };
   /** Presented in the handshake (mutual TLS; a kubernetes endpoint's k8s_client_cert). */
   clientCert?: ClientCertificate;
 }
@@ -62,7 +67,8 @@ export class UpstreamPool {
   ) {}
 
   static keyOf(t: DialTarget): string {
-    return `${t.endpoint.ref}|${t.host}|${t.port}|${t.sni}${t.clientCert ? `|${t.clientCert.ref}` : ""}`;
+    const scheme = t.plain ? `http:${t.plain.address}` : "https";
+    return `${scheme}|${t.endpoint?.ref ?? "-"}|${t.host}|${t.port}|${t.sni}${t.clientCert ? `|${t.clientCert.ref}` : ""}`;
   }
 
   /** An idle pooled connection, if one is alive. */
@@ -79,13 +85,16 @@ export class UpstreamPool {
   }
 
   dial(t: DialTarget): Promise<UpstreamConn> {
+    if (t.plain) return this.dialPlain(t, t.plain.address);
+    const endpoint = t.endpoint;
+    if (!endpoint) return Promise.reject(new Error("an HTTPS upstream needs its endpoint"));
     return new Promise((resolve, reject) => {
       const isIp = /^[0-9.]+$|:/.test(t.sni);
       const sock = tls.connect({
         host: t.host,
         port: t.port,
         ...(isIp ? {} : { servername: t.sni }),
-        secureContext: t.clientCert ? mutualTlsContext(this.trust, t.endpoint.caCertPem, t.clientCert) : this.contextFor(t.endpoint),
+        secureContext: t.clientCert ? mutualTlsContext(this.trust, endpoint.caCertPem, t.clientCert) : this.contextFor(endpoint),
         ALPNProtocols: ["http/1.1"],
         rejectUnauthorized: true,
         checkServerIdentity: (_host, cert) => tls.checkServerIdentity(t.sni, cert),
@@ -106,6 +115,29 @@ export class UpstreamPool {
         clearTimeout(timer);
         reject(e);
       };
+      sock.once("error", onError);
+    });
+  }
+
+  private dialPlain(t: DialTarget, address: string): Promise<UpstreamConn> {
+    return new Promise((resolve, reject) => {
+      const sock = net.connect({ host: address, port: t.port, allowHalfOpen: true });
+      const timer = setTimeout(() => {
+        sock.destroy(new Error(`connect timeout after ${this.connectTimeoutMs} ms`));
+      }, this.connectTimeoutMs);
+      const onError = (e: Error) => {
+        clearTimeout(timer);
+        reject(e);
+      };
+      sock.once("connect", () => {
+        clearTimeout(timer);
+        sock.setNoDelay(true);
+        sock.removeListener("error", onError);
+        sock.on("error", () => {
+          /* surfaced through reads and writes */
+        });
+        resolve(new UpstreamConn(sock, UpstreamPool.keyOf(t)));
+      });
       sock.once("error", onError);
     });
   }

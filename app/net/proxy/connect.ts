@@ -1,6 +1,7 @@
-// The HTTP CONNECT side of the explicit proxy: find the request head, check
-// it is a CONNECT to host:port, and pull the device token out of
-// Proxy-Authorization. Pure; the listener does the I/O.
+// The HTTP side of the explicit proxy: find the first request head, tell a
+// CONNECT to host:port from a plain-HTTP request in absolute-form
+// (`GET http://host/path`, forwarded as a forward proxy does), and pull the
+// device token out of Proxy-Authorization. Pure; the listener does the I/O.
 import { Http1Parser } from "../../endpoints/http1/parser.ts";
 import { getHeader, type HeaderList } from "../../endpoints/http1/headers.ts";
 import { formatIp, parseIpv6 } from "../ipaddr.ts";
@@ -11,7 +12,12 @@ const CRLFCRLF = Uint8Array.of(13, 10, 13, 10);
 export type ConnectParse =
   | { kind: "need-more" }
   | { kind: "connect"; host: string; port: number; token?: string; rest: Uint8Array }
+  /** A plain-HTTP request for `host:port`: `rest` is every byte read, the head included (the session parses it again). */
+  | { kind: "forward"; host: string; port: number; token?: string; rest: Uint8Array }
   | { kind: "reject"; status: number; message: string };
+
+/** The port of an `http://` URL without one. */
+const HTTP_PORT = 80;
 
 export function parseConnectHead(buf: Uint8Array): ConnectParse {
   const end = indexOf(buf, CRLFCRLF);
@@ -32,11 +38,18 @@ export function parseConnectHead(buf: Uint8Array): ConnectParse {
   const head = first.head;
   if (!("method" in head)) return { kind: "reject", status: 400, message: "malformed request" };
   if (head.method !== "CONNECT") {
-    return {
-      kind: "reject",
-      status: 405,
-      message: "this proxy only tunnels (CONNECT); use https:// URLs through it",
-    };
+    const target = absoluteHttpTarget(head.target);
+    if (!target) {
+      return {
+        kind: "reject",
+        status: 405,
+        message: "this proxy takes CONNECT host:port, or plain-HTTP requests in absolute-form (GET http://host/path)",
+      };
+    }
+    const token = tokenFromProxyAuthorization(head.headers);
+    const result: ConnectParse = { kind: "forward", host: target.host, port: target.port, rest: buf.slice() };
+    if (token !== undefined) result.token = token;
+    return result;
   }
   const authority = parseAuthority(head.target);
   if (!authority) return { kind: "reject", status: 400, message: "CONNECT target must be host:port" };
@@ -44,6 +57,17 @@ export function parseConnectHead(buf: Uint8Array): ConnectParse {
   const result: ConnectParse = { kind: "connect", host: authority.host, port: authority.port, rest: buf.slice(headLen) };
   if (token !== undefined) result.token = token;
   return result;
+}
+
+/** The host and port of an absolute-form `http://` target (RFC 9112 §3.2.2); undefined for anything else. */
+export function absoluteHttpTarget(target: string): { host: string; port: number } | undefined {
+  const m = /^http:\/\/([^/?#@]*)(?:[/?]|$)/i.exec(target);
+  if (!m) return undefined;
+  const authority = m[1]!;
+  const withPort = parseAuthority(authority);
+  if (withPort) return withPort;
+  const host = authority.toLowerCase().replace(/\.$/, "");
+  return /^[a-z0-9._-]+$/.test(host) ? { host, port: HTTP_PORT } : undefined;
 }
 
 /** `host:port` or `[v6]:port`, as in RFC 9110 §9.3.6 authority-form. */

@@ -1,6 +1,9 @@
 // The explicit-proxy capture mode: an HTTP CONNECT and SOCKS5 listener that
 // turns each tunnel into a Flow with its original destination. The first
 // byte tells the two apart (SOCKS5 starts with 0x05), so one port serves both.
+// A plain-HTTP request in absolute-form (`GET http://host/path`) makes a
+// Flow too (`forwardProxy`): its bytes, head included, go to the plain-HTTP
+// session, which judges and forwards each request as a forward proxy does.
 //
 // 1. accept, read the handshake (bounded in size and time)
 // 2. identify the device from its token (or the default profile)
@@ -25,6 +28,17 @@ export interface ProxyListenerOptions {
   /** Whether a client without a token may proceed (a default profile exists). */
   allowAnonymous: () => boolean;
   onFlow: (flow: Flow) => void;
+  /** A client refused before any Flow (405, 407, 400, 431): recorded as an event. */
+  onRefusal?: (r: ProxyRefusal) => void;
+}
+
+export interface ProxyRefusal {
+  src: { host: string; port: number };
+  /** The destination asked for, when the request named one. */
+  dst?: { host: string; port: number };
+  /** The HTTP status answered (none for SOCKS5, which answers with its own reply code). */
+  status?: number;
+  reason: string;
 }
 
 export interface ProxyListener {
@@ -71,19 +85,26 @@ function handleClient(sock: net.Socket, opts: ProxyListenerOptions): void {
     sock.off("data", onData);
   };
 
-  const emitFlow = (dstHost: string, dstPort: number, device: DeviceIdentity, rest: Uint8Array) => {
+  const src = () => ({ host: sock.remoteAddress ?? "unknown", port: sock.remotePort ?? 0 });
+  const emitFlow = (dstHost: string, dstPort: number, device: DeviceIdentity, rest: Uint8Array, forwardProxy = false) => {
     finish();
     sock.pause();
     if (rest.length > 0) sock.unshift(Buffer.from(rest));
     opts.onFlow({
       id: newFlowId(),
       proto: "tcp",
-      src: { host: sock.remoteAddress ?? "unknown", port: sock.remotePort ?? 0 },
+      src: src(),
       dst: { host: dstHost, port: dstPort },
       device,
       conn: sock,
       startedAt: Date.now(),
+      ...(forwardProxy ? { forwardProxy: true } : {}),
     });
+  };
+  const refuse = (status: number, message: string, dst?: { host: string; port: number }, extra: [string, string][] = []) => {
+    finish();
+    sock.end(proxyError(status, message, extra));
+    opts.onRefusal?.({ src: src(), ...(dst ? { dst } : {}), status, reason: message });
   };
 
   const onData = (chunk: Buffer) => {
@@ -106,6 +127,8 @@ function handleClient(sock: net.Socket, opts: ProxyListenerOptions): void {
       if (!device) {
         finish();
         sock.end(reply(Reply.NOT_ALLOWED));
+        const reason = `socks5: ${token ? "unknown or revoked device token" : "a device token is required"}`;
+        opts.onRefusal?.({ src: src(), dst: { host: step.host, port: step.port }, reason });
         return;
       }
       sock.write(reply(Reply.SUCCEEDED));
@@ -121,17 +144,17 @@ function handleClient(sock: net.Socket, opts: ProxyListenerOptions): void {
     const parsed = parseConnectHead(buf);
     if (parsed.kind === "need-more") return;
     if (parsed.kind === "reject") {
-      finish();
-      sock.end(proxyError(parsed.status, parsed.message));
+      refuse(parsed.status, parsed.message);
       return;
     }
     const device = opts.identify(parsed.token);
     if (!device) {
-      finish();
       const message = parsed.token ? "unknown or revoked device token" : "a device token is required";
-      sock.end(
-        proxyError(407, message, [["Proxy-Authenticate", 'Basic realm="clawpatrol"']]),
-      );
+      refuse(407, message, { host: parsed.host, port: parsed.port }, [["Proxy-Authenticate", 'Basic realm="clawpatrol"']]);
+      return;
+    }
+    if (parsed.kind === "forward") {
+      emitFlow(parsed.host, parsed.port, device, parsed.rest, true);
       return;
     }
     sock.write("HTTP/1.1 200 Connection Established\r\n\r\n");

@@ -37,12 +37,13 @@ export function downloadBlock(i: number, size = 1 << 20): Uint8Array {
   return out;
 }
 
-export function startUpstream(pki: TestPki, where: { hostname?: string; port?: number } = {}): TestUpstream {
+/** `where.plain`: plain HTTP (no TLS; `pki` unused). */
+export function startUpstream(pki: TestPki | undefined, where: { hostname?: string; port?: number; plain?: boolean } = {}): TestUpstream {
   const seen: SeenRequest[] = [];
   const server: Server<undefined> = Bun.serve({
     hostname: where.hostname ?? "127.0.0.1",
     port: where.port ?? 0,
-    tls: { cert: pki.certPem, key: pki.keyPem },
+    ...(where.plain || !pki ? {} : { tls: { cert: pki.certPem, key: pki.keyPem } }),
     idleTimeout: 60,
     maxRequestBodySize: 1 << 30,
     async fetch(req, srv) {

@@ -91,7 +91,7 @@ function describeCommand(c: ConnectionCommand, now: number): string[] {
     case "read":
       return [`read ${c.from}${c.afterDrain.length > 0 ? ` after ${c.afterDrain.join("+")} drained` : ""}`];
     case "connect":
-      return [`connect ${c.endpoint.ref}`];
+      return [`connect ${c.endpoint?.ref ?? "-"}`];
     case "release-upstream":
       return ["release upstream to the pool"];
     case "close-upstream":
@@ -253,6 +253,35 @@ describe("forwarding", () => {
     pb.in(upstream("\x81\x03bye")).out("client <- \x81\x03bye", "read upstream after client drained");
     pb.in({ type: "client-closed" }).out("end upstream");
     pb.in({ type: "upstream-closed" }).out("end client", "close upstream", "close (destroy after 5000 ms)");
+    pb.done();
+  });
+});
+
+describe("truthful events when a side ends mid-response", () => {
+  const BIG = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + "x".repeat(40);
+
+  test("the agent closes mid-download: recorded as the 200 it got and the bytes it got, closed by the client", () => {
+    const { pb } = connection("plain.test");
+    pb.in({ type: "start" }).out(...WAIT_REQUEST);
+    pb.in(client("GET /big HTTP/1.1\r\nHost: plain.test\r\n\r\n")).out("connect https.plain", "timer off");
+    pb.in({ type: "upstream-connected", pooled: false }).out("upstream <- GET /big HTTP/1.1|Host: plain.test||", "read upstream after client drained");
+    pb.in(upstream(BIG)).out(`client <- HTTP/1.1 200 OK|Content-Length: 100||${"x".repeat(40)}`, "read upstream after client drained");
+    pb.in({ type: "client-gone" }).out('event GET /big allow 200 detail="the agent closed the connection mid-response" up=0 down=40', "close upstream", "close (destroy after 0 ms)");
+    pb.done();
+  });
+
+  test("the upstream closes mid-body: the 200 that was sent and the bytes relayed, closed by the upstream", () => {
+    const { pb } = connection("plain.test");
+    pb.in({ type: "start" }).out(...WAIT_REQUEST);
+    pb.in(client("GET /big HTTP/1.1\r\nHost: plain.test\r\n\r\n")).out("connect https.plain", "timer off");
+    pb.in({ type: "upstream-connected", pooled: false }).out("upstream <- GET /big HTTP/1.1|Host: plain.test||", "read upstream after client drained");
+    pb.in(upstream(BIG)).out(`client <- HTTP/1.1 200 OK|Content-Length: 100||${"x".repeat(40)}`, "read upstream after client drained");
+    pb.in({ type: "upstream-closed" }).out(
+      "log debug upstream exchange failed",
+      "close upstream",
+      'event GET /big allow 200 detail="upstream ended the response early: upstream sent a malformed response: connection closed inside a message body" up=0 down=40',
+      "close (destroy after 5000 ms)",
+    );
     pb.done();
   });
 });

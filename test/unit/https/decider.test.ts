@@ -157,7 +157,7 @@ function describeCommand(c: DeciderCommand): string[] {
       return [...replyLines(c.data, c.close), eventLine(c.event)];
     case "forward":
       return [
-        `forward ${c.endpoint.ref} ${c.head.method} ${c.head.target} body=${c.bodyBytes}${c.complete ? " complete" : ""}${c.chunked ? " chunked" : ""} needles=${c.needles.length}`,
+        `forward ${c.endpoint?.ref ?? "-"} ${c.head.method} ${c.head.target} body=${c.bodyBytes}${c.complete ? " complete" : ""}${c.chunked ? " chunked" : ""} needles=${c.needles.length}`,
         ...c.head.headers.map(([n, v]) => `> ${n}: ${v}`),
         eventLine(c.event),
       ];
@@ -576,5 +576,72 @@ describe("events out of order", () => {
     const d = new ExchangeDecider(context());
     d.handle({ type: "head", head: head("GET", "/", { host: "evil.test" }) });
     expect(() => d.handle({ type: "drained", bytes: 0, done: true })).toThrow(/awaiting decided/);
+  });
+});
+
+describe("plain HTTP: each request names its host", () => {
+  const plain = (over: Partial<DeciderContext> = {}) => playbook({ sni: "first.test", plain: {}, ...over });
+
+  test("absolute-form to a claimed host: judged, forwarded in origin-form to that host, the credential not injected in clear", () => {
+    const c = new ExchangeDecider(context({ sni: "first.test", plain: {} })).handle({
+      type: "head",
+      head: head("GET", "http://api.test/v1/models?x=1", { headers: [["Authorization", "Bearer placeholder"], ["Proxy-Authorization", "Basic abc"]] }),
+    });
+    const f = c.find((x) => x.type === "forward");
+    if (f?.type !== "forward") throw new Error(JSON.stringify(c));
+    expect(f.endpoint?.ref).toBe("https.api");
+    expect(f.upstream).toEqual({ host: "api.test", port: 80, claimed: true });
+    expect(f.head.target).toBe("/v1/models?x=1");
+    expect(f.head.headers).toEqual([["Host", "api.test"], ["Authorization", "Bearer placeholder"]]);
+    expect(f.needles).toEqual([]);
+    expect(f.event.credential).toBeUndefined();
+    expect(f.event.detail).toContain("not injected over plain HTTP");
+    expect(f.event).toMatchObject({ host: "api.test", port: 80 });
+  });
+
+  test("a rule denies on the plain port as on TLS", () => {
+    plain()
+      .in({ type: "head", head: head("DELETE", "http://plain.test/x", { host: "plain.test" }) })
+      .out("reply 403 then-continue", '< {"error":"denied by clawpatrol","rule":"no-deletes","reason":"deletes need a human"}', 'event verdict="deny" status=403 rule="no-deletes" reason="deletes need a human" endpoint="https.plain" path="/x" bytesUp=0')
+      .done();
+  });
+
+  test("a port the endpoint does not claim is unclaimed: unknown_host = passthrough forwards it unjudged", () => {
+    const c = new ExchangeDecider(context({ sni: "first.test", plain: {} })).handle({ type: "head", head: head("DELETE", "http://plain.test:8080/x", { host: "plain.test:8080" }) });
+    const f = c.find((x) => x.type === "forward");
+    if (f?.type !== "forward") throw new Error(JSON.stringify(c));
+    expect(f.endpoint).toBeUndefined();
+    expect(f.upstream).toEqual({ host: "plain.test", port: 8080, claimed: false });
+    expect(f.event).toMatchObject({ verdict: "passthrough", reason: "no endpoint claims plain.test:8080 (unknown_host = passthrough)" });
+  });
+
+  test("unknown_host = deny refuses an unclaimed host with 403", async () => {
+    const strict = await policyFrom(`schema_version = 1
+defaults {
+  verdict = "allow"
+  unknown_host = "deny"
+  profile = profile.agents
+}
+profile "agents" {}
+`);
+    const c = new ExchangeDecider(context({ policy: strict, sni: "x.test", plain: {} })).handle({ type: "head", head: head("GET", "http://x.test/", { host: "x.test" }) });
+    expect(c).toHaveLength(1);
+    expect(c[0]).toMatchObject({ type: "reply", close: false, event: { status: 403, verdict: "deny", reason: "no endpoint claims x.test:80 (unknown_host = deny)" } });
+  });
+
+  test("in the tunnel (a dialed port) the Host names the host; the explicit proxy needs absolute-form", () => {
+    const c = new ExchangeDecider(context({ sni: "10.0.0.1", plain: { port: 80 } })).handle({ type: "head", head: head("GET", "/y", { host: "plain.test" }) });
+    const f = c.find((x) => x.type === "forward");
+    if (f?.type !== "forward") throw new Error(JSON.stringify(c));
+    expect(f.upstream).toEqual({ host: "plain.test", port: 80, claimed: true });
+    const refused = new ExchangeDecider(context({ sni: "first.test", plain: {} })).handle({ type: "head", head: head("GET", "/y", { host: "plain.test" }) });
+    expect(refused[0]).toMatchObject({ type: "reply", close: true, event: { status: 400 } });
+  });
+
+  test("https:// in a plain request, or a Host naming another host than the target, is refused before any rule", () => {
+    const https = new ExchangeDecider(context({ sni: "first.test", plain: {} })).handle({ type: "head", head: head("GET", "https://api.test/", {}) });
+    expect(https[0]).toMatchObject({ type: "reply", close: true, event: { status: 400 } });
+    const other = new ExchangeDecider(context({ sni: "first.test", plain: {} })).handle({ type: "head", head: head("GET", "http://plain.test/", { host: "api.test" }) });
+    expect(other[0]).toMatchObject({ type: "reply", close: true, event: { status: 421 } });
   });
 });

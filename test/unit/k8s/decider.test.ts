@@ -106,7 +106,7 @@ describe("kubernetes endpoints in the HTTPS decider", () => {
   test("bearer: the token replaces the placeholder; no client certificate", () => {
     const c = only(decider("k8s.test", 6443).handle({ type: "head", head: head("GET", "/api/v1/namespaces/dev/pods", "k8s.test:6443") }));
     if (c.type !== "forward") throw new Error(c.type);
-    expect(c.endpoint.ref).toBe("kubernetes.tokens");
+    expect(c.endpoint?.ref).toBe("kubernetes.tokens");
     expect(c.head.headers).toContainEqual(["Authorization", `Bearer ${TOKEN}`]);
     expect(c.clientCert).toBeUndefined();
   });
@@ -114,7 +114,7 @@ describe("kubernetes endpoints in the HTTPS decider", () => {
   test("the same host on another port is the other endpoint: the client certificate goes to the forward, the placeholder token does not", () => {
     const c = only(decider("k8s.test", 7443).handle({ type: "head", head: head("GET", "/api/v1/namespaces/dev/pods", "k8s.test:7443") }));
     if (c.type !== "forward") throw new Error(c.type);
-    expect(c.endpoint.ref).toBe("kubernetes.certs");
+    expect(c.endpoint?.ref).toBe("kubernetes.certs");
     expect(c.clientCert).toEqual({ ref: "k8s_client_cert.alice", certPem: CERT, keyPem: KEY });
     expect(c.head.headers.some(([k]) => k.toLowerCase() === "authorization")).toBe(false);
     expect(c.needles).toContain(KEY);

@@ -280,6 +280,7 @@ describe("httpFactsFromRequest", () => {
       new TextEncoder().encode('{"n": 1}'),
     );
     expect(f).toEqual({
+      scheme: "https",
       method: "POST",
       host: "api.example.com",
       path: "/v1/x",

@@ -22,15 +22,16 @@ function head(requestLine: string, headers: [string, string][] = [], tail = ""):
 /** A parse with `rest` as text, so tables read well. */
 type Outcome =
   | { kind: "need-more" }
-  | { kind: "connect"; host: string; port: number; token?: string; rest: string }
+  | { kind: "connect" | "forward"; host: string; port: number; token?: string; rest: string }
   | { kind: "reject"; status: number; message?: string };
 
 function outcome(r: ConnectParse, withMessage: boolean): Outcome {
   switch (r.kind) {
     case "need-more":
       return r;
-    case "connect": {
-      const o: Outcome = { kind: "connect", host: r.host, port: r.port, rest: new TextDecoder().decode(r.rest) };
+    case "connect":
+    case "forward": {
+      const o: Outcome = { kind: r.kind, host: r.host, port: r.port, rest: new TextDecoder().decode(r.rest) };
       if (r.token !== undefined) o.token = r.token;
       return o;
     }
@@ -102,8 +103,26 @@ const CASES: Case[] = [
     expect: { kind: "connect", host: "a.example", port: 443, rest: "" },
   },
   // rejections
-  { name: "GET through the proxy: 405", wire: head("GET http://example.com/ HTTP/1.1", [["Host", "example.com"]]), expect: { kind: "reject", status: 405 } },
-  { name: "POST through the proxy: 405", wire: head("POST http://example.com/x HTTP/1.1", [["Content-Length", "0"]]), expect: { kind: "reject", status: 405 } },
+  // plain HTTP in absolute-form: forwarded, the whole head handed on (the session parses it again)
+  {
+    name: "GET http://host/ through the proxy: forward to port 80",
+    wire: head("GET http://example.com/ HTTP/1.1", [["Host", "example.com"]]),
+    expect: { kind: "forward", host: "example.com", port: 80, rest: "GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n" },
+  },
+  {
+    name: "POST http://HOST:port/x with a token: forward to that port, the host lower-cased, the body kept",
+    wire: head("POST http://Example.COM:8080/x?y=1 HTTP/1.1", [["Content-Length", "2"], ["Proxy-Authorization", `Basic ${b64("dev:tok")}`]], "hi"),
+    expect: {
+      kind: "forward",
+      host: "example.com",
+      port: 8080,
+      token: "tok",
+      rest: `POST http://Example.COM:8080/x?y=1 HTTP/1.1\r\nContent-Length: 2\r\nProxy-Authorization: Basic ${b64("dev:tok")}\r\n\r\nhi`,
+    },
+  },
+  { name: "GET with an origin-form target: 405", wire: head("GET / HTTP/1.1", [["Host", "example.com"]]), expect: { kind: "reject", status: 405 } },
+  { name: "GET https://host/ (a client that should CONNECT): 405", wire: head("GET https://example.com/ HTTP/1.1"), expect: { kind: "reject", status: 405 } },
+  { name: "GET http://user@host/ (userinfo): 405", wire: head("GET http://u@example.com/ HTTP/1.1"), expect: { kind: "reject", status: 405 } },
   { name: "lower-case connect is another method (RFC 9110 §9.1): 405", wire: head("connect a:443 HTTP/1.1"), expect: { kind: "reject", status: 405 } },
   { name: "CONNECT without a port: 400", wire: head("CONNECT example.com HTTP/1.1"), expect: { kind: "reject", status: 400 } },
   { name: "CONNECT to port 0: 400", wire: head("CONNECT example.com:0 HTTP/1.1"), expect: { kind: "reject", status: 400 } },
@@ -131,16 +150,17 @@ describe("parseConnectHead", () => {
     // only `rest` grows with the early bytes received so far.
     for (let i = headLen; i <= c.wire.length; i++) {
       const got = outcome(parseConnectHead(c.wire.subarray(0, i)), false);
-      const want = c.expect.kind === "connect" ? { ...c.expect, rest: text.slice(headLen, i) } : c.expect;
+      const want =
+        c.expect.kind === "connect" ? { ...c.expect, rest: text.slice(headLen, i) } : c.expect.kind === "forward" ? { ...c.expect, rest: text.slice(0, i) } : c.expect;
       if (!Bun.deepEquals(got, want)) throw new Error(`prefix of ${i} bytes: ${JSON.stringify(got)} != ${JSON.stringify(want)}`);
     }
   });
 
   test("the 405 message tells the user what to do instead", () => {
-    expect(outcome(parseConnectHead(head("GET http://x/ HTTP/1.1", [["Host", "x"]])), true)).toEqual({
+    expect(outcome(parseConnectHead(head("GET /x HTTP/1.1", [["Host", "x"]])), true)).toEqual({
       kind: "reject",
       status: 405,
-      message: "this proxy only tunnels (CONNECT); use https:// URLs through it",
+      message: "this proxy takes CONNECT host:port, or plain-HTTP requests in absolute-form (GET http://host/path)",
     });
   });
 
@@ -286,7 +306,7 @@ describe("parseConnectHead properties", () => {
       fc.property(fc.uint8Array({ maxLength: 200 }), (wire) => {
         const r = parseConnectHead(wire);
         if (r.kind === "reject") expect([400, 405, 431]).toContain(r.status);
-        else expect(["need-more", "connect"]).toContain(r.kind);
+        else expect(["need-more", "connect", "forward"]).toContain(r.kind);
       }),
       { numRuns: 2000 },
     );

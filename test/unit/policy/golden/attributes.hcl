@@ -25,6 +25,7 @@ endpoint "https" "github" {
 endpoint "https" "gitlab" {
   hosts = "gitlab.com"
   ports = [443, 70000]
+  allow_plaintext_credentials = "yes"
 }
 
 endpoint "https" "bad_hosts" {
