@@ -25,8 +25,9 @@ import {
   segmentLength, type TcpRepr, type TcpTimestamp,
 } from "../wire/tcp.ts";
 import { Assembler, RingBuffer } from "./buffer.ts";
-import { isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary } from "./scoreboard.ts";
+import { isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary, sackedBytes } from "./scoreboard.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
+import { createCongestionController, type CongestionAlgorithm, type CongestionController } from "./congestion/index.ts";
 
 export type TcpState =
   | "CLOSED"
@@ -74,8 +75,7 @@ const MAX_SACK_BLOCKS = 4;
  * dispatch() sends them; past this, the batch's later ones collapse into one.
  */
 const MAX_IMMEDIATE_ACKS = 64;
-/** RFC 6928: IW = min(10*MSS, max(2*MSS, 14600)). */
-export const RFC6928_IW_SEGMENTS = 10;
+export { RFC6928_IW_SEGMENTS } from "./congestion/index.ts";
 /** RFC 9293 §3.4.2: MSL, two minutes in the RFC; Linux uses 60 s for 2*MSL. Configurable. */
 export const MSL_MS = 30_000;
 /** RFC 1122 §4.2.3.6: keepalive idle default no less than two hours. */
@@ -112,6 +112,10 @@ export interface TcpSettings {
   ackDelayMs: number;
   /** Bound on out-of-order ranges held in the receive assembler. */
   maxOutOfOrderRanges: number;
+  /** The congestion controller (congestion/). */
+  congestionControl: CongestionAlgorithm;
+  /** The window during SACK loss recovery by PRR (RFC 6937) instead of RFC 6675's cwnd = ssthresh. */
+  prr: boolean;
 }
 
 export const DEFAULT_TCP_SETTINGS: TcpSettings = {
@@ -134,6 +138,8 @@ export const DEFAULT_TCP_SETTINGS: TcpSettings = {
   idleTimeoutMs: null,
   ackDelayMs: 0,
   maxOutOfOrderRanges: 16,
+  congestionControl: "newreno",
+  prr: false,
 };
 
 /** Retransmission counters, per connection and summed in the table. */
@@ -223,11 +229,9 @@ export class TcpConnection {
   remoteFinReceived = false;
   recvWindowLimit: number;
 
-  // Congestion control (RFC 5681, RFC 6582).
-  cwnd = 0;
-  ssthresh = 0x7fffffff;
-  /** Bytes acknowledged in congestion avoidance since cwnd last grew (RFC 3465 byte counting). */
-  private caBytesAcked = 0;
+  // Congestion control: the window is the controller's (congestion/); loss
+  // detection and recovery state (RFC 6582, RFC 6675) are the connection's.
+  readonly cc: CongestionController;
   dupAcks = 0;
   inRecovery = false;
   recover = 0;
@@ -254,9 +258,6 @@ export class TcpConnection {
    * retransmission waits for the RTO.
    */
   private readonly rtxLog: number[] = [];
-  /** Eifel (RFC 3522): cwnd and ssthresh before the recovery, restored if it proves spurious; 0: no undo. */
-  private undoCwnd = 0;
-  private undoSsthresh = 0;
   /** TSval of the recovery's first retransmission. */
   private firstRtxTs: number | null = null;
   /** SND.UNA when the recovery began. */
@@ -281,6 +282,8 @@ export class TcpConnection {
   rto: number;
   private rttSeq: number | null = null;
   private rttSentAt = 0;
+  /** When new data last went out (the controller hears of idle periods). */
+  private lastSendAt: number | null = null;
   /** Consecutive RTO expiries without progress. */
   retransmits = 0;
   rtxExpiresAt: number | null = null;
@@ -323,6 +326,19 @@ export class TcpConnection {
     this.recvWindowLimit = settings.recvBufferSize;
     this.rto = settings.rtoInitialMs;
     this.lastRecvAt = now;
+    this.cc = createCongestionController(settings.congestionControl, settings.prr);
+  }
+
+  get cwnd(): number {
+    return this.cc.cwnd;
+  }
+
+  get ssthresh(): number {
+    return this.cc.ssthresh;
+  }
+
+  set ssthresh(bytes: number) {
+    this.cc.ssthresh = bytes;
   }
 
   // ---------------------------------------------------------------- opening
@@ -382,8 +398,7 @@ export class TcpConnection {
     this.tsOk = s.timestamps && syn.timestamp !== null;
     const peerMss = syn.mss !== null && syn.mss > 0 ? syn.mss : s.defaultPeerMss;
     this.sendMss = Math.max(1, Math.min(peerMss, s.mss) - (this.tsOk ? TIMESTAMP_OPTION_LEN : 0));
-    // RFC 6928 initial window.
-    this.cwnd = Math.min(RFC6928_IW_SEGMENTS * this.sendMss, Math.max(2 * this.sendMss, 14600));
+    this.cc.start(this.sendMss);
   }
 
   // ---------------------------------------------------------- application
@@ -547,19 +562,12 @@ export class TcpConnection {
     } else if (this.sackOk && !synState) {
       // RFC 6675 §5.1: after a timeout, retransmit what the scoreboard says is
       // missing (everything un-SACKed up to RecoveryPoint), in slow start.
-      if (this.retransmits === 1) {
-        this.undoCwnd = this.recoveryKind === null ? this.cwnd : 0;
-        this.undoSsthresh = this.ssthresh;
-        this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
-      } else {
-        this.undoCwnd = 0;
-      }
+      this.cc.onRetransmitTimeout(this.flightSize(), this.retransmits === 1, this.recoveryKind === null, now);
       this.firstRtxTs = null;
       this.recoveryUna = this.sndUna;
       // A second timeout without progress: the peer may have reneged (RFC 2018 §8).
       if (this.retransmits > 1) this.scoreboard.length = 0;
       this.count("retransmitTimeouts", 1);
-      this.cwnd = this.sendMss;
       this.inRecovery = false;
       this.dupAcks = 0;
       this.sndNxt = this.sndMax;
@@ -570,11 +578,10 @@ export class TcpConnection {
       this.lostBelow = this.sndMax;
       this.rttSeq = null;
     } else {
-      if (!synState && this.retransmits === 1) {
-        this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
+      if (!synState) {
+        this.cc.onRetransmitTimeout(this.flightSize(), this.retransmits === 1, false, now);
+        this.count("retransmitTimeouts", 1);
       }
-      if (!synState) this.count("retransmitTimeouts", 1);
-      if (!synState) this.cwnd = this.sendMss; // RFC 5681: loss window
       this.inRecovery = false;
       this.dupAcks = 0;
       this.recover = this.sndMax;
@@ -718,7 +725,7 @@ export class TcpConnection {
     if (this.tsOk && r.timestamp) this.tsRecent = r.timestamp.tsval;
     const peerMss = r.mss !== null && r.mss > 0 ? r.mss : s.defaultPeerMss;
     this.sendMss = Math.max(1, Math.min(peerMss, s.mss) - (this.tsOk ? TIMESTAMP_OPTION_LEN : 0));
-    this.cwnd = Math.min(RFC6928_IW_SEGMENTS * this.sendMss, Math.max(2 * this.sendMss, 14600));
+    this.cc.start(this.sendMss);
     this.lastRecvAt = now;
     if (!(r.flags & TCP_ACK)) {
       // Simultaneous open (RFC 9293 §3.5 figure 7): answer with SYN-ACK.
@@ -770,10 +777,11 @@ export class TcpConnection {
       this.sndWl2 = ack;
     }
     if (this.sndWnd === 0) this.retransmits = 0; // the peer answers probes: it is alive
+    const sackedBefore = this.sackOk ? sackedBytes(this.scoreboard) : 0;
     if (acked === 0) {
       // RFC 5681 §2 duplicate ACK definition.
       if (this.sndMax !== this.sndUna && payloadLen === 0 && !(r.flags & (TCP_SYN | TCP_FIN)) && !windowChanged) {
-        this.onDupAck();
+        this.onDupAck(now);
       }
     } else {
       this.onNewAck(ack, acked, r.timestamp, now);
@@ -781,7 +789,9 @@ export class TcpConnection {
     if (this.sackOk) {
       if (r.sackBlocks !== null) mergeSackBlocks(this.scoreboard, r.sackBlocks, this.sndUna, this.sndMax);
       this.updateRtxLog();
-      this.maybeEnterSackRecovery();
+      this.maybeEnterSackRecovery(now);
+      // RFC 6937 DeliveredData: the change in SND.UNA plus the change in SACKed bytes.
+      if (this.recoveryKind === "fast") this.cc.onRecoveryAck(acked + sackedBytes(this.scoreboard) - sackedBefore, this.pipe());
     }
     return true;
   }
@@ -868,18 +878,15 @@ export class TcpConnection {
   }
 
   /** RFC 6675 §5 steps (1)–(4): enter loss recovery on DupThresh duplicates or a lost SND.UNA. */
-  private maybeEnterSackRecovery(): void {
+  private maybeEnterSackRecovery(now: number): void {
     if (this.recoveryKind !== null || this.sndMax === this.sndUna || this.sndWnd === 0) return;
     if (this.state === "SYN-RECEIVED" || this.state === "SYN-SENT") return;
     if (this.dupAcks < this.dupThresh && !seqGt(this.lostBoundary(), this.sndUna)) return;
     if (seqLt(this.sndUna, this.recover)) return; // §5: not before HighACK reaches RecoveryPoint
     this.count("fastRecoveries", 1);
-    this.undoCwnd = this.cwnd;
-    this.undoSsthresh = this.ssthresh;
     this.firstRtxTs = null;
     this.recoveryUna = this.sndUna;
-    this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
-    this.cwnd = this.ssthresh;
+    this.cc.enterRecovery(this.flightSize(), now, "sack");
     this.recover = this.sndMax;
     this.recoveryKind = "fast";
     this.inRecovery = true;
@@ -920,19 +927,17 @@ export class TcpConnection {
    * reordering so the next spike does not trigger it again.
    */
   private detectSpuriousRecovery(ack: number, ts: TcpTimestamp | null): void {
-    if (this.recoveryKind === null || this.undoCwnd === 0 || this.firstRtxTs === null) return;
+    if (this.recoveryKind === null || !this.cc.canUndo || this.firstRtxTs === null) return;
     if (!this.tsOk || ts === null || ts.tsecr === 0 || !seqGt(ack, this.recoveryUna)) return;
     if (!seqLt(ts.tsecr, this.firstRtxTs)) {
-      this.undoCwnd = 0; // the retransmission got there first: real loss
+      this.cc.forgetUndo(); // the retransmission got there first: real loss
       return;
     }
     const sb = this.scoreboard;
     const highest = sb.length > 0 ? sb[sb.length - 1]! : ack;
     const degree = Math.ceil(Math.max(0, seqDiff(highest, this.recoveryUna)) / this.sendMss);
     if (degree + 1 > this.dupThresh) this.dupThresh = Math.min(degree + 1, MAX_REORDERING);
-    this.cwnd = Math.max(this.cwnd, this.undoCwnd);
-    this.ssthresh = Math.max(this.ssthresh, this.undoSsthresh);
-    this.undoCwnd = 0;
+    this.cc.undo();
     this.recoveryKind = null;
     this.inRecovery = false;
     this.rtxLog.length = 0;
@@ -959,18 +964,17 @@ export class TcpConnection {
     if (this.rtxSink !== null) this.rtxSink[field] += n;
   }
 
-  private onDupAck(): void {
+  private onDupAck(now: number): void {
     this.dupAcks++;
     if (this.sackOk) return; // RFC 6675: entry and sending are decided from the scoreboard
     if (this.inRecovery) {
-      this.cwnd += this.sendMss; // RFC 6582 §3.2 step 3: inflate
+      this.cc.onRecoveryDupAck(); // RFC 6582 §3.2 step 3: inflate
       return;
     }
     if (this.dupAcks === DUPACK_THRESHOLD && seqGt(this.sndUna, this.recover)) {
       // RFC 6582 §3.2 step 2.
-      this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
+      this.cc.enterRecovery(this.flightSize(), now, "newreno");
       this.recover = this.sndMax;
-      this.cwnd = this.ssthresh + DUPACK_THRESHOLD * this.sendMss;
       this.inRecovery = true;
       this.fastRetransmitPending = true;
       this.rttSeq = null;
@@ -1002,7 +1006,7 @@ export class TcpConnection {
     }
     if (this.recoveryKind !== null && seqGe(ack, this.recover)) {
       // RFC 6675: recovery ends once RecoveryPoint is acknowledged.
-      if (this.recoveryKind === "fast") this.cwnd = this.ssthresh;
+      if (this.recoveryKind === "fast") this.cc.exitRecovery();
       this.recoveryKind = null;
       this.inRecovery = false;
       this.rtxLog.length = 0;
@@ -1011,27 +1015,15 @@ export class TcpConnection {
     } else if (this.inRecovery) {
       if (seqGe(ack, this.recover)) {
         // Full acknowledgment: RFC 6582 §3.2 step 3 (option 1).
-        this.cwnd = Math.min(this.ssthresh, Math.max(this.flightSize(), this.sendMss) + this.sendMss);
+        this.cc.onFullAck(this.flightSize());
         this.inRecovery = false;
       } else {
         // Partial acknowledgment: retransmit the next hole, deflate.
         this.fastRetransmitPending = true;
-        this.cwnd = Math.max(this.sendMss, this.cwnd - acked + (acked >= this.sendMss ? this.sendMss : 0));
+        this.cc.onPartialAck(acked);
       }
-    } else if (this.cwnd < this.ssthresh) {
-      // Slow start by bytes acknowledged, up to 2 SMSS per ACK (RFC 3465 §2.2,
-      // L = 2): a receiver that ACKs every second segment, as Linux does,
-      // would otherwise halve the growth.
-      this.cwnd += Math.min(grow, 2 * this.sendMss);
-      this.caBytesAcked = 0;
-    } else if (grow > 0) {
-      // Congestion avoidance by bytes acknowledged (RFC 3465 §2.1): one SMSS
-      // per cwnd of data acknowledged, however many segments each ACK covers.
-      this.caBytesAcked += grow;
-      if (this.caBytesAcked >= this.cwnd) {
-        this.caBytesAcked -= this.cwnd;
-        this.cwnd += this.sendMss;
-      }
+    } else {
+      this.cc.onAck({ acked: grow, srttMs: this.srtt, now });
     }
     if (!this.inRecovery) this.dupAcks = 0;
 
@@ -1307,10 +1299,10 @@ export class TcpConnection {
 
   /** RFC 6675 §5 step (C): cwnd - pipe ≥ 1 SMSS and NextSeg() has something. */
   private sackSendable(): boolean {
-    const room = this.cwnd - this.pipe();
+    const pipe = this.pipe();
+    const room = this.cc.allowance(pipe);
     if (this.recoveryKind !== null && (room >= this.sendMss || this.entryRtxPending) && this.nextLostHole() !== null) return true;
     if (this.recoveryKind !== null && room < this.sendMss) return false;
-    const pipe = this.cwnd - room;
     const len = this.nextSegmentLength(room);
     return len !== null && !this.runt(len, room, pipe);
   }
@@ -1334,7 +1326,7 @@ export class TcpConnection {
     if (recoveryRoom !== null) {
       usable = Math.min(seqDiff(seqAdd(this.sndUna, this.sndWnd), this.sndNxt), recoveryRoom);
     } else {
-      const wnd = Math.min(this.sndWnd, this.cwnd);
+      const wnd = Math.min(this.sndWnd, this.cc.cwnd);
       usable = seqDiff(seqAdd(this.sndUna, wnd), this.sndNxt);
     }
     const len = Math.min(unsent, usable, this.sendMss);
@@ -1388,7 +1380,7 @@ export class TcpConnection {
       // lost holes from HighRxt upward first (in recovery), then new data.
       let pipe = this.pipe();
       for (let guard = 0; guard < 1024; guard++) {
-        const room = this.cwnd - pipe;
+        const room = this.cc.allowance(pipe);
         const inRecovery = this.recoveryKind !== null;
         const hole = inRecovery && (room >= this.sendMss || this.entryRtxPending) ? this.nextLostHole() : null;
         this.entryRtxPending = false;
@@ -1402,6 +1394,7 @@ export class TcpConnection {
           this.logRetransmission(hole[0], end);
           if (this.firstRtxTs === null) this.firstRtxTs = now >>> 0;
           pipe += segLen;
+          if (inRecovery) this.cc.onRecoverySent(segLen);
           this.count("retransmittedSegments", 1);
           this.count("retransmittedBytes", segLen);
           this.rtxExpiresAt = now + this.rto;
@@ -1415,6 +1408,7 @@ export class TcpConnection {
         if (this.runt(len, room, pipe)) break;
         const segLen = this.sendNew(len, now, out);
         pipe += segLen;
+        if (inRecovery) this.cc.onRecoverySent(segLen);
         if (segLen === 0) break;
       }
     } else if (this.state !== "TIME-WAIT" && this.state !== "FIN-WAIT-2") {
@@ -1458,6 +1452,8 @@ export class TcpConnection {
   /** Send `len` bytes (and a FIN if due) at SND.NXT; returns the sequence space used. */
   private sendNew(len: number, now: number, out: TcpSegment[]): number {
     const seq = this.sndNxt;
+    if (this.sndUna === this.sndMax && this.lastSendAt !== null) this.cc.onIdleRestart(now, now - this.lastSendAt);
+    this.lastSendAt = now;
     const seg = this.dataSegment(seq, len, now);
     out.push(seg);
     const segLen = segmentLength(seg.repr.flags, seg.payload.length);

@@ -68,3 +68,10 @@ export function isSacked(sb: number[], s: number, e: number): boolean {
   }
   return false;
 }
+
+/** SACKd (RFC 6937 §2): the bytes the scoreboard holds as delivered. */
+export function sackedBytes(sb: number[]): number {
+  let n = 0;
+  for (let i = 0; i + 1 < sb.length; i += 2) n += seqDiff(sb[i + 1]!, sb[i]!);
+  return n;
+}
