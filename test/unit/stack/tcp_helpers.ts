@@ -21,6 +21,10 @@ export const SETTINGS: TcpSettings = {
   timestamps: true,
   rtoInitialMs: 1000,
   rtoMinMs: 200,
+  // The packet-level tests check RFC 5681 / 6582 / 6675 window arithmetic
+  // segment by segment: NewReno without PRR (CUBIC and PRR have their own).
+  congestionControl: "newreno",
+  prr: false,
 };
 
 /** A SYN from the peer, no options unless overridden. */

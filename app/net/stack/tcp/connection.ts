@@ -138,8 +138,8 @@ export const DEFAULT_TCP_SETTINGS: TcpSettings = {
   idleTimeoutMs: null,
   ackDelayMs: 0,
   maxOutOfOrderRanges: 16,
-  congestionControl: "newreno",
-  prr: false,
+  congestionControl: "cubic",
+  prr: true,
 };
 
 /** Retransmission counters, per connection and summed in the table. */

@@ -139,7 +139,7 @@ export abstract class CongestionWindow implements CongestionController {
   }
 
   onRecoveryAck(delivered: number, pipe: number): void {
-    if (this.prr === null) return;
+    if (this.prr === null || delivered <= 0) return; // nothing delivered: the window stands (as Linux)
     this.cwnd = pipe + this.prr.sendCount(delivered, pipe, this.ssthresh, this.mss);
   }
 
