@@ -22,9 +22,11 @@ export const SETTINGS: TcpSettings = {
   rtoInitialMs: 1000,
   rtoMinMs: 200,
   // The packet-level tests check RFC 5681 / 6582 / 6675 window arithmetic
-  // segment by segment: NewReno without PRR (CUBIC and PRR have their own).
+  // and RTO timing segment by segment: NewReno without PRR or tail loss
+  // probes (CUBIC, PRR and TLP have their own tests).
   congestionControl: "newreno",
   prr: false,
+  rackTlp: false,
 };
 
 /** A SYN from the peer, no options unless overridden. */

@@ -27,6 +27,7 @@ import {
 import { Assembler, RingBuffer } from "./buffer.ts";
 import { isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary, sackedBytes } from "./scoreboard.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
+import { probeTimeout } from "./tail-loss-probe.ts";
 import { createCongestionController, type CongestionAlgorithm, type CongestionController } from "./congestion/index.ts";
 
 export type TcpState =
@@ -68,6 +69,8 @@ export const DUPACK_THRESHOLD = 3;
 export const MAX_REORDERING = 127;
 /** Bound on retransmissions remembered per recovery for lost-retransmission detection. */
 const MAX_RTX_LOG = 256;
+/** rtxLog entries: [start, end, mark (SND.MAX when sent), lost (0/1), sent at (ms)]. */
+const RTX = 5;
 /** RFC 2018 §4: SACK blocks we remember as "most recently reported". */
 const MAX_SACK_BLOCKS = 4;
 /**
@@ -116,6 +119,8 @@ export interface TcpSettings {
   congestionControl: CongestionAlgorithm;
   /** The window during SACK loss recovery by PRR (RFC 6937) instead of RFC 6675's cwnd = ssthresh. */
   prr: boolean;
+  /** RACK-TLP (RFC 8985) on SACK connections: tail loss probes, and lost retransmissions found by time. */
+  rackTlp: boolean;
 }
 
 export const DEFAULT_TCP_SETTINGS: TcpSettings = {
@@ -140,6 +145,7 @@ export const DEFAULT_TCP_SETTINGS: TcpSettings = {
   maxOutOfOrderRanges: 16,
   congestionControl: "cubic",
   prr: true,
+  rackTlp: true,
 };
 
 /** Retransmission counters, per connection and summed in the table. */
@@ -250,7 +256,7 @@ export class TcpConnection {
   /** Un-SACKed sequence below this is taken as lost (the entry segment; everything at RTO). */
   private lostBelow = 0;
   /**
-   * Retransmissions of this recovery as flattened [start, end, mark, lost]:
+   * Retransmissions of this recovery as flattened [start, end, mark, lost, sentAt]:
    * mark is SND.MAX when it was sent. Once data sent after it (above mark)
    * is SACKed beyond DupThresh, a retransmission still missing was lost
    * too, and is sent again (Linux's lost-retransmit detection; RACK's idea,
@@ -288,6 +294,20 @@ export class TcpConnection {
   retransmits = 0;
   rtxExpiresAt: number | null = null;
   private probePending = false;
+  // Tail loss probe (tail-loss-probe.ts).
+  /** When the probe is due. */
+  ptoAt: number | null = null;
+  private tlpPending = false;
+  /** SND.MAX after the probe went out, while it is unanswered (RFC 8985 TLP.end_seq). */
+  private tlpHighSeq: number | null = null;
+  private tlpStart = 0;
+  /** End of the probe's data (a FIN is never SACKed). */
+  private tlpDataEnd = 0;
+  /** When the RACK timer marks a retransmission lost (updateRtxLog). */
+  rackAt: number | null = null;
+  private tlpRetransmitted = false;
+  /** The probe was SACKed above holes: everything un-SACKed below here is lost (RACK's rule). */
+  private tlpLostBelow: number | null = null;
 
   // Other timers.
   timeWaitExpiresAt: number | null = null;
@@ -498,7 +518,7 @@ export class TcpConnection {
   /** The earliest time dispatch() has something to do, or null. Infinity never; ≤ now means "now". */
   pollAt(): number | null {
     if (this.state === "CLOSED") return this.pendingRst ? 0 : null;
-    if (this.pendingRst || this.fastRetransmitPending || this.probePending || this.keepalivePending || this.immediateAcks.length > 0) return 0;
+    if (this.pendingRst || this.fastRetransmitPending || this.probePending || this.tlpPending || this.keepalivePending || this.immediateAcks.length > 0) return 0;
     if (this.ackPending && this.ackDueAt === null) return 0;
     if (this.hasSendable()) return 0;
     let t: number | null = null;
@@ -507,6 +527,8 @@ export class TcpConnection {
     };
     min(this.ackPending ? this.ackDueAt : null);
     min(this.rtxExpiresAt);
+    min(this.ptoAt);
+    min(this.rackAt);
     min(this.timeWaitExpiresAt);
     if (this.state !== "TIME-WAIT") {
       if (this.settings.idleTimeoutMs !== null) min(this.lastRecvAt + this.settings.idleTimeoutMs);
@@ -543,6 +565,11 @@ export class TcpConnection {
       this.keepaliveSent++;
       this.keepalivePending = true;
     }
+    if (this.rackAt !== null && now >= this.rackAt) this.updateRtxLog(now);
+    if (this.ptoAt !== null && now >= this.ptoAt) {
+      this.ptoAt = null;
+      this.tlpPending = true;
+    }
     if (this.rtxExpiresAt !== null && now >= this.rtxExpiresAt) this.onRetransmitTimeout(now);
   }
 
@@ -550,6 +577,9 @@ export class TcpConnection {
   private onRetransmitTimeout(now: number): void {
     const synState = this.state === "SYN-SENT" || this.state === "SYN-RECEIVED";
     this.retransmits++; // reset by any ACK while the peer's window is zero: probes go on while it answers
+    this.ptoAt = null;
+    this.tlpPending = false;
+    this.tlpHighSeq = null;
     const limit = synState ? this.settings.synRetries : this.settings.maxRetransmissions;
     if (this.retransmits > limit) {
       this.abortWith(synState ? "syn-timeout" : "retransmit-timeout");
@@ -788,8 +818,10 @@ export class TcpConnection {
     }
     if (this.sackOk) {
       if (r.sackBlocks !== null) mergeSackBlocks(this.scoreboard, r.sackBlocks, this.sndUna, this.sndMax);
-      this.updateRtxLog();
+      this.updateRtxLog(now);
+      if (this.tlpHighSeq !== null) this.checkProbe(ack, r.sackBlocks, now);
       this.maybeEnterSackRecovery(now);
+      this.tlpLostBelow = null;
       // RFC 6937 DeliveredData: the change in SND.UNA plus the change in SACKed bytes.
       if (this.recoveryKind === "fast") this.cc.onRecoveryAck(acked + sackedBytes(this.scoreboard) - sackedBefore, this.pipe());
     }
@@ -823,30 +855,43 @@ export class TcpConnection {
     }
     // A retransmission known lost has left the network.
     const log = this.rtxLog;
-    for (let i = 0; i < log.length; i += 4) {
+    for (let i = 0; i < log.length; i += RTX) {
       if (log[i + 3] === 1 && seqGt(log[i + 1]!, this.sndUna)) pipe -= seqDiff(log[i + 1]!, seqMax(log[i]!, this.sndUna));
     }
     return Math.max(0, pipe);
   }
 
-  /** Drop acknowledged or SACKed retransmissions from the log; mark those overtaken as lost. */
-  private updateRtxLog(): void {
+  /**
+   * Drop acknowledged or SACKed retransmissions from the log; mark those
+   * overtaken as lost: by sequence (DupThresh segments sent after it
+   * SACKed), or with RACK (RFC 8985 §6.2) by time: a segment sent after it
+   * was delivered and SRTT + reo_wnd have passed since it went out. Until
+   * then the RACK timer waits for that moment.
+   */
+  private updateRtxLog(now: number): void {
     const log = this.rtxLog;
+    this.rackAt = null;
     if (log.length === 0) return;
     const sb = this.scoreboard;
     const highestSacked = sb.length > 0 ? sb[sb.length - 1]! : this.sndUna;
     const horizon = (this.dupThresh - 1) * this.sendMss;
+    const rack = this.settings.rackTlp && this.srtt !== null ? this.srtt * 1.25 : null; // reo_wnd = SRTT/4
     let w = 0;
-    for (let i = 0; i < log.length; i += 4) {
-      const st = log[i]!, en = log[i + 1]!, mark = log[i + 2]!;
+    for (let i = 0; i < log.length; i += RTX) {
+      const st = log[i]!, en = log[i + 1]!, mark = log[i + 2]!, sentAt = log[i + 4]!;
       let lost = log[i + 3]!;
       if (seqLe(en, this.sndUna) || isSacked(this.scoreboard, seqMax(st, this.sndUna), en)) continue;
       if (lost === 0 && seqDiff(highestSacked, mark) > horizon) lost = 1;
+      if (lost === 0 && rack !== null && seqGt(highestSacked, mark)) {
+        if (now >= sentAt + rack) lost = 1;
+        else if (this.rackAt === null || sentAt + rack < this.rackAt) this.rackAt = sentAt + rack;
+      }
       log[w] = st;
       log[w + 1] = en;
       log[w + 2] = mark;
       log[w + 3] = lost;
-      w += 4;
+      log[w + 4] = sentAt;
+      w += RTX;
     }
     log.length = w;
   }
@@ -857,7 +902,7 @@ export class TcpConnection {
    */
   private nextLostHole(): [number, number] | null {
     const log = this.rtxLog;
-    for (let i = 0; i < log.length; i += 4) {
+    for (let i = 0; i < log.length; i += RTX) {
       if (log[i + 3] === 1) {
         const st = seqMax(log[i]!, this.sndUna);
         return [st, Math.min(seqDiff(log[i + 1]!, st), this.sendMss)];
@@ -881,7 +926,7 @@ export class TcpConnection {
   private maybeEnterSackRecovery(now: number): void {
     if (this.recoveryKind !== null || this.sndMax === this.sndUna || this.sndWnd === 0) return;
     if (this.state === "SYN-RECEIVED" || this.state === "SYN-SENT") return;
-    if (this.dupAcks < this.dupThresh && !seqGt(this.lostBoundary(), this.sndUna)) return;
+    if (this.dupAcks < this.dupThresh && !seqGt(this.lostBoundary(), this.sndUna) && this.tlpLostBelow === null) return;
     if (seqLt(this.sndUna, this.recover)) return; // §5: not before HighACK reaches RecoveryPoint
     this.count("fastRecoveries", 1);
     this.firstRtxTs = null;
@@ -895,6 +940,8 @@ export class TcpConnection {
     // (4.3): the segment at HighACK+1 is retransmitted even if IsLost() does not say so yet.
     const firstHoleEnd = this.scoreboard.length > 0 ? this.scoreboard[0]! : this.sndMax;
     this.lostBelow = seqAdd(this.sndUna, Math.min(this.sendMss, seqDiff(firstHoleEnd, this.sndUna)));
+    if (this.tlpLostBelow !== null && seqGt(this.tlpLostBelow, this.lostBelow)) this.lostBelow = this.tlpLostBelow;
+    this.ptoAt = null;
     this.entryRtxPending = true;
     this.rttSeq = null;
   }
@@ -945,18 +992,19 @@ export class TcpConnection {
     this.count("spuriousRecoveries", 1);
   }
 
-  private logRetransmission(start: number, end: number): void {
+  private logRetransmission(start: number, end: number, now: number): void {
     const log = this.rtxLog;
-    for (let i = 0; i < log.length; i += 4) {
+    for (let i = 0; i < log.length; i += RTX) {
       if (log[i + 3] === 1 && seqLe(log[i]!, start) && seqLt(start, log[i + 1]!)) {
         // sent again: a new mark, no longer lost
         log[i] = start;
         log[i + 2] = this.sndMax;
         log[i + 3] = 0;
+        log[i + 4] = now;
         return;
       }
     }
-    if (log.length < 4 * MAX_RTX_LOG) log.push(start, end, this.sndMax, 0);
+    if (log.length < RTX * MAX_RTX_LOG) log.push(start, end, this.sndMax, 0, now);
   }
 
   private count(field: keyof TcpRetransmitStats, n: number): void {
@@ -1030,6 +1078,7 @@ export class TcpConnection {
     // RFC 6298 (5.2)/(5.3).
     if (this.sndMax === this.sndUna) this.rtxExpiresAt = null;
     else this.rtxExpiresAt = now + this.rto;
+    this.armProbe(now);
 
     // Our FIN acknowledged?
     if (this.finQueued && this.finAcked()) {
@@ -1170,6 +1219,67 @@ export class TcpConnection {
     }
   }
 
+  // ------------------------------------------- tail loss probe (RFC 8985 §7)
+
+  /** §7.2: (re)arm the PTO after new data or an ACK, outside recovery, with no probe unanswered. */
+  private armProbe(now: number): void {
+    const ok = this.settings.rackTlp && this.sackOk && this.srtt !== null && this.recoveryKind === null &&
+      this.tlpHighSeq === null && this.sndMax !== this.sndUna && this.sndWnd > 0 &&
+      (this.state === "ESTABLISHED" || this.state === "CLOSE-WAIT" || this.state === "FIN-WAIT-1" || this.state === "CLOSING" || this.state === "LAST-ACK");
+    this.ptoAt = ok ? now + probeTimeout(this.srtt!, this.flightSize(), this.sendMss, this.rto) : null;
+  }
+
+  /** §7.3: one segment of new data if the peer's window takes it (cwnd aside), else the last segment again. */
+  private sendTailLossProbe(now: number, out: TcpSegment[]): void {
+    if (this.recoveryKind !== null || this.sndMax === this.sndUna || this.sndWnd === 0) return;
+    this.tlpHighSeq = this.sndMax; // set first: sendNew must not re-arm the PTO
+    const len = this.sndNxt === this.sndMax ? this.nextSegmentLength(this.sendMss) : null;
+    if (len !== null && len > 0) {
+      this.tlpStart = this.sndNxt;
+      this.tlpRetransmitted = false;
+      this.sendNew(len, now, out);
+    } else {
+      const start = seqMax(this.sndUna, seqAdd(this.sndMax, -this.sendMss));
+      const seg = this.dataSegment(start, seqDiff(this.sndMax, start), now);
+      const segLen = segmentLength(seg.repr.flags, seg.payload.length);
+      if (segLen === 0) {
+        this.tlpHighSeq = null;
+        return;
+      }
+      out.push(seg);
+      this.tlpStart = start;
+      this.tlpRetransmitted = true;
+      this.count("retransmittedSegments", 1);
+      this.count("retransmittedBytes", segLen);
+    }
+    this.tlpHighSeq = this.sndMax;
+    this.tlpDataEnd = seqLt(this.sndMax, this.finSeq()) ? this.sndMax : this.finSeq();
+    this.rtxExpiresAt = now + this.rto;
+  }
+
+  /**
+   * §7.4: the probe's answer. Covered by the cumulative ACK: a repaired
+   * loss (the probe was a retransmission and no D-SACK says it was
+   * redundant) still halves the window as a recovery would. SACKed above
+   * holes: everything sent before it and not SACKed is lost.
+   */
+  private checkProbe(ack: number, sackBlocks: number[] | null, now: number): void {
+    const high = this.tlpHighSeq!;
+    const dsack = sackBlocks !== null && sackBlocks.length >= 2 && seqLe(sackBlocks[1]!, ack) && seqLe(this.tlpStart, sackBlocks[0]!);
+    if (seqGe(ack, high)) {
+      this.tlpHighSeq = null;
+      if (this.tlpRetransmitted && !dsack && this.recoveryKind === null) {
+        this.cc.enterRecovery(this.flightSize() + seqDiff(high, this.tlpStart), now, "sack");
+        this.cc.exitRecovery();
+      }
+      return;
+    }
+    if (this.recoveryKind === null && seqLt(this.sndUna, this.tlpStart) && seqLt(this.tlpStart, this.tlpDataEnd) && isSacked(this.scoreboard, this.tlpStart, this.tlpDataEnd)) {
+      this.tlpHighSeq = null;
+      this.tlpLostBelow = this.tlpStart;
+    }
+  }
+
   private enterTimeWait(now: number): void {
     this.state = "TIME-WAIT";
     this.timeWaitExpiresAt = now + this.settings.timeWaitMs;
@@ -1187,6 +1297,9 @@ export class TcpConnection {
     this.fastRetransmitPending = false;
     this.probePending = false;
     this.keepalivePending = false;
+    this.tlpPending = false;
+    this.ptoAt = null;
+    this.rackAt = null;
   }
 
   private abortWith(reason: TcpCloseReason): void {
@@ -1372,6 +1485,11 @@ export class TcpConnection {
       this.rtxExpiresAt = now + this.rto;
     }
 
+    if (this.tlpPending) {
+      this.tlpPending = false;
+      this.sendTailLossProbe(now, out);
+    }
+
     // A window probe is owed only while the peer's window is zero.
     if (this.probePending && this.sndWnd > 0) this.probePending = false;
 
@@ -1391,7 +1509,7 @@ export class TcpConnection {
           out.push(seg);
           const end = seqAdd(hole[0], segLen);
           if (seqGt(end, this.highRxt)) this.highRxt = end;
-          this.logRetransmission(hole[0], end);
+          this.logRetransmission(hole[0], end, now);
           if (this.firstRtxTs === null) this.firstRtxTs = now >>> 0;
           pipe += segLen;
           if (inRecovery) this.cc.onRecoverySent(segLen);
@@ -1469,6 +1587,7 @@ export class TcpConnection {
     this.sndNxt = seqAdd(seq, segLen);
     if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
     if (this.rtxExpiresAt === null) this.rtxExpiresAt = now + this.rto; // (5.1)
+    this.armProbe(now);
     return segLen;
   }
 
