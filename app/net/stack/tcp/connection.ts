@@ -28,6 +28,7 @@ import { Assembler, RingBuffer } from "./buffer.ts";
 import { isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary, sackedBytes } from "./scoreboard.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
 import { probeTimeout } from "./tail-loss-probe.ts";
+import { RetransmissionLog } from "./retransmission-log.ts";
 import { createCongestionController, type CongestionAlgorithm, type CongestionController } from "./congestion/index.ts";
 
 export type TcpState =
@@ -67,10 +68,6 @@ export const DUPACK_THRESHOLD = 3;
  * tcp_max_reordering is 300; our send buffers hold fewer segments).
  */
 export const MAX_REORDERING = 127;
-/** Bound on retransmissions remembered per recovery for lost-retransmission detection. */
-const MAX_RTX_LOG = 256;
-/** rtxLog entries: [start, end, mark (SND.MAX when sent), lost (0/1), sent at (ms)]. */
-const RTX = 5;
 /** RFC 2018 §4: SACK blocks we remember as "most recently reported". */
 const MAX_SACK_BLOCKS = 4;
 /**
@@ -255,15 +252,8 @@ export class TcpConnection {
   recoveryKind: "fast" | "rto" | null = null;
   /** Un-SACKed sequence below this is taken as lost (the entry segment; everything at RTO). */
   private lostBelow = 0;
-  /**
-   * Retransmissions of this recovery as flattened [start, end, mark, lost, sentAt]:
-   * mark is SND.MAX when it was sent. Once data sent after it (above mark)
-   * is SACKed beyond DupThresh, a retransmission still missing was lost
-   * too, and is sent again (Linux's lost-retransmit detection; RACK's idea,
-   * RFC 8985, by sequence instead of time). Without this, a lost
-   * retransmission waits for the RTO.
-   */
-  private readonly rtxLog: number[] = [];
+  /** This recovery's retransmissions, and which were lost again (retransmission-log.ts). */
+  private readonly rtxLog = new RetransmissionLog();
   /** TSval of the recovery's first retransmission. */
   private firstRtxTs: number | null = null;
   /** SND.UNA when the recovery began. */
@@ -303,8 +293,6 @@ export class TcpConnection {
   private tlpStart = 0;
   /** End of the probe's data (a FIN is never SACKed). */
   private tlpDataEnd = 0;
-  /** When the RACK timer marks a retransmission lost (updateRtxLog). */
-  rackAt: number | null = null;
   private tlpRetransmitted = false;
   /** The probe was SACKed above holes: everything un-SACKed below here is lost (RACK's rule). */
   private tlpLostBelow: number | null = null;
@@ -347,6 +335,11 @@ export class TcpConnection {
     this.rto = settings.rtoInitialMs;
     this.lastRecvAt = now;
     this.cc = createCongestionController(settings.congestionControl, settings.prr);
+  }
+
+  /** When the RACK timer next looks for a lost retransmission. */
+  get rackAt(): number | null {
+    return this.rtxLog.rackAt;
   }
 
   get cwnd(): number {
@@ -528,7 +521,7 @@ export class TcpConnection {
     min(this.ackPending ? this.ackDueAt : null);
     min(this.rtxExpiresAt);
     min(this.ptoAt);
-    min(this.rackAt);
+    min(this.rtxLog.rackAt);
     min(this.timeWaitExpiresAt);
     if (this.state !== "TIME-WAIT") {
       if (this.settings.idleTimeoutMs !== null) min(this.lastRecvAt + this.settings.idleTimeoutMs);
@@ -565,7 +558,7 @@ export class TcpConnection {
       this.keepaliveSent++;
       this.keepalivePending = true;
     }
-    if (this.rackAt !== null && now >= this.rackAt) this.updateRtxLog(now);
+    if (this.rtxLog.rackAt !== null && now >= this.rtxLog.rackAt) this.updateRtxLog(now);
     if (this.ptoAt !== null && now >= this.ptoAt) {
       this.ptoAt = null;
       this.tlpPending = true;
@@ -604,7 +597,7 @@ export class TcpConnection {
       this.recover = this.sndMax;
       this.recoveryKind = "rto";
       this.highRxt = this.sndUna;
-      this.rtxLog.length = 0;
+      this.rtxLog.clear();
       this.lostBelow = this.sndMax;
       this.rttSeq = null;
     } else {
@@ -854,46 +847,13 @@ export class TcpConnection {
       if (k < sb.length) a = sb[k + 1]!;
     }
     // A retransmission known lost has left the network.
-    const log = this.rtxLog;
-    for (let i = 0; i < log.length; i += RTX) {
-      if (log[i + 3] === 1 && seqGt(log[i + 1]!, this.sndUna)) pipe -= seqDiff(log[i + 1]!, seqMax(log[i]!, this.sndUna));
-    }
-    return Math.max(0, pipe);
+    return Math.max(0, pipe - this.rtxLog.lostBytes(this.sndUna));
   }
 
-  /**
-   * Drop acknowledged or SACKed retransmissions from the log; mark those
-   * overtaken as lost: by sequence (DupThresh segments sent after it
-   * SACKed), or with RACK (RFC 8985 §6.2) by time: a segment sent after it
-   * was delivered and SRTT + reo_wnd have passed since it went out. Until
-   * then the RACK timer waits for that moment.
-   */
+  /** Lost retransmissions by sequence, and with RACK by time (reo_wnd = SRTT/4). */
   private updateRtxLog(now: number): void {
-    const log = this.rtxLog;
-    this.rackAt = null;
-    if (log.length === 0) return;
-    const sb = this.scoreboard;
-    const highestSacked = sb.length > 0 ? sb[sb.length - 1]! : this.sndUna;
-    const horizon = (this.dupThresh - 1) * this.sendMss;
-    const rack = this.settings.rackTlp && this.srtt !== null ? this.srtt * 1.25 : null; // reo_wnd = SRTT/4
-    let w = 0;
-    for (let i = 0; i < log.length; i += RTX) {
-      const st = log[i]!, en = log[i + 1]!, mark = log[i + 2]!, sentAt = log[i + 4]!;
-      let lost = log[i + 3]!;
-      if (seqLe(en, this.sndUna) || isSacked(this.scoreboard, seqMax(st, this.sndUna), en)) continue;
-      if (lost === 0 && seqDiff(highestSacked, mark) > horizon) lost = 1;
-      if (lost === 0 && rack !== null && seqGt(highestSacked, mark)) {
-        if (now >= sentAt + rack) lost = 1;
-        else if (this.rackAt === null || sentAt + rack < this.rackAt) this.rackAt = sentAt + rack;
-      }
-      log[w] = st;
-      log[w + 1] = en;
-      log[w + 2] = mark;
-      log[w + 3] = lost;
-      log[w + 4] = sentAt;
-      w += RTX;
-    }
-    log.length = w;
+    const rackWait = this.settings.rackTlp && this.srtt !== null ? this.srtt * 1.25 : null;
+    this.rtxLog.update(this.sndUna, this.scoreboard, (this.dupThresh - 1) * this.sendMss, rackWait, now);
   }
 
   /**
@@ -901,13 +861,8 @@ export class TcpConnection {
    * lost, un-SACKed sequence at or above HighRxt, as [seq, len].
    */
   private nextLostHole(): [number, number] | null {
-    const log = this.rtxLog;
-    for (let i = 0; i < log.length; i += RTX) {
-      if (log[i + 3] === 1) {
-        const st = seqMax(log[i]!, this.sndUna);
-        return [st, Math.min(seqDiff(log[i + 1]!, st), this.sendMss)];
-      }
-    }
+    const again = this.rtxLog.firstLost(this.sndUna, this.sendMss);
+    if (again !== null) return again;
     const lost = this.lostBoundary();
     const sb = this.scoreboard;
     let a = this.sndUna;
@@ -936,7 +891,7 @@ export class TcpConnection {
     this.recoveryKind = "fast";
     this.inRecovery = true;
     this.highRxt = this.sndUna;
-    this.rtxLog.length = 0;
+    this.rtxLog.clear();
     // (4.3): the segment at HighACK+1 is retransmitted even if IsLost() does not say so yet.
     const firstHoleEnd = this.scoreboard.length > 0 ? this.scoreboard[0]! : this.sndMax;
     this.lostBelow = seqAdd(this.sndUna, Math.min(this.sendMss, seqDiff(firstHoleEnd, this.sndUna)));
@@ -987,24 +942,9 @@ export class TcpConnection {
     this.cc.undo();
     this.recoveryKind = null;
     this.inRecovery = false;
-    this.rtxLog.length = 0;
+    this.rtxLog.clear();
     this.recover = this.sndUna; // a real loss in this window may start recovery again
     this.count("spuriousRecoveries", 1);
-  }
-
-  private logRetransmission(start: number, end: number, now: number): void {
-    const log = this.rtxLog;
-    for (let i = 0; i < log.length; i += RTX) {
-      if (log[i + 3] === 1 && seqLe(log[i]!, start) && seqLt(start, log[i + 1]!)) {
-        // sent again: a new mark, no longer lost
-        log[i] = start;
-        log[i + 2] = this.sndMax;
-        log[i + 3] = 0;
-        log[i + 4] = now;
-        return;
-      }
-    }
-    if (log.length < RTX * MAX_RTX_LOG) log.push(start, end, this.sndMax, 0, now);
   }
 
   private count(field: keyof TcpRetransmitStats, n: number): void {
@@ -1057,7 +997,7 @@ export class TcpConnection {
       if (this.recoveryKind === "fast") this.cc.exitRecovery();
       this.recoveryKind = null;
       this.inRecovery = false;
-      this.rtxLog.length = 0;
+      this.rtxLog.clear();
     } else if (this.recoveryKind === "fast") {
       // Within RFC 6675 recovery cwnd stays at ssthresh; pipe governs sending.
     } else if (this.inRecovery) {
@@ -1299,7 +1239,7 @@ export class TcpConnection {
     this.keepalivePending = false;
     this.tlpPending = false;
     this.ptoAt = null;
-    this.rackAt = null;
+    this.rtxLog.rackAt = null;
   }
 
   private abortWith(reason: TcpCloseReason): void {
@@ -1509,7 +1449,7 @@ export class TcpConnection {
           out.push(seg);
           const end = seqAdd(hole[0], segLen);
           if (seqGt(end, this.highRxt)) this.highRxt = end;
-          this.logRetransmission(hole[0], end, now);
+          this.rtxLog.add(hole[0], end, this.sndMax, now);
           if (this.firstRtxTs === null) this.firstRtxTs = now >>> 0;
           pipe += segLen;
           if (inRecovery) this.cc.onRecoverySent(segLen);
