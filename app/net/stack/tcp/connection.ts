@@ -25,7 +25,7 @@ import {
   segmentLength, type TcpRepr, type TcpTimestamp,
 } from "../wire/tcp.ts";
 import { Assembler, RingBuffer } from "./buffer.ts";
-import { isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary, sackedBytes } from "./scoreboard.ts";
+import { firstLostHole, isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary, sackPipe, sackedBytes } from "./scoreboard.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
 import { probeTimeout } from "./tail-loss-probe.ts";
 import { RetransmissionLog } from "./retransmission-log.ts";
@@ -834,18 +834,7 @@ export class TcpConnection {
    * lost, plus octets retransmitted (below HighRxt) and not SACKed.
    */
   pipe(): number {
-    const lost = this.lostBoundary();
-    const sb = this.scoreboard;
-    let pipe = 0;
-    let a = this.sndUna;
-    for (let k = 0; k <= sb.length; k += 2) {
-      const b = k < sb.length ? sb[k]! : this.sndMax;
-      if (seqLt(a, b)) {
-        pipe += Math.max(0, seqDiff(b, seqMax(a, lost)));
-        if (this.recoveryKind !== null) pipe += Math.max(0, seqDiff(seqLt(b, this.highRxt) ? b : this.highRxt, a));
-      }
-      if (k < sb.length) a = sb[k + 1]!;
-    }
+    const pipe = sackPipe(this.scoreboard, this.sndUna, this.sndMax, this.lostBoundary(), this.recoveryKind !== null ? this.highRxt : null);
     // A retransmission known lost has left the network.
     return Math.max(0, pipe - this.rtxLog.lostBytes(this.sndUna));
   }
@@ -861,20 +850,8 @@ export class TcpConnection {
    * lost, un-SACKed sequence at or above HighRxt, as [seq, len].
    */
   private nextLostHole(): [number, number] | null {
-    const again = this.rtxLog.firstLost(this.sndUna, this.sendMss);
-    if (again !== null) return again;
-    const lost = this.lostBoundary();
-    const sb = this.scoreboard;
-    let a = this.sndUna;
-    for (let k = 0; k <= sb.length; k += 2) {
-      const b = k < sb.length ? sb[k]! : this.sndMax;
-      const s = seqMax(a, this.highRxt);
-      const e = seqLt(b, lost) ? b : lost;
-      if (seqLt(s, e)) return [s, Math.min(seqDiff(e, s), this.sendMss)];
-      if (!seqLt(b, lost)) return null;
-      if (k < sb.length) a = sb[k + 1]!;
-    }
-    return null;
+    return this.rtxLog.firstLost(this.sndUna, this.sendMss) ??
+      firstLostHole(this.scoreboard, this.sndUna, this.sndMax, this.lostBoundary(), this.highRxt, this.sendMss);
   }
 
   /** RFC 6675 §5 steps (1)–(4): enter loss recovery on DupThresh duplicates or a lost SND.UNA. */
