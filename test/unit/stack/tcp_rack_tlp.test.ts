@@ -107,3 +107,23 @@ describe("RACK for retransmissions (RFC 8985 §6.2)", () => {
     expect(c.rtxStats.retransmitTimeouts).toBe(0);
   });
 });
+
+describe("reordering estimate after a timeout", () => {
+  test("an RTO with DupThresh segments SACKed puts a raised DupThresh back to 3 (as Linux's tcp_enter_loss)", () => {
+    const c = established({ sendBufferSize: 65536, rackTlp: true, rtoMinMs: 1000 }, { mss: K, sackPermitted: true });
+    c.send(bytes(20 * K));
+    c.dispatch(0);
+    c.process(seg({ ack: A(0), sackBlocks: [A(K), A(3 * K)] }), 10);
+    c.process(seg({ ack: A(3 * K) }), 11); // segment 0 was late, not lost: the path seems to reorder
+    expect(c.dupThresh).toBe(4);
+    c.dispatch(11);
+    // the next loss is SACKed around but stays below the raised threshold; the RTO comes
+    c.process(seg({ ack: A(3 * K), sackBlocks: [A(4 * K), A(7 * K)] }), 12);
+    c.dispatch(12);
+    expect(c.recoveryKind).toBeNull();
+    c.dispatch(c.rtxExpiresAt!);
+    expect(c.rtxStats.retransmitTimeouts).toBe(1);
+    expect(c.dupThresh).toBe(3);
+  });
+});
+

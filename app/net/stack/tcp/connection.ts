@@ -588,6 +588,10 @@ export class TcpConnection {
       this.cc.onRetransmitTimeout(this.flightSize(), this.retransmits === 1, this.recoveryKind === null, now);
       this.firstRtxTs = null;
       this.recoveryUna = this.sndUna;
+      // A timeout with DupThresh segments SACKed: the reordering degree was
+      // over-estimated (as Linux's tcp_enter_loss; missing SACK reports
+      // after lost ACKs look like reordering).
+      if (this.settings.rackTlp && sackedBytes(this.scoreboard) >= DUPACK_THRESHOLD * this.sendMss) this.dupThresh = DUPACK_THRESHOLD;
       // A second timeout without progress: the peer may have reneged (RFC 2018 §8).
       if (this.retransmits > 1) this.scoreboard.length = 0;
       this.count("retransmitTimeouts", 1);
