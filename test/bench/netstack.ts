@@ -13,7 +13,7 @@
 //   4. ours: dev's wireguard-go to our userspace WireGuard + our stack in
 //      this process, Flows relayed to srv as in 2
 //
-//   5. gateway sends at LOSS_PCT% loss (default 5; nftables `numgen random`
+//   5. (last) gateway sends at LOSS_PCT% loss (default 5; nftables `numgen random`
 //      in dev, each way): download through 2 (our stack sends to dev)
 //      against download through 1 (Linux's sender on the same impaired path)
 //
@@ -92,6 +92,9 @@ function line(label: string, r: Run): string {
   return `${label.padEnd(36)} ${r.mbps.toFixed(0).padStart(6)} Mbit/s  ${mb.toFixed(0).padStart(6)} MiB${cpu}`;
 }
 
+/** The relay's sockets to srv, ended with their stack so iperf3's server is free for the next run. */
+const upstreams = new Set<net.Socket>();
+
 /** Our stack's Flows become plain pipes to the real destination (the gateway's relay, minus dispatch). */
 function relayDeps(stateDir: string): PacketPlaneDeps {
   return {
@@ -100,6 +103,8 @@ function relayDeps(stateDir: string): PacketPlaneDeps {
     udpPolicy: () => "drop",
     onFlow: (f) => {
       const up = net.connect({ host: f.dst.host, port: f.dst.port, allowHalfOpen: true });
+      upstreams.add(up);
+      up.once("close", () => upstreams.delete(up));
       up.setNoDelay(true);
       f.conn.pipe(up);
       up.pipe(f.conn);
@@ -136,7 +141,7 @@ async function gatewaySendsUnderLoss(dev: string, devLink: string): Promise<[Run
     nft(`'add chain inet ${table} in { type filter hook input priority 0; }'`);
     nft(`add rule inet ${table} out ip daddr ${SERVER_IP} numgen random mod 100 '<' ${LOSS_PCT} drop`);
     nft(`add rule inet ${table} in ip saddr ${SERVER_IP} numgen random mod 100 '<' ${LOSS_PCT} drop`);
-    sh(`ip -n ${dev} route add ${SERVER_IP}/32 via ${DEV_GW}`);
+    sh(`ip -n ${dev} route replace ${SERVER_IP}/32 via ${DEV_GW}`); // after case 4 it went via wg0
     try {
       const kernel = await iperf(dev, true, false);
       const tun = openTun({ name: TUN });
@@ -152,6 +157,7 @@ async function gatewaySendsUnderLoss(dev: string, devLink: string): Promise<[Run
         sh(`ip rule del iif ${devLink} lookup ${TABLE} pref ${TABLE}; ip route flush table ${TABLE}`);
         tunStack.close();
         tun.close();
+        for (const up of upstreams) up.destroy();
       }
     } finally {
       sh(`ip -n ${dev} route del ${SERVER_IP}/32 via ${DEV_GW}`);
@@ -176,13 +182,6 @@ try {
   await Bun.sleep(300);
   void iperfServer;
 
-  // 5. gateway sends under loss, through the kernel and through our stack (TUN)
-  const [lossKernel, lossOurs] = await gatewaySendsUnderLoss(dev, topo.hostLink("h"));
-  console.log(`\ngateway sends at ${LOSS_PCT}% loss each way (iperf3 -R, ${SECONDS} s, one stream):`);
-  console.log(line("5 Linux sender (kernel forwarding)", lossKernel));
-  console.log(line("5 our stack sending (TUN)", lossOurs));
-  console.log(`gateway-sends ratio ours/Linux at ${LOSS_PCT}% loss: ${(lossOurs.mbps / lossKernel.mbps).toFixed(3)}   (goal >= 0.5)`);
-
   if (!ONLY_LOSS) {
     // 1. kernel forwarding
     sh(`ip -n ${dev} route add ${SERVER_IP}/32 via ${DEV_GW}`);
@@ -201,6 +200,7 @@ try {
       sh(`ip rule del iif ${devLink} lookup ${TABLE} pref ${TABLE}; ip route flush table ${TABLE}`);
       tunStack.close();
       tun.close();
+      for (const up of upstreams) up.destroy();
     }
     sh(`ip -n ${dev} route del ${SERVER_IP}/32 via ${DEV_GW}`);
 
@@ -241,6 +241,7 @@ try {
     const wst = wg.stats();
     stack.close();
     wg.close();
+    for (const up of upstreams) up.destroy();
 
     const ratio = (a: Run, b: Run) => (a.mbps / b.mbps).toFixed(3);
     console.log(`\nbench-netstack: iperf3, ${SECONDS} s per run, one TCP stream, ${spawnSync("nproc").stdout.toString().trim()} cores\n`);
@@ -257,6 +258,13 @@ try {
     console.log(`stack tcp (case 4): ${JSON.stringify({ ...st.tcp, connections: undefined })}`);
     console.log(`drops: ${JSON.stringify(st.drops)}  wireguard drops: ${JSON.stringify(wst.drops)} udpTxDropped ${wst.udpTxDropped}`);
   }
+
+  // 5. gateway sends under loss, through the kernel and through our stack (TUN)
+  const [lossKernel, lossOurs] = await gatewaySendsUnderLoss(dev, topo.hostLink("h"));
+  console.log(`\ngateway sends at ${LOSS_PCT}% loss each way (iperf3 -R, ${SECONDS} s, one stream):`);
+  console.log(line("5 Linux sender (kernel forwarding)", lossKernel));
+  console.log(line("5 our stack sending (TUN)", lossOurs));
+  console.log(`gateway-sends ratio ours/Linux at ${LOSS_PCT}% loss: ${(lossOurs.mbps / lossKernel.mbps).toFixed(3)}   (goal >= 0.5)`);
 } finally {
   wgGo?.child.kill("SIGTERM");
   spawnSync("ip", ["link", "del", WG_GO_IF]);
