@@ -13,6 +13,10 @@
 //   4. ours: dev's wireguard-go to our userspace WireGuard + our stack in
 //      this process, Flows relayed to srv as in 2
 //
+//   5. (last) gateway sends at LOSS_PCT% loss (default 5; nftables `numgen random`
+//      in dev, each way): download through 2 (our stack sends to dev)
+//      against download through 1 (Linux's sender on the same impaired path)
+//
 // Each case runs upload (dev -> srv) and download (-R), one TCP stream.
 // Printed: Mbit/s, the ratios the issue sets goals for ((2)/(1) >= 0.3,
 // (4)/(3) >= 1.0), and this process's CPU per MiB in cases 2 and 4
@@ -20,7 +24,7 @@
 //
 // Root only; not part of `make test`. It sets net.ipv4.ip_forward in the
 // root namespace for the run and puts the old value back. SECONDS=N sets
-// each iperf3 run's length (default 5).
+// each iperf3 run's length (default 5). BENCH_ONLY=loss runs case 5 alone.
 import net from "node:net";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -36,6 +40,8 @@ if (!isRoot) {
   process.exit(1);
 }
 const SECONDS = Number(process.env.SECONDS_PER_RUN ?? process.env.SECONDS ?? 5);
+const ONLY_LOSS = process.env.BENCH_ONLY === "loss";
+const LOSS_PCT = Number(process.env.LOSS_PCT ?? 5);
 const N = 100 + (process.pid % 100);
 const DEV_GW = `10.220.${N}.1`; // root side of the dev link
 const DEV_IP = `10.220.${N}.2`;
@@ -86,6 +92,9 @@ function line(label: string, r: Run): string {
   return `${label.padEnd(36)} ${r.mbps.toFixed(0).padStart(6)} Mbit/s  ${mb.toFixed(0).padStart(6)} MiB${cpu}`;
 }
 
+/** The relay's sockets to srv, ended with their stack so iperf3's server is free for the next run. */
+const upstreams = new Set<net.Socket>();
+
 /** Our stack's Flows become plain pipes to the real destination (the gateway's relay, minus dispatch). */
 function relayDeps(stateDir: string): PacketPlaneDeps {
   return {
@@ -94,6 +103,8 @@ function relayDeps(stateDir: string): PacketPlaneDeps {
     udpPolicy: () => "drop",
     onFlow: (f) => {
       const up = net.connect({ host: f.dst.host, port: f.dst.port, allowHalfOpen: true });
+      upstreams.add(up);
+      up.once("close", () => upstreams.delete(up));
       up.setNoDelay(true);
       f.conn.pipe(up);
       up.pipe(f.conn);
@@ -120,6 +131,42 @@ async function rootWireguardGo(ifname: string) {
   return { child, wg: (args: string) => sh(`nsenter -t ${pid} -m wg ${args}`) };
 }
 
+/** Download (dev <- srv) with LOSS_PCT% of dev's packets dropped each way: kernel forwarding, then TUN + our stack. */
+async function gatewaySendsUnderLoss(dev: string, devLink: string): Promise<[Run, Run]> {
+  const nft = (rule: string) => sh(`ip netns exec ${dev} nft ${rule}`);
+  const table = `${topo.prefix}loss`;
+  nft(`add table inet ${table}`);
+  try {
+    nft(`'add chain inet ${table} out { type filter hook output priority 0; }'`);
+    nft(`'add chain inet ${table} in { type filter hook input priority 0; }'`);
+    nft(`add rule inet ${table} out ip daddr ${SERVER_IP} numgen random mod 100 '<' ${LOSS_PCT} drop`);
+    nft(`add rule inet ${table} in ip saddr ${SERVER_IP} numgen random mod 100 '<' ${LOSS_PCT} drop`);
+    sh(`ip -n ${dev} route replace ${SERVER_IP}/32 via ${DEV_GW}`); // after case 4 it went via wg0
+    try {
+      const kernel = await iperf(dev, true, false);
+      const tun = openTun({ name: TUN });
+      sh(`ip link set dev ${TUN} addrgenmode none && ip link set dev ${TUN} mtu 1500 up`);
+      for (const scope of ["all", TUN]) writeFileSync(`/proc/sys/net/ipv4/conf/${scope}/rp_filter`, "0");
+      const tunStack = attachStack(tun, "10.84.0.1", relayDeps(tempDir("bench-loss")));
+      sh(`ip rule add iif ${devLink} lookup ${TABLE} pref ${TABLE} && ip route add default dev ${TUN} table ${TABLE}`);
+      try {
+        const ours = await iperf(dev, true, true);
+        console.log(`stack tcp (case 5): ${JSON.stringify({ ...tunStack.stats().tcp, connections: undefined })}`);
+        return [kernel, ours];
+      } finally {
+        sh(`ip rule del iif ${devLink} lookup ${TABLE} pref ${TABLE}; ip route flush table ${TABLE}`);
+        tunStack.close();
+        tun.close();
+        for (const up of upstreams) up.destroy();
+      }
+    } finally {
+      sh(`ip -n ${dev} route del ${SERVER_IP}/32 via ${DEV_GW}`);
+    }
+  } finally {
+    nft(`delete table inet ${table}`);
+  }
+}
+
 const forwardFile = "/proc/sys/net/ipv4/ip_forward";
 const forwardBefore = readFileSync(forwardFile, "utf8").trim();
 let wgGo: Awaited<ReturnType<typeof rootWireguardGo>> | undefined;
@@ -135,78 +182,89 @@ try {
   await Bun.sleep(300);
   void iperfServer;
 
-  // 1. kernel forwarding
-  sh(`ip -n ${dev} route add ${SERVER_IP}/32 via ${DEV_GW}`);
-  const [kUp, kDown] = await both(dev, false);
+  if (!ONLY_LOSS) {
+    // 1. kernel forwarding
+    sh(`ip -n ${dev} route add ${SERVER_IP}/32 via ${DEV_GW}`);
+    const [kUp, kDown] = await both(dev, false);
 
-  // 2. the same packets, policy-routed into a TUN read by our stack
-  const tun = openTun({ name: TUN });
-  sh(`ip link set dev ${TUN} addrgenmode none && ip link set dev ${TUN} mtu 1500 up`);
-  for (const scope of ["all", TUN]) writeFileSync(`/proc/sys/net/ipv4/conf/${scope}/rp_filter`, "0");
-  const tunStack = attachStack(tun, "10.84.0.1", relayDeps(tempDir("bench-tun")));
-  sh(`ip rule add iif ${devLink} lookup ${TABLE} pref ${TABLE} && ip route add default dev ${TUN} table ${TABLE}`);
-  let tUp: Run, tDown: Run;
-  try {
-    [tUp, tDown] = await both(dev, true);
-  } finally {
-    sh(`ip rule del iif ${devLink} lookup ${TABLE} pref ${TABLE}; ip route flush table ${TABLE}`);
-    tunStack.close();
-    tun.close();
+    // 2. the same packets, policy-routed into a TUN read by our stack
+    const tun = openTun({ name: TUN });
+    sh(`ip link set dev ${TUN} addrgenmode none && ip link set dev ${TUN} mtu 1500 up`);
+    for (const scope of ["all", TUN]) writeFileSync(`/proc/sys/net/ipv4/conf/${scope}/rp_filter`, "0");
+    const tunStack = attachStack(tun, "10.84.0.1", relayDeps(tempDir("bench-tun")));
+    sh(`ip rule add iif ${devLink} lookup ${TABLE} pref ${TABLE} && ip route add default dev ${TUN} table ${TABLE}`);
+    let tUp: Run, tDown: Run;
+    try {
+      [tUp, tDown] = await both(dev, true);
+    } finally {
+      sh(`ip rule del iif ${devLink} lookup ${TABLE} pref ${TABLE}; ip route flush table ${TABLE}`);
+      tunStack.close();
+      tun.close();
+      for (const up of upstreams) up.destroy();
+    }
+    sh(`ip -n ${dev} route del ${SERVER_IP}/32 via ${DEV_GW}`);
+
+    // The device's WireGuard, re-pointed between cases 3 and 4.
+    const devKeys = generateKeyPair();
+    const dir = tempDir("bench-dev");
+    writeFileSync(path.join(dir, "key"), devKeys.privateKey + "\n", { mode: 0o600 });
+    const dwg = await topo.wireguardGo(dev);
+    dwg.wg(`set wg0 private-key ${dir}/key`);
+    sh(`ip -n ${dev} link set wg0 mtu 1420 up && ip -n ${dev} route add ${SERVER_IP}/32 dev wg0`);
+
+    // 3. wireguard-go in the root namespace, kernel forwarding behind it
+    const goKeys = generateKeyPair();
+    writeFileSync(path.join(dir, "gw.key"), goKeys.privateKey + "\n", { mode: 0o600 });
+    wgGo = await rootWireguardGo(WG_GO_IF);
+    wgGo.wg(`set ${WG_GO_IF} listen-port ${WG_PORT_GO} private-key ${dir}/gw.key peer ${devKeys.publicKey} allowed-ips 10.86.0.2/32`);
+    sh(`ip addr add 10.86.0.1/24 dev ${WG_GO_IF} && ip link set ${WG_GO_IF} mtu 1420 up`);
+    sh(`ip -n ${dev} addr add 10.86.0.2/32 dev wg0`);
+    dwg.wg(`set wg0 peer ${goKeys.publicKey} allowed-ips 0.0.0.0/0 endpoint ${DEV_GW}:${WG_PORT_GO}`);
+    const [gUp, gDown] = await both(dev, false);
+    dwg.wg(`set wg0 peer ${goKeys.publicKey} remove`);
+    // the new address first: removing an interface's last IPv4 address flushes its routes
+    sh(`ip -n ${dev} addr add 10.85.0.2/32 dev wg0 && ip -n ${dev} addr del 10.86.0.2/32 dev wg0`);
+    wgGo.child.kill("SIGTERM");
+    wgGo = undefined;
+
+    // 4. our userspace WireGuard + our stack
+    const gwKeys = generateKeyPair();
+    const wg = await startUserspaceWireGuard({
+      listen: { host: DEV_GW, port: WG_PORT_OURS },
+      privateKey: gwKeys.privateKey,
+      peers: [{ publicKey: devKeys.publicKey, allowedIPs: ["10.85.0.2/32"] }],
+    });
+    const stack = attachStack(wg.link, gatewayAddressOf("10.85.0.0/24"), relayDeps(tempDir("bench-plane")));
+    dwg.wg(`set wg0 peer ${gwKeys.publicKey} allowed-ips 0.0.0.0/0 endpoint ${DEV_GW}:${WG_PORT_OURS}`);
+    const [oUp, oDown] = await both(dev, true);
+    const st = stack.stats();
+    const wst = wg.stats();
+    stack.close();
+    wg.close();
+    for (const up of upstreams) up.destroy();
+
+    const ratio = (a: Run, b: Run) => (a.mbps / b.mbps).toFixed(3);
+    console.log(`\nbench-netstack: iperf3, ${SECONDS} s per run, one TCP stream, ${spawnSync("nproc").stdout.toString().trim()} cores\n`);
+    console.log(line("1 kernel forwarding, upload", kUp));
+    console.log(line("1 kernel forwarding, download", kDown));
+    console.log(line("2 TUN + our stack, upload", tUp));
+    console.log(line("2 TUN + our stack, download", tDown));
+    console.log(line("3 wireguard-go + kernel, upload", gUp));
+    console.log(line("3 wireguard-go + kernel, download", gDown));
+    console.log(line("4 our WireGuard + stack, upload", oUp));
+    console.log(line("4 our WireGuard + stack, download", oDown));
+    console.log(`\nratio (2)/(1) TUN+stack/kernel:        upload ${ratio(tUp, kUp)}, download ${ratio(tDown, kDown)}   (goal >= 0.3)`);
+    console.log(`ratio (4)/(3) ours/wireguard-go+kernel: upload ${ratio(oUp, gUp)}, download ${ratio(oDown, gDown)}   (goal >= 1.0)`);
+    console.log(`stack tcp (case 4): ${JSON.stringify({ ...st.tcp, connections: undefined })}`);
+    console.log(`drops: ${JSON.stringify(st.drops)}  wireguard drops: ${JSON.stringify(wst.drops)} udpTxDropped ${wst.udpTxDropped}`);
   }
-  sh(`ip -n ${dev} route del ${SERVER_IP}/32 via ${DEV_GW}`);
 
-  // The device's WireGuard, re-pointed between cases 3 and 4.
-  const devKeys = generateKeyPair();
-  const dir = tempDir("bench-dev");
-  writeFileSync(path.join(dir, "key"), devKeys.privateKey + "\n", { mode: 0o600 });
-  const dwg = await topo.wireguardGo(dev);
-  dwg.wg(`set wg0 private-key ${dir}/key`);
-  sh(`ip -n ${dev} link set wg0 mtu 1420 up && ip -n ${dev} route add ${SERVER_IP}/32 dev wg0`);
-
-  // 3. wireguard-go in the root namespace, kernel forwarding behind it
-  const goKeys = generateKeyPair();
-  writeFileSync(path.join(dir, "gw.key"), goKeys.privateKey + "\n", { mode: 0o600 });
-  wgGo = await rootWireguardGo(WG_GO_IF);
-  wgGo.wg(`set ${WG_GO_IF} listen-port ${WG_PORT_GO} private-key ${dir}/gw.key peer ${devKeys.publicKey} allowed-ips 10.86.0.2/32`);
-  sh(`ip addr add 10.86.0.1/24 dev ${WG_GO_IF} && ip link set ${WG_GO_IF} mtu 1420 up`);
-  sh(`ip -n ${dev} addr add 10.86.0.2/32 dev wg0`);
-  dwg.wg(`set wg0 peer ${goKeys.publicKey} allowed-ips 0.0.0.0/0 endpoint ${DEV_GW}:${WG_PORT_GO}`);
-  const [gUp, gDown] = await both(dev, false);
-  dwg.wg(`set wg0 peer ${goKeys.publicKey} remove`);
-  // the new address first: removing an interface's last IPv4 address flushes its routes
-  sh(`ip -n ${dev} addr add 10.85.0.2/32 dev wg0 && ip -n ${dev} addr del 10.86.0.2/32 dev wg0`);
-  wgGo.child.kill("SIGTERM");
-  wgGo = undefined;
-
-  // 4. our userspace WireGuard + our stack
-  const gwKeys = generateKeyPair();
-  const wg = await startUserspaceWireGuard({
-    listen: { host: DEV_GW, port: WG_PORT_OURS },
-    privateKey: gwKeys.privateKey,
-    peers: [{ publicKey: devKeys.publicKey, allowedIPs: ["10.85.0.2/32"] }],
-  });
-  const stack = attachStack(wg.link, gatewayAddressOf("10.85.0.0/24"), relayDeps(tempDir("bench-plane")));
-  dwg.wg(`set wg0 peer ${gwKeys.publicKey} allowed-ips 0.0.0.0/0 endpoint ${DEV_GW}:${WG_PORT_OURS}`);
-  const [oUp, oDown] = await both(dev, true);
-  const st = stack.stats();
-  const wst = wg.stats();
-  stack.close();
-  wg.close();
-
-  const ratio = (a: Run, b: Run) => (a.mbps / b.mbps).toFixed(3);
-  console.log(`\nbench-netstack: iperf3, ${SECONDS} s per run, one TCP stream, ${spawnSync("nproc").stdout.toString().trim()} cores\n`);
-  console.log(line("1 kernel forwarding, upload", kUp));
-  console.log(line("1 kernel forwarding, download", kDown));
-  console.log(line("2 TUN + our stack, upload", tUp));
-  console.log(line("2 TUN + our stack, download", tDown));
-  console.log(line("3 wireguard-go + kernel, upload", gUp));
-  console.log(line("3 wireguard-go + kernel, download", gDown));
-  console.log(line("4 our WireGuard + stack, upload", oUp));
-  console.log(line("4 our WireGuard + stack, download", oDown));
-  console.log(`\nratio (2)/(1) TUN+stack/kernel:        upload ${ratio(tUp, kUp)}, download ${ratio(tDown, kDown)}   (goal >= 0.3)`);
-  console.log(`ratio (4)/(3) ours/wireguard-go+kernel: upload ${ratio(oUp, gUp)}, download ${ratio(oDown, gDown)}   (goal >= 1.0)`);
-  console.log(`stack tcp (case 4): ${JSON.stringify({ ...st.tcp, connections: undefined })}`);
-  console.log(`drops: ${JSON.stringify(st.drops)}  wireguard drops: ${JSON.stringify(wst.drops)} udpTxDropped ${wst.udpTxDropped}`);
+  // 5. gateway sends under loss, through the kernel and through our stack (TUN)
+  const [lossKernel, lossOurs] = await gatewaySendsUnderLoss(dev, topo.hostLink("h"));
+  console.log(`\ngateway sends at ${LOSS_PCT}% loss each way (iperf3 -R, ${SECONDS} s, one stream):`);
+  console.log(line("5 Linux sender (kernel forwarding)", lossKernel));
+  console.log(line("5 our stack sending (TUN)", lossOurs));
+  console.log(`gateway-sends ratio ours/Linux at ${LOSS_PCT}% loss: ${(lossOurs.mbps / lossKernel.mbps).toFixed(3)}   (goal >= 0.5)`);
 } finally {
   wgGo?.child.kill("SIGTERM");
   spawnSync("ip", ["link", "del", WG_GO_IF]);

@@ -21,6 +21,12 @@ export const SETTINGS: TcpSettings = {
   timestamps: true,
   rtoInitialMs: 1000,
   rtoMinMs: 200,
+  // The packet-level tests check RFC 5681 / 6582 / 6675 window arithmetic
+  // and RTO timing segment by segment: NewReno without PRR or tail loss
+  // probes (CUBIC, PRR and TLP have their own tests).
+  congestionControl: "newreno",
+  prr: false,
+  rackTlp: false,
 };
 
 /** A SYN from the peer, no options unless overridden. */

@@ -25,8 +25,11 @@ import {
   segmentLength, type TcpRepr, type TcpTimestamp,
 } from "../wire/tcp.ts";
 import { Assembler, RingBuffer } from "./buffer.ts";
-import { isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary } from "./scoreboard.ts";
+import { firstLostHole, isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary, sackPipe, sackedBytes } from "./scoreboard.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
+import { probeTimeout } from "./tail-loss-probe.ts";
+import { RetransmissionLog } from "./retransmission-log.ts";
+import { createCongestionController, type CongestionAlgorithm, type CongestionController } from "./congestion/index.ts";
 
 export type TcpState =
   | "CLOSED"
@@ -65,8 +68,6 @@ export const DUPACK_THRESHOLD = 3;
  * tcp_max_reordering is 300; our send buffers hold fewer segments).
  */
 export const MAX_REORDERING = 127;
-/** Bound on retransmissions remembered per recovery for lost-retransmission detection. */
-const MAX_RTX_LOG = 256;
 /** RFC 2018 §4: SACK blocks we remember as "most recently reported". */
 const MAX_SACK_BLOCKS = 4;
 /**
@@ -74,8 +75,7 @@ const MAX_SACK_BLOCKS = 4;
  * dispatch() sends them; past this, the batch's later ones collapse into one.
  */
 const MAX_IMMEDIATE_ACKS = 64;
-/** RFC 6928: IW = min(10*MSS, max(2*MSS, 14600)). */
-export const RFC6928_IW_SEGMENTS = 10;
+export { RFC6928_IW_SEGMENTS } from "./congestion/index.ts";
 /** RFC 9293 §3.4.2: MSL, two minutes in the RFC; Linux uses 60 s for 2*MSL. Configurable. */
 export const MSL_MS = 30_000;
 /** RFC 1122 §4.2.3.6: keepalive idle default no less than two hours. */
@@ -112,6 +112,12 @@ export interface TcpSettings {
   ackDelayMs: number;
   /** Bound on out-of-order ranges held in the receive assembler. */
   maxOutOfOrderRanges: number;
+  /** The congestion controller (congestion/). */
+  congestionControl: CongestionAlgorithm;
+  /** The window during SACK loss recovery by PRR (RFC 6937) instead of RFC 6675's cwnd = ssthresh. */
+  prr: boolean;
+  /** RACK-TLP (RFC 8985) on SACK connections: tail loss probes, and lost retransmissions found by time. */
+  rackTlp: boolean;
 }
 
 export const DEFAULT_TCP_SETTINGS: TcpSettings = {
@@ -134,6 +140,9 @@ export const DEFAULT_TCP_SETTINGS: TcpSettings = {
   idleTimeoutMs: null,
   ackDelayMs: 0,
   maxOutOfOrderRanges: 16,
+  congestionControl: "cubic",
+  prr: true,
+  rackTlp: true,
 };
 
 /** Retransmission counters, per connection and summed in the table. */
@@ -223,11 +232,9 @@ export class TcpConnection {
   remoteFinReceived = false;
   recvWindowLimit: number;
 
-  // Congestion control (RFC 5681, RFC 6582).
-  cwnd = 0;
-  ssthresh = 0x7fffffff;
-  /** Bytes acknowledged in congestion avoidance since cwnd last grew (RFC 3465 byte counting). */
-  private caBytesAcked = 0;
+  // Congestion control: the window is the controller's (congestion/); loss
+  // detection and recovery state (RFC 6582, RFC 6675) are the connection's.
+  readonly cc: CongestionController;
   dupAcks = 0;
   inRecovery = false;
   recover = 0;
@@ -245,18 +252,8 @@ export class TcpConnection {
   recoveryKind: "fast" | "rto" | null = null;
   /** Un-SACKed sequence below this is taken as lost (the entry segment; everything at RTO). */
   private lostBelow = 0;
-  /**
-   * Retransmissions of this recovery as flattened [start, end, mark, lost]:
-   * mark is SND.MAX when it was sent. Once data sent after it (above mark)
-   * is SACKed beyond DupThresh, a retransmission still missing was lost
-   * too, and is sent again (Linux's lost-retransmit detection; RACK's idea,
-   * RFC 8985, by sequence instead of time). Without this, a lost
-   * retransmission waits for the RTO.
-   */
-  private readonly rtxLog: number[] = [];
-  /** Eifel (RFC 3522): cwnd and ssthresh before the recovery, restored if it proves spurious; 0: no undo. */
-  private undoCwnd = 0;
-  private undoSsthresh = 0;
+  /** This recovery's retransmissions, and which were lost again (retransmission-log.ts). */
+  private readonly rtxLog = new RetransmissionLog();
   /** TSval of the recovery's first retransmission. */
   private firstRtxTs: number | null = null;
   /** SND.UNA when the recovery began. */
@@ -281,10 +278,24 @@ export class TcpConnection {
   rto: number;
   private rttSeq: number | null = null;
   private rttSentAt = 0;
+  /** When new data last went out (the controller hears of idle periods). */
+  private lastSendAt: number | null = null;
   /** Consecutive RTO expiries without progress. */
   retransmits = 0;
   rtxExpiresAt: number | null = null;
   private probePending = false;
+  // Tail loss probe (tail-loss-probe.ts).
+  /** When the probe is due. */
+  ptoAt: number | null = null;
+  private tlpPending = false;
+  /** SND.MAX after the probe went out, while it is unanswered (RFC 8985 TLP.end_seq). */
+  private tlpHighSeq: number | null = null;
+  private tlpStart = 0;
+  /** End of the probe's data (a FIN is never SACKed). */
+  private tlpDataEnd = 0;
+  private tlpRetransmitted = false;
+  /** The probe was SACKed above holes: everything un-SACKed below here is lost (RACK's rule). */
+  private tlpLostBelow: number | null = null;
 
   // Other timers.
   timeWaitExpiresAt: number | null = null;
@@ -323,6 +334,24 @@ export class TcpConnection {
     this.recvWindowLimit = settings.recvBufferSize;
     this.rto = settings.rtoInitialMs;
     this.lastRecvAt = now;
+    this.cc = createCongestionController(settings.congestionControl, settings.prr);
+  }
+
+  /** When the RACK timer next looks for a lost retransmission. */
+  get rackAt(): number | null {
+    return this.rtxLog.rackAt;
+  }
+
+  get cwnd(): number {
+    return this.cc.cwnd;
+  }
+
+  get ssthresh(): number {
+    return this.cc.ssthresh;
+  }
+
+  set ssthresh(bytes: number) {
+    this.cc.ssthresh = bytes;
   }
 
   // ---------------------------------------------------------------- opening
@@ -382,8 +411,7 @@ export class TcpConnection {
     this.tsOk = s.timestamps && syn.timestamp !== null;
     const peerMss = syn.mss !== null && syn.mss > 0 ? syn.mss : s.defaultPeerMss;
     this.sendMss = Math.max(1, Math.min(peerMss, s.mss) - (this.tsOk ? TIMESTAMP_OPTION_LEN : 0));
-    // RFC 6928 initial window.
-    this.cwnd = Math.min(RFC6928_IW_SEGMENTS * this.sendMss, Math.max(2 * this.sendMss, 14600));
+    this.cc.start(this.sendMss);
   }
 
   // ---------------------------------------------------------- application
@@ -483,7 +511,7 @@ export class TcpConnection {
   /** The earliest time dispatch() has something to do, or null. Infinity never; ≤ now means "now". */
   pollAt(): number | null {
     if (this.state === "CLOSED") return this.pendingRst ? 0 : null;
-    if (this.pendingRst || this.fastRetransmitPending || this.probePending || this.keepalivePending || this.immediateAcks.length > 0) return 0;
+    if (this.pendingRst || this.fastRetransmitPending || this.probePending || this.tlpPending || this.keepalivePending || this.immediateAcks.length > 0) return 0;
     if (this.ackPending && this.ackDueAt === null) return 0;
     if (this.hasSendable()) return 0;
     let t: number | null = null;
@@ -492,6 +520,8 @@ export class TcpConnection {
     };
     min(this.ackPending ? this.ackDueAt : null);
     min(this.rtxExpiresAt);
+    min(this.ptoAt);
+    min(this.rtxLog.rackAt);
     min(this.timeWaitExpiresAt);
     if (this.state !== "TIME-WAIT") {
       if (this.settings.idleTimeoutMs !== null) min(this.lastRecvAt + this.settings.idleTimeoutMs);
@@ -528,6 +558,11 @@ export class TcpConnection {
       this.keepaliveSent++;
       this.keepalivePending = true;
     }
+    if (this.rtxLog.rackAt !== null && now >= this.rtxLog.rackAt) this.updateRtxLog(now);
+    if (this.ptoAt !== null && now >= this.ptoAt) {
+      this.ptoAt = null;
+      this.tlpPending = true;
+    }
     if (this.rtxExpiresAt !== null && now >= this.rtxExpiresAt) this.onRetransmitTimeout(now);
   }
 
@@ -535,6 +570,9 @@ export class TcpConnection {
   private onRetransmitTimeout(now: number): void {
     const synState = this.state === "SYN-SENT" || this.state === "SYN-RECEIVED";
     this.retransmits++; // reset by any ACK while the peer's window is zero: probes go on while it answers
+    this.ptoAt = null;
+    this.tlpPending = false;
+    this.tlpHighSeq = null;
     const limit = synState ? this.settings.synRetries : this.settings.maxRetransmissions;
     if (this.retransmits > limit) {
       this.abortWith(synState ? "syn-timeout" : "retransmit-timeout");
@@ -547,34 +585,30 @@ export class TcpConnection {
     } else if (this.sackOk && !synState) {
       // RFC 6675 §5.1: after a timeout, retransmit what the scoreboard says is
       // missing (everything un-SACKed up to RecoveryPoint), in slow start.
-      if (this.retransmits === 1) {
-        this.undoCwnd = this.recoveryKind === null ? this.cwnd : 0;
-        this.undoSsthresh = this.ssthresh;
-        this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
-      } else {
-        this.undoCwnd = 0;
-      }
+      this.cc.onRetransmitTimeout(this.flightSize(), this.retransmits === 1, this.recoveryKind === null, now);
       this.firstRtxTs = null;
       this.recoveryUna = this.sndUna;
+      // A timeout with DupThresh segments SACKed: the reordering degree was
+      // over-estimated (as Linux's tcp_enter_loss; missing SACK reports
+      // after lost ACKs look like reordering).
+      if (this.settings.rackTlp && sackedBytes(this.scoreboard) >= DUPACK_THRESHOLD * this.sendMss) this.dupThresh = DUPACK_THRESHOLD;
       // A second timeout without progress: the peer may have reneged (RFC 2018 §8).
       if (this.retransmits > 1) this.scoreboard.length = 0;
       this.count("retransmitTimeouts", 1);
-      this.cwnd = this.sendMss;
       this.inRecovery = false;
       this.dupAcks = 0;
       this.sndNxt = this.sndMax;
       this.recover = this.sndMax;
       this.recoveryKind = "rto";
       this.highRxt = this.sndUna;
-      this.rtxLog.length = 0;
+      this.rtxLog.clear();
       this.lostBelow = this.sndMax;
       this.rttSeq = null;
     } else {
-      if (!synState && this.retransmits === 1) {
-        this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
+      if (!synState) {
+        this.cc.onRetransmitTimeout(this.flightSize(), this.retransmits === 1, false, now);
+        this.count("retransmitTimeouts", 1);
       }
-      if (!synState) this.count("retransmitTimeouts", 1);
-      if (!synState) this.cwnd = this.sendMss; // RFC 5681: loss window
       this.inRecovery = false;
       this.dupAcks = 0;
       this.recover = this.sndMax;
@@ -718,7 +752,7 @@ export class TcpConnection {
     if (this.tsOk && r.timestamp) this.tsRecent = r.timestamp.tsval;
     const peerMss = r.mss !== null && r.mss > 0 ? r.mss : s.defaultPeerMss;
     this.sendMss = Math.max(1, Math.min(peerMss, s.mss) - (this.tsOk ? TIMESTAMP_OPTION_LEN : 0));
-    this.cwnd = Math.min(RFC6928_IW_SEGMENTS * this.sendMss, Math.max(2 * this.sendMss, 14600));
+    this.cc.start(this.sendMss);
     this.lastRecvAt = now;
     if (!(r.flags & TCP_ACK)) {
       // Simultaneous open (RFC 9293 §3.5 figure 7): answer with SYN-ACK.
@@ -770,18 +804,23 @@ export class TcpConnection {
       this.sndWl2 = ack;
     }
     if (this.sndWnd === 0) this.retransmits = 0; // the peer answers probes: it is alive
+    const sackedBefore = this.sackOk ? sackedBytes(this.scoreboard) : 0;
     if (acked === 0) {
       // RFC 5681 §2 duplicate ACK definition.
       if (this.sndMax !== this.sndUna && payloadLen === 0 && !(r.flags & (TCP_SYN | TCP_FIN)) && !windowChanged) {
-        this.onDupAck();
+        this.onDupAck(now);
       }
     } else {
       this.onNewAck(ack, acked, r.timestamp, now);
     }
     if (this.sackOk) {
       if (r.sackBlocks !== null) mergeSackBlocks(this.scoreboard, r.sackBlocks, this.sndUna, this.sndMax);
-      this.updateRtxLog();
-      this.maybeEnterSackRecovery();
+      this.updateRtxLog(now);
+      if (this.tlpHighSeq !== null) this.checkProbe(ack, r.sackBlocks, now);
+      this.maybeEnterSackRecovery(now);
+      this.tlpLostBelow = null;
+      // RFC 6937 DeliveredData: the change in SND.UNA plus the change in SACKed bytes.
+      if (this.recoveryKind === "fast") this.cc.onRecoveryAck(acked + sackedBytes(this.scoreboard) - sackedBefore, this.pipe());
     }
     return true;
   }
@@ -799,46 +838,15 @@ export class TcpConnection {
    * lost, plus octets retransmitted (below HighRxt) and not SACKed.
    */
   pipe(): number {
-    const lost = this.lostBoundary();
-    const sb = this.scoreboard;
-    let pipe = 0;
-    let a = this.sndUna;
-    for (let k = 0; k <= sb.length; k += 2) {
-      const b = k < sb.length ? sb[k]! : this.sndMax;
-      if (seqLt(a, b)) {
-        pipe += Math.max(0, seqDiff(b, seqMax(a, lost)));
-        if (this.recoveryKind !== null) pipe += Math.max(0, seqDiff(seqLt(b, this.highRxt) ? b : this.highRxt, a));
-      }
-      if (k < sb.length) a = sb[k + 1]!;
-    }
+    const pipe = sackPipe(this.scoreboard, this.sndUna, this.sndMax, this.lostBoundary(), this.recoveryKind !== null ? this.highRxt : null);
     // A retransmission known lost has left the network.
-    const log = this.rtxLog;
-    for (let i = 0; i < log.length; i += 4) {
-      if (log[i + 3] === 1 && seqGt(log[i + 1]!, this.sndUna)) pipe -= seqDiff(log[i + 1]!, seqMax(log[i]!, this.sndUna));
-    }
-    return Math.max(0, pipe);
+    return Math.max(0, pipe - this.rtxLog.lostBytes(this.sndUna));
   }
 
-  /** Drop acknowledged or SACKed retransmissions from the log; mark those overtaken as lost. */
-  private updateRtxLog(): void {
-    const log = this.rtxLog;
-    if (log.length === 0) return;
-    const sb = this.scoreboard;
-    const highestSacked = sb.length > 0 ? sb[sb.length - 1]! : this.sndUna;
-    const horizon = (this.dupThresh - 1) * this.sendMss;
-    let w = 0;
-    for (let i = 0; i < log.length; i += 4) {
-      const st = log[i]!, en = log[i + 1]!, mark = log[i + 2]!;
-      let lost = log[i + 3]!;
-      if (seqLe(en, this.sndUna) || isSacked(this.scoreboard, seqMax(st, this.sndUna), en)) continue;
-      if (lost === 0 && seqDiff(highestSacked, mark) > horizon) lost = 1;
-      log[w] = st;
-      log[w + 1] = en;
-      log[w + 2] = mark;
-      log[w + 3] = lost;
-      w += 4;
-    }
-    log.length = w;
+  /** Lost retransmissions by sequence, and with RACK by time (reo_wnd = SRTT/4). */
+  private updateRtxLog(now: number): void {
+    const rackWait = this.settings.rackTlp && this.srtt !== null ? this.srtt * 1.25 : null;
+    this.rtxLog.update(this.sndUna, this.scoreboard, (this.dupThresh - 1) * this.sendMss, rackWait, now);
   }
 
   /**
@@ -846,48 +854,30 @@ export class TcpConnection {
    * lost, un-SACKed sequence at or above HighRxt, as [seq, len].
    */
   private nextLostHole(): [number, number] | null {
-    const log = this.rtxLog;
-    for (let i = 0; i < log.length; i += 4) {
-      if (log[i + 3] === 1) {
-        const st = seqMax(log[i]!, this.sndUna);
-        return [st, Math.min(seqDiff(log[i + 1]!, st), this.sendMss)];
-      }
-    }
-    const lost = this.lostBoundary();
-    const sb = this.scoreboard;
-    let a = this.sndUna;
-    for (let k = 0; k <= sb.length; k += 2) {
-      const b = k < sb.length ? sb[k]! : this.sndMax;
-      const s = seqMax(a, this.highRxt);
-      const e = seqLt(b, lost) ? b : lost;
-      if (seqLt(s, e)) return [s, Math.min(seqDiff(e, s), this.sendMss)];
-      if (!seqLt(b, lost)) return null;
-      if (k < sb.length) a = sb[k + 1]!;
-    }
-    return null;
+    return this.rtxLog.firstLost(this.sndUna, this.sendMss) ??
+      firstLostHole(this.scoreboard, this.sndUna, this.sndMax, this.lostBoundary(), this.highRxt, this.sendMss);
   }
 
   /** RFC 6675 §5 steps (1)–(4): enter loss recovery on DupThresh duplicates or a lost SND.UNA. */
-  private maybeEnterSackRecovery(): void {
+  private maybeEnterSackRecovery(now: number): void {
     if (this.recoveryKind !== null || this.sndMax === this.sndUna || this.sndWnd === 0) return;
     if (this.state === "SYN-RECEIVED" || this.state === "SYN-SENT") return;
-    if (this.dupAcks < this.dupThresh && !seqGt(this.lostBoundary(), this.sndUna)) return;
+    if (this.dupAcks < this.dupThresh && !seqGt(this.lostBoundary(), this.sndUna) && this.tlpLostBelow === null) return;
     if (seqLt(this.sndUna, this.recover)) return; // §5: not before HighACK reaches RecoveryPoint
     this.count("fastRecoveries", 1);
-    this.undoCwnd = this.cwnd;
-    this.undoSsthresh = this.ssthresh;
     this.firstRtxTs = null;
     this.recoveryUna = this.sndUna;
-    this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
-    this.cwnd = this.ssthresh;
+    this.cc.enterRecovery(this.flightSize(), now, "sack");
     this.recover = this.sndMax;
     this.recoveryKind = "fast";
     this.inRecovery = true;
     this.highRxt = this.sndUna;
-    this.rtxLog.length = 0;
+    this.rtxLog.clear();
     // (4.3): the segment at HighACK+1 is retransmitted even if IsLost() does not say so yet.
     const firstHoleEnd = this.scoreboard.length > 0 ? this.scoreboard[0]! : this.sndMax;
     this.lostBelow = seqAdd(this.sndUna, Math.min(this.sendMss, seqDiff(firstHoleEnd, this.sndUna)));
+    if (this.tlpLostBelow !== null && seqGt(this.tlpLostBelow, this.lostBelow)) this.lostBelow = this.tlpLostBelow;
+    this.ptoAt = null;
     this.entryRtxPending = true;
     this.rttSeq = null;
   }
@@ -920,38 +910,22 @@ export class TcpConnection {
    * reordering so the next spike does not trigger it again.
    */
   private detectSpuriousRecovery(ack: number, ts: TcpTimestamp | null): void {
-    if (this.recoveryKind === null || this.undoCwnd === 0 || this.firstRtxTs === null) return;
+    if (this.recoveryKind === null || !this.cc.canUndo || this.firstRtxTs === null) return;
     if (!this.tsOk || ts === null || ts.tsecr === 0 || !seqGt(ack, this.recoveryUna)) return;
     if (!seqLt(ts.tsecr, this.firstRtxTs)) {
-      this.undoCwnd = 0; // the retransmission got there first: real loss
+      this.cc.forgetUndo(); // the retransmission got there first: real loss
       return;
     }
     const sb = this.scoreboard;
     const highest = sb.length > 0 ? sb[sb.length - 1]! : ack;
     const degree = Math.ceil(Math.max(0, seqDiff(highest, this.recoveryUna)) / this.sendMss);
     if (degree + 1 > this.dupThresh) this.dupThresh = Math.min(degree + 1, MAX_REORDERING);
-    this.cwnd = Math.max(this.cwnd, this.undoCwnd);
-    this.ssthresh = Math.max(this.ssthresh, this.undoSsthresh);
-    this.undoCwnd = 0;
+    this.cc.undo();
     this.recoveryKind = null;
     this.inRecovery = false;
-    this.rtxLog.length = 0;
+    this.rtxLog.clear();
     this.recover = this.sndUna; // a real loss in this window may start recovery again
     this.count("spuriousRecoveries", 1);
-  }
-
-  private logRetransmission(start: number, end: number): void {
-    const log = this.rtxLog;
-    for (let i = 0; i < log.length; i += 4) {
-      if (log[i + 3] === 1 && seqLe(log[i]!, start) && seqLt(start, log[i + 1]!)) {
-        // sent again: a new mark, no longer lost
-        log[i] = start;
-        log[i + 2] = this.sndMax;
-        log[i + 3] = 0;
-        return;
-      }
-    }
-    if (log.length < 4 * MAX_RTX_LOG) log.push(start, end, this.sndMax, 0);
   }
 
   private count(field: keyof TcpRetransmitStats, n: number): void {
@@ -959,18 +933,17 @@ export class TcpConnection {
     if (this.rtxSink !== null) this.rtxSink[field] += n;
   }
 
-  private onDupAck(): void {
+  private onDupAck(now: number): void {
     this.dupAcks++;
     if (this.sackOk) return; // RFC 6675: entry and sending are decided from the scoreboard
     if (this.inRecovery) {
-      this.cwnd += this.sendMss; // RFC 6582 §3.2 step 3: inflate
+      this.cc.onRecoveryDupAck(); // RFC 6582 §3.2 step 3: inflate
       return;
     }
     if (this.dupAcks === DUPACK_THRESHOLD && seqGt(this.sndUna, this.recover)) {
       // RFC 6582 §3.2 step 2.
-      this.ssthresh = Math.max(this.flightSize() >> 1, 2 * this.sendMss);
+      this.cc.enterRecovery(this.flightSize(), now, "newreno");
       this.recover = this.sndMax;
-      this.cwnd = this.ssthresh + DUPACK_THRESHOLD * this.sendMss;
       this.inRecovery = true;
       this.fastRetransmitPending = true;
       this.rttSeq = null;
@@ -1002,42 +975,31 @@ export class TcpConnection {
     }
     if (this.recoveryKind !== null && seqGe(ack, this.recover)) {
       // RFC 6675: recovery ends once RecoveryPoint is acknowledged.
-      if (this.recoveryKind === "fast") this.cwnd = this.ssthresh;
+      if (this.recoveryKind === "fast") this.cc.exitRecovery();
       this.recoveryKind = null;
       this.inRecovery = false;
-      this.rtxLog.length = 0;
+      this.rtxLog.clear();
     } else if (this.recoveryKind === "fast") {
       // Within RFC 6675 recovery cwnd stays at ssthresh; pipe governs sending.
     } else if (this.inRecovery) {
       if (seqGe(ack, this.recover)) {
         // Full acknowledgment: RFC 6582 §3.2 step 3 (option 1).
-        this.cwnd = Math.min(this.ssthresh, Math.max(this.flightSize(), this.sendMss) + this.sendMss);
+        this.cc.onFullAck(this.flightSize());
         this.inRecovery = false;
       } else {
         // Partial acknowledgment: retransmit the next hole, deflate.
         this.fastRetransmitPending = true;
-        this.cwnd = Math.max(this.sendMss, this.cwnd - acked + (acked >= this.sendMss ? this.sendMss : 0));
+        this.cc.onPartialAck(acked);
       }
-    } else if (this.cwnd < this.ssthresh) {
-      // Slow start by bytes acknowledged, up to 2 SMSS per ACK (RFC 3465 §2.2,
-      // L = 2): a receiver that ACKs every second segment, as Linux does,
-      // would otherwise halve the growth.
-      this.cwnd += Math.min(grow, 2 * this.sendMss);
-      this.caBytesAcked = 0;
-    } else if (grow > 0) {
-      // Congestion avoidance by bytes acknowledged (RFC 3465 §2.1): one SMSS
-      // per cwnd of data acknowledged, however many segments each ACK covers.
-      this.caBytesAcked += grow;
-      if (this.caBytesAcked >= this.cwnd) {
-        this.caBytesAcked -= this.cwnd;
-        this.cwnd += this.sendMss;
-      }
+    } else {
+      this.cc.onAck({ acked: grow, srttMs: this.srtt, now });
     }
     if (!this.inRecovery) this.dupAcks = 0;
 
     // RFC 6298 (5.2)/(5.3).
     if (this.sndMax === this.sndUna) this.rtxExpiresAt = null;
     else this.rtxExpiresAt = now + this.rto;
+    this.armProbe(now);
 
     // Our FIN acknowledged?
     if (this.finQueued && this.finAcked()) {
@@ -1178,6 +1140,67 @@ export class TcpConnection {
     }
   }
 
+  // ------------------------------------------- tail loss probe (RFC 8985 §7)
+
+  /** §7.2: (re)arm the PTO after new data or an ACK, outside recovery, with no probe unanswered. */
+  private armProbe(now: number): void {
+    const ok = this.settings.rackTlp && this.sackOk && this.srtt !== null && this.recoveryKind === null &&
+      this.tlpHighSeq === null && this.sndMax !== this.sndUna && this.sndWnd > 0 &&
+      (this.state === "ESTABLISHED" || this.state === "CLOSE-WAIT" || this.state === "FIN-WAIT-1" || this.state === "CLOSING" || this.state === "LAST-ACK");
+    this.ptoAt = ok ? now + probeTimeout(this.srtt!, this.flightSize(), this.sendMss, this.rto) : null;
+  }
+
+  /** §7.3: one segment of new data if the peer's window takes it (cwnd aside), else the last segment again. */
+  private sendTailLossProbe(now: number, out: TcpSegment[]): void {
+    if (this.recoveryKind !== null || this.sndMax === this.sndUna || this.sndWnd === 0) return;
+    this.tlpHighSeq = this.sndMax; // set first: sendNew must not re-arm the PTO
+    const len = this.sndNxt === this.sndMax ? this.nextSegmentLength(this.sendMss) : null;
+    if (len !== null && len > 0) {
+      this.tlpStart = this.sndNxt;
+      this.tlpRetransmitted = false;
+      this.sendNew(len, now, out);
+    } else {
+      const start = seqMax(this.sndUna, seqAdd(this.sndMax, -this.sendMss));
+      const seg = this.dataSegment(start, seqDiff(this.sndMax, start), now);
+      const segLen = segmentLength(seg.repr.flags, seg.payload.length);
+      if (segLen === 0) {
+        this.tlpHighSeq = null;
+        return;
+      }
+      out.push(seg);
+      this.tlpStart = start;
+      this.tlpRetransmitted = true;
+      this.count("retransmittedSegments", 1);
+      this.count("retransmittedBytes", segLen);
+    }
+    this.tlpHighSeq = this.sndMax;
+    this.tlpDataEnd = seqLt(this.sndMax, this.finSeq()) ? this.sndMax : this.finSeq();
+    this.rtxExpiresAt = now + this.rto;
+  }
+
+  /**
+   * §7.4: the probe's answer. Covered by the cumulative ACK: a repaired
+   * loss (the probe was a retransmission and no D-SACK says it was
+   * redundant) still halves the window as a recovery would. SACKed above
+   * holes: everything sent before it and not SACKed is lost.
+   */
+  private checkProbe(ack: number, sackBlocks: number[] | null, now: number): void {
+    const high = this.tlpHighSeq!;
+    const dsack = sackBlocks !== null && sackBlocks.length >= 2 && seqLe(sackBlocks[1]!, ack) && seqLe(this.tlpStart, sackBlocks[0]!);
+    if (seqGe(ack, high)) {
+      this.tlpHighSeq = null;
+      if (this.tlpRetransmitted && !dsack && this.recoveryKind === null) {
+        this.cc.enterRecovery(this.flightSize() + seqDiff(high, this.tlpStart), now, "sack");
+        this.cc.exitRecovery();
+      }
+      return;
+    }
+    if (this.recoveryKind === null && seqLt(this.sndUna, this.tlpStart) && seqLt(this.tlpStart, this.tlpDataEnd) && isSacked(this.scoreboard, this.tlpStart, this.tlpDataEnd)) {
+      this.tlpHighSeq = null;
+      this.tlpLostBelow = this.tlpStart;
+    }
+  }
+
   private enterTimeWait(now: number): void {
     this.state = "TIME-WAIT";
     this.timeWaitExpiresAt = now + this.settings.timeWaitMs;
@@ -1195,6 +1218,9 @@ export class TcpConnection {
     this.fastRetransmitPending = false;
     this.probePending = false;
     this.keepalivePending = false;
+    this.tlpPending = false;
+    this.ptoAt = null;
+    this.rtxLog.rackAt = null;
   }
 
   private abortWith(reason: TcpCloseReason): void {
@@ -1307,10 +1333,10 @@ export class TcpConnection {
 
   /** RFC 6675 §5 step (C): cwnd - pipe ≥ 1 SMSS and NextSeg() has something. */
   private sackSendable(): boolean {
-    const room = this.cwnd - this.pipe();
+    const pipe = this.pipe();
+    const room = this.cc.allowance(pipe);
     if (this.recoveryKind !== null && (room >= this.sendMss || this.entryRtxPending) && this.nextLostHole() !== null) return true;
     if (this.recoveryKind !== null && room < this.sendMss) return false;
-    const pipe = this.cwnd - room;
     const len = this.nextSegmentLength(room);
     return len !== null && !this.runt(len, room, pipe);
   }
@@ -1334,7 +1360,7 @@ export class TcpConnection {
     if (recoveryRoom !== null) {
       usable = Math.min(seqDiff(seqAdd(this.sndUna, this.sndWnd), this.sndNxt), recoveryRoom);
     } else {
-      const wnd = Math.min(this.sndWnd, this.cwnd);
+      const wnd = Math.min(this.sndWnd, this.cc.cwnd);
       usable = seqDiff(seqAdd(this.sndUna, wnd), this.sndNxt);
     }
     const len = Math.min(unsent, usable, this.sendMss);
@@ -1380,6 +1406,11 @@ export class TcpConnection {
       this.rtxExpiresAt = now + this.rto;
     }
 
+    if (this.tlpPending) {
+      this.tlpPending = false;
+      this.sendTailLossProbe(now, out);
+    }
+
     // A window probe is owed only while the peer's window is zero.
     if (this.probePending && this.sndWnd > 0) this.probePending = false;
 
@@ -1388,7 +1419,7 @@ export class TcpConnection {
       // lost holes from HighRxt upward first (in recovery), then new data.
       let pipe = this.pipe();
       for (let guard = 0; guard < 1024; guard++) {
-        const room = this.cwnd - pipe;
+        const room = this.cc.allowance(pipe);
         const inRecovery = this.recoveryKind !== null;
         const hole = inRecovery && (room >= this.sendMss || this.entryRtxPending) ? this.nextLostHole() : null;
         this.entryRtxPending = false;
@@ -1399,9 +1430,10 @@ export class TcpConnection {
           out.push(seg);
           const end = seqAdd(hole[0], segLen);
           if (seqGt(end, this.highRxt)) this.highRxt = end;
-          this.logRetransmission(hole[0], end);
+          this.rtxLog.add(hole[0], end, this.sndMax, now);
           if (this.firstRtxTs === null) this.firstRtxTs = now >>> 0;
           pipe += segLen;
+          if (inRecovery) this.cc.onRecoverySent(segLen);
           this.count("retransmittedSegments", 1);
           this.count("retransmittedBytes", segLen);
           this.rtxExpiresAt = now + this.rto;
@@ -1415,6 +1447,7 @@ export class TcpConnection {
         if (this.runt(len, room, pipe)) break;
         const segLen = this.sendNew(len, now, out);
         pipe += segLen;
+        if (inRecovery) this.cc.onRecoverySent(segLen);
         if (segLen === 0) break;
       }
     } else if (this.state !== "TIME-WAIT" && this.state !== "FIN-WAIT-2") {
@@ -1458,6 +1491,8 @@ export class TcpConnection {
   /** Send `len` bytes (and a FIN if due) at SND.NXT; returns the sequence space used. */
   private sendNew(len: number, now: number, out: TcpSegment[]): number {
     const seq = this.sndNxt;
+    if (this.sndUna === this.sndMax && this.lastSendAt !== null) this.cc.onIdleRestart(now, now - this.lastSendAt);
+    this.lastSendAt = now;
     const seg = this.dataSegment(seq, len, now);
     out.push(seg);
     const segLen = segmentLength(seg.repr.flags, seg.payload.length);
@@ -1473,6 +1508,7 @@ export class TcpConnection {
     this.sndNxt = seqAdd(seq, segLen);
     if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
     if (this.rtxExpiresAt === null) this.rtxExpiresAt = now + this.rto; // (5.1)
+    this.armProbe(now);
     return segLen;
   }
 

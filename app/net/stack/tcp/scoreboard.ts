@@ -68,3 +68,43 @@ export function isSacked(sb: number[], s: number, e: number): boolean {
   }
   return false;
 }
+
+/** SACKd (RFC 6937 §2): the bytes the scoreboard holds as delivered. */
+export function sackedBytes(sb: number[]): number {
+  let n = 0;
+  for (let i = 0; i + 1 < sb.length; i += 2) n += seqDiff(sb[i + 1]!, sb[i]!);
+  return n;
+}
+
+/**
+ * RFC 6675 SetPipe() over [sndUna, sndMax): octets neither SACKed nor
+ * below `lost`, plus (in recovery, `highRxt` not null) octets below HighRxt
+ * retransmitted and not SACKed.
+ */
+export function sackPipe(sb: number[], sndUna: number, sndMax: number, lost: number, highRxt: number | null): number {
+  let pipe = 0;
+  let a = sndUna;
+  for (let k = 0; k <= sb.length; k += 2) {
+    const b = k < sb.length ? sb[k]! : sndMax;
+    if (seqLt(a, b)) {
+      pipe += Math.max(0, seqDiff(b, seqGt(a, lost) ? a : lost));
+      if (highRxt !== null) pipe += Math.max(0, seqDiff(seqLt(b, highRxt) ? b : highRxt, a));
+    }
+    if (k < sb.length) a = sb[k + 1]!;
+  }
+  return pipe;
+}
+
+/** RFC 6675 NextSeg() rule 1: the first un-SACKed sequence at or above `highRxt` and below `lost`, as [seq, len ≤ mss]. */
+export function firstLostHole(sb: number[], sndUna: number, sndMax: number, lost: number, highRxt: number, mss: number): [number, number] | null {
+  let a = sndUna;
+  for (let k = 0; k <= sb.length; k += 2) {
+    const b = k < sb.length ? sb[k]! : sndMax;
+    const s = seqGt(a, highRxt) ? a : highRxt;
+    const e = seqLt(b, lost) ? b : lost;
+    if (seqLt(s, e)) return [s, Math.min(seqDiff(e, s), mss)];
+    if (!seqLt(b, lost)) return null;
+    if (k < sb.length) a = sb[k + 1]!;
+  }
+  return null;
+}
