@@ -57,7 +57,7 @@ import { registryDeviceOps } from "./control/api/device-ops.ts";
 import { downloadRoutes } from "./control/downloads.ts";
 import { dashboardRoutes } from "./dashboard/routes.ts";
 import { fileURLToPath } from "node:url";
-import { log, logRedactor, setLogRedactor, setLogWriter } from "./log.ts";
+import { addLogRedactor, log, setLogWriter } from "./log.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 
@@ -170,9 +170,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   });
   // Ours while this gateway runs; the previous one is back after close() (its
   // secret store is closed then, and redacting through it would throw).
-  const previousLogRedactor = logRedactor();
-  const ourLogRedactor = (s: string) => redactor.redactText(s);
-  setLogRedactor(ourLogRedactor);
+  const removeLogRedactor = addLogRedactor((s: string) => redactor.redactText(s));
   // Under systemd with stderr in the journal: log lines and events go natively, with fields.
   const journalSocket = opts.stderrWrite ? undefined : journalSocketForProcess(env);
   if (journalSocket) setLogWriter(journalLogWriter(new JournalWriter(journalSocket), "clawpatrol-gateway"));
@@ -440,7 +438,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       await tunnel?.close();
       await dnsVip?.close();
       await bus.close();
-      if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
+      removeLogRedactor();
       rateLimits.close();
       spend.close();
       db.close();
@@ -489,7 +487,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     clearInterval(pruneTimer);
     clearInterval(gateSweep);
     await bus.close();
-    if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
+    removeLogRedactor();
     rateLimits.close();
     spend.close();
     db.close();
@@ -530,7 +528,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       connIndex.close();
       approvals.close();
       await bus.close();
-      if (logRedactor() === ourLogRedactor) setLogRedactor(previousLogRedactor);
+      removeLogRedactor();
       rateLimits.close();
       spend.close();
       db.close();

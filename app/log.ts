@@ -33,6 +33,22 @@ export function logRedactor(): (s: string) => string {
   return redactor;
 }
 
+/** Redactors of running gateways, applied after the base one, each until its owner removes it. */
+const live: ((s: string) => string)[] = [];
+
+/**
+ * Adds a redactor for as long as its owner runs (a gateway: its secrets);
+ * returns its removal. Two gateways in one process (tests) each redact
+ * every line, and closing one never leaves the other's stale redactor behind.
+ */
+export function addLogRedactor(fn: (s: string) => string): () => void {
+  live.push(fn);
+  return () => {
+    const i = live.indexOf(fn);
+    if (i >= 0) live.splice(i, 1);
+  };
+}
+
 /** Replace where lines go; `undefined` restores stderr. */
 export function setLogWriter(fn: LogWriter | undefined): void {
   writer = fn ?? defaultWriter;
@@ -88,6 +104,7 @@ function emit(level: LogLevel, msg: string, fields?: LogFields): void {
   let line: string;
   try {
     line = redactor(formatLogLine(level, msg, fields));
+    for (const r of live) line = r(line);
   } catch {
     // Fail closed: an unredacted line could carry a secret.
     line = `${level.toUpperCase()} log line withheld: redactor failed`;
