@@ -22,6 +22,7 @@
 //   admin     POST /api/reload
 //   admin     GET  /api/audit                     ?operator&action&since&limit&before
 //   admin     GET  /api/operators
+//   viewer    GET  /api/config; admin POST /api/config/validate, /api/config/apply (see config.ts)
 import type { Database } from "bun:sqlite";
 import type { ApprovalHub } from "../../approvers/hub.ts";
 import type { EventBus } from "../../events/bus.ts";
@@ -37,6 +38,7 @@ import { eventRoutes } from "./events.ts";
 import { deviceRoutes } from "./devices.ts";
 import { adminRoutes } from "./admin.ts";
 import { ruleRoutes } from "./rules.ts";
+import { configRoutes, type ConfigEditorOps } from "./config.ts";
 
 /** The device registry as the API uses it (OnboardService has this shape). */
 export interface DeviceOps {
@@ -68,6 +70,8 @@ export interface OperatorApiDeps {
   policy(): Pick<Policy, "profiles" | "rules"> & Partial<Pick<Policy, "files">>;
   /** Re-read the config; returns its errors (none = applied). */
   reload(): Promise<string[]>;
+  /** The dashboard's config editor (absent: its routes answer 404). */
+  config?: ConfigEditorOps;
   now: () => number;
   /** Client address for login rate limits and the audit trail; default: the connection's peer. */
   clientIp?: ClientIp;
@@ -98,6 +102,7 @@ export function operatorApi(deps: OperatorApiDeps) {
     .use(deviceRoutes(ctx, deps))
     .use(adminRoutes(ctx, deps))
     .use(ruleRoutes(ctx, deps))
+    .use(configRoutes(ctx, deps))
     .get(
       "/metrics",
       () => new Response(deps.metrics ? deps.metrics() : "", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }),
