@@ -47,6 +47,9 @@ describe("every route needs a credential", () => {
         "POST /api/reload",
         "GET /api/audit",
         "GET /api/operators",
+        "GET /api/config",
+        "POST /api/config/validate",
+        "POST /api/config/apply",
         "GET /metrics",
       ].sort(),
     );
