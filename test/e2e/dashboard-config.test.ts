@@ -6,6 +6,7 @@
 // the config (secrets hidden) but gets no buttons, and the API refuses its
 // apply. Also the two flaws seen in a browser: the "Password changed"
 // notice leaves with the page, and Analytics counts a request held now.
+// The header shows the running version.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -190,6 +191,9 @@ describe("the config editor in Chromium", () => {
     await page.click("#nav-config");
     await page.locator("#config-readonly").waitFor();
     expect(await page.locator("#config-readonly").textContent()).toContain("only admins change the config");
+    // The header shows the running version.
+    const pkg = JSON.parse(readFileSync(path.join(import.meta.dir, "..", "..", "package.json"), "utf8")) as { version: string };
+    await page.locator("#version", { hasText: `v${pkg.version}` }).waitFor();
     expect(await page.locator("#config-text-0").getAttribute("readonly")).not.toBeNull();
     for (const id of ["#config-validate", "#config-review", "#config-apply"]) expect(await page.locator(id).count()).toBe(0);
     expect(await page.locator("#config-text-0").inputValue()).toContain("no-echo-deletes");

@@ -22,6 +22,7 @@
 //   admin     POST /api/reload
 //   admin     GET  /api/audit                     ?operator&action&since&limit&before
 //   admin     GET  /api/operators
+//   viewer    GET  /api/version                  {version, bun}: the running gateway's
 //   viewer    GET  /api/config; admin POST /api/config/validate, /api/config/apply (see config.ts)
 import type { Database } from "bun:sqlite";
 import type { ApprovalHub } from "../../approvers/hub.ts";
@@ -39,6 +40,7 @@ import { deviceRoutes } from "./devices.ts";
 import { adminRoutes } from "./admin.ts";
 import { ruleRoutes } from "./rules.ts";
 import { configRoutes, type ConfigEditorOps } from "./config.ts";
+import { appVersion } from "../../version.ts";
 
 /** The device registry as the API uses it (OnboardService has this shape). */
 export interface DeviceOps {
@@ -103,6 +105,7 @@ export function operatorApi(deps: OperatorApiDeps) {
     .use(adminRoutes(ctx, deps))
     .use(ruleRoutes(ctx, deps))
     .use(configRoutes(ctx, deps))
+    .get("/api/version", () => ({ version: appVersion(), bun: Bun.version }), { beforeHandle: requireRole(ctx.auth, "viewer") })
     .get(
       "/metrics",
       () => new Response(deps.metrics ? deps.metrics() : "", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }),

@@ -118,6 +118,7 @@ function renderShell(): void {
       "header",
       { class: "top" },
       h("span", { class: "brand" }, "clawpatrol"),
+      h("span", { class: "version", id: "version", title: "running version" }),
       nav,
       h("span", { class: "spacer" }),
       h("span", { id: "live", class: "live" }),
@@ -131,6 +132,18 @@ function renderShell(): void {
   updateLive();
   updateBadge();
   renderView();
+  void showVersion();
+}
+
+/** The running version in the header (from the gateway, so it changes after an update). */
+async function showVersion(): Promise<void> {
+  try {
+    const { version } = await api<{ version: string }>("/api/version");
+    const el = document.getElementById("version");
+    if (el) el.textContent = `v${version}`;
+  } catch {
+    // The header works without it.
+  }
 }
 
 function renderView(): void {

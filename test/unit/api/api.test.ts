@@ -48,6 +48,7 @@ describe("every route needs a credential", () => {
         "GET /api/audit",
         "GET /api/operators",
         "GET /api/config",
+        "GET /api/version",
         "POST /api/config/validate",
         "POST /api/config/apply",
         "GET /metrics",
