@@ -11,7 +11,7 @@
 //      are written back and it reloads again, so disk and the running
 //      policy stay the last good config
 // One apply at a time. Only the config's existing files can be edited.
-import { accessSync, closeSync, constants, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { accessSync, closeSync, constants, fsyncSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import * as nodePath from "node:path";
@@ -67,7 +67,15 @@ function parseErrorLine(s: string, root: string): ConfigError {
   return m ? { file: m[1]!, line: Number(m[2]), message: m[3]! } : { file: root, line: 1, message: s };
 }
 
-function writeAtomically(path: string, text: string): void {
+function writeAtomically(target: string, text: string): void {
+  // A config file that is a symlink (into a checkout, a mounted volume) is
+  // replaced where it points, and stays a symlink.
+  let path = target;
+  try {
+    path = realpathSync(target);
+  } catch {
+    // does not exist yet: written where named
+  }
   const dir = nodePath.dirname(path);
   let mode = 0o640;
   try {
@@ -134,8 +142,9 @@ export class ConfigEditor {
   private writable(files: readonly { path: string }[]): boolean {
     try {
       for (const f of files) {
-        accessSync(f.path, constants.W_OK);
-        accessSync(nodePath.dirname(f.path), constants.W_OK);
+        const real = realpathSync(f.path);
+        accessSync(real, constants.W_OK);
+        accessSync(nodePath.dirname(real), constants.W_OK);
       }
       return true;
     } catch {
@@ -228,7 +237,16 @@ export class ConfigEditor {
       }
       return { ok: false, stage: "write", errors: [{ file: changed[written.length]?.path ?? this.opts.configPath, line: 1, message: `cannot write: ${fsMessage(e)}` }] };
     }
-    const reloadErrors = await this.opts.reload();
+    let reloadErrors: string[];
+    try {
+      reloadErrors = await this.opts.reload();
+    } catch (e) {
+      // The gateway did not answer (stopped, restarting): put the files back, so
+      // it does not meet an edit nobody saw applied when it comes back.
+      restore();
+      const why = e instanceof Error ? e.message : String(e);
+      return { ok: false, stage: "reload", errors: [{ file: this.opts.configPath, line: 1, message: `the gateway could not reload (${why}); nothing changed` }] };
+    }
     if (reloadErrors.length > 0) {
       restore();
       await this.opts.reload().catch(() => undefined);

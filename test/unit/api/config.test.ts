@@ -5,7 +5,7 @@
 // refused, a rejected reload putting the previous files back, secrets never
 // shown or logged, and every change in the audit log with who and what.
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { errorOf, harness, type Harness, type Session } from "./harness.ts";
 import { tempDir } from "../events/fixtures.ts";
@@ -36,7 +36,7 @@ approver "human_approver" "ops" {
 let h: Harness;
 let dir: { dir: string; cleanup: () => void };
 let confDir: string;
-let reloadErrors: string[];
+let reloadErrors: string[] | Error;
 let reloads: string[][];
 
 type View = { version: string; files: { path: string; text: string }[]; writable: boolean; canApply: boolean };
@@ -56,6 +56,7 @@ beforeEach(() => {
     reload: async () => {
       // What the gateway would load now: the files on disk.
       reloads.push(readdirSync(confDir).filter((n) => n.endsWith(".hcl")).map((n) => readFileSync(join(confDir, n), "utf8")));
+      if (reloadErrors instanceof Error) throw reloadErrors;
       return reloadErrors;
     },
   });
@@ -228,6 +229,31 @@ describe("apply", () => {
     expect(reloads).toHaveLength(2);
     expect(reloads[0]!.join("")).toContain("C0999");
     expect(reloads[1]!.join("")).not.toContain("C0999");
+  });
+
+  test("a gateway that does not answer the reload: the files are put back", async () => {
+    const admin = await h.as("admin");
+    const v = await view(admin);
+    const before = readFileSync(rulesPath(), "utf8");
+    reloadErrors = new Error("the gateway is not reachable; try again shortly");
+    const res = await h.call("POST", "/api/config/apply", { session: admin, body: { version: v.version, files: edit(v, "20-rules.hcl", (t) => t.replace("C0123", "C0999")) } });
+    expect(res.status).toBe(422);
+    const body = (await res.json()) as { stage: string; errors: { message: string }[] };
+    expect(body.stage).toBe("reload");
+    expect(body.errors[0]!.message).toContain("the gateway is not reachable");
+    expect(readFileSync(rulesPath(), "utf8")).toBe(before);
+  });
+
+  test("a config file that is a symlink is written where it points and stays a symlink", async () => {
+    const real = join(dir.dir, "real-rules.hcl");
+    renameSync(rulesPath(), real);
+    symlinkSync(real, rulesPath());
+    const admin = await h.as("admin");
+    const v = await view(admin);
+    const res = await h.call("POST", "/api/config/apply", { session: admin, body: { version: v.version, files: edit(v, "20-rules.hcl", (t) => t.replace("C0123", "C0777")) } });
+    expect(res.status).toBe(200);
+    expect(lstatSync(rulesPath()).isSymbolicLink()).toBe(true);
+    expect(readFileSync(real, "utf8")).toContain("C0777");
   });
 
   test("an unchanged config applies nothing and logs nothing", async () => {
