@@ -72,6 +72,12 @@ operator commands:
                             and private keys stay encrypted under the master key, which goes in
                             only with --include-key, and then the archive is encrypted with a
                             passphrase (--passphrase-file, else CLAWPATROL_BACKUP_PASSPHRASE)
+  update BUNDLE|URL [--root DIR] [--keys DIR]
+                            verify a bundle (checksum, signature by a key in DIR, default
+                            /etc/clawpatrol/update-keys), install it beside the running version
+                            under ROOT (default /opt/clawpatrol), switch, restart the roles, and
+                            switch back by itself when they do not come up healthy
+  update keygen DIR         a signing key pair for make bundle (update.key, update.pub)
   restore FILE [--key MASTER_KEY_FILE] [--passphrase-file F]
                             put a backup into the state directory (the gateway stopped); files
                             it replaces are moved to STATE_DIR/pre-restore-TIME/
@@ -186,6 +192,21 @@ async function main(argv: string[]): Promise<number> {
     case "version":
       console.log(versionLine());
       return 0;
+
+    case "update": {
+      const { updateCommand } = await import("./update/cli.ts");
+      const { BundleError } = await import("./update/bundle.ts");
+      try {
+        const socket = rest[0] === "keygen" ? "" : (await loadOrExit(configPath)).gateway.controlSocket;
+        return await updateCommand(rest, args.flags, socket, (line) => console.error(line));
+      } catch (e) {
+        if (e instanceof BundleError) {
+          console.error(`clawpatrol-gateway: ${e.message}`);
+          return 1;
+        }
+        throw e;
+      }
+    }
 
     case "backup":
     case "restore":
