@@ -64,6 +64,12 @@ test-image-units:
 
 .PHONY: client
 
+## A signed update bundle for `clawpatrol-gateway update` (BUNDLE_KEY from `clawpatrol-gateway update keygen DIR`).
+BUNDLE_KEY ?= update-keys/update.key
+bundle: deps
+	$(BUN) tools/make-bundle.ts --key $(BUNDLE_KEY)
+.PHONY: bundle
+
 ## The device binary `clawpatrol`: dist/clawpatrol-linux-{x64,arm64} and their .sha256.
 # bun build --compile embeds the Bun runtime (~104 MiB each). The TUN reader's
 # worker is a second entrypoint. Cross-compiling fetches the target's runtime

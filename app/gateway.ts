@@ -53,6 +53,7 @@ import { onboardControlRoutes, onboardPublicRoutes } from "./control/onboard/ind
 import { deviceRunControlRoutes, deviceRunPublicRoutes } from "./control/device-runs/index.ts";
 import { startTunnel, type Tunnel } from "./tunnel.ts";
 import { operatorApi } from "./control/api/index.ts";
+import { ConfigEditor } from "./control/config/editor.ts";
 import { registryDeviceOps } from "./control/api/device-ops.ts";
 import { downloadRoutes } from "./control/downloads.ts";
 import { dashboardRoutes } from "./dashboard/routes.ts";
@@ -400,6 +401,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         ...(tunnel ? { onboarding: tunnel.onboard } : {}),
         policy: () => policy,
         reload,
+        config: new ConfigEditor({ configPath: opts.configPath, env, reload }),
         now: Date.now,
         metrics: () => metrics.render(),
       }),

@@ -25,6 +25,7 @@ import { log } from "./log.ts";
 import { controlFetch, readSse, ControlUnavailable } from "./control/client.ts";
 import { cliOperator, printTable, terminalSafe } from "./control/cli.ts";
 import { formatEventLine } from "./events/sinks/stderr.ts";
+import { versionLine } from "./version.ts";
 import type { GatewayEvent } from "./events/types.ts";
 
 const USAGE = `usage: clawpatrol-gateway <command> [--config PATH]
@@ -65,6 +66,21 @@ operator commands:
   operator list | remove NAME | passwd NAME | role NAME R | disable NAME | enable NAME
   operator token add NAME [TOKEN-NAME] --role R    an API token (printed once)
   operator token remove NAME TOKEN-NAME
+  version                   print the running version
+  backup FILE [--include-key] [--passphrase-file F]
+                            one archive of the state directory (database, CA, keys); secrets
+                            and private keys stay encrypted under the master key, which goes in
+                            only with --include-key, and then the archive is encrypted with a
+                            passphrase (--passphrase-file, else CLAWPATROL_BACKUP_PASSPHRASE)
+  update BUNDLE|URL [--root DIR] [--keys DIR]
+                            verify a bundle (checksum, signature by a key in DIR, default
+                            /etc/clawpatrol/update-keys), install it beside the running version
+                            under ROOT (default /opt/clawpatrol), switch, restart the roles, and
+                            switch back by itself when they do not come up healthy
+  update keygen DIR         a signing key pair for make bundle (update.key, update.pub)
+  restore FILE [--key MASTER_KEY_FILE] [--passphrase-file F]
+                            put a backup into the state directory (the gateway stopped); files
+                            it replaces are moved to STATE_DIR/pre-restore-TIME/
 
 --config PATH defaults to /etc/clawpatrol/gateway.hcl (or gateway.d/), else
 config/default.hcl in a checkout.`;
@@ -106,6 +122,9 @@ interface Args {
   flags: Map<string, string>;
 }
 
+/** Flags that take no value. */
+const BOOLEAN_FLAGS = new Set(["help", "include-key"]);
+
 function parseArgs(argv: string[]): Args {
   const positional: string[] = [];
   const flags = new Map<string, string>();
@@ -118,7 +137,7 @@ function parseArgs(argv: string[]): Args {
     if (a.startsWith("--")) {
       const eq = a.indexOf("=");
       if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
-      else if (a === "--help") flags.set("help", "1");
+      else if (BOOLEAN_FLAGS.has(a.slice(2))) flags.set(a.slice(2), "1");
       else {
         const v = argv[i + 1];
         if (v === undefined) throw new UsageError(`${a} needs a value`);
@@ -169,6 +188,29 @@ async function main(argv: string[]): Promise<number> {
 
     case "dashboard":
       return runDashboard(configPath);
+
+    case "version":
+      console.log(versionLine());
+      return 0;
+
+    case "update": {
+      const { updateCommand } = await import("./update/cli.ts");
+      const { BundleError } = await import("./update/bundle.ts");
+      try {
+        const socket = rest[0] === "keygen" ? "" : (await loadOrExit(configPath)).gateway.controlSocket;
+        return await updateCommand(rest, args.flags, socket, (line) => console.error(line));
+      } catch (e) {
+        if (e instanceof BundleError) {
+          console.error(`clawpatrol-gateway: ${e.message}`);
+          return 1;
+        }
+        throw e;
+      }
+    }
+
+    case "backup":
+    case "restore":
+      return backupCommand(command, rest, args.flags, configPath);
 
     case "validate": {
       const target = rest[0] ?? configPath;
@@ -495,6 +537,62 @@ async function main(argv: string[]): Promise<number> {
 
     default:
       throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+/** The backup passphrase: --passphrase-file, else CLAWPATROL_BACKUP_PASSPHRASE; undefined when neither is given. */
+function backupPassphrase(flags: Map<string, string>): string | undefined {
+  const file = flags.get("passphrase-file");
+  const p = file !== undefined ? readFileSync(file, "utf8").replace(/\r?\n$/, "") : process.env.CLAWPATROL_BACKUP_PASSPHRASE;
+  if (p !== undefined && p.length < 12) throw new UsageError("the backup passphrase needs at least 12 characters");
+  return p;
+}
+
+async function backupCommand(command: "backup" | "restore", rest: string[], flags: Map<string, string>, configPath: string): Promise<number> {
+  const { makeBackup, restoreBackup, BackupError } = await import("./store/backup.ts");
+  const file = rest[0];
+  if (!file) throw new UsageError(`${command} needs FILE`);
+  const policy = await loadOrExit(configPath);
+  const stateDir = policy.gateway.stateDir;
+  try {
+    if (command === "backup") {
+      const includeKey = flags.has("include-key");
+      const passphrase = backupPassphrase(flags);
+      if (includeKey && !passphrase) throw new UsageError("--include-key encrypts the archive: give --passphrase-file F or CLAWPATROL_BACKUP_PASSPHRASE");
+      const { archive, manifest } = makeBackup(stateDir, { includeKey, ...(passphrase ? { passphrase } : {}) });
+      const { writeFileSync, renameSync } = await import("node:fs");
+      const tmp = `${file}.${process.pid}.tmp`;
+      writeFileSync(tmp, archive, { mode: 0o600 });
+      renameSync(tmp, file);
+      console.error(
+        `backup of ${stateDir} written to ${file} (${archive.length} bytes; CA ${manifest.caSha256}; ` +
+          (includeKey ? "with the master key, encrypted with the passphrase)" : "without the master key: keep master.key apart, restore needs it)"),
+      );
+      return 0;
+    }
+    // A running gateway would keep writing its own database over the restored one.
+    try {
+      await controlFetch(policy.gateway.controlSocket, "/api/approvals");
+      console.error(`clawpatrol-gateway: the gateway is running (${policy.gateway.controlSocket}); stop it and the dashboard first (systemctl stop clawpatrol-gateway clawpatrol-dashboard clawpatrol-dnsvip)`);
+      return 1;
+    } catch (e) {
+      if (!(e instanceof ControlUnavailable)) throw e;
+    }
+    const keyFile = flags.get("key");
+    const passphrase = backupPassphrase(flags);
+    const r = restoreBackup(readFileSync(file), stateDir, {
+      ...(passphrase ? { passphrase } : {}),
+      ...(keyFile ? { masterKey: readFileSync(keyFile) } : {}),
+    });
+    console.error(`restored ${r.restored.join(", ")} into ${stateDir} (backup of ${r.manifest.created}, CA ${r.manifest.caSha256})`);
+    if (r.movedAside) console.error(`the files it replaced are in ${r.movedAside}`);
+    return 0;
+  } catch (e) {
+    if (e instanceof BackupError) {
+      console.error(`clawpatrol-gateway: ${e.message}`);
+      return 1;
+    }
+    throw e;
   }
 }
 

@@ -17,6 +17,7 @@ import { loadPolicy, formatConfigError } from "../policy/load.ts";
 import { watchPolicy } from "../policy/reload.ts";
 import { openStateDb } from "../store/db.ts";
 import { operatorApi } from "./api/index.ts";
+import { ConfigEditor } from "./config/editor.ts";
 import { downloadRoutes } from "./downloads.ts";
 import { dashboardRoutes } from "../dashboard/routes.ts";
 import { forwardToControl, startPublicServer, type PublicServer } from "./public.ts";
@@ -121,6 +122,8 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
           ...(policy.gateway.wireguard ? { onboarding: remoteOnboardingOps(socket, db, Date.now) } : {}),
           policy: () => policy,
           reload: remoteReload(socket),
+          // Written here, reloaded by the gateway (which also sees the files change).
+          config: new ConfigEditor({ configPath: opts.configPath, env, reload: remoteReload(socket) }),
           now: Date.now,
           metrics: () => metrics.text(),
         }),

@@ -23,16 +23,28 @@ export async function loadPolicy(path: string, opts: LoadOptions = {}): Promise<
   const listed = await configFiles(path);
   if (!listed.ok) return { ok: false, errors: [listed.error] };
 
-  const parsed: HclFile[] = [];
+  const texts: { file: string; text: string }[] = [];
   const errors: ConfigError[] = [];
   for (const file of listed.files) {
-    let text: string;
     try {
-      text = await readFile(file, "utf8");
+      texts.push({ file, text: await readFile(file, "utf8") });
     } catch (e) {
       errors.push({ file, line: 1, message: `cannot read: ${errorCode(e)}` });
-      continue;
     }
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return loadPolicyTexts(texts, opts);
+}
+
+/**
+ * The same loader over texts already in hand (the dashboard's config editor
+ * checks an edit before writing it). File names should be the files' real
+ * paths: relative paths inside them (ca_cert, secret_file) resolve from there.
+ */
+export async function loadPolicyTexts(files: readonly { file: string; text: string }[], opts: LoadOptions = {}): Promise<LoadResult> {
+  const parsed: HclFile[] = [];
+  const errors: ConfigError[] = [];
+  for (const { file, text } of files) {
     const result = await parseHclFile(file, text);
     if (result.ok) parsed.push(result.hcl);
     else errors.push(...result.errors);
@@ -46,7 +58,8 @@ export async function loadPolicy(path: string, opts: LoadOptions = {}): Promise<
 
 type Listed = { ok: true; files: string[] } | { ok: false; error: ConfigError };
 
-async function configFiles(path: string): Promise<Listed> {
+/** The files a config path names: the file itself, or a directory's `*.hcl` in name order. */
+export async function configFiles(path: string): Promise<Listed> {
   let isDirectory: boolean;
   try {
     isDirectory = (await stat(path)).isDirectory();

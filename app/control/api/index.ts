@@ -23,6 +23,8 @@
 //   admin     POST /api/reload
 //   admin     GET  /api/audit                     ?operator&action&since&limit&before
 //   admin     GET  /api/operators
+//   viewer    GET  /api/version                  {version, bun}: the running gateway's
+//   viewer    GET  /api/config; admin POST /api/config/validate, /api/config/apply (see config.ts)
 import type { Database } from "bun:sqlite";
 import type { ApprovalHub } from "../../approvers/hub.ts";
 import type { EventBus } from "../../events/bus.ts";
@@ -39,6 +41,8 @@ import { deviceRoutes } from "./devices.ts";
 import { adminRoutes } from "./admin.ts";
 import { ruleRoutes } from "./rules.ts";
 import { spendRoutes } from "./spend.ts";
+import { configRoutes, type ConfigEditorOps } from "./config.ts";
+import { appVersion } from "../../version.ts";
 
 /** The device registry as the API uses it (OnboardService has this shape). */
 export interface DeviceOps {
@@ -70,6 +74,8 @@ export interface OperatorApiDeps {
   policy(): Pick<Policy, "profiles" | "rules"> & Partial<Pick<Policy, "files" | "credentials">>;
   /** Re-read the config; returns its errors (none = applied). */
   reload(): Promise<string[]>;
+  /** The dashboard's config editor (absent: its routes answer 404). */
+  config?: ConfigEditorOps;
   now: () => number;
   /** Client address for login rate limits and the audit trail; default: the connection's peer. */
   clientIp?: ClientIp;
@@ -101,6 +107,8 @@ export function operatorApi(deps: OperatorApiDeps) {
     .use(adminRoutes(ctx, deps))
     .use(ruleRoutes(ctx, deps))
     .use(spendRoutes(ctx, deps))
+    .use(configRoutes(ctx, deps))
+    .get("/api/version", () => ({ version: appVersion(), bun: Bun.version }), { beforeHandle: requireRole(ctx.auth, "viewer") })
     .get(
       "/metrics",
       () => new Response(deps.metrics ? deps.metrics() : "", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }),

@@ -1,6 +1,6 @@
 // The Analytics page's arithmetic, without a browser.
 import { describe, expect, test } from "bun:test";
-import { chooseSpan, fmtMs, latencyHistogram, percentiles, topHosts, verdictsOverTime, type EventLike } from "./analytics.ts";
+import { chooseSpan, fmtMs, heldForApproval, latencyHistogram, percentiles, topHosts, verdictsOverTime, type EventLike } from "./analytics.ts";
 
 const NOW = Date.parse("2026-01-01T12:00:00Z");
 const ev = (secondsAgo: number, verdict: string, host = "a.test", durationMs = 10): EventLike => ({
@@ -53,4 +53,11 @@ test("percentiles use the nearest rank", () => {
   expect(fmtMs(1500)).toBe("1.5s");
   expect(fmtMs(2000)).toBe("2s");
   expect(fmtMs(12.4)).toBe("12ms");
+});
+
+test("heldForApproval counts decided holds and the requests waiting now (they have no event yet)", () => {
+  const events = [{ approvers: "dashboard" }, {}, { approvers: "" }, { approvers: "dashboard,human_approver.ops" }];
+  expect(heldForApproval(events, 0)).toEqual({ total: 2, waiting: 0 });
+  expect(heldForApproval([], 1)).toEqual({ total: 1, waiting: 1 });
+  expect(heldForApproval(events, 3)).toEqual({ total: 5, waiting: 3 });
 });

@@ -88,3 +88,13 @@ export function fmtMs(ms: number): string {
   const s = ms / 1000;
   return `${Number.isInteger(s) ? s : s.toFixed(1)}s`;
 }
+
+/**
+ * Requests held for approval: the recorded ones that were held (an event is
+ * written only once its hold is decided) plus those waiting right now,
+ * which have no event yet.
+ */
+export function heldForApproval(events: readonly { approvers?: string }[], waitingNow: number): { total: number; waiting: number } {
+  const decided = events.filter((e) => e.approvers !== undefined && e.approvers !== "").length;
+  return { total: decided + waitingNow, waiting: waitingNow };
+}

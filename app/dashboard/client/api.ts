@@ -9,6 +9,8 @@ export class ApiFailure extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The whole error body (some carry more than the message, e.g. a list of config errors). */
+    readonly body: Record<string, unknown> = {},
   ) {
     super(message);
   }
@@ -41,7 +43,7 @@ export async function api<T>(path: string, init: { method?: string; body?: unkno
   const data = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
   if (!res.ok) {
     if (res.status === 401 && !init.quiet401) onUnauthorized();
-    throw new ApiFailure(res.status, data.error?.code ?? "http_" + res.status, data.error?.message ?? res.statusText);
+    throw new ApiFailure(res.status, data.error?.code ?? "http_" + res.status, data.error?.message ?? res.statusText, data as Record<string, unknown>);
   }
   return data as T;
 }

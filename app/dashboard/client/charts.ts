@@ -5,7 +5,7 @@
 import { h, s } from "./dom.ts";
 import { shadowPanel } from "./shadow.ts";
 import type { GwEvent } from "./api.ts";
-import { chooseSpan, fmtMs, latencyHistogram, percentiles, topHosts, verdictsOverTime } from "./analytics.ts";
+import { chooseSpan, fmtMs, heldForApproval, latencyHistogram, percentiles, topHosts, verdictsOverTime } from "./analytics.ts";
 
 const VERDICT_ORDER = ["allow", "deny", "relay", "passthrough"];
 const COLOUR: Record<string, string> = { allow: "#2f855a", deny: "#c53030", relay: "#718096", passthrough: "#a0aec0" };
@@ -121,16 +121,18 @@ function hostsChart(events: GwEvent[]): HTMLElement {
   return h("figure", { class: "panel" }, h("figcaption", {}, "Top hosts"), top.length ? svg : h("p", { class: "empty" }, "No traffic yet."));
 }
 
-export function analyticsView(events: GwEvent[], now: number): HTMLElement {
+/** `waitingNow`: requests held at this moment (they have no event until decided). */
+export function analyticsView(events: GwEvent[], now: number, waitingNow = 0): HTMLElement {
   const http = events.filter((e) => e.kind === "http" || e.method !== undefined);
   const denied = events.filter((e) => e.verdict === "deny").length;
-  const held = events.filter((e) => e.approvers).length;
-  const stat = (label: string, value: string | number) => h("div", { class: "stat" }, h("div", { class: "stat-value" }, value), h("div", { class: "muted small" }, label));
+  const held = heldForApproval(events, waitingNow);
+  const stat = (label: string, value: string | number, id?: string) =>
+    h("div", { class: "stat", id }, h("div", { class: "stat-value" }, value), h("div", { class: "muted small" }, label));
   return h(
     "section",
     { class: "analytics" },
     h("div", { class: "toolbar" }, h("h2", {}, "Analytics"), h("span", { class: "muted small" }, `over the ${events.length} most recent requests and connections`)),
-    h("div", { class: "stats" }, stat("events", events.length), stat("HTTP requests", http.length), stat("denied", denied), stat("held for approval", held)),
+    h("div", { class: "stats" }, stat("events", events.length), stat("HTTP requests", http.length), stat("denied", denied), stat(held.waiting ? `held for approval (${held.waiting} waiting now)` : "held for approval", held.total, "stat-held")),
     h("div", { class: "panels" }, verdictChart(events, now), latencyChart(events), hostsChart(events), shadowPanel()),
   );
 }

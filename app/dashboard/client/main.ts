@@ -7,20 +7,21 @@
 //      nothing else until it is changed (password.ts)
 //   3. live: /api/events/stream (SSE) feeds the request log and the
 //      held-request queue; on "ready" the queue is re-read whole
-//   4. views (#/approvals, #/requests, #/devices, #/analytics) render from
+//   4. views (#/approvals, #/requests, #/devices, #/analytics, #/config) render from
 //      the state; live changes patch the open view in place so a reason
 //      being typed is not lost
 import { api, ApiFailure, setCsrf, whenUnauthorized } from "./api.ts";
 import type { ApprovalChange, GwEvent, Me } from "./api.ts";
 import { clear, h } from "./dom.ts";
 import { analyticsView } from "./charts.ts";
-import { approvalKey, errorText, flash, hooks, MAX_EVENTS, page, PAGES, state } from "./state.ts";
+import { approvalKey, clearFlash, errorText, flash, hooks, MAX_EVENTS, page, PAGES, state } from "./state.ts";
 import { loginView, type SignedIn } from "./login.ts";
 import { passwordForm } from "./password.ts";
 import { approvalsView, syncApprovals, updateBadge } from "./approvals.ts";
 import { eventRow, matches, requestsView } from "./requests.ts";
 import { devicesView } from "./devices.ts";
 import { resetBlockRule } from "./block-rule.ts";
+import { configView, resetConfigDraft } from "./config.ts";
 import type { Approval } from "./api.ts";
 
 let stream: EventSource | undefined;
@@ -33,6 +34,7 @@ function showLogin(message?: string): void {
   stream = undefined;
   state.me = undefined;
   resetBlockRule();
+  resetConfigDraft();
   loginView(root, start, message);
 }
 
@@ -116,6 +118,7 @@ function renderShell(): void {
       "header",
       { class: "top" },
       h("span", { class: "brand" }, "clawpatrol"),
+      h("span", { class: "version", id: "version", title: "running version" }),
       nav,
       h("span", { class: "spacer" }),
       h("span", { id: "live", class: "live" }),
@@ -129,6 +132,18 @@ function renderShell(): void {
   updateLive();
   updateBadge();
   renderView();
+  void showVersion();
+}
+
+/** The running version in the header (from the gateway, so it changes after an update). */
+async function showVersion(): Promise<void> {
+  try {
+    const { version } = await api<{ version: string }>("/api/version");
+    const el = document.getElementById("version");
+    if (el) el.textContent = `v${version}`;
+  } catch {
+    // The header works without it.
+  }
 }
 
 function renderView(): void {
@@ -155,13 +170,21 @@ function renderView(): void {
       );
       return;
     case "analytics":
-      clear(view, analyticsView(state.events, Date.now()));
+      clear(view, analyticsView(state.events, Date.now(), state.approvals.size));
+      return;
+    case "config":
+      clear(view, configView());
       return;
   }
 }
 hooks.renderView = renderView;
 
-window.addEventListener("hashchange", () => state.me && renderView());
+window.addEventListener("hashchange", () => {
+  if (!state.me) return;
+  // A notice was about the page being left ("Password changed", "Rule copied").
+  clearFlash();
+  renderView();
+});
 
 function updateLive(): void {
   const el = document.getElementById("live");
@@ -215,6 +238,7 @@ async function refreshApprovals(): Promise<void> {
     for (const a of approvals) state.seenApprovals.set(approvalKey(a), a);
     updateBadge();
     syncApprovals(true);
+    if (page() === "analytics") renderView();
   } catch (e) {
     if (!(e instanceof ApiFailure && e.status === 401)) flash(`Could not load approvals: ${errorText(e)}`, "error");
   }
@@ -230,6 +254,8 @@ function onApproval(c: ApprovalChange): void {
   }
   updateBadge();
   syncApprovals(c.type === "updated");
+  // Analytics counts the requests held right now.
+  if (page() === "analytics") renderView();
 }
 
 function onEvent(e: GwEvent): void {

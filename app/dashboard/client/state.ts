@@ -6,12 +6,13 @@ import { ApiFailure } from "./api.ts";
 import type { Approval, GwEvent, Me } from "./api.ts";
 import { clear, h, type Child } from "./dom.ts";
 
-export type Page = "approvals" | "requests" | "devices" | "analytics";
+export type Page = "approvals" | "requests" | "devices" | "analytics" | "config";
 export const PAGES: { id: Page; label: string }[] = [
   { id: "approvals", label: "Approvals" },
   { id: "requests", label: "Requests" },
   { id: "devices", label: "Devices" },
   { id: "analytics", label: "Analytics" },
+  { id: "config", label: "Config" },
 ];
 export const MAX_EVENTS = 5000;
 
@@ -51,11 +52,22 @@ export const page = (): Page => {
 };
 export const errorText = (e: unknown) => (e instanceof ApiFailure ? `${e.message} (${e.code})` : e instanceof Error ? e.message : String(e));
 
+/**
+ * A short notice in the corner. It belongs to the page it was shown on: it
+ * goes after a few seconds or when the operator moves to another page
+ * (clearFlash, from the shell's router), whichever comes first.
+ */
 export function flash(text: string, kind: "ok" | "error" = "ok"): void {
   const el = document.getElementById("flash");
   if (!el) return;
-  clear(el, h("div", { class: `flash flash-${kind}`, role: kind === "error" ? "alert" : "status" }, text));
-  window.setTimeout(() => el.firstElementChild?.remove(), 6000);
+  const note = h("div", { class: `flash flash-${kind}`, role: kind === "error" ? "alert" : "status" }, text);
+  clear(el, note);
+  // This notice only: a later one has its own timer.
+  window.setTimeout(() => note.remove(), 6000);
+}
+
+export function clearFlash(): void {
+  document.getElementById("flash")?.replaceChildren();
 }
 
 export function fact(label: string, value: Child): HTMLElement[] {

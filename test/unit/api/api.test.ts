@@ -49,6 +49,10 @@ describe("every route needs a credential", () => {
         "GET /api/spend",
         "GET /api/audit",
         "GET /api/operators",
+        "GET /api/config",
+        "GET /api/version",
+        "POST /api/config/validate",
+        "POST /api/config/apply",
         "GET /metrics",
       ].sort(),
     );

@@ -1,0 +1,61 @@
+#!/usr/bin/env bun
+// `make bundle`: dist/clawpatrol-VERSION.cpup, the signed update bundle
+// `clawpatrol-gateway update` accepts (app/update/bundle.ts).
+//   bun tools/make-bundle.ts --key KEY.pem [--version V] [--out DIR]
+// The payload is app/, config/, package.json, package-lock.json, the
+// production node_modules (as the image stages them: npm ci --omit=dev in a
+// scratch directory), the Bun runtime as bin/bun, and VERSION. V defaults to package.json's version plus
+// the commit and date (0.1.0+20261207.abc1234).
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { packBundle } from "../app/update/bundle.ts";
+
+const REPO = path.resolve(import.meta.dir, "..");
+const args = process.argv.slice(2);
+const flag = (name: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+
+async function sh(argv: string[], cwd = REPO): Promise<string> {
+  const p = Bun.spawn(argv, { cwd, stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`${argv.join(" ")}: ${err.trim()}`);
+  return out.trim();
+}
+
+const keyFile = flag("key");
+if (!keyFile) {
+  console.error("usage: bun tools/make-bundle.ts --key KEY.pem [--version V] [--out DIR]   (a key: clawpatrol-gateway update keygen DIR)");
+  process.exit(2);
+}
+const pkg = JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as { version: string };
+const commit = await sh(["git", "rev-parse", "--short", "HEAD"]).catch(() => "nogit");
+const version = flag("version") ?? `${pkg.version}+${new Date().toISOString().slice(0, 10).replace(/-/g, "")}.${commit}`;
+const outDir = flag("out") ?? path.join(REPO, "dist");
+
+const tree = mkdtempSync(path.join(os.tmpdir(), "clawpatrol-bundle-"));
+try {
+  for (const p of ["app", "config", "package.json", "package-lock.json"]) cpSync(path.join(REPO, p), path.join(tree, p), { recursive: true });
+  await sh(["npm", "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], tree);
+  // elysia's peer dependencies for its types only (~35 MB); nothing loads them at run time (as image/build.sh).
+  for (const p of ["typescript", "@types", "bun-types", "undici-types", ".bin/tsc", ".bin/tsserver"]) rmSync(path.join(tree, "node_modules", p), { recursive: true, force: true });
+  // The Bun runtime travels with the app: bin/bun, the one this checkout runs.
+  const bun = ["node_modules/@oven/bun-linux-x64/bin/bun", "node_modules/bun/bin/bun.exe", "node_modules/bun/bin/bun"]
+    .map((p) => path.join(REPO, p))
+    .find((p) => existsSync(p) && readFileSync(p).subarray(0, 4).toString("latin1") === "\x7fELF");
+  if (!bun) throw new Error("no Bun binary under node_modules/ (run: npm ci)");
+  mkdirSync(path.join(tree, "bin"));
+  cpSync(bun, path.join(tree, "bin", "bun"));
+  writeFileSync(path.join(tree, "VERSION"), `${version}\n`);
+  const tarball = path.join(tree, "..", `${path.basename(tree)}.tar.gz`);
+  await sh(["tar", "-czf", tarball, "-C", tree, "."]);
+  mkdirSync(outDir, { recursive: true });
+  const out = path.join(outDir, `clawpatrol-${version}.cpup`);
+  writeFileSync(out, packBundle(version, readFileSync(tarball), readFileSync(keyFile, "utf8")));
+  rmSync(tarball, { force: true });
+  console.log(out);
+} finally {
+  if (existsSync(tree)) rmSync(tree, { recursive: true, force: true });
+}
