@@ -17,7 +17,7 @@ import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { readFileSync } from "node:fs";
 import type { Duplex } from "node:stream";
-import ssh2, { type Client as SshClient, type ClientChannel, type Connection, type ServerChannel, type Session } from "ssh2";
+import ssh2, { type Client as SshClient, type ClientChannel, type Connection, type ParsedKey, type ServerChannel, type Session } from "ssh2";
 import type { EndpointHandler, ServeRequest } from "../spec.ts";
 import type { FlowDeps } from "../../dispatch/handle.ts";
 import type { Decision, Endpoint, Policy } from "../../policy/types.ts";
@@ -29,7 +29,8 @@ import { sshFamily, type SshFacts } from "../../families/ssh.ts";
 import { dialTcp } from "../relay.ts";
 import { log } from "../../log.ts";
 import { DENIED_EXIT_STATUS, SshGate, type ChannelRecord, type SshRequest, type Verdict } from "./gate.ts";
-import { gatewayHostKey, hostKeyVerdict, KnownUpstreams, publicKeyOfBlob } from "./keys.ts";
+import { gatewayHostKey, gatewaySshCa, hostCertFor, hostKeyVerdict, KnownUpstreams, publicKeyOfBlob } from "./keys.ts";
+import { certifiedHostKey, fixKexReplies } from "./host-cert.ts";
 import { sshSettings } from "./spec.ts";
 import { SessionHandle } from "./session-internals.ts";
 
@@ -60,15 +61,19 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
 
   const upstream = await openUpstream();
   const hostKey = gatewayHostKey(state.db, state.stateDir, endpoint.ref, Date.now());
+  // The same key also as a certificate the gateway's SSH CA signed for the endpoint's hosts, offered first.
+  const plainKey = ssh2.utils.parseKey(hostKey.privateKey) as ParsedKey;
+  const cert = hostCertFor(hostKey, gatewaySshCa(state.db, state.stateDir, Date.now()), endpoint.ref, settings.upstreams.map((u) => u.host), Date.now());
 
   return new Promise<void>((resolve) => {
     const server = new ssh2.Server({
-      hostKeys: [hostKey.privateKey],
+      hostKeys: [{ key: certifiedHostKey(plainKey, cert) }, { key: plainKey }],
       algorithms: { cipher: CIPHERS },
       ident: "clawpatrol",
       ...(upstream.ok ? {} : { banner: `clawpatrol: ${upstream.reason}` }),
     });
     server.on("connection", (conn: Connection) => {
+      fixKexReplies(conn, cert);
       let agentUser = "";
       let finished = false;
       const finish = () => {

@@ -9,6 +9,7 @@ declare module "ssh2" {
     comment: string;
     getPublicSSH(): Buffer;
     getPrivatePEM(): string | null;
+    sign(data: Buffer, algo?: string): Buffer | Error;
   }
 
   export const utils: {
@@ -25,7 +26,7 @@ declare module "ssh2" {
   }
 
   export interface ServerConfig {
-    hostKeys: (string | Buffer)[];
+    hostKeys: (string | Buffer | { key: string | Buffer | ParsedKey; passphrase?: string })[];
     algorithms?: Algorithms;
     ident?: string;
     banner?: string;

@@ -166,6 +166,38 @@ rule "no-rm" {
     expect(Bun.spawnSync(["test", "-e", marker]).exitCode).toBe(0);
   });
 
+  test("run trusts the gateway's SSH CA for the endpoint's hosts: StrictHostKeyChecking=yes connects with no prompt, also across re-keys", async () => {
+    const userKnown = path.join(home, ".ssh", "known_hosts");
+    // Every run writes the line from the manifest it reads at start.
+    expect((await runClient(bin, dev, ["run", "--", "true"], { home, timeoutMs: 60_000 })).code).toBe(0);
+    const line = readFileSync(userKnown, "utf8").split("\n").find((l) => l.startsWith("@cert-authority "));
+    expect(line).toMatch(new RegExp(`^@cert-authority ${NAME.replace(/\./g, "\\.")},\\[${NAME.replace(/\./g, "\\.")}\\]:\\* ssh-ed25519 [A-Za-z0-9+/=]+ clawpatrol-ssh-ca$`));
+    // Nothing else known about the host: only the CA line lets it in. A re-key every 64 KiB: each key exchange presents the certificate.
+    const sshArgs = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no", "-o", `UserKnownHostsFile=${userKnown}`, "-o", "StrictHostKeyChecking=yes",
+      "-o", "RekeyLimit=64K", "-o", "ConnectTimeout=30", "-v", `agent@${NAME}`, "'head -c 1000000 /dev/zero'"];
+    const big = await runClient(bin, dev, ["run", "--", "sh", "-c", `${sshArgs.join(" ")} | wc -c`], { home, timeoutMs: 60_000 });
+    expect(big.out.trim()).toBe("1000000");
+    expect(big.code).toBe(0);
+    expect(big.err).toContain("Server host certificate: ssh-ed25519-cert-v01@openssh.com");
+    expect(big.err).toMatch(/Host '\S+' is known and matches the ED25519-CERT host certificate/);
+    // At least one re-key after the first exchange, and the data went on across it.
+    expect((big.err.match(/SSH2_MSG_KEXINIT received/g) ?? []).length).toBeGreaterThanOrEqual(2);
+    // The certificate as ssh-keyscan fetches it: a host certificate for the endpoint's name, signed by the CA in the line.
+    const scan = await runClient(bin, dev, ["run", "--", "ssh-keyscan", "-c", NAME], { home, timeoutMs: 60_000 });
+    // `ssh-keyscan -c` prints the certificate as a -cert.pub file holds it (no host name).
+    const certLine = scan.out.split("\n").find((l) => l.startsWith("ssh-ed25519-cert-v01@openssh.com "));
+    expect(certLine).toBeDefined();
+    const certFile = path.join(dir, "host-cert.pub");
+    writeFileSync(certFile, certLine! + "\n");
+    const shown = Bun.spawnSync(["ssh-keygen", "-L", "-f", certFile], { stdout: "pipe" }).stdout.toString();
+    expect(shown).toContain("host certificate");
+    expect(shown).toMatch(new RegExp(`Principals:\\s+${NAME.replace(/\./g, "\\.")}\\s`));
+    const caFile = path.join(dir, "ca.pub");
+    writeFileSync(caFile, line!.split(" ").slice(2, 4).join(" ") + "\n");
+    const caFp = Bun.spawnSync(["ssh-keygen", "-l", "-f", caFile], { stdout: "pipe" }).stdout.toString().split(" ")[1]!;
+    expect(shown).toContain(`Signing CA: ED25519 ${caFp}`);
+  });
+
   test("each request is recorded for the device under the endpoint's name; the real key reaches no sink", async () => {
     expect(await waitFor(() => events().some((e) => e.kind === "ssh" && e.verdict === "deny" && e.rule === "no-rm"), 10_000)).toBe(true);
     const mine = events().filter((e) => e.kind === "ssh" && e.device === "ssh-laptop");
