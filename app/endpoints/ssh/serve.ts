@@ -31,6 +31,7 @@ import { log } from "../../log.ts";
 import { DENIED_EXIT_STATUS, SshGate, type ChannelRecord, type SshRequest, type Verdict } from "./gate.ts";
 import { gatewayHostKey, gatewaySshCa, hostCertFor, hostKeyVerdict, KnownUpstreams, publicKeyOfBlob } from "./keys.ts";
 import { certifiedHostKey, fixKexReplies } from "./host-cert.ts";
+import { ForwardedAgent } from "./agent-forward.ts";
 import { sshSettings } from "./spec.ts";
 import { SessionHandle } from "./session-internals.ts";
 
@@ -58,6 +59,8 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
   const state = deps.state;
   const auth = upstreamAuth(req.policy(), endpoint, device.profile, deps);
   const started = Date.now();
+  // The device's forwarded agent, for the upstream's agent channels (used only on a session a rule allowed it for).
+  const agent = new ForwardedAgent();
 
   const upstream = await openUpstream();
   const hostKey = gatewayHostKey(state.db, state.stateDir, endpoint.ref, Date.now());
@@ -96,6 +99,7 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
       conn.on("ready", () => {
         if (!upstream.ok) return conn.end();
         const client = upstream.client;
+        agent.toward = conn;
         client.on("close", () => conn.end());
         const gate = new SshGate({ host: target.host, user: agentUser });
         serveConnection(conn, client, gate);
@@ -149,6 +153,8 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
         ...(auth.passphrase !== undefined ? { passphrase: auth.passphrase } : {}),
         ...(auth.password !== undefined ? { password: auth.password, tryKeyboard: true } : {}),
         algorithms: { cipher: CIPHERS },
+        // Not agentForward: ssh2 would then ask for it on every channel; it is asked per exec or shell a rule allowed it for.
+        agent,
         readyTimeout: UPSTREAM_READY_TIMEOUT_MS,
         keepaliveInterval: 60_000,
         hostVerifier: (blob: Buffer) => {
@@ -242,6 +248,8 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
     function serveSession(session: Session, id: number): void {
       let pty: { term: string; cols: number; rows: number; width: number; height: number; modes: Record<string, number> } | undefined;
       let upstreamChannel: ClientChannel | undefined;
+      // Set when a rule allowed this session's agent forwarding: asked for upstream with its exec or shell.
+      let agentForward = false;
       const handle = new SessionHandle(conn, session);
       session.on("close", () => {
         const r = gate.closed(id, Date.now());
@@ -279,7 +287,12 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
         }),
       );
       session.on("env", (accept, reject, info) => simple({ verb: "env", name: info.key, value: info.val }, accept, reject));
-      session.on("auth-agent", (accept, reject) => simple({ verb: "agent" }, accept, reject, () => false));
+      session.on("auth-agent", (accept, reject) =>
+        simple({ verb: "agent" }, accept, reject, () => {
+          agentForward = true;
+          return true;
+        }),
+      );
       session.on("x11", (accept, reject) => simple({ verb: "x11" }, accept, reject, () => false));
       session.on("window-change", (accept, _reject, info) => {
         if (pty) Object.assign(pty, { cols: info.cols, rows: info.rows, width: info.width, height: info.height });
@@ -300,8 +313,8 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
             } else resolve({ ok: true, up });
           };
           const env = gate.envOf(id);
-          if (req.verb === "exec") client.exec(req.command, { ...(pty ? { pty } : {}), env }, opened);
-          else if (req.verb === "shell") client.shell(pty ?? false, { env }, opened);
+          if (req.verb === "exec") client.exec(req.command, { ...(pty ? { pty } : {}), env, agentForward }, opened);
+          else if (req.verb === "shell") client.shell(pty ?? false, { env, agentForward }, opened);
           else if (req.verb === "subsystem") client.subsys(req.name, opened);
           else resolve({ ok: false, reason: `${req.verb} does not start a command` });
         });

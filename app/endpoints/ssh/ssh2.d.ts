@@ -130,6 +130,12 @@ declare module "ssh2" {
     readyTimeout?: number;
     keepaliveInterval?: number;
     debug?: (message: string) => void;
+    agent?: BaseAgent;
+    agentForward?: boolean;
+  }
+
+  export class BaseAgent {
+    getIdentities(cb: (err: Error | undefined, keys?: unknown[]) => void): void;
   }
 
   export interface TcpConnectionDetails {
@@ -143,8 +149,8 @@ declare module "ssh2" {
     connect(cfg: ConnectConfig): this;
     end(): this;
     destroy(): this;
-    exec(command: string, options: { pty?: Partial<PtyInfo> | boolean; env?: Record<string, string> }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
-    shell(window: Partial<PtyInfo> | false, options: { env?: Record<string, string> }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
+    exec(command: string, options: { pty?: Partial<PtyInfo> | boolean; env?: Record<string, string>; agentForward?: boolean }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
+    shell(window: Partial<PtyInfo> | false, options: { env?: Record<string, string>; agentForward?: boolean }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
     subsys(name: string, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
     forwardOut(srcIP: string, srcPort: number, dstIP: string, dstPort: number, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
     forwardIn(bindAddr: string, bindPort: number, cb: (err: Error | undefined, bindPort: number) => void): this;
@@ -159,6 +165,6 @@ declare module "ssh2" {
     on(event: "tcp connection", listener: (details: TcpConnectionDetails, accept: () => ClientChannel, reject: () => void) => void): this;
   }
 
-  const ssh2: { Server: typeof Server; Client: typeof Client; utils: typeof utils };
+  const ssh2: { Server: typeof Server; Client: typeof Client; BaseAgent: typeof BaseAgent; utils: typeof utils };
   export default ssh2;
 }
