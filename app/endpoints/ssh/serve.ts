@@ -32,7 +32,7 @@ import { DENIED_EXIT_STATUS, SshGate, type ChannelRecord, type SshRequest, type 
 import { gatewayHostKey, gatewaySshCa, hostCertFor, hostKeyVerdict, KnownUpstreams, publicKeyOfBlob } from "./keys.ts";
 import { certifiedHostKey, fixKexReplies } from "./host-cert.ts";
 import { ForwardedAgent } from "./agent-forward.ts";
-import { sshSettings } from "./spec.ts";
+import { sshSettings, upstreamFor } from "./spec.ts";
 import { SessionHandle } from "./session-internals.ts";
 
 export const sshHandler: EndpointHandler = {
@@ -53,8 +53,8 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
   const { flow, endpoint } = req;
   const device = flow.device;
   const settings = sshSettings(endpoint.settings);
-  // The name the flow was claimed under; the port is the block's (a VIP takes any port).
-  const target = settings.upstreams.find((u) => u.host === req.upstream.host) ?? req.upstream;
+  // The name the flow was claimed under, on the port the block gives it.
+  const target = upstreamFor(settings, req.upstream);
   if (!deps.state) throw new Error("the ssh endpoint needs the state database");
   const state = deps.state;
   const auth = upstreamAuth(req.policy(), endpoint, device.profile, deps);
