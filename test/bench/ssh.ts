@@ -40,7 +40,7 @@ export interface SshPathResult {
   scpMBps: number;
   execSeconds: number;
   execsPerSecond: number;
-  /** What the client negotiated (from ssh -v): "cipher / mac". */
+  /** What the client negotiated (from ssh -v): "cipher / mac, kex ALGORITHM". */
   cipher: string;
   /** The gateway's CPU seconds during the scp and the execs (clawpatrol only). */
   gatewayCpu?: { scp: number; execs: number };
@@ -128,22 +128,26 @@ rule "no-rm" {
 
     const payload = path.join(dir, "payload.bin");
     writeFileSync(payload, Buffer.alloc(s.megabytes * 1024 * 1024, 0x5a));
-    const common = [
+    // Both paths reach the same host:port: a known_hosts file each. The same
+    // key exchange both ways: OpenSSH would pick sntrup761x25519 directly
+    // (which ssh2 lacks), several times the CPU of curve25519 per connection.
+    const common = (key: string) => [
       "-F", "/dev/null",
+      "-o", "KexAlgorithms=curve25519-sha256",
       "-o", "BatchMode=yes",
       "-o", "StrictHostKeyChecking=no",
-      "-o", `UserKnownHostsFile=${path.join(dir, "known_hosts")}`,
+      "-o", `UserKnownHostsFile=${path.join(dir, `known_hosts.${key}`)}`,
       "-o", "ConnectTimeout=30",
       ...(s.cipher ? ["-c", s.cipher] : []),
     ];
     const paths = {
       direct: {
-        options: [...common, "-o", `IdentityFile=${sshd.privateKeyPath}`, "-o", "IdentitiesOnly=yes", "-o", `ProxyCommand=socat - TCP:${sshd.host}:${sshd.port},nodelay`],
+        options: [...common("direct"), "-o", `IdentityFile=${sshd.privateKeyPath}`, "-o", "IdentitiesOnly=yes", "-o", `ProxyCommand=socat - TCP:${sshd.host}:${sshd.port},nodelay`],
         login: `${sshd.keyUser}@${sshd.host}`,
       },
       clawpatrol: {
         options: [
-          ...common,
+          ...common("clawpatrol"),
           "-o", "PubkeyAuthentication=no",
           "-o", `ProxyCommand=socat - PROXY:127.0.0.1:${sshd.host}:${sshd.port},proxyport=${proxyPort},proxyauth=${info.device}:${info.token}`,
         ],
@@ -158,7 +162,8 @@ rule "no-rm" {
       const probe = await run(["ssh", "-v", ...p.options, "-p", String(sshd.port), p.login, "id -un"], 60_000);
       if (probe.code !== 0 || probe.out.trim() !== sshd.keyUser) fail(`${key}: ssh failed (${probe.code}):\n${probe.err.split("\n").slice(-6).join("\n")}`);
       const kex = /kex: server->client cipher: (\S+) MAC: (\S+)/.exec(probe.err);
-      const cipher = kex ? `${kex[1]} / ${kex[2]}` : "?";
+      const kexAlg = /kex: algorithm: (\S+)/.exec(probe.err)?.[1] ?? "?";
+      const cipher = kex ? `${kex[1]} / ${kex[2]}, kex ${kexAlg}` : "?";
       if (key === "clawpatrol") {
         const denied = await run(["ssh", ...p.options, "-p", String(sshd.port), p.login, "rm -rf /nonexistent"], 60_000);
         if (denied.code === 0 || !denied.err.includes('rule "no-rm"')) fail(`clawpatrol: the rule on ssh.command did not deny: ${denied.err.trim()}`);
@@ -213,7 +218,7 @@ export function report(r: SshBenchResult): string[] {
   const g = r.rows.find((x) => x.path === "clawpatrol");
   const lines = [
     `bench-ssh: ${r.sshVersion}; one run each; ${os.cpus().length} CPUs shared by everything (the gateway, sshd, ssh, socat)`,
-    `path         scp ${r.settings.megabytes} MB        ${r.settings.execs} x ssh true      cipher (server->client)`,
+    `path         scp ${r.settings.megabytes} MB        ${r.settings.execs} x ssh true      cipher (server->client), kex`,
   ];
   for (const x of r.rows) {
     lines.push(
