@@ -245,6 +245,9 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
       });
     });
 
+    /** Exit statuses that came before their channel was spliced. */
+    const earlyExits = new WeakMap<ClientChannel, unknown[]>();
+
     function serveSession(session: Session, id: number): void {
       let pty: { term: string; cols: number; rows: number; width: number; height: number; modes: Record<string, number> } | undefined;
       let upstreamChannel: ClientChannel | undefined;
@@ -310,7 +313,12 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
             if (err) {
               log.info("ssh upstream refused a request", { flow: flow.id, verb: req.verb, error: err.message });
               resolve({ ok: false, reason: `the upstream refused it (${err.message})` });
-            } else resolve({ ok: true, up });
+            } else {
+              // A quick command's exit-status can come in the same read as the
+              // request's success, before the splice listens: keep it for it.
+              up.once("exit", (...args: unknown[]) => earlyExits.set(up, args));
+              resolve({ ok: true, up });
+            }
           };
           const env = gate.envOf(id);
           if (req.verb === "exec") client.exec(req.command, { ...(pty ? { pty } : {}), env, agentForward }, opened);
@@ -411,7 +419,7 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
       up.stderr.pipe(down.stderr, { end: false });
       down.on("error", () => up.close());
       up.on("error", () => down.close());
-      up.on("exit", (code, signal, coreDumped, description) => {
+      const onExit = (code: number | null, signal?: string, coreDumped?: boolean, description?: string) => {
         if (typeof code === "number") {
           gate.exited(id, { code });
           down.exit(code);
@@ -419,7 +427,10 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
           gate.exited(id, { signal });
           down.exit(signal, coreDumped ?? false, description ?? "");
         }
-      });
+      };
+      const early = earlyExits.get(up);
+      if (early) onExit(...(early as Parameters<typeof onExit>));
+      else up.on("exit", onExit);
       let closed = false;
       const close = () => {
         if (closed) return;
