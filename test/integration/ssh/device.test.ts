@@ -114,6 +114,7 @@ rule "no-rm" {
       await sshd?.stop();
       if (dir) rmSync(dir, { recursive: true, force: true });
       if (home) rmSync(home, { recursive: true, force: true });
+      if (bin) rmSync(path.dirname(bin), { recursive: true, force: true });
     }
   });
 
