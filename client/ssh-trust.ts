@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import path from "node:path";
 import type { Manifest } from "../app/endpoints/internal.ts";
 
-/** The comment that marks the line (keys.ts SSH_CA_COMMENT on the gateway). */
+/** The comment that marks the line as this program's. */
 export const SSH_CA_COMMENT = "clawpatrol-ssh-ca";
 
 /** The known_hosts host patterns for `hosts`: the name on port 22, and `[name]:*` for every other port. */

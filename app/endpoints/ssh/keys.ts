@@ -105,8 +105,6 @@ export function publicKeyOfBlob(blob: Buffer): SshPublicKey | undefined {
 
 /** The row of ssh_host_keys that holds the gateway's SSH CA ("@" is never in an endpoint ref). */
 export const SSH_CA_ROW = "@gateway-ssh-ca";
-/** The comment that marks the CA's line in a device's known_hosts. */
-export const SSH_CA_COMMENT = "clawpatrol-ssh-ca";
 
 /** The gateway's SSH CA: an ed25519 key made on first use, kept like the endpoints' host keys. */
 export function gatewaySshCa(db: Database, stateDir: string, now: number): GatewayHostKey {
