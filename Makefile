@@ -47,6 +47,12 @@ bench-postgres: deps
 	bash test/bench/deps.sh
 	$(BUN) test/bench/postgres.ts
 
+.PHONY: bench-ssh
+## scp of 200 MB and 200 sequential `ssh host true`, directly and through the gateway's ssh endpoint, to a real sshd (root).
+bench-ssh: deps
+	bash test/bench/deps.sh
+	$(BUN) test/bench/ssh.ts
+
 .PHONY: image test-image test-image-units
 
 ## The appliance VM image: dist/clawpatrol-appliance.raw and .qcow2 (root; see image/build.sh).

@@ -23,10 +23,12 @@ import path from "node:path";
 import { isatty } from "node:tty";
 import { cString, IFF_NO_PI, IFF_TUN, IFREQ_SIZE, IFREQ_UNION_OFFSET, libc, O_CLOEXEC, O_NONBLOCK, O_RDWR, sysError, TUNSETIFF } from "../app/net/tun/libc.ts";
 import { INNER_ENV, type InnerConfig } from "./run.ts";
+import type { Manifest } from "../app/endpoints/internal.ts";
 import { serveInside } from "./publish.ts";
 import { pollReadable, recvFd, sendFd } from "./sys.ts";
 import { agentArgv, gateTools, GateSetupError, writeShims } from "./gate/setup.ts";
-import { profileGate } from "./gate/profile.ts";
+import { gateOf, readManifest } from "./gate/profile.ts";
+import { sshTrustOf, trustSshCa, userKnownHosts } from "./ssh-trust.ts";
 import { Warden } from "./gate/warden.ts";
 
 const CTL_FD = 3;
@@ -143,8 +145,12 @@ function setupFiles(cfg: InnerConfig): { bundle: string; ca: string; warnings: s
  * The command gate (client/gate/): --gate and the profile's list; the
  * shims, the warden, and PATH with the shims first. Undefined: nothing gated.
  */
-async function startGate(cfg: InnerConfig, env: Record<string, string | undefined>): Promise<{ warden: Warden; plan: ReturnType<typeof writeShims> } | undefined> {
-  const fromProfile = await profileGate(cfg.caCert);
+async function startGate(
+  cfg: InnerConfig,
+  env: Record<string, string | undefined>,
+  manifest: Record<string, unknown> | undefined,
+): Promise<{ warden: Warden; plan: ReturnType<typeof writeShims> } | undefined> {
+  const fromProfile = manifest === undefined ? undefined : gateOf(manifest);
   if (fromProfile === undefined) process.stderr.write("clawpatrol: warning: could not read this profile's gate list from the gateway; gating only --gate\n");
   const names = [...new Set([...(cfg.gate ?? []), ...(fromProfile ?? [])])];
   if (names.length === 0) return undefined;
@@ -157,6 +163,18 @@ async function startGate(cfg: InnerConfig, env: Record<string, string | undefine
   sh(["mount", "--bind", "-o", "ro", plan.dir, plan.dir], "making the gate's directory read-only");
   env.PATH = `${plan.binDir}:${env.PATH ?? "/usr/local/bin:/usr/bin:/bin"}`;
   return { warden, plan };
+}
+
+/** The gateway's SSH CA for its ssh endpoints' hosts in the user's known_hosts (a warning when it cannot be written). */
+function trustGatewaySsh(manifest: Record<string, unknown> | undefined, home: string | undefined): void {
+  const trust = manifest && sshTrustOf(manifest as Pick<Manifest, "endpoints" | "sshCa">);
+  if (!trust || !home) return;
+  const file = userKnownHosts(home);
+  try {
+    trustSshCa(file, trust.ca, trust.hosts);
+  } catch (e) {
+    process.stderr.write(`clawpatrol: warning: could not add the gateway's SSH CA to ${file} (${(e as Error).message}); ssh may ask about the host key\n`);
+  }
 }
 
 export async function inner(argv: string[]): Promise<number> {
@@ -190,7 +208,9 @@ export async function inner(argv: string[]): Promise<number> {
   let cmd = cfg.root ? argv : ["unshare", "--user", `--map-user=${cfg.uid}`, `--map-group=${cfg.gid}`, "--", ...argv];
   let warden: Warden | undefined;
   try {
-    const gated = await startGate(cfg, env);
+    const manifest = await readManifest(cfg.caCert);
+    trustGatewaySsh(manifest, env.HOME);
+    const gated = await startGate(cfg, env, manifest);
     if (gated) {
       warden = gated.warden;
       cmd = agentArgv(gated.plan, gateTools(), cmd);

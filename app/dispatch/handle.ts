@@ -88,7 +88,11 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
   if (decision.kind === "internal") {
     const tlsSock = await terminateTls(flow, deps, peeked, INTERNAL_HOST);
     if (!tlsSock) return;
+    // The SSH CA lives with the ssh endpoint's keys (and ssh2): loaded only when a policy has an ssh endpoint.
+    const state = deps.state;
+    const sshKeys = state && [...policy.endpoints.values()].some((e) => e.type === "ssh") ? await import("../endpoints/ssh/keys.ts") : undefined;
     await serveInternal(tlsSock, flow.device, {
+      ...(state && sshKeys ? { sshCa: () => sshKeys.gatewaySshCa(state.db, state.stateDir, Date.now()).publicKey } : {}),
       policy: deps.policy,
       ...(deps.caCertPem !== undefined ? { caCertPem: deps.caCertPem } : {}),
       ...(deps.redact ? { redact: deps.redact } : {}),

@@ -35,6 +35,8 @@ export interface InternalDeps {
   redact?: (text: string) => string;
   /** The command gate's verdict API (/gate/...); without it those paths are 404. */
   gate?: GateService;
+  /** The gateway's SSH CA public key (`ssh-ed25519 AAAA...`), asked for only when the device sees an ssh endpoint. */
+  sshCa?: () => string;
 }
 
 /** A connection that sends nothing for this long is closed. */
@@ -67,6 +69,8 @@ export interface Manifest {
   credentials: ManifestCredential[];
   /** Commands the profile gates (`clawpatrol run` adds them to --gate). */
   gate: string[];
+  /** The gateway's SSH CA (`ssh-ed25519 AAAA...`) when the device sees an ssh endpoint: it signs their host keys (`clawpatrol run` trusts it for their hosts). */
+  sshCa?: string;
 }
 
 /** Where a credential type's placeholder goes, in words (settings are names, never secrets). */
@@ -105,7 +109,7 @@ export function slotDescription(cred: Credential, placeholder: string): string {
 }
 
 /** The device's view of the policy: its profile's endpoints and credential placeholders. */
-export function buildManifest(policy: Policy, device: DeviceIdentity): Manifest {
+export function buildManifest(policy: Policy, device: DeviceIdentity, sshCa?: () => string): Manifest {
   const profile = policy.profiles.get(device.profile);
   const visible = profile?.endpoints === undefined ? undefined : new Set(profile.endpoints);
   const endpoints: Endpoint[] = profile ? [...policy.endpoints.values()].filter((e) => visible === undefined || visible.has(e.ref)) : [];
@@ -129,6 +133,7 @@ export function buildManifest(policy: Policy, device: DeviceIdentity): Manifest 
     endpoints: endpoints.map((e) => ({ name: e.name, ref: e.ref, type: e.type, hosts: [...e.hosts], ports: e.ports ?? [DEFAULT_HTTPS_PORT] })),
     credentials,
     gate: [...(profile?.gate ?? [])],
+    ...(sshCa && endpoints.some((e) => e.type === "ssh") ? { sshCa: sshCa() } : {}),
   };
 }
 
@@ -213,7 +218,7 @@ export function route(method: string, target: string, headers: HeaderList, devic
       return { status: 200, headers: [["Content-Type", "application/x-pem-file"], ...common], body: deps.caCertPem };
     case "/manifest":
     case "/manifest.json": {
-      const m = buildManifest(deps.policy(), device);
+      const m = buildManifest(deps.policy(), device, deps.sshCa);
       if (url.pathname === "/manifest.json" || wantsJson(url.searchParams, headers)) {
         return { status: 200, headers: [["Content-Type", "application/json"], ...common], body: redact(JSON.stringify(m, null, 2) + "\n") };
       }

@@ -2,13 +2,16 @@
 //   1. the host key the gateway shows agents: one ed25519 key per endpoint,
 //      made on first use, encrypted with the master key; the same key after
 //      a restart, so known_hosts lines stay valid;
-//   2. each upstream's host key as first seen (trust on first use).
+//   2. the gateway's SSH CA (a row of the same table), which signs each
+//      endpoint's host key into a host certificate for the endpoint's hosts;
+//   3. each upstream's host key as first seen (trust on first use).
 // hostKeyVerdict is the pure decision about a presented upstream key.
 import type { Database } from "bun:sqlite";
 import { createHash } from "node:crypto";
 import ssh2 from "ssh2";
 import { decryptSecret, encryptSecret, loadOrCreateMasterKey } from "../../store/secrets.ts";
 import type { SshPublicKey } from "./spec.ts";
+import { hostCertificate } from "./cert.ts";
 
 export interface GatewayHostKey {
   /** OpenSSH private key text (for ssh2's Server). */
@@ -98,4 +101,41 @@ export function publicKeyOfBlob(blob: Buffer): SshPublicKey | undefined {
   const n = blob.readUInt32BE(0);
   if (4 + n > blob.length) return undefined;
   return { type: blob.subarray(4, 4 + n).toString("latin1"), blob: blob.toString("base64") };
+}
+
+/** The row of ssh_host_keys that holds the gateway's SSH CA ("@" is never in an endpoint ref). */
+export const SSH_CA_ROW = "@gateway-ssh-ca";
+
+/** The gateway's SSH CA: an ed25519 key made on first use, kept like the endpoints' host keys. */
+export function gatewaySshCa(db: Database, stateDir: string, now: number): GatewayHostKey {
+  return gatewayHostKey(db, stateDir, SSH_CA_ROW, now);
+}
+
+/** How long a host certificate is valid either side of the moment it is made (one per connection). */
+const CERT_BEFORE_S = 24 * 3600;
+const CERT_AFTER_S = 365 * 24 * 3600;
+
+/** The endpoint's host key signed by the CA for `principals`: the certificate blob. */
+export function hostCertFor(hostKey: GatewayHostKey, ca: GatewayHostKey, endpoint: string, principals: string[], now: number): Buffer {
+  const parse = (text: string) => {
+    const k = ssh2.utils.parseKey(text);
+    if (k instanceof Error || Array.isArray(k)) throw new Error("a stored ssh key does not parse");
+    return k;
+  };
+  const host = parse(hostKey.privateKey);
+  const caKey = parse(ca.privateKey);
+  const seconds = Math.floor(now / 1000);
+  return hostCertificate({
+    hostKey: host.getPublicSSH(),
+    caKey: caKey.getPublicSSH(),
+    sign: (data) => {
+      const sig = caKey.sign(data);
+      if (sig instanceof Error) throw sig;
+      return sig;
+    },
+    principals,
+    keyId: `clawpatrol ${endpoint}`,
+    validAfter: seconds - CERT_BEFORE_S,
+    validBefore: seconds + CERT_AFTER_S,
+  });
 }

@@ -17,7 +17,7 @@ import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { readFileSync } from "node:fs";
 import type { Duplex } from "node:stream";
-import ssh2, { type Client as SshClient, type ClientChannel, type Connection, type ServerChannel, type Session } from "ssh2";
+import ssh2, { type Client as SshClient, type ClientChannel, type Connection, type ParsedKey, type ServerChannel, type Session } from "ssh2";
 import type { EndpointHandler, ServeRequest } from "../spec.ts";
 import type { FlowDeps } from "../../dispatch/handle.ts";
 import type { Decision, Endpoint, Policy } from "../../policy/types.ts";
@@ -29,8 +29,10 @@ import { sshFamily, type SshFacts } from "../../families/ssh.ts";
 import { dialTcp } from "../relay.ts";
 import { log } from "../../log.ts";
 import { DENIED_EXIT_STATUS, SshGate, type ChannelRecord, type SshRequest, type Verdict } from "./gate.ts";
-import { gatewayHostKey, hostKeyVerdict, KnownUpstreams, publicKeyOfBlob } from "./keys.ts";
-import { sshSettings } from "./spec.ts";
+import { gatewayHostKey, gatewaySshCa, hostCertFor, hostKeyVerdict, KnownUpstreams, publicKeyOfBlob } from "./keys.ts";
+import { certifiedHostKey, fixKexReplies } from "./host-cert.ts";
+import { ForwardedAgent } from "./agent-forward.ts";
+import { sshSettings, upstreamFor } from "./spec.ts";
 import { SessionHandle } from "./session-internals.ts";
 
 export const sshHandler: EndpointHandler = {
@@ -51,24 +53,30 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
   const { flow, endpoint } = req;
   const device = flow.device;
   const settings = sshSettings(endpoint.settings);
-  // The name the flow was claimed under; the port is the block's (a VIP takes any port).
-  const target = settings.upstreams.find((u) => u.host === req.upstream.host) ?? req.upstream;
+  // The name the flow was claimed under, on the port the block gives it.
+  const target = upstreamFor(settings, req.upstream);
   if (!deps.state) throw new Error("the ssh endpoint needs the state database");
   const state = deps.state;
   const auth = upstreamAuth(req.policy(), endpoint, device.profile, deps);
   const started = Date.now();
+  // The device's forwarded agent, for the upstream's agent channels (used only on a session a rule allowed it for).
+  const agent = new ForwardedAgent();
 
   const upstream = await openUpstream();
   const hostKey = gatewayHostKey(state.db, state.stateDir, endpoint.ref, Date.now());
+  // The same key also as a certificate the gateway's SSH CA signed for the endpoint's hosts, offered first.
+  const plainKey = ssh2.utils.parseKey(hostKey.privateKey) as ParsedKey;
+  const cert = hostCertFor(hostKey, gatewaySshCa(state.db, state.stateDir, Date.now()), endpoint.ref, settings.upstreams.map((u) => u.host), Date.now());
 
   return new Promise<void>((resolve) => {
     const server = new ssh2.Server({
-      hostKeys: [hostKey.privateKey],
+      hostKeys: [{ key: certifiedHostKey(plainKey, cert) }, { key: plainKey }],
       algorithms: { cipher: CIPHERS },
       ident: "clawpatrol",
       ...(upstream.ok ? {} : { banner: `clawpatrol: ${upstream.reason}` }),
     });
     server.on("connection", (conn: Connection) => {
+      fixKexReplies(conn, cert);
       let agentUser = "";
       let finished = false;
       const finish = () => {
@@ -91,6 +99,7 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
       conn.on("ready", () => {
         if (!upstream.ok) return conn.end();
         const client = upstream.client;
+        agent.toward = conn;
         client.on("close", () => conn.end());
         const gate = new SshGate({ host: target.host, user: agentUser });
         serveConnection(conn, client, gate);
@@ -144,6 +153,8 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
         ...(auth.passphrase !== undefined ? { passphrase: auth.passphrase } : {}),
         ...(auth.password !== undefined ? { password: auth.password, tryKeyboard: true } : {}),
         algorithms: { cipher: CIPHERS },
+        // Not agentForward: ssh2 would then ask for it on every channel; it is asked per exec or shell a rule allowed it for.
+        agent,
         readyTimeout: UPSTREAM_READY_TIMEOUT_MS,
         keepaliveInterval: 60_000,
         hostVerifier: (blob: Buffer) => {
@@ -234,9 +245,14 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
       });
     });
 
+    /** Exit statuses that came before their channel was spliced. */
+    const earlyExits = new WeakMap<ClientChannel, unknown[]>();
+
     function serveSession(session: Session, id: number): void {
       let pty: { term: string; cols: number; rows: number; width: number; height: number; modes: Record<string, number> } | undefined;
       let upstreamChannel: ClientChannel | undefined;
+      // Set when a rule allowed this session's agent forwarding: asked for upstream with its exec or shell.
+      let agentForward = false;
       const handle = new SessionHandle(conn, session);
       session.on("close", () => {
         const r = gate.closed(id, Date.now());
@@ -274,7 +290,12 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
         }),
       );
       session.on("env", (accept, reject, info) => simple({ verb: "env", name: info.key, value: info.val }, accept, reject));
-      session.on("auth-agent", (accept, reject) => simple({ verb: "agent" }, accept, reject, () => false));
+      session.on("auth-agent", (accept, reject) =>
+        simple({ verb: "agent" }, accept, reject, () => {
+          agentForward = true;
+          return true;
+        }),
+      );
       session.on("x11", (accept, reject) => simple({ verb: "x11" }, accept, reject, () => false));
       session.on("window-change", (accept, _reject, info) => {
         if (pty) Object.assign(pty, { cols: info.cols, rows: info.rows, width: info.width, height: info.height });
@@ -292,11 +313,16 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
             if (err) {
               log.info("ssh upstream refused a request", { flow: flow.id, verb: req.verb, error: err.message });
               resolve({ ok: false, reason: `the upstream refused it (${err.message})` });
-            } else resolve({ ok: true, up });
+            } else {
+              // A quick command's exit-status can come in the same read as the
+              // request's success, before the splice listens: keep it for it.
+              up.once("exit", (...args: unknown[]) => earlyExits.set(up, args));
+              resolve({ ok: true, up });
+            }
           };
           const env = gate.envOf(id);
-          if (req.verb === "exec") client.exec(req.command, { ...(pty ? { pty } : {}), env }, opened);
-          else if (req.verb === "shell") client.shell(pty ?? false, { env }, opened);
+          if (req.verb === "exec") client.exec(req.command, { ...(pty ? { pty } : {}), env, agentForward }, opened);
+          else if (req.verb === "shell") client.shell(pty ?? false, { env, agentForward }, opened);
           else if (req.verb === "subsystem") client.subsys(req.name, opened);
           else resolve({ ok: false, reason: `${req.verb} does not start a command` });
         });
@@ -393,7 +419,7 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
       up.stderr.pipe(down.stderr, { end: false });
       down.on("error", () => up.close());
       up.on("error", () => down.close());
-      up.on("exit", (code, signal, coreDumped, description) => {
+      const onExit = (code: number | null, signal?: string, coreDumped?: boolean, description?: string) => {
         if (typeof code === "number") {
           gate.exited(id, { code });
           down.exit(code);
@@ -401,7 +427,10 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
           gate.exited(id, { signal });
           down.exit(signal, coreDumped ?? false, description ?? "");
         }
-      });
+      };
+      const early = earlyExits.get(up);
+      if (early) onExit(...(early as Parameters<typeof onExit>));
+      else up.on("exit", onExit);
       let closed = false;
       const close = () => {
         if (closed) return;

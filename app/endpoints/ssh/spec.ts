@@ -35,6 +35,16 @@ export function sshSettings(settings: Readonly<Record<string, unknown>> | undefi
   return settings as unknown as SshSettings;
 }
 
+/**
+ * Where a flow claimed by this endpoint is dialed: the host it was claimed
+ * under, on the port `hosts` gives it, whatever port the agent used (a VIP
+ * takes any port; an IP literal is claimed on any of the block's ports).
+ */
+export function upstreamFor(settings: SshSettings, claimed: { host: string; port: number }): { host: string; port: number } {
+  const host = claimed.host.toLowerCase();
+  return settings.upstreams.find((u) => u.host.toLowerCase() === host) ?? claimed;
+}
+
 const KEY_TYPES = new Set(["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"]);
 
 /** `TYPE BASE64 [comment]`, checked: the blob's own type string must be TYPE. Undefined when it is not a public key. */

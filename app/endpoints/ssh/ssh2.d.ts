@@ -9,6 +9,7 @@ declare module "ssh2" {
     comment: string;
     getPublicSSH(): Buffer;
     getPrivatePEM(): string | null;
+    sign(data: Buffer, algo?: string): Buffer | Error;
   }
 
   export const utils: {
@@ -25,7 +26,7 @@ declare module "ssh2" {
   }
 
   export interface ServerConfig {
-    hostKeys: (string | Buffer)[];
+    hostKeys: (string | Buffer | { key: string | Buffer | ParsedKey; passphrase?: string })[];
     algorithms?: Algorithms;
     ident?: string;
     banner?: string;
@@ -129,6 +130,12 @@ declare module "ssh2" {
     readyTimeout?: number;
     keepaliveInterval?: number;
     debug?: (message: string) => void;
+    agent?: BaseAgent;
+    agentForward?: boolean;
+  }
+
+  export class BaseAgent {
+    getIdentities(cb: (err: Error | undefined, keys?: unknown[]) => void): void;
   }
 
   export interface TcpConnectionDetails {
@@ -142,8 +149,8 @@ declare module "ssh2" {
     connect(cfg: ConnectConfig): this;
     end(): this;
     destroy(): this;
-    exec(command: string, options: { pty?: Partial<PtyInfo> | boolean; env?: Record<string, string> }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
-    shell(window: Partial<PtyInfo> | false, options: { env?: Record<string, string> }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
+    exec(command: string, options: { pty?: Partial<PtyInfo> | boolean; env?: Record<string, string>; agentForward?: boolean }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
+    shell(window: Partial<PtyInfo> | false, options: { env?: Record<string, string>; agentForward?: boolean }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
     subsys(name: string, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
     forwardOut(srcIP: string, srcPort: number, dstIP: string, dstPort: number, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
     forwardIn(bindAddr: string, bindPort: number, cb: (err: Error | undefined, bindPort: number) => void): this;
@@ -158,6 +165,6 @@ declare module "ssh2" {
     on(event: "tcp connection", listener: (details: TcpConnectionDetails, accept: () => ClientChannel, reject: () => void) => void): this;
   }
 
-  const ssh2: { Server: typeof Server; Client: typeof Client; utils: typeof utils };
+  const ssh2: { Server: typeof Server; Client: typeof Client; BaseAgent: typeof BaseAgent; utils: typeof utils };
   export default ssh2;
 }

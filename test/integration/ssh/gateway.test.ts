@@ -261,6 +261,40 @@ describe.skipIf(!canRunRootTests)("ssh through the gateway (SOCKS5 capture) to a
     }
   });
 
+  test("agent forwarding a rule allows is carried: the upstream command lists the device's agent's key; the real key is not in it", async () => {
+    const original = readFileSync(t.configPath, "utf8");
+    writeFileSync(t.configPath, `${original}
+rule "agent-ok" {
+  endpoint  = ssh.git
+  condition = "ssh.verb == 'agent'"
+  verdict   = "allow"
+}
+`);
+    expect(await current!.reload()).toEqual([]);
+    const agent = Bun.spawnSync(["ssh-agent", "-s"], { stdout: "pipe" }).stdout.toString();
+    const sock = /SSH_AUTH_SOCK=([^;]+)/.exec(agent)?.[1] ?? "";
+    const pid = /SSH_AGENT_PID=(\d+)/.exec(agent)?.[1] ?? "";
+    try {
+      // A key of the device's own, in its agent.
+      const deviceKey = path.join(home, `device_key_${TAG}`);
+      Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "device-agent-key", "-f", deviceKey]);
+      expect(Bun.spawnSync(["ssh-add", deviceKey], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stderr: "pipe" }).exitCode).toBe(0);
+      const r = await run(["ssh", ...sshOptions(fwd.port), "-A", "agent@127.0.0.1", "ssh-add -L"], { SSH_AUTH_SOCK: sock });
+      received.push(r.stdout, r.stderr);
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout).toContain("device-agent-key");
+      expect(r.stdout).not.toContain("clawpatrol-test-real-key");
+      expect(await waitFor(() => t.events.some((e) => e.kind === "ssh" && e.method === "agent" && e.verdict === "allow" && e.rule === "agent-ok"), 10_000)).toBe(true);
+      // Without -A nothing is forwarded, rule or not.
+      const none = await run(["ssh", ...sshOptions(fwd.port), "agent@127.0.0.1", "ssh-add -L; echo status=$?"], { SSH_AUTH_SOCK: sock });
+      expect(none.stdout).toContain("status=2");
+    } finally {
+      if (pid) process.kill(Number(pid));
+      writeFileSync(t.configPath, original);
+      await current!.reload();
+    }
+  });
+
   test("ssh -L: a direct-tcpip forward is judged and relayed by the upstream", async () => {
     // Forward to the sshd itself (as seen from the upstream): its banner comes back through two SSH hops.
     const r = await ssh(["-W", `${sshd.host}:${sshd.port}`], "");

@@ -3,7 +3,7 @@
 // "only endpoint on this port" fallback; host_key lines checked at load.
 import { describe, expect, test } from "bun:test";
 import { routeDestination } from "../../../app/dispatch/dispatch.ts";
-import { sshSettings, parsePublicKeyLine } from "../../../app/endpoints/ssh/spec.ts";
+import { sshSettings, parsePublicKeyLine, upstreamFor } from "../../../app/endpoints/ssh/spec.ts";
 import { hostKeyVerdict, fingerprintOf, publicKeyOfBlob } from "../../../app/endpoints/ssh/keys.ts";
 import { policyFrom } from "../policy/helpers.ts";
 
@@ -51,6 +51,16 @@ describe("ssh endpoint spec", () => {
     expect(routeDestination(policy, { host: "git.internal", port: 2200 }, dev)).toMatchObject({ kind: "serve", via: "name" });
     expect(routeDestination(policy, { host: "10.9.0.7", port: 22 }, dev)).toMatchObject({ kind: "serve", via: "direct-ip" });
     expect(routeDestination(policy, { host: "10.9.0.7", port: 2200 }, dev).kind).toBe("relay");
+  });
+
+  test("a claimed flow is dialed on the port hosts gives its host, whatever port the agent used", () => {
+    const s = sshSettings(policy.endpoints.get("ssh.git")!.settings);
+    // An IP literal on another of the block's ports (2222 is bastion's): claimed, and dialed on its own port 22.
+    expect(routeDestination(policy, { host: "10.9.0.7", port: 2222 }, dev)).toMatchObject({ kind: "serve", via: "direct-ip", upstream: { host: "10.9.0.7" } });
+    expect(upstreamFor(s, { host: "10.9.0.7", port: 2222 })).toEqual({ host: "10.9.0.7", port: 22 });
+    // A name (VIP or proxy) on any port: its configured port.
+    expect(upstreamFor(s, { host: "bastion.internal", port: 22 })).toEqual({ host: "bastion.internal", port: 2222 });
+    expect(upstreamFor(s, { host: "Git.Internal", port: 40022 })).toEqual({ host: "git.internal", port: 22 });
   });
 
   test("some other address on :22 is relayed, not handed to the only ssh endpoint", () => {
