@@ -1,0 +1,348 @@
+// HTTP/2 through interception, end to end on loopback: the real curl
+// (--http2) through the explicit proxy and the real nghttp (nghttp2-client)
+// through the SOCKS5 side of the same listener, to a real TLS upstream
+// (HTTP/1.1: each stream is translated). Every stream is judged and
+// credentialed on its own; a denied stream is answered alone; floods and
+// malformed frames end only the connection that sent them.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import path from "node:path";
+import net from "node:net";
+import tls from "node:tls";
+import { makeTestPki, type TestPki } from "../support/pki.ts";
+import { startUpstream, downloadBlock, type TestUpstream } from "../support/upstream.ts";
+import { curlVia, startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
+import { socksForward, type SocksForward } from "../support/socks-forward.ts";
+
+const SECRET = "sk-live-REAL-h2-secret-0123456789abcdef";
+const PLACEHOLDER = "clawpatrol-placeholder-api";
+const HOST = "localhost";
+
+let pki: TestPki;
+let upstream: TestUpstream;
+let t: TestGateway;
+let fwd: SocksForward;
+let trailerServer: tls.Server;
+let trailerFwd: SocksForward;
+
+beforeAll(async () => {
+  pki = makeTestPki(tempDir("h2pki"), [HOST]);
+  upstream = startUpstream(pki);
+  // An HTTP/1.1 upstream that ends its chunked body with trailers (gRPC's status lives there), echoing the credential in one.
+  trailerServer = tls.createServer({ cert: pki.certPem, key: pki.keyPem }, (sock) => {
+    let head = "";
+    sock.on("data", (d: Buffer) => {
+      head += d.toString("latin1");
+      if (!head.includes("\r\n\r\n")) return;
+      const auth = /authorization: ([^\r]*)/i.exec(head)?.[1] ?? "";
+      head = "";
+      sock.write(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTransfer-Encoding: chunked\r\nTrailer: grpc-status, x-auth\r\n\r\n" +
+          "5\r\nhello\r\n0\r\ngrpc-status: 7\r\nx-auth: " + auth + "\r\n\r\n",
+      );
+    });
+    sock.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => trailerServer.listen(0, "127.0.0.1", resolve));
+  const trailerPort = (trailerServer.address() as net.AddressInfo).port;
+  t = await startTestGateway(
+    `
+defaults {
+  verdict = "allow"
+  unknown_host = "passthrough"
+  profile = profile.agents
+}
+endpoint "https" "api" {
+  hosts = ["${HOST}"]
+  ports = [${upstream.port}, ${trailerPort}]
+  ca_cert = "${pki.caCertPath}"
+  credential = bearer_token.api
+}
+credential "bearer_token" "api" {}
+profile "agents" {
+  credentials = [bearer_token.api]
+}
+rule "no-secret-path" {
+  endpoint = https.api
+  condition = "http.path == '/denied'"
+  verdict = "deny"
+  reason = "not this path"
+}
+rule "no-prod-in-body" {
+  endpoint = https.api
+  condition = "http.method == 'POST' && http.path == '/echo' && http.body_json.env == 'prod'"
+  verdict = "deny"
+  reason = "no prod from agents"
+}
+rule "no-deletes" {
+  endpoint = https.api
+  condition = "http.method == 'DELETE'"
+  verdict = "deny"
+  reason = "deletes need a human"
+}
+`,
+    { CLAWPATROL_SECRET_API: SECRET },
+  );
+  fwd = await socksForward(t.gw.proxies[0]!.address, { host: "127.0.0.1", port: upstream.port });
+  trailerFwd = await socksForward(t.gw.proxies[0]!.address, { host: "127.0.0.1", port: trailerPort });
+});
+
+afterAll(async () => {
+  fwd?.close();
+  trailerFwd?.close();
+  trailerServer?.close();
+  await t?.stop();
+  upstream?.stop();
+});
+
+const h2 = ["--http2"];
+const httpEvents = () => t.events.filter((e) => e.kind === "http");
+
+async function run(cmd: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => proc.kill(), 90_000);
+  try {
+    const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    return { exitCode, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe("HTTP/2 toward the agent", () => {
+  test("ALPN gives h2; the upstream sees the real secret, the agent never does", async () => {
+    const r = await curlVia(t, HOST, upstream.port, "/echo?x=1", [...h2, "-H", `Authorization: Bearer ${PLACEHOLDER}`]);
+    expect(r.exitCode).toBe(0);
+    expect(r.headers).toContain("HTTP/2 200");
+    expect(upstream.seen.at(-1)!.headers["authorization"]).toBe(`Bearer ${SECRET}`);
+    expect(r.body).not.toContain(SECRET);
+    expect(r.headers).not.toContain(SECRET);
+    const echoed = JSON.parse(r.body);
+    expect(echoed.path).toBe("/echo?x=1");
+    expect(echoed.headers["host"]).toBe(`${HOST}:${upstream.port}`);
+    const e = httpEvents().at(-1)!;
+    expect(e.path).toBe("/echo?x=1");
+    expect(e.verdict).toBe("allow");
+    expect(e.credential).toBe("bearer_token.api");
+    expect(e.status).toBe(200);
+    expect(JSON.stringify(t.events)).not.toContain(SECRET);
+  });
+
+  test("a secret the upstream echoes in a header and the body is masked on the stream", async () => {
+    const r = await curlVia(t, HOST, upstream.port, "/echo-auth", [...h2, "-H", `Authorization: Bearer ${PLACEHOLDER}`]);
+    expect(r.headers).toContain("HTTP/2 200");
+    expect(r.body.startsWith("you sent: ")).toBe(true);
+    expect(r.body).not.toContain(SECRET);
+    expect(r.headers).toContain("x-echo-auth: ");
+    expect(r.headers).not.toContain(SECRET);
+  });
+
+  test("many streams on one connection: the one a rule denies gets 403 alone, the others succeed", async () => {
+    const before = httpEvents().length;
+    const urls: string[] = [];
+    for (let i = 0; i < 12; i++) urls.push(`https://${HOST}:${upstream.port}/echo?i=${i}`);
+    urls.splice(5, 0, `https://${HOST}:${upstream.port}/denied`);
+    const r = await run([
+      "curl", "-sS", "--max-time", "60", "--http2", "-Z", "--parallel-max", "20",
+      "--cacert", t.caPath, "-x", t.proxyUrl, "--connect-to", `${HOST}:${upstream.port}:127.0.0.1:${upstream.port}`,
+      "-w", "%{http_version} %{http_code} %{url_effective}\\n", ...urls.flatMap((u) => ["-o", "/dev/null", u]),
+    ]);
+    expect(r.exitCode).toBe(0);
+    const lines = r.stdout.trim().split("\n").sort();
+    expect(lines.length).toBe(13);
+    for (const l of lines) {
+      const [version, code, url] = l.split(" ");
+      expect(version).toBe("2");
+      expect(code).toBe(url!.endsWith("/denied") ? "403" : "200");
+    }
+    const events = httpEvents().slice(before);
+    expect(events.length).toBe(13);
+    const denied = events.find((e) => e.path === "/denied")!;
+    expect(denied.verdict).toBe("deny");
+    expect(denied.rule).toBe("no-secret-path");
+    // One connection carried them all (curl multiplexes parallel transfers).
+    expect(new Set(events.map((e) => e.flowId)).size).toBeLessThan(events.length);
+  });
+
+  test("a denied stream carries the usual JSON body", async () => {
+    const r = await curlVia(t, HOST, upstream.port, "/denied", h2);
+    expect(r.headers).toContain("HTTP/2 403");
+    expect(JSON.parse(r.body)).toEqual({ error: "denied by clawpatrol", rule: "no-secret-path", reason: "not this path" });
+    const d = await curlVia(t, HOST, upstream.port, "/echo", [...h2, "-X", "DELETE"]);
+    expect(d.headers).toContain("HTTP/2 403");
+  });
+
+  test("a 64 MiB download per stream arrives sha256-exact", async () => {
+    const mb = 64;
+    const want = createHash("sha256");
+    for (let i = 0; i < mb; i++) want.update(downloadBlock(i));
+    const out = path.join(t.dir, "h2-download.bin");
+    const r = await curlVia(t, HOST, upstream.port, `/download?mb=${mb}`, [...h2, "-o", out]);
+    expect(r.exitCode).toBe(0);
+    expect(r.status).toBe(200);
+    const got = createHash("sha256").update(new Uint8Array(await Bun.file(out).arrayBuffer())).digest("hex");
+    expect(got).toBe(want.digest("hex"));
+  });
+
+  test("a 16 MiB upload per stream arrives sha256-exact", async () => {
+    const file = path.join(t.dir, "h2-upload.bin");
+    const data = new Uint8Array(16 << 20);
+    for (let i = 0; i < 16; i++) data.set(downloadBlock(i + 100), i << 20);
+    await Bun.write(file, data);
+    const r = await curlVia(t, HOST, upstream.port, "/upload", [...h2, "--data-binary", `@${file}`, "-H", "Content-Type: application/octet-stream"]);
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.body)).toEqual({ sha256: createHash("sha256").update(data).digest("hex"), size: data.length });
+  });
+
+  test("Expect: 100-continue on a stream: the gateway reads the body for a rule and decides on it", async () => {
+    const prod = JSON.stringify({ env: "prod", pad: "x".repeat(4000) });
+    const denied = await curlVia(t, HOST, upstream.port, "/echo", [...h2, "-H", "content-type: application/json", "-H", "Expect: 100-continue", "--data", prod]);
+    expect(denied.headers).toContain("HTTP/2 403");
+    expect(JSON.parse(denied.body).rule).toBe("no-prod-in-body");
+    const dev = JSON.stringify({ env: "dev", pad: "x".repeat(4000) });
+    const allowed = await curlVia(t, HOST, upstream.port, "/echo", [...h2, "-H", "content-type: application/json", "-H", "Expect: 100-continue", "--data", dev]);
+    expect(allowed.headers).toContain("HTTP/2 200");
+    expect(JSON.parse(allowed.body).body).toBe(dev);
+    expect(upstream.seen.at(-1)!.headers["expect"]).toBeUndefined();
+  });
+
+  test("trailers from a chunked upstream response arrive as h2 trailers, a secret in them masked", async () => {
+    const r = await run(["timeout", "60", "nghttp", "-v", "-H", `authorization: Bearer ${PLACEHOLDER}`, `https://${HOST}:${trailerFwd.port}/rpc`]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/recv \(stream_id=\d+\) grpc-status: 7/);
+    expect(r.stdout).toMatch(/recv \(stream_id=\d+\) x-auth: \*+/);
+    expect(r.stdout).not.toContain(SECRET);
+    expect(r.stdout).toContain("hello");
+  });
+
+  test("nghttp: concurrent streams on one connection, one denied", async () => {
+    const base = `https://${HOST}:${fwd.port}`;
+    const r = await run(["timeout", "60", "nghttp", "-nv", `${base}/echo?n=1`, `${base}/denied`, `${base}/echo?n=2`, `${base}/sse?n=3&gap=50`]);
+    expect(r.exitCode).toBe(0);
+    const statuses = [...r.stdout.matchAll(/recv \(stream_id=(\d+)\) :status: (\d+)/g)].map((m) => m[2]);
+    expect(statuses.sort()).toEqual(["200", "200", "200", "403"]);
+    expect(r.stdout).toContain("negotiated protocol: h2");
+  });
+});
+
+/** An HTTP/2 frame: 9-byte header, then the payload. */
+function frame(type: number, flags: number, id: number, payload: Uint8Array): Buffer {
+  const b = Buffer.alloc(9 + payload.length);
+  b.writeUIntBE(payload.length, 0, 3);
+  b[3] = type;
+  b[4] = flags;
+  b.writeUInt32BE(id, 5);
+  b.set(payload, 9);
+  return b;
+}
+
+/** A GET / header block: indexed :method GET, :scheme https, :path /, a literal :authority. */
+function getBlock(): Buffer {
+  const auth = Buffer.from(`${HOST}:${upstream.port}`);
+  return Buffer.concat([Buffer.from([0x82, 0x87, 0x84, 0x41, auth.length]), auth]);
+}
+
+/** Opens a raw h2 connection through the proxy, sends `attack`, and reports what came back until the gateway closed it. */
+function rawH2(attack: (write: (b: Uint8Array) => boolean, sock: tls.TLSSocket) => void): Promise<{ frameTypes: Set<number>; closed: boolean }> {
+  return new Promise((resolve) => {
+    const sock = tls.connect({ host: "127.0.0.1", port: fwd.port, servername: HOST, ALPNProtocols: ["h2"], rejectUnauthorized: false });
+    const types = new Set<number>();
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve({ frameTypes: types, closed: false });
+    }, 30_000);
+    sock.on("secureConnect", () => {
+      sock.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+      sock.write(frame(4, 0, 0, new Uint8Array(0)));
+      attack((b) => sock.write(b), sock);
+    });
+    sock.on("data", (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) break;
+        types.add(buf[3]!);
+        buf = buf.subarray(9 + len);
+      }
+    });
+    sock.on("error", () => undefined);
+    sock.on("close", () => {
+      clearTimeout(timer);
+      resolve({ frameTypes: types, closed: true });
+    });
+  });
+}
+
+const GOAWAY = 7;
+
+describe("HTTP/2 floods and malformed frames", () => {
+  async function stillServes(): Promise<void> {
+    const r = await curlVia(t, HOST, upstream.port, "/echo?after=flood", h2);
+    expect(r.headers).toContain("HTTP/2 200");
+  }
+
+  test("rapid reset (HEADERS then RST_STREAM, 20k times) ends that connection, few of its streams reach a rule", async () => {
+    const before = httpEvents().length;
+    const r = await rawH2((write) => {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < 20_000; i++) {
+        const id = 1 + 2 * i;
+        parts.push(frame(1, 0x5, id, getBlock()), frame(3, 0, id, Buffer.from([0, 0, 0, 8])));
+      }
+      write(Buffer.concat(parts));
+    });
+    // GOAWAY is sent, but the socket closes with the flood unread, so the client may see a reset instead.
+    expect(r.closed).toBe(true);
+    expect(httpEvents().length - before).toBeLessThan(1_000);
+    await stillServes();
+  });
+
+  test("an endless CONTINUATION sequence is cut off", async () => {
+    const r = await rawH2((write, sock) => {
+      write(frame(1, 0, 1, getBlock()));
+      const junk = Buffer.alloc(16_000);
+      let o = 0;
+      for (; o + 16 <= junk.length; o += 16) {
+        junk[o] = 0;
+        junk[o + 1] = 3;
+        junk.write("x-a", o + 2);
+        junk[o + 5] = 10;
+        junk.write("0123456789", o + 6);
+      }
+      let n = 0;
+      const pump = () => {
+        while (n < 4_000 && !sock.destroyed) {
+          n++;
+          if (!write(frame(9, 0, 1, junk.subarray(0, o)))) return void sock.once("drain", pump);
+        }
+      };
+      pump();
+    });
+    expect(r.closed).toBe(true);
+    await stillServes();
+  });
+
+  test("garbage after the preface, DATA on stream 0 and a PING flood each end only their connection", async () => {
+    const garbage = await rawH2((write) => write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])));
+    expect(garbage.closed).toBe(true);
+    const data0 = await rawH2((write) => write(frame(0, 0, 0, Buffer.from("data on stream 0"))));
+    expect(data0.closed).toBe(true);
+    expect(data0.frameTypes.has(GOAWAY)).toBe(true);
+    const pings = await rawH2((write) => {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < 100_000; i++) parts.push(frame(6, 0, 0, Buffer.alloc(8)));
+      write(Buffer.concat(parts));
+    });
+    expect(pings.closed).toBe(true);
+    await stillServes();
+  });
+
+  test("a header list over the limit is refused on its stream; the connection goes on", async () => {
+    const big = "a".repeat(8_000);
+    const headers = Array.from({ length: 12 }, (_, i) => ["-H", `x-big-${i}: ${big}`]).flat();
+    const r = await curlVia(t, HOST, upstream.port, "/echo?big=1", [...h2, ...headers]);
+    expect(r.status === 431 || r.exitCode !== 0).toBe(true);
+    await stillServes();
+  });
+});
