@@ -10,8 +10,8 @@ import { mutualTlsContext, type ClientCertificate } from "../kubernetes/client-c
 
 /** Idle upstream connections are closed after this long. */
 const IDLE_TIMEOUT_MS = 60_000;
-/** Per pool key; more idle connections than this are closed, not kept. */
-const MAX_IDLE_PER_KEY = 64;
+/** Per pool key; more idle connections than this are closed, not kept (an h2 agent holds one per concurrent stream). */
+const MAX_IDLE_PER_KEY = 256;
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /** One upstream TLS connection: the socket, read by pulling (the response parser is the session's). */
