@@ -276,6 +276,104 @@ function rawH2(attack: (write: (b: Uint8Array) => boolean, sock: tls.TLSSocket) 
 
 const GOAWAY = 7;
 
+/** A GET for `path` (literal :path, indexed name). */
+function getPathBlock(path: string): Buffer {
+  const auth = Buffer.from(`${HOST}:${upstream.port}`);
+  const p = Buffer.from(path);
+  return Buffer.concat([Buffer.from([0x82, 0x87, 0x04, p.length]), p, Buffer.from([0x41, auth.length]), auth]);
+}
+
+interface Frame {
+  type: number;
+  flags: number;
+  id: number;
+  payload: Buffer;
+}
+
+/** A raw h2 connection through the proxy that records every frame the gateway sends. */
+async function rawClient(): Promise<{ frames: Frame[]; write(b: Uint8Array): void; until(pred: () => boolean): Promise<void>; close(): void }> {
+  const frames: Frame[] = [];
+  let wake = () => undefined as void;
+  const sock = tls.connect({ host: "127.0.0.1", port: fwd.port, servername: HOST, ALPNProtocols: ["h2"], rejectUnauthorized: false });
+  await new Promise<void>((resolve, reject) => {
+    sock.once("secureConnect", () => resolve());
+    sock.once("error", reject);
+  });
+  let buf = Buffer.alloc(0);
+  sock.on("data", (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 9) {
+      const len = buf.readUIntBE(0, 3);
+      if (buf.length < 9 + len) break;
+      frames.push({ type: buf[3]!, flags: buf[4]!, id: buf.readUInt32BE(5) & 0x7fffffff, payload: Buffer.from(buf.subarray(9, 9 + len)) });
+      buf = buf.subarray(9 + len);
+    }
+    wake();
+  });
+  sock.on("error", () => undefined);
+  sock.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  sock.write(frame(4, 0, 0, new Uint8Array(0)));
+  return {
+    frames,
+    write: (b) => void sock.write(b),
+    async until(pred) {
+      const deadline = Date.now() + 30_000;
+      while (!pred()) {
+        if (Date.now() > deadline || sock.destroyed) throw new Error("condition not reached");
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, 200);
+        });
+      }
+    },
+    close: () => sock.destroy(),
+  };
+}
+
+const windowUpdate = (id: number, n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return frame(8, 0, id, b);
+};
+
+describe("HTTP/2 flow control and limits", () => {
+  test("a stream whose window the agent never opens stalls alone: another stream on the connection completes", async () => {
+    const c = await rawClient();
+    try {
+      // The connection window opened wide; stream 1's own window stays at 65,535 bytes.
+      c.write(windowUpdate(0, 1 << 30));
+      c.write(frame(1, 0x5, 1, getPathBlock("/download?mb=32")));
+      const dataOn = (id: number) => c.frames.filter((f) => f.type === 0 && f.id === id).reduce((n, f) => n + f.payload.length, 0);
+      await c.until(() => dataOn(1) >= 65_535);
+      c.write(frame(1, 0x5, 3, getPathBlock("/echo?beside=stalled")));
+      await c.until(() => c.frames.some((f) => f.id === 3 && (f.flags & 0x1) !== 0));
+      // Stream 1 got no more than its window.
+      expect(dataOn(1)).toBe(65_535);
+      expect(c.frames.some((f) => f.id === 1 && (f.flags & 0x1) !== 0)).toBe(false);
+      // Opening its window lets it go on.
+      c.write(windowUpdate(1, 1 << 20));
+      await c.until(() => dataOn(1) >= 65_535 + (1 << 20));
+    } finally {
+      c.close();
+    }
+  });
+
+  test("streams past the concurrency limit are refused (REFUSED_STREAM or GOAWAY); the connection's open streams go on", async () => {
+    const c = await rawClient();
+    try {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < 120; i++) parts.push(frame(1, 0x5, 1 + 2 * i, getPathBlock("/sse?n=2&gap=300")));
+      c.write(Buffer.concat(parts));
+      const refused = () => c.frames.filter((f) => (f.type === 3 && f.payload.readUInt32BE(0) === 7) || f.type === GOAWAY).length;
+      await c.until(() => refused() > 0);
+      // Some stream below the limit still finishes its response.
+      await c.until(() => c.frames.some((f) => f.type === 0 && (f.flags & 0x1) !== 0));
+    } finally {
+      c.close();
+    }
+  });
+});
+
 describe("HTTP/2 floods and malformed frames", () => {
   async function stillServes(): Promise<void> {
     const r = await curlVia(t, HOST, upstream.port, "/echo?after=flood", h2);
