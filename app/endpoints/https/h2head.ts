@@ -60,6 +60,16 @@ export function requestHeadFromH2(h: IncomingHttpHeaders, endStream: boolean): H
   return { ok: true, head: { method, target: path, version: "1.1", headers, bodyKind, keepAlive: true, expectContinue } };
 }
 
+/** The outbound request (the decider's head, credential injected) as an h2 upstream stream's headers. */
+export function h2RequestHeaders(head: { method: string; target: string; headers: HeaderList }, sni: string, port: number, teTrailers: boolean): OutgoingHttpHeaders {
+  const authority = head.headers.find(([n]) => n.toLowerCase() === "host")?.[1] ?? (port === 443 ? sni : `${sni}:${port}`);
+  const out: OutgoingHttpHeaders = { ":method": head.method, ":scheme": "https", ":authority": authority, ":path": head.target };
+  // Framing is h2's own: no Transfer-Encoding; te passes only as the agent's "trailers" (gRPC needs it).
+  appendFields(out, head.headers);
+  if (teTrailers) out["te"] = "trailers";
+  return out;
+}
+
 /** An upstream (HTTP/1.1) response head as h2 headers: connection-specific fields gone, needles masked. */
 export function h2ResponseHeaders(status: number, headers: HeaderList, needles: string[]): OutgoingHttpHeaders {
   let list = stripHopByHop([...headers]);
@@ -99,6 +109,30 @@ export function h2Reply(data: Uint8Array): { headers: OutgoingHttpHeaders; body:
     else if (ev.type === "body") parts.push(ev.data);
   }
   return { headers, body: Buffer.concat(parts) };
+}
+
+/** gRPC's status for an HTTP status (grpc/doc/http-grpc-status-mapping.md). */
+const GRPC_STATUS: Record<number, number> = { 400: 13, 401: 16, 403: 7, 404: 12, 405: 12, 429: 8, 202: 14, 502: 14, 503: 14, 504: 14 };
+
+/**
+ * A refusal (or 202, 502) on a gRPC stream, as a gRPC client reads one: a
+ * trailers-only response with grpc-status and grpc-message (the reason),
+ * not a JSON body it cannot parse.
+ */
+export function grpcReply(reply: { headers: OutgoingHttpHeaders; body: Uint8Array }): OutgoingHttpHeaders {
+  const status = Number(reply.headers[":status"]);
+  let message = `HTTP ${status}`;
+  try {
+    const j = JSON.parse(Buffer.from(reply.body).toString("utf8")) as { reason?: string; error?: string; rule?: string | null };
+    message = [j.error, j.rule ? `rule ${j.rule}` : undefined, j.reason].filter(Boolean).join(": ");
+  } catch {
+    // Not the gateway's JSON: the status alone says it.
+  }
+  return { ":status": 200, "content-type": "application/grpc", "grpc-status": String(GRPC_STATUS[status] ?? 2), "grpc-message": encodeURIComponent(message) };
+}
+
+export function isGrpc(h: IncomingHttpHeaders): boolean {
+  return String(h["content-type"] ?? "").startsWith("application/grpc");
 }
 
 function one(v: string | string[] | undefined): string | undefined {

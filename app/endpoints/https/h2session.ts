@@ -24,7 +24,8 @@ import { StreamPuller } from "./puller.ts";
 import { ExchangeDecider, type DeciderCommand, type DeciderEvent, type EventFields } from "./decider.ts";
 import { exchangeEvent, type InterceptDeps } from "./session.ts";
 import { errorResponse } from "./outcome.ts";
-import { h2Reply, h2ResponseHeaders, h2Trailers, requestHeadFromH2 } from "./h2head.ts";
+import { grpcReply, h2Reply, h2RequestHeaders, isGrpc, h2ResponseHeaders, h2Trailers, requestHeadFromH2 } from "./h2head.ts";
+import { h2UpstreamsOf, type UpstreamChoice } from "./h2upstream.ts";
 import type { UpstreamConn } from "./upstream.ts";
 import { log } from "../../log.ts";
 
@@ -58,6 +59,9 @@ export function negotiatedAlpn(sock: TLSSocket): Promise<string | undefined> {
 type ServerStream = http2.ServerHttp2Stream;
 
 export class H2InterceptSession {
+  /** Streams of gRPC calls: refusals go to them in gRPC's form. */
+  private readonly grpcStreams = new WeakSet<ServerStream>();
+
   constructor(
     private readonly flow: Flow,
     private readonly agent: Duplex,
@@ -102,7 +106,12 @@ export class H2InterceptSession {
 
   /** One stream: judged as one request, then answered or forwarded. */
   private async serveStream(stream: ServerStream, h: http2.IncomingHttpHeaders): Promise<void> {
+    // A stream the agent resets in the same batch of frames (rapid reset) is
+    // never judged: the frames already read are handled first.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (stream.destroyed) return;
     const started = Date.now();
+    if (isGrpc(h)) this.grpcStreams.add(stream);
     const endStream = stream.endAfterHeaders || stream.readableEnded;
     const parsed = requestHeadFromH2(h, endStream);
     const gone = new AbortController();
@@ -171,9 +180,13 @@ export class H2InterceptSession {
   /** A whole response the decider wrote (403, 202, 502), on this stream alone. */
   private replyStream(stream: ServerStream, data: Uint8Array, bodyUnread: boolean): void {
     if (stream.destroyed || stream.headersSent) return;
-    const { headers, body } = h2Reply(data);
-    stream.respond(headers, { endStream: body.length === 0 });
-    if (body.length > 0) stream.end(body);
+    const reply = h2Reply(data);
+    if (this.grpcStreams.has(stream)) {
+      stream.respond(grpcReply(reply), { endStream: true });
+    } else {
+      stream.respond(reply.headers, { endStream: reply.body.length === 0 });
+      if (reply.body.length > 0) stream.end(reply.body);
+    }
     // The rest of an unread request body is not wanted: the stream is closed (RFC 9113 §8.1).
     if (bodyUnread) stream.once("finish", () => resetStream(stream, http2.constants.NGHTTP2_NO_ERROR));
   }
@@ -182,14 +195,18 @@ export class H2InterceptSession {
   private async forward(stream: ServerStream, head: RequestHead, body: StreamPuller, x: Extract<DeciderCommand, { type: "forward" }>, started: number): Promise<void> {
     const fields: EventFields = { ...x.event, verdict: "allow" };
     const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint: x.endpoint, ...(x.clientCert ? { clientCert: x.clientCert } : {}) };
-    let conn: UpstreamConn;
+    // A stream the agent reset while it was judged costs no upstream connection.
+    if (stream.destroyed) return this.publish(head, started, { ...fields, detail: "agent reset the stream", bytesUp: x.bodyBytes });
+    let choice: UpstreamChoice;
     try {
-      conn = this.deps.pool.takeIdle(target) ?? (await this.deps.pool.dial(target));
+      choice = await h2UpstreamsOf(this.deps.pool).take(target);
     } catch (e) {
       log.warn("upstream connect failed", { flow: this.flow.id, host: this.sni, error: (e as Error).message });
       this.publish(head, started, { ...fields, status: 502, detail: `upstream: ${(e as Error).message}`, bytesUp: x.bodyBytes });
       return this.replyStream(stream, errorResponse(502, `could not reach ${this.sni}`, false), !x.complete);
     }
+    if (choice.kind === "h2") return this.forwardOverH2(stream, head, body, x, started, choice.session);
+    const conn = choice.conn;
     if (stream.destroyed) return conn.destroy();
     const onAgentGone = () => conn.destroy();
     stream.once("close", onAgentGone);
@@ -219,6 +236,102 @@ export class H2InterceptSession {
     if (r.ok && requestWhole && r.reusable && conn.atCleanBoundary) this.deps.pool.release(conn);
     else conn.destroy();
     this.publish(head, started, { ...fields, bytesUp, bytesDown: r.bytesDown, ...(r.status ? { status: r.status } : {}), ...(r.ok ? {} : { detail: r.detail }) });
+  }
+
+  /** The request as a stream of the upstream's own h2 session; the response back frame by frame, trailers included. */
+  private async forwardOverH2(
+    stream: ServerStream,
+    head: RequestHead,
+    body: StreamPuller,
+    x: Extract<DeciderCommand, { type: "forward" }>,
+    started: number,
+    session: http2.ClientHttp2Session,
+  ): Promise<void> {
+    const fields: EventFields = { ...x.event, verdict: "allow" };
+    let bytesUp = x.bodyBytes;
+    let bytesDown = 0;
+    let status: number | undefined;
+    const publish = (more: EventFields) => this.publish(head, started, { ...fields, bytesUp, bytesDown, ...(status ? { status } : {}), ...more });
+    if (stream.destroyed) return publish({ detail: "agent reset the stream" });
+    const noBody = x.complete && x.bodyBytes === 0;
+    let req: http2.ClientHttp2Stream;
+    try {
+      const te = head.headers.some(([n, v]) => n === "te" && v.trim().toLowerCase() === "trailers");
+      req = session.request(h2RequestHeaders(x.head, this.sni, this.flow.dst.port, te), { endStream: noBody });
+    } catch (e) {
+      publish({ status: 502, detail: `upstream: ${(e as Error).message}` });
+      return this.replyStream(stream, errorResponse(502, `could not reach ${this.sni}`, false), !x.complete);
+    }
+    const onAgentGone = () => resetStream(req as unknown as ServerStream, http2.constants.NGHTTP2_CANCEL);
+    stream.once("close", onAgentGone);
+    req.on("error", () => undefined);
+    // The request body: what was read, then the rest as the agent's DATA comes, at the upstream's pace.
+    if (!noBody) {
+      void (async () => {
+        for (const b of x.body) if (!(await writeStream(req as unknown as ServerStream, b))) return;
+        if (!x.complete) {
+          for (let c = await body.next(); c; c = await body.next()) {
+            bytesUp += c.length;
+            if (!(await writeStream(req as unknown as ServerStream, c))) return;
+          }
+          if (!stream.readableEnded || body.error) return resetStream(req as unknown as ServerStream, http2.constants.NGHTTP2_CANCEL);
+        }
+        req.end();
+      })().catch(() => resetStream(req as unknown as ServerStream, http2.constants.NGHTTP2_CANCEL));
+    }
+    const response = await new Promise<http2.IncomingHttpHeaders | undefined>((resolve) => {
+      req.once("response", (h) => resolve(h));
+      req.once("close", () => resolve(undefined));
+    });
+    if (!response) {
+      stream.off("close", onAgentGone);
+      publish({ status: 502, detail: `upstream reset the stream (code ${req.rstCode ?? "?"})` });
+      return this.replyStream(stream, errorResponse(502, `${this.sni} reset the request`, false), false);
+    }
+    status = Number(response[":status"]);
+    const list: HeaderList = [];
+    for (const [n, v] of Object.entries(response)) {
+      if (n.startsWith(":") || v === undefined) continue;
+      for (const one of Array.isArray(v) ? v : [v]) list.push([n, String(one)]);
+    }
+    const needles = x.needles;
+    if (needles.length > 0 && !headerTokens(list, "content-encoding").every((c) => c === "identity")) {
+      resetStream(req as unknown as ServerStream, http2.constants.NGHTTP2_CANCEL);
+      publish({ status: 502, detail: "upstream sent a coded body despite identity" });
+      return this.replyStream(stream, errorResponse(502, `upstream sent Content-Encoding ${getHeader(list, "content-encoding")} despite identity`, false), false);
+    }
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    req.once("trailers", (t) => (trailers = t));
+    const ended = req.endAfterHeaders;
+    if (stream.destroyed) return publish({ detail: "agent reset the stream" });
+    stream.respond(h2ResponseHeaders(status, list, needles), { endStream: ended, waitForTrailers: !ended });
+    if (!ended) {
+      const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
+      const down = new StreamPuller(req);
+      for (let c = await down.next(); c; c = await down.next()) {
+        bytesDown += c.length;
+        const out = scrubber ? scrubber.push(c) : c;
+        if (out.length > 0 && !(await writeStream(stream, out))) break;
+      }
+      const tail = scrubber?.flush();
+      if (tail && tail.length > 0) await writeStream(stream, tail);
+      if (!req.readableEnded || down.error) {
+        stream.off("close", onAgentGone);
+        resetStream(stream, http2.constants.NGHTTP2_INTERNAL_ERROR);
+        return publish({ detail: stream.destroyed ? "agent reset the stream" : "upstream reset the stream" });
+      }
+      const t: HeaderList = [];
+      for (const [n, v] of Object.entries(trailers ?? {})) {
+        if (n.startsWith(":") || v === undefined) continue;
+        for (const one of Array.isArray(v) ? v : [v]) t.push([n, String(one)]);
+      }
+      if (!stream.destroyed) {
+        stream.once("wantTrailers", () => sendTrailers(stream, h2Trailers(t, needles)));
+        stream.end();
+      }
+    }
+    stream.off("close", onAgentGone);
+    publish({});
   }
 
   /** The upstream's response to the agent's stream; the agent's window paces the upstream's reads. */
@@ -275,7 +388,7 @@ export class H2InterceptSession {
             if (tail && tail.length > 0) await writeStream(stream, tail);
             if (!stream.destroyed && !stream.writableEnded) {
               const trailers = ev.trailers ?? [];
-              stream.once("wantTrailers", () => stream.sendTrailers(h2Trailers(trailers as HeaderList, needles)));
+              stream.once("wantTrailers", () => sendTrailers(stream, h2Trailers(trailers as HeaderList, needles)));
               stream.end();
             }
             return { ok: true, status: status ?? 502, bytesDown, reusable: keepAlive && parser.idle, early: false };
@@ -330,6 +443,15 @@ function writeStream(stream: ServerStream, data: Uint8Array): Promise<boolean> {
     stream.once("drain", onDrain);
     stream.once("close", onClose);
   });
+}
+
+/** Trailers, unless the stream went away meanwhile (an event handler must never throw). */
+function sendTrailers(stream: ServerStream, trailers: http2.OutgoingHttpHeaders): void {
+  try {
+    stream.sendTrailers(trailers);
+  } catch {
+    stream.destroy();
+  }
 }
 
 function resetStream(stream: ServerStream, code: number): void {

@@ -78,7 +78,8 @@ export class UpstreamPool {
     return undefined;
   }
 
-  dial(t: DialTarget): Promise<UpstreamConn> {
+  /** A new upstream connection; `alpn`: what to offer (h2 only for an h2 agent's streams; see h2upstream.ts). */
+  dial(t: DialTarget, alpn: string[] = ["http/1.1"]): Promise<UpstreamConn> {
     return new Promise((resolve, reject) => {
       const isIp = /^[0-9.]+$|:/.test(t.sni);
       const sock = tls.connect({
@@ -86,7 +87,7 @@ export class UpstreamPool {
         port: t.port,
         ...(isIp ? {} : { servername: t.sni }),
         secureContext: t.clientCert ? mutualTlsContext(this.trust, t.endpoint.caCertPem, t.clientCert) : this.contextFor(t.endpoint),
-        ALPNProtocols: ["http/1.1"],
+        ALPNProtocols: alpn,
         rejectUnauthorized: true,
         checkServerIdentity: (_host, cert) => tls.checkServerIdentity(t.sni, cert),
       });
@@ -133,7 +134,15 @@ export class UpstreamPool {
     list.push(entry);
   }
 
+  /** Called by closeAll (the h2 upstream sessions kept beside the pool). */
+  private readonly closers: (() => void)[] = [];
+
+  onCloseAll(fn: () => void): void {
+    this.closers.push(fn);
+  }
+
   closeAll(): void {
+    for (const fn of this.closers) fn();
     for (const list of this.idle.values()) {
       for (const e of list) {
         clearTimeout(e.timer);

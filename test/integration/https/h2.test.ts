@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import path from "node:path";
+import http2 from "node:http2";
 import net from "node:net";
 import tls from "node:tls";
 import { makeTestPki, type TestPki } from "../support/pki.ts";
@@ -24,6 +25,14 @@ let t: TestGateway;
 let fwd: SocksForward;
 let trailerServer: tls.Server;
 let trailerFwd: SocksForward;
+let h2Upstream: http2.Http2SecureServer;
+let h2Port = 0;
+let h2Fwd: SocksForward;
+const h2FwdPort = () => h2Fwd.port;
+let grpcServer: ReturnType<typeof Bun.spawn> | undefined;
+let grpcPort = 0;
+const GRPC_SCRIPT = path.join(import.meta.dir, "grpc", "echo.py");
+const h2Seen: http2.IncomingHttpHeaders[] = [];
 
 beforeAll(async () => {
   pki = makeTestPki(tempDir("h2pki"), [HOST]);
@@ -45,6 +54,39 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => trailerServer.listen(0, "127.0.0.1", resolve));
   const trailerPort = (trailerServer.address() as net.AddressInfo).port;
+  // An upstream that speaks only h2 (a gRPC server's shape): the echo of what it got, or a body ending in trailers.
+  h2Upstream = http2.createSecureServer({ cert: pki.certPem, key: pki.keyPem, allowHTTP1: false });
+  h2Upstream.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+    h2Seen.push(headers);
+    const chunks: Buffer[] = [];
+    stream.on("data", (d: Buffer) => chunks.push(d));
+    stream.on("end", () => {
+      const path = String(headers[":path"]);
+      if (path.startsWith("/rpc")) {
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0", "x-auth": String(headers["authorization"] ?? "") }));
+        stream.end(Buffer.concat([Buffer.from("got "), ...chunks]));
+        return;
+      }
+      stream.respond({ ":status": 200, "content-type": "application/json" });
+      stream.end(JSON.stringify({ path, authority: headers[":authority"], authorization: headers["authorization"] ?? null, bytes: Buffer.concat(chunks).length }));
+    });
+  });
+  await new Promise<void>((resolve) => h2Upstream.listen(0, "127.0.0.1", resolve));
+  h2Port = (h2Upstream.address() as net.AddressInfo).port;
+  // A real gRPC server (python3-grpcio) with the test PKI's leaf.
+  const certFile = path.join(pki.dir, "leaf.crt");
+  const keyFile = path.join(pki.dir, "leaf.key");
+  grpcServer = Bun.spawn(["timeout", "600", "/usr/bin/python3", GRPC_SCRIPT, "serve", certFile, keyFile], { stdout: "pipe", stderr: "ignore" });
+  const reader = (grpcServer.stdout as ReadableStream<Uint8Array>).getReader();
+  let firstLine = "";
+  while (!firstLine.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("gRPC server did not start");
+    firstLine += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  grpcPort = Number(firstLine.trim());
   t = await startTestGateway(
     `
 defaults {
@@ -54,7 +96,7 @@ defaults {
 }
 endpoint "https" "api" {
   hosts = ["${HOST}"]
-  ports = [${upstream.port}, ${trailerPort}]
+  ports = [${upstream.port}, ${trailerPort}, ${h2Port}, ${grpcPort}]
   ca_cert = "${pki.caCertPath}"
   credential = bearer_token.api
 }
@@ -74,6 +116,12 @@ rule "no-prod-in-body" {
   verdict = "deny"
   reason = "no prod from agents"
 }
+rule "no-forbidden-rpc" {
+  endpoint = https.api
+  condition = "http.path == '/demo.Echo/Forbidden'"
+  verdict = "deny"
+  reason = "not this method"
+}
 rule "no-deletes" {
   endpoint = https.api
   condition = "http.method == 'DELETE'"
@@ -85,12 +133,16 @@ rule "no-deletes" {
   );
   fwd = await socksForward(t.gw.proxies[0]!.address, { host: "127.0.0.1", port: upstream.port });
   trailerFwd = await socksForward(t.gw.proxies[0]!.address, { host: "127.0.0.1", port: trailerPort });
-});
+  h2Fwd = await socksForward(t.gw.proxies[0]!.address, { host: "127.0.0.1", port: h2Port });
+}, 60_000);
 
 afterAll(async () => {
   fwd?.close();
   trailerFwd?.close();
+  h2Fwd?.close();
   trailerServer?.close();
+  h2Upstream?.close();
+  grpcServer?.kill();
   await t?.stop();
   upstream?.stop();
 });
@@ -126,7 +178,7 @@ describe("HTTP/2 toward the agent", () => {
     expect(e.credential).toBe("bearer_token.api");
     expect(e.status).toBe(200);
     expect(JSON.stringify(t.events)).not.toContain(SECRET);
-  });
+  }, 60_000);
 
   test("a secret the upstream echoes in a header and the body is masked on the stream", async () => {
     const r = await curlVia(t, HOST, upstream.port, "/echo-auth", [...h2, "-H", `Authorization: Bearer ${PLACEHOLDER}`]);
@@ -135,7 +187,7 @@ describe("HTTP/2 toward the agent", () => {
     expect(r.body).not.toContain(SECRET);
     expect(r.headers).toContain("x-echo-auth: ");
     expect(r.headers).not.toContain(SECRET);
-  });
+  }, 60_000);
 
   test("many streams on one connection: the one a rule denies gets 403 alone, the others succeed", async () => {
     const before = httpEvents().length;
@@ -162,7 +214,7 @@ describe("HTTP/2 toward the agent", () => {
     expect(denied.rule).toBe("no-secret-path");
     // One connection carried them all (curl multiplexes parallel transfers).
     expect(new Set(events.map((e) => e.flowId)).size).toBeLessThan(events.length);
-  });
+  }, 60_000);
 
   test("a denied stream carries the usual JSON body", async () => {
     const r = await curlVia(t, HOST, upstream.port, "/denied", h2);
@@ -170,7 +222,7 @@ describe("HTTP/2 toward the agent", () => {
     expect(JSON.parse(r.body)).toEqual({ error: "denied by clawpatrol", rule: "no-secret-path", reason: "not this path" });
     const d = await curlVia(t, HOST, upstream.port, "/echo", [...h2, "-X", "DELETE"]);
     expect(d.headers).toContain("HTTP/2 403");
-  });
+  }, 60_000);
 
   test("a 64 MiB download per stream arrives sha256-exact", async () => {
     const mb = 64;
@@ -182,7 +234,7 @@ describe("HTTP/2 toward the agent", () => {
     expect(r.status).toBe(200);
     const got = createHash("sha256").update(new Uint8Array(await Bun.file(out).arrayBuffer())).digest("hex");
     expect(got).toBe(want.digest("hex"));
-  });
+  }, 60_000);
 
   test("a 16 MiB upload per stream arrives sha256-exact", async () => {
     const file = path.join(t.dir, "h2-upload.bin");
@@ -192,7 +244,7 @@ describe("HTTP/2 toward the agent", () => {
     const r = await curlVia(t, HOST, upstream.port, "/upload", [...h2, "--data-binary", `@${file}`, "-H", "Content-Type: application/octet-stream"]);
     expect(r.exitCode).toBe(0);
     expect(JSON.parse(r.body)).toEqual({ sha256: createHash("sha256").update(data).digest("hex"), size: data.length });
-  });
+  }, 60_000);
 
   test("Expect: 100-continue on a stream: the gateway reads the body for a rule and decides on it", async () => {
     const prod = JSON.stringify({ env: "prod", pad: "x".repeat(4000) });
@@ -204,7 +256,7 @@ describe("HTTP/2 toward the agent", () => {
     expect(allowed.headers).toContain("HTTP/2 200");
     expect(JSON.parse(allowed.body).body).toBe(dev);
     expect(upstream.seen.at(-1)!.headers["expect"]).toBeUndefined();
-  });
+  }, 60_000);
 
   test("trailers from a chunked upstream response arrive as h2 trailers, a secret in them masked", async () => {
     const r = await run(["timeout", "60", "nghttp", "-v", "-H", `authorization: Bearer ${PLACEHOLDER}`, `https://${HOST}:${trailerFwd.port}/rpc`]);
@@ -213,7 +265,7 @@ describe("HTTP/2 toward the agent", () => {
     expect(r.stdout).toMatch(/recv \(stream_id=\d+\) x-auth: \*+/);
     expect(r.stdout).not.toContain(SECRET);
     expect(r.stdout).toContain("hello");
-  });
+  }, 60_000);
 
   test("nghttp: concurrent streams on one connection, one denied", async () => {
     const base = `https://${HOST}:${fwd.port}`;
@@ -222,7 +274,7 @@ describe("HTTP/2 toward the agent", () => {
     const statuses = [...r.stdout.matchAll(/recv \(stream_id=(\d+)\) :status: (\d+)/g)].map((m) => m[2]);
     expect(statuses.sort()).toEqual(["200", "200", "200", "403"]);
     expect(r.stdout).toContain("negotiated protocol: h2");
-  });
+  }, 60_000);
 });
 
 /** An HTTP/2 frame: 9-byte header, then the payload. */
@@ -336,6 +388,54 @@ const windowUpdate = (id: number, n: number) => {
   return frame(8, 0, id, b);
 };
 
+describe("HTTP/2 toward an h2-only upstream", () => {
+  test("streams go out on the upstream's own h2 session: credential injected, denial alone, trailers passed and masked", async () => {
+    const before = h2Seen.length;
+    const ok = await curlVia(t, HOST, h2Port, "/echo?a=1", [...h2, "-H", `Authorization: Bearer ${PLACEHOLDER}`]);
+    expect(ok.headers).toContain("HTTP/2 200");
+    expect(h2Seen.at(-1)!["authorization"]).toBe(`Bearer ${SECRET}`);
+    expect(ok.body).not.toContain(SECRET);
+    expect(JSON.parse(ok.body).path).toBe("/echo?a=1");
+    const denied = await curlVia(t, HOST, h2Port, "/denied", h2);
+    expect(denied.headers).toContain("HTTP/2 403");
+    expect(h2Seen.length).toBe(before + 1);
+    const rpc = await run(["timeout", "60", "nghttp", "-v", "-H", "te: trailers", "-H", `authorization: Bearer ${PLACEHOLDER}`, "-d", "/dev/null", `https://${HOST}:${h2FwdPort()}/rpc`]);
+    expect(rpc.exitCode).toBe(0);
+    expect(rpc.stdout).toMatch(/recv \(stream_id=\d+\) grpc-status: 0/);
+    expect(rpc.stdout).toMatch(/recv \(stream_id=\d+\) x-auth: \*+/);
+    expect(rpc.stdout).not.toContain(SECRET);
+    expect(h2Seen.at(-1)!["te"]).toBe("trailers");
+  }, 60_000);
+});
+
+describe("gRPC through interception", () => {
+  test("unary and server-streaming calls pass credentialed; a method a rule denies fails alone; a status in trailers arrives", async () => {
+    const before = httpEvents().length;
+    const proc = Bun.spawn(["timeout", "60", "/usr/bin/python3", GRPC_SCRIPT, "call", String(grpcPort), t.caPath], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, https_proxy: t.proxyUrl, grpc_proxy: t.proxyUrl, no_proxy: "", NO_PROXY: "" },
+    });
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect(code).toBe(0);
+    // A refusal in gRPC's own form: nothing the client cannot parse.
+    expect(err).not.toContain("Error parsing");
+    const calls = Object.fromEntries(out.trim().split("\n").map((l) => JSON.parse(l)).map((c) => [c.call, c]));
+    expect(calls.unary.code).toBe("OK");
+    // The server saw the real secret (it echoes it); the agent gets it masked, same length.
+    expect(calls.unary.reply).toMatch(/^echo:hi auth=\*+$/);
+    expect(calls.unary.reply.length).toBe("echo:hi auth=Bearer ".length + SECRET.length);
+    expect(calls.stream).toEqual({ call: "stream", code: "OK", reply: ["part-0", "part-1", "part-2"] });
+    expect(calls.forbidden.code).toBe("PERMISSION_DENIED");
+    expect(calls.forbidden.details).toContain("not this method");
+    expect(calls.fail).toEqual({ call: "fail", code: "NOT_FOUND", details: "no such thing" });
+    expect(out).not.toContain(SECRET);
+    const events = httpEvents().slice(before);
+    expect(events.find((e) => e.path === "/demo.Echo/Forbidden")?.rule).toBe("no-forbidden-rpc");
+    expect(events.filter((e) => e.verdict === "allow").length).toBe(3);
+  }, 60_000);
+});
+
 describe("HTTP/2 flow control and limits", () => {
   test("a stream whose window the agent never opens stalls alone: another stream on the connection completes", async () => {
     const c = await rawClient();
@@ -356,7 +456,7 @@ describe("HTTP/2 flow control and limits", () => {
     } finally {
       c.close();
     }
-  });
+  }, 60_000);
 
   test("streams past the concurrency limit are refused (REFUSED_STREAM or GOAWAY); the connection's open streams go on", async () => {
     const c = await rawClient();
@@ -371,7 +471,7 @@ describe("HTTP/2 flow control and limits", () => {
     } finally {
       c.close();
     }
-  });
+  }, 60_000);
 });
 
 describe("HTTP/2 floods and malformed frames", () => {
@@ -392,9 +492,9 @@ describe("HTTP/2 floods and malformed frames", () => {
     });
     // GOAWAY is sent, but the socket closes with the flood unread, so the client may see a reset instead.
     expect(r.closed).toBe(true);
-    expect(httpEvents().length - before).toBeLessThan(1_000);
+    expect(httpEvents().length - before).toBeLessThan(100);
     await stillServes();
-  });
+  }, 60_000);
 
   test("an endless CONTINUATION sequence is cut off", async () => {
     const r = await rawH2((write, sock) => {
@@ -419,7 +519,7 @@ describe("HTTP/2 floods and malformed frames", () => {
     });
     expect(r.closed).toBe(true);
     await stillServes();
-  });
+  }, 60_000);
 
   test("garbage after the preface, DATA on stream 0 and a PING flood each end only their connection", async () => {
     const garbage = await rawH2((write) => write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])));
@@ -434,7 +534,7 @@ describe("HTTP/2 floods and malformed frames", () => {
     });
     expect(pings.closed).toBe(true);
     await stillServes();
-  });
+  }, 60_000);
 
   test("a header list over the limit is refused on its stream; the connection goes on", async () => {
     const big = "a".repeat(8_000);
@@ -442,5 +542,5 @@ describe("HTTP/2 floods and malformed frames", () => {
     const r = await curlVia(t, HOST, upstream.port, "/echo?big=1", [...h2, ...headers]);
     expect(r.status === 431 || r.exitCode !== 0).toBe(true);
     await stillServes();
-  });
+  }, 60_000);
 });
