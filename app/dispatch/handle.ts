@@ -106,7 +106,7 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
       // The session dials flow.dst: the real upstream (a VIP's hostname, never the VIP).
       const session = { ...flow, dst: decision.upstream };
       if (alpn.includes("h2")) {
-        const chosen = await negotiatedAlpn(tlsSock);
+        const chosen = await negotiatedAlpn(tlsSock, deps.policy().defaults.headerTimeoutMs);
         if (chosen === undefined) return void tlsSock.destroy();
         if (chosen === "h2") return new H2InterceptSession(session, tlsSock, decision.sni, deps).run();
       }

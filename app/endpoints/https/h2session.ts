@@ -41,10 +41,15 @@ export function agentAlpn(endpoint: Endpoint): string[] {
   return endpoint.type === "https" ? ["h2", "http/1.1"] : ["http/1.1"];
 }
 
-/** The protocol the agent chose once its handshake is done (undefined: the handshake failed). */
-export function negotiatedAlpn(sock: TLSSocket): Promise<string | undefined> {
+/**
+ * The protocol the agent chose once its handshake is done (undefined: the
+ * handshake failed, or took longer than `timeoutMs`, as a request head may).
+ */
+export function negotiatedAlpn(sock: TLSSocket, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
+    const timer = setTimeout(() => done(undefined), timeoutMs);
     const done = (v: string | undefined) => {
+      clearTimeout(timer);
       sock.off("secure", onSecure);
       sock.off("close", onClose);
       resolve(v);
@@ -75,7 +80,6 @@ export class H2InterceptSession {
     const server = http2.createServer({
       settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: MAX_HEADER_LIST_SIZE, enablePush: false },
       maxHeaderListPairs: MAX_HEADER_PAIRS,
-      maxSessionMemory: 32,
     });
     return new Promise((resolve) => {
       let finished = false;
