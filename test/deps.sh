@@ -17,11 +17,12 @@ set -euo pipefail
 # kubectl is not installed from Debian: the machine image has a newer one at /usr/bin/kubectl, and
 # Debian's kubernetes-client (1.20) conflicts with it. bsdutils (script), bc and gcc: the command gate's
 # tests (a pty of the warden's own, an interactive tool, an LD_PRELOAD library built for the bypass case).
+# nghttp2-client (nghttp, h2load) and python3-grpcio: the HTTP/2 and gRPC interception tests.
 # python3-requests, dpkg-dev (dpkg-scanpackages for a local apt repository): the client matrix (npm comes with Node)
 # (test/integration/clients/).
 need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23 nftables python3 chromium fonts-dejavu-core
   postgresql postgresql-client pgbouncer socat nginx-light openssh-server git clickhouse-server clickhouse-client
-  bsdutils bc gcc python3-requests dpkg-dev)
+  bsdutils bc gcc python3-requests dpkg-dev nghttp2-client python3-grpcio)
 # The benchmarks' smoke modes run with the tests (hey, mitmproxy, iperf3, ...): their list is test/bench/deps.sh.
 bash "$(dirname "$0")/bench/deps.sh"
 exec bash "$(dirname "$0")/../tools/apt-need.sh" test/deps.sh "${need[@]}"

@@ -18,6 +18,7 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { EMPTY_DESTINATION_CONTEXT, pickDestination, type DestinationContext } from "./destinations.ts";
 import { InterceptSession, type InterceptDeps, type PlainTransport } from "../endpoints/https/session.ts";
+import { agentAlpn, H2InterceptSession, negotiatedAlpn } from "../endpoints/https/h2session.ts";
 import type { LeafCertificates } from "../tls/leaf.ts";
 import { log } from "../log.ts";
 import { specOf } from "../endpoints/registry.ts";
@@ -120,10 +121,17 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
       flow.conn.unshift(Buffer.from(peeked.bytes));
       return serveFlow(flow, deps, decision);
     case "intercept": {
-      const tlsSock = await terminateTls(flow, deps, peeked, decision.sni);
+      const alpn = agentAlpn(decision.endpoint);
+      const tlsSock = await terminateTls(flow, deps, peeked, decision.sni, alpn);
       if (!tlsSock) return;
       // The session dials flow.dst: the real upstream (a VIP's hostname, never the VIP).
-      await new InterceptSession({ ...flow, dst: decision.upstream }, tlsSock, decision.sni, deps).run();
+      const session = { ...flow, dst: decision.upstream };
+      if (alpn.includes("h2")) {
+        const chosen = await negotiatedAlpn(tlsSock, deps.policy().defaults.headerTimeoutMs);
+        if (chosen === undefined) return void tlsSock.destroy();
+        if (chosen === "h2") return new H2InterceptSession(session, tlsSock, decision.sni, deps).run();
+      }
+      await new InterceptSession(session, tlsSock, decision.sni, deps).run();
       return;
     }
   }
@@ -165,7 +173,7 @@ async function serveFlow(flow: Flow, deps: FlowDeps, decision: Extract<DispatchD
 }
 
 /** Replay the peeked bytes and terminate the agent's TLS with a leaf for `name`. */
-async function terminateTls(flow: Flow, deps: FlowDeps, peeked: PeekResult, name: string): Promise<tls.TLSSocket | undefined> {
+async function terminateTls(flow: Flow, deps: FlowDeps, peeked: PeekResult, name: string, alpn: string[] = ["http/1.1"]): Promise<tls.TLSSocket | undefined> {
   flow.conn.unshift(Buffer.from(peeked.bytes));
   let secureContext: tls.SecureContext;
   try {
@@ -178,7 +186,7 @@ async function terminateTls(flow: Flow, deps: FlowDeps, peeked: PeekResult, name
   const tlsSock = new tls.TLSSocket(flow.conn as never, {
     isServer: true,
     secureContext,
-    ALPNProtocols: ["http/1.1"],
+    ALPNProtocols: alpn,
   });
   tlsSock.on("error", (e: Error) => log.debug("agent TLS error", { flow: flow.id, error: e.message }));
   return tlsSock;

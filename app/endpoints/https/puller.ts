@@ -56,6 +56,18 @@ export class StreamPuller {
     return this.isEnded;
   }
 
+  /** Chunks already received, up to about `atMost` bytes (one past it at most), never waiting. */
+  takeBuffered(atMost: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let bytes = 0;
+    while (bytes <= atMost && this.chunks.length > 0) {
+      const c = this.chunks.shift()!;
+      out.push(c);
+      bytes += c.length;
+    }
+    return out;
+  }
+
   /** The next chunk, or undefined at end of stream (see `error`). */
   async next(): Promise<Uint8Array | undefined> {
     for (;;) {

@@ -20,6 +20,7 @@ import { ExchangeDecider, type EventFields, type SecretLookup } from "./decider.
 import { InterceptConnection, type ConnectionCommand, type ConnectionEvent, type Side } from "./connection.ts";
 import { log } from "../../log.ts";
 import { chargeUsage } from "../../spend/charge.ts";
+import type { Price } from "../../spend/prices.ts";
 
 export { denyResponse, type SecretLookup } from "./decider.ts";
 
@@ -279,39 +280,7 @@ export class InterceptSession {
   }
 
   private publish(head: RequestHead, started: number, durationMs: number, fields: EventFields): void {
-    const { device } = this.flow;
-    const event: GatewayEvent = {
-      time: new Date(started).toISOString(),
-      kind: "http",
-      family: "http",
-      flowId: this.flow.id,
-      device: device.name,
-      profile: device.profile,
-      host: this.sni,
-      port: this.flow.dst.port,
-      method: head.method,
-      path: head.target,
-      bytesUp: 0,
-      bytesDown: 0,
-      durationMs: 0,
-      verdict: "deny",
-      reason: "",
-    };
-    Object.assign(event, fields);
-    event.durationMs = durationMs;
-    if (event.usage) event.usage = chargeUsage(this.deps.policy().prices, { device: device.name, profile: device.profile, credential: event.credential ?? "" }, event.usage);
-    // Every family's events carry the same three fields (the path as forwarded); a family over HTTP (k8s) gave its own.
-    const status = event.status !== undefined ? { status: event.status } : {};
-    if (event.family === undefined || event.family === "http") {
-      event.family = "http";
-      event.summary = `${event.method ?? ""} ${this.plain ? "http://" : ""}${event.host}${event.path ?? ""}`;
-      // A family that judges more than the request (clickhouse_https: its SQL) adds its own fields.
-      const scheme = this.plain ? { scheme: "http" } : {};
-      event.action = { ...(event.action ?? {}), method: event.method, host: event.host, path: event.path, ...scheme, ...status };
-    } else {
-      event.action = { ...event.action, ...status };
-    }
-    this.deps.publish(event);
+    this.deps.publish(exchangeEvent(this.flow, this.sni, head, started, durationMs, fields, { plain: this.plain !== undefined, prices: this.deps.policy().prices }));
   }
 
   /** The connection is over: the agent's side ends (destroyed after `graceMs`), the upstream goes. */
@@ -329,4 +298,50 @@ export class InterceptSession {
     }
     this.ended();
   }
+}
+
+/** One exchange's event (an HTTP/1.1 request or an HTTP/2 stream): the request, when it began, and what came of it. */
+export function exchangeEvent(
+  flow: Flow,
+  sni: string,
+  head: Pick<RequestHead, "method" | "target">,
+  started: number,
+  durationMs: number,
+  fields: EventFields,
+  /** `plain`: a plain-HTTP exchange; `prices`: what an LLM API's reported usage costs (charged to the day's spend). */
+  opts: { plain?: boolean; prices?: readonly Price[] } = {},
+): GatewayEvent {
+  const { device } = flow;
+  const event: GatewayEvent = {
+    time: new Date(started).toISOString(),
+    kind: "http",
+    family: "http",
+    flowId: flow.id,
+    device: device.name,
+    profile: device.profile,
+    host: sni,
+    port: flow.dst.port,
+    method: head.method,
+    path: head.target,
+    bytesUp: 0,
+    bytesDown: 0,
+    durationMs: 0,
+    verdict: "deny",
+    reason: "",
+  };
+  Object.assign(event, fields);
+  event.durationMs = durationMs;
+  if (event.usage && opts.prices) event.usage = chargeUsage(opts.prices, { device: device.name, profile: device.profile, credential: event.credential ?? "" }, event.usage);
+  // Every family's events carry the same three fields (the path as forwarded); a family over HTTP (k8s) gave its own.
+  const status = event.status !== undefined ? { status: event.status } : {};
+  if (event.family === undefined || event.family === "http") {
+    event.family = "http";
+    event.summary = `${event.method ?? ""} ${opts.plain ? "http://" : ""}${event.host}${event.path ?? ""}`;
+    // A family that judges more than the request (clickhouse_https: its SQL) adds its own fields.
+    const scheme = opts.plain ? { scheme: "http" } : {};
+    event.action = { ...(event.action ?? {}), method: event.method, host: event.host, path: event.path, ...scheme, ...status };
+  } else {
+    event.action = { ...event.action, ...status };
+  }
+  return event;
 }

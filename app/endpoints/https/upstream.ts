@@ -12,8 +12,8 @@ import { mutualTlsContext, type ClientCertificate } from "../kubernetes/client-c
 
 /** Idle upstream connections are closed after this long. */
 const IDLE_TIMEOUT_MS = 60_000;
-/** Per pool key; more idle connections than this are closed, not kept. */
-const MAX_IDLE_PER_KEY = 64;
+/** Per pool key; more idle connections than this are closed, not kept (an h2 agent holds one per concurrent stream). */
+const MAX_IDLE_PER_KEY = 256;
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /** One upstream connection (TLS, or TCP for plain HTTP): the socket, read by pulling (the response parser is the session's). */
@@ -84,7 +84,8 @@ export class UpstreamPool {
     return undefined;
   }
 
-  dial(t: DialTarget): Promise<UpstreamConn> {
+  /** A new upstream connection; `alpn`: what to offer (h2 only for an h2 agent's streams; see h2upstream.ts). */
+  dial(t: DialTarget, alpn: string[] = ["http/1.1"]): Promise<UpstreamConn> {
     if (t.plain) return this.dialPlain(t, t.plain.address);
     const endpoint = t.endpoint;
     if (!endpoint) return Promise.reject(new Error("an HTTPS upstream needs its endpoint"));
@@ -95,7 +96,7 @@ export class UpstreamPool {
         port: t.port,
         ...(isIp ? {} : { servername: t.sni }),
         secureContext: t.clientCert ? mutualTlsContext(this.trust, endpoint.caCertPem, t.clientCert) : this.contextFor(endpoint),
-        ALPNProtocols: ["http/1.1"],
+        ALPNProtocols: alpn,
         rejectUnauthorized: true,
         checkServerIdentity: (_host, cert) => tls.checkServerIdentity(t.sni, cert),
       });
@@ -165,7 +166,15 @@ export class UpstreamPool {
     list.push(entry);
   }
 
+  /** Called by closeAll (the h2 upstream sessions kept beside the pool). */
+  private readonly closers: (() => void)[] = [];
+
+  onCloseAll(fn: () => void): void {
+    this.closers.push(fn);
+  }
+
   closeAll(): void {
+    for (const fn of this.closers) fn();
     for (const list of this.idle.values()) {
       for (const e of list) {
         clearTimeout(e.timer);

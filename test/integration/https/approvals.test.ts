@@ -177,6 +177,31 @@ describe("dashboard approver", () => {
   });
 });
 
+describe("over HTTP/2", () => {
+  test("a held stream waits on its own while another stream flows; the approval lets it through", async () => {
+    const common = ["--http2", "-sS", "--max-time", "60", "--cacert", t.caPath, "-x", t.proxyUrl, "--connect-to", `api.test:${upstream.port}:127.0.0.1:${upstream.port}`, "-o", "/dev/null", "-w", "%{http_version} %{http_code} %{url_effective}\\n"];
+    const base = `https://api.test:${upstream.port}`;
+    const proc = Bun.spawn(
+      ["curl", "-Z", ...common, "-X", "POST", "--data", "held", `${base}/echo?h2-held`, "--next", ...common, `${base}/echo?h2-free`],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    try {
+      const held = await waitForPending("/echo?h2-held");
+      // The other stream went through while this one is held.
+      for (let i = 0; i < 400 && !upstream.seen.some((s) => s.path === "/echo?h2-free"); i++) await Bun.sleep(25);
+      expect(upstream.seen.some((s) => s.path === "/echo?h2-free")).toBe(true);
+      expect(upstream.seen.some((s) => s.path === "/echo?h2-held")).toBe(false);
+      await decide(held.id, "approve", "ok over h2");
+      const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+      expect(code).toBe(0);
+      expect(out.trim().split("\n").sort()).toEqual([`2 200 ${base}/echo?h2-free`, `2 200 ${base}/echo?h2-held`]);
+      expect(upstream.seen.some((s) => s.path === "/echo?h2-held")).toBe(true);
+    } finally {
+      proc.kill();
+    }
+  }, 60_000);
+});
+
 describe("approval CLI", () => {
   const cli = async (...args: string[]) => {
     const p = Bun.spawn(["./node_modules/.bin/bun", "app/main.ts", ...args, "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });

@@ -95,6 +95,8 @@ export async function curlVia(
       "--connect-to", `${host}:${port}:127.0.0.1:${port}`,
       "-D", headerFile,
       "-w", "\n%{http_code}",
+      // The gateway offers h2 too: HTTP/1.1 unless the test asks for HTTP/2.
+      ...(extra.some((a) => a.startsWith("--http2")) ? [] : ["--http1.1"]),
       ...extra,
       `https://${host}:${port}${pathAndQuery}`,
     ],

@@ -1,0 +1,468 @@
+// One intercepted HTTPS connection whose agent chose HTTP/2 in ALPN. Bun's
+// node:http2 owns the framing: HPACK, flow control, SETTINGS, and the
+// limits that keep floods harmless (concurrent streams, header list size,
+// CONTINUATION, rapid reset, PING/SETTINGS floods: GOAWAY or RST_STREAM).
+// Every stream is one request for the rules: its head (h2head.ts) goes
+// through the same exchange decider as an HTTP/1.1 request (decider.ts),
+// so rules, approvals, credential injection and masking apply per stream,
+// with one event per stream. A refused stream is answered alone; the
+// others go on. Allowed streams are forwarded as HTTP/1.1 over the pooled
+// upstream connections, the response relayed frame by frame; each stream
+// reads its upstream only as fast as the agent's window lets it write
+// (backpressure per stream, not per connection).
+import http2 from "node:http2";
+import type { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
+import type { Flow } from "../../dispatch/flow.ts";
+import type { Endpoint } from "../../policy/types.ts";
+import type { RequestHead } from "../http1/parser.ts";
+import { Http1Parser } from "../http1/parser.ts";
+import { encodeChunk, LAST_CHUNK, serializeRequestHead } from "../http1/serialize.ts";
+import { getHeader, headerTokens, type HeaderList } from "../http1/headers.ts";
+import { StreamScrubber, sameLengthMask } from "../../credentials/scrub.ts";
+import { StreamPuller } from "./puller.ts";
+import { ExchangeDecider, type DeciderCommand, type DeciderEvent, type EventFields } from "./decider.ts";
+import { exchangeEvent, type InterceptDeps } from "./session.ts";
+import { errorResponse } from "./outcome.ts";
+import { grpcReply, h2Reply, h2RequestHeaders, isGrpc, h2ResponseHeaders, h2Trailers, requestHeadFromH2 } from "./h2head.ts";
+import { h2UpstreamsOf, type UpstreamChoice } from "./h2upstream.ts";
+import type { UpstreamConn } from "./upstream.ts";
+import { log } from "../../log.ts";
+
+/** Streams one agent connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+export const MAX_CONCURRENT_STREAMS = 100;
+/** Largest header list a stream may send (SETTINGS_MAX_HEADER_LIST_SIZE), as HTTP/1.1's head limit. */
+export const MAX_HEADER_LIST_SIZE = 64 * 1024;
+/** Most fields in one header block. */
+const MAX_HEADER_PAIRS = 200;
+
+/** ALPN offered to the agent: h2 only where every stream can be judged as an HTTP request. */
+export function agentAlpn(endpoint: Endpoint): string[] {
+  return endpoint.type === "https" ? ["h2", "http/1.1"] : ["http/1.1"];
+}
+
+/**
+ * The protocol the agent chose once its handshake is done (undefined: the
+ * handshake failed, or took longer than `timeoutMs`, as a request head may).
+ */
+export function negotiatedAlpn(sock: TLSSocket, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    const done = (v: string | undefined) => {
+      clearTimeout(timer);
+      sock.off("secure", onSecure);
+      sock.off("close", onClose);
+      resolve(v);
+    };
+    const onSecure = () => done(typeof sock.alpnProtocol === "string" ? sock.alpnProtocol : "");
+    const onClose = () => done(undefined);
+    sock.on("secure", onSecure);
+    sock.on("close", onClose);
+  });
+}
+
+type ServerStream = http2.ServerHttp2Stream;
+
+export class H2InterceptSession {
+  /** Streams of gRPC calls: refusals go to them in gRPC's form. */
+  private readonly grpcStreams = new WeakSet<ServerStream>();
+
+  constructor(
+    private readonly flow: Flow,
+    private readonly agent: Duplex,
+    private readonly sni: string,
+    private readonly deps: InterceptDeps,
+  ) {}
+
+  /** Serves the connection; resolves when it is over. */
+  run(): Promise<void> {
+    const d = this.deps.policy().defaults;
+    const server = http2.createServer({
+      settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: MAX_HEADER_LIST_SIZE, enablePush: false },
+      maxHeaderListPairs: MAX_HEADER_PAIRS,
+    });
+    return new Promise((resolve) => {
+      let finished = false;
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        server.close();
+        resolve();
+      };
+      server.on("session", (session) => {
+        // An idle connection (no frames at all) is closed with GOAWAY, as HTTP/1.1's idle timeout closes.
+        session.setTimeout(d.idleTimeoutMs, () => session.close());
+        session.on("error", (e: Error) => log.debug("h2 agent session error", { flow: this.flow.id, error: e.message }));
+        session.on("close", finish);
+      });
+      server.on("stream", (stream: ServerStream, headers: http2.IncomingHttpHeaders) => {
+        void this.serveStream(stream, headers).catch((e: Error) => {
+          log.debug("h2 stream failed", { flow: this.flow.id, error: e.message });
+          resetStream(stream, http2.constants.NGHTTP2_INTERNAL_ERROR);
+        });
+      });
+      server.on("sessionError", (e: Error) => log.debug("h2 agent session error", { flow: this.flow.id, error: e.message }));
+      this.agent.on("close", finish);
+      this.agent.on("error", () => finish());
+      server.emit("connection", this.agent);
+    });
+  }
+
+  /** One stream: judged as one request, then answered or forwarded. */
+  private async serveStream(stream: ServerStream, h: http2.IncomingHttpHeaders): Promise<void> {
+    // A stream the agent resets in the same batch of frames (rapid reset) is
+    // never judged: the frames already read are handled first.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (stream.destroyed) return;
+    const started = Date.now();
+    if (isGrpc(h)) this.grpcStreams.add(stream);
+    const endStream = stream.endAfterHeaders || stream.readableEnded;
+    const parsed = requestHeadFromH2(h, endStream);
+    const gone = new AbortController();
+    stream.once("close", () => gone.abort());
+    if (!parsed.ok) {
+      const head = { method: String(h[":method"] ?? "?"), target: String(h[":path"] ?? "") };
+      const reply = errorResponse(parsed.status, parsed.reason, false);
+      this.publish(head, started, { status: parsed.status, verdict: "deny", reason: parsed.reason });
+      return this.replyStream(stream, reply, !endStream);
+    }
+    const head = parsed.head;
+    const body = new StreamPuller(stream);
+    const policy = this.deps.policy();
+    const decider = new ExchangeDecider({
+      policy,
+      device: { name: this.flow.device.name, profile: this.flow.device.profile },
+      sni: this.sni,
+      port: this.flow.dst.port,
+      now: started,
+      secretFor: this.deps.secretFor,
+      redact: this.deps.redact ?? ((t) => t),
+      approvals: this.deps.approvals !== undefined,
+    });
+    let commands = decider.handle({ type: "head", head });
+    let bodyDone = endStream;
+    for (;;) {
+      let reply: DeciderEvent | undefined;
+      for (const c of commands) {
+        switch (c.type) {
+          case "log":
+            log[c.level](c.message, { flow: this.flow.id, ...c.fields });
+            break;
+          case "read-body": {
+            if (c.sendContinue) stream.additionalHeaders({ ":status": 100 });
+            const got = c.wait ? await readBody(body, stream, c.atMost) : takeBuffered(body, stream, c.atMost);
+            bodyDone ||= got.done;
+            reply = { type: "body", chunks: got.chunks, done: got.done };
+            break;
+          }
+          case "drain": {
+            const got = await readBody(body, stream, c.atMost);
+            bodyDone ||= got.done;
+            reply = { type: "drained", bytes: got.bytes, done: got.done };
+            break;
+          }
+          case "hold": {
+            const gate = this.deps.approvals;
+            if (!gate) throw new Error("hold without an approval gate");
+            const outcome = await gate.hold({ request: c.request, rule: c.rule, chain: c.chain, operationId: c.operationId, signal: gone.signal });
+            reply = { type: "approval", outcome };
+            break;
+          }
+          case "reply":
+            this.publish(head, started, c.event);
+            return this.replyStream(stream, c.data, !bodyDone);
+          case "forward":
+            return this.forward(stream, head, body, c, started);
+        }
+      }
+      if (!reply) throw new Error("exchange decider asked for nothing");
+      if (stream.destroyed && reply.type !== "approval") return;
+      commands = decider.handle(reply);
+    }
+  }
+
+  /** A whole response the decider wrote (403, 202, 502), on this stream alone. */
+  private replyStream(stream: ServerStream, data: Uint8Array, bodyUnread: boolean): void {
+    if (stream.destroyed || stream.headersSent) return;
+    const reply = h2Reply(data);
+    if (this.grpcStreams.has(stream)) {
+      stream.respond(grpcReply(reply), { endStream: true });
+    } else {
+      stream.respond(reply.headers, { endStream: reply.body.length === 0 });
+      if (reply.body.length > 0) stream.end(reply.body);
+    }
+    // The rest of an unread request body is not wanted: the stream is closed (RFC 9113 §8.1).
+    if (bodyUnread) stream.once("finish", () => resetStream(stream, http2.constants.NGHTTP2_NO_ERROR));
+  }
+
+  /** The request as HTTP/1.1 over a pooled upstream connection; the response back frame by frame. */
+  private async forward(stream: ServerStream, head: RequestHead, body: StreamPuller, x: Extract<DeciderCommand, { type: "forward" }>, started: number): Promise<void> {
+    const fields: EventFields = { ...x.event, verdict: "allow" };
+    const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint: x.endpoint, ...(x.clientCert ? { clientCert: x.clientCert } : {}) };
+    // A stream the agent reset while it was judged costs no upstream connection.
+    if (stream.destroyed) return this.publish(head, started, { ...fields, detail: "agent reset the stream", bytesUp: x.bodyBytes });
+    let choice: UpstreamChoice;
+    try {
+      choice = await h2UpstreamsOf(this.deps.pool).take(target);
+    } catch (e) {
+      log.warn("upstream connect failed", { flow: this.flow.id, host: this.sni, error: (e as Error).message });
+      this.publish(head, started, { ...fields, status: 502, detail: `upstream: ${(e as Error).message}`, bytesUp: x.bodyBytes });
+      return this.replyStream(stream, errorResponse(502, `could not reach ${this.sni}`, false), !x.complete);
+    }
+    if (choice.kind === "h2") return this.forwardOverH2(stream, head, body, x, started, choice.session);
+    const conn = choice.conn;
+    if (stream.destroyed) return conn.destroy();
+    const onAgentGone = () => conn.destroy();
+    stream.once("close", onAgentGone);
+    let bytesUp = x.bodyBytes;
+    const frame = (d: Uint8Array) => (x.chunked ? encodeChunk(d) : [d]);
+    // The request: head and what was read, then the rest of the body as the agent sends it.
+    const first: Uint8Array[] = [serializeRequestHead(x.head)];
+    for (const b of x.body) first.push(...frame(b));
+    if (x.complete && x.chunked) first.push(LAST_CHUNK);
+    const sending = (async () => {
+      await conn.write(Buffer.concat(first));
+      if (x.complete) return true;
+      for (;;) {
+        const chunk = await body.next();
+        if (!chunk) break;
+        bytesUp += chunk.length;
+        await conn.write(Buffer.concat(frame(chunk)));
+      }
+      // A stream reset by the agent mid-body: the request was never whole.
+      if (body.error || !stream.readableEnded) return false;
+      if (x.chunked) await conn.write(LAST_CHUNK);
+      return true;
+    })().catch(() => false);
+    const r = await this.relay(stream, head, conn, x.needles);
+    stream.off("close", onAgentGone);
+    const requestWhole = r.ok && r.early ? false : await sending;
+    if (r.ok && requestWhole && r.reusable && conn.atCleanBoundary) this.deps.pool.release(conn);
+    else conn.destroy();
+    this.publish(head, started, { ...fields, bytesUp, bytesDown: r.bytesDown, ...(r.status ? { status: r.status } : {}), ...(r.ok ? {} : { detail: r.detail }) });
+  }
+
+  /** The request as a stream of the upstream's own h2 session; the response back frame by frame, trailers included. */
+  private async forwardOverH2(
+    stream: ServerStream,
+    head: RequestHead,
+    body: StreamPuller,
+    x: Extract<DeciderCommand, { type: "forward" }>,
+    started: number,
+    session: http2.ClientHttp2Session,
+  ): Promise<void> {
+    const fields: EventFields = { ...x.event, verdict: "allow" };
+    let bytesUp = x.bodyBytes;
+    let bytesDown = 0;
+    let status: number | undefined;
+    const publish = (more: EventFields) => this.publish(head, started, { ...fields, bytesUp, bytesDown, ...(status ? { status } : {}), ...more });
+    if (stream.destroyed) return publish({ detail: "agent reset the stream" });
+    const noBody = x.complete && x.bodyBytes === 0;
+    let req: http2.ClientHttp2Stream;
+    try {
+      const te = head.headers.some(([n, v]) => n === "te" && v.trim().toLowerCase() === "trailers");
+      req = session.request(h2RequestHeaders(x.head, this.sni, this.flow.dst.port, te), { endStream: noBody });
+    } catch (e) {
+      publish({ status: 502, detail: `upstream: ${(e as Error).message}` });
+      return this.replyStream(stream, errorResponse(502, `could not reach ${this.sni}`, false), !x.complete);
+    }
+    const onAgentGone = () => resetStream(req as unknown as ServerStream, http2.constants.NGHTTP2_CANCEL);
+    stream.once("close", onAgentGone);
+    req.on("error", () => undefined);
+    // The request body: what was read, then the rest as the agent's DATA comes, at the upstream's pace.
+    if (!noBody) {
+      void (async () => {
+        for (const b of x.body) if (!(await writeStream(req as unknown as ServerStream, b))) return;
+        if (!x.complete) {
+          for (let c = await body.next(); c; c = await body.next()) {
+            bytesUp += c.length;
+            if (!(await writeStream(req as unknown as ServerStream, c))) return;
+          }
+          if (!stream.readableEnded || body.error) return resetStream(req as unknown as ServerStream, http2.constants.NGHTTP2_CANCEL);
+        }
+        req.end();
+      })().catch(() => resetStream(req as unknown as ServerStream, http2.constants.NGHTTP2_CANCEL));
+    }
+    const response = await new Promise<http2.IncomingHttpHeaders | undefined>((resolve) => {
+      req.once("response", (h) => resolve(h));
+      req.once("close", () => resolve(undefined));
+    });
+    if (!response) {
+      stream.off("close", onAgentGone);
+      publish({ status: 502, detail: `upstream reset the stream (code ${req.rstCode ?? "?"})` });
+      return this.replyStream(stream, errorResponse(502, `${this.sni} reset the request`, false), false);
+    }
+    status = Number(response[":status"]);
+    const list: HeaderList = [];
+    for (const [n, v] of Object.entries(response)) {
+      if (n.startsWith(":") || v === undefined) continue;
+      for (const one of Array.isArray(v) ? v : [v]) list.push([n, String(one)]);
+    }
+    const needles = x.needles;
+    if (needles.length > 0 && !headerTokens(list, "content-encoding").every((c) => c === "identity")) {
+      resetStream(req as unknown as ServerStream, http2.constants.NGHTTP2_CANCEL);
+      publish({ status: 502, detail: "upstream sent a coded body despite identity" });
+      return this.replyStream(stream, errorResponse(502, `upstream sent Content-Encoding ${getHeader(list, "content-encoding")} despite identity`, false), false);
+    }
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    req.once("trailers", (t) => (trailers = t));
+    const ended = req.endAfterHeaders;
+    if (stream.destroyed) return publish({ detail: "agent reset the stream" });
+    stream.respond(h2ResponseHeaders(status, list, needles), { endStream: ended, waitForTrailers: !ended });
+    if (!ended) {
+      const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
+      const down = new StreamPuller(req);
+      for (let c = await down.next(); c; c = await down.next()) {
+        bytesDown += c.length;
+        const out = scrubber ? scrubber.push(c) : c;
+        if (out.length > 0 && !(await writeStream(stream, out))) break;
+      }
+      const tail = scrubber?.flush();
+      if (tail && tail.length > 0) await writeStream(stream, tail);
+      if (!req.readableEnded || down.error) {
+        stream.off("close", onAgentGone);
+        resetStream(stream, http2.constants.NGHTTP2_INTERNAL_ERROR);
+        return publish({ detail: stream.destroyed ? "agent reset the stream" : "upstream reset the stream" });
+      }
+      const t: HeaderList = [];
+      for (const [n, v] of Object.entries(trailers ?? {})) {
+        if (n.startsWith(":") || v === undefined) continue;
+        for (const one of Array.isArray(v) ? v : [v]) t.push([n, String(one)]);
+      }
+      if (!stream.destroyed) {
+        stream.once("wantTrailers", () => sendTrailers(stream, h2Trailers(t, needles)));
+        stream.end();
+      }
+    }
+    stream.off("close", onAgentGone);
+    publish({});
+  }
+
+  /** The upstream's response to the agent's stream; the agent's window paces the upstream's reads. */
+  private async relay(
+    stream: ServerStream,
+    head: RequestHead,
+    conn: UpstreamConn,
+    needles: string[],
+  ): Promise<{ ok: true; status: number; bytesDown: number; reusable: boolean; early: boolean } | { ok: false; status?: number; bytesDown: number; detail: string }> {
+    const parser = new Http1Parser("response");
+    parser.expectResponseTo(head.method);
+    const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
+    let status: number | undefined;
+    let keepAlive = false;
+    let bytesDown = 0;
+    const fail = (detail: string, code = http2.constants.NGHTTP2_INTERNAL_ERROR) => {
+      if (!stream.headersSent && !stream.destroyed) this.replyStream(stream, errorResponse(502, detail, false), false);
+      else resetStream(stream, code);
+      return { ok: false as const, ...(status ? { status } : { status: 502 }), bytesDown, detail };
+    };
+    for (;;) {
+      const chunk = await conn.puller.next();
+      if (stream.destroyed) return { ok: false, ...(status ? { status } : {}), bytesDown, detail: "agent reset the stream" };
+      const events = chunk ? parser.push(chunk) : parser.end();
+      if (!chunk && events.length === 0) return fail("upstream closed mid-response");
+      for (const ev of events) {
+        switch (ev.type) {
+          case "informational":
+            // 103 Early Hints, the upstream's own 100: passed on, masked as a final head is.
+            if (!stream.headersSent && !stream.destroyed) stream.additionalHeaders(h2ResponseHeaders(ev.head.status, ev.head.headers, needles));
+            break;
+          case "head": {
+            if (!("status" in ev.head)) break;
+            const h = ev.head;
+            if (h.status === 101) return fail("upstream switched protocols on an HTTP/2 stream");
+            // Credentialed requests asked for identity: a coded body cannot be masked in flight.
+            if (needles.length > 0 && h.bodyKind.kind !== "none" && !headerTokens(h.headers, "content-encoding").every((c) => c === "identity")) {
+              return fail(`upstream sent Content-Encoding ${getHeader(h.headers, "content-encoding")} despite identity`);
+            }
+            status = h.status;
+            keepAlive = h.keepAlive;
+            const noBody = h.bodyKind.kind === "none";
+            stream.respond(h2ResponseHeaders(h.status, h.headers, needles), { endStream: noBody, waitForTrailers: !noBody && h.bodyKind.kind === "chunked" });
+            break;
+          }
+          case "body": {
+            bytesDown += ev.data.length;
+            const out = scrubber ? scrubber.push(ev.data) : ev.data;
+            if (out.length > 0 && !(await writeStream(stream, out))) return { ok: false, ...(status ? { status } : {}), bytesDown, detail: "agent reset the stream" };
+            break;
+          }
+          case "end": {
+            const tail = scrubber?.flush();
+            if (tail && tail.length > 0) await writeStream(stream, tail);
+            if (!stream.destroyed && !stream.writableEnded) {
+              const trailers = ev.trailers ?? [];
+              stream.once("wantTrailers", () => sendTrailers(stream, h2Trailers(trailers as HeaderList, needles)));
+              stream.end();
+            }
+            return { ok: true, status: status ?? 502, bytesDown, reusable: keepAlive && parser.idle, early: false };
+          }
+          case "error":
+            return fail(`upstream sent a malformed response: ${ev.message}`);
+          default:
+            return fail("upstream sent what an HTTP/2 stream cannot carry");
+        }
+      }
+    }
+  }
+
+  private publish(head: Pick<RequestHead, "method" | "target">, started: number, fields: EventFields): void {
+    this.deps.publish(exchangeEvent(this.flow, this.sni, head, started, Date.now() - started, fields));
+  }
+}
+
+/** Body chunks until the stream ends or more than `atMost` bytes were read. */
+async function readBody(body: StreamPuller, stream: ServerStream, atMost: number): Promise<{ chunks: Uint8Array[]; bytes: number; done: boolean }> {
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  while (bytes <= atMost) {
+    const c = await body.next();
+    // Ended by END_STREAM, not by a reset.
+    if (!c) return { chunks, bytes, done: stream.readableEnded && !body.error };
+    chunks.push(c);
+    bytes += c.length;
+  }
+  return { chunks, bytes, done: false };
+}
+
+/** What of the body already arrived, never waiting. */
+function takeBuffered(body: StreamPuller, stream: ServerStream, atMost: number): { chunks: Uint8Array[]; done: boolean } {
+  const chunks = body.takeBuffered(atMost);
+  return { chunks, done: stream.readableEnded && body.buffered === 0 && !body.error };
+}
+
+/** Writes to the agent's stream; resolves once its window took it (false: the stream is gone). */
+function writeStream(stream: ServerStream, data: Uint8Array): Promise<boolean> {
+  if (stream.destroyed) return Promise.resolve(false);
+  if (stream.write(data)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const onDrain = () => {
+      stream.off("close", onClose);
+      resolve(true);
+    };
+    const onClose = () => {
+      stream.off("drain", onDrain);
+      resolve(false);
+    };
+    stream.once("drain", onDrain);
+    stream.once("close", onClose);
+  });
+}
+
+/** Trailers, unless the stream went away meanwhile (an event handler must never throw). */
+function sendTrailers(stream: ServerStream, trailers: http2.OutgoingHttpHeaders): void {
+  try {
+    stream.sendTrailers(trailers);
+  } catch {
+    stream.destroy();
+  }
+}
+
+function resetStream(stream: ServerStream, code: number): void {
+  if (stream.destroyed || stream.closed) return;
+  try {
+    stream.close(code);
+  } catch {
+    stream.destroy();
+  }
+}
