@@ -66,6 +66,8 @@ type ServerStream = http2.ServerHttp2Stream;
 export class H2InterceptSession {
   /** Streams of gRPC calls: refusals go to them in gRPC's form. */
   private readonly grpcStreams = new WeakSet<ServerStream>();
+  /** Streams being served, ended when the agent's connection goes. */
+  private readonly live = new Set<ServerStream>();
 
   constructor(
     private readonly flow: Flow,
@@ -87,6 +89,9 @@ export class H2InterceptSession {
         if (finished) return;
         finished = true;
         server.close();
+        // The agent's connection is gone: every stream still relaying ends now (its
+        // event is published with what was sent), whether or not the library said so.
+        for (const stream of this.live) if (!stream.destroyed) stream.destroy();
         resolve();
       };
       server.on("session", (session) => {
@@ -114,6 +119,8 @@ export class H2InterceptSession {
     // never judged: the frames already read are handled first.
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (stream.destroyed) return;
+    this.live.add(stream);
+    stream.once("close", () => this.live.delete(stream));
     const started = Date.now();
     if (isGrpc(h)) this.grpcStreams.add(stream);
     const endStream = stream.endAfterHeaders || stream.readableEnded;

@@ -253,7 +253,7 @@ describe("events say what happened", () => {
   test("curl https:// that gives up mid-download is recorded with the 200 it got, the bytes it got, and that it closed first", async () => {
     // curl's output closed after 3 MiB of 16 (as a pipe to `head` does): curl stops with a write error and closes.
     const proc = Bun.spawn(
-      ["sh", "-c", 'curl -sS --max-time 30 --noproxy "" -x "$1" --cacert "$2" --connect-to "$3" "$4" | head -c 3145728 > /dev/null', "sh", t.proxyUrl, t.caPath, `api.test:${tlsUp.port}:127.0.0.1:${tlsUp.port}`, `https://api.test:${tlsUp.port}/download?mb=16`],
+      ["sh", "-c", 'curl -sS --http1.1 --max-time 30 --noproxy "" -x "$1" --cacert "$2" --connect-to "$3" "$4" | head -c 3145728 > /dev/null', "sh", t.proxyUrl, t.caPath, `api.test:${tlsUp.port}:127.0.0.1:${tlsUp.port}`, `https://api.test:${tlsUp.port}/download?mb=16`],
       { stdout: "ignore", stderr: "ignore" },
     );
     await proc.exited;
