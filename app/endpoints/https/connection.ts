@@ -56,7 +56,8 @@ export type ConnectionEvent =
   | { type: "client-gone" }
   /** The upstream asked for is ready; `pooled`: an idle pooled connection was taken. */
   | { type: "upstream-connected"; pooled: boolean }
-  | { type: "upstream-failed"; message: string }
+  /** `transient`: a failure that may pass (refused, reset, timed out), dialed once more. */
+  | { type: "upstream-failed"; message: string; transient?: boolean }
   | { type: "upstream-data"; data: Uint8Array }
   | { type: "upstream-closed" }
   /** The timer set by `timer` fired. */
@@ -87,7 +88,7 @@ export type ConnectionCommand =
   | HoldCommand
   /** One exchange's event: the head, when it began, and what came of it. */
   | { type: "publish"; head: RequestHead; started: number; durationMs: number; fields: EventFields }
-  | { type: "log"; level: "debug" | "warn" | "error"; message: string; fields: Record<string, unknown> }
+  | { type: "log"; level: "debug" | "info" | "warn" | "error"; message: string; fields: Record<string, unknown> }
   /** The connection is over: end the agent's side, destroy it after `graceMs`; `abort`: destroy now. */
   | { type: "close"; graceMs: number; abort: boolean };
 
@@ -113,6 +114,8 @@ interface Forwarding {
   headBytes: Uint8Array;
   attempt: number;
   pooled: boolean;
+  /** A failed dial was already tried again (once per exchange). */
+  dialRetried: boolean;
   /** The upstream is connected (else being connected). */
   connected: boolean;
   relay: ResponseRelay | undefined;
@@ -221,7 +224,7 @@ export class InterceptConnection {
         this.upstreamConnected(ev.pooled);
         break;
       case "upstream-failed":
-        this.upstreamFailed(ev.message);
+        this.upstreamFailed(ev.message, ev.transient === true);
         break;
       case "upstream-data":
         this.reading.upstream = false;
@@ -483,6 +486,7 @@ export class InterceptConnection {
       headBytes: serializeRequestHead(x.head),
       attempt: 0,
       pooled: false,
+      dialRetried: false,
       connected: false,
       relay: undefined,
       parser: new Http1Parser("response"),
@@ -525,11 +529,17 @@ export class InterceptConnection {
     f.sent = f.requestComplete;
   }
 
-  private upstreamFailed(message: string): void {
+  private upstreamFailed(message: string, transient: boolean): void {
     const f = this.fwd;
     if (!f || f.connected) throw new Error("intercept connection: a connect nobody asked for failed");
+    const failed = dialFailed({ sni: this.o.sni, message, complete: f.x.complete, keepAlive: this.head!.keepAlive, transient, retried: f.dialRetried });
+    if (failed.retry) {
+      // Nothing was sent on it: dial again, as the agent itself would.
+      this.emit({ type: "log", level: "info", message: "upstream connect failed, dialing again", fields: { host: this.o.sni, error: message } });
+      f.dialRetried = true;
+      return this.connect();
+    }
     this.emit({ type: "log", level: "warn", message: "upstream connect failed", fields: { host: this.o.sni, error: message } });
-    const failed = dialFailed({ sni: this.o.sni, message, complete: f.x.complete, keepAlive: this.head!.keepAlive });
     this.publish({ status: failed.status, verdict: "allow", reason: f.x.event.reason ?? "", detail: failed.detail, bytesUp: f.bytesUp });
     this.writeClient(failed.data);
     this.endExchange(failed.close);
