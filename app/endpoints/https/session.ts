@@ -12,7 +12,7 @@ import type { GatewayEvent } from "../../events/types.ts";
 import type { RequestHead } from "../http1/parser.ts";
 import { StreamPuller } from "./puller.ts";
 import type { ApprovalGate } from "./approval.ts";
-import { UpstreamPool, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
+import { UpstreamPool, isTransientDialError, writeWithBackpressure, type UpstreamConn } from "./upstream.ts";
 import { ExchangeDecider, type EventFields, type SecretLookup } from "./decider.ts";
 import { InterceptConnection, type ConnectionCommand, type ConnectionEvent, type Side } from "./connection.ts";
 import { log } from "../../log.ts";
@@ -203,7 +203,7 @@ export class InterceptSession {
       this.drained.upstream = Promise.resolve();
       this.feed({ type: "upstream-connected", pooled: false });
     } catch (e) {
-      this.feed({ type: "upstream-failed", message: (e as Error).message });
+      this.feed({ type: "upstream-failed", message: (e as Error).message, transient: isTransientDialError(e) });
     }
   }
 
