@@ -33,6 +33,9 @@ import { ConnIndex, systemResolver } from "./dispatch/conn-index.ts";
 import { destinationContextFor } from "./dispatch/destination-context.ts";
 import { hostAddressCache } from "./net/host-addresses.ts";
 import { fdMetrics } from "./net/fds.ts";
+import { FairQueue } from "./net/fair-queue.ts";
+import { processLoopStall } from "./net/loop-stall.ts";
+import { runtimeMetrics } from "./events/runtime-metrics.ts";
 import { DEFAULT_QUOTAS, DeviceQuotas, type QuotaVerdict } from "./dispatch/quotas.ts";
 import type { SecretLookup } from "./endpoints/https/session.ts";
 import type { ApprovalGate } from "./endpoints/https/approval.ts";
@@ -58,6 +61,16 @@ import { fileURLToPath } from "node:url";
 import { log, logRedactor, setLogRedactor, setLogWriter } from "./log.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
+/**
+ * Agents' TLS handshakes run this many at a time; the rest wait in turn,
+ * fairly between devices, up to HANDSHAKES_MAX_WAITING, past which a
+ * connection is closed at once and logged. A slot is held from the leaf to
+ * the agent's first bytes (or 10 s), so it also covers handshakes a client
+ * started and abandoned (Go's transport leaves spare dials half done): 32
+ * slots were taken by those under `hey -c 200` and starved the live ones.
+ */
+const HANDSHAKE_SLOTS = 256;
+const HANDSHAKES_MAX_WAITING = 4096;
 
 function hostPort(listen: string): { host: string; port: number } {
   const { host, port } = parseHostPort(listen);
@@ -207,7 +220,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   gateSweep.unref?.();
 
   const pool = new UpstreamPool();
+  const handshakes = new FairQueue(HANDSHAKE_SLOTS, HANDSHAKES_MAX_WAITING);
   const deps: FlowDeps = {
+    handshakes,
     policy: () => policy,
     secretFor,
     publish: (e) => bus.publish(e),
@@ -284,7 +299,17 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     approvalsPending: () => approvals.hub.pending().length,
     flowsOpen: () => flowsOpen,
     devices: () => devices.list().filter((d) => !d.revokedAt).length,
-    extra: () => [...fdMetrics(), ...(exporter?.metricLines() ?? [])],
+    extra: () => [
+      ...fdMetrics(),
+      ...runtimeMetrics({
+        loop: processLoopStall(),
+        pool: () => pool.stats(),
+        handshakes: () => ({ ...handshakes.stats(), limit: handshakes.limit, maxWaiting: handshakes.maxWaiting }),
+        leaves: () => ({ cached: leaves.cachedCount, max: leaves.maxCached }),
+        sinkPending: () => ({ sqlite: actions.pending }),
+      }),
+      ...(exporter?.metricLines() ?? []),
+    ],
   });
   bus.addSink(metrics);
 
