@@ -62,6 +62,12 @@ import { log, logRedactor, setLogRedactor, setLogWriter } from "./log.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 /**
+ * On stop (SIGTERM), how long flows may take to finish the exchange under
+ * way (its event recorded) before the rest are cut; the sinks are flushed
+ * after. systemd's stop timeout is 90 s.
+ */
+const DRAIN_MS = 5_000;
+/**
  * Agents' TLS handshakes run this many at a time; the rest wait in turn,
  * fairly between devices, up to HANDSHAKES_MAX_WAITING, past which a
  * connection is closed at once and logged. A slot is held from the leaf to
@@ -221,8 +227,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
 
   const pool = new UpstreamPool();
   const handshakes = new FairQueue(HANDSHAKE_SLOTS, HANDSHAKES_MAX_WAITING);
+  const shutdown = new AbortController();
   const deps: FlowDeps = {
     handshakes,
+    shutdown: shutdown.signal,
     policy: () => policy,
     secretFor,
     publish: (e) => bus.publish(e),
@@ -247,6 +255,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   let dnsTcpTarget: { host: string; port: number } | undefined;
   const vipTable = new VipTable(db);
   let flowsOpen = 0;
+  // The agents' connections of open flows, cut when a stop's drain runs out.
+  const flowConns = new Set<Flow["conn"]>();
   // Per-device quotas (app/dispatch/quotas.ts): one device cannot take what all share.
   const quotas = new DeviceQuotas(() => ({ ...DEFAULT_QUOTAS, ...policy.defaults.quotas }), () => performance.now());
   const quotaRefused = (device: DeviceIdentity, dst: { host: string; port: number }, flowId: string, v: Extract<QuotaVerdict, { ok: false }>) => {
@@ -286,6 +296,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     }
     flow.conn.once("close", () => quotas.closeTcp(flow.device.name, dns));
     flowsOpen += 1;
+    flowConns.add(flow.conn);
     return handleFlow(flow, deps)
       .catch((e: Error) => {
         log.error("flow failed", { flow: flow.id, error: e.message });
@@ -293,6 +304,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       })
       .finally(() => {
         flowsOpen -= 1;
+        flowConns.delete(flow.conn);
       });
   };
   const metrics = new Metrics({
@@ -519,13 +531,21 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       if (closed) return;
       closed = true;
       watcher?.close();
+      // Stop taking connections; let each flow finish its exchange (its event
+      // published) and close; cut what is left; then the sinks flush below.
+      const listenersClosed = Promise.all(proxies.map((p) => p.close()));
+      shutdown.abort();
+      const deadline = Date.now() + DRAIN_MS;
+      while (flowsOpen > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (flowsOpen > 0) log.warn("stopping: flows still open after the drain, cut", { flows: flowsOpen });
+      for (const c of flowConns) c.destroy();
+      await listenersClosed;
       await control?.close();
       await publicServer?.close();
       await tunnel?.close();
       await dnsVip?.close();
       clearInterval(pruneTimer);
       clearInterval(gateSweep);
-      await Promise.all(proxies.map((p) => p.close()));
       pool.closeAll();
       connIndex.close();
       approvals.close();

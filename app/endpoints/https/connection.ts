@@ -62,6 +62,8 @@ export type ConnectionEvent =
   | { type: "upstream-closed" }
   /** The timer set by `timer` fired. */
   | { type: "timer" }
+  /** The gateway is stopping: finish the exchange under way, take no other; an idle or held one closes now. */
+  | { type: "shutdown" }
   /** The approval asked for by `hold` was decided. */
   | { type: "approval"; outcome: HoldOutcome };
 
@@ -160,6 +162,8 @@ export class InterceptConnection {
   /** Parse events of the agent's bytes not yet taken. */
   private readonly events: ParseEvent[] = [];
   private clientEnded = false;
+  /** Shutting down: no request after the one under way. */
+  private draining = false;
   private readonly timeouts: ClientTimeouts;
   private timerAt: number | undefined;
   private reading = { client: false, upstream: false };
@@ -247,6 +251,11 @@ export class InterceptConnection {
         if (reason) this.timedOut(reason);
         break;
       }
+      case "shutdown":
+        this.draining = true;
+        // An approval can take minutes: the held request is dropped, as when its agent leaves.
+        if (this.state === "holding") this.close();
+        break;
       case "approval":
         if (this.state !== "holding") throw new Error("intercept connection: approval while not holding");
         this.state = "deciding";
@@ -332,7 +341,7 @@ export class InterceptConnection {
     for (;;) {
       const ev = this.takeClient();
       if (!ev) {
-        if (this.clientEnded) this.close();
+        if (this.clientEnded || this.draining) this.close();
         else this.want("client", ["upstream", "client"]);
         return;
       }

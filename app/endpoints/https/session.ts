@@ -28,6 +28,8 @@ export interface InterceptDeps {
   approvals?: ApprovalGate;
   /** Masks configured secrets in text shown outside the gateway (approvers). */
   redact?: (text: string) => string;
+  /** Aborted when the gateway stops: the exchange under way finishes, its event is published, then the connection closes. */
+  shutdown?: AbortSignal;
 }
 
 export class InterceptSession {
@@ -75,6 +77,15 @@ export class InterceptSession {
         }),
     });
     agent.once("close", () => this.agentGone.abort());
+    const shutdown = deps.shutdown;
+    if (shutdown) {
+      const onShutdown = () => this.feed({ type: "shutdown" });
+      if (shutdown.aborted) queueMicrotask(onShutdown);
+      else {
+        shutdown.addEventListener("abort", onShutdown, { once: true });
+        this.agentGone.signal.addEventListener("abort", () => shutdown.removeEventListener("abort", onShutdown), { once: true });
+      }
+    }
   }
 
   /** Serves the connection; resolves when it is over. */

@@ -215,6 +215,23 @@ describe("forwarding", () => {
     pb.done();
   });
 
+  test("shutdown: an idle connection closes at once", () => {
+    const { pb } = connection("plain.test");
+    pb.in({ type: "start" }).out(...WAIT_REQUEST);
+    pb.in({ type: "shutdown" }).out("timer off", "close (destroy after 5000 ms)");
+    pb.done();
+  });
+
+  test("shutdown: the exchange under way is answered and recorded, then the connection closes", () => {
+    const { pb } = connection("plain.test");
+    pb.in({ type: "start" }).out(...WAIT_REQUEST);
+    pb.in(client("GET /a HTTP/1.1\r\nHost: plain.test\r\n\r\n")).out("connect https.plain", "timer off");
+    pb.in({ type: "shutdown" }).out();
+    pb.in({ type: "upstream-connected", pooled: false }).out("upstream <- GET /a HTTP/1.1|Host: plain.test||", "read upstream after client drained");
+    pb.in(upstream(OK_HI)).out(AGENT_OK_HI, "event GET /a allow 200 up=0 down=2", "release upstream to the pool", "close (destroy after 5000 ms)");
+    pb.done();
+  });
+
   test("a pooled upstream the server closed meanwhile: the request is sent once more on a fresh one", () => {
     const { pb } = connection("plain.test");
     pb.in({ type: "start" }).out(...WAIT_REQUEST);
