@@ -11,8 +11,14 @@ import { stallCorrectedTimeout } from "../../net/loop-stall.ts";
 
 /** Idle upstream connections are closed after this long. */
 const IDLE_TIMEOUT_MS = 60_000;
-/** Per pool key; more idle connections than this are closed, not kept. */
-const MAX_IDLE_PER_KEY = 64;
+/**
+ * Per pool key; more idle connections than this are closed, not kept. As
+ * many as the agents' connections that use one upstream at once: at 64, 500
+ * keep-alive agents on one upstream closed and redialed most of theirs
+ * (a TLS handshake toward the upstream per request), and those dials, queued
+ * at a busy upstream, ran into the connect timeout.
+ */
+export const MAX_IDLE_PER_KEY = 512;
 /**
  * The TCP connect and TLS handshake toward the upstream, not counting time
  * the event loop was stalled (app/net/loop-stall.ts): a burst of agents
