@@ -22,7 +22,8 @@
 // Knobs (environment): SOAK_CONNECTIONS (N, default 200), SOAK_BURST
 // (B, default N), SOAK_SECONDS (default 120), SOAK_SAMPLE_SECONDS (default
 // 10), SOAK_WARMUP_SECONDS (samples before this are not in the slope;
-// default 30), SOAK_KEEP=1 (keep the work directory), SOAK_LOG_LEVEL (the
+// default 30), SOAK_GC=1 (a full collection in the gateway before each
+// sample), SOAK_KEEP=1 (keep the work directory), SOAK_LOG_LEVEL (the
 // gateway's, e.g. debug; its log is in the work directory).
 import { firstLine, tail } from "./proc-stats.ts";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -56,6 +57,8 @@ const BURST = Number(process.env.SOAK_BURST ?? N);
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 120);
 const SAMPLE_SECONDS = Number(process.env.SOAK_SAMPLE_SECONDS ?? 10);
 const WARMUP_SECONDS = Number(process.env.SOAK_WARMUP_SECONDS ?? 30);
+/** A full collection in the gateway before each sample: the heap then shows what is held, not garbage. */
+const FORCE_GC = process.env.SOAK_GC === "1";
 const HOST = "localhost";
 const URL_PATH = "/v1/soak";
 const URL = `https://${HOST}${URL_PATH}`;
@@ -279,6 +282,9 @@ interface Sample {
   /** Agents' TLS handshakes running and queued. */
   handshakes: number;
   queued: number;
+  /** Events waiting for the SQLite sink, and memory outside the JS heap. */
+  sinkPending: number;
+  externalMb: number;
 }
 
 function rssMb(pid: number): number {
@@ -301,6 +307,10 @@ async function scrape(socket: string): Promise<Map<string, number>> {
 }
 
 async function sample(pid: number, socket: string, t0: number): Promise<Sample> {
+  if (FORCE_GC) {
+    process.kill(pid, "SIGUSR2");
+    await Bun.sleep(500);
+  }
   const m = await scrape(socket);
   return {
     t: (performance.now() - t0) / 1000,
@@ -310,6 +320,8 @@ async function sample(pid: number, socket: string, t0: number): Promise<Sample> 
     pooled: m.get("clawpatrol_upstream_pool_idle") ?? NaN,
     handshakes: m.get("clawpatrol_tls_handshakes_active") ?? NaN,
     queued: m.get("clawpatrol_tls_handshakes_waiting") ?? NaN,
+    sinkPending: m.get('clawpatrol_event_sink_pending{sink="sqlite"}') ?? NaN,
+    externalMb: (m.get("clawpatrol_external_memory_bytes") ?? NaN) / 1048576,
   };
 }
 
@@ -404,8 +416,8 @@ async function main(): Promise<void> {
       console.log(`${name.padEnd(28)}${String(r.total).padStart(10)}${fmt(r.rps).padStart(9)}${fmt(r.p50ms, 1).padStart(9)}${fmt(r.p99ms, 1).padStart(9)}  ${kinds(e)}`);
     }
 
-    console.log(`\n${"t s".padStart(6)}${"RSS MB".padStart(9)}${"heap MB".padStart(9)}${"flows".padStart(7)}${"pooled".padStart(8)}${"TLS".padStart(6)}${"queued".padStart(8)}`);
-    for (const s of samples) console.log(`${fmt(s.t).padStart(6)}${fmt(s.rssMb, 1).padStart(9)}${fmt(s.heapMb, 1).padStart(9)}${fmt(s.flowsOpen).padStart(7)}${fmt(s.pooled).padStart(8)}${fmt(s.handshakes).padStart(6)}${fmt(s.queued).padStart(8)}`);
+    console.log(`\n${"t s".padStart(6)}${"RSS MB".padStart(9)}${"heap MB".padStart(9)}${"flows".padStart(7)}${"pooled".padStart(8)}${"TLS".padStart(6)}${"queued".padStart(8)}${"ext MB".padStart(8)}${"events".padStart(8)}`);
+    for (const s of samples) console.log(`${fmt(s.t).padStart(6)}${fmt(s.rssMb, 1).padStart(9)}${fmt(s.heapMb, 1).padStart(9)}${fmt(s.flowsOpen).padStart(7)}${fmt(s.pooled).padStart(8)}${fmt(s.handshakes).padStart(6)}${fmt(s.queued).padStart(8)}${fmt(s.externalMb, 1).padStart(8)}${fmt(s.sinkPending).padStart(8)}`);
     const after = samples.filter((s) => s.t >= loadStarted + WARMUP_SECONDS);
     const rssSlope = slopePerMinute(after.map((s) => ({ t: s.t, y: s.rssMb })));
     const heapSlope = slopePerMinute(after.map((s) => ({ t: s.t, y: s.heapMb })));
