@@ -53,6 +53,14 @@ bench-ssh: deps
 	bash test/bench/deps.sh
 	$(BUN) test/bench/ssh.ts
 
+.PHONY: soak
+## Sustained load and bursts through the explicit proxy against a local nginx (root): errors by kind,
+# p50/p99, RSS and heap every 10 s with the slope after warm-up, events counted against what nginx served.
+# Sizes: SOAK_CONNECTIONS (200), SOAK_BURST, SOAK_SECONDS (120); e.g. SOAK_CONNECTIONS=1000 SOAK_SECONDS=600.
+soak: deps
+	bash test/bench/deps.sh
+	$(BUN) test/bench/soak.ts
+
 .PHONY: image test-image test-image-units
 
 ## The appliance VM image: dist/clawpatrol-appliance.raw and .qcow2 (root; see image/build.sh).

@@ -35,6 +35,9 @@ import { ConnIndex, systemResolver } from "./dispatch/conn-index.ts";
 import { destinationContextFor } from "./dispatch/destination-context.ts";
 import { hostAddressCache } from "./net/host-addresses.ts";
 import { fdMetrics } from "./net/fds.ts";
+import { FairQueue } from "./net/fair-queue.ts";
+import { processLoopStall } from "./net/loop-stall.ts";
+import { runtimeMetrics } from "./events/runtime-metrics.ts";
 import { DEFAULT_QUOTAS, DeviceQuotas, type QuotaVerdict } from "./dispatch/quotas.ts";
 import type { SecretLookup } from "./endpoints/https/session.ts";
 import type { ApprovalGate } from "./endpoints/https/approval.ts";
@@ -61,6 +64,22 @@ import { fileURLToPath } from "node:url";
 import { addLogRedactor, log, setLogWriter } from "./log.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
+/**
+ * On stop (SIGTERM), how long flows may take to finish the exchange under
+ * way (its event recorded) before the rest are cut; the sinks are flushed
+ * after. systemd's stop timeout is 90 s.
+ */
+const DRAIN_MS = 5_000;
+/**
+ * Agents' TLS handshakes run this many at a time; the rest wait in turn,
+ * fairly between devices, up to HANDSHAKES_MAX_WAITING, past which a
+ * connection is closed at once and logged. A slot is held from the leaf to
+ * the agent's first bytes (or 10 s), so it also covers handshakes a client
+ * started and abandoned (Go's transport leaves spare dials half done): 32
+ * slots were taken by those under `hey -c 200` and starved the live ones.
+ */
+const HANDSHAKE_SLOTS = 256;
+const HANDSHAKES_MAX_WAITING = 4096;
 
 function hostPort(listen: string): { host: string; port: number } {
   const { host, port } = parseHostPort(listen);
@@ -211,7 +230,11 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   gateSweep.unref?.();
 
   const pool = new UpstreamPool();
+  const handshakes = new FairQueue(HANDSHAKE_SLOTS, HANDSHAKES_MAX_WAITING);
+  const shutdown = new AbortController();
   const deps: FlowDeps = {
+    handshakes,
+    shutdown: shutdown.signal,
     policy: () => policy,
     secretFor,
     publish: (e) => bus.publish(e),
@@ -236,6 +259,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   let dnsTcpTarget: { host: string; port: number } | undefined;
   const vipTable = new VipTable(db);
   let flowsOpen = 0;
+  // The agents' connections of open flows, cut when a stop's drain runs out.
+  const flowConns = new Set<Flow["conn"]>();
   // Per-device quotas (app/dispatch/quotas.ts): one device cannot take what all share.
   const quotas = new DeviceQuotas(() => ({ ...DEFAULT_QUOTAS, ...policy.defaults.quotas }), () => performance.now());
   const quotaRefused = (device: DeviceIdentity, dst: { host: string; port: number }, flowId: string, v: Extract<QuotaVerdict, { ok: false }>) => {
@@ -275,6 +300,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     }
     flow.conn.once("close", () => quotas.closeTcp(flow.device.name, dns));
     flowsOpen += 1;
+    flowConns.add(flow.conn);
     return handleFlow(flow, deps)
       .catch((e: Error) => {
         log.error("flow failed", { flow: flow.id, error: e.message });
@@ -282,13 +308,26 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       })
       .finally(() => {
         flowsOpen -= 1;
+        flowConns.delete(flow.conn);
       });
   };
   const metrics = new Metrics({
     approvalsPending: () => approvals.hub.pending().length,
     flowsOpen: () => flowsOpen,
     devices: () => devices.list().filter((d) => !d.revokedAt).length,
-    extra: () => [...fdMetrics(), ...actions.metricLines(), ...(exporter?.metricLines() ?? []), ...spendMetricLines(spend.ledger)],
+    extra: () => [
+      ...fdMetrics(),
+      ...runtimeMetrics({
+        loop: processLoopStall(),
+        pool: () => pool.stats(),
+        handshakes: () => ({ ...handshakes.stats(), limit: handshakes.limit, maxWaiting: handshakes.maxWaiting }),
+        leaves: () => ({ cached: leaves.cachedCount, max: leaves.maxCached }),
+        sinkPending: () => ({ sqlite: actions.queued }),
+      }),
+      ...actions.metricLines(),
+      ...(exporter?.metricLines() ?? []),
+      ...spendMetricLines(spend.ledger),
+    ],
   });
   bus.addSink(metrics);
 
@@ -519,13 +558,21 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       if (closed) return;
       closed = true;
       watcher?.close();
+      // Stop taking connections; let each flow finish its exchange (its event
+      // published) and close; cut what is left; then the sinks flush below.
+      const listenersClosed = Promise.all(proxies.map((p) => p.close()));
+      shutdown.abort();
+      const deadline = Date.now() + DRAIN_MS;
+      while (flowsOpen > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (flowsOpen > 0) log.warn("stopping: flows still open after the drain, cut", { flows: flowsOpen });
+      for (const c of flowConns) c.destroy();
+      await listenersClosed;
       await control?.close();
       await publicServer?.close();
       await tunnel?.close();
       await dnsVip?.close();
       clearInterval(pruneTimer);
       clearInterval(gateSweep);
-      await Promise.all(proxies.map((p) => p.close()));
       pool.closeAll();
       connIndex.close();
       approvals.close();

@@ -23,6 +23,11 @@ import type { LeafCertificates } from "../tls/leaf.ts";
 import { log } from "../log.ts";
 import { specOf } from "../endpoints/registry.ts";
 import type { GateService } from "../gate/service.ts";
+import type { FairQueue } from "../net/fair-queue.ts";
+import { stallCorrectedTimeout } from "../net/loop-stall.ts";
+
+/** An agent's TLS handshake that has its slot but does not finish in this long is closed. */
+const AGENT_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface FlowDeps extends InterceptDeps {
   leaves: LeafCertificates;
@@ -41,6 +46,8 @@ export interface FlowDeps extends InterceptDeps {
   state?: { db: Database; stateDir: string };
   /** The command gate's verdict API, served on clawpatrol.internal. */
   gate?: GateService;
+  /** Slots for the agents' TLS handshakes, shared fairly between devices (absent: unbounded). */
+  handshakes?: FairQueue;
 }
 
 export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
@@ -87,18 +94,21 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
   }
   const decision = dispatchTcp(policy, flow.dst, flow.device, peeked.peek, ctx);
   if (decision.kind === "internal") {
-    const tlsSock = await terminateTls(flow, deps, peeked, INTERNAL_HOST);
-    if (!tlsSock) return;
+    const terminated = await terminateTls(flow, deps, peeked, INTERNAL_HOST);
+    if (!terminated) return;
+    const tlsSock = terminated.sock;
     // The SSH CA lives with the ssh endpoint's keys (and ssh2): loaded only when a policy has an ssh endpoint.
     const state = deps.state;
     const sshKeys = state && [...policy.endpoints.values()].some((e) => e.type === "ssh") ? await import("../endpoints/ssh/keys.ts") : undefined;
-    await serveInternal(tlsSock, flow.device, {
+    const served = serveInternal(tlsSock, flow.device, {
       ...(state && sshKeys ? { sshCa: () => sshKeys.gatewaySshCa(state.db, state.stateDir, Date.now()).publicKey } : {}),
       policy: deps.policy,
       ...(deps.caCertPem !== undefined ? { caCertPem: deps.caCertPem } : {}),
       ...(deps.redact ? { redact: deps.redact } : {}),
       ...(deps.gate ? { gate: deps.gate } : {}),
     });
+    terminated.reading();
+    await served;
     // As the intercept session does: end (queued responses still flush), destroy later.
     tlsSock.end();
     setTimeout(() => tlsSock.destroy(), 5_000).unref?.();
@@ -122,16 +132,20 @@ export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {
       return serveFlow(flow, deps, decision);
     case "intercept": {
       const alpn = agentAlpn(decision.endpoint);
-      const tlsSock = await terminateTls(flow, deps, peeked, decision.sni, alpn);
-      if (!tlsSock) return;
+      const terminated = await terminateTls(flow, deps, peeked, decision.sni, alpn);
+      if (!terminated) return;
+      const tlsSock = terminated.sock;
       // The session dials flow.dst: the real upstream (a VIP's hostname, never the VIP).
-      const session = { ...flow, dst: decision.upstream };
+      const dst = { ...flow, dst: decision.upstream };
       if (alpn.includes("h2")) {
+        // Waiting for the ALPN choice sees the handshake through (its slot is free again).
         const chosen = await negotiatedAlpn(tlsSock, deps.policy().defaults.headerTimeoutMs);
         if (chosen === undefined) return void tlsSock.destroy();
-        if (chosen === "h2") return new H2InterceptSession(session, tlsSock, decision.sni, deps).run();
+        if (chosen === "h2") return new H2InterceptSession(dst, tlsSock, decision.sni, deps).run();
       }
-      await new InterceptSession(session, tlsSock, decision.sni, deps).run();
+      const session = new InterceptSession(dst, tlsSock, decision.sni, deps);
+      terminated.reading();
+      await session.run();
       return;
     }
   }
@@ -172,13 +186,28 @@ async function serveFlow(flow: Flow, deps: FlowDeps, decision: Extract<DispatchD
   }
 }
 
-/** Replay the peeked bytes and terminate the agent's TLS with a leaf for `name`. */
-async function terminateTls(flow: Flow, deps: FlowDeps, peeked: PeekResult, name: string, alpn: string[] = ["http/1.1"]): Promise<tls.TLSSocket | undefined> {
-  flow.conn.unshift(Buffer.from(peeked.bytes));
+/**
+ * Replay the peeked bytes and terminate the agent's TLS with a leaf for
+ * `name`. The leaf and the handshake wait for one of the shared slots (in
+ * turn between devices): a burst of agents queues here, and the handshakes
+ * that run finish in time instead of all at once, late.
+ */
+async function terminateTls(
+  flow: Flow,
+  deps: FlowDeps,
+  peeked: PeekResult,
+  name: string,
+  alpn: string[] = ["http/1.1"],
+): Promise<{ sock: tls.TLSSocket; /** Call once a reader is attached. */ reading: () => void } | undefined> {
+  const slot = await handshakeSlot(flow, deps);
+  if (!slot) return undefined;
+  const { release, more } = slot;
+  flow.conn.unshift(more.length > 0 ? Buffer.concat([peeked.bytes, ...more]) : Buffer.from(peeked.bytes));
   let secureContext: tls.SecureContext;
   try {
     secureContext = await deps.leaves.secureContextFor(name);
   } catch (e) {
+    release();
     log.error("could not mint a certificate", { sni: name, error: (e as Error).message });
     flow.conn.destroy();
     return undefined;
@@ -188,8 +217,73 @@ async function terminateTls(flow: Flow, deps: FlowDeps, peeked: PeekResult, name
     secureContext,
     ALPNProtocols: alpn,
   });
-  tlsSock.on("error", (e: Error) => log.debug("agent TLS error", { flow: flow.id, error: e.message }));
-  return tlsSock;
+  const cancelTimeout = stallCorrectedTimeout(AGENT_HANDSHAKE_TIMEOUT_MS, () => {
+    log.debug("agent TLS handshake timed out", { flow: flow.id, sni: name });
+    tlsSock.destroy();
+  });
+  const handshakeOver = () => {
+    cancelTimeout();
+    release();
+  };
+  tlsSock.once("secure", handshakeOver);
+  tlsSock.once("close", handshakeOver);
+  flow.conn.once("close", handshakeOver);
+  tlsSock.on("error", (e: Error) => {
+    handshakeOver();
+    log.debug("agent TLS error", { flow: flow.id, error: e.message });
+  });
+  // Bytes from the agent mean the handshake is over, 'secure' seen or not
+  // (some completed handshakes were seen to hold their slot until close).
+  // Listened to only once the reader is attached: a 'data' listener before
+  // it would start the stream flowing with no one reading.
+  return { sock: tlsSock, reading: () => void tlsSock.once("data", handshakeOver) };
+}
+
+/** Bytes an agent may send past its ClientHello while its handshake waits for a slot. */
+const MAX_BYTES_WHILE_QUEUED = 64 * 1024;
+
+/**
+ * A handshake slot for the flow's device, and any bytes the agent sent while
+ * waiting for it. Waiting, the connection is read (not paused) so that an
+ * agent that gives up is seen at once and leaves the queue: a client that
+ * dialed more connections than it needed closes the spare ones, and those
+ * must not hold the slots of live ones. Undefined (the connection closed):
+ * the queue was full, or the agent left.
+ */
+async function handshakeSlot(flow: Flow, deps: FlowDeps): Promise<{ release: () => void; more: Buffer[] } | undefined> {
+  if (!deps.handshakes) return { release: () => undefined, more: [] };
+  const slot = deps.handshakes.acquire(flow.device.name);
+  if ("refused" in slot) {
+    log.warn("TLS handshake queue full, connection refused", { flow: flow.id, device: flow.device.name, waiting: deps.handshakes.stats().waiting });
+    flow.conn.destroy();
+    return undefined;
+  }
+  const more: Buffer[] = [];
+  let bytes = 0;
+  const onData = (chunk: Buffer) => {
+    more.push(chunk);
+    bytes += chunk.length;
+    if (bytes > MAX_BYTES_WHILE_QUEUED) flow.conn.destroy();
+  };
+  const gone = () => slot.cancel();
+  flow.conn.on("data", onData);
+  flow.conn.once("end", gone);
+  flow.conn.once("close", gone);
+  flow.conn.resume();
+  const release = await slot.granted;
+  flow.conn.pause();
+  flow.conn.off("data", onData);
+  flow.conn.off("end", gone);
+  flow.conn.off("close", gone);
+  if (!release) {
+    flow.conn.destroy();
+    return undefined;
+  }
+  if (flow.conn.destroyed) {
+    release();
+    return undefined;
+  }
+  return { release, more };
 }
 
 async function relayFlow(

@@ -65,6 +65,11 @@ export class LeafCertificates {
     return this.#cache.size;
   }
 
+  /** The LRU's bound. */
+  get maxCached(): number {
+    return this.#cache.maxEntries;
+  }
+
   async secureContextFor(hostname: string): Promise<tls.SecureContext> {
     return (await this.leafFor(hostname)).context;
   }

@@ -57,11 +57,14 @@ export type ConnectionEvent =
   | { type: "client-gone" }
   /** The upstream asked for is ready; `pooled`: an idle pooled connection was taken. */
   | { type: "upstream-connected"; pooled: boolean }
-  | { type: "upstream-failed"; message: string }
+  /** `transient`: a failure that may pass (refused, reset, timed out), dialed once more. */
+  | { type: "upstream-failed"; message: string; transient?: boolean }
   | { type: "upstream-data"; data: Uint8Array }
   | { type: "upstream-closed" }
   /** The timer set by `timer` fired. */
   | { type: "timer" }
+  /** The gateway is stopping: finish the exchange under way, take no other; an idle or held one closes now. */
+  | { type: "shutdown" }
   /** The approval asked for by `hold` was decided. */
   | { type: "approval"; outcome: HoldOutcome };
 
@@ -92,7 +95,7 @@ export type ConnectionCommand =
   | HoldCommand
   /** One exchange's event: the head, when it began, and what came of it. */
   | { type: "publish"; head: RequestHead; started: number; durationMs: number; fields: EventFields }
-  | { type: "log"; level: "debug" | "warn" | "error"; message: string; fields: Record<string, unknown> }
+  | { type: "log"; level: "debug" | "info" | "warn" | "error"; message: string; fields: Record<string, unknown> }
   /** The connection is over: end the agent's side, destroy it after `graceMs`; `abort`: destroy now. */
   | { type: "close"; graceMs: number; abort: boolean };
 
@@ -118,6 +121,8 @@ interface Forwarding {
   headBytes: Uint8Array;
   attempt: number;
   pooled: boolean;
+  /** A failed dial was already tried again (once per exchange). */
+  dialRetried: boolean;
   /** The upstream is connected (else being connected). */
   connected: boolean;
   relay: ResponseRelay | undefined;
@@ -164,6 +169,8 @@ export class InterceptConnection {
   /** Parse events of the agent's bytes not yet taken. */
   private readonly events: ParseEvent[] = [];
   private clientEnded = false;
+  /** Shutting down: no request after the one under way. */
+  private draining = false;
   private readonly timeouts: ClientTimeouts;
   private timerAt: number | undefined;
   private reading = { client: false, upstream: false };
@@ -228,7 +235,7 @@ export class InterceptConnection {
         this.upstreamConnected(ev.pooled);
         break;
       case "upstream-failed":
-        this.upstreamFailed(ev.message);
+        this.upstreamFailed(ev.message, ev.transient === true);
         break;
       case "upstream-data":
         this.reading.upstream = false;
@@ -251,6 +258,11 @@ export class InterceptConnection {
         if (reason) this.timedOut(reason);
         break;
       }
+      case "shutdown":
+        this.draining = true;
+        // An approval can take minutes: the held request is dropped, as when its agent leaves.
+        if (this.state === "holding") this.close();
+        break;
       case "approval":
         if (this.state !== "holding") throw new Error("intercept connection: approval while not holding");
         this.state = "deciding";
@@ -336,7 +348,7 @@ export class InterceptConnection {
     for (;;) {
       const ev = this.takeClient();
       if (!ev) {
-        if (this.clientEnded) this.close();
+        if (this.clientEnded || this.draining) this.close();
         else this.want("client", ["upstream", "client"]);
         return;
       }
@@ -497,6 +509,7 @@ export class InterceptConnection {
       headBytes: serializeRequestHead(x.head),
       attempt: 0,
       pooled: false,
+      dialRetried: false,
       connected: false,
       relay: undefined,
       meter: undefined,
@@ -546,12 +559,18 @@ export class InterceptConnection {
     f.sent = f.requestComplete;
   }
 
-  private upstreamFailed(message: string): void {
+  private upstreamFailed(message: string, transient: boolean): void {
     const f = this.fwd;
     if (!f || f.connected) throw new Error("intercept connection: a connect nobody asked for failed");
     const name = f.x.upstream?.host ?? this.o.sni;
+    const failed = dialFailed({ sni: name, message, complete: f.x.complete, keepAlive: this.head!.keepAlive, transient, retried: f.dialRetried });
+    if (failed.retry) {
+      // Nothing was sent on it: dial again, as the agent itself would.
+      this.emit({ type: "log", level: "info", message: "upstream connect failed, dialing again", fields: { host: name, error: message } });
+      f.dialRetried = true;
+      return this.connect();
+    }
     this.emit({ type: "log", level: "warn", message: "upstream connect failed", fields: { host: name, error: message } });
-    const failed = dialFailed({ sni: name, message, complete: f.x.complete, keepAlive: this.head!.keepAlive });
     this.publish({ status: failed.status, verdict: f.x.event.verdict ?? "allow", reason: f.x.event.reason ?? "", detail: failed.detail, bytesUp: f.bytesUp });
     this.writeClient(failed.data);
     this.endExchange(failed.close);

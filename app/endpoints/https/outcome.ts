@@ -5,14 +5,25 @@
 import type { HeaderList } from "../http1/headers.ts";
 import { simpleResponse } from "../http1/serialize.ts";
 
-/** The upstream could not be dialed: 502; the agent's connection goes on when the request was read whole. */
-export function dialFailed(x: { sni: string; message: string; complete: boolean; keepAlive: boolean }): {
-  status: 502;
-  detail: string;
-  data: Uint8Array;
-  close: boolean;
-} {
+/**
+ * The upstream could not be dialed. Nothing was sent on it, so a transient
+ * failure (refused, reset, timed out: a burst at the upstream's accept
+ * queue) is dialed once more; otherwise 502, and the agent's connection goes
+ * on when the request was read whole.
+ */
+export function dialFailed(x: {
+  sni: string;
+  message: string;
+  complete: boolean;
+  keepAlive: boolean;
+  /** The failure may pass (not a certificate refused, say). */
+  transient?: boolean;
+  /** A dial of this exchange was already retried. */
+  retried?: boolean;
+}): { retry: true } | { retry: false; status: 502; detail: string; data: Uint8Array; close: boolean } {
+  if (x.transient && !x.retried) return { retry: true };
   return {
+    retry: false,
     status: 502,
     detail: `upstream: ${x.message}`,
     data: errorResponse(502, `could not reach ${x.sni}`, !x.complete),

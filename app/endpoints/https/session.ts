@@ -15,7 +15,7 @@ import type { GatewayEvent } from "../../events/types.ts";
 import type { RequestHead } from "../http1/parser.ts";
 import { StreamPuller } from "./puller.ts";
 import type { ApprovalGate } from "./approval.ts";
-import { UpstreamPool, writeWithBackpressure, type DialTarget, type UpstreamConn } from "./upstream.ts";
+import { UpstreamPool, isTransientDialError, writeWithBackpressure, type DialTarget, type UpstreamConn } from "./upstream.ts";
 import { ExchangeDecider, type EventFields, type SecretLookup } from "./decider.ts";
 import { InterceptConnection, type ConnectionCommand, type ConnectionEvent, type Side } from "./connection.ts";
 import { log } from "../../log.ts";
@@ -33,6 +33,8 @@ export interface InterceptDeps {
   approvals?: ApprovalGate;
   /** Masks configured secrets in text shown outside the gateway (approvers). */
   redact?: (text: string) => string;
+  /** Aborted when the gateway stops: the exchange under way finishes, its event is published, then the connection closes. */
+  shutdown?: AbortSignal;
 }
 
 /** How a plain-HTTP session reaches the hosts its requests name. */
@@ -92,6 +94,15 @@ export class InterceptSession {
         }),
     });
     agent.once("close", () => this.agentGone.abort());
+    const shutdown = deps.shutdown;
+    if (shutdown) {
+      const onShutdown = () => this.feed({ type: "shutdown" });
+      if (shutdown.aborted) queueMicrotask(onShutdown);
+      else {
+        shutdown.addEventListener("abort", onShutdown, { once: true });
+        this.agentGone.signal.addEventListener("abort", () => shutdown.removeEventListener("abort", onShutdown), { once: true });
+      }
+    }
   }
 
   /** Serves the connection; resolves when it is over. */
@@ -240,7 +251,7 @@ export class InterceptSession {
       this.drained.upstream = Promise.resolve();
       this.feed({ type: "upstream-connected", pooled: false });
     } catch (e) {
-      this.feed({ type: "upstream-failed", message: (e as Error).message });
+      this.feed({ type: "upstream-failed", message: (e as Error).message, transient: isTransientDialError(e) });
     }
   }
 

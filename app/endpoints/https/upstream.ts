@@ -9,12 +9,35 @@ import { upstreamTrust, type TrustStore } from "../../tls/trust.ts";
 import type { Endpoint } from "../../policy/types.ts";
 import { StreamPuller } from "./puller.ts";
 import { mutualTlsContext, type ClientCertificate } from "../kubernetes/client-cert.ts";
+import { stallCorrectedTimeout } from "../../net/loop-stall.ts";
 
 /** Idle upstream connections are closed after this long. */
 const IDLE_TIMEOUT_MS = 60_000;
-/** Per pool key; more idle connections than this are closed, not kept (an h2 agent holds one per concurrent stream). */
-const MAX_IDLE_PER_KEY = 256;
+/**
+ * Per pool key; more idle connections than this are closed, not kept. As
+ * many as the agents' connections that use one upstream at once: at 64, 500
+ * keep-alive agents on one upstream closed and redialed most of theirs
+ * (a TLS handshake toward the upstream per request), and those dials, queued
+ * at a busy upstream, ran into the connect timeout. An h2 agent holds one
+ * per concurrent stream too.
+ */
+export const MAX_IDLE_PER_KEY = 512;
+/**
+ * The TCP connect and TLS handshake toward the upstream, not counting time
+ * the event loop was stalled (app/net/loop-stall.ts): a burst of agents
+ * keeps the loop busy, and that wait is not the upstream's.
+ */
 const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Dial errors that may pass on a second dial (nothing was sent yet); a certificate refused will not. */
+const TRANSIENT_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ECONNABORTED", "EAI_AGAIN", "UPSTREAM_CONNECT_TIMEOUT"]);
+
+export function isTransientDialError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | undefined)?.code;
+  if (typeof code === "string") return TRANSIENT_CODES.has(code);
+  // A socket closed mid-handshake carries no code in every runtime.
+  return /socket hang up|disconnected before secure TLS connection/i.test((e as Error | undefined)?.message ?? "");
+}
 
 /** One upstream connection (TLS, or TCP for plain HTTP): the socket, read by pulling (the response parser is the session's). */
 export class UpstreamConn {
@@ -61,6 +84,9 @@ export interface DialTarget {
 
 export class UpstreamPool {
   private idle = new Map<string, { conn: UpstreamConn; timer: ReturnType<typeof setTimeout> }[]>();
+  private idleTotal = 0;
+  /** Dials between connect() and the end of the handshake. */
+  private dialing = 0;
   constructor(
     private readonly connectTimeoutMs = CONNECT_TIMEOUT_MS,
     private readonly trust: TrustStore = upstreamTrust,
@@ -76,12 +102,18 @@ export class UpstreamPool {
     const list = this.idle.get(UpstreamPool.keyOf(t));
     while (list && list.length > 0) {
       const entry = list.pop()!;
+      this.idleTotal -= 1;
       clearTimeout(entry.timer);
       // Bytes that arrived while idle belong to no request: never hand them to the next one.
       if (!entry.conn.closed && !entry.conn.sock.destroyed && entry.conn.atCleanBoundary) return entry.conn;
       entry.conn.destroy();
     }
     return undefined;
+  }
+
+  /** For /metrics: idle pooled connections, and dials in progress. */
+  stats(): { idle: number; dialing: number } {
+    return { idle: this.idleTotal, dialing: this.dialing };
   }
 
   /** A new upstream connection; `alpn`: what to offer (h2 only for an h2 agent's streams; see h2upstream.ts). */
@@ -100,11 +132,18 @@ export class UpstreamPool {
         rejectUnauthorized: true,
         checkServerIdentity: (_host, cert) => tls.checkServerIdentity(t.sni, cert),
       });
-      const timer = setTimeout(() => {
-        sock.destroy(new Error(`connect timeout after ${this.connectTimeoutMs} ms`));
-      }, this.connectTimeoutMs);
+      this.dialing += 1;
+      let counted = true;
+      const done = () => {
+        if (counted) this.dialing -= 1;
+        counted = false;
+        cancelTimeout();
+      };
+      const cancelTimeout = stallCorrectedTimeout(this.connectTimeoutMs, () => {
+        sock.destroy(Object.assign(new Error(`connect timeout after ${this.connectTimeoutMs} ms`), { code: "UPSTREAM_CONNECT_TIMEOUT" }));
+      });
       sock.once("secureConnect", () => {
-        clearTimeout(timer);
+        done();
         sock.setNoDelay(true);
         sock.removeListener("error", onError);
         sock.on("error", () => {
@@ -113,7 +152,7 @@ export class UpstreamPool {
         resolve(new UpstreamConn(sock, UpstreamPool.keyOf(t)));
       });
       const onError = (e: Error) => {
-        clearTimeout(timer);
+        done();
         reject(e);
       };
       sock.once("error", onError);
@@ -159,11 +198,17 @@ export class UpstreamPool {
       conn,
       timer: setTimeout(() => {
         const i = list!.indexOf(entry);
-        if (i >= 0) list!.splice(i, 1);
+        if (i >= 0) {
+          list!.splice(i, 1);
+          this.idleTotal -= 1;
+        }
+        // An emptied key goes, or keys of upstreams long gone pile up.
+        if (list!.length === 0 && this.idle.get(conn.key) === list) this.idle.delete(conn.key);
         conn.destroy();
       }, IDLE_TIMEOUT_MS),
     };
     list.push(entry);
+    this.idleTotal += 1;
   }
 
   /** Called by closeAll (the h2 upstream sessions kept beside the pool). */
@@ -182,6 +227,7 @@ export class UpstreamPool {
       }
     }
     this.idle.clear();
+    this.idleTotal = 0;
   }
 
   private contextFor(endpoint: Endpoint): tls.SecureContext {

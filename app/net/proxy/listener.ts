@@ -54,9 +54,13 @@ export function parseListen(listen: string): { host: string; port: number } {
 
 export function startProxyListener(opts: ProxyListenerOptions): Promise<ProxyListener> {
   const { host, port } = parseListen(opts.listen);
+  // Clients still in the proxy handshake: closed with the listener (a Flow is its owner's to end).
+  const handshaking = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (sock) => {
     sock.setNoDelay(true);
-    handleClient(sock, opts);
+    handshaking.add(sock);
+    sock.once("close", () => handshaking.delete(sock));
+    handleClient(sock, { ...opts, onFlow: (flow) => (handshaking.delete(sock), opts.onFlow(flow)) });
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
@@ -65,7 +69,12 @@ export function startProxyListener(opts: ProxyListenerOptions): Promise<ProxyLis
       const addr = server.address() as net.AddressInfo;
       resolve({
         address: { host: addr.address, port: addr.port },
-        close: () => new Promise<void>((r) => server.close(() => r())),
+        // Resolves once every connection it accepted is gone.
+        close: () =>
+          new Promise<void>((r) => {
+            server.close(() => r());
+            for (const s of handshaking) s.destroy();
+          }),
       });
     });
   });

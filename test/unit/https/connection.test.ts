@@ -191,6 +191,47 @@ describe("forwarding", () => {
     pb.done();
   });
 
+  test("a dial that failed transiently is tried once more; a second failure is the 502", () => {
+    const { pb } = connection("plain.test");
+    pb.in({ type: "start" }).out(...WAIT_REQUEST);
+    pb.in(client("GET /a HTTP/1.1\r\nHost: plain.test\r\n\r\n")).out("connect https.plain", "timer off");
+    pb.in({ type: "upstream-failed", message: "connect timeout after 10000 ms", transient: true }).out("log info upstream connect failed, dialing again", "connect https.plain");
+    pb.in({ type: "upstream-failed", message: "connect ECONNREFUSED", transient: true }).out(
+      "log warn upstream connect failed",
+      'event GET /a allow 502 detail="upstream: connect ECONNREFUSED" up=0 down=0',
+      'client <- HTTP/1.1 502 Bad Gateway|Content-Type: application/json|Content-Length: 39||{"error":"could not reach plain.test"}\n',
+      ...WAIT_REQUEST,
+    );
+    pb.done();
+  });
+
+  test("a retried dial that connects sends the request whole, once", () => {
+    const { pb } = connection("plain.test");
+    pb.in({ type: "start" }).out(...WAIT_REQUEST);
+    pb.in(client("GET /a HTTP/1.1\r\nHost: plain.test\r\n\r\n")).out("connect https.plain", "timer off");
+    pb.in({ type: "upstream-failed", message: "read ECONNRESET", transient: true }).out("log info upstream connect failed, dialing again", "connect https.plain");
+    pb.in({ type: "upstream-connected", pooled: false }).out("upstream <- GET /a HTTP/1.1|Host: plain.test||", "read upstream after client drained");
+    pb.in(upstream(OK_HI)).out(AGENT_OK_HI, "event GET /a allow 200 up=0 down=2", "release upstream to the pool", ...WAIT_REQUEST);
+    pb.done();
+  });
+
+  test("shutdown: an idle connection closes at once", () => {
+    const { pb } = connection("plain.test");
+    pb.in({ type: "start" }).out(...WAIT_REQUEST);
+    pb.in({ type: "shutdown" }).out("timer off", "close (destroy after 5000 ms)");
+    pb.done();
+  });
+
+  test("shutdown: the exchange under way is answered and recorded, then the connection closes", () => {
+    const { pb } = connection("plain.test");
+    pb.in({ type: "start" }).out(...WAIT_REQUEST);
+    pb.in(client("GET /a HTTP/1.1\r\nHost: plain.test\r\n\r\n")).out("connect https.plain", "timer off");
+    pb.in({ type: "shutdown" }).out();
+    pb.in({ type: "upstream-connected", pooled: false }).out("upstream <- GET /a HTTP/1.1|Host: plain.test||", "read upstream after client drained");
+    pb.in(upstream(OK_HI)).out(AGENT_OK_HI, "event GET /a allow 200 up=0 down=2", "release upstream to the pool", "close (destroy after 5000 ms)");
+    pb.done();
+  });
+
   test("a pooled upstream the server closed meanwhile: the request is sent once more on a fresh one", () => {
     const { pb } = connection("plain.test");
     pb.in({ type: "start" }).out(...WAIT_REQUEST);

@@ -5,17 +5,33 @@ import { afterResponse, attemptFailed, dialFailed } from "../../../app/endpoints
 
 const text = (b: Uint8Array | undefined) => (b === undefined ? undefined : new TextDecoder().decode(b));
 
+/** dialFailed's answer when it does not retry. */
+function answered(r: ReturnType<typeof dialFailed>): Extract<ReturnType<typeof dialFailed>, { retry: false }> {
+  if (r.retry) throw new Error("retried");
+  return r;
+}
+
 describe("dialFailed", () => {
+  test("a transient failure is dialed once more, never twice", () => {
+    const x = { sni: "api.test", message: "connect timeout after 10000 ms", complete: true, keepAlive: true };
+    expect(dialFailed({ ...x, transient: true })).toEqual({ retry: true });
+    // Even a request not read whole: nothing of it was sent on a connection that never was.
+    expect(dialFailed({ ...x, complete: false, transient: true })).toEqual({ retry: true });
+    expect(answered(dialFailed({ ...x, transient: true, retried: true })).status).toBe(502);
+    // A certificate refused does not pass by dialing again.
+    expect(answered(dialFailed({ ...x, transient: false })).status).toBe(502);
+  });
+
   test("502 naming the host; the connection goes on only for a whole keep-alive request", () => {
-    const kept = dialFailed({ sni: "api.test", message: "ECONNREFUSED", complete: true, keepAlive: true });
+    const kept = answered(dialFailed({ sni: "api.test", message: "ECONNREFUSED", complete: true, keepAlive: true }));
     expect(kept.close).toBe(false);
     expect(kept.detail).toBe("upstream: ECONNREFUSED");
     expect(text(kept.data)).toMatch(/^HTTP\/1\.1 502 [^\r]*\r\n/);
     expect(text(kept.data)).not.toContain("Connection: close");
     expect(text(kept.data)).toContain('{"error":"could not reach api.test"}');
     expect(text(kept.data)).not.toContain("ECONNREFUSED");
-    expect(dialFailed({ sni: "api.test", message: "x", complete: true, keepAlive: false }).close).toBe(true);
-    const unread = dialFailed({ sni: "api.test", message: "x", complete: false, keepAlive: true });
+    expect(answered(dialFailed({ sni: "api.test", message: "x", complete: true, keepAlive: false })).close).toBe(true);
+    const unread = answered(dialFailed({ sni: "api.test", message: "x", complete: false, keepAlive: true }));
     expect(unread.close).toBe(true);
     expect(text(unread.data)).toContain("Connection: close");
   });
