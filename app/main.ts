@@ -56,6 +56,11 @@ operator commands:
   devices deny CODE
   devices revoke NAME               cut a device off (its WireGuard peer is removed)
   devices set-profile NAME P
+  devices kill NAME [--reason R]    the kill switch: end the device's runs now (gated commands killed,
+                                    the agent with them), deny its commands until released
+  devices kill-all [--reason R]     the same for every device
+  devices release NAME | release-all   turn the kill switch off again
+  devices killed                    where the kill switch is on
   approvals list            requests held for approval (from the running gateway)
   approvals approve ID [--reason R]
   approvals deny ID [--reason R]
@@ -395,8 +400,32 @@ async function main(argv: string[]): Promise<number> {
             console.log(`"${name}" now uses profile ${profile}`);
             return 0;
           }
+          case "kill":
+          case "kill-all": {
+            if (sub === "kill" && !name) throw new UsageError("devices kill NAME [--reason R] (or devices kill-all)");
+            const device = sub === "kill" ? name : undefined;
+            await call("POST", "/api/gate/kill", { scope: device ?? "*", operator, reason: args.flags.get("reason") ?? "" });
+            console.log(`the kill switch is on for ${device ? `"${device}"` : "every device"}: its runs end, its commands are denied until \`devices release${device ? ` ${device}` : "-all"}\``);
+            return 0;
+          }
+          case "release":
+          case "release-all": {
+            if (sub === "release" && !name) throw new UsageError("devices release NAME (or devices release-all)");
+            await call("POST", "/api/gate/kill/release", { scope: sub === "release" ? name : "*", operator });
+            console.log(`the kill switch is off for ${sub === "release" ? `"${name}"` : "every device"}`);
+            return 0;
+          }
+          case "killed": {
+            const { engaged } = (await call("GET", "/api/gate/kill")) as { engaged: { scope: string; operator: string; reason: string; since: string }[] };
+            if (engaged.length === 0) {
+              console.error("the kill switch is off for every device");
+              return 0;
+            }
+            printTable(["DEVICE", "BY", "SINCE", "REASON"], engaged.map((e) => [e.scope === "*" ? "(every device)" : e.scope, e.operator, isoMinute(Date.parse(e.since)), e.reason || "-"]));
+            return 0;
+          }
           default:
-            throw new UsageError("devices add|list|pending|approve|deny|revoke|set-profile");
+            throw new UsageError("devices add|list|pending|approve|deny|revoke|set-profile|kill|kill-all|release|release-all|killed");
         }
       } catch (e) {
         if (e instanceof DevicesCommandFailed) {

@@ -22,6 +22,7 @@
 //   admin     POST /api/reload
 //   admin     GET  /api/audit                     ?operator&action&since&limit&before
 //   admin     GET  /api/operators
+//   viewer    GET  /api/kill; admin POST /api/kill {device?, reason?}, POST /api/kill/release (app/gate/kill-routes.ts)
 import type { Database } from "bun:sqlite";
 import type { ApprovalHub } from "../../approvers/hub.ts";
 import type { EventBus } from "../../events/bus.ts";
@@ -37,6 +38,7 @@ import { eventRoutes } from "./events.ts";
 import { deviceRoutes } from "./devices.ts";
 import { adminRoutes } from "./admin.ts";
 import { ruleRoutes } from "./rules.ts";
+import { killOperatorRoutes, type KillOps } from "../../gate/kill-routes.ts";
 
 /** The device registry as the API uses it (OnboardService has this shape). */
 export interface DeviceOps {
@@ -79,6 +81,8 @@ export interface OperatorApiDeps {
   heartbeatMs?: number;
   /** Prometheus text for GET /metrics (viewer: scrape with an API token). */
   metrics?: () => string;
+  /** The command gate's kill switch (absent: its routes answer 404). */
+  kill?: KillOps;
 }
 
 export function operatorApi(deps: OperatorApiDeps) {
@@ -98,6 +102,7 @@ export function operatorApi(deps: OperatorApiDeps) {
     .use(deviceRoutes(ctx, deps))
     .use(adminRoutes(ctx, deps))
     .use(ruleRoutes(ctx, deps))
+    .use(killOperatorRoutes(ctx, deps))
     .get(
       "/metrics",
       () => new Response(deps.metrics ? deps.metrics() : "", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }),
