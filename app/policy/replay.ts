@@ -10,6 +10,7 @@
 // changes nothing. Rate limits are not counted (a replay is not traffic).
 import type { StoredAction } from "../store/actions.ts";
 import type { SqlFacts } from "../families/sql/family.ts";
+import type { ExecFacts } from "../families/exec.ts";
 import { judge, matchEndpoint, normalizeHost, visibleEndpoints } from "./engine.ts";
 import type { Decision, HttpFacts, Policy } from "./types.ts";
 
@@ -20,10 +21,33 @@ export function judgeRecorded(policy: Policy, e: StoredAction): Decision | undef
     if (!endpoint || endpoint.family !== "sql" || !visibleEndpoints(policy, e.profile)(endpoint)) return undefined;
     return judge(policy, { device: e.device, profile: e.profile, endpoint }, sqlFactsFromAction(e.action ?? {}, e.path ?? ""), { limiter: null });
   }
+  if (e.kind === "exec") {
+    const endpoint = e.endpoint === undefined ? undefined : policy.endpoints.get(e.endpoint);
+    const facts = endpoint?.family === "exec" ? execFactsFromAction(e.action ?? {}) : undefined;
+    if (!endpoint || !facts || !visibleEndpoints(policy, e.profile)(endpoint)) return undefined;
+    return judge(policy, { device: e.device, profile: e.profile, endpoint }, facts, { limiter: null });
+  }
   if (e.kind !== "http" || !e.method) return undefined;
   const endpoint = matchEndpoint(policy, e.host, e.profile);
   if (!endpoint) return undefined;
   return judge(policy, { device: e.device, profile: e.profile, endpoint }, httpFactsFromAction(e), { limiter: null });
+}
+
+/** The exec facts a recorded command still has (environment names, never values: they read as ""). */
+function execFactsFromAction(a: Record<string, unknown>): ExecFacts | undefined {
+  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
+  const argv = strings(a.argv);
+  if (typeof a.command !== "string" || argv.length === 0) return undefined;
+  return {
+    command: a.command,
+    path: typeof a.path === "string" ? a.path : "",
+    argv,
+    cwd: typeof a.cwd === "string" ? a.cwd : "/",
+    env: Object.fromEntries(strings(a.env).map((k) => [k, ""])),
+    paths: strings(a.paths),
+    tty: a.tty === true,
+    uid: typeof a.uid === "number" ? a.uid : 0,
+  };
 }
 
 /** The http facts a recorded request still has: method, host, path and query. */
