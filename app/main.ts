@@ -38,6 +38,9 @@ roles:
 
 operator commands:
   validate [PATH]           check a config (file or directory); exit 0 valid, 2 invalid
+  import clawrden POLICY.yaml [--endpoint NAME]
+                            a clawrden policy as command-gate rules (HCL on stdout; what it
+                            could not map on stderr)
   test CONFIG FIXTURES      replay fixture requests and SQL statements; exit 0 all match, 1 drift, 2 error
   replay --config NEW [--current PATH] [--since 24h]
                             judge the recorded actions again under NEW and under the running
@@ -189,6 +192,25 @@ async function main(argv: string[]): Promise<number> {
         `${target}: ok (${p.endpoints.size} endpoints, ${p.credentials.size} credentials, ${p.profiles.size} profiles, ${p.rules.length} rules)`,
       );
       return 0;
+    }
+
+    case "import": {
+      // A clawrden policy as command-gate rules (app/gate/import-clawrden.ts): HCL on stdout, what was not mapped on stderr.
+      const [kind, file] = rest;
+      if (kind !== "clawrden" || !file) throw new UsageError("import clawrden POLICY.yaml [--endpoint NAME]");
+      const { importClawrden, ImportError } = await import("./gate/import-clawrden.ts");
+      try {
+        const r = importClawrden(readFileSync(file, "utf8"), args.flags.get("endpoint") ?? "clawrden", path.basename(file));
+        process.stdout.write(r.hcl);
+        for (const n of r.notes) console.error(`not mapped: ${n}`);
+        return 0;
+      } catch (e) {
+        if (e instanceof ImportError || (e as NodeJS.ErrnoException).code === "ENOENT") {
+          console.error((e as Error).message);
+          return 2;
+        }
+        throw e;
+      }
     }
 
     case "test": {
