@@ -43,7 +43,7 @@ export interface GateDeps {
 }
 
 export type GateAnswer =
-  | { status: "allow"; id: string; token: string; rule?: string; reason: string; timeout_ms: number; env_scrub: string[] }
+  | { status: "allow"; id: string; token: string; rule?: string; reason: string; timeout_ms: number; env_scrub: string[]; sandbox?: "ghost"; workspace?: string }
   | { status: "deny"; id: string; rule?: string; reason: string }
   | { status: "held"; id: string; token: string; rule?: string; reason: string; approvers: string[] };
 
@@ -76,6 +76,8 @@ interface Live {
   decision: Decision;
   timeoutMs: number;
   envScrub: string[];
+  /** The ghost sandbox's writable directory, when the rule asks for one. */
+  ghost?: string;
   /** Resolves when a hold is decided (undefined for allowed commands). */
   decided?: Promise<GateAnswer>;
   answer?: GateAnswer;
@@ -144,6 +146,7 @@ export class GateService {
       timeoutMs: settings.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
       envScrub: envToScrub(facts.env, policy.defaults.exec?.envScrub, rule?.exec?.envScrub),
       lastPoll: started,
+      ...(rule?.exec?.sandbox === "ghost" ? { ghost: rule.exec.workspace ?? facts.cwd } : {}),
     };
     this.live.set(id, live);
     if (d.verdict === "allow") return this.allowAnswer(live);
@@ -253,7 +256,16 @@ export class GateService {
 
   private allowAnswer(live: Live): GateAnswer {
     const d = live.decision;
-    return { status: "allow", id: live.id, token: live.token, ...(d.rule ? { rule: d.rule } : {}), reason: d.reason, timeout_ms: live.timeoutMs, env_scrub: live.envScrub };
+    return {
+      status: "allow",
+      id: live.id,
+      token: live.token,
+      ...(d.rule ? { rule: d.rule } : {}),
+      reason: d.reason,
+      timeout_ms: live.timeoutMs,
+      env_scrub: live.envScrub,
+      ...(live.ghost !== undefined ? { sandbox: "ghost" as const, workspace: live.ghost } : {}),
+    };
   }
 
   private heldAnswer(live: Live): GateAnswer {

@@ -23,12 +23,12 @@
 // token, handed to the inner stage by the outer one; the agent cannot read
 // this process's memory or environment). When the kill switch is on
 // (killAll), running commands are killed and new ones refused here.
-import { readlinkSync, readSync, realpathSync, existsSync, writeSync } from "node:fs";
+import { readFileSync, readlinkSync, readSync, realpathSync, existsSync, writeSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pathArguments } from "../../app/families/exec.ts";
 import { GATE_REFUSED } from "./shim.ts";
-import { agentArgv, gateTools, shQuote, TRUSTED_PATH, type GatePlan, type GateTools } from "./setup.ts";
+import { agentArgv, gateTools, ghostMounts, mountPoints, shQuote, TRUSTED_PATH, type GatePlan, type GateTools } from "./setup.ts";
 import { acceptOne, closeFd, isTty, listenSeqpacket, peerCred, receiveMessage, sendMessage } from "./sock.ts";
 import type { ReapStatus } from "./reaper.ts";
 import { descendants } from "./tree.ts";
@@ -60,7 +60,7 @@ interface Serving {
 }
 
 type Answer =
-  | { status: "allow"; id: string; token: string; rule?: string; reason: string; timeout_ms: number; env_scrub: string[] }
+  | { status: "allow"; id: string; token: string; rule?: string; reason: string; timeout_ms: number; env_scrub: string[]; sandbox?: "ghost"; workspace?: string }
   | { status: "deny"; id: string; rule?: string; reason: string }
   | { status: "held"; id: string; token: string; rule?: string; reason: string; approvers: string[] };
 
@@ -208,7 +208,8 @@ export class Warden {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.env)) if (!answer.env_scrub.includes(k)) env[k] = v;
     const started = performance.now();
-    const outcome = await this.run(conn, req.command, real, req.args, cwd, env, stdio, tty, answer.timeout_ms, serving);
+    const ghost = answer.sandbox === "ghost" ? (answer.workspace ?? cwd) : undefined;
+    const outcome = await this.run(conn, req.command, real, req.args, cwd, env, stdio, tty, answer.timeout_ms, serving, ghost);
     if (outcome.killed) say(`${line}: killed: ${this.killedBy ?? "the kill switch"}`);
     else if (outcome.timedOut) say(`${line}: killed after its timeout (${Math.round(answer.timeout_ms / 1000)} s)`);
     if (outcome.error) say(`${line}: could not run: ${outcome.error}`);
@@ -235,6 +236,7 @@ export class Warden {
     tty: boolean,
     timeoutMs: number,
     serving: Serving,
+    ghost: string | undefined,
   ): Promise<{ code: number; signal?: string; timedOut: boolean; killed: boolean; error?: string }> {
     const t = this.tools;
     // Until the user namespace switch everything runs privileged, so it runs
@@ -254,7 +256,15 @@ export class Warden {
     // Every other gated name is still its shim for the command and what it
     // starts (`bash -c 'rm ...'` asks again for rm); only its own binary is real.
     const others = { ...this.o.plan, binaries: this.o.plan.binaries.filter((b) => b.name !== name) };
-    argv = agentArgv(others, t, argv);
+    // The ghost sandbox: only the workspace writable, an empty $HOME (setup.ts).
+    let extra: string[] = [];
+    if (ghost !== undefined) {
+      if (!existsSync(ghost)) return { code: 126, timedOut: false, killed: false, error: `the ghost workspace ${ghost} does not exist` };
+      const lines = ghostMounts(t, { workspace: ghost, home: env.HOME, mounts: mountPoints(readFileSync("/proc/self/mountinfo", "utf8")), cwd, exists: existsSync });
+      if (!lines) return { code: 126, timedOut: false, killed: false, error: "no directory to stage the ghost workspace in" };
+      extra = lines;
+    }
+    argv = agentArgv(others, t, argv, extra);
     // A PID namespace of its own, its init our reaper: killing that kills
     // every process of the command (reaper.ts). The reaper reports on fd 3.
     argv = [t.unshare, "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--propagation", "private", "--", ...this.o.self, "__reap", ...(tty ? ["--tty"] : []), "--", ...argv];

@@ -60,6 +60,12 @@ rule "detacher" {
   verdict   = "allow"
   timeout   = "4s"
 }
+rule "ghosted" {
+  endpoint  = exec.tools
+  condition = "exec.command == 'bash' && exec.args.contains('ghost-test')"
+  verdict   = "allow"
+  sandbox   = "ghost"
+}
 rule "touch-needs-approval" {
   endpoint  = exec.tools
   condition = "exec.command == 'touch'"
@@ -266,6 +272,22 @@ __attribute__((constructor)) static void evil(void) {
     expect(r.out).toContain("environ=1");
     expect(r.out + r.err).not.toContain("cpd_");
     expect(await waitFor(() => execEvents().some((e) => e.summary === "rm -rf /" && e.reason.includes("without the warden's proof")), 10_000)).toBe(true);
+  }, 120_000);
+
+  test("sandbox = ghost: only the workspace is writable, $HOME is an empty throwaway, files keep the agent's ownership", async () => {
+    const ws = victim("ghost-ws");
+    const outside = path.join(work, `ghost-outside-${process.pid}`);
+    const inner = `echo in > inside; echo inside=$?; echo out > ${outside}; echo outside=$?; echo h > "$HOME/ghost-home-file"; echo home=$?`;
+    const r = await agent(`cd ${ws} && bash -c '${inner}' ghost-test; echo g=$?`);
+    expect(r.out).toContain("inside=0");
+    expect(r.out).toMatch(/outside=[1-9]/);
+    expect(r.out).toContain("home=0");
+    expect(r.out).toContain("g=0");
+    expect(r.err).toContain("Read-only file system");
+    expect(Bun.spawnSync(["stat", "-c", "%u", path.join(ws, "inside")]).stdout.toString().trim()).toBe(String(NOBODY));
+    expect(existsSync(outside)).toBe(false);
+    expect(existsSync(path.join(home, "ghost-home-file"))).toBe(false);
+    expect(existsSync(path.join(ws, "precious"))).toBe(true);
   }, 120_000);
 
   /** The agent on a terminal: `script` gives it a pty; the test types into it. */
