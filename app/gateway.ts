@@ -31,6 +31,9 @@ import { UpstreamPool } from "./endpoints/https/upstream.ts";
 import { upstreamTrust } from "./tls/trust.ts";
 import { handleFlow, type FlowDeps } from "./dispatch/handle.ts";
 import { GateService } from "./gate/service.ts";
+import type { AnyElysia } from "elysia";
+import { killControlRoutes, localKillOps } from "./gate/kill-routes.ts";
+import { ALL_DEVICES, KILL_TUNNEL_GRACE_MS } from "./gate/kill.ts";
 import { ConnIndex, systemResolver } from "./dispatch/conn-index.ts";
 import { destinationContextFor } from "./dispatch/destination-context.ts";
 import { hostAddressCache } from "./net/host-addresses.ts";
@@ -225,7 +228,14 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       approvals.hub.resumeOrStart(request, chain, chainOptionsFor(policy, rule, signal), operationId),
   };
 
-  const gate = new GateService({ policy: () => policy, approvals: approvalGate, publish: (e) => bus.publish(e), redact: (text) => redactor.redactText(text) });
+  const gate = new GateService({
+    policy: () => policy,
+    approvals: approvalGate,
+    publish: (e) => bus.publish(e),
+    redact: (text) => redactor.redactText(text),
+    // The warden proves itself with the device's API token (the agent cannot read it).
+    wardenOf: (proof) => devices.lookupByApiToken(proof)?.name,
+  });
   const gateSweep = setInterval(() => gate.sweep(), 10_000);
   gateSweep.unref?.();
 
@@ -418,6 +428,16 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       // Device DNS to the DNS-VIP responder: ours in `all`, else the dnsvip service's address.
       ...(dnsTcpTarget ? { dnsResolver: formatHostPort(dnsTcpTarget) } : {}),
     });
+    // The kill switch closes the stopped devices' run tunnels too, once their
+    // wardens have had the moment they need to hear it and end the runs.
+    const runs = tunnel.runs;
+    gate.onKill((e) => {
+      const t = setTimeout(() => {
+        const names = e.scope === ALL_DEVICES ? [...new Set(runs.list().map((r) => r.device))] : [e.scope];
+        for (const n of names) runs.endDevice(n);
+      }, KILL_TUNNEL_GRACE_MS);
+      t.unref?.();
+    });
   }
   const approverCallback = localApproverCallback(() => approvals.current().routes());
   const publicTls = role !== "all" ? undefined : await loadDashboardTls(policy.gateway);
@@ -443,6 +463,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         config: new ConfigEditor({ configPath: opts.configPath, env, reload }),
         now: Date.now,
         metrics: () => metrics.render(),
+        kill: localKillOps(gate),
       }),
       // The operators' web dashboard at `/` (bundled in memory now).
       dashboardRoutes(),
@@ -460,7 +481,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         startedAt: Date.now(),
         approvals: approvals.hub,
         metrics: () => metrics.render(),
-        plugins: tunnel
+        plugins: [
+          killControlRoutes(gate),
+          ...(tunnel
           ? [
               onboardControlRoutes(tunnel.onboard),
               deviceRunControlRoutes(tunnel.runs),
@@ -468,7 +491,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
               onboardPublicRoutes(tunnel.onboard, { clientIp: forwardedClientIp, requestHost: forwardedClientHost }),
               deviceRunPublicRoutes(tunnel.runs, devices),
             ]
-          : [deviceControlRoutes(registryDeviceOps(devices, () => policy.profiles))],
+          : [deviceControlRoutes(registryDeviceOps(devices, () => policy.profiles))]),
+        ] as AnyElysia[],
         approverCallback,
       });
     } catch (e) {

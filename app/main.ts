@@ -39,6 +39,9 @@ roles:
 
 operator commands:
   validate [PATH]           check a config (file or directory); exit 0 valid, 2 invalid
+  import clawrden POLICY.yaml [--endpoint NAME]
+                            a clawrden policy as command-gate rules (HCL on stdout; what it
+                            could not map on stderr)
   test CONFIG FIXTURES      replay fixture requests and SQL statements; exit 0 all match, 1 drift, 2 error
   replay --config NEW [--current PATH] [--since 24h]
                             judge the recorded actions again under NEW and under the running
@@ -57,6 +60,11 @@ operator commands:
   devices deny CODE
   devices revoke NAME               cut a device off (its WireGuard peer is removed)
   devices set-profile NAME P
+  devices kill NAME [--reason R]    the kill switch: end the device's runs now (gated commands killed,
+                                    the agent with them), deny its commands until released
+  devices kill-all [--reason R]     the same for every device
+  devices release NAME | release-all   turn the kill switch off again
+  devices killed                    where the kill switch is on
   approvals list            requests held for approval (from the running gateway)
   approvals approve ID [--reason R]
   approvals deny ID [--reason R]
@@ -226,6 +234,25 @@ async function main(argv: string[]): Promise<number> {
         `${target}: ok (${p.endpoints.size} endpoints, ${p.credentials.size} credentials, ${p.profiles.size} profiles, ${p.rules.length} rules)`,
       );
       return 0;
+    }
+
+    case "import": {
+      // A clawrden policy as command-gate rules (app/gate/import-clawrden.ts): HCL on stdout, what was not mapped on stderr.
+      const [kind, file] = rest;
+      if (kind !== "clawrden" || !file) throw new UsageError("import clawrden POLICY.yaml [--endpoint NAME]");
+      const { importClawrden, ImportError } = await import("./gate/import-clawrden.ts");
+      try {
+        const r = importClawrden(readFileSync(file, "utf8"), args.flags.get("endpoint") ?? "clawrden", path.basename(file));
+        process.stdout.write(r.hcl);
+        for (const n of r.notes) console.error(`not mapped: ${n}`);
+        return 0;
+      } catch (e) {
+        if (e instanceof ImportError || (e as NodeJS.ErrnoException).code === "ENOENT") {
+          console.error((e as Error).message);
+          return 2;
+        }
+        throw e;
+      }
     }
 
     case "test": {
@@ -437,8 +464,32 @@ async function main(argv: string[]): Promise<number> {
             console.log(`"${name}" now uses profile ${profile}`);
             return 0;
           }
+          case "kill":
+          case "kill-all": {
+            if (sub === "kill" && !name) throw new UsageError("devices kill NAME [--reason R] (or devices kill-all)");
+            const device = sub === "kill" ? name : undefined;
+            await call("POST", "/api/gate/kill", { scope: device ?? "*", operator, reason: args.flags.get("reason") ?? "" });
+            console.log(`the kill switch is on for ${device ? `"${device}"` : "every device"}: its runs end, its commands are denied until \`devices release${device ? ` ${device}` : "-all"}\``);
+            return 0;
+          }
+          case "release":
+          case "release-all": {
+            if (sub === "release" && !name) throw new UsageError("devices release NAME (or devices release-all)");
+            await call("POST", "/api/gate/kill/release", { scope: sub === "release" ? name : "*", operator });
+            console.log(`the kill switch is off for ${sub === "release" ? `"${name}"` : "every device"}`);
+            return 0;
+          }
+          case "killed": {
+            const { engaged } = (await call("GET", "/api/gate/kill")) as { engaged: { scope: string; operator: string; reason: string; since: string }[] };
+            if (engaged.length === 0) {
+              console.error("the kill switch is off for every device");
+              return 0;
+            }
+            printTable(["DEVICE", "BY", "SINCE", "REASON"], engaged.map((e) => [e.scope === "*" ? "(every device)" : e.scope, e.operator, isoMinute(Date.parse(e.since)), e.reason || "-"]));
+            return 0;
+          }
           default:
-            throw new UsageError("devices add|list|pending|approve|deny|revoke|set-profile");
+            throw new UsageError("devices add|list|pending|approve|deny|revoke|set-profile|kill|kill-all|release|release-all|killed");
         }
       } catch (e) {
         if (e instanceof DevicesCommandFailed) {

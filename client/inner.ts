@@ -15,7 +15,11 @@
 //      capability over these namespaces), with the CA variables set;
 //      signals forwarded; our exit status is the command's;
 //   5. if the outer stage goes away (fd 3 closes), the command is killed:
-//      without the relay it has no network anyway.
+//      without the relay it has no network anyway;
+//   6. the kill switch (client/gate/kill-watch.ts): when the operator stops
+//      this device, gated commands are killed (and reported), the command
+//      too, and this stage exits: as pid 1, every process of the run dies
+//      with it.
 import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -30,6 +34,7 @@ import { agentArgv, gateTools, GateSetupError, writeShims } from "./gate/setup.t
 import { gateOf, readManifest } from "./gate/profile.ts";
 import { sshTrustOf, trustSshCa, userKnownHosts } from "./ssh-trust.ts";
 import { Warden } from "./gate/warden.ts";
+import { watchKillSwitch } from "./gate/kill-watch.ts";
 
 const CTL_FD = 3;
 const RESOLVED_DIR = "/run/systemd/resolve";
@@ -157,7 +162,7 @@ async function startGate(
   if (!cfg.self) throw new GateSetupError("--gate: the shim's program is unknown");
   const plan = writeShims(cfg.stateDir, names, cfg.self, env.PATH);
   for (const m of plan.missing) process.stderr.write(`clawpatrol: warning: --gate ${m}: not installed here; the shim refuses it\n`);
-  const warden = new Warden({ plan, uid: cfg.uid, gid: cfg.gid, root: cfg.root, caCert: cfg.caCert });
+  const warden = new Warden({ plan, uid: cfg.uid, gid: cfg.gid, root: cfg.root, caCert: cfg.caCert, proof: cfg.proof ?? "", self: cfg.self });
   warden.start();
   // The socket and the shims stay as they are: the agent owns the files (same uid), but not this mount.
   sh(["mount", "--bind", "-o", "ro", plan.dir, plan.dir], "making the gate's directory read-only");
@@ -252,9 +257,30 @@ export async function inner(argv: string[]): Promise<number> {
       }
     }
   }, 250);
+  // The kill switch: gated commands first (their reports go out), then the command.
+  let killedBy: string | undefined;
+  const killWatch = cfg.proof
+    ? watchKillSwitch({
+        caCert: cfg.caCert,
+        proof: cfg.proof,
+        onKill: (line) => {
+          killedBy = line;
+          process.stderr.write(`clawpatrol: ${line}; ending this run\n`);
+          void (warden?.killAll(line) ?? Promise.resolve()).finally(() => {
+            try {
+              child.kill("SIGKILL");
+            } catch {
+              /* gone */
+            }
+          });
+        },
+      })
+    : undefined;
   const code = await child.exited;
   clearInterval(watch);
+  killWatch?.stop();
   warden?.stop();
+  if (killedBy) return 137;
   if (child.signalCode) return 128 + (os.constants.signals[child.signalCode as NodeJS.Signals] ?? 0);
   return code;
 }

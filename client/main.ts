@@ -5,12 +5,15 @@
 //   clawpatrol run [--] CMD ARGS...                run CMD with every flow through the gateway
 //   clawpatrol up | down                           route the whole host through the gateway (root)
 //   clawpatrol status                              the gateway, this device, active runs
+//   clawpatrol kill                                end this user's runs now (the local kill switch)
 //   clawpatrol kubeconfig NAME                     a kubeconfig for the gateway's kubernetes endpoint NAME
 //   clawpatrol uninstall --yes                     forget the gateway (removes the state dir)
 import { setLogLevel, setLogWriter } from "../app/log.ts";
 import { HostChangeError } from "./host-changes.ts";
 import { inner } from "./inner.ts";
 import { shim } from "./gate/shim.ts";
+import { reap } from "./gate/reaper.ts";
+import { killLocalRuns } from "./gate/local-kill.ts";
 import { join, JoinError } from "./join.ts";
 import { kubeconfig, KubeconfigError } from "./kubeconfig.ts";
 import { activeRuns, run, RunError } from "./run.ts";
@@ -34,6 +37,8 @@ export const USAGE = `usage:
       stop that, restoring the routes and /etc/resolv.conf exactly as they were
   clawpatrol status
       show the gateway, this device, and active runs
+  clawpatrol kill
+      end this user's runs now: every process of each run is killed
   clawpatrol kubeconfig NAME
       print a kubeconfig for the gateway's kubernetes endpoint NAME (its
       address, the gateway's CA, a placeholder token) for kubectl in a run
@@ -53,6 +58,7 @@ export type Command =
   | { cmd: "run"; argv: string[]; publish?: string[]; gate?: string[] }
   | { cmd: "inner"; argv: string[] }
   | { cmd: "status" }
+  | { cmd: "kill" }
   | { cmd: "kubeconfig"; name: string }
   | { cmd: "uninstall"; yes: boolean }
   | { cmd: "help" };
@@ -152,6 +158,10 @@ export function parseArgs(args: string[]): Parsed {
       allow([]);
       if (rest.length) throw new UsageError("usage: clawpatrol status");
       return { command: { cmd: "status" }, verbose };
+    case "kill":
+      allow([]);
+      if (rest.length) throw new UsageError("usage: clawpatrol kill");
+      return { command: { cmd: "kill" }, verbose };
     case "kubeconfig":
       allow([]);
       if (rest.length !== 1) throw new UsageError("usage: clawpatrol kubeconfig NAME");
@@ -216,6 +226,8 @@ async function uninstall(yes: boolean, out: (l: string) => void): Promise<number
 export async function main(args: string[]): Promise<number> {
   // A gated command's shim: everything after the name is the command's own.
   if (args[0] === "__shim") return await shim(args.slice(1));
+  // A gated command's init, in its own PID namespace (reaper.ts).
+  if (args[0] === "__reap") return await reap(args.slice(1));
   const out = (l: string) => process.stdout.write(l + "\n");
   const err = (l: string) => process.stderr.write(`clawpatrol: ${l}\n`);
   let parsed: Parsed;
@@ -257,6 +269,15 @@ export async function main(args: string[]): Promise<number> {
         return await inner(c.argv);
       case "status":
         return status(out);
+      case "kill": {
+        const ended = killLocalRuns(activeRuns());
+        if (ended.length === 0) {
+          out("no active run to end");
+          return 1;
+        }
+        for (const pid of ended) out(`ended the run of pid ${pid}`);
+        return 0;
+      }
       case "kubeconfig":
         return await kubeconfig({ stateDir: stateDir(), name: c.name, out: (text) => process.stdout.write(text) });
       case "uninstall":

@@ -44,7 +44,7 @@ import { isatty } from "node:tty";
 import { startUserspaceWireGuard, type UserspaceWireGuard } from "../app/net/wireguard/shell.ts";
 import { listenOnHost, parsePublish, PublishError, type HostListeners, type PublishedSocket, type PublishSpec } from "./publish.ts";
 import { registerRun, type RunIdentity } from "./run-peer.ts";
-import { loadState, type LoadedState } from "./state.ts";
+import { API_TOKEN_FILE, loadState, type LoadedState } from "./state.ts";
 import { pollReadable, recvFd } from "./sys.ts";
 import { tunFromFd, type FdTun } from "./tun-fd.ts";
 
@@ -77,12 +77,23 @@ export interface InnerConfig {
   gate?: string[];
   /** the argv that re-runs this program (the shims call it) */
   self?: string[];
+  /** the device's API token: the warden's proof to the gate and the kill switch (never given to the command) */
+  proof?: string;
 }
 
 /** The argv that re-runs this program (the compiled binary, or bun + the entry script). */
 export function selfArgv(): string[] {
   if (Bun.main.startsWith("/$bunfs/")) return [process.execPath];
   return [process.execPath, Bun.main];
+}
+
+/** The device's API token (the warden's proof to the gate), or undefined when this device has none. */
+function apiToken(dir: string): string | undefined {
+  try {
+    return readFileSync(path.join(dir, API_TOKEN_FILE), "utf8").trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** "host:port", "[v6]:port" -> parts. */
@@ -262,6 +273,7 @@ export async function run(o: RunOptions): Promise<number> {
       mtu: TUN_MTU,
       gate: o.gate ?? [],
       self: selfArgv(),
+      proof: apiToken(state.dir),
     };
     const address6 = lease ? lease.address6 : state.device.address6;
     if (address6) cfg.address6 = address6;
@@ -366,7 +378,7 @@ async function runInNamespaces(
   });
 
   // 6. Tell `clawpatrol status` about this run.
-  const statusFile = writeRunFile(state, o.argv, wg, cfg.address);
+  const statusFile = writeRunFile(state, o.argv, wg, cfg.address, innerPid);
   if (statusFile) cleanups.push(statusFile.stop);
 
   const code = await proc.exited;
@@ -381,6 +393,8 @@ export interface RunRecord {
   gateway: string;
   /** this run's tunnel address (its own peer's, or the device's) */
   address?: string;
+  /** the inner stage (pid 1 of the run's namespaces): `clawpatrol kill` ends the run through it */
+  inner_pid?: number;
   last_handshake: string | null;
   rx_bytes: number;
   tx_bytes: number;
@@ -388,7 +402,7 @@ export interface RunRecord {
 }
 
 /** A small file per active run, refreshed every few seconds (no secrets in it). */
-function writeRunFile(state: LoadedState, argv: string[], wg: UserspaceWireGuard, address: string): { stop: () => void } | undefined {
+function writeRunFile(state: LoadedState, argv: string[], wg: UserspaceWireGuard, address: string, innerPid: number | undefined): { stop: () => void } | undefined {
   const dir = runtimeDir();
   const file = path.join(dir, `run-${process.pid}.json`);
   const started = new Date().toISOString();
@@ -401,6 +415,7 @@ function writeRunFile(state: LoadedState, argv: string[], wg: UserspaceWireGuard
       device: state.device.name,
       gateway: state.gateway.endpoint,
       address,
+      ...(innerPid !== undefined ? { inner_pid: innerPid } : {}),
       last_handshake: p?.lastHandshake ? new Date(p.lastHandshake).toISOString() : null,
       rx_bytes: p?.rxBytes ?? 0,
       tx_bytes: p?.txBytes ?? 0,

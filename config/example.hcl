@@ -370,8 +370,11 @@ rule "warehouse-http-read-only" {
 # resolved), exec.tty, exec.uid, and exec.prefix([...]). Per rule: timeout
 # (the process tree is killed), env_scrub (on top of LD_PRELOAD,
 # LD_LIBRARY_PATH, DOCKER_HOST, KUBECONFIG, AWS_*, GOOGLE_APPLICATION_CREDENTIALS,
-# ...), allowed_paths; in defaults: exec_timeout (default 30m), env_scrub,
-# allowed_paths. A profile that sees no exec endpoint has every gated command denied.
+# ...), allowed_paths, sandbox = "ghost" (only the workspace, default the
+# cwd, is writable; $HOME an empty tmpfs); in defaults: exec_timeout (default
+# 30m), env_scrub, allowed_paths. A profile that sees no exec endpoint has every
+# gated command denied. `clawpatrol-gateway devices kill NAME` is the kill switch;
+# `clawpatrol-gateway import clawrden policy.yaml` turns a clawrden policy into rules.
 endpoint "exec" "tools" {}
 
 rule "git-push-needs-a-person" {
@@ -389,4 +392,12 @@ rule "no-rm-rf-outside-the-workspace" {
   verdict       = "allow"
   allowed_paths = ["/home/agent/work"]
   reason        = "rm -rf inside the workspace"
+}
+
+rule "npm-install-in-a-ghost" {
+  endpoint  = exec.tools
+  condition = "exec.prefix(['npm', 'install'])"
+  verdict   = "allow"
+  sandbox   = "ghost"
+  workspace = "/home/agent/work"
 }

@@ -23,6 +23,7 @@ import { dashboardRoutes } from "../dashboard/routes.ts";
 import { forwardToControl, startPublicServer, type PublicServer } from "./public.ts";
 import { GatewayMirror, remoteDeviceOps, remoteMetrics, remoteOnboardingOps, remoteReload } from "./remote.ts";
 import { ConfigRejected } from "../gateway.ts";
+import { remoteKillOps } from "../gate/kill-routes.ts";
 import { log } from "../log.ts";
 import { loadOrCreateCA } from "../tls/ca.ts";
 import { loadDashboardTls, watchDashboardTls, type TlsPair } from "../tls/dashboard-tls.ts";
@@ -124,6 +125,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
           reload: remoteReload(socket),
           // Written here, reloaded by the gateway (which also sees the files change).
           config: new ConfigEditor({ configPath: opts.configPath, env, reload: remoteReload(socket) }),
+          kill: remoteKillOps(socket),
           now: Date.now,
           metrics: () => metrics.text(),
         }),

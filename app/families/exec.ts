@@ -61,6 +61,10 @@ export interface ExecRuleSettings {
   timeoutMs?: number;
   envScrub?: string[];
   allowedPaths?: string[];
+  /** `sandbox = "ghost"` (rules only): a throwaway mount namespace where only the workspace is writable. */
+  sandbox?: "none" | "ghost";
+  /** The ghost's writable directory (default: the command's cwd). */
+  workspace?: string;
 }
 
 export class ExecValue {

@@ -1,11 +1,12 @@
 // The command gate's settings in HCL: per rule (`timeout`, `env_scrub`,
 // `allowed_paths` on a rule of an exec endpoint) and in `defaults`
-// (`exec_timeout`, `env_scrub`, `allowed_paths`); `gate = [...]` on a profile.
+// (`exec_timeout`, `env_scrub`, `allowed_paths`); `gate = [...]` on a profile;
+// `sandbox = "none" | "ghost"` and `workspace` on a rule.
 import { readDuration } from "../approvers/config.ts";
 import { gateNameProblem, isScrubPattern, type ExecRuleSettings } from "../families/exec.ts";
 import type { BlockReader } from "../policy/hcl/reader.ts";
 
-export const EXEC_RULE_ATTRIBUTES = ["timeout", "env_scrub", "allowed_paths"] as const;
+export const EXEC_RULE_ATTRIBUTES = ["timeout", "env_scrub", "allowed_paths", "sandbox", "workspace"] as const;
 export const EXEC_DEFAULT_ATTRIBUTES = ["exec_timeout", "env_scrub", "allowed_paths"] as const;
 
 /** Reads the exec settings of a rule or of `defaults`; undefined when none is set. */
@@ -24,6 +25,14 @@ export function readExecSettings(r: BlockReader, timeoutAttr: "timeout" | "exec_
     const bad = allowed.filter((p) => !p.startsWith("/"));
     if (bad.length > 0) r.error(r.line("allowed_paths"), `allowed_paths must be absolute: ${bad.map((b) => JSON.stringify(b)).join(", ")}`);
     else out.allowedPaths = allowed.map((p) => (p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p));
+  }
+  const sandbox = r.has("sandbox") ? r.oneOf("sandbox", ["none", "ghost"] as const) : undefined;
+  if (sandbox !== undefined) out.sandbox = sandbox;
+  const w = r.string("workspace");
+  if (w !== undefined) {
+    if (!w.startsWith("/")) r.error(r.line("workspace"), "workspace must be an absolute path");
+    else if (out.sandbox !== "ghost") r.error(r.line("workspace"), 'workspace applies only with sandbox = "ghost"');
+    else out.workspace = w.length > 1 && w.endsWith("/") ? w.slice(0, -1) : w;
   }
   return Object.keys(out).length > 0 ? out : undefined;
 }

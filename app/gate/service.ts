@@ -11,14 +11,20 @@
 //   4. sweep: a held command nobody polls is withdrawn; an allowed command
 //      whose warden never reports is recorded as such once its timeout
 //      (plus grace) has passed.
+//   5. kill switch (kill.ts): an operator stops a device (or all): its
+//      wardens hear it at once and end their runs, its held commands are
+//      withdrawn, and what it asks is denied until the switch is released.
 // Every lookup is scoped to the device: one device cannot read or complete
-// another's command.
+// another's command. Every request must also carry the warden's proof (the
+// device's API token, which the run's warden holds and its agent cannot
+// read): an agent asking on its own is refused, and recorded.
 import { randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import type { ApprovalRequest } from "../approvers/types.ts";
 import type { ApprovalGate } from "../endpoints/https/approval.ts";
 import type { GatewayEvent } from "../events/types.ts";
 import { DEFAULT_EXEC_TIMEOUT_MS, envToScrub, execFamily, normalisePaths, pathOutside, type ExecFacts } from "../families/exec.ts";
 import { judge } from "../policy/engine.ts";
+import { ALL_DEVICES, engagementLine, KillSwitch, type Engagement } from "./kill.ts";
 import type { Decision, Endpoint, Policy } from "../policy/types.ts";
 
 export interface GateDevice {
@@ -32,10 +38,12 @@ export interface GateDeps {
   publish(event: GatewayEvent): void;
   redact?: (text: string) => string;
   now?: () => number;
+  /** The device whose warden holds this proof (its API token); none: every request is refused. */
+  wardenOf?: (proof: string) => string | undefined;
 }
 
 export type GateAnswer =
-  | { status: "allow"; id: string; token: string; rule?: string; reason: string; timeout_ms: number; env_scrub: string[] }
+  | { status: "allow"; id: string; token: string; rule?: string; reason: string; timeout_ms: number; env_scrub: string[]; sandbox?: "ghost"; workspace?: string }
   | { status: "deny"; id: string; rule?: string; reason: string }
   | { status: "held"; id: string; token: string; rule?: string; reason: string; approvers: string[] };
 
@@ -46,6 +54,8 @@ export interface Completion {
   timed_out: boolean;
   /** The warden could not start the command (spawn failed). */
   error?: string;
+  /** The kill switch ended it. */
+  killed?: boolean;
 }
 
 /** A held command whose warden has not polled for this long is withdrawn. */
@@ -53,6 +63,7 @@ export const HOLD_IDLE_MS = 120_000;
 /** An allowed command is recorded without a completion this long after its timeout. */
 export const COMPLETION_GRACE_MS = 60_000;
 const MAX_LIVE = 2000;
+export const UNPROVEN_REASON = "a verdict request without the warden's proof (the agent asking itself?); refused";
 
 interface Live {
   id: string;
@@ -65,12 +76,16 @@ interface Live {
   decision: Decision;
   timeoutMs: number;
   envScrub: string[];
+  /** The ghost sandbox's writable directory, when the rule asks for one. */
+  ghost?: string;
   /** Resolves when a hold is decided (undefined for allowed commands). */
   decided?: Promise<GateAnswer>;
   answer?: GateAnswer;
   abort?: AbortController;
   lastPoll: number;
   approval?: Pick<GatewayEvent, "approvers" | "operator" | "approvalMs" | "remembered">;
+  /** Set when the kill switch withdrew the hold. */
+  killedBy?: string;
 }
 
 export class BadCommand extends Error {}
@@ -78,6 +93,8 @@ export class BadCommand extends Error {}
 export class GateService {
   private readonly live = new Map<string, Live>();
   private readonly now: () => number;
+  readonly kill = new KillSwitch();
+  private readonly killHooks: ((e: Engagement) => void)[] = [];
 
   constructor(private readonly deps: GateDeps) {
     this.now = deps.now ?? Date.now;
@@ -90,6 +107,12 @@ export class GateService {
     const id = randomUUID();
     const endpoint = execEndpointFor(policy, device.profile);
     const started = this.now();
+    const stopped = this.kill.stops(device.name);
+    if (stopped) {
+      const answer: GateAnswer = { status: "deny", id, reason: engagementLine(stopped) };
+      this.record({ id, device, endpoint: endpoint?.ref ?? "", facts, started, decision: { verdict: "deny", reason: answer.reason } });
+      return answer;
+    }
     if (!endpoint) {
       const answer: GateAnswer = { status: "deny", id, reason: `no exec endpoint is visible to profile "${device.profile}"` };
       this.record({ id, device, endpoint: "", facts, started, decision: { verdict: "deny", reason: answer.reason } });
@@ -123,6 +146,7 @@ export class GateService {
       timeoutMs: settings.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
       envScrub: envToScrub(facts.env, policy.defaults.exec?.envScrub, rule?.exec?.envScrub),
       lastPoll: started,
+      ...(rule?.exec?.sandbox === "ghost" ? { ghost: rule.exec.workspace ?? facts.cwd } : {}),
     };
     this.live.set(id, live);
     if (d.verdict === "allow") return this.allowAnswer(live);
@@ -149,7 +173,7 @@ export class GateService {
     if (!live || live.state !== "allowed") return false;
     const c = parseCompletion(body);
     this.live.delete(id);
-    const reason = c.error ? `could not run: ${c.error}` : c.timed_out ? `killed after the timeout (${live.timeoutMs} ms)` : live.decision.reason;
+    const reason = c.error ? `could not run: ${c.error}` : c.killed ? `killed by the kill switch` : c.timed_out ? `killed after the timeout (${live.timeoutMs} ms)` : live.decision.reason;
     this.record({ ...live, completion: c, reasonOverride: reason });
     return true;
   }
@@ -174,6 +198,49 @@ export class GateService {
     }
   }
 
+  /** Does `proof` show that the request comes from this device's warden? */
+  provenWarden(device: GateDevice, proof: string): boolean {
+    return proof !== "" && this.deps.wardenOf !== undefined && this.deps.wardenOf(proof) === device.name;
+  }
+
+  /** A verdict request without the warden's proof (the agent asking itself): recorded, never judged. */
+  refuseUnproven(device: GateDevice, body: unknown): void {
+    let facts: ExecFacts;
+    try {
+      facts = parseCommand(body);
+    } catch {
+      facts = { command: "?", path: "/", argv: ["?"], cwd: "/", env: {}, paths: [], tty: false, uid: 0 };
+    }
+    this.record({ id: randomUUID(), device, endpoint: "", facts, started: this.now(), decision: { verdict: "deny", reason: UNPROVEN_REASON } });
+  }
+
+  /** Turns the kill switch on for a device or ALL_DEVICES: holds withdrawn, wardens told, one event. */
+  engageKill(scope: string, operator: string, reason: string): Engagement {
+    const e = this.kill.engage(scope, operator, reason, this.now());
+    const line = engagementLine(e);
+    for (const live of this.live.values()) {
+      if (live.state !== "held" || (scope !== ALL_DEVICES && live.device.name !== scope)) continue;
+      live.killedBy = line;
+      live.abort?.abort();
+    }
+    this.killEvent(e, "on");
+    for (const h of this.killHooks) h(e);
+    return e;
+  }
+
+  /** Turns it off; false when it was not on for that scope. */
+  releaseKill(scope: string, operator: string): boolean {
+    const was = this.kill.list().find((e) => e.scope === scope);
+    if (!was || !this.kill.release(scope)) return false;
+    this.killEvent({ ...was, operator, since: this.now() }, "off");
+    return true;
+  }
+
+  /** Called after the switch is turned on (the gateway ends the device's run peers). */
+  onKill(hook: (e: Engagement) => void): void {
+    this.killHooks.push(hook);
+  }
+
   /** Commands in progress (allowed and held), for tests and status. */
   size(): number {
     return this.live.size;
@@ -189,7 +256,16 @@ export class GateService {
 
   private allowAnswer(live: Live): GateAnswer {
     const d = live.decision;
-    return { status: "allow", id: live.id, token: live.token, ...(d.rule ? { rule: d.rule } : {}), reason: d.reason, timeout_ms: live.timeoutMs, env_scrub: live.envScrub };
+    return {
+      status: "allow",
+      id: live.id,
+      token: live.token,
+      ...(d.rule ? { rule: d.rule } : {}),
+      reason: d.reason,
+      timeout_ms: live.timeoutMs,
+      env_scrub: live.envScrub,
+      ...(live.ghost !== undefined ? { sandbox: "ghost" as const, workspace: live.ghost } : {}),
+    };
   }
 
   private heldAnswer(live: Live): GateAnswer {
@@ -211,6 +287,7 @@ export class GateService {
     live.decided = this.deps.approvals
       .hold({ request, rule, chain: d.approvers, operationId: undefined, signal: live.abort.signal })
       .then((outcome): GateAnswer => {
+        if (live.killedBy) return this.denyHeld(live, live.killedBy);
         if (outcome.status !== "decided") return this.denyHeld(live, "the approval could not be held");
         const result = outcome.result;
         const operators = result.approvals.map((a) => a.operator).filter((o): o is string => Boolean(o));
@@ -226,7 +303,7 @@ export class GateService {
         live.answer = this.allowAnswer(live);
         return live.answer;
       })
-      .catch((e: unknown) => this.denyHeld(live, `the approval failed: ${e instanceof Error ? e.message : String(e)}`));
+      .catch((e: unknown) => this.denyHeld(live, live.killedBy ?? `the approval failed: ${e instanceof Error ? e.message : String(e)}`));
     return this.heldAnswer(live);
   }
 
@@ -262,6 +339,31 @@ export class GateService {
     };
   }
 
+  private killEvent(e: Engagement, state: "on" | "off"): void {
+    const who = e.scope === ALL_DEVICES ? "every device" : e.scope;
+    const summary = `kill switch ${state} for ${who}`;
+    this.deps.publish({
+      time: new Date(e.since).toISOString(),
+      kind: "exec",
+      family: "exec",
+      flowId: randomUUID(),
+      device: e.scope,
+      profile: "",
+      host: "kill-switch",
+      port: 0,
+      method: "KILL",
+      path: summary,
+      bytesUp: 0,
+      bytesDown: 0,
+      durationMs: 0,
+      verdict: state === "on" ? "deny" : "allow",
+      reason: e.reason || summary,
+      operator: e.operator,
+      summary,
+      action: { kill_switch: state, scope: e.scope },
+    });
+  }
+
   private record(x: {
     id: string;
     device: GateDevice;
@@ -294,7 +396,7 @@ export class GateService {
       summary: execFamily.summary(x.facts),
       action: {
         ...execFamily.action(x.facts),
-        ...(c ? { exit: c.exit, timed_out: c.timed_out, ...(c.signal ? { signal: c.signal } : {}) } : {}),
+        ...(c ? { exit: c.exit, timed_out: c.timed_out, ...(c.signal ? { signal: c.signal } : {}), ...(c.killed ? { killed: true } : {}) } : {}),
       },
     };
     if (x.endpoint) event.endpoint = x.endpoint;
@@ -362,5 +464,6 @@ function parseCompletion(body: unknown): Completion {
   };
   if (typeof b.signal === "string" && /^SIG[A-Z0-9]+$/.test(b.signal)) c.signal = b.signal;
   if (typeof b.error === "string") c.error = b.error.slice(0, 300);
+  if (b.killed === true) c.killed = true;
   return c;
 }

@@ -3,12 +3,13 @@
 // Pure: the caller hands in the event and the rules already loaded (for a
 // free name and a priority that puts the new rule first); nothing is read,
 // written or applied here.
-//   1. Check the event is a judged action on an endpoint (http request or
-//      sql statement; only those meet rules).
+//   1. Check the event is a judged action on an endpoint (http request,
+//      sql statement or gated command; only those meet rules).
 //   2. Build the CEL condition from the scope. http: host always; method
 //      unless "any"; path exact, under the same prefix, or any path on the
 //      host. sql: this verb on these tables, this verb anywhere, or any
-//      statement touching these tables.
+//      statement touching these tables. exec: this exact argv, commands
+//      starting with the same words (exec.prefix), or the command at all.
 //   3. Pick a readable, unused name and a priority above the endpoint's rules.
 //   4. Emit the block, every string escaped for CEL inside HCL.
 import type { GatewayEvent } from "../events/types.ts";
@@ -21,6 +22,10 @@ export type PathScope = "exact" | "prefix" | "host";
 export type SqlScope = "verb-tables" | "verb" | "tables";
 export const SQL_SCOPES: readonly SqlScope[] = ["verb-tables", "verb", "tables"];
 
+/** exec: exact: this argv; prefix: the command and its first argument (exec.prefix); command: the command with any arguments. */
+export type ExecScope = "exact" | "prefix" | "command";
+export const EXEC_SCOPES: readonly ExecScope[] = ["exact", "prefix", "command"];
+
 export interface SuggestScope {
   /** http. exact: this path only; prefix: this path's folder and below; host: any path on the host. Default exact. */
   path?: PathScope;
@@ -28,6 +33,8 @@ export interface SuggestScope {
   anyMethod?: boolean;
   /** sql. Default verb-tables (verb alone when the statement names no table). */
   sql?: SqlScope;
+  /** exec. Default prefix (command when the command had no argument). */
+  exec?: ExecScope;
   /** Only for this request's profile (adds `profiles = [profile.NAME]`). */
   onlyProfile?: boolean;
 }
@@ -47,13 +54,15 @@ const NAME_MAX = 60;
 export function parseScope(v: unknown): SuggestScope | undefined {
   if (typeof v !== "object" || v === null) return undefined;
   const o = v as Record<string, unknown>;
-  if (o.path === undefined && o.sql === undefined) return undefined;
+  if (o.path === undefined && o.sql === undefined && o.exec === undefined) return undefined;
+  if (o.exec !== undefined && !(EXEC_SCOPES as readonly unknown[]).includes(o.exec)) return undefined;
   if (o.path !== undefined && o.path !== "exact" && o.path !== "prefix" && o.path !== "host") return undefined;
   if (o.sql !== undefined && !(SQL_SCOPES as readonly unknown[]).includes(o.sql)) return undefined;
   for (const k of ["anyMethod", "onlyProfile"]) if (o[k] !== undefined && typeof o[k] !== "boolean") return undefined;
   const scope: SuggestScope = { anyMethod: o.anyMethod === true, onlyProfile: o.onlyProfile === true };
   if (o.path !== undefined) scope.path = o.path;
   if (o.sql !== undefined) scope.sql = o.sql as SqlScope;
+  if (o.exec !== undefined) scope.exec = o.exec as ExecScope;
   return scope;
 }
 
@@ -61,12 +70,13 @@ type RuleRefs = readonly Pick<Rule, "name" | "endpoints" | "priority">[];
 
 export function suggestRule(e: SuggestInput, scope: SuggestScope, rules: RuleRefs = []): Suggestion {
   // 1. Only judged actions on an endpoint are decided by rules.
-  if (!e.endpoint || (e.kind !== "http" && e.kind !== "sql") || (e.kind === "http" && !e.method)) {
-    return { ok: false, error: "only HTTP requests and SQL statements on an endpoint can be blocked by a rule (this one was relayed or passed through)" };
+  if (!e.endpoint || (e.kind !== "http" && e.kind !== "sql" && e.kind !== "exec") || (e.kind === "http" && !e.method)) {
+    return { ok: false, error: "only HTTP requests, SQL statements and gated commands on an endpoint can be blocked by a rule (this one was relayed or passed through)" };
   }
   if (!REF.test(e.endpoint)) return { ok: false, error: `the endpoint ${JSON.stringify(e.endpoint)} is not a reference a rule can name` };
   if (scope.onlyProfile && !IDENT.test(e.profile)) return { ok: false, error: `the profile ${JSON.stringify(e.profile)} cannot be named in a rule` };
   if (e.kind === "sql") return suggestSqlRule(e, e.endpoint, scope, rules);
+  if (e.kind === "exec") return suggestExecRule(e, e.endpoint, scope, rules);
   return suggestHttpRule(e, e.endpoint, e.method!, { ...scope, path: scope.path ?? "exact" }, rules);
 }
 
@@ -138,6 +148,26 @@ function suggestSqlRule(e: SuggestInput, endpoint: string, scope: SuggestScope, 
     `# Generated from ${e.id !== undefined ? `statement #${e.id}` : "a statement"} (${verb}${database} by ${e.device}):`,
     `#   ${cutLine(statement, 120)}`,
   ];
+  return { ok: true, name, condition, priority, description, hcl: ruleBlock(comments, name, endpoint, priority, scope.onlyProfile ? e.profile : undefined, condition, description) };
+}
+
+/** exec: a condition over exec.argv, exec.prefix or exec.command, from the recorded argv. */
+function suggestExecRule(e: SuggestInput, endpoint: string, scope: SuggestScope, rules: RuleRefs): Suggestion {
+  const a = e.action ?? {};
+  const argv = Array.isArray(a.argv) && a.argv.every((x): x is string => typeof x === "string") ? a.argv : [];
+  const command = typeof a.command === "string" ? a.command : argv[0];
+  if (!command || argv.length === 0) return { ok: false, error: "this command's arguments were not recorded, so a rule cannot describe it" };
+  let kind = scope.exec ?? "prefix";
+  if (kind === "prefix" && argv.length < 2) kind = "command";
+  const words = kind === "exact" ? argv : kind === "prefix" ? argv.slice(0, 2) : [command];
+  const list = `[${words.map(celString).join(", ")}]`;
+  const condition = kind === "exact" ? `exec.argv == ${list}` : kind === "prefix" ? `exec.prefix(${list})` : `exec.command == ${celString(command)}`;
+  const shown = cutLine(words.join(" "), 80);
+  const description = (kind === "exact" ? `exactly \`${shown}\`` : kind === "prefix" ? `\`${shown} …\`` : `any \`${command}\` command`) + (scope.onlyProfile ? ` for profile ${e.profile}` : "");
+  const name = freeName(slug(`block-${kind === "command" ? `any-${command}` : words.join("-")}`), new Set(rules.map((r) => r.name)));
+  const priority = priorityAbove(rules, endpoint);
+  const cwd = typeof a.cwd === "string" ? ` in ${a.cwd}` : "";
+  const comments = [`# Generated from ${e.id !== undefined ? `command #${e.id}` : "a command"} (by ${e.device}${cwd}):`, `#   ${cutLine(argv.join(" "), 120)}`];
   return { ok: true, name, condition, priority, description, hcl: ruleBlock(comments, name, endpoint, priority, scope.onlyProfile ? e.profile : undefined, condition, description) };
 }
 

@@ -87,6 +87,54 @@ export function locate(names: readonly string[], pathVar: string | undefined): {
   return { binaries, missing };
 }
 
+/** Mount points from /proc/self/mountinfo (field 5, octal escapes undone). */
+export function mountPoints(mountinfo: string): string[] {
+  return mountinfo
+    .split("\n")
+    .map((l) => l.split(" ")[4])
+    .filter((m): m is string => m !== undefined && m.startsWith("/"))
+    .map((m) => m.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+}
+
+/** Directories where the ghost sandbox may stage the workspace on a private tmpfs (the first that fits). */
+export const GHOST_STAGE_CANDIDATES = ["/mnt", "/media", "/srv", "/opt", "/var/tmp", "/run", "/tmp"];
+
+const within = (p: string, dir: string) => p === dir || p.startsWith(dir.endsWith("/") ? dir : `${dir}/`);
+
+/**
+ * The ghost sandbox, as mount commands for the command's own mount
+ * namespace (run as root of the run's user namespace, before the user
+ * switch; no other process sees that namespace), with `mount` alone (it
+ * cannot be a gated name; mkdir could be): the workspace bound for a moment
+ * over a directory out of the way (such as /mnt), an empty tmpfs over $HOME, the workspace moved back (its path
+ * recreated inside the new $HOME when it lives there), every other mount
+ * point made read-only, and the cwd entered again by its path (so it is the
+ * workspace's new mount, not the old directory). Mounts under $HOME or the
+ * workspace are hidden by then and left alone. Undefined when no stage
+ * directory fits.
+ */
+export function ghostMounts(tools: GateTools, o: { workspace: string; home: string | undefined; mounts: string[]; cwd: string; exists: (p: string) => boolean }): string[] | undefined {
+  const q = shQuote;
+  const m = q(tools.mount);
+  const home = o.home !== undefined && o.home.startsWith("/") && o.home !== "/" ? o.home : undefined;
+  const avoid = [o.workspace, ...(home ? [home] : [])];
+  // A directory with nothing mounted on or below it, away from both.
+  const root = GHOST_STAGE_CANDIDATES.find((r) => o.exists(r) && avoid.every((a) => !within(a, r) && !within(r, a)) && !o.mounts.some((p) => within(p, r)));
+  if (!root) return undefined;
+  const special = (p: string) => /^\/(proc|sys|dev)(\/|$)/.test(p);
+  const readOnly = [...new Set(o.mounts)].filter((p) => !special(p) && avoid.every((a) => !within(p, a)));
+  return [
+    `${m} --bind ${q(o.workspace)} ${q(root)}`,
+    ...(home ? [`${m} -t tmpfs -o mode=0755,size=64m clawpatrol-ghost-home ${q(home)}`] : []),
+    // X-mount.mkdir only where the path must be made again (libmount then fails the move in a user namespace otherwise).
+    // Bound back (a move is refused in a user namespace); the stage keeps a read-only view.
+    home && within(o.workspace, home) ? `${m} --bind -o X-mount.mkdir ${q(root)} ${q(o.workspace)}` : `${m} --bind ${q(root)} ${q(o.workspace)}`,
+    `${m} -o remount,bind,ro ${q(root)}`,
+    ...readOnly.map((p) => `${m} -o remount,bind,ro ${q(p)}`),
+    `cd ${q(o.cwd)}`,
+  ];
+}
+
 /** POSIX shell single quoting. */
 export function shQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
@@ -111,8 +159,8 @@ export function writeShims(stateDir: string, names: readonly string[], self: rea
  * The argv that starts the agent (`command`, already wrapped in its user
  * namespace) in a mount namespace where each gated file is its shim.
  */
-export function agentArgv(plan: GatePlan, tools: GateTools, command: readonly string[]): string[] {
+export function agentArgv(plan: GatePlan, tools: GateTools, command: readonly string[], extra: readonly string[] = []): string[] {
   const binds = plan.binaries.flatMap((b) => b.cover.map((target) => `${shQuote(tools.mount)} --bind -o ro ${shQuote(path.join(plan.binDir, b.name))} ${shQuote(target)}`));
-  const script = ["set -e", ...binds, 'exec "$@"'].join("\n");
+  const script = ["set -e", ...binds, ...extra, 'exec "$@"'].join("\n");
   return [tools.unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "clawpatrol-gate", ...command];
 }

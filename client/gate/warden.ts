@@ -14,16 +14,24 @@
 //      with the caller's own stdin/stdout/stderr (passed over the socket) and
 //      the environment minus env_scrub; with a terminal on stdin, under
 //      `script` (a pty of its own: raw mode, window size, Ctrl-C as a byte);
-//      the process tree is killed at the timeout;
+//      in a PID namespace of its own whose init is `clawpatrol __reap`
+//      (reaper.ts), so killing it at the timeout or by the kill switch kills
+//      every process of the command, double-forked and setsid ones included;
 //   4. report: the exit status to the shim (128+N for a signal) and to the
-//      gateway (exit, signal, duration, timed out).
-import { readdirSync, readFileSync, readlinkSync, realpathSync, existsSync, writeSync } from "node:fs";
+//      gateway (exit, signal, duration, timed out, killed).
+// Every request to the gateway carries the warden's proof (the device's API
+// token, handed to the inner stage by the outer one; the agent cannot read
+// this process's memory or environment). When the kill switch is on
+// (killAll), running commands are killed and new ones refused here.
+import { readFileSync, readlinkSync, readSync, realpathSync, existsSync, writeSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pathArguments } from "../../app/families/exec.ts";
 import { GATE_REFUSED } from "./shim.ts";
-import { agentArgv, gateTools, shQuote, TRUSTED_PATH, type GatePlan, type GateTools } from "./setup.ts";
+import { agentArgv, gateTools, ghostMounts, mountPoints, shQuote, TRUSTED_PATH, type GatePlan, type GateTools } from "./setup.ts";
 import { acceptOne, closeFd, isTty, listenSeqpacket, peerCred, receiveMessage, sendMessage } from "./sock.ts";
+import type { ReapStatus } from "./reaper.ts";
+import { descendants } from "./tree.ts";
 
 export const GATE_API = "https://clawpatrol.internal/gate/commands";
 const GATE_TOKEN_HEADER = "Clawpatrol-Gate-Token";
@@ -39,10 +47,20 @@ export interface WardenOptions {
   caCert: string;
   /** Base URL of the verdict API (tests point it elsewhere). */
   api?: string;
+  /** Proves to the gateway that a request is the warden's (the device's API token). */
+  proof: string;
+  /** The argv that re-runs this program (the per-command reaper). */
+  self: string[];
+}
+
+/** A command being served: how to kill it, and when its serving is over. */
+interface Serving {
+  kill(): void;
+  done: Promise<void>;
 }
 
 type Answer =
-  | { status: "allow"; id: string; token: string; rule?: string; reason: string; timeout_ms: number; env_scrub: string[] }
+  | { status: "allow"; id: string; token: string; rule?: string; reason: string; timeout_ms: number; env_scrub: string[]; sandbox?: "ghost"; workspace?: string }
   | { status: "deny"; id: string; rule?: string; reason: string }
   | { status: "held"; id: string; token: string; rule?: string; reason: string; approvers: string[] };
 
@@ -58,6 +76,9 @@ export class Warden {
   private readonly byName: Map<string, string>;
   private readonly api: string;
   private readonly tools: GateTools;
+  private readonly serving = new Set<Serving>();
+  /** Set by the kill switch: every command is refused from then on. */
+  private killedBy: string | undefined;
 
   constructor(private readonly o: WardenOptions) {
     this.byName = new Map(o.plan.binaries.map((b) => [b.name, b.run]));
@@ -81,7 +102,27 @@ export class Warden {
     if (this.listener !== undefined) closeFd(this.listener);
   }
 
+  /** The kill switch: running commands killed (each reports it), new ones refused; resolves when they are reported or after `ms`. */
+  async killAll(line: string, ms = 1_500): Promise<void> {
+    this.killedBy = line;
+    const all = [...this.serving];
+    for (const s of all) s.kill();
+    await Promise.race([Promise.all(all.map((s) => s.done)), Bun.sleep(ms)]);
+  }
+
   private async serve(conn: number): Promise<void> {
+    let finish!: () => void;
+    const serving: Serving = { kill: () => undefined, done: new Promise((r) => (finish = r)) };
+    this.serving.add(serving);
+    try {
+      await this.serveOne(conn, serving);
+    } finally {
+      this.serving.delete(serving);
+      finish();
+    }
+  }
+
+  private async serveOne(conn: number, serving: Serving): Promise<void> {
     const cred = peerCred(conn);
     const first = await nextMessage(conn, 5_000);
     if (!first || first.kind !== "message") return closeFd(conn);
@@ -103,7 +144,7 @@ export class Warden {
     };
     let code = GATE_REFUSED;
     try {
-      code = await this.decideAndRun(conn, cred.pid, req, { stdin, stdout, stderr }, say);
+      code = await this.decideAndRun(conn, cred.pid, req, { stdin, stdout, stderr }, say, serving);
     } catch (e) {
       say(`${req.command}: the command gate failed: ${(e as Error).message}`);
     } finally {
@@ -115,9 +156,13 @@ export class Warden {
     }
   }
 
-  private async decideAndRun(conn: number, pid: number, req: Request, stdio: { stdin: number; stdout: number; stderr: number }, say: (l: string) => void): Promise<number> {
+  private async decideAndRun(conn: number, pid: number, req: Request, stdio: { stdin: number; stdout: number; stderr: number }, say: (l: string) => void, serving: Serving): Promise<number> {
     const real = this.byName.get(req.command);
     const line = [req.command, ...req.args].join(" ");
+    if (this.killedBy) {
+      say(`${line}: refused: ${this.killedBy}`);
+      return GATE_REFUSED;
+    }
     if (!real) {
       say(`${req.command}: not installed here (gated, but no real binary was found when the run started)`);
       return 127;
@@ -163,8 +208,10 @@ export class Warden {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.env)) if (!answer.env_scrub.includes(k)) env[k] = v;
     const started = performance.now();
-    const outcome = await this.run(conn, req.command, real, req.args, cwd, env, stdio, tty, answer.timeout_ms);
-    if (outcome.timedOut) say(`${line}: killed after its timeout (${Math.round(answer.timeout_ms / 1000)} s)`);
+    const ghost = answer.sandbox === "ghost" ? (answer.workspace ?? cwd) : undefined;
+    const outcome = await this.run(conn, req.command, real, req.args, cwd, env, stdio, tty, answer.timeout_ms, serving, ghost);
+    if (outcome.killed) say(`${line}: killed: ${this.killedBy ?? "the kill switch"}`);
+    else if (outcome.timedOut) say(`${line}: killed after its timeout (${Math.round(answer.timeout_ms / 1000)} s)`);
     if (outcome.error) say(`${line}: could not run: ${outcome.error}`);
     const report = {
       exit: outcome.code,
@@ -172,6 +219,7 @@ export class Warden {
       duration_ms: Math.round(performance.now() - started),
       timed_out: outcome.timedOut,
       ...(outcome.error ? { error: outcome.error } : {}),
+      ...(outcome.killed ? { killed: true } : {}),
     };
     await this.call("POST", `${this.api}/${answer.id}/done`, answer.token, report).catch(() => undefined);
     return outcome.code;
@@ -187,7 +235,9 @@ export class Warden {
     stdio: { stdin: number; stdout: number; stderr: number },
     tty: boolean,
     timeoutMs: number,
-  ): Promise<{ code: number; signal?: string; timedOut: boolean; error?: string }> {
+    serving: Serving,
+    ghost: string | undefined,
+  ): Promise<{ code: number; signal?: string; timedOut: boolean; killed: boolean; error?: string }> {
     const t = this.tools;
     // Until the user namespace switch everything runs privileged, so it runs
     // with a clean environment and absolute paths; the agent's environment
@@ -206,49 +256,71 @@ export class Warden {
     // Every other gated name is still its shim for the command and what it
     // starts (`bash -c 'rm ...'` asks again for rm); only its own binary is real.
     const others = { ...this.o.plan, binaries: this.o.plan.binaries.filter((b) => b.name !== name) };
-    argv = agentArgv(others, t, argv);
+    // The ghost sandbox: only the workspace writable, an empty $HOME (setup.ts).
+    let extra: string[] = [];
+    if (ghost !== undefined) {
+      if (!existsSync(ghost)) return { code: 126, timedOut: false, killed: false, error: `the ghost workspace ${ghost} does not exist` };
+      const lines = ghostMounts(t, { workspace: ghost, home: env.HOME, mounts: mountPoints(readFileSync("/proc/self/mountinfo", "utf8")), cwd, exists: existsSync });
+      if (!lines) return { code: 126, timedOut: false, killed: false, error: "no directory to stage the ghost workspace in" };
+      extra = lines;
+    }
+    argv = agentArgv(others, t, argv, extra);
+    // A PID namespace of its own, its init our reaper: killing that kills
+    // every process of the command (reaper.ts). The reaper reports on fd 3.
+    argv = [t.unshare, "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--propagation", "private", "--", ...this.o.self, "__reap", ...(tty ? ["--tty"] : []), "--", ...argv];
     let proc: ReturnType<typeof Bun.spawn>;
     try {
-      proc = Bun.spawn(argv, { stdio: [stdio.stdin, stdio.stdout, stdio.stderr], cwd, env: { PATH: TRUSTED_PATH } });
+      proc = Bun.spawn(argv, { stdio: [stdio.stdin, stdio.stdout, stdio.stderr, "pipe"], cwd, env: { PATH: TRUSTED_PATH } });
     } catch (e) {
-      return { code: 126, timedOut: false, error: (e as Error).message };
+      return { code: 126, timedOut: false, killed: false, error: (e as Error).message };
     }
+    // SIGKILL to unshare: --kill-child takes the reaper with it, and the
+    // kernel every process in the reaper's namespace.
+    const killAll = () => signal(proc.pid, "SIGKILL");
     let timedOut = false;
+    let killed = false;
+    serving.kill = () => {
+      killed = true;
+      killAll();
+    };
     const deadline = setTimeout(() => {
       timedOut = true;
-      killTree(proc.pid, "SIGKILL");
+      killAll();
     }, timeoutMs);
-    // Signals the shim forwards; its going away kills the command.
+    // Signals the shim forwards go to the reaper (pid 1 of the command's
+    // namespace: it gets only what it handles, and passes them on); the
+    // shim going away kills the command.
     let exited = false;
     const relay = (async () => {
       while (!exited) {
         const s = await watchFor(conn, 50);
         if (exited) return;
         if (s === "gone") {
-          killTree(proc.pid, "SIGKILL");
+          killAll();
           return;
         }
         if (s === undefined) continue;
-        if (tty && s === "SIGWINCH") signal(proc.pid, s);
-        else if (tty) for (const p of descendants(proc.pid)) signal(p, s);
-        else signal(-proc.pid, s);
+        const reaper = descendants(proc.pid)[0];
+        if (reaper !== undefined) signal(reaper, s);
       }
     })();
-    const code = await proc.exited;
+    await proc.exited;
     exited = true;
     clearTimeout(deadline);
     await relay;
-    if (proc.signalCode) {
-      const n = os.constants.signals[proc.signalCode as NodeJS.Signals] ?? 0;
-      return { code: 128 + n, signal: String(proc.signalCode), timedOut };
+    const status = readStatus(proc.stdio[3] as unknown as number);
+    if (!status || killed || timedOut) return { code: 137, signal: "SIGKILL", timedOut, killed };
+    if ("signal" in status) {
+      const n = os.constants.signals[status.signal as NodeJS.Signals] ?? 0;
+      return { code: 128 + n, signal: status.signal, timedOut, killed };
     }
-    return { code: code & 255, timedOut };
+    return { code: status.exit & 255, timedOut, killed };
   }
 
   private async call<T>(method: string, url: string, token: string | undefined, body?: unknown): Promise<T> {
     const res = await fetch(url, {
       method,
-      headers: { "content-type": "application/json", ...(token ? { [GATE_TOKEN_HEADER]: token } : {}) },
+      headers: { "content-type": "application/json", authorization: `Bearer ${this.o.proof}`, ...(token ? { [GATE_TOKEN_HEADER]: token } : {}) },
       ...(body !== undefined && method !== "GET" ? { body: JSON.stringify(body) } : {}),
       tls: { ca: this.o.caCert },
     } as RequestInit);
@@ -291,44 +363,25 @@ async function watchFor(conn: number, ms: number): Promise<NodeJS.Signals | "gon
   return undefined;
 }
 
+/** What the reaper wrote on fd 3 before it exited (undefined: it was killed first). */
+function readStatus(fd: number): ReapStatus | undefined {
+  try {
+    const buf = Buffer.alloc(256);
+    const n = readSync(fd, buf);
+    const v = JSON.parse(buf.subarray(0, n).toString()) as Record<string, unknown>;
+    if (typeof v.exit === "number") return { exit: v.exit };
+    if (typeof v.signal === "string" && v.signal in os.constants.signals) return { signal: v.signal };
+  } catch {
+    /* nothing written */
+  }
+  return undefined;
+}
+
 function signal(pid: number, s: NodeJS.Signals): void {
   try {
     process.kill(pid, s);
   } catch {
     /* gone */
-  }
-}
-
-/** Every descendant of `root` (from /proc), deepest last. */
-export function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(d)]);
-    } catch {
-      /* gone */
-    }
-  }
-  const out: number[] = [];
-  const queue = [root];
-  while (queue.length > 0) {
-    for (const c of children.get(queue.shift()!) ?? []) {
-      out.push(c);
-      queue.push(c);
-    }
-  }
-  return out;
-}
-
-/** Kills `root` and everything below it (again, for children forked meanwhile). */
-export function killTree(root: number, s: NodeJS.Signals): void {
-  for (let round = 0; round < 3; round++) {
-    const all = [root, ...descendants(root)];
-    for (const p of all) signal(p, "SIGSTOP");
-    for (const p of all) signal(p, s);
   }
 }
 

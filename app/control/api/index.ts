@@ -25,6 +25,7 @@
 //   admin     GET  /api/operators
 //   viewer    GET  /api/version                  {version, bun}: the running gateway's
 //   viewer    GET  /api/config; admin POST /api/config/validate, /api/config/apply (see config.ts)
+//   viewer    GET  /api/kill; admin POST /api/kill {device?, reason?}, POST /api/kill/release (app/gate/kill-routes.ts)
 import type { Database } from "bun:sqlite";
 import type { ApprovalHub } from "../../approvers/hub.ts";
 import type { EventBus } from "../../events/bus.ts";
@@ -43,6 +44,7 @@ import { ruleRoutes } from "./rules.ts";
 import { spendRoutes } from "./spend.ts";
 import { configRoutes, type ConfigEditorOps } from "./config.ts";
 import { appVersion } from "../../version.ts";
+import { killOperatorRoutes, type KillOps } from "../../gate/kill-routes.ts";
 
 /** The device registry as the API uses it (OnboardService has this shape). */
 export interface DeviceOps {
@@ -87,6 +89,8 @@ export interface OperatorApiDeps {
   heartbeatMs?: number;
   /** Prometheus text for GET /metrics (viewer: scrape with an API token). */
   metrics?: () => string;
+  /** The command gate's kill switch (absent: its routes answer 404). */
+  kill?: KillOps;
 }
 
 export function operatorApi(deps: OperatorApiDeps) {
@@ -109,6 +113,7 @@ export function operatorApi(deps: OperatorApiDeps) {
     .use(spendRoutes(ctx, deps))
     .use(configRoutes(ctx, deps))
     .get("/api/version", () => ({ version: appVersion(), bun: Bun.version }), { beforeHandle: requireRole(ctx.auth, "viewer") })
+    .use(killOperatorRoutes(ctx, deps))
     .get(
       "/metrics",
       () => new Response(deps.metrics ? deps.metrics() : "", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }),

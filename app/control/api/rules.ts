@@ -44,8 +44,8 @@ export function ruleRoutes(ctx: AuthContext, deps: Pick<OperatorApiDeps, "db" | 
       async ({ request }) => {
         const b = await readJson(request, 4096);
         const e = eventById(deps, b.eventId);
-        const scope = parseScope(b.scope ?? (e.kind === "sql" ? { sql: "verb-tables" } : { path: "exact" }));
-        if (!scope) throw new ApiError(400, "bad_scope", 'scope is {path: "exact" | "prefix" | "host", anyMethod?: bool, onlyProfile?: bool} for an HTTP request, {sql: "verb-tables" | "verb" | "tables", onlyProfile?: bool} for an SQL statement');
+        const scope = parseScope(b.scope ?? (e.kind === "sql" ? { sql: "verb-tables" } : e.kind === "exec" ? { exec: "prefix" } : { path: "exact" }));
+        if (!scope) throw new ApiError(400, "bad_scope", 'scope is {path: "exact" | "prefix" | "host", anyMethod?: bool, onlyProfile?: bool} for an HTTP request, {sql: "verb-tables" | "verb" | "tables", onlyProfile?: bool} for an SQL statement, {exec: "exact" | "prefix" | "command", onlyProfile?: bool} for a command');
         const s = suggestRule(e, scope, deps.policy().rules);
         if (!s.ok) throw new ApiError(422, "not_blockable", s.error);
         return { hcl: s.hcl, name: s.name, description: s.description };

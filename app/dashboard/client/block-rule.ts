@@ -2,7 +2,8 @@
 // "Block requests like this", in the request detail (admins):
 //   1. the operator picks a scope (http: this path / its folder / any path
 //      on the host, this method or any; sql: this verb on these tables /
-//      this verb anywhere / any statement touching these tables; either:
+//      this verb anywhere / any statement touching these tables; exec: this
+//      exact command / the same first words / the command at all; any:
 //      this profile only or all);
 //   2. POST /api/rules/suggest turns the recorded request into an HCL rule,
 //      shown in an editable textarea;
@@ -15,12 +16,12 @@ import { api } from "./api.ts";
 import type { GwEvent } from "./api.ts";
 import { clear, h } from "./dom.ts";
 import { errorText, flash } from "./state.ts";
-import { prefixOf, type SqlScope } from "../../policy/suggest.ts";
+import { prefixOf, type ExecScope, type SqlScope } from "../../policy/suggest.ts";
 import { sqlView, type SqlView } from "./families.ts";
 
 type PathScope = "exact" | "prefix" | "host";
 /** http: path and anyMethod; sql: sql. Sent to /api/rules/suggest as it is. */
-type Scope = { path: PathScope; anyMethod: boolean; onlyProfile: boolean } | { sql: SqlScope; onlyProfile: boolean };
+type Scope = { path: PathScope; anyMethod: boolean; onlyProfile: boolean } | { sql: SqlScope; onlyProfile: boolean } | { exec: ExecScope; onlyProfile: boolean };
 interface RuleError {
   file: string;
   line: number;
@@ -42,7 +43,16 @@ let draft: Draft | undefined;
 
 /** Whether a recorded action can become a rule at all (rules decide HTTP requests and parsed SQL statements on endpoints). */
 export const blockable = (e: GwEvent) =>
-  e.endpoint !== undefined && ((e.kind === "http" && e.method !== undefined) || (e.kind === "sql" && sqlView(e)?.parsed === true));
+  e.endpoint !== undefined &&
+  ((e.kind === "http" && e.method !== undefined) || (e.kind === "sql" && sqlView(e)?.parsed === true) || (e.kind === "exec" && execArgv(e).length > 0));
+
+/** A gated command's recorded argv (empty when none was kept). */
+function execArgv(e: GwEvent): string[] {
+  const argv = (e.action as { argv?: unknown } | undefined)?.argv;
+  return Array.isArray(argv) ? argv.filter((a): a is string => typeof a === "string") : [];
+}
+
+const blockLabel = (e: GwEvent) => (e.kind === "sql" ? "Block statements like this" : e.kind === "exec" ? "Block commands like this" : "Block requests like this");
 
 const eventKey = (e: GwEvent) => `${e.time} ${e.flowId} ${e.method ?? ""} ${e.path ?? ""}`;
 
@@ -77,13 +87,14 @@ export function blockRuleSection(e: GwEvent): HTMLElement | null {
           class: "deny",
           id: "block-like-this",
           onclick: () => {
-            const scope: Scope = e.kind === "sql" ? { sql: "verb-tables", onlyProfile: false } : { path: "exact", anyMethod: false, onlyProfile: false };
+            const scope: Scope =
+              e.kind === "sql" ? { sql: "verb-tables", onlyProfile: false } : e.kind === "exec" ? { exec: "prefix", onlyProfile: false } : { path: "exact", anyMethod: false, onlyProfile: false };
             draft = { event: e, scope, hcl: "" };
             renderPanel(box, draft);
             void regenerate(box, draft);
           },
         },
-        e.kind === "sql" ? "Block statements like this" : "Block requests like this",
+        blockLabel(e),
       ),
     );
   }
@@ -132,12 +143,17 @@ function renderPanel(box: HTMLElement, d: Draft): void {
       " ",
       label,
     );
-  const rescope = (patch: Partial<{ path: PathScope; anyMethod: boolean; onlyProfile: boolean; sql: SqlScope }>) => () => {
+  const rescope = (patch: Partial<{ path: PathScope; anyMethod: boolean; onlyProfile: boolean; sql: SqlScope; exec: ExecScope }>) => () => {
     d.scope = { ...d.scope, ...patch } as Scope;
     void regenerate(box, d);
   };
   const sql = sqlView(e);
-  const scopeChoices = sql && "sql" in d.scope ? sqlScopeChoices(sql, d.scope.sql, radio, rescope) : httpScopeChoices(e, d.scope, radio, rescope);
+  const scopeChoices =
+    sql && "sql" in d.scope
+      ? sqlScopeChoices(sql, d.scope.sql, radio, rescope)
+      : "exec" in d.scope
+        ? execScopeChoices(execArgv(e), d.scope.exec, radio, rescope)
+        : httpScopeChoices(e, d.scope, radio, rescope);
   const area = h("textarea", {
     id: "rule-hcl",
     class: "hcl",
@@ -159,7 +175,7 @@ function renderPanel(box: HTMLElement, d: Draft): void {
   };
   clear(
     box,
-    h("h4", {}, sql ? "Block statements like this" : "Block requests like this"),
+    h("h4", {}, blockLabel(e)),
     ...scopeChoices,
     h(
       "fieldset",
@@ -187,7 +203,22 @@ function renderPanel(box: HTMLElement, d: Draft): void {
 }
 
 type Radio = (name: string, value: string, label: string, checked: boolean, onpick: () => void) => HTMLElement;
-type Rescope = (patch: Partial<{ path: PathScope; anyMethod: boolean; sql: SqlScope }>) => () => void;
+type Rescope = (patch: Partial<{ path: PathScope; anyMethod: boolean; sql: SqlScope; exec: ExecScope }>) => () => void;
+
+/** exec: which commands the rule catches (a command without arguments: the command itself). */
+function execScopeChoices(argv: string[], picked: ExecScope, radio: Radio, rescope: Rescope): HTMLElement[] {
+  const words = (n: number) => argv.slice(0, n).join(" ");
+  return [
+    h(
+      "fieldset",
+      { class: "scope" },
+      h("legend", {}, "Commands"),
+      radio("rule-exec", "exact", `exactly ${argv.join(" ")}`, picked === "exact", rescope({ exec: "exact" })),
+      argv.length > 1 ? radio("rule-exec", "prefix", `${words(2)} …`, picked === "prefix", rescope({ exec: "prefix" })) : null,
+      radio("rule-exec", "command", `any ${argv[0] ?? ""} command`, picked === "command" || (picked === "prefix" && argv.length < 2), rescope({ exec: "command" })),
+    ),
+  ];
+}
 
 function httpScopeChoices(e: GwEvent, scope: Scope, radio: Radio, rescope: Rescope): HTMLElement[] {
   const s = "path" in scope ? scope : { path: "exact" as const, anyMethod: false };

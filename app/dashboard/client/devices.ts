@@ -2,6 +2,8 @@
 // The Devices page: enrolled devices (revoke, change profile) and devices
 // waiting to join (approve with a profile, deny), and how a device joins: the
 // CA fingerprint it pins and the lines to run on it. Admins act; others read.
+// The kill switch (the command gate's): "Kill" ends a device's runs at once
+// and denies its commands until "Release"; "Stop every device" does it for all.
 import { api, ApiFailure, roleAtLeast } from "./api.ts";
 import type { Device, JoinInfo, Onboarding, Profile, SpendDay } from "./api.ts";
 import { h } from "./dom.ts";
@@ -9,7 +11,7 @@ import { errorText, flash, fmtDateTime, fmtTime, hooks, state, verdictTag } from
 
 export async function devicesView(): Promise<HTMLElement> {
   const admin = roleAtLeast(state.me?.role, "admin");
-  const [devices, profiles, onboarding, joinInfo, spend] = await Promise.all([
+  const [devices, profiles, onboarding, joinInfo, spend, engaged] = await Promise.all([
     api<{ devices: Device[] }>("/api/devices").then((r) => r.devices),
     api<{ profiles: Profile[] }>("/api/profiles").then((r) => r.profiles.map((p) => p.name)),
     api<{ pending: Onboarding[] }>("/api/onboarding").then(
@@ -19,8 +21,32 @@ export async function devicesView(): Promise<HTMLElement> {
     // Public (the same lines a device can read); absent on a gateway without a CA to show.
     api<JoinInfo>("/join.json").catch(() => null),
     api<SpendDay>("/api/spend").catch(() => null),
+    api<{ engaged: KillEngagement[] }>("/api/kill").then(
+      (r) => r.engaged,
+      (e: unknown) => (e instanceof ApiFailure && e.code === "kill_switch_off" ? null : Promise.reject(e)),
+    ),
   ]);
   const spentBy = new Map((spend?.devices ?? []).map((d) => [d.device, d.usd]));
+  const stopped = new Map((engaged ?? []).map((k) => [k.scope, k]));
+  const everyDevice = stopped.get("*");
+  /** A button that asks once more before it acts. */
+  const twice = (label: string, confirm: string, cls: string, run: () => void) => {
+    let ready = false;
+    const b = h("button", { class: cls }, label);
+    b.addEventListener("click", () => {
+      if (!ready) {
+        ready = true;
+        b.textContent = confirm;
+        return;
+      }
+      run();
+    });
+    return b;
+  };
+  const kill = (device: string | undefined, label: string) =>
+    act(label, () => api("/api/kill", { method: "POST", body: device ? { device } : {} }));
+  const release = (device: string | undefined, label: string) =>
+    act(label, () => api("/api/kill/release", { method: "POST", body: device ? { device } : {} }));
   const act = (label: string, fn: () => Promise<unknown>) => async () => {
     try {
       await fn();
@@ -54,7 +80,7 @@ export async function devicesView(): Promise<HTMLElement> {
       h("td", {}, h("code", {}, [d.address, d.address6].filter(Boolean).join(" ") || "—")),
       h("td", { class: "num" }, fmtDateTime(d.last_seen)),
       h("td", { class: "num" }, spentBy.has(d.name) ? usd(spentBy.get(d.name)!) : "—"),
-      h("td", {}, d.revoked ? verdictTag("revoked") : "active"),
+      h("td", {}, d.revoked ? verdictTag("revoked") : stopped.has(d.name) || everyDevice ? h("span", { title: killTitle(stopped.get(d.name) ?? everyDevice!) }, verdictTag("stopped")) : "active"),
       admin && !d.revoked
         ? h(
             "td",
@@ -62,6 +88,11 @@ export async function devicesView(): Promise<HTMLElement> {
             sel,
             h("button", { class: "small", onclick: act(`Profile of ${d.name} changed`, () => api(`/api/devices/${encodeURIComponent(d.name)}/profile`, { method: "POST", body: { profile: sel.value } })) }, "Set profile"),
             revoke,
+            engaged === null
+              ? null
+              : stopped.has(d.name)
+                ? h("button", { class: "small", onclick: release(d.name, `Kill switch off for ${d.name}`) }, "Release")
+                : twice("Kill", "Confirm kill", "deny small", () => void kill(d.name, `Kill switch on for ${d.name}: its runs end now`)()),
           )
         : h("td", {}, ""),
     );
@@ -108,6 +139,7 @@ export async function devicesView(): Promise<HTMLElement> {
     { class: "devices" },
     h("div", { class: "toolbar" }, h("h2", {}, "Devices"), h("span", { class: "spacer" }), h("button", { class: "small", onclick: () => hooks.renderView() }, "Refresh")),
     admin ? null : h("p", { class: "muted small" }, "Only admins change devices."),
+    engaged === null ? null : killBanner(admin, everyDevice, twice, kill, release),
     h(
       "table",
       { class: "grid" },
@@ -170,5 +202,38 @@ function joinSection(j: JoinInfo): HTMLElement {
     h("pre", { class: "join-install" }, h("code", {}, j.install)),
     h("p", {}, "2. Join (an admin then approves the code here):"),
     h("pre", { class: "join-command" }, h("code", {}, j.join)),
+  );
+}
+
+interface KillEngagement {
+  scope: string;
+  operator: string;
+  reason: string;
+  since: string;
+}
+
+const killTitle = (k: KillEngagement) => `kill switch by ${k.operator} since ${fmtDateTime(Date.parse(k.since))}${k.reason ? `: ${k.reason}` : ""}`;
+
+/** The kill switch for every device: on (who, since, release) or off (stop all, asked twice). */
+function killBanner(
+  admin: boolean,
+  all: KillEngagement | undefined,
+  twice: (label: string, confirm: string, cls: string, run: () => void) => HTMLElement,
+  kill: (device: string | undefined, label: string) => () => Promise<void>,
+  release: (device: string | undefined, label: string) => () => Promise<void>,
+): HTMLElement {
+  if (all) {
+    return h(
+      "p",
+      { class: "error", id: "kill-all-on" },
+      `Kill switch on for every device (${killTitle(all)}). `,
+      admin ? h("button", { class: "small", id: "kill-all-release", onclick: release(undefined, "Kill switch off for every device") }, "Release") : null,
+    );
+  }
+  return h(
+    "p",
+    { class: "muted small" },
+    "Kill switch: ends a device's runs at once (gated commands and the agent killed) and denies its commands until released. ",
+    admin ? twice("Stop every device", "Confirm: stop every device", "deny small", () => void kill(undefined, "Kill switch on for every device")()) : null,
   );
 }

@@ -54,6 +54,18 @@ rule "sleepy" {
   verdict   = "allow"
   timeout   = "2s"
 }
+rule "detacher" {
+  endpoint  = exec.tools
+  condition = "exec.command == 'bash' && exec.args.contains('detach-test')"
+  verdict   = "allow"
+  timeout   = "4s"
+}
+rule "ghosted" {
+  endpoint  = exec.tools
+  condition = "exec.command == 'bash' && exec.args.contains('ghost-test')"
+  verdict   = "allow"
+  sandbox   = "ghost"
+}
 rule "touch-needs-approval" {
   endpoint  = exec.tools
   condition = "exec.command == 'touch'"
@@ -223,6 +235,61 @@ __attribute__((constructor)) static void evil(void) {
     expect(existsSync(marker)).toBe(false);
   }, 120_000);
 
+  /** The `python3 -c 'import time; time.sleep(600)' MARKER` processes on this machine. */
+  const running = (marker: string): number[] => {
+    const r = Bun.spawnSync(["pgrep", "-f", `(^|/)python3 -c import time; time\\.sleep\\(600\\) ${marker}$`], { stdout: "pipe" });
+    return r.stdout.toString().trim().split("\n").filter(Boolean).map(Number);
+  };
+
+  test("a timeout kills the whole command: a double-forked, setsid grandchild dies with it", async () => {
+    const marker = `detached-${process.pid}-${Date.now()}`;
+    const script = path.join(work, "detach.sh");
+    writeFileSync(script, `( setsid python3 -c 'import time; time.sleep(600)' ${marker} & )\nexec python3 -c 'import time; time.sleep(600)'\n`, { mode: 0o755 });
+    let seen = false;
+    const watching = setInterval(() => {
+      if (running(marker).length > 0) seen = true;
+    }, 100);
+    try {
+      const r = await agent(`bash ${script} detach-test; echo d=$?`);
+      expect(r.out).toContain("d=137");
+      expect(r.err).toContain("killed after its timeout");
+      expect(seen).toBe(true);
+      expect(await waitFor(() => running(marker).length === 0, 10_000)).toBe(true);
+    } finally {
+      clearInterval(watching);
+      for (const pid of running(marker)) process.kill(pid, "SIGKILL");
+    }
+  }, 120_000);
+
+  test("the agent asking the verdict API itself is refused (403) and recorded; it cannot read the warden's proof", async () => {
+    const body = JSON.stringify({ command: "rm", path: "/usr/bin/rm", argv: ["rm", "-rf", "/"], cwd: "/", env: {}, paths: ["/"], tty: false, uid: NOBODY });
+    const r = await agent(
+      `curl -s -o /dev/null -w 'status=%{http_code}\n' -H 'content-type: application/json' -d '${body}' https://clawpatrol.internal/gate/commands; ` +
+        `curl -s -o /dev/null -w 'kill=%{http_code}\n' https://clawpatrol.internal/gate/kill; head -c 64 /proc/1/environ; echo environ=$?`,
+    );
+    expect(r.out).toContain("status=403");
+    expect(r.out).toContain("kill=403");
+    expect(r.out).toContain("environ=1");
+    expect(r.out + r.err).not.toContain("cpd_");
+    expect(await waitFor(() => execEvents().some((e) => e.summary === "rm -rf /" && e.reason.includes("without the warden's proof")), 10_000)).toBe(true);
+  }, 120_000);
+
+  test("sandbox = ghost: only the workspace is writable, $HOME is an empty throwaway, files keep the agent's ownership", async () => {
+    const ws = victim("ghost-ws");
+    const outside = path.join(work, `ghost-outside-${process.pid}`);
+    const inner = `echo in > inside; echo inside=$?; echo out > ${outside}; echo outside=$?; echo h > "$HOME/ghost-home-file"; echo home=$?`;
+    const r = await agent(`cd ${ws} && bash -c '${inner}' ghost-test; echo g=$?`);
+    expect(r.out).toContain("inside=0");
+    expect(r.out).toMatch(/outside=[1-9]/);
+    expect(r.out).toContain("home=0");
+    expect(r.out).toContain("g=0");
+    expect(r.err).toContain("Read-only file system");
+    expect(Bun.spawnSync(["stat", "-c", "%u", path.join(ws, "inside")]).stdout.toString().trim()).toBe(String(NOBODY));
+    expect(existsSync(outside)).toBe(false);
+    expect(existsSync(path.join(home, "ghost-home-file"))).toBe(false);
+    expect(existsSync(path.join(ws, "precious"))).toBe(true);
+  }, 120_000);
+
   /** The agent on a terminal: `script` gives it a pty; the test types into it. */
   const onTerminal = (command: string) => {
     const runtime = `${home}/.run`;
@@ -286,4 +353,44 @@ __attribute__((constructor)) static void evil(void) {
     expect(await waitFor(() => term.output().includes("cat=130"), 30_000)).toBe(true);
     await term.done();
   }, 120_000);
+
+  test("the kill switch (devices kill): the run ends, its gated command killed and recorded; commands denied until released", async () => {
+    const cli = async (...args: string[]) => {
+      const p = Bun.spawn(["./node_modules/.bin/bun", "app/main.ts", ...args, "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      return { out, err, code };
+    };
+    // The operator API refuses it without credentials.
+    expect((await fetch(`${api.url}/api/kill`, { method: "POST", body: "{}" })).status).toBe(401);
+    const marker = `killswitch-${process.pid}-${Date.now()}`;
+    let started = false;
+    const running_ = agent(`bash -c "python3 -c 'import time; time.sleep(600)' ${marker}"; echo after=$?`);
+    try {
+      expect(await waitFor(() => (started = running(marker).length > 0), 60_000)).toBe(true);
+      const t0 = performance.now();
+      const k = await cli("devices", "kill", "gate-laptop", "--reason", "runaway");
+      expect(k.code).toBe(0);
+      const t1 = performance.now();
+      const r = await running_;
+      const t2 = performance.now();
+      console.log(`kill switch: the run ended ${Math.round(t2 - t1)} ms after \`devices kill\` returned (${Math.round(t2 - t0)} ms after it started)`);
+      expect(r.code).toBe(137);
+      expect(r.out).not.toContain("after=");
+      expect(r.err).toContain("the kill switch is on for device gate-laptop (by cli:");
+      expect(r.err).toContain(": runaway); ending this run");
+      expect(await waitFor(() => running(marker).length === 0, 10_000)).toBe(true);
+      expect(await waitFor(() => execEvents().some((e) => e.method === "KILL" && e.summary === "kill switch on for gate-laptop"), 10_000)).toBe(true);
+      expect(await waitFor(() => execEvents().some((e) => e.summary?.includes(marker) && e.action?.killed === true), 10_000)).toBe(true);
+      // Still on: a new run's gated command never runs.
+      const again = await agent(`ls ${work}; echo ls=$?`);
+      expect(again.out).not.toContain("ls=0");
+      expect((await cli("devices", "killed")).out).toContain("gate-laptop");
+    } finally {
+      await cli("devices", "release", "gate-laptop");
+      for (const pid of running(marker)) process.kill(pid, "SIGKILL");
+    }
+    const after = await agent(`ls ${work}; echo ls=$?`);
+    expect(after.out).toContain("ls=0");
+    expect(started).toBe(true);
+  }, 180_000);
 });

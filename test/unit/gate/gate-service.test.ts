@@ -6,7 +6,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { DashboardApprover } from "../../../app/approvers/dashboard.ts";
 import { ApprovalHub } from "../../../app/approvers/hub.ts";
 import type { GatewayEvent } from "../../../app/events/types.ts";
-import { GateService, type GateAnswer } from "../../../app/gate/service.ts";
+import { GateService, UNPROVEN_REASON, type GateAnswer } from "../../../app/gate/service.ts";
+import { ALL_DEVICES } from "../../../app/gate/kill.ts";
 import { gateRoute, GATE_TOKEN_HEADER } from "../../../app/gate/routes.ts";
 import type { Policy } from "../../../app/policy/types.ts";
 import { policyFrom } from "../policy/helpers.ts";
@@ -45,6 +46,9 @@ rule "npm" {
 `;
 
 const dev = { name: "laptop", profile: "dev" };
+const PROOF = "cpd_laptop-api-token";
+const OTHER_PROOF = "cpd_other-api-token";
+const warden: [string, string] = ["Authorization", `Bearer ${PROOF}`];
 const command = (argv: string[], over: Record<string, unknown> = {}) => ({
   command: argv[0],
   path: `/usr/bin/${argv[0]}`,
@@ -74,6 +78,7 @@ async function setup(): Promise<{ gate: GateService; events: GatewayEvent[]; hub
     policy: () => policy,
     publish: (e) => events.push(e),
     approvals: { hold: ({ request, chain, signal }) => hub.resumeOrStart(request, chain, { rule: request.rule, signal }) },
+    wardenOf: (proof) => (proof === PROOF ? "laptop" : proof === OTHER_PROOF ? "other" : undefined),
   });
   return { gate, events, hub, policy };
 }
@@ -165,13 +170,13 @@ describe("the routes", () => {
 
   test("ask, then done with the token header", async () => {
     const { gate, events } = await setup();
-    const r = await gateRoute(gate, "POST", url("/gate/commands"), [], body(command(["ls", "-l"])), dev);
+    const r = await gateRoute(gate, "POST", url("/gate/commands"), [warden], body(command(["ls", "-l"])), dev);
     expect(r.status).toBe(200);
     const a = JSON.parse(r.body) as Extract<GateAnswer, { status: "allow" }>;
     expect(a.status).toBe("allow");
-    const noToken = await gateRoute(gate, "POST", url(`/gate/commands/${a.id}/done`), [], body({ exit: 0 }), dev);
+    const noToken = await gateRoute(gate, "POST", url(`/gate/commands/${a.id}/done`), [warden], body({ exit: 0 }), dev);
     expect(noToken.status).toBe(404);
-    const done = await gateRoute(gate, "POST", url(`/gate/commands/${a.id}/done`), [[GATE_TOKEN_HEADER, a.token]], body({ exit: 1, duration_ms: 3, timed_out: false }), dev);
+    const done = await gateRoute(gate, "POST", url(`/gate/commands/${a.id}/done`), [warden, [GATE_TOKEN_HEADER, a.token]], body({ exit: 1, duration_ms: 3, timed_out: false }), dev);
     expect(done.status).toBe(200);
     expect(events[0]!.action).toMatchObject({ exit: 1 });
   });
@@ -179,10 +184,64 @@ describe("the routes", () => {
   test("bad descriptions get 400, never a crash", async () => {
     const { gate } = await setup();
     for (const bad of ["not json", JSON.stringify({}), JSON.stringify(command(["ls"], { argv: ["other"] })), JSON.stringify(command(["ls"], { cwd: "rel" })), JSON.stringify(command(["../x"]))]) {
-      const r = await gateRoute(gate, "POST", url("/gate/commands"), [], new TextEncoder().encode(bad), dev);
+      const r = await gateRoute(gate, "POST", url("/gate/commands"), [warden], new TextEncoder().encode(bad), dev);
       expect(r.status).toBe(400);
     }
-    expect((await gateRoute(gate, "GET", url("/gate/commands"), [], new Uint8Array(), dev)).status).toBe(405);
-    expect((await gateRoute(gate, "GET", url("/gate/nope"), [], new Uint8Array(), dev)).status).toBe(404);
+    expect((await gateRoute(gate, "GET", url("/gate/commands"), [warden], new Uint8Array(), dev)).status).toBe(405);
+    expect((await gateRoute(gate, "GET", url("/gate/nope"), [warden], new Uint8Array(), dev)).status).toBe(404);
+  });
+
+  test("without the warden's proof (the agent asking on its own): 403, recorded as refused, never judged", async () => {
+    const { gate, events } = await setup();
+    for (const headers of [[], [["Authorization", "Bearer cpd_guessed"]], [["Authorization", `Bearer ${OTHER_PROOF}`]], [["Authorization", PROOF]]] as [string, string][][]) {
+      const r = await gateRoute(gate, "POST", url("/gate/commands"), headers, body(command(["ls", "-l"])), dev);
+      expect(r.status).toBe(403);
+      expect(JSON.parse(r.body)).toMatchObject({ error: "not_the_warden" });
+    }
+    expect(events).toHaveLength(4);
+    for (const e of events) expect(e).toMatchObject({ kind: "exec", device: "laptop", verdict: "deny", reason: UNPROVEN_REASON, summary: "ls -l" });
+    expect(gate.size()).toBe(0);
+    // Follow-ups and the kill switch's poll need it too.
+    expect((await gateRoute(gate, "GET", url("/gate/kill"), [], new Uint8Array(), dev)).status).toBe(403);
+    expect((await gateRoute(gate, "POST", url("/gate/commands/x/done"), [], body({ exit: 0 }), dev)).status).toBe(403);
+    expect(events).toHaveLength(4);
+  });
+
+  test("the kill switch: the warden's poll hears it at once; until released, commands are denied", async () => {
+    const { gate, events } = await setup();
+    const idle = await gateRoute(gate, "GET", url("/gate/kill?wait=0"), [warden], new Uint8Array(), dev);
+    expect(JSON.parse(idle.body)).toEqual({ kill: false });
+    const polling = gateRoute(gate, "GET", url("/gate/kill?wait=25"), [warden], new Uint8Array(), dev);
+    for (let i = 0; i < 200 && gate.kill.waiting() === 0; i++) await Bun.sleep(5);
+    expect(gate.kill.waiting()).toBe(1);
+    gate.engageKill("laptop", "cli:root", "runaway agent");
+    const heard = JSON.parse((await polling).body);
+    expect(heard).toMatchObject({ kill: true, scope: "laptop", operator: "cli:root", reason: "runaway agent" });
+    expect(heard.line).toBe("the kill switch is on for device laptop (by cli:root: runaway agent)");
+    expect(events.at(-1)).toMatchObject({ kind: "exec", method: "KILL", device: "laptop", operator: "cli:root", summary: "kill switch on for laptop" });
+    expect(gate.ask(dev, command(["ls"]))).toMatchObject({ status: "deny", reason: heard.line });
+    // Another device goes on.
+    expect(gate.ask({ name: "other", profile: "dev" }, command(["ls"])).status).toBe("allow");
+    expect(gate.releaseKill("laptop", "cli:root")).toBe(true);
+    expect(gate.releaseKill("laptop", "cli:root")).toBe(false);
+    expect(gate.ask(dev, command(["ls"])).status).toBe("allow");
+    // Every device at once.
+    gate.engageKill(ALL_DEVICES, "alice", "");
+    expect(gate.ask({ name: "other", profile: "dev" }, command(["ls"]))).toMatchObject({ status: "deny", reason: "the kill switch is on for every device (by alice)" });
+    const r = await gateRoute(gate, "GET", url("/gate/kill?wait=5"), [["Authorization", `Bearer ${OTHER_PROOF}`]], new Uint8Array(), { name: "other", profile: "dev" });
+    expect(JSON.parse(r.body)).toMatchObject({ kill: true, scope: "*" });
+  });
+
+  test("the kill switch withdraws held commands and records a killed one as such", async () => {
+    const { gate, events, hub } = await setup();
+    const h = gate.ask(dev, command(["git", "push"])) as Extract<GateAnswer, { status: "held" }>;
+    const a = gate.ask(dev, command(["ls"])) as Extract<GateAnswer, { status: "allow" }>;
+    for (let i = 0; i < 100 && hub.pending().length === 0; i++) await Bun.sleep(5);
+    gate.engageKill("laptop", "cli:root", "");
+    expect(await gate.poll(dev, h.id, h.token, 5_000)).toMatchObject({ status: "deny", reason: "the kill switch is on for device laptop (by cli:root)" });
+    expect(gate.complete(dev, a.id, a.token, { exit: 137, signal: "SIGKILL", duration_ms: 40, timed_out: false, killed: true })).toBe(true);
+    const ls = events.find((e) => e.summary === "ls")!;
+    expect(ls).toMatchObject({ reason: "killed by the kill switch" });
+    expect(ls.action).toMatchObject({ killed: true, exit: 137 });
   });
 });
