@@ -13,6 +13,7 @@ import { RunPeerStore } from "./store/run-peers.ts";
 import { startKernelPlane, startUserspacePlane, type PacketPlane } from "./net/packet-plane.ts";
 import { checkDestination, type DestinationContext } from "./dispatch/destinations.ts";
 import { log } from "./log.ts";
+import { sshTrustForProfile } from "./endpoints/ssh/trust.ts";
 
 export interface TunnelDeps {
   db: Database;
@@ -121,6 +122,7 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
     profileNames: () => deps.policy().profiles.keys(),
     gatewayPublicKey: () => plane.publicKey,
     caCertPem: () => deps.caCertPem,
+    sshTrust: (profile) => sshTrustForProfile(deps.policy(), profile, { db: deps.db, stateDir: deps.stateDir }, Date.now()),
     hooks: {
       onDeviceApproved: async (d: WireguardDevice) => {
         await plane.addPeer({ publicKey: d.publicKey, address: d.address, ...(d.address6 ? { address6: d.address6 } : {}) });

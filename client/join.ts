@@ -7,11 +7,15 @@
 //   2. POST /api/onboard/start {name, public_key, profile?} -> code, approval URL;
 //   3. show the code, the URL and the operator's command;
 //   4. POST /api/onboard/poll (long-poll) until approved, denied or expired;
-//   5. on approval, write the state (state.ts) in one swap.
+//   5. on approval, write the state (state.ts) in one swap, and the gateway
+//      SSH CA's `@cert-authority` line for the ssh endpoint hosts the
+//      profile sees into ~/.ssh/known_hosts (ssh-trust.ts; `run` keeps it
+//      current).
 import os from "node:os";
 import { generateKeyPair } from "../app/net/wireguard/shell.ts";
 import { certificateDer, certificateSha256Hex, formatFingerprint, parseFingerprint } from "../app/tls/fingerprint.ts";
 import { pinnedFetch, saveState, type DeviceState } from "./state.ts";
+import { sshTrustOf, trustSshCa, userKnownHosts } from "./ssh-trust.ts";
 
 export class JoinError extends Error {}
 
@@ -22,6 +26,8 @@ export interface JoinOptions {
   /** The gateway CA's SHA-256 fingerprint (`AB:CD:…` or hex) to pin at first contact. */
   caSha256?: string;
   dir: string;
+  /** Whose ~/.ssh/known_hosts gets the gateway's SSH CA (default: this user's home). */
+  home?: string;
   out?: (line: string) => void;
   fetch?: typeof fetch;
   sleep?: (ms: number) => Promise<void>;
@@ -39,7 +45,7 @@ interface StartResponse {
 
 type PollResponse =
   | { status: "pending" | "denied" | "expired" | "claimed" }
-  | ({ status: "approved" } & Pick<DeviceState, "device" | "gateway"> & { ca_cert: string; api_token: string });
+  | ({ status: "approved" } & Pick<DeviceState, "device" | "gateway"> & { ca_cert: string; api_token: string; ssh_ca?: { public_key?: unknown; hosts?: unknown } });
 
 /** "gw.example.com" -> "https://gw.example.com"; trailing slashes dropped. */
 export function normalizeGatewayUrl(input: string): string {
@@ -128,6 +134,21 @@ export async function fetchPinnedCa(f: typeof fetch, base: string, pin: string):
   return pem;
 }
 
+/** The approval's SSH CA into the user's known_hosts (a warning when it cannot be written; nothing when it is absent or malformed). */
+function trustGatewaySsh(sshCa: { public_key?: unknown; hosts?: unknown } | undefined, home: string, out: (line: string) => void): void {
+  if (!sshCa || typeof sshCa.public_key !== "string" || !Array.isArray(sshCa.hosts)) return;
+  const hosts = sshCa.hosts.filter((h): h is string => typeof h === "string");
+  const trust = sshTrustOf({ sshCa: sshCa.public_key, endpoints: [{ name: "", ref: "", type: "ssh", hosts, ports: [] }] });
+  if (!trust || trust.hosts.length === 0) return;
+  const file = userKnownHosts(home);
+  try {
+    trustSshCa(file, trust.ca, trust.hosts);
+    out(`The gateway's SSH CA is trusted for ${trust.hosts.join(", ")} in ${file}.`);
+  } catch (e) {
+    out(`Warning: could not add the gateway's SSH CA to ${file} (${(e as Error).message}); ssh may ask about the host key.`);
+  }
+}
+
 export async function join(o: JoinOptions): Promise<DeviceState> {
   const out = o.out ?? ((l: string) => process.stdout.write(l + "\n"));
   const base0 = normalizeGatewayUrl(o.url);
@@ -209,6 +230,7 @@ export async function join(o: JoinOptions): Promise<DeviceState> {
         };
         o.dir && saveState(o.dir, { state, privateKey: keys.privateKey, apiToken: p.api_token, caCert: pinnedCa ?? p.ca_cert });
         out(`Approved: "${p.device.name}" is in profile "${p.device.profile}" with address ${p.device.address}.`);
+        trustGatewaySsh(p.ssh_ca, o.home ?? os.homedir(), out);
         out(`State saved in ${o.dir}. Run a command through the gateway with: clawpatrol run -- COMMAND`);
         return state;
       }

@@ -2,9 +2,10 @@
 //   @cert-authority HOST,[HOST]:*,... ssh-ed25519 AAAA... clawpatrol-ssh-ca
 // line for the hosts of the ssh endpoints the device's manifest lists, so
 // OpenSSH accepts the host certificate the gateway presents for them
-// (StrictHostKeyChecking=yes connects with no prompt). `run` writes it from
-// the manifest it reads at start; the line is replaced when the hosts
-// change, and a line of another gateway's CA is left alone.
+// (StrictHostKeyChecking=yes connects with no prompt). `join` writes it from
+// the approval (the CA and the hosts the profile sees), `run` from the
+// manifest it reads at start; the line is replaced when the hosts change, and
+// a line of another gateway's CA is left alone.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Manifest } from "../app/endpoints/internal.ts";

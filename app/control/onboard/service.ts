@@ -99,6 +99,8 @@ export interface OnboardDeps {
   gatewayPublicKey(): string;
   /** The interception CA certificate (PEM) the device will trust. */
   caCertPem(): string;
+  /** The gateway's SSH CA and the ssh endpoint hosts `profile` sees, for the device's known_hosts; undefined when it sees none. */
+  sshTrust?(profile: string): Promise<{ public_key: string; hosts: string[] } | undefined>;
   hooks?: OnboardHooks;
   clock?: OnboardClock;
 }
@@ -130,6 +132,8 @@ export interface ApprovedResponse {
   };
   ca_cert: string;
   api_token: string;
+  /** Only when the device's profile sees an ssh endpoint. */
+  ssh_ca?: { public_key: string; hosts: string[] };
 }
 
 export type PollResponse = { status: "pending" | "denied" | "expired" | "claimed" } | ApprovedResponse;
@@ -319,7 +323,7 @@ export class OnboardService {
       const state = this.expireIfDue(row);
       switch (state) {
         case "approved":
-          return this.claim(row, opts.requestHost);
+          return this.withSshTrust(this.claim(row, opts.requestHost));
         case "denied":
         case "expired":
         case "claimed":
@@ -502,6 +506,18 @@ export class OnboardService {
       .immediate();
     if (result.status === "approved") log.info("device claimed its configuration", { device: row.device_name });
     return result;
+  }
+
+  /** An approved answer with the SSH CA for the device's profile, when it sees an ssh endpoint (never at the cost of the claim). */
+  private async withSshTrust(r: PollResponse): Promise<PollResponse> {
+    if (r.status !== "approved" || !this.deps.sshTrust) return r;
+    try {
+      const trust = await this.deps.sshTrust(r.device.profile);
+      return trust ? { ...r, ssh_ca: trust } : r;
+    } catch (e) {
+      log.warn("onboarding: the SSH CA could not be given to the device", { device: r.device.name, error: (e as Error).message });
+      return r;
+    }
   }
 
   private publicBaseFor(requestHost: string | undefined): string {

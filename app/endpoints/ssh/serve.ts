@@ -11,6 +11,9 @@
 //   3. Every channel open, channel request and global request is judged
 //      (gate.ts facts, the ssh family's rules, approvals held here); what is
 //      allowed is replayed upstream and the two channels are spliced.
+//      Agent and X11 forwarding a rule allowed are asked upstream with the
+//      exec or shell; the channels the upstream opens back for them are
+//      opened toward the agent and spliced.
 //   4. Events: one per judged request, one per channel at its close (bytes
 //      each way, exit status).
 import { randomUUID } from "node:crypto";
@@ -46,6 +49,26 @@ export const STDIN_LIMIT_BYTES = 1024 * 1024;
 
 /** Ciphers in the order the gateway prefers: AES-GCM is the fastest ssh2 runs without its native addon. */
 const CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr"];
+
+/** An x11-req as ssh2's Client asks it upstream. */
+interface UpstreamX11 {
+  single: boolean;
+  screen: number;
+  protocol: string;
+  cookie: string;
+}
+
+/**
+ * The agent's x11-req, for the upstream: its protocol and cookie unchanged
+ * (OpenSSH's ssh sends a fake cookie and swaps in the real one when an X11
+ * channel comes back to it). ssh2 parses the cookie as bytes and would send
+ * bytes as hex: it goes on as the text it was. Unreadable: undefined.
+ */
+function upstreamX11(info: { single: boolean; screen: number; protocol: string; cookie: string | Buffer }): UpstreamX11 | undefined {
+  const cookie = Buffer.isBuffer(info.cookie) ? info.cookie.toString("latin1") : info.cookie;
+  if (typeof info.protocol !== "string" || !info.protocol || !cookie || !Number.isInteger(info.screen)) return undefined;
+  return { single: info.single === true, screen: info.screen, protocol: info.protocol, cookie };
+}
 
 type UpstreamAuth = { ok: true; ref: string; user: string; privateKey?: string; passphrase?: string; password?: string } | { ok: false; reason: string };
 
@@ -245,6 +268,18 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
       });
     });
 
+    // An X11 connection the upstream opened on a session whose X11 forwarding a
+    // rule allowed (ssh2 only offers those): opened toward the agent's ssh,
+    // which checks the cookie it made and hands the bytes to its display.
+    client.on("x11", (details, acceptUp, rejectUp) => {
+      conn.x11(details.srcIP, details.srcPort, (err, down) => {
+        if (err) return rejectUp();
+        const id = nextChannel++;
+        gate.opened(id, gate.facts(undefined, { verb: "x11" }), Date.now());
+        splice(id, down, acceptUp());
+      });
+    });
+
     /** Exit statuses that came before their channel was spliced. */
     const earlyExits = new WeakMap<ClientChannel, unknown[]>();
 
@@ -253,6 +288,8 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
       let upstreamChannel: ClientChannel | undefined;
       // Set when a rule allowed this session's agent forwarding: asked for upstream with its exec or shell.
       let agentForward = false;
+      // The agent's x11-req, when a rule allowed it: asked for upstream, unchanged, with its exec or shell.
+      let x11: UpstreamX11 | undefined;
       const handle = new SessionHandle(conn, session);
       session.on("close", () => {
         const r = gate.closed(id, Date.now());
@@ -271,7 +308,7 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
         else handle.refuse(reject, denial.stderr);
       };
 
-      /** Judges a request that needs no upstream work (pty, env, agent, x11); `apply` says whether an allowed one can be carried out. */
+      /** Judges a request that needs no upstream work yet (pty, env, agent, x11); `apply` says whether an allowed one can be carried out. */
       const simple = (req: SshRequest, accept: (() => void) | undefined, reject: (() => void) | undefined, apply: () => boolean = () => true) =>
         inTurn(async () => {
           const facts = gate.facts(id, req);
@@ -280,7 +317,7 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
           if (v.allow && apply()) {
             gate.applied(id, req, facts);
             handle.reply(accept);
-          } else refuse(facts, v.allow ? { allow: false, reason: `${req.verb} forwarding through the gateway is not supported yet` } : v, reject);
+          } else refuse(facts, v.allow ? { allow: false, reason: `the ${req.verb} request could not be read` } : v, reject);
         });
 
       session.on("pty", (accept, reject, info) =>
@@ -296,7 +333,12 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
           return true;
         }),
       );
-      session.on("x11", (accept, reject) => simple({ verb: "x11" }, accept, reject, () => false));
+      session.on("x11", (accept, reject, info) =>
+        simple({ verb: "x11" }, accept, reject, () => {
+          x11 = upstreamX11(info);
+          return x11 !== undefined;
+        }),
+      );
       session.on("window-change", (accept, _reject, info) => {
         if (pty) Object.assign(pty, { cols: info.cols, rows: info.rows, width: info.width, height: info.height });
         upstreamChannel?.setWindow(info.rows, info.cols, info.height, info.width);
@@ -321,8 +363,9 @@ async function serveSsh(req: ServeRequest, deps: FlowDeps): Promise<void> {
             }
           };
           const env = gate.envOf(id);
-          if (req.verb === "exec") client.exec(req.command, { ...(pty ? { pty } : {}), env, agentForward }, opened);
-          else if (req.verb === "shell") client.shell(pty ?? false, { env, agentForward }, opened);
+          const x11Opt = x11 ? { x11 } : {};
+          if (req.verb === "exec") client.exec(req.command, { ...(pty ? { pty } : {}), env, agentForward, ...x11Opt }, opened);
+          else if (req.verb === "shell") client.shell(pty ?? false, { env, agentForward, ...x11Opt }, opened);
           else if (req.verb === "subsystem") client.subsys(req.name, opened);
           else resolve({ ok: false, reason: `${req.verb} does not start a command` });
         });

@@ -58,7 +58,8 @@ declare module "ssh2" {
   export interface X11Info {
     single: boolean;
     protocol: string;
-    cookie: string;
+    /** ssh2 parses it as bytes. */
+    cookie: string | Buffer;
     screen: number;
   }
 
@@ -116,6 +117,7 @@ declare module "ssh2" {
     on(event: "handshake", listener: (negotiated: { kex: string; srvHostKey: string; cs: { cipher: string; mac: string }; sc: { cipher: string; mac: string } }) => void): this;
     end(): this;
     forwardOut(boundAddr: string, boundPort: number, remoteAddr: string, remotePort: number, cb: (err: Error | undefined, channel: ServerChannel) => void): this;
+    x11(originAddr: string, originPort: number, cb: (err: Error | undefined, channel: ServerChannel) => void): this;
   }
 
   export interface ConnectConfig {
@@ -149,8 +151,8 @@ declare module "ssh2" {
     connect(cfg: ConnectConfig): this;
     end(): this;
     destroy(): this;
-    exec(command: string, options: { pty?: Partial<PtyInfo> | boolean; env?: Record<string, string>; agentForward?: boolean }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
-    shell(window: Partial<PtyInfo> | false, options: { env?: Record<string, string>; agentForward?: boolean }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
+    exec(command: string, options: { pty?: Partial<PtyInfo> | boolean; env?: Record<string, string>; agentForward?: boolean; x11?: ClientX11 }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
+    shell(window: Partial<PtyInfo> | false, options: { env?: Record<string, string>; agentForward?: boolean; x11?: ClientX11 }, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
     subsys(name: string, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
     forwardOut(srcIP: string, srcPort: number, dstIP: string, dstPort: number, cb: (err: Error | undefined, channel: ClientChannel) => void): this;
     forwardIn(bindAddr: string, bindPort: number, cb: (err: Error | undefined, bindPort: number) => void): this;
@@ -163,6 +165,14 @@ declare module "ssh2" {
       listener: (name: string, instructions: string, lang: string, prompts: { prompt: string; echo: boolean }[], finish: (answers: string[]) => void) => void,
     ): this;
     on(event: "tcp connection", listener: (details: TcpConnectionDetails, accept: () => ClientChannel, reject: () => void) => void): this;
+    on(event: "x11", listener: (details: { srcIP: string; srcPort: number }, accept: () => ClientChannel, reject: () => void) => void): this;
+  }
+
+  export interface ClientX11 {
+    single?: boolean;
+    screen?: number;
+    protocol?: string;
+    cookie?: string | Buffer;
   }
 
   const ssh2: { Server: typeof Server; Client: typeof Client; BaseAgent: typeof BaseAgent; utils: typeof utils };

@@ -14,6 +14,7 @@
 // received, no event and no log line; the gateway's host key is the same
 // after a restart; a changed upstream host key is refused.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import type { TCPSocketListener } from "bun";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { canRunRootTests, waitFor } from "../support/netns.ts";
@@ -290,6 +291,104 @@ rule "agent-ok" {
       expect(none.stdout).toContain("status=2");
     } finally {
       if (pid) process.kill(Number(pid));
+      writeFileSync(t.configPath, original);
+      await current!.reload();
+    }
+  });
+
+  /**
+   * A stand-in X server on the device: a TCP listener on display `n`, with
+   * the real cookie in its own XAUTHORITY; it answers "x11-ack" once the
+   * remote's payload arrived and keeps every byte it got.
+   */
+  const fakeXServer = async () => {
+    let server: TCPSocketListener | undefined;
+    let display = 0;
+    const got: Buffer[] = [];
+    for (let n = 100 + (Number(TAG) % 700); !server && n < 1000; n++) {
+      try {
+        server = Bun.listen({
+          hostname: "127.0.0.1",
+          port: 6000 + n,
+          socket: {
+            data(sock, d) {
+              got.push(Buffer.from(d));
+              if (Buffer.concat(got).includes("x11-payload")) sock.write("x11-ack\n");
+            },
+          },
+        });
+        display = n;
+      } catch {
+        // taken: the next display
+      }
+    }
+    if (!server) throw new Error("no free X display port");
+    const xauthority = path.join(home, `Xauthority-${TAG}`);
+    const realCookie = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex");
+    const add = Bun.spawnSync(["xauth", "-f", xauthority, "add", `127.0.0.1:${display}`, "MIT-MAGIC-COOKIE-1", realCookie], { stderr: "pipe" });
+    if (add.exitCode !== 0) throw new Error(`xauth add failed: ${add.stderr.toString()}`);
+    return { env: { DISPLAY: `127.0.0.1:${display}`, XAUTHORITY: xauthority }, realCookie, received: () => Buffer.concat(got), stop: () => server!.stop(true) };
+  };
+
+  /**
+   * Run on the upstream: print $DISPLAY and the cookie sshd's xauth stored,
+   * then open the forwarded display, send an X11 connection setup with that
+   * cookie and a payload, and print what comes back.
+   */
+  const X11_PROBE = [
+    'echo "display=$DISPLAY"',
+    '[ -n "$DISPLAY" ] || exit 0',
+    "hex=$(xauth list | awk '{print $3}' | head -1)",
+    'echo "cookie=$hex"',
+    'n=${DISPLAY#*:}; n=${n%.*}',
+    "exec 3<>/dev/tcp/127.0.0.1/$((6000+n))",
+    "{ printf '\\x6c\\x00\\x0b\\x00\\x00\\x00\\x12\\x00\\x10\\x00\\x00\\x00MIT-MAGIC-COOKIE-1\\x00\\x00'; printf \"$(printf %s \"$hex\" | sed 's/../\\\\x&/g')\"; printf x11-payload; } >&3",
+    "timeout 20 head -c 8 <&3",
+  ].join("\n");
+
+  test("X11 forwarding is refused without a rule that allows it: no DISPLAY, the session goes on", async () => {
+    const x = await fakeXServer();
+    try {
+      const r = await run(["ssh", ...sshOptions(fwd.port), "-X", "-o", "ForwardX11Trusted=yes", "agent@127.0.0.1", X11_PROBE], x.env);
+      received.push(r.stdout, r.stderr);
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout).toBe("display=\n");
+      expect(await waitFor(() => t.events.some((e) => e.kind === "ssh" && e.method === "x11" && e.verdict === "deny"), 10_000)).toBe(true);
+    } finally {
+      x.stop();
+    }
+  });
+
+  test("X11 forwarding a rule allows is carried: the remote's X connection reaches the device's display and is answered", async () => {
+    const original = readFileSync(t.configPath, "utf8");
+    writeFileSync(t.configPath, `${original}
+rule "x11-ok" {
+  endpoint  = ssh.git
+  condition = "ssh.verb == 'x11'"
+  verdict   = "allow"
+}
+`);
+    expect(await current!.reload()).toEqual([]);
+    const x = await fakeXServer();
+    try {
+      const r = await run(["ssh", ...sshOptions(fwd.port), "-X", "-o", "ForwardX11Trusted=yes", "agent@127.0.0.1", X11_PROBE], x.env);
+      received.push(r.stdout, r.stderr);
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout).toMatch(/^display=localhost:\d+\.0\n/);
+      // The round trip: setup and payload reached the stand-in X server through sshd, the gateway and ssh; its answer came back.
+      expect(r.stdout).toContain("x11-ack");
+      const atX = x.received();
+      expect(atX[0]).toBe(0x6c);
+      expect(atX.includes("MIT-MAGIC-COOKIE-1")).toBe(true);
+      expect(atX.includes("x11-payload")).toBe(true);
+      // ssh swapped its fake cookie for the display's real one: the upstream never saw the real one.
+      expect(atX.includes(Buffer.from(x.realCookie, "hex"))).toBe(true);
+      expect(r.stdout).toMatch(/cookie=[0-9a-f]{32}\n/);
+      expect(r.stdout).not.toContain(x.realCookie);
+      expect(await waitFor(() => t.events.some((e) => e.kind === "ssh" && e.method === "x11" && e.verdict === "allow" && e.rule === "x11-ok"), 10_000)).toBe(true);
+      expect(await waitFor(() => t.events.some((e) => e.kind === "ssh" && e.method === "x11-closed"), 10_000)).toBe(true);
+    } finally {
+      x.stop();
       writeFileSync(t.configPath, original);
       await current!.reload();
     }

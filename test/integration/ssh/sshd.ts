@@ -4,6 +4,7 @@
 //   - a key-only account (its authorized key is the credential the gateway holds),
 //     home with a bare git repository (one commit on main);
 //   - a password-only account.
+// X11 forwarding is on (sshd runs xauth for the session's DISPLAY).
 // `rotateHostKey()` restarts sshd with a new host key (the "changed upstream
 // key" case).
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
@@ -107,6 +108,7 @@ PubkeyAuthentication yes
 PermitRootLogin no
 AllowUsers ${keyUser} ${passwordUser}
 AllowTcpForwarding yes
+X11Forwarding yes
 AcceptEnv LANG LC_* CLAWPATROL_TEST_*
 Subsystem sftp internal-sftp
 LogLevel VERBOSE

@@ -1,6 +1,7 @@
 // The client's pure parts: argument parsing, the state directory (tight
 // modes, re-join swaps atomically), and the join flow against a fake
-// onboarding API (approved, denied, expired, unreachable, refused).
+// onboarding API (approved, denied, expired, unreachable, refused; the SSH
+// CA an approval carries goes into known_hosts).
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -203,5 +204,24 @@ describe("join", () => {
   test("not a gateway (not JSON)", async () => {
     const f = (async () => new Response("<html>", { status: 200 })) as unknown as typeof fetch;
     await expect(join({ ...base(), url: "https://gw", dir: path.join(tmp(), "c"), fetch: f })).rejects.toThrow(/not JSON/);
+  });
+
+  test("an approval with the SSH CA writes its @cert-authority line for the ssh hosts into ~/.ssh/known_hosts", async () => {
+    const home = tmp();
+    const ca = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOv4cb3hZpNJGRuYgoVdqG4wJqF9GPGVaSbtHxX3kAUM";
+    const { f } = fakeApi([{ status: 200, body: { ...APPROVED, ssh_ca: { public_key: ca, hosts: ["git.internal", "bastion.internal"] } } }]);
+    await join({ ...base(), url: "https://gw", dir: path.join(home, "state"), home, fetch: f });
+    const file = path.join(home, ".ssh", "known_hosts");
+    expect(readFileSync(file, "utf8")).toBe(`@cert-authority git.internal,[git.internal]:*,bastion.internal,[bastion.internal]:* ${ca} clawpatrol-ssh-ca\n`);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  test("an approval without the SSH CA, or with a malformed one, leaves known_hosts alone", async () => {
+    for (const body of [APPROVED, { ...APPROVED, ssh_ca: { public_key: "ssh-rsa not-ours", hosts: ["git.internal"] } }, { ...APPROVED, ssh_ca: { public_key: 7 } }]) {
+      const home = tmp();
+      const { f } = fakeApi([{ status: 200, body }]);
+      await join({ ...base(), url: "https://gw", dir: path.join(home, "state"), home, fetch: f });
+      expect(existsSync(path.join(home, ".ssh", "known_hosts"))).toBe(false);
+    }
   });
 });

@@ -10,6 +10,7 @@ import {
   onboardControlRoutes,
   onboardPublicRoutes,
   type OnboardClock,
+  type OnboardDeps,
   type OnboardSettings,
 } from "../../../app/control/onboard/index.ts";
 import { tempDir } from "../events/fixtures.ts";
@@ -79,7 +80,10 @@ export interface Harness {
   close(): void;
 }
 
-export function harness(settings: Partial<OnboardSettings> = {}, opts: { dir?: string; failPeer?: boolean } = {}): Harness {
+export function harness(
+  settings: Partial<OnboardSettings> = {},
+  opts: { dir?: string; failPeer?: boolean; sshTrust?: (db: Database, dir: string) => OnboardDeps["sshTrust"] } = {},
+): Harness {
   const t = opts.dir ? { dir: opts.dir, cleanup: () => {} } : tempDir("clawpatrol-onboard-");
   const db = openStateDb(t.dir);
   const clock = new FakeClock();
@@ -102,6 +106,7 @@ export function harness(settings: Partial<OnboardSettings> = {}, opts: { dir?: s
     profileNames: () => ["dev", "ops"],
     gatewayPublicKey: () => GATEWAY_PUBLIC_KEY,
     caCertPem: () => CA_PEM,
+    ...(opts.sshTrust ? { sshTrust: opts.sshTrust(db, t.dir) } : {}),
     clock,
     hooks: {
       onDeviceApproved: (d) => {
