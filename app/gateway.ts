@@ -35,7 +35,7 @@ import { ConnIndex, systemResolver } from "./dispatch/conn-index.ts";
 import { destinationContextFor } from "./dispatch/destination-context.ts";
 import { hostAddressCache } from "./net/host-addresses.ts";
 import { fdMetrics } from "./net/fds.ts";
-import { DEFAULT_QUOTAS, DeviceQuotas, type QuotaVerdict } from "./dispatch/quotas.ts";
+import { DEFAULT_QUOTAS, DeviceQuotas, bufferedMetricLines, type QuotaVerdict } from "./dispatch/quotas.ts";
 import type { SecretLookup } from "./endpoints/https/session.ts";
 import type { ApprovalGate } from "./endpoints/https/approval.ts";
 import { createApprovals, chainOptionsFor, type Approvals } from "./approvers/registry.ts";
@@ -237,7 +237,17 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const vipTable = new VipTable(db);
   let flowsOpen = 0;
   // Per-device quotas (app/dispatch/quotas.ts): one device cannot take what all share.
-  const quotas = new DeviceQuotas(() => ({ ...DEFAULT_QUOTAS, ...policy.defaults.quotas }), () => performance.now());
+  const quotas = new DeviceQuotas(
+    () => ({ ...DEFAULT_QUOTAS, ...policy.defaults.quotas }),
+    () => performance.now(),
+    // a device's windows closed at its buffered-bytes quota: reported like a refusal, without a flow
+    (device, v) => {
+      const d = bufferOwners.get(device);
+      if (d) quotaRefused(d, { host: "", port: 0 }, "buffers", v);
+    },
+  );
+  // who a buffer account belongs to, for its event (one entry per device that opened a TCP flow)
+  const bufferOwners = new Map<string, DeviceIdentity>();
   const quotaRefused = (device: DeviceIdentity, dst: { host: string; port: number }, flowId: string, v: Extract<QuotaVerdict, { ok: false }>) => {
     // A flood makes one event per device and quota every few seconds, not one per packet.
     if (!quotas.shouldReport(device.name, v.quota)) return;
@@ -288,7 +298,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     approvalsPending: () => approvals.hub.pending().length,
     flowsOpen: () => flowsOpen,
     devices: () => devices.list().filter((d) => !d.revokedAt).length,
-    extra: () => [...fdMetrics(), ...(exporter?.metricLines() ?? []), ...spendMetricLines(spend.ledger)],
+    extra: () => [...fdMetrics(), ...bufferedMetricLines(quotas), ...(exporter?.metricLines() ?? []), ...spendMetricLines(spend.ledger)],
   });
   bus.addSink(metrics);
 
@@ -374,6 +384,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
           return q.ok;
         },
         close: (device) => quotas.closeUdp(device.name),
+      },
+      bufferAccount: (device) => {
+        bufferOwners.set(device.name, device);
+        return quotas.bufferAccount(device.name);
       },
       onUdpRefused: udpRefused,
       // Device DNS to the DNS-VIP responder: ours in `all`, else the dnsvip service's address.
