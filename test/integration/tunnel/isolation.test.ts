@@ -134,6 +134,43 @@ for s in socks:
 print(json.dumps(counts))
 `;
 
+// An upstream that accepts and never reads, with a small receive buffer (no
+// autotuning), so a device's pushes back up into the gateway. Prints "STALL READY".
+const STALL_SERVER = `
+import socket, sys, signal
+signal.alarm(180)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+print("STALL READY", flush=True)
+held = []
+while True:
+    c, a = s.accept()
+    held.append(c)
+    print("ACCEPTED", a[0], flush=True)
+`;
+
+// N connections to HOST:PORT, each writing MB mebibytes as fast as it is let; exits after HOLD ms.
+const PUSH_SCRIPT = `
+import net from "node:net";
+const [host, port, n, mb, hold] = process.argv.slice(2);
+const chunk = Buffer.alloc(64 * 1024, 120);
+let connected = 0;
+for (let i = 0; i < Number(n); i++) {
+  const s = net.connect(Number(port), host);
+  s.on("error", () => {});
+  s.on("connect", () => {
+    if (++connected === Number(n)) console.log("PUSHING");
+    let left = Number(mb) * 16;
+    const go = () => { while (left > 0) { left--; if (!s.write(chunk)) { s.once("drain", go); return; } } };
+    go();
+  });
+}
+setTimeout(() => process.exit(0), Number(hold));
+`;
+
 interface Event {
   kind: string;
   device: string;
@@ -203,6 +240,8 @@ for (const mode of ["userspace", "kernel"] as const) {
       writeFileSync(path.join(dir, "udp-flood.py"), UDP_FLOOD);
       const servers = script("servers.ts", SERVERS_SCRIPT);
       upServers = topo.background(["ip", "netns", "exec", ns.up, BUN, servers, UP[1], "7000", "7000"]);
+      // The gateway's sockets to upstreams buffer little in the kernel, so a stalled upstream backs up into its own buffers.
+      sh(`ip netns exec ${ns.gw} sysctl -qw net.ipv4.tcp_wmem="4096 16384 65536"`);
       hostUdp = topo.background(["ip", "netns", "exec", ns.gw, BUN, servers, "0.0.0.0", "-", "7200"]);
       await upServers.waitForOutput(/SERVERS READY/, 15_000);
       await hostUdp.waitForOutput(/SERVERS READY/, 15_000);
@@ -240,6 +279,7 @@ defaults {
   quota_tcp_flows = 40
   quota_udp_flows = 20
   quota_dns_connections = 4
+  quota_buffered_bytes = "1MiB"
 }
 profile "laptops" {}
 profile "servers" {}
@@ -390,6 +430,40 @@ profile "servers" {}
       expect(await quotaEvent(devices.a.name, "udp_flows")).toBe(true);
       // A's relay flows stay for their idle time: B's new flows are unaffected all the same
       await bStillWorks();
+    });
+
+    test("A pushes far more than its buffered-bytes quota into a stalled upstream: its windows close under the quota, recorded; B works meanwhile", async () => {
+      const controlSocket = path.join(dir, "state", "control.sock");
+      const bufferedOf = async (device: string) => {
+        const text = await (await controlFetch(controlSocket, "/metrics")).text();
+        const m = text.match(new RegExp(`clawpatrol_device_buffered_bytes\\{device="${device}"\\} (\\d+)`));
+        return m ? Number(m[1]) : 0;
+      };
+      const stall = topo.background(["ip", "netns", "exec", ns.up, "python3", script("stall.py", STALL_SERVER), UP[1], "7300"]);
+      let push: Background | undefined;
+      try {
+        await stall.waitForOutput(/STALL READY/, 15_000);
+        // 8 flows × 8 MiB: without the quota the stack alone would hold 8 × 256 KiB of A's bytes
+        push = topo.background(["ip", "netns", "exec", ns.a, BUN, script("push.ts", PUSH_SCRIPT), UP[1], "7300", "8", "8", "60000"]);
+        await push.waitForOutput(/PUSHING/, 15_000);
+        let most = 0;
+        const sample = async () => {
+          most = Math.max(most, await bufferedOf(devices.a.name));
+          return most;
+        };
+        expect(await quotaEvent(devices.a.name, "buffered_bytes")).toBe(true);
+        // A's buffers filled toward the quota and never past it
+        expect(await waitFor(async () => (await sample()) > 512 * 1024, 10_000)).toBe(true);
+        for (let i = 0; i < 5; i++) await sample();
+        expect(most).toBeLessThanOrEqual(1024 * 1024);
+        await bStillWorks();
+        expect(await sample()).toBeLessThanOrEqual(1024 * 1024);
+      } finally {
+        await push?.stop("SIGKILL");
+        await stall.stop("SIGKILL");
+      }
+      // A's flows ended (resets from the device, the upstream gone): their storage goes back
+      expect(await waitFor(async () => (await bufferedOf(devices.a.name)) < 64 * 1024, 20_000)).toBe(true);
     });
 
     test("the LAN reaches neither a device nor, through the gateway, the upstream", async () => {
