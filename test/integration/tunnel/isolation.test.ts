@@ -188,6 +188,10 @@ for (const mode of ["userspace", "kernel"] as const) {
     const B_UNDER = [`10.232.${N}.1`, `10.232.${N}.2`] as const;
     const UP = [`10.233.${N}.1`, `10.233.${N}.2`] as const;
     const LAN = [`10.234.${N}.1`, `10.234.${N}.2`] as const;
+    // IPv6: the device subnet (subnet6_cidr), the upstream's and the LAN's networks
+    const SUBNET6 = `fd${mode === "kernel" ? "a1" : "a2"}:${N}::/64`;
+    const UP6 = [`fdb3:${N}::1`, `fdb3:${N}::2`] as const;
+    const LAN6 = [`fdb4:${N}::1`, `fdb4:${N}::2`] as const;
     const SUBNET = `10.${mode === "kernel" ? 91 : 92}.${N}.0/24`;
     const GW_TUNNEL = SUBNET.replace(/0\/24$/, "1");
     const topo = new Topology(tag);
@@ -199,7 +203,8 @@ for (const mode of ["userspace", "kernel"] as const) {
     let upServers: Background | undefined;
     let bServer: Background | undefined;
     let hostUdp: Background | undefined;
-    const devices: Record<"a" | "b", { name: string; address: string }> = { a: { name: "", address: "" }, b: { name: "", address: "" } };
+    const devices: Record<"a" | "b", { name: string; address: string; address6: string }> = { a: { name: "", address: "", address6: "" }, b: { name: "", address: "", address6: "" } };
+    let upServers6: Background | undefined;
 
     const events = (): Event[] => {
       const file = path.join(dir, "state", "events.jsonl");
@@ -232,6 +237,10 @@ for (const mode of ["userspace", "kernel"] as const) {
       topo.link(ns.gw, "e-lan", `${LAN[0]}/30`, ns.lan, "eth0", `${LAN[1]}/30`);
       // The LAN machine sends the device subnet and the upstream's network to the appliance.
       sh(`ip -n ${ns.lan} route add ${SUBNET} via ${LAN[0]} && ip -n ${ns.lan} route add 10.233.${N}.0/30 via ${LAN[0]}`);
+      // The same over IPv6: the LAN routes the device subnet6 and the upstream's network via the appliance.
+      sh(`ip -n ${ns.gw} -6 addr add ${UP6[0]}/64 dev e-up nodad && ip -n ${ns.up} -6 addr add ${UP6[1]}/64 dev eth0 nodad`);
+      sh(`ip -n ${ns.gw} -6 addr add ${LAN6[0]}/64 dev e-lan nodad && ip -n ${ns.lan} -6 addr add ${LAN6[1]}/64 dev eth0 nodad`);
+      sh(`ip -n ${ns.lan} -6 route add ${SUBNET6} via ${LAN6[0]} && ip -n ${ns.up} -6 route add default via ${UP6[0]}`);
       // The upstream answers the LAN and the devices' relays alike (it routes back via the gateway).
       sh(`ip -n ${ns.up} route add default via ${UP[0]}`);
 
@@ -244,6 +253,8 @@ for (const mode of ["userspace", "kernel"] as const) {
       sh(`ip netns exec ${ns.gw} sysctl -qw net.ipv4.tcp_wmem="4096 16384 65536"`);
       hostUdp = topo.background(["ip", "netns", "exec", ns.gw, BUN, servers, "0.0.0.0", "-", "7200"]);
       await upServers.waitForOutput(/SERVERS READY/, 15_000);
+      upServers6 = topo.background(["ip", "netns", "exec", ns.up, BUN, servers, UP6[1], "7000", "-"]);
+      await upServers6.waitForOutput(/SERVERS READY/, 15_000);
       await hostUdp.waitForOutput(/SERVERS READY/, 15_000);
 
       netnsEtc = `/etc/netns/${ns.gw}`;
@@ -267,6 +278,7 @@ gateway {
     mode = "${mode}"
     listen = "0.0.0.0:${WG_PORT}"
     subnet_cidr = "${SUBNET}"
+    subnet6_cidr = "${SUBNET6}"
     interface = "wg0"
     tun = "cp0"
   }
@@ -312,16 +324,18 @@ profile "servers" {}
           body: JSON.stringify({ profile, operator: "cli:test" }),
         });
         expect(approve.status).toBe(200);
-        const polled = (await post("/api/onboard/poll", { device_code: started.device_code })) as { device: { address: string }; gateway: { public_key: string } };
-        devices[which] = { name: `${tag}-${which}`, address: polled.device.address };
+        const polled = (await post("/api/onboard/poll", { device_code: started.device_code })) as { device: { address: string; address6: string }; gateway: { public_key: string } };
+        devices[which] = { name: `${tag}-${which}`, address: polled.device.address, address6: polled.device.address6 };
         writeFileSync(path.join(dir, `${which}.key`), keys.privateKey + "\n", { mode: 0o600 });
         const wg = await topo.wireguardGo(ns[which]);
-        wg.wg(`set wg0 private-key ${dir}/${which}.key peer ${polled.gateway.public_key} allowed-ips 0.0.0.0/0 endpoint ${under[0]}:${WG_PORT} persistent-keepalive 5`);
+        wg.wg(`set wg0 private-key ${dir}/${which}.key peer ${polled.gateway.public_key} allowed-ips 0.0.0.0/0,::/0 endpoint ${under[0]}:${WG_PORT} persistent-keepalive 5`);
         sh(`ip -n ${ns[which]} addr add ${polled.device.address}/32 dev wg0 && ip -n ${ns[which]} link set wg0 mtu 1420 up`);
         // Everything but the underlay goes through the tunnel (as `join --whole-machine` does).
         sh(`ip -n ${ns[which]} route add default dev wg0`);
+        sh(`ip -n ${ns[which]} -6 addr add ${polled.device.address6}/128 dev wg0 nodad && ip -n ${ns[which]} -6 route add default dev wg0`);
       }
-      bServer = topo.background(["ip", "netns", "exec", ns.b, BUN, servers, "0.0.0.0", "7100", "-"]);
+      // (both address families: "::" takes IPv4 too)
+      bServer = topo.background(["ip", "netns", "exec", ns.b, BUN, servers, "::", "7100", "-"]);
       await bServer.waitForOutput(/SERVERS READY/, 15_000);
       // B's service is there: from B's own namespace it answers.
       expect(await tcpEcho(ns.b, devices.b.address, 7100, "self")).toBe("self");
@@ -479,6 +493,22 @@ profile "servers" {}
         expect(inGw("cat /proc/sys/net/ipv4/ip_forward")).toBe("0");
         expect(inGw("cat /proc/sys/net/ipv4/conf/e-lan/forwarding")).toBe("0");
       }
+    });
+
+    test("over IPv6 (subnet6_cidr) too: the LAN reaches neither a device nor, through the gateway, the upstream", async () => {
+      // The paths are there: B answers on its IPv6 tunnel address, A reaches the upstream over IPv6 through the tunnel, and the LAN reaches the appliance.
+      expect(await tcpEcho(ns.b, devices.b.address6, 7100, "self6")).toBe("self6");
+      expect(await tcpEcho(ns.a, UP6[1], 7000, "a-v6")).toBe("a-v6");
+      // (a closed port on the appliance answers the LAN with a reset: the link works)
+      const probe = `import socket\ntry:\n    socket.create_connection(("${LAN6[0]}", 9), 5)\nexcept ConnectionRefusedError:\n    print("refused")`;
+      expect((await topo.exec(ns.lan, ["python3", "-c", probe], 15_000)).out.trim()).toBe("refused");
+      const upBefore = (upServers6!.output().match(/^ACCEPTED /gm) ?? []).length;
+      expect(await tcpEcho(ns.lan, devices.b.address6, 7100, "from-lan6")).toBe("");
+      expect(await tcpEcho(ns.lan, devices.a.address6, 7100, "from-lan6")).toBe("");
+      expect(await tcpEcho(ns.lan, UP6[1], 7000, "from-lan6")).toBe("");
+      expect(bServer!.output()).not.toContain(LAN6[1]);
+      expect((upServers6!.output().match(/^ACCEPTED /gm) ?? []).length).toBe(upBefore);
+      expect(upServers6!.output()).not.toContain(LAN6[1]);
     });
   });
 }
