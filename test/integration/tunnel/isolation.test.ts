@@ -240,7 +240,8 @@ for (const mode of ["userspace", "kernel"] as const) {
       // The same over IPv6: the LAN routes the device subnet6 and the upstream's network via the appliance.
       sh(`ip -n ${ns.gw} -6 addr add ${UP6[0]}/64 dev e-up nodad && ip -n ${ns.up} -6 addr add ${UP6[1]}/64 dev eth0 nodad`);
       sh(`ip -n ${ns.gw} -6 addr add ${LAN6[0]}/64 dev e-lan nodad && ip -n ${ns.lan} -6 addr add ${LAN6[1]}/64 dev eth0 nodad`);
-      sh(`ip -n ${ns.lan} -6 route add ${SUBNET6} via ${LAN6[0]} && ip -n ${ns.up} -6 route add default via ${UP6[0]}`);
+      sh(`ip -n ${ns.lan} -6 route add ${SUBNET6} via ${LAN6[0]} && ip -n ${ns.lan} -6 route add fdb3:${N}::/64 via ${LAN6[0]}`);
+      sh(`ip -n ${ns.up} -6 route add default via ${UP6[0]}`);
       // The upstream answers the LAN and the devices' relays alike (it routes back via the gateway).
       sh(`ip -n ${ns.up} route add default via ${UP[0]}`);
 
