@@ -18,7 +18,9 @@
 // LAN reaches neither B nor, through the gateway, the upstream. A floods its
 // quotas in turn (TCP flows, DNS-over-TCP connections, UDP flows; bounded
 // in count), gets resets or ICMP and an event naming the quota, while B's
-// TCP, UDP and DNS (UDP and TCP) keep working.
+// TCP, UDP and DNS (UDP and TCP) keep working; A pushes into a stalled
+// upstream and its buffered bytes stay under quota_buffered_bytes. The LAN
+// checks hold over IPv6 (subnet6_cidr) too.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync, rmSync, existsSync } from "node:fs";
 import path from "node:path";
