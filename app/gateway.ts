@@ -41,7 +41,7 @@ import { fdMetrics } from "./net/fds.ts";
 import { FairQueue } from "./net/fair-queue.ts";
 import { processLoopStall } from "./net/loop-stall.ts";
 import { runtimeMetrics } from "./events/runtime-metrics.ts";
-import { DEFAULT_QUOTAS, DeviceQuotas, type QuotaVerdict } from "./dispatch/quotas.ts";
+import { DEFAULT_QUOTAS, DeviceQuotas, bufferedMetricLines, type QuotaVerdict } from "./dispatch/quotas.ts";
 import type { SecretLookup } from "./endpoints/https/session.ts";
 import type { ApprovalGate } from "./endpoints/https/approval.ts";
 import { createApprovals, chainOptionsFor, type Approvals } from "./approvers/registry.ts";
@@ -272,7 +272,17 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   // The agents' connections of open flows, cut when a stop's drain runs out.
   const flowConns = new Set<Flow["conn"]>();
   // Per-device quotas (app/dispatch/quotas.ts): one device cannot take what all share.
-  const quotas = new DeviceQuotas(() => ({ ...DEFAULT_QUOTAS, ...policy.defaults.quotas }), () => performance.now());
+  const quotas = new DeviceQuotas(
+    () => ({ ...DEFAULT_QUOTAS, ...policy.defaults.quotas }),
+    () => performance.now(),
+    // a device's windows closed at its buffered-bytes quota: reported like a refusal, without a flow
+    (device, v) => {
+      const d = bufferOwners.get(device);
+      if (d) quotaRefused(d, { host: "", port: 0 }, "buffers", v);
+    },
+  );
+  // who a buffer account belongs to, for its event (one entry per device that opened a TCP flow)
+  const bufferOwners = new Map<string, DeviceIdentity>();
   const quotaRefused = (device: DeviceIdentity, dst: { host: string; port: number }, flowId: string, v: Extract<QuotaVerdict, { ok: false }>) => {
     // A flood makes one event per device and quota every few seconds, not one per packet.
     if (!quotas.shouldReport(device.name, v.quota)) return;
@@ -335,6 +345,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         sinkPending: () => ({ sqlite: actions.queued }),
       }),
       ...actions.metricLines(),
+      ...bufferedMetricLines(quotas),
       ...(exporter?.metricLines() ?? []),
       ...spendMetricLines(spend.ledger),
     ],
@@ -423,6 +434,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
           return q.ok;
         },
         close: (device) => quotas.closeUdp(device.name),
+      },
+      bufferAccount: (device) => {
+        bufferOwners.set(device.name, device);
+        return quotas.bufferAccount(device.name);
       },
       onUdpRefused: udpRefused,
       // Device DNS to the DNS-VIP responder: ours in `all`, else the dnsvip service's address.

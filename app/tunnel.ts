@@ -1,6 +1,7 @@
 // The WireGuard capture mode assembled: the packet plane, the devices that
 // may use it (their peers follow approvals and revocations), and the
 // device-code onboarding that enrolls them.
+import type { BufferAccount } from "./net/stack/tcp/buffer.ts";
 import type { Database } from "bun:sqlite";
 import type { Duplex } from "node:stream";
 import type { Policy, WireGuardSettings } from "./policy/types.ts";
@@ -29,6 +30,8 @@ export interface TunnelDeps {
   destinations?: () => DestinationContext;
   /** Per-device quota of relayed UDP flows: open() false refuses the flow (the device gets ICMP). */
   udpQuota?: { open(device: DeviceIdentity, dst: { host: string; port: number }): boolean; close(device: DeviceIdentity): void };
+  /** Per-device buffered-bytes quota (app/dispatch/quotas.ts). */
+  bufferAccount?(device: DeviceIdentity): BufferAccount;
   /** A device's UDP datagram the destination policy refused (to be recorded). */
   onUdpRefused?(device: DeviceIdentity, dst: { host: string; port: number }, reason: string): void;
 }
@@ -83,6 +86,7 @@ export async function startTunnel(settings: WireGuardSettings, deps: TunnelDeps)
       identify,
       udpPolicy: () => deps.policy().defaults.udp,
       ...(deps.udpQuota ? { udpQuota: deps.udpQuota } : {}),
+      ...(deps.bufferAccount ? { bufferAccount: deps.bufferAccount } : {}),
       ...(deps.destinations
         ? {
             udpDestinationAllowed: (dst: { host: string; port: number }, src: { host: string; port: number }) => {

@@ -93,6 +93,7 @@ defaults {
   # quota_udp_flows            = 256
   # quota_dns_connections      = 16
   # quota_new_flows_per_second = 200
+  # quota_buffered_bytes       = "64MiB"
   # After TLS termination (intercepted HTTPS), so a few trickling clients
   # cannot hold sessions open: a request head must arrive whole within
   # header_timeout; a kept-alive connection idle for idle_timeout is closed;

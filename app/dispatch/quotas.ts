@@ -8,18 +8,27 @@
 //   dns_connections      concurrent DNS-over-TCP connections
 //   new_flows_per_second new TCP flows and UDP relay flows, a token bucket
 //                        with a burst of two seconds' worth
+//   buffered_bytes       storage the TCP stack allocates for the device's
+//                        connections (send and receive rings): a
+//                        BufferAccount each ring draws from. At the quota the
+//                        rings stop growing (windows close: backpressure) and
+//                        a new TCP flow is refused
 //
 // A refusal names the device and the quota; `shouldReport` says whether the
 // shell should also publish it (once per device and quota every
 // REPORT_INTERVAL_MS, so a flood makes a few events, not a flood of them).
 
-export type QuotaName = "tcp_flows" | "udp_flows" | "dns_connections" | "new_flows_per_second";
+import type { BufferAccount } from "../net/stack/tcp/buffer.ts";
+import { label } from "../events/metrics.ts";
+
+export type QuotaName = "tcp_flows" | "udp_flows" | "dns_connections" | "new_flows_per_second" | "buffered_bytes";
 
 export interface QuotaLimits {
   tcpFlows: number;
   udpFlows: number;
   dnsConnections: number;
   newFlowsPerSecond: number;
+  bufferedBytes: number;
 }
 
 /** Generous for one agent (a `npm install` opens tens of connections), small against the process's descriptors. */
@@ -28,6 +37,8 @@ export const DEFAULT_QUOTAS: QuotaLimits = {
   udpFlows: 256,
   dnsConnections: 16,
   newFlowsPerSecond: 200,
+  // 128 connections with both rings full (256 KiB each way); rings grow with use
+  bufferedBytes: 64 * 1024 * 1024,
 };
 
 export const REPORT_INTERVAL_MS = 10_000;
@@ -43,13 +54,59 @@ interface DeviceUsage {
   reportedAt: Map<string, number>;
 }
 
+/** One device's buffer storage (see BufferAccount); lives while any ring holds storage. */
+class DeviceBuffers implements BufferAccount {
+  held = 0;
+  constructor(
+    private readonly limit: () => number,
+    private readonly onLimited: () => void,
+    private readonly onEmpty: () => void,
+  ) {}
+  get remaining(): number {
+    return Math.max(0, this.limit() - this.held);
+  }
+  get pressed(): boolean {
+    return this.remaining < this.limit() / 4;
+  }
+  add(bytes: number): void {
+    this.held += bytes;
+    if (bytes < 0 && this.held <= 0) {
+      this.held = 0;
+      this.onEmpty();
+    }
+  }
+  limited(): void {
+    this.onLimited();
+  }
+}
+
 export class DeviceQuotas {
   private readonly usage = new Map<string, DeviceUsage>();
+  private readonly buffers = new Map<string, DeviceBuffers>();
 
   constructor(
     private readonly limits: () => QuotaLimits,
     private readonly now: () => number,
+    /** A device's rings were clipped by its buffered-bytes quota (the shell reports, rate-limited by shouldReport). */
+    private readonly onBuffersLimited: (device: string, verdict: Extract<QuotaVerdict, { ok: false }>) => void = () => {},
   ) {}
+
+  /** The account a device's TCP connections allocate their buffers from. */
+  bufferAccount(device: string): BufferAccount {
+    let b = this.buffers.get(device);
+    if (!b) {
+      const acct: DeviceBuffers = new DeviceBuffers(
+        () => this.limits().bufferedBytes,
+        () => this.onBuffersLimited(device, this.refuse(device, "buffered_bytes", this.limits().bufferedBytes)),
+        () => {
+          if (this.buffers.get(device) === acct) this.buffers.delete(device);
+        },
+      );
+      b = acct;
+      this.buffers.set(device, b);
+    }
+    return b;
+  }
 
   private of(device: string): DeviceUsage {
     let u = this.usage.get(device);
@@ -60,8 +117,11 @@ export class DeviceQuotas {
     return u;
   }
 
-  private refuse(device: string, quota: QuotaName, limit: number): QuotaVerdict {
-    const what = quota === "new_flows_per_second" ? `more than ${limit} new flows per second` : `${limit} concurrent ${QUOTA_TEXT[quota]}`;
+  private refuse(device: string, quota: QuotaName, limit: number): Extract<QuotaVerdict, { ok: false }> {
+    const what =
+      quota === "new_flows_per_second" ? `more than ${limit} new flows per second`
+      : quota === "buffered_bytes" ? `${limit} bytes buffered`
+      : `${limit} concurrent ${QUOTA_TEXT[quota]}`;
     return { ok: false, quota, limit, reason: `device ${device} is over its quota ${quota}: ${what}` };
   }
 
@@ -82,6 +142,8 @@ export class DeviceQuotas {
     const l = this.limits();
     if (u.tcp >= l.tcpFlows) return this.refuse(device, "tcp_flows", l.tcpFlows);
     if (dns && u.dns >= l.dnsConnections) return this.refuse(device, "dns_connections", l.dnsConnections);
+    // at the buffer quota a new flow could not move a byte: refused rather than stalled
+    if ((this.buffers.get(device)?.remaining ?? 1) === 0) return this.refuse(device, "buffered_bytes", l.bufferedBytes);
     const t = this.takeToken(device, u);
     if (!t.ok) return t;
     u.tcp++;
@@ -128,9 +190,14 @@ export class DeviceQuotas {
   }
 
   /** What a device holds now (for tests and diagnostics). */
-  held(device: string): { tcp: number; udp: number; dns: number } {
+  held(device: string): { tcp: number; udp: number; dns: number; buffered: number } {
     const u = this.usage.get(device);
-    return { tcp: u?.tcp ?? 0, udp: u?.udp ?? 0, dns: u?.dns ?? 0 };
+    return { tcp: u?.tcp ?? 0, udp: u?.udp ?? 0, dns: u?.dns ?? 0, buffered: this.buffers.get(device)?.held ?? 0 };
+  }
+
+  /** Buffer storage held now, per device holding any (for /metrics). */
+  bufferedBytes(): [string, number][] {
+    return [...this.buffers].map(([device, b]) => [device, b.held]);
   }
 
   private forgetIfIdle(device: string, u: DeviceUsage): void {
@@ -142,8 +209,18 @@ export class DeviceQuotas {
   }
 }
 
-const QUOTA_TEXT: Record<Exclude<QuotaName, "new_flows_per_second">, string> = {
+const QUOTA_TEXT: Record<Exclude<QuotaName, "new_flows_per_second" | "buffered_bytes">, string> = {
   tcp_flows: "TCP flows",
   udp_flows: "UDP flows",
   dns_connections: "DNS-over-TCP connections",
 };
+
+/** Prometheus lines: each device's buffer storage now (the buffered_bytes quota's measure). */
+export function bufferedMetricLines(quotas: DeviceQuotas): string[] {
+  const out = [
+    "# HELP clawpatrol_device_buffered_bytes TCP stack buffer storage a device's connections hold (quota_buffered_bytes).",
+    "# TYPE clawpatrol_device_buffered_bytes gauge",
+  ];
+  for (const [device, bytes] of quotas.bufferedBytes()) out.push(`clawpatrol_device_buffered_bytes{device="${label(device)}"} ${bytes}`);
+  return out;
+}

@@ -12,6 +12,7 @@ import type { DeviceIdentity, Flow } from "../dispatch/flow.ts";
 import { newFlowId } from "../dispatch/flow.ts";
 import type { PacketLink } from "./tun/link.ts";
 import { NetStack, type TcpFlowInit } from "./stack/netstack.ts";
+import type { BufferAccount } from "./stack/tcp/buffer.ts";
 import { INTERNAL_HOST } from "../dispatch/dispatch.ts";
 import { startUserspaceWireGuard, loadOrCreatePrivateKey, type UserspaceWireGuard } from "./wireguard/shell.ts";
 import { openTun, interfaceMtu } from "./tun/tun.ts";
@@ -39,6 +40,8 @@ export interface PacketPlaneDeps {
   udpDestinationAllowed?: (dst: { host: string; port: number }, src: { host: string; port: number }) => boolean;
   /** Per-device quota of relayed UDP flows (app/dispatch/quotas.ts); the device is the source address's owner. */
   udpQuota?: { open(device: DeviceIdentity, dst: { host: string; port: number }): boolean; close(device: DeviceIdentity): void };
+  /** Per-device buffered-bytes quota: the account a device's TCP connections allocate their buffers from. */
+  bufferAccount?(device: DeviceIdentity): BufferAccount;
 }
 
 export interface PacketPlane {
@@ -116,6 +119,14 @@ export function attachStack(link: PacketLink, gatewayAddress: string, deps: Pack
     udpPolicy: deps.udpPolicy,
     ...(deps.udpDestinationAllowed ? { udpDestinationAllowed: deps.udpDestinationAllowed } : {}),
     ...(deps.udpQuota ? { udpFlowQuota: udpFlowQuotaOf(deps) } : {}),
+    ...(deps.bufferAccount
+      ? {
+          tcpBufferAccount: (src: string) => {
+            const device = deps.identify(src);
+            return device ? deps.bufferAccount!(device) : undefined;
+          },
+        }
+      : {}),
     onTcpFlow: (init: TcpFlowInit) => {
       const device = deps.identify(init.src.host);
       if (!device) {

@@ -717,6 +717,7 @@ const QUOTA_ATTRIBUTES = {
   quota_udp_flows: "udpFlows",
   quota_dns_connections: "dnsConnections",
   quota_new_flows_per_second: "newFlowsPerSecond",
+  quota_buffered_bytes: "bufferedBytes",
 } as const;
 
 function buildDefaults(
@@ -763,10 +764,20 @@ function buildDefaults(
     else defaults.allowDestinations = allowDestinations;
   }
   for (const [attr, key] of Object.entries(QUOTA_ATTRIBUTES)) {
-    const v = r.has(attr) ? r.integer(attr, 1) : undefined;
+    const v = !r.has(attr) ? undefined : key === "bufferedBytes" ? readBufferedBytes(r, attr) : r.integer(attr, 1);
     if (v !== undefined) defaults.quotas = { ...defaults.quotas, [key]: v };
   }
   return defaults;
+}
+
+/** quota_buffered_bytes: a size like "64MiB", at least 64 KiB (one connection's window must fit). */
+function readBufferedBytes(r: BlockReader, attr: string): number | undefined {
+  const size = parseSize(r.raw(attr));
+  if (size === undefined || size < 64 * 1024) {
+    r.error(r.line(attr), `${attr} must be a size like "64MiB", at least 64KiB`);
+    return undefined;
+  }
+  return size;
 }
 
 const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };

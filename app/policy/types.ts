@@ -100,7 +100,7 @@ export interface Defaults {
   /** Addresses a relay may reach although they are the gateway's own (loopback, link-local, the host's): "IP", "CIDR", "IP:PORT", "[IPv6]:PORT". Unset: none. */
   allowDestinations?: string[];
   /** Per-device quotas the operator set (`quota_tcp_flows`, ...); the rest keep app/dispatch/quotas.ts DEFAULT_QUOTAS. */
-  quotas?: { tcpFlows?: number; udpFlows?: number; dnsConnections?: number; newFlowsPerSecond?: number };
+  quotas?: { tcpFlows?: number; udpFlows?: number; dnsConnections?: number; newFlowsPerSecond?: number; bufferedBytes?: number };
   /** After TLS termination: a request head must arrive whole within this (default 30 s). */
   headerTimeoutMs: number;
   /** A kept-alive connection with no request for this long is closed (default 120 s). */

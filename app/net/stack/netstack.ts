@@ -42,6 +42,7 @@ import { DEFAULT_TABLE_SETTINGS, TcpTable, type TcpTableEvent, type TcpTableSett
 import type { TcpConnection } from "./tcp/connection.ts";
 import { Ipv4Reassembler, type ReassemblySettings } from "./reassembly.ts";
 import { TcpDuplex } from "./tcp-duplex.ts";
+import type { BufferAccount } from "./tcp/buffer.ts";
 import { emitDestUnreachable, emitEchoReply, emitUdpPackets } from "./replies.ts";
 import {
   DNS_QUERY_TIMEOUT_MS, DnsForwarder, UDP_FLOW_IDLE_MS, UdpRelay, type UdpTuple,
@@ -116,6 +117,12 @@ export interface NetStackOptions {
    * prohibited"; close() when a flow admitted for `src` ends.
    */
   udpFlowQuota?: { open(src: string, dst: FlowEndpoint): boolean; close(src: string): void };
+  /**
+   * The buffered-bytes quota: the account a TCP connection's send and
+   * receive rings allocate from, by source address (none: unbounded but
+   * each ring's own capacity). Attached when the connection is established.
+   */
+  tcpBufferAccount?: (src: string) => BufferAccount | undefined;
 }
 
 export interface NetStackStats {
@@ -174,6 +181,7 @@ export class NetStack {
   private readonly onUdp: ((d: UdpDatagram) => boolean) | undefined;
   private readonly udpPolicy: () => "relay" | "drop";
   private readonly udpDestinationAllowed: ((dst: FlowEndpoint, src: FlowEndpoint) => boolean) | undefined;
+  private readonly tcpBufferAccount: ((src: string) => BufferAccount | undefined) | undefined;
   private readonly table: TcpTable;
   private readonly reassembler: Ipv4Reassembler;
   private readonly dns: DnsForwarder | null;
@@ -204,6 +212,7 @@ export class NetStack {
     this.onUdp = opts.onUdp;
     this.udpPolicy = opts.udpPolicy ?? (() => "drop");
     this.udpDestinationAllowed = opts.udpDestinationAllowed;
+    this.tcpBufferAccount = opts.tcpBufferAccount;
     this.own = new Set();
     this.localNames = localNameTable(opts.localNames ?? new Map());
     for (const a of this.settings.ownAddresses) {
@@ -504,6 +513,11 @@ export class NetStack {
       this.duplexes.set(ev.conn, d);
       this.counters.flowsOpened++;
       const t = ev.tuple;
+      const account = this.tcpBufferAccount?.(formatIp(t.remoteAddr));
+      if (account) {
+        ev.conn.sendBuf.attach(account);
+        ev.conn.recvBuf.attach(account);
+      }
       try {
         this.onTcpFlow({
           src: { host: formatIp(t.remoteAddr), port: t.remotePort },
@@ -518,6 +532,9 @@ export class NetStack {
       this.dirty.add(d);
       return;
     }
+    // closed: its storage goes back to the device's account
+    ev.conn.sendBuf.detach();
+    ev.conn.recvBuf.detach();
     const d = this.duplexes.get(ev.conn);
     if (d === undefined) return;
     this.duplexes.delete(ev.conn);

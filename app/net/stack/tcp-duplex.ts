@@ -19,6 +19,9 @@
 import { Duplex } from "node:stream";
 import type { TcpCloseReason, TcpConnection } from "./tcp/connection.ts";
 
+/** How soon a write held back by the buffered-bytes quota looks again. */
+const QUOTA_RETRY_MS = 100;
+
 /** Largest chunk handed to push() at once. */
 const READ_CHUNK = 64 * 1024;
 
@@ -30,6 +33,7 @@ export class TcpDuplex extends Duplex {
   private pendingChunk: Uint8Array | null = null;
   private pendingOff = 0;
   private pendingCb: ((err?: Error | null) => void) | null = null;
+  private retry: ReturnType<typeof setTimeout> | null = null;
 
   constructor(conn: TcpConnection, wake: () => void) {
     super({ allowHalfOpen: true, readableHighWaterMark: READ_CHUNK, writableHighWaterMark: 64 * 1024 });
@@ -101,13 +105,26 @@ export class TcpDuplex extends Duplex {
     const n = c.send(this.pendingOff === 0 ? chunk : chunk.subarray(this.pendingOff));
     this.pendingOff += n;
     if (n > 0) this.wake();
-    if (this.pendingOff < chunk.length) return;
+    if (this.pendingOff < chunk.length) {
+      // Nothing taken and nothing in flight: no ACK will wake us, the device's
+      // buffered-bytes quota holds the ring back; look again when others may have freed some.
+      if (n === 0 && c.sendQueued === 0 && this.retry === null) {
+        this.retry = setTimeout(() => {
+          this.retry = null;
+          this.service();
+        }, QUOTA_RETRY_MS);
+        this.retry.unref?.();
+      }
+      return;
+    }
     const cb = this.pendingCb!;
     this.clearPending();
     cb();
   }
 
   private clearPending(): void {
+    if (this.retry !== null) clearTimeout(this.retry);
+    this.retry = null;
     this.pendingChunk = null;
     this.pendingCb = null;
     this.pendingOff = 0;

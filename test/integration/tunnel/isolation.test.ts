@@ -18,7 +18,9 @@
 // LAN reaches neither B nor, through the gateway, the upstream. A floods its
 // quotas in turn (TCP flows, DNS-over-TCP connections, UDP flows; bounded
 // in count), gets resets or ICMP and an event naming the quota, while B's
-// TCP, UDP and DNS (UDP and TCP) keep working.
+// TCP, UDP and DNS (UDP and TCP) keep working; A pushes into a stalled
+// upstream and its buffered bytes stay under quota_buffered_bytes. The LAN
+// checks hold over IPv6 (subnet6_cidr) too.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync, rmSync, existsSync } from "node:fs";
 import path from "node:path";
@@ -134,6 +136,43 @@ for s in socks:
 print(json.dumps(counts))
 `;
 
+// An upstream that accepts and never reads, with a small receive buffer (no
+// autotuning), so a device's pushes back up into the gateway. Prints "STALL READY".
+const STALL_SERVER = `
+import socket, sys, signal
+signal.alarm(180)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+print("STALL READY", flush=True)
+held = []
+while True:
+    c, a = s.accept()
+    held.append(c)
+    print("ACCEPTED", a[0], flush=True)
+`;
+
+// N connections to HOST:PORT, each writing MB mebibytes as fast as it is let; exits after HOLD ms.
+const PUSH_SCRIPT = `
+import net from "node:net";
+const [host, port, n, mb, hold] = process.argv.slice(2);
+const chunk = Buffer.alloc(64 * 1024, 120);
+let connected = 0;
+for (let i = 0; i < Number(n); i++) {
+  const s = net.connect(Number(port), host);
+  s.on("error", () => {});
+  s.on("connect", () => {
+    if (++connected === Number(n)) console.log("PUSHING");
+    let left = Number(mb) * 16;
+    const go = () => { while (left > 0) { left--; if (!s.write(chunk)) { s.once("drain", go); return; } } };
+    go();
+  });
+}
+setTimeout(() => process.exit(0), Number(hold));
+`;
+
 interface Event {
   kind: string;
   device: string;
@@ -151,6 +190,10 @@ for (const mode of ["userspace", "kernel"] as const) {
     const B_UNDER = [`10.232.${N}.1`, `10.232.${N}.2`] as const;
     const UP = [`10.233.${N}.1`, `10.233.${N}.2`] as const;
     const LAN = [`10.234.${N}.1`, `10.234.${N}.2`] as const;
+    // IPv6: the device subnet (subnet6_cidr), the upstream's and the LAN's networks
+    const SUBNET6 = `fd${mode === "kernel" ? "a1" : "a2"}:${N}::/64`;
+    const UP6 = [`fdb3:${N}::1`, `fdb3:${N}::2`] as const;
+    const LAN6 = [`fdb4:${N}::1`, `fdb4:${N}::2`] as const;
     const SUBNET = `10.${mode === "kernel" ? 91 : 92}.${N}.0/24`;
     const GW_TUNNEL = SUBNET.replace(/0\/24$/, "1");
     const topo = new Topology(tag);
@@ -162,7 +205,8 @@ for (const mode of ["userspace", "kernel"] as const) {
     let upServers: Background | undefined;
     let bServer: Background | undefined;
     let hostUdp: Background | undefined;
-    const devices: Record<"a" | "b", { name: string; address: string }> = { a: { name: "", address: "" }, b: { name: "", address: "" } };
+    const devices: Record<"a" | "b", { name: string; address: string; address6: string }> = { a: { name: "", address: "", address6: "" }, b: { name: "", address: "", address6: "" } };
+    let upServers6: Background | undefined;
 
     const events = (): Event[] => {
       const file = path.join(dir, "state", "events.jsonl");
@@ -195,6 +239,11 @@ for (const mode of ["userspace", "kernel"] as const) {
       topo.link(ns.gw, "e-lan", `${LAN[0]}/30`, ns.lan, "eth0", `${LAN[1]}/30`);
       // The LAN machine sends the device subnet and the upstream's network to the appliance.
       sh(`ip -n ${ns.lan} route add ${SUBNET} via ${LAN[0]} && ip -n ${ns.lan} route add 10.233.${N}.0/30 via ${LAN[0]}`);
+      // The same over IPv6: the LAN routes the device subnet6 and the upstream's network via the appliance.
+      sh(`ip -n ${ns.gw} -6 addr add ${UP6[0]}/64 dev e-up nodad && ip -n ${ns.up} -6 addr add ${UP6[1]}/64 dev eth0 nodad`);
+      sh(`ip -n ${ns.gw} -6 addr add ${LAN6[0]}/64 dev e-lan nodad && ip -n ${ns.lan} -6 addr add ${LAN6[1]}/64 dev eth0 nodad`);
+      sh(`ip -n ${ns.lan} -6 route add ${SUBNET6} via ${LAN6[0]} && ip -n ${ns.lan} -6 route add fdb3:${N}::/64 via ${LAN6[0]}`);
+      sh(`ip -n ${ns.up} -6 route add default via ${UP6[0]}`);
       // The upstream answers the LAN and the devices' relays alike (it routes back via the gateway).
       sh(`ip -n ${ns.up} route add default via ${UP[0]}`);
 
@@ -203,8 +252,12 @@ for (const mode of ["userspace", "kernel"] as const) {
       writeFileSync(path.join(dir, "udp-flood.py"), UDP_FLOOD);
       const servers = script("servers.ts", SERVERS_SCRIPT);
       upServers = topo.background(["ip", "netns", "exec", ns.up, BUN, servers, UP[1], "7000", "7000"]);
+      // The gateway's sockets to upstreams buffer little in the kernel, so a stalled upstream backs up into its own buffers.
+      sh(`ip netns exec ${ns.gw} sysctl -qw net.ipv4.tcp_wmem="4096 16384 65536"`);
       hostUdp = topo.background(["ip", "netns", "exec", ns.gw, BUN, servers, "0.0.0.0", "-", "7200"]);
       await upServers.waitForOutput(/SERVERS READY/, 15_000);
+      upServers6 = topo.background(["ip", "netns", "exec", ns.up, BUN, servers, UP6[1], "7000", "-"]);
+      await upServers6.waitForOutput(/SERVERS READY/, 15_000);
       await hostUdp.waitForOutput(/SERVERS READY/, 15_000);
 
       netnsEtc = `/etc/netns/${ns.gw}`;
@@ -228,6 +281,7 @@ gateway {
     mode = "${mode}"
     listen = "0.0.0.0:${WG_PORT}"
     subnet_cidr = "${SUBNET}"
+    subnet6_cidr = "${SUBNET6}"
     interface = "wg0"
     tun = "cp0"
   }
@@ -240,6 +294,7 @@ defaults {
   quota_tcp_flows = 40
   quota_udp_flows = 20
   quota_dns_connections = 4
+  quota_buffered_bytes = "1MiB"
 }
 profile "laptops" {}
 profile "servers" {}
@@ -272,16 +327,18 @@ profile "servers" {}
           body: JSON.stringify({ profile, operator: "cli:test" }),
         });
         expect(approve.status).toBe(200);
-        const polled = (await post("/api/onboard/poll", { device_code: started.device_code })) as { device: { address: string }; gateway: { public_key: string } };
-        devices[which] = { name: `${tag}-${which}`, address: polled.device.address };
+        const polled = (await post("/api/onboard/poll", { device_code: started.device_code })) as { device: { address: string; address6: string }; gateway: { public_key: string } };
+        devices[which] = { name: `${tag}-${which}`, address: polled.device.address, address6: polled.device.address6 };
         writeFileSync(path.join(dir, `${which}.key`), keys.privateKey + "\n", { mode: 0o600 });
         const wg = await topo.wireguardGo(ns[which]);
-        wg.wg(`set wg0 private-key ${dir}/${which}.key peer ${polled.gateway.public_key} allowed-ips 0.0.0.0/0 endpoint ${under[0]}:${WG_PORT} persistent-keepalive 5`);
+        wg.wg(`set wg0 private-key ${dir}/${which}.key peer ${polled.gateway.public_key} allowed-ips 0.0.0.0/0,::/0 endpoint ${under[0]}:${WG_PORT} persistent-keepalive 5`);
         sh(`ip -n ${ns[which]} addr add ${polled.device.address}/32 dev wg0 && ip -n ${ns[which]} link set wg0 mtu 1420 up`);
         // Everything but the underlay goes through the tunnel (as `join --whole-machine` does).
         sh(`ip -n ${ns[which]} route add default dev wg0`);
+        sh(`ip -n ${ns[which]} -6 addr add ${polled.device.address6}/128 dev wg0 nodad && ip -n ${ns[which]} -6 route add default dev wg0`);
       }
-      bServer = topo.background(["ip", "netns", "exec", ns.b, BUN, servers, "0.0.0.0", "7100", "-"]);
+      // (both address families: "::" takes IPv4 too)
+      bServer = topo.background(["ip", "netns", "exec", ns.b, BUN, servers, "::", "7100", "-"]);
       await bServer.waitForOutput(/SERVERS READY/, 15_000);
       // B's service is there: from B's own namespace it answers.
       expect(await tcpEcho(ns.b, devices.b.address, 7100, "self")).toBe("self");
@@ -392,6 +449,40 @@ profile "servers" {}
       await bStillWorks();
     });
 
+    test("A pushes far more than its buffered-bytes quota into a stalled upstream: its windows close under the quota, recorded; B works meanwhile", async () => {
+      const controlSocket = path.join(dir, "state", "control.sock");
+      const bufferedOf = async (device: string) => {
+        const text = await (await controlFetch(controlSocket, "/metrics")).text();
+        const m = text.match(new RegExp(`clawpatrol_device_buffered_bytes\\{device="${device}"\\} (\\d+)`));
+        return m ? Number(m[1]) : 0;
+      };
+      const stall = topo.background(["ip", "netns", "exec", ns.up, "python3", script("stall.py", STALL_SERVER), UP[1], "7300"]);
+      let push: Background | undefined;
+      try {
+        await stall.waitForOutput(/STALL READY/, 15_000);
+        // 8 flows × 8 MiB: without the quota the stack alone would hold 8 × 256 KiB of A's bytes
+        push = topo.background(["ip", "netns", "exec", ns.a, BUN, script("push.ts", PUSH_SCRIPT), UP[1], "7300", "8", "8", "60000"]);
+        await push.waitForOutput(/PUSHING/, 15_000);
+        let most = 0;
+        const sample = async () => {
+          most = Math.max(most, await bufferedOf(devices.a.name));
+          return most;
+        };
+        expect(await quotaEvent(devices.a.name, "buffered_bytes")).toBe(true);
+        // A's buffers filled toward the quota and never past it
+        expect(await waitFor(async () => (await sample()) > 512 * 1024, 10_000)).toBe(true);
+        for (let i = 0; i < 5; i++) await sample();
+        expect(most).toBeLessThanOrEqual(1024 * 1024);
+        await bStillWorks();
+        expect(await sample()).toBeLessThanOrEqual(1024 * 1024);
+      } finally {
+        await push?.stop("SIGKILL");
+        await stall.stop("SIGKILL");
+      }
+      // A's flows ended (resets from the device, the upstream gone): their storage goes back
+      expect(await waitFor(async () => (await bufferedOf(devices.a.name)) < 64 * 1024, 20_000)).toBe(true);
+    });
+
     test("the LAN reaches neither a device nor, through the gateway, the upstream", async () => {
       const before = (upServers!.output().match(/^ACCEPTED /gm) ?? []).length;
       expect(await tcpEcho(ns.lan, devices.b.address, 7100, "from-lan")).toBe("");
@@ -405,6 +496,22 @@ profile "servers" {}
         expect(inGw("cat /proc/sys/net/ipv4/ip_forward")).toBe("0");
         expect(inGw("cat /proc/sys/net/ipv4/conf/e-lan/forwarding")).toBe("0");
       }
+    });
+
+    test("over IPv6 (subnet6_cidr) too: the LAN reaches neither a device nor, through the gateway, the upstream", async () => {
+      // The paths are there: B answers on its IPv6 tunnel address, A reaches the upstream over IPv6 through the tunnel, and the LAN reaches the appliance.
+      expect(await tcpEcho(ns.b, devices.b.address6, 7100, "self6")).toBe("self6");
+      expect(await tcpEcho(ns.a, UP6[1], 7000, "a-v6")).toBe("a-v6");
+      // (a closed port on the appliance answers the LAN with a reset: the link works)
+      const probe = `import socket\ntry:\n    socket.create_connection(("${LAN6[0]}", 9), 5)\nexcept ConnectionRefusedError:\n    print("refused")`;
+      expect((await topo.exec(ns.lan, ["python3", "-c", probe], 15_000)).out.trim()).toBe("refused");
+      const upBefore = (upServers6!.output().match(/^ACCEPTED /gm) ?? []).length;
+      expect(await tcpEcho(ns.lan, devices.b.address6, 7100, "from-lan6")).toBe("");
+      expect(await tcpEcho(ns.lan, devices.a.address6, 7100, "from-lan6")).toBe("");
+      expect(await tcpEcho(ns.lan, UP6[1], 7000, "from-lan6")).toBe("");
+      expect(bServer!.output()).not.toContain(LAN6[1]);
+      expect((upServers6!.output().match(/^ACCEPTED /gm) ?? []).length).toBe(upBefore);
+      expect(upServers6!.output()).not.toContain(LAN6[1]);
     });
   });
 }

@@ -2,12 +2,18 @@
 // for new flows with the clock passed in, refusals that name the device and
 // the quota, and reports rate-limited per device and quota.
 import { describe, expect, test } from "bun:test";
-import { DeviceQuotas, REPORT_INTERVAL_MS, type QuotaLimits } from "../../../app/dispatch/quotas.ts";
+import { DeviceQuotas, REPORT_INTERVAL_MS, bufferedMetricLines, type QuotaLimits } from "../../../app/dispatch/quotas.ts";
+import { RingBuffer } from "../../../app/net/stack/tcp/buffer.ts";
 
 function setup(limits: Partial<QuotaLimits> = {}) {
   let t = 0;
-  const q = new DeviceQuotas(() => ({ tcpFlows: 3, udpFlows: 2, dnsConnections: 1, newFlowsPerSecond: 1000, ...limits }), () => t);
-  return { q, advance: (ms: number) => (t += ms) };
+  const limited: string[] = [];
+  const q = new DeviceQuotas(
+    () => ({ tcpFlows: 3, udpFlows: 2, dnsConnections: 1, newFlowsPerSecond: 1000, bufferedBytes: 64 * 1024, ...limits }),
+    () => t,
+    (device, v) => limited.push(`${device} ${v.quota}`),
+  );
+  return { q, limited, advance: (ms: number) => (t += ms) };
 }
 
 describe("DeviceQuotas", () => {
@@ -20,7 +26,7 @@ describe("DeviceQuotas", () => {
     expect(q.openTcp("b").ok).toBe(true);
     q.closeTcp("a");
     expect(q.openTcp("a").ok).toBe(true);
-    expect(q.held("a")).toEqual({ tcp: 3, udp: 0, dns: 0 });
+    expect(q.held("a")).toEqual({ tcp: 3, udp: 0, dns: 0, buffered: 0 });
   });
 
   test("DNS-over-TCP connections have their own, smaller quota inside the TCP one", () => {
@@ -30,7 +36,7 @@ describe("DeviceQuotas", () => {
     expect(q.openTcp("a").ok).toBe(true); // other TCP still fine
     q.closeTcp("a", true);
     expect(q.openTcp("a", true).ok).toBe(true);
-    expect(q.held("a")).toEqual({ tcp: 2, udp: 0, dns: 1 });
+    expect(q.held("a")).toEqual({ tcp: 2, udp: 0, dns: 1, buffered: 0 });
   });
 
   test("UDP flows", () => {
@@ -85,7 +91,7 @@ describe("DeviceQuotas", () => {
     q.openTcp("a");
     q.closeTcp("a");
     q.closeTcp("a");
-    expect(q.held("a")).toEqual({ tcp: 0, udp: 0, dns: 0 });
+    expect(q.held("a")).toEqual({ tcp: 0, udp: 0, dns: 0, buffered: 0 });
   });
 });
 
@@ -96,11 +102,69 @@ describe("the quotas in defaults", () => {
 defaults {
   quota_tcp_flows = 10
   quota_new_flows_per_second = 5
+  quota_buffered_bytes = "16MiB"
 }
 `);
-    expect(p.defaults.quotas).toEqual({ tcpFlows: 10, newFlowsPerSecond: 5 });
+    expect(p.defaults.quotas).toEqual({ tcpFlows: 10, newFlowsPerSecond: 5, bufferedBytes: 16 * 1024 * 1024 });
     expect((await policyFrom("schema_version = 1\n")).defaults.quotas).toBeUndefined();
     await expect(policyFrom(`schema_version = 1\ndefaults {\n  quota_udp_flows = 0\n}\n`)).rejects.toThrow(/quota_udp_flows must be a whole number of at least 1/);
     await expect(policyFrom(`schema_version = 1\ndefaults {\n  quota_dns_connections = 1.5\n}\n`)).rejects.toThrow(/quota_dns_connections/);
+    await expect(policyFrom(`schema_version = 1\ndefaults {\n  quota_buffered_bytes = "1KiB"\n}\n`)).rejects.toThrow(/quota_buffered_bytes must be a size like "64MiB", at least 64KiB/);
+  });
+});
+
+describe("DeviceQuotas: buffered bytes", () => {
+  const chunk = new Uint8Array(16 * 1024);
+  /** Fill a ring as a device pushing into a stalled flow would: as much as it takes. */
+  const fill = (r: RingBuffer) => {
+    let n = 0;
+    for (let k = r.enqueue(chunk); k > 0; k = r.enqueue(chunk)) n += k;
+    return n;
+  };
+
+  test("a device's rings together never allocate past its quota; another device's rings are unaffected", () => {
+    const { q, limited } = setup();
+    const rings = Array.from({ length: 4 }, () => new RingBuffer(256 * 1024));
+    for (const r of rings) r.attach(q.bufferAccount("a"));
+    const taken = rings.map(fill);
+    expect(taken.reduce((x, y) => x + y, 0)).toBe(64 * 1024);
+    expect(rings.reduce((x, r) => x + r.allocated, 0)).toBeLessThanOrEqual(64 * 1024);
+    expect(q.held("a").buffered).toBe(rings.reduce((x, r) => x + r.allocated, 0));
+    expect(rings.every((r) => r.free === 0)).toBe(true); // windows closed
+    expect(limited).toContain("a buffered_bytes");
+    const b = new RingBuffer(256 * 1024);
+    b.attach(q.bufferAccount("b"));
+    expect(fill(b)).toBe(64 * 1024);
+    expect(bufferedMetricLines(q)).toContain('clawpatrol_device_buffered_bytes{device="a"} 65536');
+  });
+
+  test("at the quota a new TCP flow is refused by name; reading frees room, a closed flow's storage goes back", () => {
+    const { q } = setup();
+    const [r1, r2] = [new RingBuffer(256 * 1024), new RingBuffer(256 * 1024)];
+    r1.attach(q.bufferAccount("a"));
+    r2.attach(q.bufferAccount("a"));
+    fill(r1);
+    const v = q.openTcp("a");
+    expect(v.ok).toBe(false);
+    if (!v.ok) expect(v.reason).toBe("device a is over its quota buffered_bytes: 65536 bytes buffered");
+    expect(q.openTcp("b").ok).toBe(true);
+    // the consumer reads everything: the empty ring gives its storage back (the quota is pressed), r2 may grow
+    r1.dequeue(r1.length);
+    expect(r1.allocated).toBe(0);
+    expect(fill(r2)).toBe(64 * 1024);
+    r2.detach();
+    expect(q.held("a").buffered).toBe(0);
+    expect(q.openTcp("a").ok).toBe(true);
+  });
+
+  test("out-of-order bytes past the end keep the storage of an emptied ring", () => {
+    const { q } = setup({ bufferedBytes: 16 * 1024 });
+    const r = new RingBuffer(256 * 1024);
+    r.attach(q.bufferAccount("a"));
+    r.writeUnassembled(100, new Uint8Array(50));
+    r.enqueue(new Uint8Array(10));
+    r.dequeue(10);
+    expect(r.allocated).toBeGreaterThan(0);
+    expect(r.peek(90, 50)).toEqual(new Uint8Array(50));
   });
 });

@@ -9,6 +9,24 @@
 const INITIAL_ALLOCATION = 4096;
 
 /**
+ * A device's share of buffer storage (the buffered-bytes quota,
+ * app/dispatch/quotas.ts): every ring of its connections allocates from it,
+ * so the sum of their storage never passes the quota. A ring that cannot
+ * grow reports less `free` space: the receive window closes, send() takes
+ * fewer bytes (backpressure, not a drop).
+ */
+export interface BufferAccount {
+  /** Bytes of storage it may still allocate (0 at the quota). */
+  readonly remaining: number;
+  /** Less than a quarter left: empty rings give their storage back. */
+  readonly pressed: boolean;
+  /** Storage allocated (positive) or released (negative). */
+  add(bytes: number): void;
+  /** A ring's free space was clipped by the quota. */
+  limited(): void;
+}
+
+/**
  * A ring of at most `capacity` bytes whose storage grows with use: nothing
  * is allocated until the first write (a half-open connection holds no
  * buffers), then it doubles as needed up to `capacity`.
@@ -19,6 +37,9 @@ export class RingBuffer {
   private start = 0;
   /** Bytes currently held (contiguous from the read position). */
   length = 0;
+  /** Extent of out-of-order bytes written past `length` (0: none). */
+  private pastEnd = 0;
+  private account: BufferAccount | null = null;
 
   constructor(capacity: number) {
     this.capacity = capacity;
@@ -29,8 +50,29 @@ export class RingBuffer {
     return this.buf.length;
   }
 
+  /** Room for more bytes: up to capacity, and within the account's quota when attached. */
   get free(): number {
-    return this.capacity - this.length;
+    const room = this.capacity - this.length;
+    const a = this.account;
+    if (a === null) return room;
+    const reachable = this.buf.length + a.remaining - this.length;
+    if (reachable >= room) return room;
+    a.limited();
+    return Math.max(0, reachable);
+  }
+
+  /** Draw storage from `account` from now on (what is allocated already counts at once). */
+  attach(account: BufferAccount): void {
+    this.detach();
+    this.account = account;
+    account.add(this.buf.length);
+  }
+
+  /** Give this ring's storage back to its account (the connection ended). */
+  detach(): void {
+    if (this.account === null) return;
+    this.account.add(-this.buf.length);
+    this.account = null;
   }
 
   /** Append as much of `data` as fits; returns bytes taken. */
@@ -38,6 +80,7 @@ export class RingBuffer {
     const n = Math.min(data.length, this.free);
     this.writeAt(this.length, data.subarray(0, n));
     this.length += n;
+    this.pastEnd = Math.max(0, this.pastEnd - n);
     return n;
   }
 
@@ -47,11 +90,13 @@ export class RingBuffer {
    */
   writeUnassembled(offset: number, data: Uint8Array): void {
     this.writeAt(this.length + offset, data);
+    this.pastEnd = Math.max(this.pastEnd, offset + data.length);
   }
 
   /** Make `n` more bytes (previously written) readable. */
   commit(n: number): void {
     this.length += n;
+    this.pastEnd = Math.max(0, this.pastEnd - n);
   }
 
   /** Storage for logical positions [0, end): grown (the ring laid out from 0 again) when short. */
@@ -60,7 +105,11 @@ export class RingBuffer {
     if (end <= old.length) return;
     let size = Math.max(INITIAL_ALLOCATION, old.length);
     while (size < end) size *= 2;
-    const next = new Uint8Array(Math.min(size, this.capacity));
+    size = Math.min(size, this.capacity);
+    // within the account's quota (callers stay within `free`, so `end` always fits)
+    if (this.account !== null) size = Math.max(end, Math.min(size, old.length + this.account.remaining));
+    const next = new Uint8Array(size);
+    this.account?.add(size - old.length);
     // logical position i lives at (start + i) % old.length; out-of-order bytes past `length` included
     const first = old.length - this.start;
     next.set(old.subarray(this.start), 0);
@@ -98,11 +147,21 @@ export class RingBuffer {
     this.start = (this.start + k) % this.buf.length;
     this.length -= k;
     // No rewind to 0 when empty: out-of-order bytes may sit past the end.
+    // Empty with none, under a pressed quota: the storage goes back (it grows again with use).
+    if (this.length === 0 && this.pastEnd === 0 && this.account?.pressed) this.release();
   }
 
   clear(): void {
     this.start = 0;
     this.length = 0;
+    this.pastEnd = 0;
+    if (this.account !== null) this.release();
+  }
+
+  private release(): void {
+    this.account?.add(-this.buf.length);
+    this.buf = new Uint8Array(0);
+    this.start = 0;
   }
 }
 
