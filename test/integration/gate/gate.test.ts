@@ -12,6 +12,7 @@ import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { canRunRootTests, sh, Topology, waitFor } from "../support/netns.ts";
 import { startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
+import { startGateway } from "../../../app/gateway.ts";
 import { buildClient, deviceNamespace, enrollDevice, forwardPublicApi, killClients, runClient, type ClientResult } from "../support/client-device.ts";
 
 const N = 100 + ((process.pid + 61) % 100);
@@ -95,11 +96,14 @@ rule "touch-needs-approval" {
   }, 180_000);
 
   afterAll(async () => {
-    killClients();
-    api?.close();
-    await t?.stop();
-    topo.destroy();
-  });
+    try {
+      killClients();
+      api?.close();
+      await t?.stop();
+    } finally {
+      topo.destroy();
+    }
+  }, 60_000);
 
   const agent = (script: string, o: { onOut?: (out: string) => void; timeoutMs?: number; env?: string[] } = {}): Promise<ClientResult> =>
     runClient(bin, dev, ["run", "--gate", GATE, "--", "sh", "-c", script], {
@@ -315,6 +319,7 @@ __attribute__((constructor)) static void evil(void) {
       },
       output: () => out,
       errors: () => err,
+      kill: () => proc.kill("SIGKILL"),
       done: async () => {
         const code = await proc.exited;
         clearTimeout(timer);
@@ -392,5 +397,29 @@ __attribute__((constructor)) static void evil(void) {
     const after = await agent(`ls ${work}; echo ls=$?`);
     expect(after.out).toContain("ls=0");
     expect(started).toBe(true);
+  }, 180_000);
+
+  test("the kill switch survives a gateway restart: the device is still stopped until released", async () => {
+    const cli = async (...args: string[]) => {
+      const p = Bun.spawn(["./node_modules/.bin/bun", "app/main.ts", ...args, "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      return { out, err, code };
+    };
+    expect((await cli("devices", "kill", "gate-laptop", "--reason", "kept across restarts")).code).toBe(0);
+    try {
+      // Restart on the same state directory (the API forwarder follows t.gw).
+      await t.gw.close();
+      t.gw = await startGateway({ configPath: t.configPath, env: {}, stderrEvents: false });
+      t.gw.bus.subscribe((e) => t.events.push(e));
+      expect((await cli("devices", "killed")).out).toContain("gate-laptop");
+      const r = await agent(`ls ${work}; echo ls=$?`);
+      expect(r.out).not.toContain("ls=0");
+      expect(r.err).toContain("the kill switch is on for device gate-laptop (by cli:");
+      expect(r.err).toContain(": kept across restarts)");
+    } finally {
+      await cli("devices", "release", "gate-laptop");
+    }
+    const after = await agent(`ls ${work}; echo ls=$?`);
+    expect(after.out).toContain("ls=0");
   }, 180_000);
 });
