@@ -359,6 +359,63 @@ __attribute__((constructor)) static void evil(void) {
     await term.done();
   }, 120_000);
 
+  test("a terminal: Ctrl-C through two nested ptys (a gated shell running a gated cat) ends only the innermost command", async () => {
+    // bash gets a pty of its own from the warden, and cat (gated too) another
+    // one inside it: ^C must reach cat alone, and bash go on.
+    const stdinFile = path.join(work, `ctrlc-${process.pid}-${Date.now()}`);
+    writeFileSync(stdinFile, "");
+    chmodSync(stdinFile, 0o644);
+    const runningAs = (pattern: string) => () => Bun.spawnSync(["pgrep", "-f", pattern], { stdout: "pipe" }).stdout.toString().trim() !== "";
+    const interrupt = async (command: string, started: () => boolean): Promise<string> => {
+      const term = onTerminal(command);
+      try {
+        // Typed only once the inner command runs: every pty on the way is set up (and raw where it relays).
+        expect(await waitFor(started, 60_000)).toBe(true);
+        term.type("hello-pty\n");
+        expect(await waitFor(() => term.output().split("hello-pty").length >= 2, 60_000)).toBe(true);
+        term.type("\x03");
+        expect(await waitFor(() => term.output().includes("outer="), 30_000)).toBe(true);
+        await term.done();
+        return term.output();
+      } finally {
+        term.kill();
+      }
+    };
+    // The real cat (the warden runs it by its absolute path), on the second pty.
+    const gated = await interrupt(`bash -c 'cat - ${stdinFile}; echo inner=$?'; echo outer=$?`, runningAs(`^/\\S*/cat - ${stdinFile}$`));
+    expect(gated).toContain("inner=130");
+    expect(gated).toContain("outer=0");
+    // An ungated child shares bash's pty and process group (bash -c has no job
+    // control): ^C reaches both and bash dies of it, exactly as on a plain
+    // terminal. inner= would have been printed before outer=.
+    const ungated = await interrupt(`bash -c 'head -n 100 - ${stdinFile}; echo inner=$?'; echo outer=$?`, runningAs(`(^|/)head -n 100 - ${stdinFile}$`));
+    expect(ungated).toContain("outer=130");
+    expect(ungated).not.toContain("inner=");
+  }, 120_000);
+
+  test("a terminal: a SIGINT sent to a gated command's shim reaches its pty's foreground group, not script (which would end the session)", async () => {
+    const stdinFile = path.join(work, `sigint-${process.pid}-${Date.now()}`);
+    const go = `${stdinFile}.go`;
+    writeFileSync(stdinFile, "");
+    chmodSync(stdinFile, 0o644);
+    // bash traps SIGINT (so it goes on), head (not gated, bash's pty and group) dies of it.
+    const term = onTerminal(
+      `bash -c 'trap "echo caught-int" INT; head -n 100 - ${stdinFile}; echo inner=$?' </dev/tty & P=$!; ` +
+        `while [ ! -e ${go} ]; do sleep 0.1; done; kill -INT $P; wait $P; echo outer=$?`,
+    );
+    try {
+      expect(await waitFor(() => Bun.spawnSync(["pgrep", "-f", `(^|/)head -n 100 - ${stdinFile}$`], { stdout: "pipe" }).stdout.toString().trim() !== "", 60_000)).toBe(true);
+      writeFileSync(go, "");
+      expect(await waitFor(() => term.output().includes("outer="), 30_000)).toBe(true);
+      await term.done();
+      expect(term.output()).toContain("caught-int");
+      expect(term.output()).toContain("inner=130");
+      expect(term.output()).toContain("outer=0");
+    } finally {
+      term.kill();
+    }
+  }, 120_000);
+
   test("the kill switch (devices kill): the run ends, its gated command killed and recorded; commands denied until released", async () => {
     const cli = async (...args: string[]) => {
       const p = Bun.spawn(["./node_modules/.bin/bun", "app/main.ts", ...args, "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });
