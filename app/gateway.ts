@@ -9,6 +9,7 @@ import type { Credential, Policy } from "./policy/types.ts";
 import { loadPolicy, formatConfigError } from "./policy/load.ts";
 import { watchPolicy } from "./policy/reload.ts";
 import { openStateDb, STATE_DB_FILE } from "./store/db.ts";
+import { sqliteKillStore } from "./store/gate-kills.ts";
 import { persistRateLimits } from "./store/rate-limits.ts";
 import { persistSpend } from "./store/spend.ts";
 import { spendMetricLines } from "./spend/metrics.ts";
@@ -235,6 +236,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     redact: (text) => redactor.redactText(text),
     // The warden proves itself with the device's API token (the agent cannot read it).
     wardenOf: (proof) => devices.lookupByApiToken(proof)?.name,
+    kills: sqliteKillStore(db),
   });
   const gateSweep = setInterval(() => gate.sweep(), 10_000);
   gateSweep.unref?.();
@@ -448,6 +450,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     const runs = tunnel.runs;
     gate.onKill((e) => {
       const t = setTimeout(() => {
+        // A gateway closed in the meantime has no runs (and no database) left.
+        if (closed) return;
         const names = e.scope === ALL_DEVICES ? [...new Set(runs.list().map((r) => r.device))] : [e.scope];
         for (const n of names) runs.endDevice(n);
       }, KILL_TUNNEL_GRACE_MS);

@@ -5,8 +5,9 @@
 //   - every command it asks about is denied, and its held commands are
 //     withdrawn (GateService does both);
 //   - releasing it lets commands through again.
-// The switch lives in the gateway's memory: a restart releases it (the
-// runs it ended stay ended).
+// The switch is held here and written to the state database by GateService
+// (app/store/gate-kills.ts), which restores it at start: a restart does not
+// release it.
 
 export const ALL_DEVICES = "*";
 /** After this long the gateway also ends the stopped devices' run peers (the tunnel closed). */
@@ -46,6 +47,11 @@ export class KillSwitch {
       }
     }
     return e;
+  }
+
+  /** An engagement read back at start (no warden is waiting yet). */
+  restore(e: Engagement): void {
+    this.engaged.set(e.scope, e);
   }
 
   /** Turns it off for `scope`; false when it was not on. */

@@ -25,6 +25,8 @@ import type { GatewayEvent } from "../events/types.ts";
 import { DEFAULT_EXEC_TIMEOUT_MS, envToScrub, execFamily, normalisePaths, pathOutside, type ExecFacts } from "../families/exec.ts";
 import { judge } from "../policy/engine.ts";
 import { ALL_DEVICES, engagementLine, KillSwitch, type Engagement } from "./kill.ts";
+import type { KillStore } from "../store/gate-kills.ts";
+import { log } from "../log.ts";
 import type { Decision, Endpoint, Policy } from "../policy/types.ts";
 
 export interface GateDevice {
@@ -40,6 +42,8 @@ export interface GateDeps {
   now?: () => number;
   /** The device whose warden holds this proof (its API token); none: every request is refused. */
   wardenOf?: (proof: string) => string | undefined;
+  /** Where engaged kill switches are kept across restarts (none: memory only). */
+  kills?: KillStore;
 }
 
 export type GateAnswer =
@@ -98,6 +102,7 @@ export class GateService {
 
   constructor(private readonly deps: GateDeps) {
     this.now = deps.now ?? Date.now;
+    for (const e of deps.kills?.load() ?? []) this.kill.restore(e);
   }
 
   /** The device's command, judged. */
@@ -217,6 +222,7 @@ export class GateService {
   /** Turns the kill switch on for a device or ALL_DEVICES: holds withdrawn, wardens told, one event. */
   engageKill(scope: string, operator: string, reason: string): Engagement {
     const e = this.kill.engage(scope, operator, reason, this.now());
+    this.persistKill(() => this.deps.kills?.save(e));
     const line = engagementLine(e);
     for (const live of this.live.values()) {
       if (live.state !== "held" || (scope !== ALL_DEVICES && live.device.name !== scope)) continue;
@@ -232,8 +238,18 @@ export class GateService {
   releaseKill(scope: string, operator: string): boolean {
     const was = this.kill.list().find((e) => e.scope === scope);
     if (!was || !this.kill.release(scope)) return false;
+    this.persistKill(() => this.deps.kills?.remove(scope));
     this.killEvent({ ...was, operator, since: this.now() }, "off");
     return true;
+  }
+
+  /** The switch in memory is what holds now; a failed write only costs keeping it across a restart. */
+  private persistKill(write: () => void): void {
+    try {
+      write();
+    } catch (e) {
+      log.error("kill switch not saved in the state database", { error: (e as Error).message });
+    }
   }
 
   /** Called after the switch is turned on (the gateway ends the device's run peers). */

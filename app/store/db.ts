@@ -238,6 +238,16 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (day, device, profile, credential, model)
   );
   `,
+  // 11: the command gate's kill switch, engaged: one row per device stopped
+  // (or "*" for every device), so a gateway restart does not release it.
+  `
+  CREATE TABLE gate_kills (
+    scope    TEXT PRIMARY KEY,
+    operator TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    since    INTEGER NOT NULL
+  );
+  `,
 ];
 
 /**

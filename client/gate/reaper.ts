@@ -8,19 +8,24 @@
 // command, and nothing of it outlives it.
 //
 // As pid 1 it only gets the signals it handles: it forwards those the warden
-// relays (with a terminal: SIGWINCH to `script`, the rest to every process
-// below; without: to the command's process group). It does not die of a
+// relays (with a terminal: SIGINT and SIGQUIT to the foreground process
+// group of the command's pty, as a Ctrl-C typed there would, never to
+// `script`, which ends the whole session on SIGINT; SIGWINCH to `script`;
+// the rest to every process below; without a terminal: to the command's
+// process group). It does not die of a
 // signal itself, so it reports how the command ended on fd 3
 // ({"exit": N} or {"signal": "SIGTERM"}) and exits with 128+N or N.
 import { writeSync } from "node:fs";
 import os from "node:os";
-import { descendants } from "./tree.ts";
+import { descendants, terminalForeground } from "./tree.ts";
 
 /** The warden's end of fd 3 reads this. */
 export type ReapStatus = { exit: number } | { signal: string };
 
 const FORWARDED: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH"];
 const STATUS_FD = 3;
+/** The signals a terminal itself sends (to its foreground process group). */
+const KEYBOARD = new Set<NodeJS.Signals>(["SIGINT", "SIGQUIT"]);
 
 function send(pid: number, s: NodeJS.Signals): boolean {
   try {
@@ -53,8 +58,14 @@ export async function reap(argv: string[]): Promise<number> {
         s,
         () => {
           if (tty) {
-            if (s === "SIGWINCH") send(child.pid, s);
-            else for (const p of descendants(process.pid)) send(p, s);
+            if (s === "SIGWINCH") {
+              send(child.pid, s);
+              return;
+            }
+            const foreground = KEYBOARD.has(s) ? terminalForeground(process.pid) : undefined;
+            if (foreground !== undefined && send(-foreground, s)) return;
+            // Not a keyboard signal, or no pty yet (script has not opened it): everything below.
+            for (const p of descendants(process.pid)) send(p, s);
           } else if (!send(-child.pid, s)) {
             // Not yet its own group (setsid has not run): the process itself.
             send(child.pid, s);

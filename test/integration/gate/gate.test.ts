@@ -12,6 +12,7 @@ import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { canRunRootTests, sh, Topology, waitFor } from "../support/netns.ts";
 import { startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
+import { startGateway } from "../../../app/gateway.ts";
 import { buildClient, deviceNamespace, enrollDevice, forwardPublicApi, killClients, runClient, type ClientResult } from "../support/client-device.ts";
 
 const N = 100 + ((process.pid + 61) % 100);
@@ -95,11 +96,14 @@ rule "touch-needs-approval" {
   }, 180_000);
 
   afterAll(async () => {
-    killClients();
-    api?.close();
-    await t?.stop();
-    topo.destroy();
-  });
+    try {
+      killClients();
+      api?.close();
+      await t?.stop();
+    } finally {
+      topo.destroy();
+    }
+  }, 60_000);
 
   const agent = (script: string, o: { onOut?: (out: string) => void; timeoutMs?: number; env?: string[] } = {}): Promise<ClientResult> =>
     runClient(bin, dev, ["run", "--gate", GATE, "--", "sh", "-c", script], {
@@ -315,6 +319,7 @@ __attribute__((constructor)) static void evil(void) {
       },
       output: () => out,
       errors: () => err,
+      kill: () => proc.kill("SIGKILL"),
       done: async () => {
         const code = await proc.exited;
         clearTimeout(timer);
@@ -352,6 +357,63 @@ __attribute__((constructor)) static void evil(void) {
     term.type("\x03");
     expect(await waitFor(() => term.output().includes("cat=130"), 30_000)).toBe(true);
     await term.done();
+  }, 120_000);
+
+  test("a terminal: Ctrl-C through two nested ptys (a gated shell running a gated cat) ends only the innermost command", async () => {
+    // bash gets a pty of its own from the warden, and cat (gated too) another
+    // one inside it: ^C must reach cat alone, and bash go on.
+    const stdinFile = path.join(work, `ctrlc-${process.pid}-${Date.now()}`);
+    writeFileSync(stdinFile, "");
+    chmodSync(stdinFile, 0o644);
+    const runningAs = (pattern: string) => () => Bun.spawnSync(["pgrep", "-f", pattern], { stdout: "pipe" }).stdout.toString().trim() !== "";
+    const interrupt = async (command: string, started: () => boolean): Promise<string> => {
+      const term = onTerminal(command);
+      try {
+        // Typed only once the inner command runs: every pty on the way is set up (and raw where it relays).
+        expect(await waitFor(started, 60_000)).toBe(true);
+        term.type("hello-pty\n");
+        expect(await waitFor(() => term.output().split("hello-pty").length >= 2, 60_000)).toBe(true);
+        term.type("\x03");
+        expect(await waitFor(() => term.output().includes("outer="), 30_000)).toBe(true);
+        await term.done();
+        return term.output();
+      } finally {
+        term.kill();
+      }
+    };
+    // The real cat (the warden runs it by its absolute path), on the second pty.
+    const gated = await interrupt(`bash -c 'cat - ${stdinFile}; echo inner=$?'; echo outer=$?`, runningAs(`^/\\S*/cat - ${stdinFile}$`));
+    expect(gated).toContain("inner=130");
+    expect(gated).toContain("outer=0");
+    // An ungated child shares bash's pty and process group (bash -c has no job
+    // control): ^C reaches both and bash dies of it, exactly as on a plain
+    // terminal. inner= would have been printed before outer=.
+    const ungated = await interrupt(`bash -c 'head -n 100 - ${stdinFile}; echo inner=$?'; echo outer=$?`, runningAs(`(^|/)head -n 100 - ${stdinFile}$`));
+    expect(ungated).toContain("outer=130");
+    expect(ungated).not.toContain("inner=");
+  }, 120_000);
+
+  test("a terminal: a SIGINT sent to a gated command's shim reaches its pty's foreground group, not script (which would end the session)", async () => {
+    const stdinFile = path.join(work, `sigint-${process.pid}-${Date.now()}`);
+    const go = `${stdinFile}.go`;
+    writeFileSync(stdinFile, "");
+    chmodSync(stdinFile, 0o644);
+    // bash traps SIGINT (so it goes on), head (not gated, bash's pty and group) dies of it.
+    const term = onTerminal(
+      `bash -c 'trap "echo caught-int" INT; head -n 100 - ${stdinFile}; echo inner=$?' </dev/tty & P=$!; ` +
+        `while [ ! -e ${go} ]; do sleep 0.1; done; kill -INT $P; wait $P; echo outer=$?`,
+    );
+    try {
+      expect(await waitFor(() => Bun.spawnSync(["pgrep", "-f", `(^|/)head -n 100 - ${stdinFile}$`], { stdout: "pipe" }).stdout.toString().trim() !== "", 60_000)).toBe(true);
+      writeFileSync(go, "");
+      expect(await waitFor(() => term.output().includes("outer="), 30_000)).toBe(true);
+      await term.done();
+      expect(term.output()).toContain("caught-int");
+      expect(term.output()).toContain("inner=130");
+      expect(term.output()).toContain("outer=0");
+    } finally {
+      term.kill();
+    }
   }, 120_000);
 
   test("the kill switch (devices kill): the run ends, its gated command killed and recorded; commands denied until released", async () => {
@@ -392,5 +454,29 @@ __attribute__((constructor)) static void evil(void) {
     const after = await agent(`ls ${work}; echo ls=$?`);
     expect(after.out).toContain("ls=0");
     expect(started).toBe(true);
+  }, 180_000);
+
+  test("the kill switch survives a gateway restart: the device is still stopped until released", async () => {
+    const cli = async (...args: string[]) => {
+      const p = Bun.spawn(["./node_modules/.bin/bun", "app/main.ts", ...args, "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      return { out, err, code };
+    };
+    expect((await cli("devices", "kill", "gate-laptop", "--reason", "kept across restarts")).code).toBe(0);
+    try {
+      // Restart on the same state directory (the API forwarder follows t.gw).
+      await t.gw.close();
+      t.gw = await startGateway({ configPath: t.configPath, env: {}, stderrEvents: false });
+      t.gw.bus.subscribe((e) => t.events.push(e));
+      expect((await cli("devices", "killed")).out).toContain("gate-laptop");
+      const r = await agent(`ls ${work}; echo ls=$?`);
+      expect(r.out).not.toContain("ls=0");
+      expect(r.err).toContain("the kill switch is on for device gate-laptop (by cli:");
+      expect(r.err).toContain(": kept across restarts)");
+    } finally {
+      await cli("devices", "release", "gate-laptop");
+    }
+    const after = await agent(`ls ${work}; echo ls=$?`);
+    expect(after.out).toContain("ls=0");
   }, 180_000);
 });

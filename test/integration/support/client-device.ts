@@ -73,9 +73,9 @@ export function addHostAddress(topo: Topology, ip: string): void {
 
 /** The public API (loopback) reachable on `hostIp`; returns its URL and a close. */
 export async function forwardPublicApi(t: TestGateway, hostIp: string): Promise<{ url: string; close(): void }> {
-  const pub = t.gw.publicServer.address;
   const server = net.createServer((s) => {
-    const c = net.connect(pub.port, "127.0.0.1");
+    // Looked up per connection: a test that restarts the gateway swaps t.gw.
+    const c = net.connect(t.gw.publicServer.address.port, "127.0.0.1");
     s.pipe(c).pipe(s);
     s.on("error", () => c.destroy());
     c.on("error", () => s.destroy());

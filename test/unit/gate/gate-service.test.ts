@@ -6,11 +6,16 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { DashboardApprover } from "../../../app/approvers/dashboard.ts";
 import { ApprovalHub } from "../../../app/approvers/hub.ts";
 import type { GatewayEvent } from "../../../app/events/types.ts";
-import { GateService, UNPROVEN_REASON, type GateAnswer } from "../../../app/gate/service.ts";
+import { GateService, UNPROVEN_REASON, type GateAnswer, type GateDeps } from "../../../app/gate/service.ts";
 import { ALL_DEVICES } from "../../../app/gate/kill.ts";
 import { gateRoute, GATE_TOKEN_HEADER } from "../../../app/gate/routes.ts";
 import type { Policy } from "../../../app/policy/types.ts";
 import { policyFrom } from "../policy/helpers.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { openStateDb } from "../../../app/store/db.ts";
+import { sqliteKillStore } from "../../../app/store/gate-kills.ts";
 
 const HCL = `schema_version = 1
 defaults {
@@ -67,7 +72,7 @@ afterEach(() => {
   hubs = [];
 });
 
-async function setup(): Promise<{ gate: GateService; events: GatewayEvent[]; hub: ApprovalHub; policy: Policy }> {
+async function setup(o: { kills?: GateDeps["kills"] } = {}): Promise<{ gate: GateService; events: GatewayEvent[]; hub: ApprovalHub; policy: Policy }> {
   const policy = await policyFrom(HCL);
   const events: GatewayEvent[] = [];
   let dashboard: DashboardApprover | undefined;
@@ -79,6 +84,7 @@ async function setup(): Promise<{ gate: GateService; events: GatewayEvent[]; hub
     publish: (e) => events.push(e),
     approvals: { hold: ({ request, chain, signal }) => hub.resumeOrStart(request, chain, { rule: request.rule, signal }) },
     wardenOf: (proof) => (proof === PROOF ? "laptop" : proof === OTHER_PROOF ? "other" : undefined),
+    ...(o.kills ? { kills: o.kills } : {}),
   });
   return { gate, events, hub, policy };
 }
@@ -230,6 +236,30 @@ describe("the routes", () => {
     expect(gate.ask({ name: "other", profile: "dev" }, command(["ls"]))).toMatchObject({ status: "deny", reason: "the kill switch is on for every device (by alice)" });
     const r = await gateRoute(gate, "GET", url("/gate/kill?wait=5"), [["Authorization", `Bearer ${OTHER_PROOF}`]], new Uint8Array(), { name: "other", profile: "dev" });
     expect(JSON.parse(r.body)).toMatchObject({ kill: true, scope: "*" });
+  });
+
+  test("the kill switch is kept in the state database: a new service on it (a restart) still stops the device until released", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "clawpatrol-gate-kills-"));
+    try {
+      const db = openStateDb(dir);
+      const first = await setup({ kills: sqliteKillStore(db) });
+      first.gate.engageKill("laptop", "cli:root", "runaway agent");
+      first.gate.engageKill(ALL_DEVICES, "alice", "");
+      first.gate.releaseKill(ALL_DEVICES, "alice");
+      db.close();
+      const reopened = openStateDb(dir);
+      const { gate } = await setup({ kills: sqliteKillStore(reopened) });
+      expect(gate.kill.list()).toMatchObject([{ scope: "laptop", operator: "cli:root", reason: "runaway agent" }]);
+      expect(gate.ask(dev, command(["ls"]))).toMatchObject({ status: "deny", reason: "the kill switch is on for device laptop (by cli:root: runaway agent)" });
+      const heard = await gateRoute(gate, "GET", url("/gate/kill?wait=0"), [warden], new Uint8Array(), dev);
+      expect(JSON.parse(heard.body)).toMatchObject({ kill: true, scope: "laptop" });
+      expect(gate.ask({ name: "other", profile: "dev" }, command(["ls"])).status).toBe("allow");
+      expect(gate.releaseKill("laptop", "cli:root")).toBe(true);
+      expect(sqliteKillStore(reopened).load()).toEqual([]);
+      reopened.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("the kill switch withdraws held commands and records a killed one as such", async () => {

@@ -20,7 +20,7 @@ describe("openStateDb", () => {
     const tables = (db.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map(
       (r) => r.name,
     );
-    expect(tables).toEqual(["actions", "address_cursor", "audit", "devices", "onboarding", "operator_sessions", "operator_tokens", "operators", "rate_limits", "run_peers", "secrets", "spend_daily", "ssh_host_keys", "ssh_upstream_keys", "vips"]);
+    expect(tables).toEqual(["actions", "address_cursor", "audit", "devices", "gate_kills", "onboarding", "operator_sessions", "operator_tokens", "operators", "rate_limits", "run_peers", "secrets", "spend_daily", "ssh_host_keys", "ssh_upstream_keys", "vips"]);
     const indexes = (db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'actions_%'").all() as {
       name: string;
     }[]).map((r) => r.name);
