@@ -78,6 +78,7 @@ describe("loadPolicy: config/example.hcl", () => {
       "warehouse-http-read-only",
       "git-push-needs-a-person",
       "no-rm-rf-outside-the-workspace",
+      "npm-install-in-a-ghost",
     ]);
     expect(rules.find((r) => r.name === "no-force-push")!.mode).toBe("shadow");
     const merge = rules[1]!;
