@@ -108,6 +108,9 @@ export class H2InterceptSession {
       });
       server.on("sessionError", (e: Error) => log.debug("h2 agent session error", { flow: this.flow.id, error: e.message }));
       this.agent.on("close", finish);
+      // An agent that is gone shows first as the end of its bytes (an h2 client never half-closes).
+      this.agent.on("end", finish);
+      this.flow.conn.on("close", finish);
       this.agent.on("error", () => finish());
       server.emit("connection", this.agent);
     });
@@ -246,7 +249,7 @@ export class H2InterceptSession {
     const requestWhole = r.ok && r.early ? false : await sending;
     if (r.ok && requestWhole && r.reusable && conn.atCleanBoundary) this.deps.pool.release(conn);
     else conn.destroy();
-    this.publish(head, started, { ...fields, bytesUp, bytesDown: r.bytesDown, ...(r.status ? { status: r.status } : {}), ...(r.ok ? {} : { detail: r.detail }) });
+    this.publish(head, started, { ...fields, bytesUp, bytesDown: r.bytesDown, ...(r.status ? { status: r.status } : {}), ...(r.ok ? {} : { detail: r.detail, action: { closedBy: closedBy(r.detail) } }) });
   }
 
   /** The request as a stream of the upstream's own h2 session; the response back frame by frame, trailers included. */
@@ -262,7 +265,8 @@ export class H2InterceptSession {
     let bytesUp = x.bodyBytes;
     let bytesDown = 0;
     let status: number | undefined;
-    const publish = (more: EventFields) => this.publish(head, started, { ...fields, bytesUp, bytesDown, ...(status ? { status } : {}), ...more });
+    const publish = (more: EventFields) =>
+      this.publish(head, started, { ...fields, bytesUp, bytesDown, ...(status ? { status } : {}), ...more, ...(more.detail ? { action: { closedBy: closedBy(more.detail) } } : {}) });
     if (stream.destroyed) return publish({ detail: "agent reset the stream" });
     const noBody = x.complete && x.bodyBytes === 0;
     let req: http2.ClientHttp2Stream;
@@ -416,6 +420,12 @@ export class H2InterceptSession {
   private publish(head: Pick<RequestHead, "method" | "target">, started: number, fields: EventFields): void {
     this.deps.publish(exchangeEvent(this.flow, this.sni, head, started, Date.now() - started, fields));
   }
+}
+
+/** Who ended a stream early, as HTTP/1.1's events say it (`action.closedBy`): the agent, the upstream, or the gateway refusing. */
+function closedBy(detail: string): "client" | "upstream" | "gateway" {
+  if (detail.startsWith("agent")) return "client";
+  return detail.startsWith("upstream") && !detail.includes("despite identity") ? "upstream" : "gateway";
 }
 
 /** Body chunks until the stream ends or more than `atMost` bytes were read. */

@@ -262,6 +262,18 @@ describe("events say what happened", () => {
     expect(e.bytesDown).toBeGreaterThanOrEqual(3 << 20);
     expect(e.bytesDown).toBeLessThan(16 << 20);
   });
+  test("over HTTP/2 too: the stream of an agent that gives up is recorded at once, with the 200 it got, the bytes it got, and that the agent ended it", async () => {
+    // curl's output closed after 3 MiB of 16 (as a pipe to `head` does): curl stops with a write error and closes.
+    const proc = Bun.spawn(
+      ["sh", "-c", 'curl -sS --http2 --max-time 30 --noproxy "" -x "$1" --cacert "$2" --connect-to "$3" "$4" | head -c 3145728 > /dev/null', "sh", t.proxyUrl, t.caPath, `api.test:${tlsUp.port}:127.0.0.1:${tlsUp.port}`, `https://api.test:${tlsUp.port}/download?mb=16&over=h2`],
+      { stdout: "ignore", stderr: "ignore" },
+    );
+    await proc.exited;
+    const e = await eventWhere(t, (x) => x.kind === "http" && x.path === "/download?mb=16&over=h2" && x.port === tlsUp.port);
+    expect(e).toMatchObject({ status: 200, verdict: "allow", detail: "agent reset the stream", action: { closedBy: "client" } });
+    expect(e.bytesDown).toBeGreaterThanOrEqual(3 << 20);
+    expect(e.bytesDown).toBeLessThan(16 << 20);
+  });
 
   test("a client that closes mid-body after reading some is recorded with the bytes relayed", async () => {
     const { hostname, port } = new URL(t.proxyUrl);
