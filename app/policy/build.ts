@@ -18,6 +18,7 @@ import { readDashboardTlsBlock } from "../tls/dashboard-config.ts";
 import { readClickHouseExportBlock } from "../events/export/config.ts";
 import { specOf } from "../endpoints/registry.ts";
 import { parseRate, type RateSpec } from "./rate-limits.ts";
+import { readOverVerdict } from "./over-verdict.ts";
 import { readBudget, readPrice } from "../spend/config.ts";
 import { providerOf } from "../spend/budget.ts";
 import type { Price } from "../spend/prices.ts";
@@ -544,16 +545,7 @@ function readRateLimit(
   }
   const burst = r.has("burst") ? r.integer("burst", 1) : parsed.count;
   const per = r.oneOf("per", ["device", "profile", "endpoint", "credential"] as const) ?? "device";
-  let overLimit: NonNullable<Rule["overLimit"]> = { verdict: "deny" };
-  if (r.has("over_limit")) {
-    const raw = r.raw("over_limit");
-    if (raw === "deny") overLimit = { verdict: "deny" };
-    else if (Array.isArray(raw)) {
-      const approve = resolveList(r, "over_limit", "approver");
-      if (isEmptyList(raw)) r.error(r.line("over_limit"), "over_limit must name at least one approver, or be \"deny\"");
-      else if (approve) overLimit = { approve };
-    } else r.error(r.line("over_limit"), 'over_limit must be "deny" or a list of approvers, like [dashboard]');
-  }
+  const overLimit = readOverVerdict(r, "over_limit", (reader, attr) => resolveList(reader, attr, "approver"));
   if (burst === undefined) return undefined;
   return { rate: { ...parsed, burst, per, text: text! }, overLimit };
 }

@@ -6,6 +6,7 @@ import type { HclBlock } from "../policy/hcl/parse.ts";
 import type { ConfigError } from "../policy/types.ts";
 import type { Budget, BudgetPer } from "./budget.ts";
 import type { Price } from "./prices.ts";
+import { readOverVerdict } from "../policy/over-verdict.ts";
 
 const PRICE_ATTRIBUTES = ["input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"];
 const BUDGET_ATTRIBUTES = ["daily_usd", "per", "over_budget"];
@@ -58,15 +59,7 @@ export function readBudget(parent: BlockReader, errors: ConfigError[], ctx: Budg
   const daily = r.number("daily_usd");
   if (daily !== undefined && !(daily > 0)) r.error(r.line("daily_usd"), `daily_usd must be an amount above zero (USD), not ${daily}`);
   const per = r.oneOf("per", ctx.pers) ?? ctx.pers[0]!;
-  let overBudget: Budget["overBudget"] = { verdict: "deny" };
-  if (r.has("over_budget")) {
-    const raw = r.raw("over_budget");
-    if (raw === "deny") overBudget = { verdict: "deny" };
-    else if (Array.isArray(raw) && raw.length > 0) {
-      const approve = ctx.resolveApprovers(r, "over_budget");
-      if (approve) overBudget = { approve };
-    } else r.error(r.line("over_budget"), 'over_budget must be "deny" or a list of approvers, like [dashboard]');
-  }
+  const overBudget = readOverVerdict(r, "over_budget", ctx.resolveApprovers);
   if (errors.length > before || daily === undefined) return undefined;
   return { dailyUsd: daily, per, overBudget, source: { file: block.file, line: block.line } };
 }
