@@ -66,18 +66,19 @@ describe.skipIf(!canRunRootTests)("clawpatrol join + run through a userspace gat
       let out = "";
       let err = "";
       const timer = setTimeout(() => proc.kill("SIGKILL"), o.timeoutMs ?? 30_000);
-      (async () => {
+      const readOut = (async () => {
         for await (const c of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
           out += new TextDecoder().decode(c);
           o.onOut?.(out, proc.pid);
         }
       })();
-      (async () => {
+      const readErr = (async () => {
         for await (const c of proc.stderr as unknown as AsyncIterable<Uint8Array>) err += new TextDecoder().decode(c);
       })();
       proc.exited.then(async (code) => {
         clearTimeout(timer);
-        await Bun.sleep(20);
+        // Everything the process wrote, read to the end of both pipes.
+        await Promise.all([readOut, readErr]);
         resolve({ code, out, err });
       });
     });

@@ -6,6 +6,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { makeTestPki, type TestPki } from "../support/pki.ts";
 import { startUpstream, type TestUpstream } from "../support/upstream.ts";
 import { curlVia, startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
+import { waitFor } from "../support/netns.ts";
+import { setLogWriter } from "../../../app/log.ts";
 
 let pki: TestPki;
 let upstream: TestUpstream;
@@ -117,8 +119,9 @@ describe("dispatch", () => {
     const out = await new Response(proc.stdout).text();
     expect(await proc.exited).toBe(0);
     expect(out.trim().split("\n").at(-1)).toBe("200");
-    await Bun.sleep(50);
-    const e = t.events.filter((x) => x.kind === "connection").at(-1)!;
+    const spliced = () => t.events.findLast((x) => x.kind === "connection" && x.host === "other.test");
+    expect(await waitFor(() => spliced() !== undefined, 10_000)).toBe(true);
+    const e = spliced()!;
     expect(e.verdict).toBe("passthrough");
     expect(e.host).toBe("other.test");
     expect(e.bytesDown).toBeGreaterThan(0);
@@ -142,7 +145,8 @@ describe("dispatch", () => {
     sock.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\nProxy-Authorization: Basic ${auth}\r\n\r\n`);
     const chunks: Buffer[] = [];
     sock.on("data", (d: Buffer) => chunks.push(d));
-    await Bun.sleep(100);
+    // Half-close only once the tunnel is up (the proxy's 200 has arrived).
+    expect(await waitFor(() => Buffer.concat(chunks).includes("\r\n\r\n"), 10_000, 5)).toBe(true);
     sock.end("ping through the relay");
     await new Promise<void>((r) => sock.once("close", () => r()));
     const text = Buffer.concat(chunks).toString();
@@ -222,22 +226,29 @@ describe("hot reload by the watcher", () => {
     const { token } = t.gw.devices.add("watcher", "agents");
     const good = readFileSync(t.configPath, "utf8");
     const status = async () => (await curlVia(t, "api.test", upstream.port, "/echo", ["--proxy-user", `w:${token}`])).status;
-    const waitFor = async (want: number) => {
+    const waitForStatus = async (want: number) => {
       for (let i = 0; i < 100; i++) {
         if ((await status()) === want) return true;
         await Bun.sleep(50);
       }
       return false;
     };
+    const logged: string[] = [];
+    setLogWriter((line) => {
+      logged.push(line);
+      process.stderr.write(line + "\n");
+    });
     try {
       writeFileSync(t.configPath, good + "\nthis is not HCL {{{\n");
-      await Bun.sleep(400);
+      // The watcher saw the bad edit and kept the last good policy.
+      expect(await waitFor(() => logged.some((l) => l.includes("config rejected")), 15_000, 10)).toBe(true);
       expect(await status()).toBe(200);
       writeFileSync(t.configPath, good.replace('condition = "http.method != \'GET\'"', 'condition = "http.method == \'GET\'"'));
-      expect(await waitFor(403)).toBe(true);
+      expect(await waitForStatus(403)).toBe(true);
     } finally {
+      setLogWriter(undefined);
       writeFileSync(t.configPath, good);
-      expect(await waitFor(200)).toBe(true);
+      expect(await waitForStatus(200)).toBe(true);
     }
   });
 });
@@ -252,8 +263,8 @@ describe("unknown_host = deny", () => {
         { stdout: "pipe", stderr: "pipe" },
       );
       expect(await proc.exited).not.toBe(0);
-      await Bun.sleep(50);
-      const e = d.events.at(-1)!;
+      expect(await waitFor(() => d.events.some((x) => x.kind === "connection" && x.host === "other.test"), 10_000)).toBe(true);
+      const e = d.events.findLast((x) => x.kind === "connection" && x.host === "other.test")!;
       expect(e.kind).toBe("connection");
       expect(e.verdict).toBe("deny");
       expect(e.host).toBe("other.test");

@@ -83,10 +83,13 @@ describe("watchPolicy", () => {
     writeFileSync(join(dir, "b.hcl"), 'endpoint "https" "x" {\n  hosts = ["x.test"]\n}\n');
     writeFileSync(join(dir, "b.hcl"), 'endpoint "https" "y" {\n  hosts = ["y.test"]\n}\n');
     await rec.next(1);
-    await Bun.sleep(200);
-    expect(rec.seen.length).toBe(1);
     const only = rec.seen[0]!;
     expect("policy" in only && [...only.policy.endpoints.keys()]).toEqual(["https.y"]);
+    // A later edit is the very next reload: the burst gave one reload, not two.
+    writeFileSync(join(dir, "b.hcl"), 'endpoint "https" "z" {\n  hosts = ["z.test"]\n}\n');
+    await rec.next(2);
+    const next = rec.seen[1]!;
+    expect("policy" in next && [...next.policy.endpoints.keys()]).toEqual(["https.z"]);
   });
 
   test("close() stops reloads", async () => {
@@ -96,9 +99,17 @@ describe("watchPolicy", () => {
     const rec = recorder();
     watch = watchPolicy(file, rec.handlers, { debounceMs: 20 });
     await watch.ready;
-    watch.close();
-    writeFileSync(file, bad);
-    await Bun.sleep(150);
-    expect(rec.seen).toEqual([]);
+    // A second watcher on the same file, left open, shows when the edit has been seen.
+    const witness = recorder();
+    const open = watchPolicy(file, witness.handlers, { debounceMs: 20 });
+    await open.ready;
+    try {
+      watch.close();
+      writeFileSync(file, bad);
+      await witness.next(1);
+      expect(rec.seen).toEqual([]);
+    } finally {
+      open.close();
+    }
   });
 });
