@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { mixedFamilies, parseSize } from "../../../app/policy/build.ts";
+import { parseSize } from "../../../app/policy/build.ts";
+import { mixedFamilies } from "../../../app/policy/build-rule.ts";
 import { formatConfigError, loadPolicy } from "../../../app/policy/load.ts";
 import { policyFrom, tempDir } from "./helpers.ts";
 
