@@ -42,3 +42,6 @@ export function printTable(header: string[], rows: string[][]): void {
 export function isoMinute(ms: number): string {
   return new Date(ms).toISOString().slice(0, 16).replace("T", " ");
 }
+
+/** A command line the operator got wrong: exit 2 with a pointer to --help. */
+export class UsageError extends Error {}
