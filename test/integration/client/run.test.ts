@@ -10,13 +10,23 @@
 //             public API reached through a forwarder on the veth address,
 //             a TLS upstream on a second host address
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import net from "node:net";
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { canRunRootTests, Topology, sh } from "../support/netns.ts";
 import { makeTestPki } from "../support/pki.ts";
 import { startUpstream, type TestUpstream } from "../support/upstream.ts";
 import { startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
+import {
+  addHostAddress,
+  buildClient,
+  deviceNamespace,
+  enrollDevice,
+  forwardPublicApi,
+  killClients,
+  runClient,
+  type ClientOptions,
+  type ClientResult,
+} from "../support/client-device.ts";
 import { controlFetch } from "../../../app/control/client.ts";
 
 const SECRET = "ghp_real-client-secret-0123456789";
@@ -26,81 +36,25 @@ const HOST_IP = `10.218.${N}.1`;
 const DEV_UNDERLAY = `10.218.${N}.2`;
 const UPSTREAM_IP = `10.219.${N}.1`;
 const WG_PORT = 30000 + (process.pid % 10000);
-const ROOT = path.resolve(import.meta.dir, "../../..");
 const NOBODY = 65534;
-
-interface Result {
-  code: number | null;
-  out: string;
-  err: string;
-}
 
 describe.skipIf(!canRunRootTests)("clawpatrol join + run through a userspace gateway", () => {
   const topo = new Topology("cpc");
   let dev = "";
   let t: TestGateway;
   let upstream: TestUpstream;
-  let forwarder: net.Server;
+  let api: { url: string; close(): void };
   let bin = "";
   let home = "";
   let apiUrl = "";
 
   /** Runs the client inside the dev namespace (optionally as nobody). */
-  const client = (
-    args: string[],
-    o: { home?: string; user?: number; timeoutMs?: number; env?: string[]; onOut?: (s: string, pid: number) => void } = {},
-  ): Promise<Result> =>
-    new Promise((resolve) => {
-      const asUser = o.user === undefined ? [] : ["setpriv", `--reuid=${o.user}`, `--regid=${o.user}`, "--clear-groups", "--"];
-      // Each home keeps its own record of active runs (the client's runtime dir is per user otherwise).
-      const runtime = `${o.home ?? home}/.run`;
-      mkdirSync(runtime, { recursive: true, mode: 0o1777 });
-      chmodSync(runtime, 0o1777);
-      const env = ["env", "-u", "XDG_CONFIG_HOME", `XDG_RUNTIME_DIR=${runtime}`, `HOME=${o.home ?? home}`, ...(o.env ?? [])];
-      // ip netns exec, setpriv and env all exec: proc.pid is the client's pid.
-      const proc = Bun.spawn(["ip", "netns", "exec", dev, ...asUser, ...env, bin, ...args], {
-        stdout: "pipe",
-        stderr: "pipe",
-        stdin: "ignore",
-      });
-      let out = "";
-      let err = "";
-      const timer = setTimeout(() => proc.kill("SIGKILL"), o.timeoutMs ?? 30_000);
-      const readOut = (async () => {
-        for await (const c of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
-          out += new TextDecoder().decode(c);
-          o.onOut?.(out, proc.pid);
-        }
-      })();
-      const readErr = (async () => {
-        for await (const c of proc.stderr as unknown as AsyncIterable<Uint8Array>) err += new TextDecoder().decode(c);
-      })();
-      proc.exited.then(async (code) => {
-        clearTimeout(timer);
-        // Everything the process wrote, read to the end of both pipes.
-        await Promise.all([readOut, readErr]);
-        resolve({ code, out, err });
-      });
-    });
+  const client = (args: string[], o: Partial<ClientOptions> = {}): Promise<ClientResult> => runClient(bin, dev, args, { home, ...o });
 
   beforeAll(async () => {
-    // The binary, as `make client` builds it.
-    const binDir = tempDir("client-bin");
-    chmodSync(binDir, 0o755);
-    bin = path.join(binDir, "clawpatrol");
-    if (process.env.CLAWPATROL_TEST_CLIENT === "source") {
-      // The same tests against the sources (bun + client/main.ts).
-      writeFileSync(bin, `#!/bin/sh\nexec ${path.join(ROOT, "node_modules/.bin/bun")} ${path.join(ROOT, "client/main.ts")} "$@"\n`, { mode: 0o755 });
-    }
-    const built = process.env.CLAWPATROL_TEST_CLIENT === "source" ? { exitCode: 0, stderr: "" } : Bun.spawnSync(
-      [path.join(ROOT, "node_modules/.bin/bun"), "build", "--compile", "--minify", "client/main.ts", "app/net/tun/tun-worker.ts", "--outfile", bin],
-      { cwd: ROOT, stderr: "pipe", stdout: "pipe" },
-    );
-    if (built.exitCode !== 0) throw new Error(`bun build --compile failed: ${built.stderr.toString()}`);
-
-    dev = topo.namespace("dev");
-    topo.veth(dev, "h", `${HOST_IP}/30`, `${DEV_UNDERLAY}/30`);
-    sh(`ip addr add ${UPSTREAM_IP}/32 dev ${topo.hostLink("h")}`);
+    bin = buildClient();
+    ({ dev } = deviceNamespace(topo, HOST_IP, DEV_UNDERLAY));
+    addHostAddress(topo, UPSTREAM_IP);
 
     const pki = makeTestPki(tempDir("pki"), ["api.test"]);
     upstream = startUpstream(pki, { hostname: UPSTREAM_IP, port: 443 });
@@ -132,49 +86,24 @@ profile "contractors" {}
       },
     );
     // The public API listens on loopback; the device reaches it on the veth address.
-    const pub = t.gw.publicServer.address;
-    forwarder = net.createServer((s) => {
-      const c = net.connect(pub.port, "127.0.0.1");
-      s.pipe(c).pipe(s);
-      s.on("error", () => c.destroy());
-      c.on("error", () => s.destroy());
-    });
-    await new Promise<void>((r) => forwarder.listen(0, HOST_IP, () => r()));
-    apiUrl = `http://${HOST_IP}:${(forwarder.address() as net.AddressInfo).port}`;
+    api = await forwardPublicApi(t, HOST_IP);
+    apiUrl = api.url;
 
     home = tempDir("home");
     chmodSync(home, 0o755);
   }, 60_000);
 
   afterAll(async () => {
-    forwarder?.close();
+    killClients();
+    api?.close();
     await t?.stop();
     upstream?.stop();
     topo.destroy();
   });
 
-  const approve = async (code: string, profile = "laptops") => {
-    const res = await controlFetch(t.gw.policy().gateway.controlSocket, `/api/onboard/${code}/approve`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ profile, operator: "cli:test" }),
-    });
-    expect(res.status).toBe(200);
-  };
-
   /** join, with the operator approving as soon as the code is shown. */
-  const joinDevice = async (name: string, o: { home?: string; user?: number; profile?: string } = {}) => {
-    let approving: Promise<void> | undefined;
-    const r = await client(["join", apiUrl, "--name", name], {
-      ...o,
-      onOut: (out) => {
-        const m = /Code: ([A-Z2-9]{4}-[A-Z2-9]{4})/.exec(out);
-        if (m && !approving) approving = approve(m[1]!, o.profile);
-      },
-    });
-    await approving;
-    return r;
-  };
+  const joinDevice = (name: string, o: { home?: string; user?: number; profile?: string } = {}) =>
+    enrollDevice(t, bin, dev, apiUrl, name, { home: o.home ?? home, ...(o.user === undefined ? {} : { user: o.user }), profile: o.profile ?? "laptops" });
 
   const curlArgs = ["curl", "-sS", "--max-time", "15", "--resolve", `api.test:443:${UPSTREAM_IP}`];
 
@@ -257,7 +186,7 @@ profile "contractors" {}
   }, { timeout: 40_000, retry: 1 });
 
   test("status shows an active run with its handshake; uninstall needs --yes", async () => {
-    let status: Promise<Result> | undefined;
+    let status: Promise<ClientResult> | undefined;
     const r = await client(["run", "--", "sh", "-c", "echo ready; sleep 1"], {
       onOut: (out) => {
         if (!status && out.includes("ready")) status = client(["status"]);
