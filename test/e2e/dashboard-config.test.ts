@@ -8,16 +8,13 @@
 // notice leaves with the page, and Analytics counts a request held now.
 // The header shows the running version.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { makeTestPki } from "../integration/support/pki.ts";
 import { startUpstream, type TestUpstream } from "../integration/support/upstream.ts";
 import { curlVia, startTestGateway, tempDir, type TestGateway } from "../integration/support/gateway.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = path.join(import.meta.dir, "..", "..", "test-artifacts");
-const UI_TIMEOUT = 45_000;
+import { ARTIFACTS, gatewayCli, launchChromium, signIn as signInAs } from "./support.ts";
 const BOT_TOKEN = "xoxb-e2e-never-shown-5f3a9c";
 
 let upstream: TestUpstream;
@@ -26,15 +23,9 @@ let browser: Browser;
 let base: string;
 const passwords: Record<string, string> = {};
 
-async function cli(...args: string[]): Promise<string> {
-  const p = Bun.spawn(["./node_modules/.bin/bun", "app/main.ts", ...args, "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  if (code !== 0) throw new Error(`clawpatrol ${args.join(" ")} failed: ${err}`);
-  return out.trim();
-}
+const cli = (...args: string[]) => gatewayCli(t.configPath, ...args);
 
 beforeAll(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
   const pki = makeTestPki(tempDir("pki"), ["api.test"]);
   upstream = startUpstream(pki);
   t = await startTestGateway(`
@@ -65,10 +56,7 @@ rule "posts-need-a-human" {
   base = `http://127.0.0.1:${t.gw.publicServer.address.port}`;
   passwords.ada = await cli("operator", "add", "ada", "--role", "admin");
   passwords.bob = await cli("operator", "add", "bob", "--role", "viewer");
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-proxy-server"],
-  });
+  browser = await launchChromium();
 }, 45_000);
 
 afterAll(async () => {
@@ -77,29 +65,9 @@ afterAll(async () => {
   upstream?.stop();
 });
 
-/** Signs in, replacing the one-time password on the first sign-in; `afterChange` runs right after that change. */
-async function signIn(name: string, afterChange?: (page: Page) => Promise<void>): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(UI_TIMEOUT);
-  await page.goto(`${base}/#/config`);
-  await page.fill("#login-name", name);
-  await page.fill("#login-password", passwords[name]!);
-  await page.click("button[type=submit]");
-  await page.locator("header.top .who, #password-form").first().waitFor();
-  if (await page.locator("#password-form").count()) {
-    const chosen = `${name}-own-password-0123`;
-    await page.fill("#pw-current", passwords[name]!);
-    await page.fill("#pw-new", chosen);
-    await page.fill("#pw-confirm", chosen);
-    await page.click("#pw-submit");
-    passwords[name] = chosen;
-    await page.locator("header.top .who", { hasText: name }).waitFor();
-    await afterChange?.(page);
-  }
-  await page.locator("header.top .who", { hasText: name }).waitFor();
-  return { context, page };
-}
+/** Signs in on the Config page; `afterChange` runs right after a one-time password is changed. */
+const signIn = (name: string, afterChange?: (page: Page) => Promise<void>): Promise<{ context: BrowserContext; page: Page }> =>
+  signInAs(browser, name, { base, passwords, route: "#/config", viewport: { width: 1366, height: 900 }, ...(afterChange ? { afterChange } : {}) });
 
 /** The API from inside the page, as the signed-in operator (session cookie + its CSRF token). */
 async function pageApi(page: Page, method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {

@@ -7,16 +7,15 @@
 // a browser that had the CA installed would; nothing else is waived.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { startTestGateway, type TestGateway } from "../integration/support/gateway.ts";
 import { DASHBOARD_CERT_FILE } from "../../app/tls/dashboard-cert.ts";
 import { caFingerprint } from "../../app/tls/fingerprint.ts";
 import { x509 } from "../../app/tls/pki.ts";
+import { ARTIFACTS, launchChromium } from "./support.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = path.join(import.meta.dir, "..", "..", "test-artifacts");
 const WG_PORT = 40000 + (process.pid % 10000);
 
 let t: TestGateway;
@@ -25,7 +24,6 @@ let base = "";
 let password = "";
 
 beforeAll(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
   t = await startTestGateway(`profile "default" {}\n`, {}, {
     gateway: `
   dashboard_tls { mint_from_ca = true }
@@ -44,10 +42,7 @@ beforeAll(async () => {
   expect(await add.exited).toBe(0);
   const leaf = new x509.X509Certificate(readFileSync(path.join(t.gw.policy().gateway.stateDir, DASHBOARD_CERT_FILE), "utf8"));
   const spki = createHash("sha256").update(Buffer.from(leaf.publicKey.rawData)).digest("base64");
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--no-proxy-server", `--ignore-certificate-errors-spki-list=${spki}`],
-  });
+  browser = await launchChromium([`--ignore-certificate-errors-spki-list=${spki}`]);
 }, 45_000);
 
 afterAll(async () => {

@@ -12,18 +12,15 @@
 // statements like this" writes a rule over sql.verb and sql.tables.
 // Screenshots of the main pages go to test-artifacts/.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { makeTestPki } from "../integration/support/pki.ts";
 import { startUpstream, type TestUpstream } from "../integration/support/upstream.ts";
 import { curlVia, startTestGateway, tempDir, type TestGateway } from "../integration/support/gateway.ts";
 import { startPostgres, type TestPostgres } from "../integration/support/postgres.ts";
 import { socksForward, type SocksForward } from "../integration/support/socks-forward.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = path.join(import.meta.dir, "..", "..", "test-artifacts");
-const UI_TIMEOUT = 45_000;
+import { ARTIFACTS, gatewayCli, launchChromium, signIn as signInAs, UI_TIMEOUT } from "./support.ts";
 
 let upstream: TestUpstream;
 let db: TestPostgres;
@@ -33,15 +30,9 @@ let browser: Browser;
 let base: string;
 const passwords: Record<string, string> = {};
 
-async function cli(...args: string[]): Promise<string> {
-  const p = Bun.spawn(["./node_modules/.bin/bun", "app/main.ts", ...args, "--config", t.configPath], { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  if (code !== 0) throw new Error(`clawpatrol ${args.join(" ")} failed: ${err}`);
-  return out.trim();
-}
+const cli = (...args: string[]) => gatewayCli(t.configPath, ...args);
 
 beforeAll(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
   const pki = makeTestPki(tempDir("pki"), ["api.test"]);
   upstream = startUpstream(pki);
   db = await startPostgres({ auth: "scram-sha-256", user: "app_rw", password: "real-Pg-secret-e2e-41c7", database: "app" });
@@ -98,10 +89,7 @@ rule "updates-need-a-human" {
   passwords.bob = await cli("operator", "add", "bob", "--role", "viewer");
   passwords.ada = await cli("operator", "add", "ada", "--role", "admin");
   passwords.carol = await cli("operator", "add", "carol", "--role", "viewer");
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-proxy-server"],
-  });
+  browser = await launchChromium();
 }, 45_000);
 
 afterAll(async () => {
@@ -124,27 +112,11 @@ async function psql(...statements: string[]): Promise<{ exitCode: number; stdout
   return { exitCode, stdout, stderr };
 }
 
+/** Signs in on Approvals and waits for the live feed. */
 async function signIn(name: string): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(UI_TIMEOUT);
-  await page.goto(`${base}/#/approvals`);
-  await page.fill("#login-name", name);
-  await page.fill("#login-password", passwords[name]!);
-  await page.click("button[type=submit]");
-  // `operator add` hands out one-time passwords: the first sign-in sets a real one.
-  await page.locator("header.top .who, #password-form").first().waitFor();
-  if (await page.locator("#password-form").count()) {
-    const chosen = `${name}-own-password-0123`;
-    await page.fill("#pw-current", passwords[name]!);
-    await page.fill("#pw-new", chosen);
-    await page.fill("#pw-confirm", chosen);
-    await page.click("#pw-submit");
-    passwords[name] = chosen;
-  }
-  await page.locator("header.top .who", { hasText: name }).waitFor();
-  await page.locator("#live.live-live").waitFor();
-  return { context, page };
+  const signedIn = await signInAs(browser, name, { base, passwords, route: "#/approvals" });
+  await signedIn.page.locator("#live.live-live").waitFor();
+  return signedIn;
 }
 
 const card = (page: Page, pathAndQuery: string) => page.locator("article.approval", { hasText: pathAndQuery });
