@@ -56,11 +56,9 @@ export class Redactor {
   redactEvent(e: GatewayEvent): GatewayEvent {
     const pats = this.current();
     if (pats.list.length === 0) return e;
-    // Every field is a substring of their concatenation: one search per
-    // pattern over it rules out the common case (no secret anywhere)
-    // without a search per pattern per field.
-    const text = textOf(e);
-    if (text.length < pats.minLen || !pats.list.some((p) => text.includes(p))) return e;
+    // The common case (no secret anywhere) ruled out field by field, without
+    // building anything: most fields are shorter than any pattern.
+    if (!mayHold(pats, e)) return e;
     let out: Record<string, unknown> | undefined;
     const fields = e as unknown as Record<string, unknown>;
     for (const k in fields) {
@@ -102,27 +100,33 @@ export class Redactor {
   }
 }
 
-/** Every string of the event (values, and the action's keys and values), joined. */
-function textOf(e: GatewayEvent): string {
-  let text = "";
-  for (const k in e) {
-    const v = (e as unknown as Record<string, unknown>)[k];
-    if (typeof v === "string") text += v + "\n";
+/** Whether any string of the event (values, and the action's keys and values) holds a pattern. */
+function mayHold(pats: Patterns, e: GatewayEvent): boolean {
+  const fields = e as unknown as Record<string, unknown>;
+  for (const k in fields) {
+    const v = fields[k];
+    if (typeof v === "string" && holds(pats, v)) return true;
   }
-  if (e.usage !== undefined) text += e.usage.model + "\n";
-  return e.action === undefined ? text : appendText(text, e.action);
+  if (e.usage !== undefined && holds(pats, e.usage.model)) return true;
+  return e.action !== undefined && valueHolds(pats, e.action);
 }
 
-function appendText(text: string, v: unknown): string {
-  if (typeof v === "string") return text + v + "\n";
+function valueHolds(pats: Patterns, v: unknown): boolean {
+  if (typeof v === "string") return holds(pats, v);
   if (Array.isArray(v)) {
-    for (const item of v) text = appendText(text, item);
-    return text;
+    for (const item of v) if (valueHolds(pats, item)) return true;
+    return false;
   }
   if (v !== null && typeof v === "object") {
-    for (const k in v) text = appendText(text + k + "\n", (v as Record<string, unknown>)[k]);
+    for (const k in v) if (holds(pats, k) || valueHolds(pats, (v as Record<string, unknown>)[k])) return true;
   }
-  return text;
+  return false;
+}
+
+function holds(pats: Patterns, s: string): boolean {
+  if (s.length < pats.minLen) return false;
+  for (const p of pats.list) if (s.includes(p)) return true;
+  return false;
 }
 
 /**

@@ -44,6 +44,8 @@ async function servePostgres(req: ServeRequest, deps: FlowDeps): Promise<void> {
     now: Date.now,
     parse: parseSql,
     needsFacets: needsDeferredFacts(policy, endpoint, device.profile),
+    // A reload makes a new Policy: prepared statements are judged again at their next Bind.
+    policyVersion: deps.policy,
     processId,
     secretKey,
   });

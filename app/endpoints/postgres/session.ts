@@ -104,6 +104,13 @@ export interface SessionOptions {
   parse(text: string): { ok: true; statements: SqlStatementFacets[] } | { ok: false; error: string };
   /** Whether any rule that applies reads the parsed facets (else nothing is parsed). */
   needsFacets: boolean;
+  /**
+   * The policy in force (any value that changes when it is reloaded). A
+   * prepared statement judged under another is judged again at its next
+   * Bind: a reload may have changed its verdict. Absent: one policy for the
+   * session's life.
+   */
+  policyVersion?: () => unknown;
   /** The gateway's own BackendKeyData for this session. */
   processId: number;
   secretKey: Uint8Array;
@@ -130,6 +137,8 @@ type State =
 interface PreparedStatement {
   actions: SqlFacts[];
   outcomes: ActionOutcome[];
+  /** The policy it was judged under (SessionOptions.policyVersion). */
+  policy: unknown;
 }
 
 export class PostgresSession {
@@ -314,6 +323,11 @@ export class PostgresSession {
       case "Bind": {
         if (this.discardUntilSync) return;
         const prepared = this.statements.get(m.statement);
+        // Judged at Parse; again only when the policy was reloaded since (fail closed: held until then).
+        if (prepared && prepared.actions.length > 0 && prepared.policy !== this.opts.policyVersion?.()) {
+          this.ask(m, prepared.actions, "statement");
+          return;
+        }
         if (prepared) this.portals.set(m.portal, prepared);
         else this.portals.delete(m.portal);
         this.sendUpstream(m.raw);
@@ -426,8 +440,15 @@ export class PostgresSession {
         this.ledger.push({ kind: "query", actions, outcomes, index: 0, failed: false, startedAt: now });
         break;
       case "Parse":
-        this.statements.set(message.name, { actions, outcomes });
+        this.statements.set(message.name, { actions, outcomes, policy: this.opts.policyVersion?.() });
         break;
+      case "Bind": {
+        // A prepared statement judged again under the reloaded policy.
+        const prepared = { actions, outcomes, policy: this.opts.policyVersion?.() };
+        this.statements.set(message.statement, prepared);
+        this.portals.set(message.portal, prepared);
+        break;
+      }
       case "FunctionCall":
         // Answered by FunctionCallResponse (or an error) and ReadyForQuery, like a query.
         this.ledger.push({ kind: "query", actions, outcomes, index: 0, failed: false, startedAt: now });
@@ -441,10 +462,13 @@ export class PostgresSession {
   /** The denial, raised by the server itself so both sides agree on the transaction's state. */
   private deny(message: FrontendMessage, reason: string): void {
     const raise = raiseStatement(reason);
-    if (message.type === "Parse") {
-      // Extended protocol: our raise in place of the statement; the agent's
+    if (message.type === "Parse" || message.type === "Bind") {
+      // Extended protocol: our raise in place of the statement (or of the
+      // Bind of a prepared one the reloaded policy denies: it stays prepared
+      // and is judged again at its next Bind); the agent's
       // Bind/Execute/Describe up to Sync are dropped, the server skips to Sync after the error.
-      this.statements.delete(message.name);
+      if (message.type === "Parse") this.statements.delete(message.name);
+      else this.portals.delete(message.portal);
       this.ledger.push({ kind: "denied", simple: false, swallow: 2 });
       this.sendUpstream(serializeParse("", raise));
       this.sendUpstream(serializeBind({ portal: "", statement: "", paramFormats: [], params: [], resultFormats: [] }));

@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { log } from "../../log.ts";
 import type { EventSink, GatewayEvent } from "../types.ts";
+import { eventJson } from "../json.ts";
 
 export interface JsonlSinkOptions {
   flushMs?: number;
@@ -34,7 +35,7 @@ export class JsonlSink implements EventSink {
 
   write(event: GatewayEvent): void {
     if (this.closed) return;
-    const line = JSON.stringify(event) + "\n";
+    const line = eventJson(event) + "\n";
     this.lines.push(line);
     this.bytes += line.length;
     if (this.bytes >= this.maxBufferBytes) this.flush();

@@ -11,6 +11,7 @@
 // queued and waits for the worker to commit it.
 import { log } from "../../log.ts";
 import type { EventSink, GatewayEvent } from "../types.ts";
+import { eventJson } from "../json.ts";
 import type { WorkerIn, WorkerOut } from "./sqlite-worker.ts";
 
 export interface QueuedActionsSinkOptions {
@@ -134,7 +135,8 @@ export class QueuedActionsSink implements EventSink {
     this.batch = [];
     let json: string;
     try {
-      json = JSON.stringify(batch);
+      // Each event's JSON is made once (the JSON-lines sink may have made it already).
+      json = `[${batch.map(eventJson).join(",")}]`;
     } catch (err) {
       // A value JSON cannot carry (a cycle, a BigInt): drop this batch, say so.
       log.error("actions sink: events could not be serialised; dropped", { events: batch.length, error: err });

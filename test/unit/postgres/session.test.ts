@@ -157,7 +157,7 @@ class Described {
   }
 }
 
-function session(opts: { needsFacets?: boolean; credential?: boolean } = {}) {
+function session(opts: { needsFacets?: boolean; credential?: boolean; policyVersion?: () => unknown } = {}) {
   const s = new PostgresSession({
     credential: opts.credential === false ? undefined : { user: REAL_USER, password: PASSWORD },
     allowMd5: false,
@@ -165,6 +165,7 @@ function session(opts: { needsFacets?: boolean; credential?: boolean } = {}) {
     now: () => 1000,
     parse,
     needsFacets: opts.needsFacets ?? true,
+    ...(opts.policyVersion ? { policyVersion: opts.policyVersion } : {}),
     processId: 4242,
     secretKey: GATEWAY_KEY,
     nonce: () => "fixed-nonce",
@@ -183,7 +184,7 @@ const deny = (id: number, reason = "writes need a human", rule = "no-writes"): S
 });
 
 /** Startup through cleartext-over-TLS to the ready state. */
-function ready(opts: { needsFacets?: boolean } = {}) {
+function ready(opts: { needsFacets?: boolean; policyVersion?: () => unknown } = {}) {
   const x = session(opts);
   x.p
     .in(agent(serializeStartupMessage([["user", "agent"], ["database", "app"], ["application_name", "psql"]])))
@@ -459,6 +460,49 @@ describe("extended query protocol", () => {
       "agent: CommandComplete SELECT 4",
       "agent: ReadyForQuery I",
     );
+    p.done();
+  });
+
+  test("a prepared statement is judged again at its next Bind once the policy was reloaded, and allowed goes on as before", () => {
+    let policy = 1;
+    const { p } = ready({ policyVersion: () => policy });
+    p.in(agent(serializeParse("s1", "select * from users"), serializeSync())).out("judge statement #1: select");
+    p.in(allow(1)).out("upstream: Parse s1 select * from users", "upstream: Sync");
+    p.in(server(serializeParseComplete(), serializeReadyForQuery("I"))).out("agent: ParseComplete", "agent: ReadyForQuery I");
+    const exec = [serializeBind({ portal: "", statement: "s1", paramFormats: [], params: [], resultFormats: [] }), serializeExecute("", 0), serializeSync()];
+    // Same policy: the Bind goes straight through.
+    p.in(agent(...exec)).out("upstream: Bind", "upstream: Execute", "upstream: Sync");
+    p.in(server(serializeBindComplete(), serializeCommandComplete("SELECT 4"), serializeReadyForQuery("I"))).out("record allow select rows=4", "agent: BindComplete", "agent: CommandComplete SELECT 4", "agent: ReadyForQuery I");
+    // Reloaded: held at Bind until judged; nothing after it is read meanwhile.
+    policy = 2;
+    p.in(agent(...exec)).out("judge statement #2: select");
+    p.in(allow(2)).out("upstream: Bind", "upstream: Execute", "upstream: Sync");
+    p.in(server(serializeBindComplete(), serializeCommandComplete("SELECT 2"), serializeReadyForQuery("I"))).out("record allow select rows=2", "agent: BindComplete", "agent: CommandComplete SELECT 2", "agent: ReadyForQuery I");
+    // Judged under the new policy: the next Bind goes straight through again.
+    p.in(agent(...exec)).out("upstream: Bind", "upstream: Execute", "upstream: Sync");
+    p.done();
+  });
+
+  test("a prepared statement the reloaded policy denies: the raise in place of its Bind, the batch dropped until Sync, and every later Bind judged again", () => {
+    let policy = 1;
+    const { p } = ready({ policyVersion: () => policy });
+    p.in(agent(serializeParse("s1", "delete from users"), serializeSync())).out("judge statement #1: delete");
+    p.in(allow(1)).out("upstream: Parse s1 delete from users", "upstream: Sync");
+    p.in(server(serializeParseComplete(), serializeReadyForQuery("I"))).out("agent: ParseComplete", "agent: ReadyForQuery I");
+    policy = 2;
+    const exec = [serializeBind({ portal: "", statement: "s1", paramFormats: [], params: [], resultFormats: [] }), serializeExecute("", 0), serializeSync()];
+    p.in(agent(...exec)).out("judge statement #2: delete");
+    p.in(deny(2)).out("record deny delete 42501", 'upstream: Parse "" raise', "upstream: Bind", "upstream: Execute", "upstream: Sync");
+    p.in(
+      server(
+        serializeParseComplete(),
+        serializeBindComplete(),
+        serializeErrorResponse({ severity: "ERROR", code: "42501", message: "denied by clawpatrol: writes need a human" }),
+        serializeReadyForQuery("I"),
+      ),
+    ).out("agent: ErrorResponse 42501 denied by clawpatrol: writes need a human", "agent: ReadyForQuery I");
+    // Still denied: judged again, not let through on the old verdict.
+    p.in(agent(...exec)).out("judge statement #3: delete");
     p.done();
   });
 
