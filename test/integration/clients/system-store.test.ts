@@ -8,9 +8,12 @@
 //      the same request answers 200;
 //   2. a device trusts the gateway as README's "Trusting the gateway's CA on
 //      a device" says (the CA copied into /usr/local/share/ca-certificates,
-//      update-ca-certificates): curl, wget, Python requests and Debian's pip
-//      then work through the proxy with no CA option of their own, each
-//      request judged and recorded.
+//      update-ca-certificates): curl, wget, Python requests, Debian's pip and
+//      Go's net/http then work through the proxy with no CA option of their
+//      own, each request judged and recorded. Go never proxies `localhost` or
+//      a loopback address, so its upstream is named upstream.clawpatrol.test,
+//      which the namespace's own /etc/hosts (a copy, bound too) maps to
+//      127.0.0.1 for Go and the gateway alike.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import path from "node:path";
@@ -26,6 +29,9 @@ const ROOT = path.resolve(import.meta.dir, "../../..");
 const skip = process.getuid?.() !== 0 && process.env.CI !== "true";
 const SECRET = "sk-live-STORE-secret-0123456789abcdef";
 const PLACEHOLDER = "clawpatrol-placeholder-api";
+/** Not loopback by its name, so Go proxies it; /etc/hosts inside the namespace says 127.0.0.1. */
+const GO_HOST = "upstream.clawpatrol.test";
+const haveGo = Bun.which("go") !== null;
 
 let work: string;
 let pki: TestPki;
@@ -109,7 +115,7 @@ describe.skipIf(skip)("the system trust store (update-ca-certificates) in a moun
   beforeAll(async () => {
     work = tempDir("store");
     mkdirSync(path.join(work, "home"));
-    pki = makeTestPki(path.join(work, "pki"), ["localhost"]);
+    pki = makeTestPki(path.join(work, "pki"), ["localhost", GO_HOST]);
     up = startUpstream(pki);
     wheel = await buildWheel(work);
     index = startIndex();
@@ -131,7 +137,7 @@ defaults {
 }
 # No ca_cert: the upstream's CA is trusted only once the system store has it.
 endpoint "https" "local" {
-  hosts = ["localhost"]
+  hosts = ["localhost", "${GO_HOST}"]
   ports = [${up.port}, ${index.port}]
   credential = bearer_token.api
 }
@@ -149,6 +155,8 @@ profile "agents" {
       `cp -a /usr/local/share/ca-certificates/. ${work}/ns-local/`,
       `mount --bind ${work}/ns-certs /etc/ssl/certs`,
       `mount --bind ${work}/ns-local /usr/local/share/ca-certificates`,
+      `{ cat /etc/hosts; echo "127.0.0.1 ${GO_HOST}"; } > ${work}/ns-hosts`,
+      `mount --bind ${work}/ns-hosts /etc/hosts`,
       `exec ./node_modules/.bin/bun app/main.ts all --config ${config}`,
     ].join("\n");
     gateway = Bun.spawn(["unshare", "-m", "--propagation", "private", "bash", "-c", setup], {
@@ -242,5 +250,53 @@ profile "agents" {
     }
     expect(await eventWhere((e) => e.kind === "http" && e.port === index.port && e.path === "/simple/clawpatrol-hello/")).toMatchObject({ verdict: "allow", status: 200 });
     expect(await eventWhere((e) => e.kind === "http" && e.port === index.port && e.path === `/files/${wheel.name}`)).toMatchObject({ verdict: "allow", status: 200 });
+  });
+  test.skipIf(!haveGo && process.env.CI !== "true")("Go's net/http with HTTPS_PROXY and the system store; NO_PROXY honoured", async () => {
+    const src = path.join(work, "gofetch");
+    mkdirSync(src, { recursive: true });
+    writeFileSync(
+      path.join(src, "main.go"),
+      `package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+)
+
+// GET argv[1] with argv[2] as a bearer token through http.DefaultClient (ProxyFromEnvironment, the system roots).
+func main() {
+	req, err := http.NewRequest("GET", os.Args[1], nil)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	req.Header.Set("Authorization", "Bearer "+os.Args[2])
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	io.Copy(io.Discard, r.Body)
+	fmt.Println(r.StatusCode)
+}
+`,
+    );
+    const goEnv = { GOCACHE: path.join(work, "gocache"), GOPATH: path.join(work, "gopath"), GO111MODULE: "off", GOFLAGS: "" };
+    const built = await inNs(["go", "build", "-o", path.join(src, "fetch"), path.join(src, "main.go")], goEnv);
+    expect(built.code, built.err).toBe(0);
+    const url = (from: string) => `https://${GO_HOST}:${up.port}/echo?from=${from}`;
+
+    const proxied = await inNs([path.join(src, "fetch"), url("go-proxy"), PLACEHOLDER], { HTTPS_PROXY: proxyUrl, NO_PROXY: "" });
+    expect(proxied.code, proxied.out + proxied.err).toBe(0);
+    expect(proxied.out.trim()).toBe("200");
+    expect(up.seen.findLast((x) => x.path === "/echo?from=go-proxy")?.headers["authorization"]).toBe(`Bearer ${SECRET}`);
+    expect(await eventWhere((e) => e.kind === "http" && e.path === "/echo?from=go-proxy")).toMatchObject({ verdict: "allow", endpoint: "https.local", status: 200, host: GO_HOST });
+
+    // Straight to the upstream (its CA is in the namespace's store since the first test): the placeholder arrives as sent.
+    const direct = await inNs([path.join(src, "fetch"), url("go-no-proxy"), PLACEHOLDER], { HTTPS_PROXY: proxyUrl, NO_PROXY: GO_HOST });
+    expect(direct.code, direct.out + direct.err).toBe(0);
+    expect(up.seen.findLast((x) => x.path === "/echo?from=go-no-proxy")?.headers["authorization"]).toBe(`Bearer ${PLACEHOLDER}`);
   });
 });
