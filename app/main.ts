@@ -733,7 +733,10 @@ async function runGateway(configPath: string, role: "all" | "gateway", demoListe
       demo = await startDemoEcho(gw.ca, demoListen);
     } catch (e) {
       await gw.close();
-      console.error(`clawpatrol-gateway: the demo echo server cannot listen on ${demoListen.host}:${demoListen.port}: ${(e as Error).message}`);
+      console.error(
+        `clawpatrol-gateway: the demo echo server cannot listen on ${demoListen.host}:${demoListen.port}: ${(e as Error).message}` +
+          " (`make run DEMO_UPSTREAM=` starts the gateway without it)",
+      );
       return 1;
     }
   }
