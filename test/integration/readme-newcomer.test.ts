@@ -186,6 +186,17 @@ describe.skipIf(skip)("README's newcomer block, offline", () => {
   }
 });
 
+describe("README as a whole", () => {
+  test("never adds the same device or operator name twice (a newcomer following it in order would be refused)", () => {
+    const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+    const devices = [...readme.matchAll(/devices add ([\w.-]+)|join \S+ (?:[^\n]*?)--name ([\w.-]+)/g)].map((m) => m[1] ?? m[2]);
+    const operators = [...readme.matchAll(/operator add ([\w.-]+)/g)].map((m) => m[1]);
+    expect(devices.length).toBeGreaterThan(1);
+    expect(new Set(devices).size).toBe(devices.length);
+    expect(new Set(operators).size).toBe(operators.length);
+  });
+});
+
 describe("newcomerSteps", () => {
   test("commands, their expectations, prose comments skipped, only marked blocks", () => {
     const md = [
