@@ -7,7 +7,8 @@
 // no network. Each command must exit 0; a `#   prints X` line under it says
 // its output (stdout and stderr) holds X, a `#   the gateway prints X` line
 // that the gateway's terminal shows X (X's parts around `…` in that order).
-// The banner must show the block's curl lines as written.
+// The banner must show the block's curl lines as written, and the first
+// operator's one-time password as README says.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -170,6 +171,8 @@ describe.skipIf(skip)("README's newcomer block, offline", () => {
     const curls = steps.filter((s) => s.command.startsWith("curl --cacert .state/ca.crt -x") && !s.command.includes("--proxy-user"));
     expect(curls.length).toBeGreaterThan(0);
     for (const c of curls) expect(gatewayOut).toContain(`    ${c.command}\n`);
+    // README: on a fresh .state/ the banner gives the first operator's one-time password.
+    expect(gatewayOut).toMatch(/sign in as admin, one-time password \S+/);
   });
 
   for (const [i, step] of steps.entries()) {
