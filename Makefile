@@ -16,9 +16,12 @@ deps: node_modules/.package-lock.json
 ## Run the gateway on the embedded default config (loopback only, state in ./.state/).
 # The demo credential of config/default.hcl gets a value unless you set one.
 # The client for this machine is built first, so /install.sh can serve it.
+# DEMO_UPSTREAM: the offline demo's HTTPS echo server (config/default.hcl's
+# endpoint "https" "demo"); empty to start none.
+DEMO_UPSTREAM ?= 127.0.0.1:8443
 run: deps host-client
 	CLAWPATROL_SECRET_DEMO="$${CLAWPATROL_SECRET_DEMO:-demo-secret-injected-by-the-gateway}" \
-	  $(BUN) app/main.ts all --config $(CONFIG)
+	  $(BUN) app/main.ts all --config $(CONFIG) $(if $(DEMO_UPSTREAM),--demo-upstream $(DEMO_UPSTREAM))
 
 ## Install what the tests need, then run every suite.
 test: deps test-deps

@@ -161,6 +161,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const secrets = new SecretStore(db, stateDir, { revalidateMs: 250 });
   const devices = new DeviceRegistry(db);
   const ca = await loadOrCreateCA(stateDir);
+  // Trusted only for an endpoint with `trust_gateway_ca = true` (the offline demo's echo server).
+  upstreamTrust.setOwnCaPem(ca.certPem);
   const leaves = new LeafCertificates(ca);
 
   const secretSources = { store: secrets, env, readFile: (p: string) => readFileSync(p, "utf8") };

@@ -20,6 +20,7 @@ import { joinInfo } from "./control/downloads.ts";
 import { gatewayCommand } from "./control/operator-command.ts";
 import { ensureFirstOperator } from "./control/auth/first-operator.ts";
 import { startGateway, ConfigRejected } from "./gateway.ts";
+import { parseDemoListen, startDemoEcho, type DemoEcho } from "./demo/echo.ts";
 import type { Policy } from "./policy/types.ts";
 import { log } from "./log.ts";
 import { controlFetch, readSse, ControlUnavailable } from "./control/client.ts";
@@ -32,7 +33,9 @@ import type { GatewayEvent } from "./events/types.ts";
 const USAGE = `usage: clawpatrol-gateway <command> [--config PATH]
 
 roles:
-  all                       run every role in one process (development, make run)
+  all                       run every role in one process (development, make run);
+                            --demo-upstream HOST:PORT also serves the offline demo's HTTPS echo
+                            server there, its certificate from the gateway's CA (make run)
   gateway                   run the gateway role (capture, rules, credentials, events)
   dnsvip                    run the DNS-VIP responder (gateway { dns { listen } }, UDP and TCP)
   dashboard                 run the dashboard and public API (dashboard_listen); talks to
@@ -188,8 +191,13 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case "all":
-    case "gateway":
-      return runGateway(configPath, command);
+    case "gateway": {
+      const demo = args.flags.get("demo-upstream");
+      if (demo !== undefined && command !== "all") throw new UsageError("--demo-upstream is for the all role (make run)");
+      const demoListen = demo === undefined ? undefined : parseDemoListen(demo);
+      if (demo !== undefined && !demoListen) throw new UsageError(`--demo-upstream: "${demo}" is not HOST:PORT`);
+      return runGateway(configPath, command, demoListen);
+    }
 
     case "dnsvip":
       return runDnsVip(configPath);
@@ -548,7 +556,7 @@ async function runDashboard(configPath: string): Promise<number> {
   return untilSignalled(() => d.close());
 }
 
-async function runGateway(configPath: string, role: "all" | "gateway"): Promise<number> {
+async function runGateway(configPath: string, role: "all" | "gateway", demoListen?: { host: string; port: number }): Promise<number> {
   let gw;
   try {
     gw = await startGateway({ configPath, role });
@@ -559,6 +567,20 @@ async function runGateway(configPath: string, role: "all" | "gateway"): Promise<
     }
     throw e;
   }
+  let demo: DemoEcho | undefined;
+  if (demoListen) {
+    try {
+      demo = await startDemoEcho(gw.ca, demoListen);
+    } catch (e) {
+      await gw.close();
+      console.error(
+        `clawpatrol-gateway: the demo echo server cannot listen on ${demoListen.host}:${demoListen.port}: ${(e as Error).message}` +
+          " (`make run DEMO_UPSTREAM=` starts the gateway without it)",
+      );
+      return 1;
+    }
+  }
+  const running = gw;
   // `systemctl reload`: re-read the config now; a bad one is logged and the last good policy kept.
   process.on("SIGHUP", () => void gw.reload());
   const policy = gw.policy();
@@ -570,10 +592,23 @@ async function runGateway(configPath: string, role: "all" | "gateway"): Promise<
     const relative = path.relative(process.cwd(), caPath);
     const shownCa = relative && !relative.startsWith("..") ? relative : caPath;
     const curl = `curl --cacert ${shownCa} -x http://${first.address.host}:${first.address.port}`;
+    const demoEndpoint = demo && [...policy.endpoints.values()].find((e) => e.settings?.["trustGatewayCa"] === true && e.hosts.includes("localhost"));
+    if (demo && !demoEndpoint) {
+      lines.push(`  demo echo server: https://localhost:${demo.port} (no endpoint with trust_gateway_ca = true claims localhost in this config)`);
+    } else if (demo) {
+      const at = `https://localhost:${demo.port}`;
+      lines.push(
+        `  try it offline (${at} is an echo server beside the gateway, its certificate from the gateway's CA):`,
+        "    # the agent holds a placeholder; the echo shows the header that arrived: the real secret, masked on the way back",
+        `    ${curl} -H 'Authorization: Bearer clawpatrol-placeholder-demo' ${at}/headers`,
+        "    # a rule denies it: 403 with the rule and the reason",
+        `    ${curl} -X DELETE ${at}/delete`,
+      );
+    }
     if (policy.endpoints.has("https.httpbin")) {
       // The embedded default: show the two things the product does.
       lines.push(
-        "  try it:",
+        demo ? "  and with internet:" : "  try it:",
         "    # the agent holds a placeholder; httpbin echoes the real secret the gateway injected (masked on the way back)",
         `    ${curl} -H 'Authorization: Bearer clawpatrol-placeholder-demo' https://httpbin.org/headers`,
         "    # a rule denies it: 403 with the rule and the reason",
@@ -619,7 +654,10 @@ async function runGateway(configPath: string, role: "all" | "gateway"): Promise<
     }
   }
   console.error(lines.join("\n"));
-  return untilSignalled(() => gw.close());
+  return untilSignalled(async () => {
+    demo?.stop();
+    await running.close();
+  });
 }
 
 if (import.meta.main) {

@@ -39,6 +39,19 @@ endpoint "https" "httpbin" {
   credential = bearer_token.demo
 }
 
+# The offline demo: `make run` starts an HTTPS echo server on
+# localhost:8443 whose certificate the gateway's own CA issues at start
+# (`all --demo-upstream 127.0.0.1:8443`), so the first requests work with no
+# internet. trust_gateway_ca trusts that CA for this upstream only; never set
+# it for a real host. (Claiming `localhost` suits a gateway on your own
+# machine, not a shared one: its plain HTTP on port 80 is claimed too.)
+endpoint "https" "demo" {
+  hosts = ["localhost"]
+  ports = [8443]
+  trust_gateway_ca = true
+  credential = bearer_token.demo
+}
+
 endpoint "https" "github" {
   hosts = ["api.github.com"]
   credential = github_token.github
@@ -54,7 +67,7 @@ profile "default" {
 }
 
 rule "no-deletes" {
-  endpoints = [https.httpbin, https.github]
+  endpoints = [https.demo, https.httpbin, https.github]
   condition = "http.method == 'DELETE'"
   verdict = "deny"
   reason = "deleting needs a human"

@@ -115,6 +115,9 @@ endpoint "https" "github" {
   # this upstream, trusted for it beside the gateway's roots (the system
   # store, NODE_EXTRA_CA_CERTS, gateway.upstream_ca_file); e.g.
   #   ca_cert = "internal-ca.pem"
+  # trust_gateway_ca = true trusts the gateway's own CA for this upstream
+  # (only for a server whose certificate that CA issued, as make run's demo
+  # echo server; never for a real host). Default false.
   # Plain http:// to these hosts (port 80 and the ports above) is judged too,
   # with http.scheme == "http"; the credential goes into it only with
   #   allow_plaintext_credentials = true

@@ -2,7 +2,11 @@
 // Bun's built-in roots, the operating system's store (what
 // update-ca-certificates manages, so a TLS-inspecting egress or a private CA
 // the machine trusts is trusted here too), NODE_EXTRA_CA_CERTS, the gateway's
-// `upstream_ca_file`, and the endpoint's own `ca_cert`.
+// `upstream_ca_file`, and the endpoint's own `ca_cert`; and, for an endpoint
+// that says `trust_gateway_ca = true` (the offline demo's echo server, whose
+// certificate the gateway's own CA issues), that CA too. Never by default: the
+// gateway's CA mints a leaf for any name, so trusting it for a real host would
+// let nothing but the gateway itself vouch for that host.
 // The system store is read once and read again only when its file changes.
 import tls from "node:tls";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -36,6 +40,7 @@ export class TrustStore {
   private system: { stamp: string; pems: string[] } | undefined;
   private checkedAt = -Infinity;
   private gatewayCaPem: string | undefined;
+  private ownCaPem: string | undefined;
   private contexts = new Map<string, tls.SecureContext>();
 
   constructor(opts: TrustStoreOptions = {}) {
@@ -48,6 +53,13 @@ export class TrustStore {
   setGatewayCaPem(pem: string | undefined): void {
     if (pem === this.gatewayCaPem) return;
     this.gatewayCaPem = pem;
+    this.contexts.clear();
+  }
+
+  /** The gateway's own CA certificate, set at start: trusted only for endpoints that ask (`trust_gateway_ca`). */
+  setOwnCaPem(pem: string | undefined): void {
+    if (pem === this.ownCaPem) return;
+    this.ownCaPem = pem;
     this.contexts.clear();
   }
 
@@ -68,13 +80,17 @@ export class TrustStore {
     return this.system?.pems ?? [];
   }
 
-  /** A secure context trusting roots() plus the endpoint's ca_cert; cached until the system store changes. */
-  secureContext(endpointCaPem?: string): tls.SecureContext {
+  /**
+   * A secure context trusting roots() plus the endpoint's ca_cert (and the
+   * gateway's own CA when `trustOwnCa`); cached until the system store changes.
+   */
+  secureContext(endpointCaPem?: string, trustOwnCa = false): tls.SecureContext {
     this.refreshSystem();
-    const key = endpointCaPem ?? "";
+    const own = trustOwnCa ? (this.ownCaPem ?? "") : "";
+    const key = `${own}\0${endpointCaPem ?? ""}`;
     let ctx = this.contexts.get(key);
     if (!ctx) {
-      ctx = tls.createSecureContext({ ca: [...this.roots(), ...splitPemCertificates(key)] });
+      ctx = tls.createSecureContext({ ca: [...this.roots(), ...splitPemCertificates(endpointCaPem ?? ""), ...splitPemCertificates(own)] });
       this.contexts.set(key, ctx);
     }
     return ctx;

@@ -1,7 +1,8 @@
 // Upstream connections for intercepted HTTPS (and plain HTTP), pooled per
 // (endpoint, destination, SNI) so keep-alive survives across agent
 // connections. The upstream's real certificate is verified against the
-// system store plus the endpoint's own `ca_cert`; a plain-HTTP upstream is
+// system store plus the endpoint's own `ca_cert` (and the gateway's own CA
+// for an endpoint with `trust_gateway_ca`); a plain-HTTP upstream is
 // a TCP socket to the address the shell already judged.
 import net from "node:net";
 import tls from "node:tls";
@@ -231,7 +232,7 @@ export class UpstreamPool {
   }
 
   private contextFor(endpoint: Endpoint): tls.SecureContext {
-    return this.trust.secureContext(endpoint.caCertPem);
+    return this.trust.secureContext(endpoint.caCertPem, endpoint.settings?.["trustGatewayCa"] === true);
   }
 }
 

@@ -2,8 +2,9 @@
 // usual variables (HTTP_PROXY, HTTPS_PROXY, the gateway's CA): Debian's
 // python3-requests, apt with Acquire::http::Proxy against a file-served
 // repository, git clone over HTTPS from git http-backend, npm install and
-// bun install from a registry fixture over TLS. Each checks that its
-// requests were judged and recorded.
+// bun install from a registry fixture over TLS, undici's EnvHttpProxyAgent
+// under the real node (and Node's own fetch with NODE_USE_ENV_PROXY). Each
+// checks that its requests were judged and recorded.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import path from "node:path";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -331,5 +332,90 @@ describe("package managers from a registry over TLS, with HTTPS_PROXY", () => {
     expect(mine.map((x) => `${x.method} ${x.path} ${x.status}`)).toEqual(
       expect.arrayContaining(["GET /clawpatrol-left-pad 200", "GET /clawpatrol-left-pad/-/clawpatrol-left-pad-1.0.0.tgz 200"]),
     );
+  });
+});
+
+describe("Node's undici EnvHttpProxyAgent (undici 7, under the real node)", () => {
+  // Node 20 is what Debian gives; undici 8 needs Node 22.
+  const NODE = "/usr/bin/node";
+  const UNDICI = path.resolve(import.meta.dir, "../../../node_modules/undici");
+  /** Fetches each URL with EnvHttpProxyAgent (or Node's own fetch with `global`), printing status and body, or the error's code. */
+  const script = (global: boolean) => `
+const { EnvHttpProxyAgent, fetch: undiciFetch } = require(${JSON.stringify(UNDICI)});
+const agent = new EnvHttpProxyAgent();
+(async () => {
+  const out = [];
+  for (const url of process.argv.slice(1)) {
+    try {
+      const headers = { authorization: "Bearer ${PLACEHOLDER}" };
+      const r = ${global ? "await fetch(url, { headers })" : "await undiciFetch(url, { dispatcher: agent, headers })"};
+      out.push({ status: r.status, body: await r.text() });
+    } catch (e) {
+      out.push({ error: String((e.cause && e.cause.code) || e.message) });
+    }
+  }
+  console.log(JSON.stringify(out));
+  await agent.close();
+})();
+`;
+  const node = async (args: string[], env: Record<string, string>): Promise<{ status?: number; body?: string; error?: string }[]> => {
+    const r = await run([NODE, "-e", script(false), ...args], env);
+    expect(r.code, r.err).toBe(0);
+    return JSON.parse(r.out);
+  };
+  /** The upstream's view of a request: its Authorization says whether it came through the gateway (the secret) or straight (the placeholder). */
+  const authSeen = (up: TestUpstream, p: string) => up.seen.findLast((s) => s.path === p)?.headers["authorization"];
+
+  test("https:// and http:// through HTTPS_PROXY/HTTP_PROXY, the gateway CA from NODE_EXTRA_CA_CERTS: judged, recorded, the credential injected over https", async () => {
+    const [secure, plain] = await node(
+      [`https://localhost:${tlsUp.port}/echo?from=undici`, `http://localhost:${plainUp.port}/echo?from=undici`],
+      { ...proxyEnv(), NODE_EXTRA_CA_CERTS: t.caPath },
+    );
+    expect(secure).toMatchObject({ status: 200 });
+    expect(plain).toMatchObject({ status: 200 });
+    expect(authSeen(tlsUp, "/echo?from=undici")).toBe(`Bearer ${SECRET}`);
+    expect(authSeen(plainUp, "/echo?from=undici")).toBe(`Bearer ${PLACEHOLDER}`);
+    const e1 = await eventWhere((x) => x.kind === "http" && x.path === "/echo?from=undici" && x.port === tlsUp.port);
+    expect(e1).toMatchObject({ verdict: "allow", endpoint: "https.local", status: 200, credential: "bearer_token.api" });
+    const e2 = await eventWhere((x) => x.kind === "http" && x.path === "/echo?from=undici" && x.port === plainUp.port);
+    expect(e2).toMatchObject({ verdict: "allow", endpoint: "https.local", status: 200, action: { scheme: "http" } });
+  });
+
+  test("NO_PROXY is honoured: a listed host is fetched straight, its certificate from its own CA", async () => {
+    const both = path.join(work, "undici-roots.pem");
+    writeFileSync(both, `${readFileSync(t.caPath, "utf8").trim()}\n${pki.caCertPem}`);
+    const [direct] = await node([`https://localhost:${tlsUp.port}/echo?from=undici-no-proxy`], {
+      ...proxyEnv(),
+      NO_PROXY: "localhost",
+      no_proxy: "localhost",
+      NODE_EXTRA_CA_CERTS: both,
+    });
+    expect(direct).toMatchObject({ status: 200 });
+    // Straight to the upstream: the placeholder arrives as sent, no secret injected.
+    expect(authSeen(tlsUp, "/echo?from=undici-no-proxy")).toBe(`Bearer ${PLACEHOLDER}`);
+    // And the gateway's CA alone does not verify the upstream's own certificate: the request went nowhere near the gateway.
+    const [refused] = await node([`https://localhost:${tlsUp.port}/echo?from=undici-no-proxy-2`], {
+      ...proxyEnv(),
+      NO_PROXY: "localhost",
+      no_proxy: "localhost",
+      NODE_EXTRA_CA_CERTS: t.caPath,
+    });
+    expect(refused!.error).toMatch(/CERT|SIGNATURE|ISSUER/);
+  });
+
+  test("Node's own fetch with NODE_USE_ENV_PROXY=1: through the gateway from Node 22.21/24, ignored by Node 20", async () => {
+    const both = path.join(work, "undici-roots.pem");
+    writeFileSync(both, `${readFileSync(t.caPath, "utf8").trim()}\n${pki.caCertPem}`);
+    const version = (await run([NODE, "-p", "process.versions.node"])).out.trim();
+    const [major, minor] = version.split(".").map(Number) as [number, number];
+    const supported = major >= 24 || (major === 22 && minor >= 21);
+    const r = await run([NODE, "-e", script(true), `https://localhost:${tlsUp.port}/echo?from=node-fetch`], {
+      ...proxyEnv(),
+      NODE_USE_ENV_PROXY: "1",
+      NODE_EXTRA_CA_CERTS: both,
+    });
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out)[0]).toMatchObject({ status: 200 });
+    expect(authSeen(tlsUp, "/echo?from=node-fetch")).toBe(`Bearer ${supported ? SECRET : PLACEHOLDER}`);
   });
 });
