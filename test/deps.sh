@@ -19,10 +19,12 @@ set -euo pipefail
 # tests (a pty of the warden's own, an interactive tool, an LD_PRELOAD library built for the bypass case).
 # nghttp2-client (nghttp, h2load) and python3-grpcio: the HTTP/2 and gRPC interception tests.
 # python3-requests, dpkg-dev (dpkg-scanpackages for a local apt repository): the client matrix (npm comes with Node)
-# (test/integration/clients/). pebble: Let's Encrypt's test ACME server, for the dashboard's ACME certificate.
+# (test/integration/clients/); golang-go, wget, python3-pip, ca-certificates: the clients that trust the
+# system store (Go's net/http, wget, pip; update-ca-certificates). make: README's newcomer block runs `make -n run`. pebble: Let's Encrypt's test ACME server, for the dashboard's ACME certificate.
 need=(curl openssl iproute2 wireguard-go wireguard-tools libsodium23 nftables python3 chromium fonts-dejavu-core
   postgresql postgresql-client pgbouncer socat nginx-light openssh-server git clickhouse-server clickhouse-client
-  bsdutils bc gcc python3-requests dpkg-dev nghttp2-client python3-grpcio pebble)
+  bsdutils bc gcc python3-requests dpkg-dev nghttp2-client python3-grpcio pebble
+  golang-go wget python3-pip ca-certificates make)
 # The benchmarks' smoke modes run with the tests (hey, mitmproxy, iperf3, ...): their list is test/bench/deps.sh.
 bash "$(dirname "$0")/bench/deps.sh"
 exec bash "$(dirname "$0")/../tools/apt-need.sh" test/deps.sh "${need[@]}"
