@@ -18,14 +18,16 @@ import type { Endpoint } from "../../policy/types.ts";
 import type { RequestHead } from "../http1/parser.ts";
 import { Http1Parser } from "../http1/parser.ts";
 import { encodeChunk, LAST_CHUNK, serializeRequestHead } from "../http1/serialize.ts";
-import { getHeader, headerTokens, type HeaderList } from "../http1/headers.ts";
-import { StreamScrubber, sameLengthMask } from "../../credentials/scrub.ts";
+import type { HeaderList } from "../http1/headers.ts";
 import { StreamPuller } from "./puller.ts";
 import { ExchangeDecider, type DeciderCommand, type DeciderEvent, type EventFields } from "./decider.ts";
 import { exchangeEvent, type InterceptDeps } from "./session.ts";
 import { errorResponse } from "./outcome.ts";
 import { grpcReply, h2Reply, h2RequestHeaders, isGrpc, h2ResponseHeaders, h2Trailers, requestHeadFromH2 } from "./h2head.ts";
 import { h2UpstreamsOf, type UpstreamChoice } from "./h2upstream.ts";
+import { H2ResponseFilter } from "./h2response.ts";
+import { UsageMeter } from "../../spend/usage.ts";
+import { maskText } from "./response.ts";
 import type { UpstreamConn } from "./upstream.ts";
 import { log } from "../../log.ts";
 
@@ -244,12 +246,13 @@ export class H2InterceptSession {
       if (x.chunked) await conn.write(LAST_CHUNK);
       return true;
     })().catch(() => false);
-    const r = await this.relay(stream, head, conn, x.needles);
+    const meter = x.meter ? new UsageMeter(x.meter, x.head.target) : undefined;
+    const r = await this.relay(stream, head, conn, new H2ResponseFilter(x.needles, meter));
     stream.off("close", onAgentGone);
     const requestWhole = r.ok && r.early ? false : await sending;
     if (r.ok && requestWhole && r.reusable && conn.atCleanBoundary) this.deps.pool.release(conn);
     else conn.destroy();
-    this.publish(head, started, { ...fields, bytesUp, bytesDown: r.bytesDown, ...(r.status ? { status: r.status } : {}), ...(r.ok ? {} : { detail: r.detail, action: { closedBy: closedBy(r.detail) } }) });
+    this.publish(head, started, { ...fields, bytesUp, bytesDown: r.bytesDown, ...(r.status ? { status: r.status } : {}), ...(r.ok ? {} : { detail: r.detail, action: { closedBy: closedBy(r.detail) } }), ...usageOf(meter, r.ok, x.needles) });
   }
 
   /** The request as a stream of the upstream's own h2 session; the response back frame by frame, trailers included. */
@@ -265,8 +268,17 @@ export class H2InterceptSession {
     let bytesUp = x.bodyBytes;
     let bytesDown = 0;
     let status: number | undefined;
-    const publish = (more: EventFields) =>
-      this.publish(head, started, { ...fields, bytesUp, bytesDown, ...(status ? { status } : {}), ...more, ...(more.detail ? { action: { closedBy: closedBy(more.detail) } } : {}) });
+    const meter = x.meter ? new UsageMeter(x.meter, x.head.target) : undefined;
+    const publish = (more: EventFields, ended = false) =>
+      this.publish(head, started, {
+        ...fields,
+        bytesUp,
+        bytesDown,
+        ...(status ? { status } : {}),
+        ...more,
+        ...(more.detail ? { action: { closedBy: closedBy(more.detail) } } : {}),
+        ...usageOf(meter, ended, x.needles),
+      });
     if (stream.destroyed) return publish({ detail: "agent reset the stream" });
     const noBody = x.complete && x.bodyBytes === 0;
     let req: http2.ClientHttp2Stream;
@@ -309,28 +321,41 @@ export class H2InterceptSession {
       if (n.startsWith(":") || v === undefined) continue;
       for (const one of Array.isArray(v) ? v : [v]) list.push([n, String(one)]);
     }
-    const needles = x.needles;
-    if (needles.length > 0 && !headerTokens(list, "content-encoding").every((c) => c === "identity")) {
+    const filter = new H2ResponseFilter(x.needles, meter);
+    const ended = req.endAfterHeaders;
+    const first = filter.head(status, list, !ended);
+    if (first.type === "refuse") {
       resetStream(req as unknown as ServerStream, http2.constants.NGHTTP2_CANCEL);
-      publish({ status: 502, detail: "upstream sent a coded body despite identity" });
-      return this.replyStream(stream, errorResponse(502, `upstream sent Content-Encoding ${getHeader(list, "content-encoding")} despite identity`, false), false);
+      stream.off("close", onAgentGone);
+      publish({ status: 502, detail: first.message });
+      return this.replyStream(stream, errorResponse(502, first.message, false), false);
     }
     let trailers: http2.IncomingHttpHeaders | undefined;
     req.once("trailers", (t) => (trailers = t));
-    const ended = req.endAfterHeaders;
     if (stream.destroyed) return publish({ detail: "agent reset the stream" });
-    stream.respond(h2ResponseHeaders(status, list, needles), { endStream: ended, waitForTrailers: !ended });
+    if (first.type === "respond") stream.respond(first.headers, { endStream: ended, waitForTrailers: !ended });
     if (!ended) {
-      const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
       const down = new StreamPuller(req);
+      let refused: string | undefined;
       for (let c = await down.next(); c; c = await down.next()) {
         bytesDown += c.length;
-        const out = scrubber ? scrubber.push(c) : c;
-        if (out.length > 0 && !(await writeStream(stream, out))) break;
+        const out = filter.body(c);
+        if (out.type === "refuse") {
+          refused = out.message;
+          break;
+        }
+        if (out.data.length > 0 && !(await writeStream(stream, out.data))) break;
       }
-      const tail = scrubber?.flush();
-      if (tail && tail.length > 0) await writeStream(stream, tail);
-      if (!req.readableEnded || down.error) {
+      const last = refused === undefined && req.readableEnded && !down.error ? filter.end() : undefined;
+      if (last?.type === "refuse") refused = last.message;
+      if (refused !== undefined) {
+        resetStream(req as unknown as ServerStream, http2.constants.NGHTTP2_CANCEL);
+        stream.off("close", onAgentGone);
+        if (!stream.headersSent && !stream.destroyed) this.replyStream(stream, errorResponse(502, refused, false), false);
+        else resetStream(stream, http2.constants.NGHTTP2_INTERNAL_ERROR);
+        return publish({ status: 502, detail: refused });
+      }
+      if (last?.type !== "end") {
         stream.off("close", onAgentGone);
         resetStream(stream, http2.constants.NGHTTP2_INTERNAL_ERROR);
         return publish({ detail: stream.destroyed ? "agent reset the stream" : "upstream reset the stream" });
@@ -341,12 +366,14 @@ export class H2InterceptSession {
         for (const one of Array.isArray(v) ? v : [v]) t.push([n, String(one)]);
       }
       if (!stream.destroyed) {
-        stream.once("wantTrailers", () => sendTrailers(stream, h2Trailers(t, needles)));
-        stream.end();
+        if (last.headers) stream.respond(last.headers, { endStream: false, waitForTrailers: true });
+        stream.once("wantTrailers", () => sendTrailers(stream, h2Trailers(t, x.needles)));
+        if (last.data.length > 0) stream.end(last.data);
+        else stream.end();
       }
     }
     stream.off("close", onAgentGone);
-    publish({});
+    publish({}, true);
   }
 
   /** The upstream's response to the agent's stream; the agent's window paces the upstream's reads. */
@@ -354,57 +381,65 @@ export class H2InterceptSession {
     stream: ServerStream,
     head: RequestHead,
     conn: UpstreamConn,
-    needles: string[],
+    filter: H2ResponseFilter,
   ): Promise<{ ok: true; status: number; bytesDown: number; reusable: boolean; early: boolean } | { ok: false; status?: number; bytesDown: number; detail: string }> {
     const parser = new Http1Parser("response");
     parser.expectResponseTo(head.method);
-    const scrubber = needles.length > 0 ? new StreamScrubber(needles, sameLengthMask) : undefined;
     let status: number | undefined;
     let keepAlive = false;
+    let chunked = false;
     let bytesDown = 0;
+    /** Masked body not yet written: kept back one event so the last piece goes out with END_STREAM. */
+    let pending: Uint8Array | undefined;
     const fail = (detail: string, code = http2.constants.NGHTTP2_INTERNAL_ERROR) => {
       if (!stream.headersSent && !stream.destroyed) this.replyStream(stream, errorResponse(502, detail, false), false);
       else resetStream(stream, code);
       return { ok: false as const, ...(status ? { status } : { status: 502 }), bytesDown, detail };
     };
+    const gone = () => ({ ok: false as const, ...(status ? { status } : {}), bytesDown, detail: "agent reset the stream" });
     for (;;) {
       const chunk = await conn.puller.next();
-      if (stream.destroyed) return { ok: false, ...(status ? { status } : {}), bytesDown, detail: "agent reset the stream" };
+      if (stream.destroyed) return gone();
       const events = chunk ? parser.push(chunk) : parser.end();
       if (!chunk && events.length === 0) return fail("upstream closed mid-response");
       for (const ev of events) {
         switch (ev.type) {
           case "informational":
             // 103 Early Hints, the upstream's own 100: passed on, masked as a final head is.
-            if (!stream.headersSent && !stream.destroyed) stream.additionalHeaders(h2ResponseHeaders(ev.head.status, ev.head.headers, needles));
+            if (!stream.headersSent && !stream.destroyed) stream.additionalHeaders(h2ResponseHeaders(ev.head.status, ev.head.headers, filter.needles));
             break;
           case "head": {
             if (!("status" in ev.head)) break;
             const h = ev.head;
             if (h.status === 101) return fail("upstream switched protocols on an HTTP/2 stream");
-            // Credentialed requests asked for identity: a coded body cannot be masked in flight.
-            if (needles.length > 0 && h.bodyKind.kind !== "none" && !headerTokens(h.headers, "content-encoding").every((c) => c === "identity")) {
-              return fail(`upstream sent Content-Encoding ${getHeader(h.headers, "content-encoding")} despite identity`);
-            }
             status = h.status;
             keepAlive = h.keepAlive;
+            chunked = h.bodyKind.kind === "chunked";
             const noBody = h.bodyKind.kind === "none";
-            stream.respond(h2ResponseHeaders(h.status, h.headers, needles), { endStream: noBody, waitForTrailers: !noBody && h.bodyKind.kind === "chunked" });
+            const out = filter.head(h.status, h.headers, !noBody);
+            if (out.type === "refuse") return fail(out.message);
+            if (out.type === "respond") stream.respond(out.headers, { endStream: noBody, waitForTrailers: chunked });
             break;
           }
           case "body": {
             bytesDown += ev.data.length;
-            const out = scrubber ? scrubber.push(ev.data) : ev.data;
-            if (out.length > 0 && !(await writeStream(stream, out))) return { ok: false, ...(status ? { status } : {}), bytesDown, detail: "agent reset the stream" };
+            const out = filter.body(ev.data);
+            if (out.type === "refuse") return fail(out.message);
+            if (out.data.length === 0) break;
+            if (pending && !(await writeStream(stream, pending))) return gone();
+            pending = out.data;
             break;
           }
           case "end": {
-            const tail = scrubber?.flush();
-            if (tail && tail.length > 0) await writeStream(stream, tail);
-            if (!stream.destroyed && !stream.writableEnded) {
-              const trailers = ev.trailers ?? [];
-              stream.once("wantTrailers", () => sendTrailers(stream, h2Trailers(trailers as HeaderList, needles)));
-              stream.end();
+            const out = filter.end();
+            if (out.type === "refuse") return fail(out.message);
+            const trailers = (ev.trailers ?? []) as HeaderList;
+            if (out.headers && !stream.destroyed) stream.respond(out.headers, { endStream: false, waitForTrailers: chunked });
+            const last = pending && out.data.length > 0 ? Buffer.concat([pending, out.data]) : (pending ?? out.data);
+            if (!stream.destroyed && !stream.writableEnded && stream.headersSent) {
+              if (chunked) stream.once("wantTrailers", () => sendTrailers(stream, h2Trailers(trailers, filter.needles)));
+              if (last.length > 0) stream.end(last);
+              else stream.end();
             }
             return { ok: true, status: status ?? 502, bytesDown, reusable: keepAlive && parser.idle, early: false };
           }
@@ -414,12 +449,24 @@ export class H2InterceptSession {
             return fail("upstream sent what an HTTP/2 stream cannot carry");
         }
       }
+      // What this read gave goes out before the next read: the agent's window paces the upstream.
+      if (pending) {
+        const p = pending;
+        pending = undefined;
+        if (!(await writeStream(stream, p))) return gone();
+      }
     }
   }
 
   private publish(head: Pick<RequestHead, "method" | "target">, started: number, fields: EventFields): void {
-    this.deps.publish(exchangeEvent(this.flow, this.sni, head, started, Date.now() - started, fields));
+    this.deps.publish(exchangeEvent(this.flow, this.sni, head, started, Date.now() - started, fields, { prices: this.deps.policy().prices }));
   }
+}
+
+/** The LLM usage a response reported (`ended`: it reached its end, so the counts are final), for the event; the model name masked as the body was. */
+function usageOf(meter: UsageMeter | undefined, ended: boolean, needles: string[]): EventFields {
+  const usage = meter?.finish(ended);
+  return usage ? { usage: { ...usage, model: maskText(usage.model, needles) } } : {};
 }
 
 /** Who ended a stream early, as HTTP/1.1's events say it (`action.closedBy`): the agent, the upstream, or the gateway refusing. */
