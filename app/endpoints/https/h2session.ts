@@ -19,7 +19,8 @@ import type { RequestHead } from "../http1/parser.ts";
 import { Http1Parser } from "../http1/parser.ts";
 import { encodeChunk, LAST_CHUNK, serializeRequestHead } from "../http1/serialize.ts";
 import type { HeaderList } from "../http1/headers.ts";
-import { StreamPuller } from "./puller.ts";
+import { StreamPuller, type PullHooks } from "./puller.ts";
+import { ClientTimeouts, type TimeoutReason } from "../http1/timeouts.ts";
 import { ExchangeDecider, type DeciderCommand, type DeciderEvent, type EventFields } from "./decider.ts";
 import { exchangeEvent, type InterceptDeps } from "./session.ts";
 import { errorResponse } from "./outcome.ts";
@@ -35,6 +36,8 @@ import { log } from "../../log.ts";
 export const MAX_CONCURRENT_STREAMS = 100;
 /** Largest header list a stream may send (SETTINGS_MAX_HEADER_LIST_SIZE), as HTTP/1.1's head limit. */
 export const MAX_HEADER_LIST_SIZE = 64 * 1024;
+/** After the idle GOAWAY, how long a connection may take to close before it is cut. */
+const IDLE_CLOSE_GRACE_MS = 1_000;
 /** Most fields in one header block. */
 const MAX_HEADER_PAIRS = 200;
 
@@ -70,6 +73,8 @@ export class H2InterceptSession {
   private readonly grpcStreams = new WeakSet<ServerStream>();
   /** Streams being served, ended when the agent's connection goes. */
   private readonly live = new Set<ServerStream>();
+  /** Streams whose request body came slower than min_rate: cut off (408 when no response had begun). */
+  private readonly outOfTime = new WeakMap<ServerStream, { reason: TimeoutReason; answered: boolean }>();
 
   constructor(
     private readonly flow: Flow,
@@ -87,22 +92,46 @@ export class H2InterceptSession {
     });
     return new Promise((resolve) => {
       let finished = false;
+      let session: http2.ServerHttp2Session | undefined;
+      // Idle: no stream open for idle_timeout closes the connection with GOAWAY, as
+      // HTTP/1.1's idle timeout does between requests. PINGs, SETTINGS and a header
+      // block that never ends (h2's slowloris: the library shows a stream only once
+      // its headers are whole) do not keep it open.
+      let open = 0;
+      let idle: ReturnType<typeof setTimeout> | undefined;
+      const armIdle = () => {
+        if (idle) clearTimeout(idle);
+        idle = setTimeout(() => {
+          // GOAWAY; a header block still open is a stream to the library, which would wait on it: cut after a grace.
+          session?.close();
+          setTimeout(() => session?.destroy(), IDLE_CLOSE_GRACE_MS).unref?.();
+        }, d.idleTimeoutMs);
+        idle.unref?.();
+      };
       const finish = () => {
         if (finished) return;
         finished = true;
+        if (idle) clearTimeout(idle);
         server.close();
         // The agent's connection is gone: every stream still relaying ends now (its
         // event is published with what was sent), whether or not the library said so.
         for (const stream of this.live) if (!stream.destroyed) stream.destroy();
         resolve();
       };
-      server.on("session", (session) => {
-        // An idle connection (no frames at all) is closed with GOAWAY, as HTTP/1.1's idle timeout closes.
-        session.setTimeout(d.idleTimeoutMs, () => session.close());
-        session.on("error", (e: Error) => log.debug("h2 agent session error", { flow: this.flow.id, error: e.message }));
-        session.on("close", finish);
+      server.on("session", (s: http2.ServerHttp2Session) => {
+        session = s;
+        armIdle();
+        s.on("error", (e: Error) => log.debug("h2 agent session error", { flow: this.flow.id, error: e.message }));
+        s.on("close", finish);
       });
       server.on("stream", (stream: ServerStream, headers: http2.IncomingHttpHeaders) => {
+        open += 1;
+        if (idle) clearTimeout(idle);
+        idle = undefined;
+        stream.once("close", () => {
+          open -= 1;
+          if (open === 0 && !finished) armIdle();
+        });
         void this.serveStream(stream, headers).catch((e: Error) => {
           log.debug("h2 stream failed", { flow: this.flow.id, error: e.message });
           resetStream(stream, http2.constants.NGHTTP2_INTERNAL_ERROR);
@@ -135,11 +164,11 @@ export class H2InterceptSession {
     if (!parsed.ok) {
       const head = { method: String(h[":method"] ?? "?"), target: String(h[":path"] ?? "") };
       const reply = errorResponse(parsed.status, parsed.reason, false);
-      this.publish(head, started, { status: parsed.status, verdict: "deny", reason: parsed.reason });
+      this.publish(stream, head, started, { status: parsed.status, verdict: "deny", reason: parsed.reason });
       return this.replyStream(stream, reply, !endStream);
     }
     const head = parsed.head;
-    const body = new StreamPuller(stream);
+    const body = new StreamPuller(stream, endStream ? undefined : this.bodyClock(stream));
     const policy = this.deps.policy();
     const decider = new ExchangeDecider({
       policy,
@@ -181,16 +210,79 @@ export class H2InterceptSession {
             break;
           }
           case "reply":
-            this.publish(head, started, c.event);
+            this.publish(stream, head, started, c.event);
             return this.replyStream(stream, c.data, !bodyDone);
           case "forward":
             return this.forward(stream, head, body, c, started);
         }
       }
       if (!reply) throw new Error("exchange decider asked for nothing");
+      // Cut off for its pace while the rules waited for its body: answered already (408).
+      if (this.outOfTime.has(stream)) return this.publish(stream, head, started, { verdict: "deny", reason: "request body too slow" });
       if (stream.destroyed && reply.type !== "approval") return;
       commands = decider.handle(reply);
     }
+  }
+
+  /**
+   * The request body's pace, as HTTP/1.1's (ClientTimeouts' body phase):
+   * min_rate bytes/s after a grace of header_timeout, counting only time
+   * spent waiting on the agent (a stream paused because its upstream is
+   * slow is never the agent's fault). Too slow: 408 on the stream when no
+   * response began, else RST_STREAM; the other streams go on.
+   */
+  private bodyClock(stream: ServerStream): PullHooks | undefined {
+    const d = this.deps.policy().defaults;
+    if (d.minRateBytesPerSec <= 0) return undefined;
+    const clock = new ClientTimeouts({ headerMs: d.headerTimeoutMs, idleMs: d.idleTimeoutMs, minRateBytesPerSec: d.minRateBytesPerSec }, Date.now());
+    clock.headParsed(Date.now(), true);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let due = 0;
+    const stop = () => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+    };
+    // One timer per stream, kept when due earlier than the deadline (re-checked when it fires), as the HTTP/1.1 shell does.
+    const arm = () => {
+      const at = clock.deadline();
+      if (at === undefined) return stop();
+      if (timer && due <= at) return;
+      stop();
+      due = at;
+      timer = setTimeout(() => {
+        timer = undefined;
+        const reason = clock.expired(Date.now());
+        if (reason) this.cutOff(stream, reason);
+        else arm();
+      }, Math.max(0, at - Date.now()));
+      timer.unref?.();
+    };
+    stream.once("end", () => {
+      clock.bodyEnded(Date.now());
+      stop();
+    });
+    stream.once("close", stop);
+    return {
+      onData: (n) => clock.received(Date.now(), n),
+      onWait: () => {
+        clock.waiting(Date.now());
+        arm();
+      },
+    };
+  }
+
+  /** The stream can take no response of ours any more: reset, or cut off for its pace. */
+  private lost(stream: ServerStream): boolean {
+    return stream.destroyed || this.outOfTime.has(stream);
+  }
+
+  private cutOff(stream: ServerStream, reason: TimeoutReason): void {
+    if (stream.destroyed || this.outOfTime.has(stream)) return;
+    const answered = !stream.headersSent;
+    this.outOfTime.set(stream, { reason, answered });
+    log.debug("intercepted h2 stream out of time", { flow: this.flow.id, reason });
+    if (answered) this.replyStream(stream, errorResponse(408, "request body too slow", false), true);
+    else resetStream(stream, http2.constants.NGHTTP2_CANCEL);
   }
 
   /** A whole response the decider wrote (403, 202, 502), on this stream alone. */
@@ -212,18 +304,18 @@ export class H2InterceptSession {
     const fields: EventFields = { ...x.event, verdict: "allow" };
     const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint: x.endpoint, ...(x.clientCert ? { clientCert: x.clientCert } : {}) };
     // A stream the agent reset while it was judged costs no upstream connection.
-    if (stream.destroyed) return this.publish(head, started, { ...fields, detail: "agent reset the stream", bytesUp: x.bodyBytes });
+    if (this.lost(stream)) return this.publish(stream, head, started, { ...fields, detail: "agent reset the stream", bytesUp: x.bodyBytes });
     let choice: UpstreamChoice;
     try {
       choice = await h2UpstreamsOf(this.deps.pool).take(target);
     } catch (e) {
       log.warn("upstream connect failed", { flow: this.flow.id, host: this.sni, error: (e as Error).message });
-      this.publish(head, started, { ...fields, status: 502, detail: `upstream: ${(e as Error).message}`, bytesUp: x.bodyBytes });
+      this.publish(stream, head, started, { ...fields, status: 502, detail: `upstream: ${(e as Error).message}`, bytesUp: x.bodyBytes });
       return this.replyStream(stream, errorResponse(502, `could not reach ${this.sni}`, false), !x.complete);
     }
     if (choice.kind === "h2") return this.forwardOverH2(stream, head, body, x, started, choice.session);
     const conn = choice.conn;
-    if (stream.destroyed) return conn.destroy();
+    if (this.lost(stream)) return conn.destroy();
     const onAgentGone = () => conn.destroy();
     stream.once("close", onAgentGone);
     let bytesUp = x.bodyBytes;
@@ -252,7 +344,7 @@ export class H2InterceptSession {
     const requestWhole = r.ok && r.early ? false : await sending;
     if (r.ok && requestWhole && r.reusable && conn.atCleanBoundary) this.deps.pool.release(conn);
     else conn.destroy();
-    this.publish(head, started, { ...fields, bytesUp, bytesDown: r.bytesDown, ...(r.status ? { status: r.status } : {}), ...(r.ok ? {} : { detail: r.detail, action: { closedBy: closedBy(r.detail) } }), ...usageOf(meter, r.ok, x.needles) });
+    this.publish(stream, head, started, { ...fields, bytesUp, bytesDown: r.bytesDown, ...(r.status ? { status: r.status } : {}), ...(r.ok ? {} : { detail: r.detail, action: { closedBy: closedBy(r.detail) } }), ...usageOf(meter, r.ok, x.needles) });
   }
 
   /** The request as a stream of the upstream's own h2 session; the response back frame by frame, trailers included. */
@@ -270,7 +362,7 @@ export class H2InterceptSession {
     let status: number | undefined;
     const meter = x.meter ? new UsageMeter(x.meter, x.head.target) : undefined;
     const publish = (more: EventFields, ended = false) =>
-      this.publish(head, started, {
+      this.publish(stream, head, started, {
         ...fields,
         bytesUp,
         bytesDown,
@@ -279,7 +371,7 @@ export class H2InterceptSession {
         ...(more.detail ? { action: { closedBy: closedBy(more.detail) } } : {}),
         ...usageOf(meter, ended, x.needles),
       });
-    if (stream.destroyed) return publish({ detail: "agent reset the stream" });
+    if (this.lost(stream)) return publish({ detail: "agent reset the stream" });
     const noBody = x.complete && x.bodyBytes === 0;
     let req: http2.ClientHttp2Stream;
     try {
@@ -332,7 +424,7 @@ export class H2InterceptSession {
     }
     let trailers: http2.IncomingHttpHeaders | undefined;
     req.once("trailers", (t) => (trailers = t));
-    if (stream.destroyed) return publish({ detail: "agent reset the stream" });
+    if (this.lost(stream)) return publish({ detail: "agent reset the stream" });
     if (first.type === "respond") stream.respond(first.headers, { endStream: ended, waitForTrailers: !ended });
     if (!ended) {
       const down = new StreamPuller(req);
@@ -365,7 +457,7 @@ export class H2InterceptSession {
         if (n.startsWith(":") || v === undefined) continue;
         for (const one of Array.isArray(v) ? v : [v]) t.push([n, String(one)]);
       }
-      if (!stream.destroyed) {
+      if (!this.lost(stream)) {
         if (last.headers) stream.respond(last.headers, { endStream: false, waitForTrailers: true });
         stream.once("wantTrailers", () => sendTrailers(stream, h2Trailers(t, x.needles)));
         if (last.data.length > 0) stream.end(last.data);
@@ -399,7 +491,7 @@ export class H2InterceptSession {
     const gone = () => ({ ok: false as const, ...(status ? { status } : {}), bytesDown, detail: "agent reset the stream" });
     for (;;) {
       const chunk = await conn.puller.next();
-      if (stream.destroyed) return gone();
+      if (this.lost(stream)) return gone();
       const events = chunk ? parser.push(chunk) : parser.end();
       if (!chunk && events.length === 0) return fail("upstream closed mid-response");
       for (const ev of events) {
@@ -434,9 +526,9 @@ export class H2InterceptSession {
             const out = filter.end();
             if (out.type === "refuse") return fail(out.message);
             const trailers = (ev.trailers ?? []) as HeaderList;
-            if (out.headers && !stream.destroyed) stream.respond(out.headers, { endStream: false, waitForTrailers: chunked });
+            if (out.headers && !this.lost(stream)) stream.respond(out.headers, { endStream: false, waitForTrailers: chunked });
             const last = pending && out.data.length > 0 ? Buffer.concat([pending, out.data]) : (pending ?? out.data);
-            if (!stream.destroyed && !stream.writableEnded && stream.headersSent) {
+            if (!this.lost(stream) && !stream.writableEnded && stream.headersSent) {
               if (chunked) stream.once("wantTrailers", () => sendTrailers(stream, h2Trailers(trailers, filter.needles)));
               if (last.length > 0) stream.end(last);
               else stream.end();
@@ -458,7 +550,10 @@ export class H2InterceptSession {
     }
   }
 
-  private publish(head: Pick<RequestHead, "method" | "target">, started: number, fields: EventFields): void {
+  /** The stream's one event; a stream cut off for its pace says so, whatever its forwarding saw. */
+  private publish(stream: ServerStream, head: Pick<RequestHead, "method" | "target">, started: number, fields: EventFields): void {
+    const late = this.outOfTime.get(stream);
+    if (late) fields = { ...fields, ...(late.answered ? { status: 408 } : {}), detail: `client out of time (${late.reason})`, action: { closedBy: "client" } };
     this.deps.publish(exchangeEvent(this.flow, this.sni, head, started, Date.now() - started, fields, { prices: this.deps.policy().prices }));
   }
 }
