@@ -87,7 +87,9 @@ export class H2InterceptSession {
   run(): Promise<void> {
     const d = this.deps.policy().defaults;
     const server = http2.createServer({
-      settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: MAX_HEADER_LIST_SIZE, enablePush: false },
+      // No RFC 8441 extended CONNECT (WebSockets over h2): a tunnel no rule could judge. Clients may not
+      // send :protocol unless this is 1; one that does is reset by the library before it is a stream.
+      settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: MAX_HEADER_LIST_SIZE, enablePush: false, enableConnectProtocol: false },
       maxHeaderListPairs: MAX_HEADER_PAIRS,
     });
     return new Promise((resolve) => {
@@ -315,7 +317,10 @@ export class H2InterceptSession {
     }
     if (choice.kind === "h2") return this.forwardOverH2(stream, head, body, x, started, choice.session);
     const conn = choice.conn;
-    if (this.lost(stream)) return conn.destroy();
+    if (this.lost(stream)) {
+      conn.destroy();
+      return this.publish(stream, head, started, { ...fields, detail: "agent reset the stream", bytesUp: x.bodyBytes, action: { closedBy: "client" } });
+    }
     const onAgentGone = () => conn.destroy();
     stream.once("close", onAgentGone);
     let bytesUp = x.bodyBytes;
