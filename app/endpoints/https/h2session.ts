@@ -41,9 +41,17 @@ const IDLE_CLOSE_GRACE_MS = 1_000;
 /** Most fields in one header block. */
 const MAX_HEADER_PAIRS = 200;
 
+/**
+ * Endpoint types served by the HTTPS runtime whose every request the
+ * exchange decider judges: an h2 stream is one such request. (kubernetes:
+ * exec and port-forward upgrade HTTP/1.1 connections, which clients open
+ * offering http/1.1 alone.)
+ */
+const H2_ENDPOINT_TYPES = new Set(["https", "kubernetes", "clickhouse_https"]);
+
 /** ALPN offered to the agent: h2 only where every stream can be judged as an HTTP request. */
 export function agentAlpn(endpoint: Endpoint): string[] {
-  return endpoint.type === "https" ? ["h2", "http/1.1"] : ["http/1.1"];
+  return H2_ENDPOINT_TYPES.has(endpoint.type) ? ["h2", "http/1.1"] : ["http/1.1"];
 }
 
 /**
