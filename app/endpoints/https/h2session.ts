@@ -76,6 +76,12 @@ export function negotiatedAlpn(sock: TLSSocket, timeoutMs: number): Promise<stri
 
 type ServerStream = http2.ServerHttp2Stream;
 
+/** What a stream's request body is read through. */
+type BodySource = Pick<StreamPuller, "next" | "takeBuffered" | "buffered" | "error">;
+
+/** The body of a stream whose HEADERS ended it: none (no puller, no listeners on the stream). */
+const NO_BODY: BodySource = { next: async () => undefined, takeBuffered: () => [], buffered: 0, error: undefined };
+
 export class H2InterceptSession {
   /** Streams of gRPC calls: refusals go to them in gRPC's form. */
   private readonly grpcStreams = new WeakSet<ServerStream>();
@@ -134,18 +140,31 @@ export class H2InterceptSession {
         s.on("error", (e: Error) => log.debug("h2 agent session error", { flow: this.flow.id, error: e.message }));
         s.on("close", finish);
       });
+      // Streams that arrived in one batch of frames are judged after it was read whole:
+      // one the agent resets in the same batch (rapid reset) is never judged.
+      let arrived: [ServerStream, http2.IncomingHttpHeaders][] = [];
+      const serveArrived = () => {
+        const batch = arrived;
+        arrived = [];
+        for (const [stream, headers] of batch) {
+          if (stream.destroyed) continue;
+          this.live.add(stream);
+          void this.serveStream(stream, headers).catch((e: Error) => {
+            log.debug("h2 stream failed", { flow: this.flow.id, error: e.message });
+            resetStream(stream, http2.constants.NGHTTP2_INTERNAL_ERROR);
+          });
+        }
+      };
       server.on("stream", (stream: ServerStream, headers: http2.IncomingHttpHeaders) => {
         open += 1;
         if (idle) clearTimeout(idle);
         idle = undefined;
         stream.once("close", () => {
           open -= 1;
+          this.live.delete(stream);
           if (open === 0 && !finished) armIdle();
         });
-        void this.serveStream(stream, headers).catch((e: Error) => {
-          log.debug("h2 stream failed", { flow: this.flow.id, error: e.message });
-          resetStream(stream, http2.constants.NGHTTP2_INTERNAL_ERROR);
-        });
+        if (arrived.push([stream, headers]) === 1) setImmediate(serveArrived);
       });
       server.on("sessionError", (e: Error) => log.debug("h2 agent session error", { flow: this.flow.id, error: e.message }));
       this.agent.on("close", finish);
@@ -159,18 +178,10 @@ export class H2InterceptSession {
 
   /** One stream: judged as one request, then answered or forwarded. */
   private async serveStream(stream: ServerStream, h: http2.IncomingHttpHeaders): Promise<void> {
-    // A stream the agent resets in the same batch of frames (rapid reset) is
-    // never judged: the frames already read are handled first.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (stream.destroyed) return;
-    this.live.add(stream);
-    stream.once("close", () => this.live.delete(stream));
     const started = Date.now();
     if (isGrpc(h)) this.grpcStreams.add(stream);
     const endStream = stream.endAfterHeaders || stream.readableEnded;
     const parsed = requestHeadFromH2(h, endStream);
-    const gone = new AbortController();
-    stream.once("close", () => gone.abort());
     if (!parsed.ok) {
       const head = { method: String(h[":method"] ?? "?"), target: String(h[":path"] ?? "") };
       const reply = errorResponse(parsed.status, parsed.reason, false);
@@ -178,7 +189,7 @@ export class H2InterceptSession {
       return this.replyStream(stream, reply, !endStream);
     }
     const head = parsed.head;
-    const body = new StreamPuller(stream, endStream ? undefined : this.bodyClock(stream));
+    const body: BodySource = endStream ? NO_BODY : new StreamPuller(stream, this.bodyClock(stream));
     const policy = this.deps.policy();
     const decider = new ExchangeDecider({
       policy,
@@ -215,7 +226,12 @@ export class H2InterceptSession {
           case "hold": {
             const gate = this.deps.approvals;
             if (!gate) throw new Error("hold without an approval gate");
-            const outcome = await gate.hold({ request: c.request, rule: c.rule, chain: c.chain, operationId: c.operationId, signal: gone.signal });
+            // The agent resetting the stream ends the hold.
+            const gone = new AbortController();
+            const onClose = () => gone.abort();
+            if (stream.destroyed) gone.abort();
+            else stream.once("close", onClose);
+            const outcome = await gate.hold({ request: c.request, rule: c.rule, chain: c.chain, operationId: c.operationId, signal: gone.signal }).finally(() => stream.off("close", onClose));
             reply = { type: "approval", outcome };
             break;
           }
@@ -310,7 +326,7 @@ export class H2InterceptSession {
   }
 
   /** The request as HTTP/1.1 over a pooled upstream connection; the response back frame by frame. */
-  private async forward(stream: ServerStream, head: RequestHead, body: StreamPuller, x: Extract<DeciderCommand, { type: "forward" }>, started: number): Promise<void> {
+  private async forward(stream: ServerStream, head: RequestHead, body: BodySource, x: Extract<DeciderCommand, { type: "forward" }>, started: number): Promise<void> {
     const fields: EventFields = { ...x.event, verdict: "allow" };
     const target = { host: this.flow.dst.host, port: this.flow.dst.port, sni: this.sni, endpoint: x.endpoint, ...(x.clientCert ? { clientCert: x.clientCert } : {}) };
     // A stream the agent reset while it was judged costs no upstream connection.
@@ -364,7 +380,7 @@ export class H2InterceptSession {
   private async forwardOverH2(
     stream: ServerStream,
     head: RequestHead,
-    body: StreamPuller,
+    body: BodySource,
     x: Extract<DeciderCommand, { type: "forward" }>,
     started: number,
     session: http2.ClientHttp2Session,
@@ -584,7 +600,7 @@ function closedBy(detail: string): "client" | "upstream" | "gateway" {
 }
 
 /** Body chunks until the stream ends or more than `atMost` bytes were read. */
-async function readBody(body: StreamPuller, stream: ServerStream, atMost: number): Promise<{ chunks: Uint8Array[]; bytes: number; done: boolean }> {
+async function readBody(body: BodySource, stream: ServerStream, atMost: number): Promise<{ chunks: Uint8Array[]; bytes: number; done: boolean }> {
   const chunks: Uint8Array[] = [];
   let bytes = 0;
   while (bytes <= atMost) {
@@ -598,7 +614,7 @@ async function readBody(body: StreamPuller, stream: ServerStream, atMost: number
 }
 
 /** What of the body already arrived, never waiting. */
-function takeBuffered(body: StreamPuller, stream: ServerStream, atMost: number): { chunks: Uint8Array[]; done: boolean } {
+function takeBuffered(body: BodySource, stream: ServerStream, atMost: number): { chunks: Uint8Array[]; done: boolean } {
   const chunks = body.takeBuffered(atMost);
   return { chunks, done: stream.readableEnded && body.buffered === 0 && !body.error };
 }
