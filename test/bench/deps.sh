@@ -9,9 +9,10 @@ set -euo pipefail
 # package:command it provides
 # bench-netstack: iperf3, and wireguard-go + wg for the device side of the tunnel.
 # bench-postgres: PostgreSQL 15 and pgbench, pgbouncer, socat (libpq's hop to the proxy).
+# bench-https's HTTP/2 rows: h2load (nghttp2-client), socat (its hop to the proxies).
 need=(hey:hey mitmproxy:mitmdump nginx-light:nginx curl:curl openssl:openssl util-linux:unshare iproute2:ip
   iperf3:iperf3 wireguard-go:wireguard-go wireguard-tools:wg
-  postgresql-15:/usr/lib/postgresql/15/bin/postgres postgresql-client-15:pgbench pgbouncer:pgbouncer socat:socat)
+  postgresql-15:/usr/lib/postgresql/15/bin/postgres postgresql-client-15:pgbench pgbouncer:pgbouncer socat:socat nghttp2-client:h2load)
 missing=()
 for pair in "${need[@]}"; do
   pkg=${pair%%:*} cmd=${pair#*:}

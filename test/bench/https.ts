@@ -8,7 +8,14 @@
 //   3. through mitmproxy's mitmdump (Debian 8.1.1), verifying the upstream
 //      against the same CA.
 // It prints req/s, p50, p99 and the CPU time per request of each server
-// process, and ratios against the baselines measured in the same run. It
+// process, and ratios against the baselines measured in the same run.
+// Then HTTP/2: h2load (nghttp2-client), BENCH_H2 connections x streams
+// each, against nginx's h2 port directly, through the gateway (to the
+// HTTP/1.1 port, each stream translated, and to the h2 port, each stream on
+// the gateway's own upstream session) and through mitmdump (h2 both ways).
+// h2load speaks no proxy protocol: a socat per proxy (`PROXY:`, an HTTP
+// CONNECT per connection) carries its connections, the same hop for both
+// proxies, and `--connect-to` keeps the URL (SNI, :authority) the real one. It
 // asserts nothing about timing; it fails only when a path does not do what
 // it claims (no interception, no injection, a non-200 answer).
 //
@@ -18,8 +25,9 @@
 // rejects as a host name) and keeps it off other users' loopback ports.
 //
 // Knobs (environment): BENCH_SECONDS (per measurement, default 6),
-// BENCH_WARMUP_SECONDS (before each, default 2), BENCH_CONCURRENCY (default "16,64"), BENCH_FIXED_RATE (req/s for the
-// latency row, default 500; 0 skips it), BENCH_CPU_PROF=DIR (run the gateway
+// BENCH_WARMUP_SECONDS (before each, default 2), BENCH_CONCURRENCY (default "16,64"; empty: no HTTP/1.1
+// closed-loop rows), BENCH_FIXED_RATE (req/s for the latency row, default 500; 0 skips it),
+// BENCH_H2 (h2load's connections x streams, default "16x10"; empty skips the HTTP/2 rows), BENCH_CPU_PROF=DIR (run the gateway
 // under `bun --cpu-prof --cpu-prof-md`, profiles written to DIR on exit),
 // BENCH_KEEP=1 (keep the work directory: configs, events, logs).
 import { cpuSeconds, firstLine, machineCpu, tail } from "./proc-stats.ts";
@@ -60,7 +68,11 @@ if (process.env.CLAWPATROL_BENCH_NETNS !== "1") {
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 // The gateway's JIT is still busy after 1 s of load; 2 s gets it mostly done.
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 2);
-const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? "16,64").split(",").map(Number);
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? "16,64").split(",").filter(Boolean).map(Number);
+/** h2load's load: connections, and streams in flight on each. */
+const H2 = /^(\d+)x(\d+)$/.exec(process.env.BENCH_H2 ?? "16x10");
+/** nginx's HTTP/2 port (443 stays HTTP/1.1, as hey speaks). */
+const H2_PORT = 8443;
 // Latency added at a moderate fixed rate, where no path is saturated (the
 // closed-loop p99 of a saturated proxy is mostly queueing: c / throughput).
 // hey's rate-limited workers tick in phase, so requests arrive in bursts of
@@ -73,6 +85,12 @@ const URL_PATH = "/v1/bench";
 const URL = `https://${HOST}${URL_PATH}`;
 const GATEWAY_PROXY = "127.0.0.1:3128";
 const MITM_PROXY = "127.0.0.1:8080";
+/** socat's ends of the hops from h2load to each proxy's CONNECT, and the upstream port each CONNECT names. */
+const H2_HOPS = [
+  { listen: "127.0.0.1:9443", proxy: GATEWAY_PROXY, port: 443 },
+  { listen: "127.0.0.1:9444", proxy: GATEWAY_PROXY, port: H2_PORT },
+  { listen: "127.0.0.1:9445", proxy: MITM_PROXY, port: H2_PORT },
+] as const;
 const NGINX_WORKERS = 1;
 
 const rand = (n: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(n))).toString("hex");
@@ -182,6 +200,7 @@ http {
   server {
     listen 127.0.0.1:443 ssl;
     listen [::1]:443 ssl;
+    listen 127.0.0.1:${H2_PORT} ssl http2;
     server_name ${HOST};
     ssl_certificate ${ndir}/leaf.crt;
     ssl_certificate_key ${ndir}/leaf.key;
@@ -219,7 +238,7 @@ defaults {
 }
 endpoint "https" "upstream" {
   hosts = ["${HOST}"]
-  ports = [443]
+  ports = [443, ${H2_PORT}]
   ca_cert = "${pki.caCertPath}"
   credential = bearer_token.bench
 }
@@ -279,6 +298,17 @@ function startMitmdump(dir: string, pki: TestPki): Proc {
   );
 }
 
+/** A local port whose connections socat carries through `proxy`'s CONNECT to localhost:`port` (h2load speaks no proxy protocol). */
+function startHop(name: string, listen: string, proxy: string, port: number, dir: string): Proc {
+  const [lh, lp] = listen.split(":") as [string, string];
+  const [ph, pp] = proxy.split(":") as [string, string];
+  return spawnLogged(
+    name,
+    [bin("socat"), `TCP-LISTEN:${lp},bind=${lh},fork,reuseaddr,nodelay`, `PROXY:${ph}:${HOST}:${port},proxyport=${pp},nodelay`],
+    path.join(dir, `${name}.log`),
+  );
+}
+
 // ---------------------------------------------------------------------------
 // Checks before load: each path really is what it claims.
 
@@ -319,6 +349,18 @@ function verifyPaths(pki: TestPki, gatewayCa: string, mitmCa: string): void {
 
   // mitmproxy: terminated with its own CA, upstream verified against the test CA.
   expect200("mitmproxy", curl(["--cacert", mitmCa, "-x", `http://${MITM_PROXY}`, ...auth(SECRET), URL]));
+}
+
+/** HTTP/2 on every path the h2 rows load: h2 toward the client, the bench body, the secret injected by the gateway. */
+function verifyH2Paths(pki: TestPki, gatewayCa: string, mitmCa: string): void {
+  const h2 = (label: string, args: string[]) => {
+    const r = run(["curl", "-sS", "--http2", "--max-time", "15", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", ...args]);
+    if (r.code !== 0 || r.out.trim() !== "2 200") fail(`${label}: expected HTTP/2 200, got curl exit ${r.code}, ${r.out.trim()} ${r.err.trim()}`);
+  };
+  const h2Url = `https://${HOST}:${H2_PORT}${URL_PATH}`;
+  h2("direct h2", ["--cacert", pki.caCertPath, "-H", `Authorization: Bearer ${SECRET}`, h2Url]);
+  for (const u of [URL, h2Url]) h2(`clawpatrol h2 to ${u}`, ["--cacert", gatewayCa, "-x", `http://${GATEWAY_PROXY}`, "-H", `Authorization: Bearer ${PLACEHOLDER}`, u]);
+  h2("mitmproxy h2", ["--cacert", mitmCa, "-x", `http://${MITM_PROXY}`, "-H", `Authorization: Bearer ${SECRET}`, h2Url]);
 }
 
 // ---------------------------------------------------------------------------
@@ -367,6 +409,41 @@ async function hey(seconds: number, load: Load, auth: string, proxy?: string): P
   return parseHey(out);
 }
 
+interface H2LoadResult {
+  rps: number;
+  meanMs: number;
+  total: number;
+  succeeded: number;
+  non2xx: number;
+  protocol: string;
+}
+
+/** h2load's summary: req/s, mean time per request, requests done and how they ended. */
+function parseH2load(out: string): H2LoadResult {
+  const num = (re: RegExp) => Number(out.match(re)?.[1] ?? NaN);
+  const ms = (v: string | undefined) => (v === undefined ? NaN : v.endsWith("us") ? Number(v.slice(0, -2)) / 1000 : v.endsWith("ms") ? Number(v.slice(0, -2)) : Number(v.slice(0, -1)) * 1000);
+  const codes = out.match(/status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/);
+  return {
+    rps: num(/finished in [\d.]+m?s, ([\d.]+) req\/s/),
+    meanMs: ms(out.match(/time for request:\s+\S+\s+\S+\s+(\S+)/)?.[1]),
+    total: num(/requests: \d+ total, \d+ started, (\d+) done/),
+    succeeded: num(/requests: .* (\d+) succeeded/),
+    non2xx: codes ? Number(codes[2]) + Number(codes[3]) + Number(codes[4]) : NaN,
+    protocol: out.match(/Application protocol: (\S+)/)?.[1] ?? "?",
+  };
+}
+
+async function h2load(seconds: number, warmup: number, conns: number, streams: number, port: number, auth: string, connectTo?: string): Promise<H2LoadResult> {
+  const cmd = [bin("h2load"), "-D", String(seconds), "-c", String(conns), "-m", String(streams), "-H", `authorization: Bearer ${auth}`];
+  if (warmup > 0) cmd.push("--warm-up-time", String(warmup));
+  if (connectTo) cmd.push("--connect-to", connectTo);
+  cmd.push(`https://${HOST}:${port}${URL_PATH}`);
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) fail(`h2load exited ${code}: ${err.trim()} ${out.slice(-500)}`);
+  return parseH2load(out);
+}
+
 interface PathDef {
   key: "direct" | "clawpatrol" | "mitmproxy";
   label: string;
@@ -406,6 +483,54 @@ function checkAll200(label: string, r: HeyResult, c: number): void {
 const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "—");
 const pad = (s: string, n: number, right = false) => (right ? s.padStart(n) : s.padEnd(n));
 
+/** The HTTP/2 rows: h2load directly, through the gateway (to an HTTP/1.1 and to an h2 upstream), through mitmdump; then their ratios. */
+async function h2Rows(conns: number, streams: number, pids: { gateway: number; mitm: number; nginx: number }, h1Rows: Row[]): Promise<void> {
+  const [toH1, toH2, toMitm] = H2_HOPS;
+  const h2Paths = [
+    { key: "direct", label: `direct h2 (nginx, ${NGINX_WORKERS} worker)`, port: H2_PORT, auth: SECRET, pid: pids.nginx },
+    { key: "clawpatrol", label: "clawpatrol h2 -> HTTP/1.1 upstream", port: toH1.port, auth: PLACEHOLDER, hop: toH1.listen, pid: pids.gateway },
+    { key: "clawpatrol-h2", label: "clawpatrol h2 -> h2 upstream", port: toH2.port, auth: PLACEHOLDER, hop: toH2.listen, pid: pids.gateway },
+    { key: "mitmproxy", label: "mitmdump h2 -> h2 upstream", port: toMitm.port, auth: SECRET, hop: toMitm.listen, pid: pids.mitm },
+  ] as const;
+  const load = `${conns}x${streams}`;
+  const rows: { key: string; label: string; r: H2LoadResult; cpuUsPerReq: number }[] = [];
+  for (const p of h2Paths) {
+    const before = cpuTotal(p.pid);
+    // h2load's own warm-up: the CPU read spans it too, so CPU/req is a little high for every path alike.
+    const r = await h2load(SECONDS, WARMUP_SECONDS, conns, streams, p.port, p.auth, "hop" in p ? p.hop : undefined);
+    const cpu = cpuTotal(p.pid) - before;
+    if (!(r.total > 0) || r.succeeded !== r.total || r.non2xx !== 0 || r.protocol !== "h2") {
+      fail(`h2 ${p.key}: expected every request over h2 to succeed with 2xx, got ${r.succeeded}/${r.total} succeeded, ${r.non2xx} not 2xx, protocol ${r.protocol}`);
+    }
+    rows.push({ key: p.key, label: p.label, r, cpuUsPerReq: (cpu / (r.total * (1 + WARMUP_SECONDS / SECONDS))) * 1e6 });
+    h2Sent += p.pid === pids.gateway ? r.total : 0;
+    process.stdout.write(`  h2 ${p.key} ${load}: ${fmt(r.rps)} req/s\n`);
+  }
+  console.log("");
+  const header = `${pad("HTTP/2 path (h2load)", 34)}${pad("load", 8, true)}${pad("req/s", 9, true)}${pad("mean ms", 9, true)}${pad("CPU µs/req", 12, true)}${pad("requests", 10, true)}`;
+  console.log(header);
+  console.log("-".repeat(header.length));
+  for (const row of rows) {
+    console.log(`${pad(row.label, 34)}${pad(load, 8, true)}${pad(fmt(row.r.rps), 9, true)}${pad(fmt(row.r.meanMs, 2), 9, true)}${pad(fmt(row.cpuUsPerReq), 12, true)}${pad(String(row.r.total), 10, true)}`);
+  }
+  console.log(`(load: ${conns} connections x ${streams} concurrent streams each; the proxies' rows go through a socat CONNECT hop, the same for both)\n`);
+  const get = (k: string) => rows.find((r) => r.key === k)!;
+  const g1 = get("clawpatrol"), g2 = get("clawpatrol-h2"), m = get("mitmproxy"), d = get("direct");
+  const h1 = h1Rows.find((r) => r.path.key === "clawpatrol" && r.load.qpsPerWorker === undefined);
+  const goal = (met: boolean) => (met ? "goal met" : "goal NOT met");
+  console.log("HTTP/2 ratios (same run; goals from issue 15: ≥ the gateway's own HTTP/1.1 req/s, ≥ 10× mitmproxy's h2 req/s):");
+  const parts: string[] = [];
+  for (const [name, g] of [["to HTTP/1.1 upstream", g1], ["to h2 upstream", g2]] as const) {
+    const vsMitm = g.r.rps / m.r.rps;
+    const line = [`clawpatrol/mitmproxy req/s ${fmt(vsMitm, 1)}× (${goal(vsMitm >= 10)})`];
+    if (h1) line.push(`clawpatrol h2/clawpatrol HTTP/1.1 ${h1.load.name} req/s ${fmt(g.r.rps / h1.r.rps, 2)} (${goal(g.r.rps >= h1.r.rps)})`);
+    line.push(`clawpatrol/direct h2 req/s ${fmt(g.r.rps / d.r.rps, 2)}`, `CPU/req clawpatrol/mitmproxy ${fmt(g.cpuUsPerReq / m.cpuUsPerReq, 2)}`);
+    parts.push(`  ${load} ${name}: ${line.join("; ")}`);
+  }
+  console.log(parts.join("\n"));
+}
+let h2Sent = 0;
+
 const T0 = performance.now();
 /** The work directory, removed at the end (or on interrupt) unless BENCH_KEEP=1. */
 let workDir: string | undefined;
@@ -427,12 +552,15 @@ async function main(): Promise<void> {
     const gateway = await startGatewayProc(dir, pki);
     await waitForPort(`127.0.0.1:443`, nginx);
     await waitForPort(MITM_PROXY, mitm);
+    const hops = H2 ? H2_HOPS.map((h) => ({ ...h, proc: startHop(`socat-${h.listen}`, h.listen, h.proxy, h.port, dir) })) : [];
     const gatewayCa = path.join(dir, "gateway", "state", CA_CERT_FILE);
     const mitmCa = path.join(dir, "mitmproxy", "mitmproxy-ca-cert.pem");
     for (const f of [gatewayCa, mitmCa]) if (!existsSync(f)) fail(`missing CA certificate ${f}`);
+    for (const h of hops) await waitForPort(h.listen, h.proc);
 
     const started = since();
     verifyPaths(pki, gatewayCa, mitmCa);
+    if (H2) verifyH2Paths(pki, gatewayCa, mitmCa);
 
     const paths: PathDef[] = [
       { key: "direct", label: `direct (${nginxVersion}, ${NGINX_WORKERS} worker)`, auth: SECRET, pid: () => nginx.proc.pid },
@@ -444,7 +572,10 @@ async function main(): Promise<void> {
         `${SECONDS} s per measurement after ${WARMUP_SECONDS} s warm-up, ${os.cpus().length} CPUs (shared; every process on them); ` +
         `servers up in ${started} s, checks done at ${since()} s`,
     );
-    console.log("checked: direct 200; clawpatrol intercepts (its CA only), injects the secret (upstream 200s only the real one), denies DELETE; mitmproxy 200\n");
+    console.log(
+      "checked: direct 200; clawpatrol intercepts (its CA only), injects the secret (upstream 200s only the real one), denies DELETE; mitmproxy 200" +
+        (H2 ? "; HTTP/2 200 on every h2 path\n" : "\n"),
+    );
 
     const loads: Load[] = CONCURRENCY.map((c) => ({ name: `c${c}`, c, paths: ["direct", "clawpatrol", "mitmproxy"] }));
     if (FIXED_RATE > 0) {
@@ -508,10 +639,12 @@ async function main(): Promise<void> {
       "  (a closed-loop p99 through a saturated proxy is mostly queueing, about c / req/s; the fixed-rate row is the latency a request gains)",
     );
 
+    if (H2) await h2Rows(Number(H2[1]), Number(H2[2]), { gateway: gateway.proc.pid, mitm: mitm.proc.pid, nginx: nginx.proc.pid }, rows);
+
     // The product's own cost is part of the measurement: one event per request.
     const jsonl = path.join(dir, "gateway", "state", "events.jsonl");
     const events = existsSync(jsonl) ? readFileSync(jsonl, "utf8").split("\n").filter(Boolean).length : 0;
-    const sent = rows.filter((r) => r.path.key === "clawpatrol").reduce((n, r) => n + r.r.total, 0);
+    const sent = rows.filter((r) => r.path.key === "clawpatrol").reduce((n, r) => n + r.r.total, 0) + h2Sent;
     console.log(`\nclawpatrol had written ${events} events to events.jsonl (and sqlite); ${sent} measured requests went through it, plus warm-ups and checks`);
     ok = true;
   } finally {

@@ -14,6 +14,7 @@ import { makeTestPki, type TestPki } from "../support/pki.ts";
 import { startUpstream, downloadBlock, type TestUpstream } from "../support/upstream.ts";
 import { curlVia, startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
 import { socksForward, type SocksForward } from "../support/socks-forward.ts";
+import { waitFor } from "../support/netns.ts";
 
 const SECRET = "sk-live-REAL-h2-secret-0123456789abcdef";
 const PLACEHOLDER = "clawpatrol-placeholder-api";
@@ -534,6 +535,35 @@ describe("HTTP/2 floods and malformed frames", () => {
     });
     expect(pings.closed).toBe(true);
     await stillServes();
+  }, 60_000);
+
+  test("WebSockets over h2 (RFC 8441) are refused: SETTINGS_ENABLE_CONNECT_PROTOCOL is never advertised, an extended CONNECT is reset alone, a plain CONNECT refused with 405 and recorded", async () => {
+    const c = await rawClient();
+    try {
+      // The gateway's first SETTINGS: ENABLE_CONNECT_PROTOCOL (0x8) absent or 0.
+      await c.until(() => c.frames.some((f) => f.type === 4 && (f.flags & 1) === 0));
+      const settings = c.frames.find((f) => f.type === 4 && (f.flags & 1) === 0)!;
+      const params = new Map<number, number>();
+      for (let o = 0; o + 6 <= settings.payload.length; o += 6) params.set(settings.payload.readUInt16BE(o), settings.payload.readUInt32BE(o + 2));
+      expect(params.get(8) ?? 0).toBe(0);
+      const before = httpEvents().length;
+      const auth = Buffer.from(`${HOST}:${upstream.port}`);
+      const lit = (name: string, value: string) => Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
+      // Stream 1: an extended CONNECT sent anyway (:protocol websocket), which the library resets before it is a stream.
+      c.write(frame(1, 0x4, 1, Buffer.concat([lit(":method", "CONNECT"), lit(":protocol", "websocket"), Buffer.from([0x87]), lit(":path", "/ws"), Buffer.from([0x41, auth.length]), auth])));
+      // Stream 3: a plain GET; stream 5: a plain CONNECT (a tunnel no rule could judge).
+      c.write(frame(1, 0x5, 3, getPathBlock("/echo?after=connect")));
+      c.write(frame(1, 0x4, 5, Buffer.concat([lit(":method", "CONNECT"), Buffer.from([0x41, auth.length]), auth])));
+      await c.until(() => [1, 3, 5].every((id) => c.frames.some((f) => (f.type === 3 || f.type === 1) && f.id === id)));
+      expect(c.frames.find((f) => f.id === 1)?.type).toBe(3);
+      expect(c.frames.some((f) => f.type === GOAWAY)).toBe(false);
+      expect(await waitFor(() => httpEvents().length - before >= 2, 30_000)).toBe(true);
+      const got = httpEvents().slice(before);
+      expect(got.find((e) => e.path === "/echo?after=connect")).toMatchObject({ status: 200 });
+      expect(got.find((e) => e.method === "CONNECT")).toMatchObject({ status: 405, verdict: "deny", reason: "CONNECT is not forwarded on an intercepted HTTP/2 connection" });
+    } finally {
+      c.close();
+    }
   }, 60_000);
 
   test("a header list over the limit is refused on its stream; the connection goes on", async () => {
