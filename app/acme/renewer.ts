@@ -23,7 +23,8 @@ import { inspectPair, loadAcmeCertificate, loadOrCreateAccountKey, saveAcmeCerti
 const REQUEST_TIMEOUT_MS = 30_000;
 
 export interface AcmeRenewerOptions {
-  settings: AcmeSettings;
+  /** Read at each order, so a reloaded directory, email or ca_file applies to the next one (http_listen takes a restart). */
+  settings: () => AcmeSettings;
   stateDir: string;
   /** public_url's host: the one name certified. */
   host: string;
@@ -49,8 +50,7 @@ export interface AcmeRenewer {
 export function startAcmeRenewer(o: AcmeRenewerOptions): AcmeRenewer {
   const now = o.now ?? Date.now;
   const random = o.random ?? Math.random;
-  const http: HttpListener = startHttpListener(o.settings.httpListen, o.publicUrl);
-  const send = o.send ?? fetchSend(o.settings.caPem);
+  const http: HttpListener = startHttpListener(o.settings().httpListen, o.publicUrl);
   let failures = 0;
   let retryAt: number | undefined;
   // The renewal time is drawn once per certificate, so the jitter does not move at every check.
@@ -67,11 +67,13 @@ export function startAcmeRenewer(o: AcmeRenewerOptions): AcmeRenewer {
   };
 
   const issue = async (): Promise<CheckOutcome> => {
+    const settings = o.settings();
     try {
       const signer = await loadOrCreateAccountKey(o.stateDir);
-      const client = new AcmeClient({ directoryUrl: o.settings.directory, signer, send, sleep: (ms) => Bun.sleep(ms) });
+      const send = o.send ?? fetchSend(settings.caPem);
+      const client = new AcmeClient({ directoryUrl: settings.directory, signer, send, sleep: (ms) => Bun.sleep(ms) });
       const { csrDer, keyPem } = await certificateRequest([o.host]);
-      const chain = await client.issue({ email: o.settings.email, names: [o.host], csrDer, responder: http.responder });
+      const chain = await client.issue({ email: settings.email, names: [o.host], csrDer, responder: http.responder });
       const cert = inspectPair(chain, keyPem);
       if (!cert.names.includes(o.host)) throw new AcmeError({ type: "clawpatrol:acme:wrong-certificate", detail: `the issued certificate names ${cert.names.join(", ")}, not ${o.host}` });
       if (closed) return "failed";
@@ -90,7 +92,7 @@ export function startAcmeRenewer(o: AcmeRenewerOptions): AcmeRenewer {
       log.error("ACME: no certificate issued; the dashboard keeps serving its current one", {
         type: problem.type,
         detail: problem.detail,
-        directory: o.settings.directory,
+        directory: settings.directory,
         failures,
         retry_in_s: Math.round(wait / 1000),
       });

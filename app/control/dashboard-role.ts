@@ -157,7 +157,8 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
   if (acmeSettings && acmeHost && tlsWatcher) {
     try {
       acme = startAcmeRenewer({
-        settings: acmeSettings,
+        // A reload that keeps acme {} changes the next order; one that drops it takes a restart (warned above).
+        settings: () => (policy.gateway.dashboardTls?.kind === "acme" ? policy.gateway.dashboardTls : acmeSettings),
         stateDir: policy.gateway.stateDir,
         host: acmeHost,
         publicUrl: () => policy.gateway.publicUrl ?? `https://${acmeHost}`,
