@@ -1,8 +1,8 @@
 // What ACME keeps in the state directory: the account key survives a
 // restart (same JWK, so the same account), key files are 0600, and only a
 // pair that matches, names the host and is within its validity is served.
-import { expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { certificateRequest } from "../../../app/acme/csr.ts";
@@ -11,7 +11,15 @@ import { loadOrCreateCA } from "../../../app/tls/ca.ts";
 import { issueServerCertificate, x509 } from "../../../app/tls/pki.ts";
 
 const HOUR = 3600_000;
-const stateDir = () => mkdtempSync(path.join(os.tmpdir(), "clawpatrol-acme-store-"));
+const made: string[] = [];
+const stateDir = () => {
+  const d = mkdtempSync(path.join(os.tmpdir(), "clawpatrol-acme-store-"));
+  made.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 
 /** A chain for `names` over the CSR's key, signed by a throwaway CA (what an ACME CA returns, in shape). */
 async function issued(dir: string, names: string[], notBefore: number, notAfter: number) {
