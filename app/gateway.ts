@@ -463,6 +463,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const approverCallback = localApproverCallback(() => approvals.current().routes());
   const publicTls = role !== "all" ? undefined : await loadDashboardTls(policy.gateway);
   const publicTlsMode = policy.gateway.dashboardTls?.kind ?? "none";
+  if (role === "all" && publicTlsMode === "acme") log.warn("dashboard_tls { acme } orders certificates in the dashboard role only; role all serves the CA-minted certificate");
   const publicServer = role !== "all" ? undefined : startPublicServer(policy.gateway.dashboardListen, {
     plugins: [
       ...(tunnel ? [onboardPublicRoutes(tunnel.onboard), deviceRunPublicRoutes(tunnel.runs, devices)] : []),

@@ -30,6 +30,19 @@ gateway {
   # when those names change or 30 days before it expires. Devices pin the
   # CA's SHA-256 (`ca show`): clawpatrol join https://HOST --ca-sha256 FP
   #   dashboard_tls { mint_from_ca = true }
+  # or one an ACME CA (Let's Encrypt) issues for public_url's host, over
+  # HTTP-01: port 80 must reach this machine; it answers the CA's challenges
+  # there and redirects the rest to public_url. Renewed with a third of its
+  # lifetime left; until the first arrives, the CA-minted one is served.
+  #   dashboard_tls {
+  #     acme {
+  #       directory = "https://acme-v02.api.letsencrypt.org/directory"
+  #       email     = "ops@example.com"
+  #       # challenge   = "http-01"      (the default; tls-alpn-01 not yet)
+  #       # http_listen = "0.0.0.0:80"   (default: dashboard_listen's host, port 80)
+  #       # ca_file     = "root.pem"     (a private ACME CA's root)
+  #     }
+  #   }
 
   # Upstream certificates are verified against Bun's roots, the system store
   # (/etc/ssl/certs, what update-ca-certificates manages; re-read when it

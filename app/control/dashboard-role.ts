@@ -27,6 +27,8 @@ import { remoteKillOps } from "../gate/kill-routes.ts";
 import { log } from "../log.ts";
 import { loadOrCreateCA } from "../tls/ca.ts";
 import { loadDashboardTls, watchDashboardTls, type TlsPair } from "../tls/dashboard-tls.ts";
+import { publicHost } from "../acme/config.ts";
+import { startAcmeRenewer, type AcmeRenewer } from "../acme/renewer.ts";
 
 export interface DashboardOptions {
   configPath: string;
@@ -35,12 +37,16 @@ export interface DashboardOptions {
   watch?: boolean;
   /** Where the client binaries are (default: dist/ beside app/). */
   downloadsDir?: string;
+  /** The clock certificate checks and ACME renewal read (tests move it). */
+  now?: () => number;
 }
 
 export interface RunningDashboard {
   policy(): Policy;
   server: PublicServer;
   mirror: GatewayMirror;
+  /** `dashboard_tls { acme {} }`: the renewer and its :80 listener. */
+  acme?: AcmeRenewer;
   close(): Promise<void>;
 }
 
@@ -52,6 +58,7 @@ function peer(request: Request, server: unknown): string {
 
 export async function startDashboard(opts: DashboardOptions): Promise<RunningDashboard> {
   const env = opts.env ?? process.env;
+  const now = opts.now ?? Date.now;
   const first = await loadPolicy(opts.configPath, { env });
   if (!first.ok) throw new ConfigRejected(first.errors.map(formatConfigError));
   let policy = first.policy;
@@ -66,7 +73,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
   try {
     // The CA devices pin at first contact (/ca.crt); the gateway or first boot made it.
     caPem = (await loadOrCreateCA(policy.gateway.stateDir)).certPem;
-    tls = await loadDashboardTls(policy.gateway);
+    tls = await loadDashboardTls(policy.gateway, now);
   } catch (e) {
     metrics.close();
     mirror.close();
@@ -142,15 +149,37 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
   }
 
   // A renewed minted certificate or an edited cert_file is served without a restart.
-  const tlsWatcher = tls ? watchDashboardTls(() => policy.gateway, tls, (next) => server.replaceTls(next)) : undefined;
+  const tlsWatcher = tls ? watchDashboardTls(() => policy.gateway, tls, (next) => server.replaceTls(next), { now }) : undefined;
+  // ACME: a new certificate on disk is served through the watcher's check; failures only log.
+  const acmeSettings = policy.gateway.dashboardTls?.kind === "acme" ? policy.gateway.dashboardTls : undefined;
+  const acmeHost = publicHost(policy.gateway.publicUrl);
+  let acme: AcmeRenewer | undefined;
+  if (acmeSettings && acmeHost && tlsWatcher) {
+    try {
+      acme = startAcmeRenewer({
+        // A reload that keeps acme {} changes the next order; one that drops it takes a restart (warned above).
+        settings: () => (policy.gateway.dashboardTls?.kind === "acme" ? policy.gateway.dashboardTls : acmeSettings),
+        stateDir: policy.gateway.stateDir,
+        host: acmeHost,
+        publicUrl: () => policy.gateway.publicUrl ?? `https://${acmeHost}`,
+        installed: () => tlsWatcher.check(),
+        now,
+      });
+    } catch (e) {
+      // :80 taken or refused: the dashboard still serves (the CA-minted certificate), and says why.
+      log.error("ACME: cannot open the HTTP-01 listener; no certificate will be ordered until the dashboard restarts", { listen: acmeSettings.httpListen, error: (e as Error).message });
+    }
+  }
   let closed = false;
   return {
     policy: () => policy,
     server,
     mirror,
+    ...(acme ? { acme } : {}),
     async close() {
       if (closed) return;
       closed = true;
+      await acme?.close();
       tlsWatcher?.close();
       watcher?.close();
       mirror.close();

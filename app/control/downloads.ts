@@ -14,7 +14,7 @@ export const CLIENT_FILES = ["clawpatrol-linux-x64", "clawpatrol-linux-arm64"] a
  * CA signed (first contact pins the CA's fingerprint); or the operator's own
  * (trusted through the device's usual roots).
  */
-export type PublicTlsMode = "none" | "mint_from_ca" | "files";
+export type PublicTlsMode = "none" | "mint_from_ca" | "files" | "acme";
 
 export interface DownloadOptions {
   dir: string;

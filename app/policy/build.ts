@@ -503,7 +503,7 @@ function buildGateway(
   const dnsBlock = nested("dns");
   if (dnsBlock) gateway.dns = readDnsBlock(new BlockReader(dnsBlock, "gateway.dns", errors));
   const tlsBlock = nested("dashboard_tls");
-  const dashboardTls = tlsBlock ? readDashboardTlsBlock(new BlockReader(tlsBlock, "gateway.dashboard_tls", errors), base, readFile) : undefined;
+  const dashboardTls = tlsBlock ? readDashboardTlsBlock(new BlockReader(tlsBlock, "gateway.dashboard_tls", errors), base, readFile, { publicUrl: gateway.publicUrl, dashboardListen: gateway.dashboardListen, errors }) : undefined;
   if (dashboardTls) gateway.dashboardTls = dashboardTls;
   const eventsBlock = nested("events");
   if (eventsBlock) {

@@ -57,8 +57,23 @@ export interface DnsSettings {
   vipHosts: string[];
 }
 
-/** The operator's own certificate and key (PEM files, absolute paths), or one the gateway's CA mints (app/tls/dashboard-cert.ts). */
-export type DashboardTlsSettings = { kind: "files"; certFile: string; keyFile: string } | { kind: "mint_from_ca" };
+/** The operator's own certificate and key (PEM files, absolute paths), one the gateway's CA mints (app/tls/dashboard-cert.ts), or one an ACME CA issues for public_url's host (app/acme/). */
+export type DashboardTlsSettings = { kind: "files"; certFile: string; keyFile: string } | { kind: "mint_from_ca" } | AcmeSettings;
+
+/** `dashboard_tls { acme { … } }` (app/acme/config.ts). */
+export interface AcmeSettings {
+  kind: "acme";
+  /** The ACME directory URL (RFC 8555 §7.1.1). */
+  directory: string;
+  /** Contact for the account (mailto:). */
+  email: string;
+  /** The only one served so far; tls-alpn-01 (RFC 8737) needs ALPN-aware serving on the dashboard's port. */
+  challenge: "http-01";
+  /** Where the :80 listener binds (HTTP-01 answers, redirect to https). */
+  httpListen: string;
+  /** PEM text of `ca_file`: the roots trusted for the directory (a private ACME CA); unset: the system store. */
+  caPem?: string;
+}
 
 export interface GatewaySettings {
   /** Absolute path of the state directory (database, CA, keys). */

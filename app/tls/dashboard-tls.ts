@@ -5,6 +5,8 @@
 //          mint_from_ca: ensureDashboardCert for the current names (the
 //          host of public_url, the listen address or the machine's
 //          addresses), minted again when they change or near expiry.
+//          acme: the certificate the ACME CA issued (app/acme/), when there
+//          is a good one on disk; else the minted one, as above.
 //   watch  every CHECK_INTERVAL_MS load again; when the pair differs from
 //          the one served, hand it to the listener (which reopens its port).
 //          A failed load is logged and the served pair kept: fail closed
@@ -15,6 +17,8 @@ import type { GatewaySettings } from "../policy/types.ts";
 import { loadOrCreateCA } from "./ca.ts";
 import { dashboardCertNames, ensureDashboardCert } from "./dashboard-cert.ts";
 import { log } from "../log.ts";
+import { publicHost } from "../acme/config.ts";
+import { loadAcmeCertificate } from "../acme/store.ts";
 
 export interface TlsPair {
   certPem: string;
@@ -33,6 +37,12 @@ export async function loadDashboardTls(g: GatewaySettings, now: () => number = D
     // Throws on a key that does not match the certificate (a half-done edit): keep serving the old pair.
     nodeTls.createSecureContext({ cert: certPem, key: keyPem });
     return { certPem, keyPem };
+  }
+  if (tls.kind === "acme") {
+    // The ACME CA's certificate once there is one; until then (and if it lapses) the CA-minted one below.
+    const host = publicHost(g.publicUrl);
+    const issued = host ? loadAcmeCertificate(g.stateDir, host, now()) : undefined;
+    if (issued) return { certPem: issued.certPem, keyPem: issued.keyPem };
   }
   const ca = await loadOrCreateCA(g.stateDir);
   const names = dashboardCertNames({ listen: g.dashboardListen, ...(g.publicUrl ? { publicUrl: g.publicUrl } : {}) });
