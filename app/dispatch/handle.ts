@@ -25,7 +25,6 @@ import { specOf } from "../endpoints/registry.ts";
 import type { GateService } from "../gate/service.ts";
 import type { FairQueue } from "../net/fair-queue.ts";
 import { stallCorrectedTimeout } from "../net/loop-stall.ts";
-import type { ByteBudget } from "./held-bytes.ts";
 
 /** An agent's TLS handshake that has its slot but does not finish in this long is closed. */
 const AGENT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -49,8 +48,6 @@ export interface FlowDeps extends InterceptDeps {
   gate?: GateService;
   /** Slots for the agents' TLS handshakes, shared fairly between devices (absent: unbounded). */
   handshakes?: FairQueue;
-  /** The device's buffered-bytes budget (quota_buffered_bytes) its relays and interceptions hold bytes against (absent: unbounded). */
-  buffers?: (device: Flow["device"]) => ByteBudget;
 }
 
 export async function handleFlow(flow: Flow, deps: FlowDeps): Promise<void> {

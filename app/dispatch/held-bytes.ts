@@ -115,12 +115,23 @@ export class HeldBytes {
     if (this.budget.remaining <= 0) this.budget.limited();
   }
 
-  /** Resolves once the budget has room (at once when it has). */
-  room(): Promise<void> {
-    if (this.closed || this.budget.remaining > 0) return Promise.resolve();
+  /** The budget has no room. */
+  get full(): boolean {
+    return this.budget.remaining <= 0;
+  }
+
+  /** Resolves once the budget has room (at once when it has), or `gone` is aborted (the side it would read has closed). */
+  room(gone?: AbortSignal): Promise<void> {
+    if (this.closed || this.budget.remaining > 0 || gone?.aborted) return Promise.resolve();
     this.budget.limited();
     return new Promise((resolve) => {
-      this.budget.whenRoom(resolve);
+      const cancel = this.budget.whenRoom(done);
+      function done() {
+        cancel?.();
+        gone?.removeEventListener("abort", done);
+        resolve();
+      }
+      gone?.addEventListener("abort", done, { once: true });
     });
   }
 
