@@ -19,6 +19,13 @@ import { log } from "../../log.ts";
 
 /** How long a client may take to finish the proxy handshake. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
+/**
+ * Clients in the handshake at once, from one address and in all: before its
+ * token no client is a device with quotas, and each holds a descriptor for
+ * up to the handshake timeout. Past either, a new connection is closed at once.
+ */
+export const MAX_HANDSHAKING_PER_SOURCE = 64;
+export const MAX_HANDSHAKING = 1024;
 
 export type DeviceLookup = (token: string | undefined) => DeviceIdentity | undefined;
 
@@ -39,6 +46,9 @@ export interface ProxyListenerOptions {
   admit?: (device: DeviceIdentity, dst: { host: string; port: number }, flowId: string) => { ok: true; release: () => void } | { ok: false; reason: string };
   /** A client refused before any Flow (405, 407, 400, 431): recorded as an event. */
   onRefusal?: (r: ProxyRefusal) => void;
+  /** Bounds on clients in the handshake (defaults MAX_HANDSHAKING_PER_SOURCE, MAX_HANDSHAKING). */
+  maxHandshakingPerSource?: number;
+  maxHandshaking?: number;
 }
 
 export interface ProxyRefusal {
@@ -65,11 +75,33 @@ export function startProxyListener(opts: ProxyListenerOptions): Promise<ProxyLis
   const { host, port } = parseListen(opts.listen);
   // Clients still in the proxy handshake: closed with the listener (a Flow is its owner's to end).
   const handshaking = new Set<net.Socket>();
+  const perSource = new Map<string, number>();
+  let warnedAt = 0;
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (sock) => {
+    const source = sock.remoteAddress ?? "unknown";
+    const fromSource = perSource.get(source) ?? 0;
+    if (fromSource >= (opts.maxHandshakingPerSource ?? MAX_HANDSHAKING_PER_SOURCE) || handshaking.size >= (opts.maxHandshaking ?? MAX_HANDSHAKING)) {
+      if (Date.now() - warnedAt > 10_000) {
+        warnedAt = Date.now();
+        log.warn("proxy: too many clients in the handshake, connection closed", { source, fromSource, total: handshaking.size });
+      }
+      sock.destroy();
+      return;
+    }
     sock.setNoDelay(true);
     handshaking.add(sock);
-    sock.once("close", () => handshaking.delete(sock));
-    handleClient(sock, { ...opts, onFlow: (flow) => (handshaking.delete(sock), opts.onFlow(flow)) });
+    perSource.set(source, fromSource + 1);
+    let counted = true;
+    const done = () => {
+      if (!counted) return;
+      counted = false;
+      handshaking.delete(sock);
+      const n = (perSource.get(source) ?? 1) - 1;
+      if (n > 0) perSource.set(source, n);
+      else perSource.delete(source);
+    };
+    sock.once("close", done);
+    handleClient(sock, { ...opts, onFlow: (flow) => (done(), opts.onFlow(flow)) });
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
