@@ -69,15 +69,16 @@ const waitFor = async (cond: () => Promise<boolean> | boolean, ms: number): Prom
   return false;
 };
 
-test("bodies held for approvals: device A's stay under its quota (the rest unread), recorded; B's requests go on; ended, they are given back", async () => {
-  const a = t.gw.devices.add("held-a", "p").token;
-  const b = t.gw.devices.add("held-b", "p").token;
+async function heldUnderQuota(http: "--http1.1" | "--http2", a: string, b: string): Promise<void> {
+  const v = http === "--http2" ? "h2" : "h1";
+  const aName = `held-a-${v}`;
+  const bName = `held-b-${v}`;
   const body = path.join(t.dir, "body.bin");
   writeFileSync(body, Buffer.alloc(BODY, 0x61));
   // A's requests: each body is read for its approval, which nobody gives
   const posts = Array.from({ length: REQUESTS }, (_, i) =>
     Bun.spawn(
-      ["curl", "-sS", "--max-time", "60", "--http1.1", "--cacert", t.caPath, "-x", t.proxyUrl, "--proxy-user", `held-a:${a}`,
+      ["curl", "-sS", "--max-time", "60", http, "--cacert", t.caPath, "-x", t.proxyUrl, "--proxy-user", `${aName}:${a}`,
         "--connect-to", `api.test:${upstream.port}:127.0.0.1:${upstream.port}`, "-X", "POST", "--data-binary", `@${body}`,
         `https://api.test:${upstream.port}/echo?held=${i}`],
       { stdout: "ignore", stderr: "ignore" },
@@ -86,16 +87,16 @@ test("bodies held for approvals: device A's stay under its quota (the rest unrea
   try {
     // A's bodies fill its budget toward the quota and never past it
     let most = 0;
-    const sample = async () => (most = Math.max(most, await buffered("held-a")));
+    const sample = async () => (most = Math.max(most, await buffered(aName)));
     expect(await waitFor(async () => (await sample()) > QUOTA / 2, 20_000)).toBe(true);
-    expect(await waitFor(() => t.events.some((e) => e.device === "held-a" && e.verdict === "deny" && e.reason.includes("quota buffered_bytes")), 10_000)).toBe(true);
+    expect(await waitFor(() => t.events.some((e) => e.device === aName && e.verdict === "deny" && e.reason.includes("quota buffered_bytes")), 10_000)).toBe(true);
     for (let i = 0; i < 10; i++) await sample();
     expect(most).toBeLessThanOrEqual(QUOTA + REQUESTS * READ_AHEAD); // half of what A sent at most
     // the sessions past the quota have not read their bodies: most of A's requests wait for room, not for an approval
     const pending = (await (await controlFetch(t.gw.policy().gateway.controlSocket, "/api/approvals")).json()) as { approvals: unknown[] };
     expect(pending.approvals.length).toBeLessThanOrEqual(3);
     // B is another device: its requests go on
-    const r = await curlVia(t, "api.test", upstream.port, "/echo?from-b", ["--proxy-user", `held-b:${b}`]);
+    const r = await curlVia(t, "api.test", upstream.port, "/echo?from-b", ["--proxy-user", `${bName}:${b}`, http]);
     expect(r.status).toBe(200);
   } finally {
     for (const p of posts) p.kill("SIGKILL");
@@ -110,5 +111,13 @@ test("bodies held for approvals: device A's stay under its quota (the rest unrea
       await controlFetch(socket, `/api/approvals/${id}/deny`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ operator: "cli:test", reason: "test over" }) });
     }
   };
-  expect(await waitFor(async () => (await denyPending(), (await buffered("held-a")) === 0), 30_000)).toBe(true);
+  expect(await waitFor(async () => (await denyPending(), (await buffered(aName)) === 0), 30_000)).toBe(true);
+}
+
+test("HTTP/1.1: bodies held for approvals: device A's stay under its quota (the rest unread), recorded; B's requests go on; ended, they are given back", async () => {
+  await heldUnderQuota("--http1.1", t.gw.devices.add("held-a-h1", "p").token, t.gw.devices.add("held-b-h1", "p").token);
+});
+
+test("HTTP/2: the same, stream by stream", async () => {
+  await heldUnderQuota("--http2", t.gw.devices.add("held-a-h2", "p").token, t.gw.devices.add("held-b-h2", "p").token);
 });
