@@ -266,6 +266,11 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     // What a relay may reach: not this host, its link, or a device (app/dispatch/destinations.ts).
     destinations: () => destinationContextFor(policy, hostAddresses()),
     state: { db, stateDir },
+    // What a device's relays and interceptions hold counts against its buffered-bytes quota, as its stack rings do.
+    buffers: (device) => {
+      bufferOwners.set(device.name, device);
+      return quotas.bufferAccount(device.name);
+    },
   };
   const connIndex = new ConnIndex({ resolve: systemResolver });
   connIndex.update(policy);
@@ -313,16 +318,30 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       reason,
     });
   };
-  const onFlow = (flow: Flow): Promise<void> => {
+  /** A new TCP flow against the device's quotas: admitted (`release` when it ends) or refused and recorded. */
+  const admitTcp = (device: DeviceIdentity, dst: { host: string; port: number }, flowId: string): { ok: true; release: () => void } | { ok: false; reason: string } => {
     // DNS over TCP (any :53) goes to the responder: its own, smaller quota.
-    const dns = flow.dst.port === 53;
-    const q = quotas.openTcp(flow.device.name, dns);
+    const dns = dst.port === 53;
+    const q = quotas.openTcp(device.name, dns);
     if (!q.ok) {
-      quotaRefused(flow.device, flow.dst, flow.id, q);
+      quotaRefused(device, dst, flowId, q);
+      return q;
+    }
+    let released = false;
+    return { ok: true, release: () => void (released || ((released = true), quotas.closeTcp(device.name, dns))) };
+  };
+  // A tunnel's flow (admitted here: the stack answered the handshake already, a refusal is a reset).
+  const onFlow = (flow: Flow): Promise<void> => {
+    const a = admitTcp(flow.device, flow.dst, flow.id);
+    if (!a.ok) {
       flow.conn.destroy();
       return Promise.resolve();
     }
-    flow.conn.once("close", () => quotas.closeTcp(flow.device.name, dns));
+    flow.conn.once("close", a.release);
+    return runFlow(flow);
+  };
+  // A flow its capture mode admitted (the proxy: before it answered the handshake).
+  const runFlow = (flow: Flow): Promise<void> => {
     flowsOpen += 1;
     flowConns.add(flow.conn);
     return handleFlow(flow, deps)
@@ -540,7 +559,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     const common = {
       identify,
       allowAnonymous: () => policy.defaults.profile !== undefined,
-      onFlow: (f: Flow) => void onFlow(f),
+      admit: admitTcp,
+      onFlow: (f: Flow) => void runFlow(f),
       // Refused at the proxy's door (405, 407, ...): no device is known, the client's address is.
       onRefusal: (r: ProxyRefusal) =>
         bus.publish({

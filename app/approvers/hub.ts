@@ -132,7 +132,12 @@ export interface HubOptions {
   maxRemembered?: number;
   /** Holds at once; beyond it a request is denied at once (default 1000). */
   maxPending?: number;
+  /** Holds at once of one device, so one device cannot take every hold (default MAX_PENDING_PER_DEVICE). */
+  maxPendingPerDevice?: number;
 }
+
+/** One device's share of the holds: an agent rarely waits on more than a few approvals at once. */
+export const MAX_PENDING_PER_DEVICE = 64;
 
 /** Same operator answering again this many times in one step ends the step with deny. */
 const MAX_REPEATED_OPERATOR = 5;
@@ -177,6 +182,8 @@ type StepEnd = { kind: "verdict"; v: unknown } | { kind: "error"; err: unknown }
 
 export class ApprovalHub {
   private readonly holds = new Map<string, Hold>();
+  /** Holds per device (maxPendingPerDevice). */
+  private readonly pendingOf = new Map<string, number>();
   private readonly decided = new Map<string, Decided>();
   private readonly remembered = new Map<string, { until: number; result: ChainResult }>();
   private readonly subscribers = new Set<(c: HubChange) => void>();
@@ -370,12 +377,18 @@ export class ApprovalHub {
       waiters: new Set(),
       done: Promise.resolve(undefined as unknown as ChainResult),
     };
-    if (this.closed || this.holds.size >= (this.o.maxPending ?? 1000) || chain.length === 0) {
-      const why = this.closed ? "the gateway is shutting down" : chain.length === 0 ? "no approvers in the chain" : "too many requests are waiting for approval";
+    const deviceFull = (this.pendingOf.get(req.device) ?? 0) >= (this.o.maxPendingPerDevice ?? MAX_PENDING_PER_DEVICE);
+    if (this.closed || this.holds.size >= (this.o.maxPending ?? 1000) || deviceFull || chain.length === 0) {
+      const why =
+        this.closed ? "the gateway is shutting down"
+        : chain.length === 0 ? "no approvers in the chain"
+        : deviceFull ? `too many requests of device ${req.device} are waiting for approval`
+        : "too many requests are waiting for approval";
       hold.done = Promise.resolve(this.finish(hold, "deny", why, []));
       return hold;
     }
     this.holds.set(hold.id, hold);
+    this.pendingOf.set(req.device, (this.pendingOf.get(req.device) ?? 0) + 1);
     hold.done = this.run(hold, cancelled);
     this.emit({ type: "added", pending: this.view(hold) });
     return hold;
@@ -492,7 +505,11 @@ export class ApprovalHub {
   private finish(hold: Hold, decision: "allow" | "deny", reason: string, approvals: ApproverVerdict[]): ChainResult {
     const now = this.o.now();
     const result: ChainResult = { id: hold.id, decision, reason, approvals, latencyMs: now - hold.started, remembered: false };
-    this.holds.delete(hold.id);
+    if (this.holds.delete(hold.id)) {
+      const n = (this.pendingOf.get(hold.req.device) ?? 1) - 1;
+      if (n > 0) this.pendingOf.set(hold.req.device, n);
+      else this.pendingOf.delete(hold.req.device);
+    }
     for (const w of hold.waiters) if (w.timer) w.timer.cancelled = true;
     hold.waiters.clear();
     this.keepDecided(hold.req, result, now);

@@ -301,7 +301,7 @@ async function relayFlow(
     flow.conn.destroy();
     return;
   }
-  const result = await relay(flow.conn, target.address, flow.dst.port, initial, deps.dial ?? dialTcp);
+  const result = await relay(flow.conn, target.address, flow.dst.port, initial, deps.dial ?? dialTcp, undefined, deps.buffers?.(flow.device));
   connectionEvent(flow, deps, deps.policy(), decision, result.bytesUp, result.bytesDown, result.error);
 }
 

@@ -8,11 +8,15 @@
 //   dns_connections      concurrent DNS-over-TCP connections
 //   new_flows_per_second new TCP flows and UDP relay flows, a token bucket
 //                        with a burst of two seconds' worth
-//   buffered_bytes       storage the TCP stack allocates for the device's
-//                        connections (send and receive rings): a
-//                        BufferAccount each ring draws from. At the quota the
-//                        rings stop growing (windows close: backpressure) and
-//                        a new TCP flow is refused
+//   buffered_bytes       what the gateway holds for the device: the storage
+//                        the TCP stack allocates for its connections (send
+//                        and receive rings) and the bytes its relays and
+//                        interceptions have read from one side and not yet
+//                        handed to the other (app/dispatch/held-bytes.ts).
+//                        One DeviceBudget each of them draws from. At the
+//                        quota the rings stop growing (windows close) and the
+//                        relays stop reading (backpressure), and a new TCP
+//                        flow is refused
 //
 // A refusal names the device and the quota; `shouldReport` says whether the
 // shell should also publish it (once per device and quota every
@@ -54,9 +58,20 @@ interface DeviceUsage {
   reportedAt: Map<string, number>;
 }
 
-/** One device's buffer storage (see BufferAccount); lives while any ring holds storage. */
-class DeviceBuffers implements BufferAccount {
+/**
+ * A device's buffered-bytes budget: the stack's rings draw from it as a
+ * BufferAccount; a relay or an interception also waits on it for room
+ * before it reads more (`whenRoom`).
+ */
+export interface DeviceBudget extends BufferAccount {
+  /** Calls `fn` once, when bytes are given back and some room is left; returns a cancel. */
+  whenRoom(fn: () => void): () => void;
+}
+
+/** One device's buffered bytes (see DeviceBudget); kept while the device has TCP flows or holds any. */
+class DeviceBuffers implements DeviceBudget {
   held = 0;
+  private waiters = new Set<() => void>();
   constructor(
     private readonly limit: () => number,
     private readonly onLimited: () => void,
@@ -70,13 +85,29 @@ class DeviceBuffers implements BufferAccount {
   }
   add(bytes: number): void {
     this.held += bytes;
-    if (bytes < 0 && this.held <= 0) {
-      this.held = 0;
-      this.onEmpty();
+    if (bytes >= 0) return;
+    if (this.held <= 0) this.held = 0;
+    if (this.waiters.size > 0 && this.remaining > 0) {
+      const ws = [...this.waiters];
+      this.waiters.clear();
+      // later, not inside the release (a ring's dequeue in the stack, a write's callback)
+      for (const w of ws) queueMicrotask(w);
     }
+    if (this.held === 0) this.onEmpty();
   }
   limited(): void {
     this.onLimited();
+  }
+  whenRoom(fn: () => void): () => void {
+    if (this.remaining > 0) {
+      queueMicrotask(fn);
+      return () => undefined;
+    }
+    this.waiters.add(fn);
+    return () => this.waiters.delete(fn);
+  }
+  get idle(): boolean {
+    return this.held === 0 && this.waiters.size === 0;
   }
 }
 
@@ -91,15 +122,20 @@ export class DeviceQuotas {
     private readonly onBuffersLimited: (device: string, verdict: Extract<QuotaVerdict, { ok: false }>) => void = () => {},
   ) {}
 
-  /** The account a device's TCP connections allocate their buffers from. */
-  bufferAccount(device: string): BufferAccount {
+  /**
+   * The budget a device's TCP connections allocate their buffers from, and
+   * its relays and interceptions count their bytes against. One per device
+   * for as long as the device has a TCP flow or holds a byte: a second one
+   * while the first is in use would double the device's quota.
+   */
+  bufferAccount(device: string): DeviceBudget {
     let b = this.buffers.get(device);
     if (!b) {
       const acct: DeviceBuffers = new DeviceBuffers(
         () => this.limits().bufferedBytes,
         () => this.onBuffersLimited(device, this.refuse(device, "buffered_bytes", this.limits().bufferedBytes)),
         () => {
-          if (this.buffers.get(device) === acct) this.buffers.delete(device);
+          if (this.buffers.get(device) === acct && !this.usage.get(device)?.tcp) this.buffers.delete(device);
         },
       );
       b = acct;
@@ -201,6 +237,7 @@ export class DeviceQuotas {
   }
 
   private forgetIfIdle(device: string, u: DeviceUsage): void {
+    if (u.tcp === 0 && this.buffers.get(device)?.idle) this.buffers.delete(device);
     // A device holding nothing with a full bucket and nothing reported lately is forgotten (bounded memory).
     if (u.tcp === 0 && u.udp === 0 && u.dns === 0 && u.reportedAt.size === 0) {
       const rate = this.limits().newFlowsPerSecond;

@@ -5,6 +5,7 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import { isFdExhaustion, openFdCount, fdLimit } from "../net/fds.ts";
 import { log } from "../log.ts";
+import { pipeWithin, type ByteBudget } from "../dispatch/held-bytes.ts";
 
 /**
  * A relay with no byte either way for this long is closed (a device's idle
@@ -46,7 +47,9 @@ function upstreamError(e: Error & { code?: string }): string {
 /**
  * Pipes `agent` <-> a new connection to host:port until both directions have
  * ended. `initial` holds bytes already read from the agent (a peeked
- * ClientHello) and is sent first.
+ * ClientHello) and is sent first. The bytes read from one side and not yet
+ * taken by the other are held against the device's `budget`: at its quota
+ * the relay stops reading (app/dispatch/held-bytes.ts).
  */
 export function relay(
   agent: Duplex,
@@ -55,6 +58,7 @@ export function relay(
   initial: Uint8Array | undefined,
   dial: Dialer = dialTcp,
   idleMs = RELAY_IDLE_MS,
+  budget?: ByteBudget,
 ): Promise<RelayResult> {
   return new Promise((resolve) => {
     const upstream = dial(host, port);
@@ -70,6 +74,8 @@ export function relay(
       if (settled) return;
       settled = true;
       if (error) result.error = error;
+      up.stop();
+      down.stop();
       agent.destroy();
       upstream.destroy();
       resolve(result);
@@ -90,16 +96,9 @@ export function relay(
 
     if (initial && initial.length > 0) upstream.write(initial);
 
-    agent.on("data", (chunk: Buffer) => {
-      result.bytesUp += chunk.length;
-      if (!upstream.write(chunk)) agent.pause();
-    });
-    upstream.on("drain", () => agent.resume());
-    upstream.on("data", (chunk: Buffer) => {
-      result.bytesDown += chunk.length;
-      if (!agent.write(chunk)) upstream.pause();
-    });
-    agent.on("drain", () => upstream.resume());
+    // Each side is read as the other drains and the device's budget has room.
+    const up = pipeWithin(agent, upstream, budget, (n) => (result.bytesUp += n));
+    const down = pipeWithin(upstream, agent, budget, (n) => (result.bytesDown += n));
 
     // Half-close: a FIN from one side becomes a FIN toward the other.
     agent.on("end", () => {
@@ -112,8 +111,6 @@ export function relay(
       agent.end();
       maybeDone();
     });
-    // The capture mode or the peek may have left the agent side paused.
-    agent.resume();
     agent.on("error", (e: Error) => finish(`agent: ${e.message}`));
     upstream.on("error", (e: Error) => finish(upstreamError(e)));
     // Inactivity of the upstream socket is inactivity both ways (what the agent sends is written to it).

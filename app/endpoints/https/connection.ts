@@ -168,6 +168,8 @@ export class InterceptConnection {
   private readonly parser = new Http1Parser("request");
   /** Parse events of the agent's bytes not yet taken. */
   private readonly events: ParseEvent[] = [];
+  /** Body bytes handed to the exchange's decider (kept for the forward and its retry until the exchange ends). */
+  private inspected = 0;
   private clientEnded = false;
   /** Shutting down: no request after the one under way. */
   private draining = false;
@@ -382,7 +384,24 @@ export class InterceptConnection {
   }
 
   /** Carries out what the decider asks for, feeding back what is at hand at once. */
+  /**
+   * Bytes this connection holds now: parsed bytes not yet handed on, a
+   * body read for the decider (held through an approval, kept for a retry),
+   * response bytes not yet relayed. The shell counts them against the
+   * device's buffered-bytes quota.
+   */
+  get heldBytes(): number {
+    let n = this.inspected;
+    if (this.bodyWait?.kind === "read") n += this.bodyWait.bytes;
+    for (const e of this.events) if (e.type === "body" || e.type === "raw") n += e.data.length;
+    const f = this.fwd;
+    if (f) for (const e of f.events) if (e && (e.type === "body" || e.type === "raw")) n += e.data.length;
+    for (const c of this.clientOut) n += c.length;
+    return n;
+  }
+
   private runDecider(ev: DeciderEvent): void {
+    if (ev.type === "body") for (const c of ev.chunks) this.inspected += c.length;
     let commands = this.decider!.handle(ev);
     for (;;) {
       let reply: DeciderEvent | undefined;
@@ -490,6 +509,7 @@ export class InterceptConnection {
   /** The exchange is over: the next request, or the connection's end. */
   private endExchange(close: boolean): void {
     this.seq++;
+    this.inspected = 0;
     this.decider = undefined;
     this.bodyWait = undefined;
     this.fwd = undefined;

@@ -31,6 +31,7 @@ import { UsageMeter } from "../../spend/usage.ts";
 import { maskText } from "./response.ts";
 import type { UpstreamConn } from "./upstream.ts";
 import { log } from "../../log.ts";
+import { HeldBytes } from "../../dispatch/held-bytes.ts";
 
 /** Streams one agent connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
 export const MAX_CONCURRENT_STREAMS = 100;
@@ -176,8 +177,45 @@ export class H2InterceptSession {
     });
   }
 
-  /** One stream: judged as one request, then answered or forwarded. */
+  /**
+   * One stream, with what it holds (a body read for a rule or an approval,
+   * kept until the exchange ends) counted against the device's
+   * buffered-bytes quota.
+   */
   private async serveStream(stream: ServerStream, h: http2.IncomingHttpHeaders): Promise<void> {
+    const held = this.deps.buffers ? new HeldBytes(this.deps.buffers(this.flow.device)) : undefined;
+    try {
+      await this.serveStreamHolding(stream, h, held);
+    } finally {
+      held?.close();
+    }
+  }
+
+  /** Body reads that keep what they read, within the device's budget; undefined: not counted. */
+  private keeper(stream: ServerStream, held: HeldBytes | undefined): BodyKeeper | undefined {
+    if (!held) return undefined;
+    let kept = 0;
+    const idleMs = this.deps.policy().defaults.idleTimeoutMs;
+    return {
+      kept: (n) => held.set((kept += n)),
+      // At the quota, wait for room while the stream lives, at most the idle timeout (the device's streams could wait on each other for ever).
+      room: async () => {
+        if (!held.full) return true;
+        const waited = new AbortController();
+        const stop = () => waited.abort();
+        stream.once("close", stop);
+        const timer = setTimeout(stop, idleMs);
+        timer.unref?.();
+        await held.room(waited.signal);
+        clearTimeout(timer);
+        stream.off("close", stop);
+        return !stream.destroyed && !held.full;
+      },
+    };
+  }
+
+  /** One stream: judged as one request, then answered or forwarded. */
+  private async serveStreamHolding(stream: ServerStream, h: http2.IncomingHttpHeaders, held: HeldBytes | undefined): Promise<void> {
     const started = Date.now();
     if (isGrpc(h)) this.grpcStreams.add(stream);
     const endStream = stream.endAfterHeaders || stream.readableEnded;
@@ -212,7 +250,12 @@ export class H2InterceptSession {
             break;
           case "read-body": {
             if (c.sendContinue) stream.additionalHeaders({ ":status": 100 });
-            const got = c.wait ? await readBody(body, stream, c.atMost) : takeBuffered(body, stream, c.atMost);
+            const keep = this.keeper(stream, held);
+            const got = c.wait ? await readBody(body, stream, c.atMost, keep) : takeBuffered(body, stream, c.atMost, keep);
+            if (got.starved) {
+              log.info("h2 stream reset: waited too long at the device's buffered-bytes quota", { flow: this.flow.id, device: this.flow.device.name });
+              return resetStream(stream, http2.constants.NGHTTP2_REFUSED_STREAM);
+            }
             bodyDone ||= got.done;
             reply = { type: "body", chunks: got.chunks, done: got.done };
             break;
@@ -599,23 +642,32 @@ function closedBy(detail: string): "client" | "upstream" | "gateway" {
   return detail.startsWith("upstream") && !detail.includes("despite identity") ? "upstream" : "gateway";
 }
 
-/** Body chunks until the stream ends or more than `atMost` bytes were read. */
-async function readBody(body: BodySource, stream: ServerStream, atMost: number): Promise<{ chunks: Uint8Array[]; bytes: number; done: boolean }> {
+/** Counts a stream's kept body against the device's budget, and waits for room before reading more (false: none came). */
+interface BodyKeeper {
+  kept(bytes: number): void;
+  room(): Promise<boolean>;
+}
+
+/** Body chunks until the stream ends or more than `atMost` bytes were read; `starved`: no room came in the budget. */
+async function readBody(body: BodySource, stream: ServerStream, atMost: number, keep?: BodyKeeper): Promise<{ chunks: Uint8Array[]; bytes: number; done: boolean; starved?: boolean }> {
   const chunks: Uint8Array[] = [];
   let bytes = 0;
   while (bytes <= atMost) {
+    if (keep && !(await keep.room())) return { chunks, bytes, done: false, starved: true };
     const c = await body.next();
     // Ended by END_STREAM, not by a reset.
     if (!c) return { chunks, bytes, done: stream.readableEnded && !body.error };
     chunks.push(c);
     bytes += c.length;
+    keep?.kept(c.length);
   }
   return { chunks, bytes, done: false };
 }
 
 /** What of the body already arrived, never waiting. */
-function takeBuffered(body: BodySource, stream: ServerStream, atMost: number): { chunks: Uint8Array[]; done: boolean } {
+function takeBuffered(body: BodySource, stream: ServerStream, atMost: number, keep?: BodyKeeper): { chunks: Uint8Array[]; done: boolean; starved?: boolean } {
   const chunks = body.takeBuffered(atMost);
+  for (const c of chunks) keep?.kept(c.length);
   return { chunks, done: stream.readableEnded && body.buffered === 0 && !body.error };
 }
 

@@ -21,6 +21,7 @@ import { InterceptConnection, type ConnectionCommand, type ConnectionEvent, type
 import { log } from "../../log.ts";
 import { chargeUsage } from "../../spend/charge.ts";
 import type { Price } from "../../spend/prices.ts";
+import { HeldBytes, type ByteBudget } from "../../dispatch/held-bytes.ts";
 
 export { denyResponse, type SecretLookup } from "./decider.ts";
 
@@ -35,6 +36,8 @@ export interface InterceptDeps {
   redact?: (text: string) => string;
   /** Aborted when the gateway stops: the exchange under way finishes, its event is published, then the connection closes. */
   shutdown?: AbortSignal;
+  /** The device's buffered-bytes budget (quota_buffered_bytes) what a session holds counts against (absent: unbounded). */
+  buffers?: (device: Flow["device"]) => ByteBudget;
 }
 
 /** How a plain-HTTP session reaches the hosts its requests name. */
@@ -63,6 +66,8 @@ export class InterceptSession {
   private running = false;
   /** Aborts a synchronous approval hold when the agent goes away. */
   private readonly agentGone = new AbortController();
+  /** What this session holds, counted against the device's buffered-bytes quota. */
+  private readonly held: HeldBytes | undefined;
 
   constructor(
     private readonly flow: Flow,
@@ -72,6 +77,7 @@ export class InterceptSession {
     private readonly plain?: PlainTransport,
   ) {
     const d = deps.policy().defaults;
+    this.held = deps.buffers ? new HeldBytes(deps.buffers(flow.device)) : undefined;
     this.puller = new StreamPuller(agent, {
       onData: () => undefined,
       onWait: () => this.feed({ type: "client-waiting" }),
@@ -131,7 +137,21 @@ export class InterceptSession {
     } finally {
       this.running = false;
       this.queue.length = 0;
+      this.countHeld();
     }
+  }
+
+  /**
+   * What the session holds now against the device's budget: the
+   * connection's buffers (a body read for a rule or an approval, events not
+   * yet handed on), chunks read and not yet taken, writes not yet drained.
+   */
+  private countHeld(): void {
+    const h = this.held;
+    if (!h) return;
+    if (this.closed) return h.close();
+    const u = this.upstream;
+    h.set(this.conn.heldBytes + this.puller.buffered + this.agent.writableLength + (u ? u.puller.buffered + u.sock.writableLength : 0));
   }
 
   private perform(commands: ConnectionCommand[]): void {
@@ -186,7 +206,7 @@ export class InterceptSession {
   private writeClient(data: Uint8Array): void {
     const p = writeWithBackpressure(this.agent, data);
     this.drained.client = p;
-    p.catch(() => this.feed({ type: "client-gone" }));
+    p.then(() => this.countHeld(), () => this.feed({ type: "client-gone" }));
   }
 
   private writeUpstream(data: Uint8Array): void {
@@ -195,7 +215,7 @@ export class InterceptSession {
     const p = u.write(data);
     this.drained.upstream = p;
     // The upstream gone: its reader sees the end, and the exchange fails there.
-    p.catch(() => u.destroy());
+    p.then(() => this.countHeld(), () => u.destroy());
   }
 
   private async read(from: Side, afterDrain: Side[]): Promise<void> {
@@ -203,6 +223,27 @@ export class InterceptSession {
     const u = this.upstream;
     const drains = afterDrain.map((side) => this.drained[side]);
     for (const d of drains) await d.catch(() => undefined);
+    // At the device's buffered-bytes quota nothing more is read from either side until bytes are given back.
+    if (this.held) {
+      // An agent gone meanwhile is seen (its read ends the session). One not
+      // read is not seen going, so a session that waits for room longer
+      // than the idle timeout ends: a device's sessions all waiting on each
+      // other (bodies held for approvals, each short of its whole) would
+      // otherwise hold the budget, and their sockets, for ever.
+      const waited = new AbortController();
+      const onGone = () => waited.abort();
+      this.agentGone.signal.addEventListener("abort", onGone, { once: true });
+      const timer = setTimeout(onGone, this.deps.policy().defaults.idleTimeoutMs);
+      timer.unref?.();
+      await this.held.room(waited.signal);
+      clearTimeout(timer);
+      this.agentGone.signal.removeEventListener("abort", onGone);
+      if (this.closed) return;
+      if (waited.signal.aborted && !this.agentGone.signal.aborted && this.held.full) {
+        log.info("intercept session ended: waited too long at the device's buffered-bytes quota", { flow: this.flow.id, device: this.flow.device.name });
+        return this.finish(0, true);
+      }
+    }
     if (from === "client") {
       const chunk = await this.puller.next();
       this.feed(chunk ? { type: "client-data", data: chunk } : { type: "client-closed" });
@@ -298,6 +339,7 @@ export class InterceptSession {
   private finish(graceMs: number, abort: boolean): void {
     if (this.closed) return;
     this.closed = true;
+    this.held?.close();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.upstream?.destroy();

@@ -7,7 +7,9 @@
 //
 // 1. accept, read the handshake (bounded in size and time)
 // 2. identify the device from its token (or the default profile)
-// 3. answer the handshake, re-inject any early bytes, hand the Flow on
+// 3. admit the flow against the device's quotas (refused: 429, or SOCKS5's
+//    "not allowed by ruleset", before any success is answered)
+// 4. answer the handshake, re-inject any early bytes, hand the Flow on
 import net from "node:net";
 import type { DeviceIdentity, Flow } from "../../dispatch/flow.ts";
 import { newFlowId } from "../../dispatch/flow.ts";
@@ -17,6 +19,13 @@ import { log } from "../../log.ts";
 
 /** How long a client may take to finish the proxy handshake. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
+/**
+ * Clients in the handshake at once, from one address and in all: before its
+ * token no client is a device with quotas, and each holds a descriptor for
+ * up to the handshake timeout. Past either, a new connection is closed at once.
+ */
+export const MAX_HANDSHAKING_PER_SOURCE = 64;
+export const MAX_HANDSHAKING = 1024;
 
 export type DeviceLookup = (token: string | undefined) => DeviceIdentity | undefined;
 
@@ -28,8 +37,18 @@ export interface ProxyListenerOptions {
   /** Whether a client without a token may proceed (a default profile exists). */
   allowAnonymous: () => boolean;
   onFlow: (flow: Flow) => void;
+  /**
+   * The device's quotas for a new flow (app/dispatch/quotas.ts), asked
+   * before the handshake is answered: admitted, `release` runs when the
+   * connection closes; refused, the client gets the protocol's refusal (the
+   * caller records the event, naming the device and the quota).
+   */
+  admit?: (device: DeviceIdentity, dst: { host: string; port: number }, flowId: string) => { ok: true; release: () => void } | { ok: false; reason: string };
   /** A client refused before any Flow (405, 407, 400, 431): recorded as an event. */
   onRefusal?: (r: ProxyRefusal) => void;
+  /** Bounds on clients in the handshake (defaults MAX_HANDSHAKING_PER_SOURCE, MAX_HANDSHAKING). */
+  maxHandshakingPerSource?: number;
+  maxHandshaking?: number;
 }
 
 export interface ProxyRefusal {
@@ -56,11 +75,33 @@ export function startProxyListener(opts: ProxyListenerOptions): Promise<ProxyLis
   const { host, port } = parseListen(opts.listen);
   // Clients still in the proxy handshake: closed with the listener (a Flow is its owner's to end).
   const handshaking = new Set<net.Socket>();
+  const perSource = new Map<string, number>();
+  let warnedAt = 0;
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (sock) => {
+    const source = sock.remoteAddress ?? "unknown";
+    const fromSource = perSource.get(source) ?? 0;
+    if (fromSource >= (opts.maxHandshakingPerSource ?? MAX_HANDSHAKING_PER_SOURCE) || handshaking.size >= (opts.maxHandshaking ?? MAX_HANDSHAKING)) {
+      if (Date.now() - warnedAt > 10_000) {
+        warnedAt = Date.now();
+        log.warn("proxy: too many clients in the handshake, connection closed", { source, fromSource, total: handshaking.size });
+      }
+      sock.destroy();
+      return;
+    }
     sock.setNoDelay(true);
     handshaking.add(sock);
-    sock.once("close", () => handshaking.delete(sock));
-    handleClient(sock, { ...opts, onFlow: (flow) => (handshaking.delete(sock), opts.onFlow(flow)) });
+    perSource.set(source, fromSource + 1);
+    let counted = true;
+    const done = () => {
+      if (!counted) return;
+      counted = false;
+      handshaking.delete(sock);
+      const n = (perSource.get(source) ?? 1) - 1;
+      if (n > 0) perSource.set(source, n);
+      else perSource.delete(source);
+    };
+    sock.once("close", done);
+    handleClient(sock, { ...opts, onFlow: (flow) => (done(), opts.onFlow(flow)) });
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
@@ -95,12 +136,24 @@ function handleClient(sock: net.Socket, opts: ProxyListenerOptions): void {
   };
 
   const src = () => ({ host: sock.remoteAddress ?? "unknown", port: sock.remotePort ?? 0 });
-  const emitFlow = (dstHost: string, dstPort: number, device: DeviceIdentity, rest: Uint8Array, forwardProxy = false) => {
+  /** The device's quotas admit a flow (its id), or the client has been refused in its protocol's form (undefined). */
+  const admitted = (device: DeviceIdentity, dst: { host: string; port: number }, socks5: boolean): string | undefined => {
+    const id = newFlowId();
+    const a = opts.admit?.(device, dst, id) ?? { ok: true as const, release: () => undefined };
+    if (a.ok) {
+      sock.once("close", a.release);
+      return id;
+    }
+    finish();
+    sock.end(socks5 ? reply(Reply.NOT_ALLOWED) : proxyError(429, a.reason));
+    return undefined;
+  };
+  const emitFlow = (id: string, dstHost: string, dstPort: number, device: DeviceIdentity, rest: Uint8Array, forwardProxy = false) => {
     finish();
     sock.pause();
     if (rest.length > 0) sock.unshift(Buffer.from(rest));
     opts.onFlow({
-      id: newFlowId(),
+      id,
       proto: "tcp",
       src: src(),
       dst: { host: dstHost, port: dstPort },
@@ -140,8 +193,10 @@ function handleClient(sock: net.Socket, opts: ProxyListenerOptions): void {
         opts.onRefusal?.({ src: src(), dst: { host: step.host, port: step.port }, reason });
         return;
       }
+      const id = admitted(device, { host: step.host, port: step.port }, true);
+      if (id === undefined) return;
       sock.write(reply(Reply.SUCCEEDED));
-      emitFlow(step.host, step.port, device, step.rest);
+      emitFlow(id, step.host, step.port, device, step.rest);
       return;
     }
     if (opts.protocols === "socks5") {
@@ -162,12 +217,14 @@ function handleClient(sock: net.Socket, opts: ProxyListenerOptions): void {
       refuse(407, message, { host: parsed.host, port: parsed.port }, [["Proxy-Authenticate", 'Basic realm="clawpatrol"']]);
       return;
     }
+    const id = admitted(device, { host: parsed.host, port: parsed.port }, false);
+    if (id === undefined) return;
     if (parsed.kind === "forward") {
-      emitFlow(parsed.host, parsed.port, device, parsed.rest, true);
+      emitFlow(id, parsed.host, parsed.port, device, parsed.rest, true);
       return;
     }
     sock.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-    emitFlow(parsed.host, parsed.port, device, parsed.rest);
+    emitFlow(id, parsed.host, parsed.port, device, parsed.rest);
   };
 
   sock.on("data", onData);
@@ -198,5 +255,6 @@ const STATUS_TEXT: Record<number, string> = {
   400: "Bad Request",
   405: "Method Not Allowed",
   407: "Proxy Authentication Required",
+  429: "Too Many Requests",
   431: "Request Header Fields Too Large",
 };

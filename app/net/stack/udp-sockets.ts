@@ -5,7 +5,9 @@
 //     query id is rewritten to one unique among pending queries (devices
 //     pick ids independently) and restored on the answer, which is sent
 //     back from the address and port the device queried. Pending queries
-//     are bounded in number and time; a late or unknown answer is dropped.
+//     are bounded in number and time, and per source address (a device) in
+//     number and rate, so one device's flood cannot take the others' share;
+//     a late or unknown answer is dropped.
 //   UdpRelay: one socket per (src, sport, dst, dport) flow, created on the
 //     first datagram, closed after an idle time. Only datagrams from the
 //     flow's destination are accepted back (address-and-port-dependent
@@ -56,10 +58,18 @@ export const DNS_HEADER_LEN = 12;
 /** How long a forwarded query waits for its answer (stub resolvers retry after ~5 s). */
 export const DNS_QUERY_TIMEOUT_MS = 5_000;
 
+/** One source address's share of the forwarder: pending queries, and new queries a second (a burst of two seconds' worth). */
+export const DNS_MAX_PENDING_PER_SOURCE = 256;
+export const DNS_QUERIES_PER_SECOND_PER_SOURCE = 500;
+
 export interface DnsForwarderOptions {
   resolver: string;
   maxPending: number;
   timeoutMs: number;
+  /** Pending queries one source address may have (default DNS_MAX_PENDING_PER_SOURCE). */
+  maxPendingPerSource?: number;
+  /** New queries a second one source address may send (default DNS_QUERIES_PER_SECOND_PER_SOURCE). */
+  queriesPerSecondPerSource?: number;
   /** Deliver an answer (id restored) to the device that asked. */
   reply(query: UdpTuple, answer: Uint8Array): void;
   drop(reason: string): void;
@@ -74,12 +84,22 @@ interface PendingQuery {
   tuple: UdpTuple;
   originalId: number;
   deadline: number;
+  source: SourceShare;
+}
+
+interface SourceShare {
+  key: string;
+  pending: number;
+  tokens: number;
+  at: number;
 }
 
 export class DnsForwarder {
   readonly resolver: { host: string; addr: Uint8Array; port: number };
   private readonly opts: DnsForwarderOptions;
   private readonly pending = new Map<number, PendingQuery>(); // by rewritten id, in deadline order
+  /** Per source address; forgotten once it has nothing pending and a full bucket. */
+  private readonly sources = new Map<string, SourceShare>();
   private socket: dgram.Socket | null = null;
   private closed = false;
 
@@ -99,6 +119,9 @@ export class DnsForwarder {
     if (payload.length < DNS_HEADER_LEN) return this.opts.drop("dns: malformed");
     if (payload[2]! & 0x80) return this.opts.drop("dns: not-a-query"); // QR set: a response
     if (this.pending.size >= this.opts.maxPending) return this.opts.drop("dns: pending-full");
+    const source = this.shareOf(tuple.src.join("."), now);
+    if (source.pending >= (this.opts.maxPendingPerSource ?? DNS_MAX_PENDING_PER_SOURCE)) return this.opts.drop("dns: source-pending-full");
+    if (source.tokens < 1) return this.opts.drop("dns: source-rate");
     let id = -1;
     for (let tries = 0; tries < 16; tries++) {
       const candidate = (Math.random() * 0x10000) | 0;
@@ -111,13 +134,39 @@ export class DnsForwarder {
     const msg = Buffer.from(payload); // a copy: the link reuses its buffers
     const originalId = msg.readUInt16BE(0);
     msg.writeUInt16BE(id, 0);
-    this.pending.set(id, { tuple, originalId, deadline: now + this.opts.timeoutMs });
+    source.tokens -= 1;
+    source.pending += 1;
+    this.pending.set(id, { tuple, originalId, deadline: now + this.opts.timeoutMs, source });
     this.sock().send(msg, this.resolver.port, this.resolver.host, (err) => {
       if (err) {
-        this.pending.delete(id);
-        this.opts.drop("dns: send-failed");
+        if (this.settle(id)) this.opts.drop("dns: send-failed");
       }
     });
+  }
+
+  /** The source's share, its bucket refilled to `now`. */
+  private shareOf(key: string, now: number): SourceShare {
+    const rate = this.opts.queriesPerSecondPerSource ?? DNS_QUERIES_PER_SECOND_PER_SOURCE;
+    let s = this.sources.get(key);
+    if (!s) {
+      s = { key, pending: 0, tokens: 2 * rate, at: now };
+      this.sources.set(key, s);
+    }
+    s.tokens = Math.min(2 * rate, s.tokens + ((now - s.at) / 1000) * rate);
+    s.at = now;
+    return s;
+  }
+
+  /** A pending query is over (answered, timed out, failed); undefined when it was not pending. */
+  private settle(id: number): PendingQuery | undefined {
+    const q = this.pending.get(id);
+    if (q === undefined) return undefined;
+    this.pending.delete(id);
+    const s = q.source;
+    s.pending -= 1;
+    // A source with nothing pending and a full bucket is forgotten (made again as it was: no tokens gained).
+    if (s.pending === 0 && this.shareOf(s.key, this.opts.now()).tokens >= 2 * (this.opts.queriesPerSecondPerSource ?? DNS_QUERIES_PER_SECOND_PER_SOURCE)) this.sources.delete(s.key);
+    return q;
   }
 
   private sock(): dgram.Socket {
@@ -140,9 +189,8 @@ export class DnsForwarder {
     }
     if (msg.length < DNS_HEADER_LEN) return this.opts.drop("dns: malformed-answer");
     const id = msg.readUInt16BE(0);
-    const q = this.pending.get(id);
+    const q = this.settle(id);
     if (q === undefined) return this.opts.drop("dns: unknown-answer");
-    this.pending.delete(id);
     if (q.deadline <= this.opts.now()) return this.opts.drop("dns: late-answer");
     msg.writeUInt16BE(q.originalId, 0);
     this.opts.reply(q.tuple, msg);
@@ -151,7 +199,7 @@ export class DnsForwarder {
   expire(now: number): void {
     for (const [id, q] of this.pending) {
       if (q.deadline > now) break;
-      this.pending.delete(id);
+      this.settle(id);
       this.opts.drop("dns: timeout");
     }
   }
@@ -164,6 +212,7 @@ export class DnsForwarder {
   close(): void {
     this.closed = true;
     this.pending.clear();
+    this.sources.clear();
     this.socket?.close();
     this.socket = null;
   }

@@ -173,6 +173,38 @@ for (let i = 0; i < Number(n); i++) {
 setTimeout(() => process.exit(0), Number(hold));
 `;
 
+// A proxy-mode device: N CONNECTs through the proxy at PROXY to TARGET (host:port)
+// with the device's Basic credentials; prints "STATUS {code: count}" once every
+// CONNECT is answered, then each admitted tunnel writes MB mebibytes as fast as
+// it is let; exits after HOLD ms.
+const PROXY_PUSH_SCRIPT = `
+import net from "node:net";
+const [proxyHost, proxyPort, auth, target, n, mb, hold] = process.argv.slice(2);
+const chunk = Buffer.alloc(64 * 1024, 120);
+const status = {};
+let answered = 0;
+for (let i = 0; i < Number(n); i++) {
+  const s = net.connect(Number(proxyPort), proxyHost);
+  s.on("error", () => {});
+  s.once("connect", () => s.write("CONNECT " + target + " HTTP/1.1\\r\\nHost: " + target + "\\r\\nProxy-Authorization: Basic " + auth + "\\r\\n\\r\\n"));
+  let head = "";
+  const onData = (d) => {
+    head += d.toString("latin1");
+    if (!head.includes("\\r\\n\\r\\n")) return;
+    s.off("data", onData);
+    const code = head.split(" ")[1];
+    status[code] = (status[code] ?? 0) + 1;
+    if (++answered === Number(n)) console.log("STATUS " + JSON.stringify(status));
+    if (code !== "200") return;
+    let left = Number(mb) * 16;
+    const go = () => { while (left > 0) { left--; if (!s.write(chunk)) { s.once("drain", go); return; } } };
+    go();
+  };
+  s.on("data", onData);
+}
+setTimeout(() => process.exit(0), Number(hold));
+`;
+
 interface Event {
   kind: string;
   device: string;
@@ -481,6 +513,49 @@ profile "servers" {}
       }
       // A's flows ended (resets from the device, the upstream gone): their storage goes back
       expect(await waitFor(async () => (await bufferedOf(devices.a.name)) < 64 * 1024, 20_000)).toBe(true);
+    });
+
+    test("a proxy-mode device (CONNECT) pushes far more than its buffered-bytes quota into a stalled upstream: its relays stop reading under the quota, a new flow is refused with 429, both recorded; B works meanwhile", async () => {
+      const controlSocket = path.join(dir, "state", "control.sock");
+      const bufferedOf = async (device: string) => {
+        const text = await (await controlFetch(controlSocket, "/metrics")).text();
+        const m = text.match(new RegExp(`clawpatrol_device_buffered_bytes\\{device="${device}"\\} (\\d+)`));
+        return m ? Number(m[1]) : 0;
+      };
+      // A proxy device, on the appliance's LAN, with its token.
+      const c = `${tag}-c`;
+      const added = Bun.spawnSync([BUN, path.join(ROOT, "app/main.ts"), "devices", "add", c, "--profile", "laptops", "--config", path.join(dir, "gateway.hcl")], { cwd: ROOT });
+      expect(added.exitCode).toBe(0);
+      const auth = Buffer.from(`${c}:${added.stdout.toString().trim()}`).toString("base64");
+      const stall = topo.background(["ip", "netns", "exec", ns.up, "python3", script("stall.py", STALL_SERVER), UP[1], "7301"]);
+      let push: Background | undefined;
+      try {
+        await stall.waitForOutput(/STALL READY/, 15_000);
+        // 32 tunnels × 8 MiB: each relay would hold what the upstream's socket does not take
+        push = topo.background(["ip", "netns", "exec", ns.lan, BUN, script("proxy-push.ts", PROXY_PUSH_SCRIPT), LAN[0], String(PROXY_PORT), auth, `${UP[1]}:7301`, "32", "8", "60000"]);
+        expect(JSON.parse((await push.waitForOutput(/STATUS .*/, 20_000)).slice(7))).toEqual({ 200: 32 });
+        let most = 0;
+        const sample = async () => {
+          most = Math.max(most, await bufferedOf(c));
+          return most;
+        };
+        expect(await quotaEvent(c, "buffered_bytes")).toBe(true);
+        // C's relays filled toward the quota and never past it
+        expect(await waitFor(async () => (await sample()) > 512 * 1024, 10_000)).toBe(true);
+        for (let i = 0; i < 5; i++) await sample();
+        expect(most).toBeLessThanOrEqual(1024 * 1024);
+        // at the quota a new flow is refused at the door, in HTTP's form
+        expect(await waitFor(async () => (await bufferedOf(c)) === 1024 * 1024, 10_000)).toBe(true);
+        const refused = await topo.exec(ns.lan, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_connect}", "--max-time", "10", "-p", "-x", `http://${LAN[0]}:${PROXY_PORT}`, "--proxy-user", `${c}:${Buffer.from(auth, "base64").toString().slice(c.length + 1)}`, `http://${UP[1]}:7000/`], 15_000);
+        expect(refused.out.trim()).toBe("429");
+        await bStillWorks();
+        expect(await sample()).toBeLessThanOrEqual(1024 * 1024);
+      } finally {
+        await push?.stop("SIGKILL");
+        await stall.stop("SIGKILL");
+      }
+      // C's tunnels ended: what its relays held goes back
+      expect(await waitFor(async () => (await bufferedOf(c)) === 0, 20_000)).toBe(true);
     });
 
     test("the LAN reaches neither a device nor, through the gateway, the upstream", async () => {

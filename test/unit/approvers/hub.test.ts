@@ -323,6 +323,24 @@ describe("the dashboard approver", () => {
     const r = await hub.request(request(), ["dashboard"], opts());
     expect(r).toMatchObject({ decision: "deny", reason: "too many requests are waiting for approval" });
   });
+
+  test("maxPendingPerDevice: one device past its share is denied at once, another device's request is held; a decided hold frees a place", async () => {
+    const { hub } = withDashboard([], { maxPendingPerDevice: 2 });
+    void hub.request(request({ device: "flooder" }), ["dashboard"], opts());
+    void hub.request(request({ device: "flooder" }), ["dashboard"], opts());
+    const r = await hub.request(request({ device: "flooder" }), ["dashboard"], opts());
+    expect(r).toMatchObject({ decision: "deny", reason: "too many requests of device flooder are waiting for approval" });
+    void hub.request(request({ device: "other" }), ["dashboard"], opts());
+    await flush();
+    expect(hub.pending().map((p) => p.request.device).sort()).toEqual(["flooder", "flooder", "other"]);
+    // one of the flooder's is decided: it may hold one more
+    const first = hub.pending().find((p) => p.request.device === "flooder")!;
+    expect(hub.decide(first.id, { decision: "deny", reason: "no", operator: "alice", approver: "dashboard" })).toEqual({ ok: true });
+    await flush();
+    void hub.request(request({ device: "flooder" }), ["dashboard"], opts());
+    await flush();
+    expect(hub.pending().filter((p) => p.request.device === "flooder").length).toBe(2);
+  });
 });
 
 describe("remember", () => {
