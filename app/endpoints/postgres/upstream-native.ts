@@ -2,8 +2,8 @@
 // node:net: its data callback and write are direct calls into the runtime,
 // without the stream machinery node:net's Duplex adds to every read and
 // write (about 2 µs of the gateway's CPU per message, measured on this
-// path). It speaks the small part of the Duplex API the Postgres shell uses
-// (serve.ts: data, close, error, drain, write, pause, resume, end, destroy),
+// path). It speaks the small part of the Duplex API the database shell uses
+// (db-shell.ts's UpstreamStream: data, close, error, drain, write, pause, resume, end, destroy),
 // so the shell drives it and a node:net or TLS socket alike.
 //
 // Writes: Bun's write takes what the kernel accepts now and returns the
@@ -12,21 +12,9 @@
 import { EventEmitter } from "node:events";
 import type { Socket, TCPSocketConnectOptions } from "bun";
 import { RELAY_KEEPALIVE_MS } from "../relay.ts";
+import type { UpstreamStream } from "../db-shell.ts";
 
-/** What the shell needs of an upstream stream: node's Duplex and NativeUpstream both fit. */
-export interface UpstreamStream {
-  write(data: Uint8Array): boolean;
-  pause(): unknown;
-  resume(): unknown;
-  end(): unknown;
-  end(last: Uint8Array): unknown;
-  destroy(): unknown;
-  on(event: "data", fn: (data: Uint8Array) => void): unknown;
-  on(event: "close", fn: () => void): unknown;
-  on(event: "error", fn: (e: Error) => void): unknown;
-  once(event: "drain" | "close", fn: () => void): unknown;
-  once(event: "error", fn: (e: Error) => void): unknown;
-}
+export type { UpstreamStream };
 
 /** Bun's socket has pause/resume at runtime (not in its type declarations). */
 type PausableSocket = Socket<undefined> & { pause(): void; resume(): void };

@@ -7,20 +7,10 @@
 //       ==veth (underlay)==
 //   [root ns]  the gateway (userspace WireGuard); clickhouse-server on UPSTREAM_IP
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync } from "node:fs";
 import { canRunRootTests, Topology, waitFor } from "../support/netns.ts";
-import { startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
 import { startClickHouse, type TestClickHouse } from "../support/clickhouse.ts";
-import {
-  addHostAddress,
-  buildClient,
-  deviceNamespace,
-  enrollDevice,
-  forwardPublicApi,
-  killClients,
-  runClient,
-  type ClientResult,
-} from "../support/client-device.ts";
+import type { ClientResult } from "../support/client-device.ts";
+import { DeviceGateway } from "../support/device-gateway.ts";
 
 const N = 100 + ((process.pid + 41) % 100);
 const HOST_IP = `10.228.${N}.1`;
@@ -32,25 +22,19 @@ const SECRET = "real-Ch-secret-device-3c9a";
 
 describe.skipIf(!canRunRootTests)("clickhouse-client on a device through WireGuard to a real ClickHouse", () => {
   const topo = new Topology("cch");
-  let dev = "";
-  let t: TestGateway;
+  const rig = new DeviceGateway(topo, { hostIp: HOST_IP, devIp: DEV_UNDERLAY, upstreamIps: [UPSTREAM_IP], wgPort: WG_PORT, subnetCidr: "10.92.0.0/24" });
   let ch: TestClickHouse;
-  let api: { url: string; close(): void };
-  let bin = "";
-  let home = "";
   const logs: string[] = [];
 
   beforeAll(async () => {
-    bin = buildClient();
-    ({ dev } = deviceNamespace(topo, HOST_IP, DEV_UNDERLAY));
-    addHostAddress(topo, UPSTREAM_IP);
+    rig.setUp();
     ch = await startClickHouse({ listen: UPSTREAM_IP, user: "analyst", password: SECRET });
     ch.sql(`
       CREATE DATABASE analytics;
       CREATE TABLE analytics.events (id UInt32, name String) ENGINE = MergeTree() ORDER BY id;
       INSERT INTO analytics.events VALUES (1, 'ada'), (2, 'grace');
     `);
-    t = await startTestGateway(
+    const r = await rig.start(
       `
 defaults {
   verdict = "allow"
@@ -74,37 +58,19 @@ rule "read-only" {
 }
 `,
       { CLAWPATROL_SECRET_CH: SECRET },
-      {
-        stderrWrite: (l) => logs.push(l),
-        gateway: `
-  wireguard {
-    mode = "userspace"
-    listen = "${HOST_IP}:${WG_PORT}"
-    subnet_cidr = "10.92.0.0/24"
-    endpoint = "${HOST_IP}:${WG_PORT}"
-  }`,
-      },
+      { name: "ch-laptop", profile: "laptops", stderrWrite: (l) => logs.push(l) },
     );
-    api = await forwardPublicApi(t, HOST_IP);
-    home = tempDir("home-ch");
-    chmodSync(home, 0o755);
-    const r = await enrollDevice(t, bin, dev, api.url, "ch-laptop", { home, profile: "laptops" });
     expect(r.code).toBe(0);
   }, 120_000);
 
   afterAll(async () => {
-    killClients();
-    api?.close();
-    await t?.stop();
+    await rig.stop();
     await ch?.stop();
     topo.destroy();
   });
 
   const client = (args: string[]): Promise<ClientResult> =>
-    runClient(bin, dev, ["run", "--", "clickhouse-client", "--host", UPSTREAM_IP, "--port", String(ch.tcpPort), "--user", "agent", "--password", PLACEHOLDER, ...args], {
-      home,
-      timeoutMs: 60_000,
-    });
+    rig.run(["run", "--", "clickhouse-client", "--host", UPSTREAM_IP, "--port", String(ch.tcpPort), "--user", "agent", "--password", PLACEHOLDER, ...args], { timeoutMs: 60_000 });
 
   test("a read passes; DROP and INSERT are denied with 497 and the session goes on", async () => {
     const r = await client([
@@ -120,15 +86,15 @@ rule "read-only" {
   });
 
   test("each query is recorded for the device; the secret reaches neither the device nor a sink", async () => {
-    expect(await waitFor(() => t.events.some((e) => e.kind === "sql" && e.device === "ch-laptop" && e.verdict === "deny"), 10_000)).toBe(true);
-    const denied = t.events.filter((e) => e.kind === "sql" && e.device === "ch-laptop" && e.verdict === "deny").map((e) => e.action?.verb);
+    expect(await waitFor(() => rig.t.events.some((e) => e.kind === "sql" && e.device === "ch-laptop" && e.verdict === "deny"), 10_000)).toBe(true);
+    const denied = rig.t.events.filter((e) => e.kind === "sql" && e.device === "ch-laptop" && e.verdict === "deny").map((e) => e.action?.verb);
     expect(denied).toEqual(["drop", "insert"]);
-    expect(JSON.stringify(t.events)).not.toContain(SECRET);
+    expect(JSON.stringify(rig.t.events)).not.toContain(SECRET);
     expect(logs.join("\n")).not.toContain(SECRET);
     // What the device was given: its manifest holds the placeholder, never the secret.
     const manifest = await client(["-q", "SELECT 1"]);
     expect(manifest.out + manifest.err).not.toContain(SECRET);
-    const files = Bun.spawnSync(["grep", "-r", "-l", SECRET, home]);
+    const files = Bun.spawnSync(["grep", "-r", "-l", SECRET, rig.home]);
     expect(files.stdout.toString()).toBe("");
   });
 });

@@ -9,21 +9,11 @@
 //              UPSTREAM_IP, and a second one that speaks TLS only
 //              (verify-full with its own CA, SCRAM-SHA-256-PLUS)
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync } from "node:fs";
 import path from "node:path";
 import { canRunRootTests, Topology, waitFor } from "../support/netns.ts";
-import { startTestGateway, tempDir, type TestGateway } from "../support/gateway.ts";
 import { startPostgres, type TestPostgres } from "../support/postgres.ts";
-import {
-  addHostAddress,
-  buildClient,
-  deviceNamespace,
-  enrollDevice,
-  forwardPublicApi,
-  killClients,
-  runClient,
-  type ClientResult,
-} from "../support/client-device.ts";
+import type { ClientResult } from "../support/client-device.ts";
+import { DeviceGateway } from "../support/device-gateway.ts";
 
 const N = 100 + ((process.pid + 83) % 100);
 const HOST_IP = `10.226.${N}.1`;
@@ -34,18 +24,12 @@ const PLACEHOLDER = "clawpatrol-placeholder-db";
 
 describe.skipIf(!canRunRootTests)("psql on a device through WireGuard to a real PostgreSQL", () => {
   const topo = new Topology("cpg");
-  let dev = "";
-  let t: TestGateway;
+  const rig = new DeviceGateway(topo, { hostIp: HOST_IP, devIp: DEV_UNDERLAY, upstreamIps: [UPSTREAM_IP], wgPort: WG_PORT, subnetCidr: "10.91.0.0/24" });
   let plain: TestPostgres;
   let tlsOnly: TestPostgres;
-  let api: { url: string; close(): void };
-  let bin = "";
-  let home = "";
 
   beforeAll(async () => {
-    bin = buildClient();
-    ({ dev } = deviceNamespace(topo, HOST_IP, DEV_UNDERLAY));
-    addHostAddress(topo, UPSTREAM_IP);
+    rig.setUp();
     [plain, tlsOnly] = await Promise.all([
       startPostgres({ auth: "scram-sha-256", listen: UPSTREAM_IP, user: "app_rw", password: "real-Pg-secret-plain-1f2e", database: "app" }),
       startPostgres({ auth: "scram-sha-256", listen: UPSTREAM_IP, tls: true, tlsOnly: true, user: "app_rw", password: "real-Pg-secret-tls-9d8c", database: "app" }),
@@ -53,7 +37,7 @@ describe.skipIf(!canRunRootTests)("psql on a device through WireGuard to a real 
     for (const db of [plain, tlsOnly]) {
       db.superuserSql("CREATE TABLE public.notes (id int primary key, body text); INSERT INTO public.notes VALUES (1, 'hello'); GRANT ALL ON public.notes TO app_rw;", "app");
     }
-    t = await startTestGateway(
+    const r = await rig.start(
       `
 defaults {
   verdict = "allow"
@@ -86,38 +70,22 @@ rule "no-writes" {
 }
 `,
       { CLAWPATROL_SECRET_DB: plain.password, CLAWPATROL_SECRET_SECURE: tlsOnly.password },
-      {
-        gateway: `
-  wireguard {
-    mode = "userspace"
-    listen = "${HOST_IP}:${WG_PORT}"
-    subnet_cidr = "10.91.0.0/24"
-    endpoint = "${HOST_IP}:${WG_PORT}"
-  }`,
-      },
+      { name: "pg-laptop", profile: "laptops" },
     );
-    api = await forwardPublicApi(t, HOST_IP);
-    home = tempDir("home-pg");
-    chmodSync(home, 0o755);
-    const r = await enrollDevice(t, bin, dev, api.url, "pg-laptop", { home, profile: "laptops" });
     expect(r.code).toBe(0);
   }, 120_000);
 
   afterAll(async () => {
-    killClients();
-    api?.close();
-    await t?.stop();
+    await rig.stop();
     await Promise.all([plain?.stop(), tlsOnly?.stop()]);
     topo.destroy();
   });
 
   const psql = (db: TestPostgres, sql: string[], conn = ""): Promise<ClientResult> =>
-    runClient(
-      bin,
-      dev,
-      ["run", "--", "psql", "-X", "-A", "-t", `host=${UPSTREAM_IP} port=${db.port} user=agent dbname=app ${conn}`, ...sql.flatMap((s) => ["-c", s])],
-      { home, env: [`PGPASSWORD=${PLACEHOLDER}`, "PGCONNECT_TIMEOUT=20"], timeoutMs: 60_000 },
-    );
+    rig.run(["run", "--", "psql", "-X", "-A", "-t", `host=${UPSTREAM_IP} port=${db.port} user=agent dbname=app ${conn}`, ...sql.flatMap((s) => ["-c", s])], {
+      env: [`PGPASSWORD=${PLACEHOLDER}`, "PGCONNECT_TIMEOUT=20"],
+      timeoutMs: 60_000,
+    });
 
   test("reads pass, a write is denied with 42501 and the session goes on", async () => {
     const r = await psql(plain, ["select body from public.notes", "delete from public.notes", "select count(*) from public.notes"]);
@@ -127,7 +95,7 @@ rule "no-writes" {
   });
 
   test("the device's TLS (sslmode=verify-full against the gateway's CA) to a TLS-only server it never sees", async () => {
-    const ca = path.join(home, ".config/clawpatrol/ca.crt");
+    const ca = path.join(rig.home, ".config/clawpatrol/ca.crt");
     const r = await psql(tlsOnly, ["select body from public.notes", "show ssl"], `sslmode=verify-full sslrootcert=${ca}`);
     expect(r.err).toBe("");
     expect(r.out.split("\n").filter(Boolean)).toEqual(["hello", "on"]);
@@ -136,11 +104,11 @@ rule "no-writes" {
   });
 
   test("each statement is recorded for the device, and no secret reaches the device or a sink", async () => {
-    expect(await waitFor(() => t.events.some((e) => e.kind === "sql" && e.device === "pg-laptop" && e.verdict === "deny"), 10_000)).toBe(true);
-    const denied = t.events.find((e) => e.kind === "sql" && e.device === "pg-laptop" && e.verdict === "deny")!;
+    expect(await waitFor(() => rig.t.events.some((e) => e.kind === "sql" && e.device === "pg-laptop" && e.verdict === "deny"), 10_000)).toBe(true);
+    const denied = rig.t.events.find((e) => e.kind === "sql" && e.device === "pg-laptop" && e.verdict === "deny")!;
     expect(denied.action?.verb).toBe("delete");
     expect(denied.action?.tables).toEqual(["public.notes"]);
-    const all = JSON.stringify(t.events);
+    const all = JSON.stringify(rig.t.events);
     expect(all).not.toContain(plain.password);
     expect(all).not.toContain(tlsOnly.password);
   });

@@ -32,21 +32,10 @@ import {
   type BackendParserOptions,
   type BackendResult,
 } from "../../../app/endpoints/postgres/wire/backend.ts";
+import { feedParser } from "../support/wire-feed.ts";
 
 function feed(chunks: Uint8Array[], options?: BackendParserOptions): { messages: BackendMessage[]; last: BackendResult; parser: BackendParser } {
-  const parser = new BackendParser(options);
-  const messages: BackendMessage[] = [];
-  let last: BackendResult = { kind: "need-more" };
-  for (const c of chunks) {
-    parser.push(c);
-    for (;;) {
-      last = parser.next();
-      if (last.kind !== "message") break;
-      messages.push(last.message);
-    }
-    if (last.kind === "error") break;
-  }
-  return { messages, last, parser };
+  return feedParser<BackendMessage, BackendParser>(new BackendParser(options), chunks);
 }
 
 function plain(v: unknown): unknown {

@@ -32,22 +32,11 @@ import {
   type FrontendParserOptions,
   type FrontendResult,
 } from "../../../app/endpoints/postgres/wire/frontend.ts";
+import { feedParser } from "../support/wire-feed.ts";
 
 /** Feeds chunks and collects every result until need-more or an error. */
 function feed(chunks: Uint8Array[], options?: FrontendParserOptions): { messages: FrontendMessage[]; last: FrontendResult; parser: FrontendParser } {
-  const parser = new FrontendParser(options);
-  const messages: FrontendMessage[] = [];
-  let last: FrontendResult = { kind: "need-more" };
-  for (const c of chunks) {
-    parser.push(c);
-    for (;;) {
-      last = parser.next();
-      if (last.kind !== "message") break;
-      messages.push(last.message);
-    }
-    if (last.kind === "error") break;
-  }
-  return { messages, last, parser };
+  return feedParser<FrontendMessage, FrontendParser>(new FrontendParser(options), chunks);
 }
 
 /** Strips raw bytes (checked separately) so fields compare as plain objects. */

@@ -21,7 +21,7 @@
 import { AuthCode, BackendCode, backendCodeName, type BackendCodeName, type TransactionStatus } from "./codes.ts";
 import { Reader, Writer, emptyMessage } from "./bytes.ts";
 import { describeByte, malformed, tooLarge, type WireError } from "./error.ts";
-import { ByteQueue } from "./queue.ts";
+import { FramingParser, fail, takeTypedFrame, type FrameRules, type WireResult } from "./framing.ts";
 
 export const DEFAULT_MAX_BACKEND_MESSAGE_BYTES = 0x40000000;
 
@@ -93,66 +93,32 @@ export type BackendMessage =
   | { type: "NegotiateProtocolVersion"; raw: Uint8Array; newestMinor: number; unrecognizedOptions: string[] }
   | { type: RawBackendType; raw: Uint8Array };
 
-export type BackendResult =
-  | { kind: "need-more" }
-  | { kind: "message"; message: BackendMessage }
-  | { kind: "error"; error: WireError };
+export type BackendResult = WireResult<BackendMessage>;
 
 export interface BackendParserOptions {
   /** Declared-length limit of any message. Default 1 GiB. */
   maxMessageBytes?: number;
 }
 
-const NEED_MORE: BackendResult = { kind: "need-more" };
-
-export class BackendParser {
-  private readonly queue = new ByteQueue();
-  private failed: BackendResult | undefined;
-  private readonly maxMessage: number;
+export class BackendParser extends FramingParser<BackendMessage> {
+  private readonly rules: FrameRules;
 
   constructor(options: BackendParserOptions = {}) {
-    this.maxMessage = options.maxMessageBytes ?? DEFAULT_MAX_BACKEND_MESSAGE_BYTES;
+    super();
+    const max = options.maxMessageBytes ?? DEFAULT_MAX_BACKEND_MESSAGE_BYTES;
+    this.rules = {
+      side: "backend",
+      known: (code) => backendCodeName.has(code),
+      refuse: (code, len) => (len > max ? tooLarge(`message ${describeByte(code)} length ${len} over ${max}`) : undefined),
+    };
   }
 
-  get buffered(): number {
-    return this.queue.size;
-  }
-
-  /** Appends bytes from the server; see ByteQueue for ownership. */
-  push(chunk: Uint8Array): void {
-    if (this.failed === undefined) this.queue.push(chunk);
-  }
-
-  takeBuffered(): Uint8Array {
-    return this.queue.takeAll();
-  }
-
-  next(): BackendResult {
-    if (this.failed !== undefined) return this.failed;
-    const r = this.read();
-    if (r.kind === "error") this.failed = r;
-    return r;
-  }
-
-  private read(): BackendResult {
-    const q = this.queue;
-    if (q.size < 1) return NEED_MORE;
-    const code = q.byteAt(0);
-    const name = backendCodeName.get(code);
-    if (name === undefined) return fail(malformed(`unknown backend message type ${describeByte(code)}`));
-    if (q.size < 5) return NEED_MORE;
-    const len = q.int32At(1);
-    if (len < 4) return fail(malformed(`message ${describeByte(code)} length ${len} below 4`));
-    if (len > this.maxMessage) return fail(tooLarge(`message ${describeByte(code)} length ${len} over ${this.maxMessage}`));
-    if (q.size < 1 + len) return NEED_MORE;
-    const raw = q.take(1 + len);
-    const m = decodeBackend(name, raw);
+  protected read(): BackendResult {
+    const raw = takeTypedFrame(this.queue, this.rules);
+    if (!(raw instanceof Uint8Array)) return raw;
+    const m = decodeBackend(backendCodeName.get(raw[0]!)!, raw);
     return "type" in m ? { kind: "message", message: m } : fail(m);
   }
-}
-
-function fail(error: WireError): BackendResult {
-  return { kind: "error", error };
 }
 
 /** The messages whose bodies are decoded; the rest (DataRow, RowDescription, ...) pass as `{ type, raw }`. */

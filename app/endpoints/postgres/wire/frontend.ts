@@ -44,7 +44,7 @@ import {
 } from "./codes.ts";
 import { Reader, Writer, decodeUtf8Checked, emptyMessage } from "./bytes.ts";
 import { describeByte, malformed, tooLarge, unsupported, type WireError } from "./error.ts";
-import { ByteQueue } from "./queue.ts";
+import { FramingParser, NEED_MORE, fail, takeTypedFrame, type FrameRules, type WireResult } from "./framing.ts";
 
 export const MAX_STARTUP_PACKET_BYTES = 10000;
 export const DEFAULT_MAX_MESSAGE_BYTES = 1 << 20;
@@ -101,10 +101,7 @@ export type FrontendMessage =
 
 export type FrontendMessageType = FrontendMessage["type"];
 
-export type FrontendResult =
-  | { kind: "need-more" }
-  | { kind: "message"; message: FrontendMessage }
-  | { kind: "error"; error: WireError };
+export type FrontendResult = WireResult<FrontendMessage>;
 
 export interface FrontendParserOptions {
   /** Start in the normal phase (for a stream whose startup was already read). */
@@ -115,69 +112,55 @@ export interface FrontendParserOptions {
   maxDataMessageBytes?: number;
 }
 
-const NEED_MORE: FrontendResult = { kind: "need-more" };
-
 const DATA_CODES = new Set<number>([FrontendCode.CopyData, FrontendCode.Bind, FrontendCode.FunctionCall]);
 const EMPTY_CODES = new Set<number>([FrontendCode.Sync, FrontendCode.Flush, FrontendCode.Terminate, FrontendCode.CopyDone]);
 const KNOWN_CODES = new Set<number>(Object.values(FrontendCode));
 
-export class FrontendParser {
-  private readonly queue = new ByteQueue();
-  private failed: FrontendResult | undefined;
+export class FrontendParser extends FramingParser<FrontendMessage> {
   private currentPhase: "startup" | "normal";
-  private readonly maxMessage: number;
-  private readonly maxData: number;
+  private readonly rules: FrameRules;
 
   constructor(options: FrontendParserOptions = {}) {
+    super();
     this.currentPhase = options.phase ?? "startup";
-    this.maxMessage = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    this.maxData = options.maxDataMessageBytes ?? DEFAULT_MAX_DATA_MESSAGE_BYTES;
+    const maxMessage = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const maxData = options.maxDataMessageBytes ?? DEFAULT_MAX_DATA_MESSAGE_BYTES;
+    this.rules = {
+      side: "frontend",
+      known: (code) => KNOWN_CODES.has(code),
+      refuse: (code, len) => {
+        if (EMPTY_CODES.has(code) && len !== 4) return malformed(`message ${describeByte(code)} length ${len}, expected 4`);
+        const limit = DATA_CODES.has(code) ? maxData : maxMessage;
+        return len > limit ? tooLarge(`message ${describeByte(code)} length ${len} over ${limit}`) : undefined;
+      },
+    };
   }
 
   get phase(): "startup" | "normal" {
     return this.currentPhase;
   }
 
-  /** Bytes pushed and not yet returned as a message. */
-  get buffered(): number {
-    return this.queue.size;
-  }
-
-  /** Appends bytes from the agent; see ByteQueue for ownership. */
-  push(chunk: Uint8Array): void {
-    if (this.failed === undefined) this.queue.push(chunk);
-  }
-
-  /** Removes and returns the unread bytes (e.g. to hand a stream to another parser). */
-  takeBuffered(): Uint8Array {
-    return this.queue.takeAll();
-  }
-
-  /** The next complete message, "need-more", or the error that killed the parser. */
-  next(): FrontendResult {
-    if (this.failed !== undefined) return this.failed;
-    const r = this.currentPhase === "startup" ? this.nextStartup() : this.nextTyped();
-    if (r.kind === "error") this.failed = r;
-    return r;
+  protected read(): FrontendResult {
+    return this.currentPhase === "startup" ? this.nextStartup() : this.nextTyped();
   }
 
   private nextStartup(): FrontendResult {
     const q = this.queue;
     if (q.size < 4) return NEED_MORE;
     const len = q.int32At(0);
-    if (len < 8) return err(malformed(`startup packet length ${len} below 8`));
-    if (len > MAX_STARTUP_PACKET_BYTES) return err(tooLarge(`startup packet length ${len} over ${MAX_STARTUP_PACKET_BYTES}`));
+    if (len < 8) return fail(malformed(`startup packet length ${len} below 8`));
+    if (len > MAX_STARTUP_PACKET_BYTES) return fail(tooLarge(`startup packet length ${len} over ${MAX_STARTUP_PACKET_BYTES}`));
     if (q.size < 8) return NEED_MORE;
     const code = q.int32At(4);
     const major = code >>> 16;
-    if (major !== 3 && major !== SPECIAL_MAJOR) return err(unsupported(`protocol version ${major}.${code & 0xffff}`));
+    if (major !== 3 && major !== SPECIAL_MAJOR) return fail(unsupported(`protocol version ${major}.${code & 0xffff}`));
     if (major === SPECIAL_MAJOR && code !== SSL_REQUEST_CODE && code !== GSSENC_REQUEST_CODE && code !== CANCEL_REQUEST_CODE) {
-      return err(unsupported(`startup request code ${code}`));
+      return fail(unsupported(`startup request code ${code}`));
     }
     if ((code === SSL_REQUEST_CODE || code === GSSENC_REQUEST_CODE) && len !== 8) {
-      return err(malformed(`encryption request length ${len}, expected 8`));
+      return fail(malformed(`encryption request length ${len}, expected 8`));
     }
-    if (code === CANCEL_REQUEST_CODE && (len < 16 || len > 12 + 256)) return err(malformed(`CancelRequest length ${len}`));
+    if (code === CANCEL_REQUEST_CODE && (len < 16 || len > 12 + 256)) return fail(malformed(`CancelRequest length ${len}`));
     if (q.size < len) return NEED_MORE;
     const raw = q.take(len);
     if (code === SSL_REQUEST_CODE) return msg({ type: "SSLRequest", raw });
@@ -190,42 +173,28 @@ export class FrontendParser {
     const parameters = new Map<string, string>();
     for (;;) {
       const name = r.cstring("parameter name");
-      if (name === undefined) return err(malformed(r.error!));
+      if (name === undefined) return fail(malformed(r.error!));
       if (name === "") break;
       const value = r.cstring("parameter value");
-      if (value === undefined) return err(malformed(r.error!));
+      if (value === undefined) return fail(malformed(r.error!));
       parameters.set(name, value);
     }
     r.end("startup parameters");
-    if (r.error !== undefined) return err(malformed(r.error));
+    if (r.error !== undefined) return fail(malformed(r.error));
     this.currentPhase = "normal";
     return msg({ type: "StartupMessage", raw, major, minor: code & 0xffff, parameters });
   }
 
   private nextTyped(): FrontendResult {
-    const q = this.queue;
-    if (q.size < 1) return NEED_MORE;
-    const code = q.byteAt(0);
-    if (!KNOWN_CODES.has(code)) return err(malformed(`unknown frontend message type ${describeByte(code)}`));
-    if (q.size < 5) return NEED_MORE;
-    const len = q.int32At(1);
-    if (len < 4) return err(malformed(`message ${describeByte(code)} length ${len} below 4`));
-    if (EMPTY_CODES.has(code) && len !== 4) return err(malformed(`message ${describeByte(code)} length ${len}, expected 4`));
-    const limit = DATA_CODES.has(code) ? this.maxData : this.maxMessage;
-    if (len > limit) return err(tooLarge(`message ${describeByte(code)} length ${len} over ${limit}`));
-    if (q.size < 1 + len) return NEED_MORE;
-    const raw = q.take(1 + len);
-    const decoded = decodeTyped(code, raw);
-    return "type" in decoded ? msg(decoded) : err(decoded);
+    const raw = takeTypedFrame(this.queue, this.rules);
+    if (!(raw instanceof Uint8Array)) return raw;
+    const decoded = decodeTyped(raw[0]!, raw);
+    return "type" in decoded ? msg(decoded) : fail(decoded);
   }
 }
 
 function msg(message: FrontendMessage): FrontendResult {
   return { kind: "message", message };
-}
-
-function err(error: WireError): FrontendResult {
-  return { kind: "error", error };
 }
 
 function int16List(r: Reader, what: string): number[] | undefined {
