@@ -53,12 +53,12 @@ async function serveClickHouseNative(req: ServeRequest, deps: FlowDeps): Promise
           break;
         case "judge": {
           const now = judgeWithoutApproval(c.actions);
-          if (now) shell.decide(c.id, now);
-          else shell.decideLater(c.id, judgeWithApproval(c.actions));
+          if ("verdict" in now && now.verdict) shell.decide(c.id, now.verdict);
+          else shell.decideLater(c.id, judgeWithApproval(c.actions, "judged" in now ? now.judged : []));
           break;
         }
         case "record":
-          shell.publish(c.record, Date.now() - c.record.startedAt, { queryId: c.record.queryId });
+          shell.publish(c.record, Date.now() - c.record.startedAt, { queryId: c.record.queryId }, c.record.approval);
           break;
         default:
           shell.carryOut(c);
@@ -84,25 +84,32 @@ async function serveClickHouseNative(req: ServeRequest, deps: FlowDeps): Promise
     };
   }
 
-  /** The verdict when rules alone decide every statement; undefined when one needs an approval. */
-  function judgeWithoutApproval(actions: SqlFacts[]): QueryVerdict | undefined {
+  /**
+   * The verdict when rules alone decide every statement. When one needs an
+   * approval: the decisions taken so far (that one last), which
+   * judgeWithApproval goes on from (judging again would count a
+   * rate-limited rule twice).
+   */
+  function judgeWithoutApproval(actions: SqlFacts[]): { verdict: QueryVerdict | undefined } | { judged: Decision[] } {
     let last: QueryVerdict | undefined;
+    const judged: Decision[] = [];
     for (const facts of actions) {
       const d = shell.judge(facts).decision;
-      if (d.verdict !== "allow" && d.verdict !== "deny") return undefined;
+      judged.push(d);
+      if (d.verdict !== "allow" && d.verdict !== "deny") return { judged };
       shell.warnIfFailedClosed(d);
       last = verdictOf(d);
-      if (!last.allow) return last;
+      if (!last.allow) return { verdict: last };
     }
-    return last;
+    return { verdict: last };
   }
 
-  /** Rules for each statement; an approval holds this session only. */
-  async function judgeWithApproval(actions: SqlFacts[]): Promise<QueryVerdict> {
+  /** Rules for each statement, the decisions already taken reused; an approval holds this session only. */
+  async function judgeWithApproval(actions: SqlFacts[], judged: Decision[]): Promise<QueryVerdict> {
     let last: QueryVerdict = { allow: false, reason: "nothing to judge" };
-    for (const facts of actions) {
-      const j = shell.judge(facts);
-      shell.warnIfFailedClosed(j.decision);
+    for (const [i, facts] of actions.entries()) {
+      const j = shell.judge(facts, judged[i]);
+      if (i >= judged.length - 1) shell.warnIfFailedClosed(j.decision);
       last = await outcomeOf(j);
       if (!last.allow) return last;
     }
@@ -113,7 +120,12 @@ async function serveClickHouseNative(req: ServeRequest, deps: FlowDeps): Promise
     const d = j.decision;
     if (d.verdict === "allow" || d.verdict === "deny") return verdictOf(d);
     const settled = await shell.settle(j);
-    return { allow: settled.allow, reason: settled.reason, ...(settled.rule !== undefined ? { rule: settled.rule } : {}) };
+    return {
+      allow: settled.allow,
+      reason: settled.reason,
+      ...(settled.rule !== undefined ? { rule: settled.rule } : {}),
+      ...(settled.approval !== undefined ? { approval: settled.approval } : {}),
+    };
   }
 
   return shell.done;

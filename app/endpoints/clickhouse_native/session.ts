@@ -43,6 +43,8 @@ export interface QueryVerdict {
   reason: string;
   rule?: string;
   detail?: string;
+  /** Event fields of a decided approval (approvers, operator, approvalMs, remembered). */
+  approval?: Record<string, unknown>;
 }
 
 export interface QueryRecord {
@@ -53,6 +55,7 @@ export interface QueryRecord {
   rule?: string;
   detail?: string;
   queryId: string;
+  approval?: Record<string, unknown>;
 }
 
 export type SessionEvent =
@@ -261,6 +264,7 @@ export class ClickHouseNativeSession {
       queryId: w.query.queryId,
       ...(verdict.rule !== undefined ? { rule: verdict.rule } : {}),
       ...(verdict.detail !== undefined ? { detail: verdict.detail } : {}),
+      ...(verdict.approval !== undefined ? { approval: verdict.approval } : {}),
     };
     if (verdict.allow) {
       this.forward(w.bytes);

@@ -17,6 +17,7 @@ import { startClickHouse, type TestClickHouse } from "../support/clickhouse.ts";
 import { startTestGateway, type TestGateway } from "../support/gateway.ts";
 import { socksForward, type SocksForward } from "../support/socks-forward.ts";
 import { waitFor } from "../support/netns.ts";
+import { controlFetch } from "../../../app/control/client.ts";
 
 const PLACEHOLDER = "clawpatrol-placeholder-ch";
 const SECRET = "real-Ch-secret-5e7d1b";
@@ -58,6 +59,14 @@ rule "no-inserts-outside-scratch" {
   verdict   = "deny"
   reason    = "inserts only into scratch"
 }
+rule "notes-need-a-human-once-a-minute" {
+  endpoint  = clickhouse_native.ch
+  priority  = 7
+  condition = "sql.verb == 'select' && 'scratch.notes' in sql.tables"
+  approve   = [dashboard]
+  rate      = "1/m"
+  reason    = "reading notes needs an operator"
+}
 rule "no-heavy-settings" {
   endpoint  = clickhouse_native.ch
   priority  = 8
@@ -95,6 +104,32 @@ describe("clickhouse-client through the gateway (SOCKS5 capture)", () => {
 
   const client = (args: string[], stdin?: string) =>
     run(["clickhouse-client", "--host", "127.0.0.1", "--port", String(fwd.port), "--user", "agent", "--password", PLACEHOLDER, ...args], stdin);
+
+  test("a rule with approve and a rate is counted once: its first query is held, and the operator's allow lets it run", async () => {
+    // Judged once before the hold and once after, the second look would find the 1/m bucket empty and deny.
+    const pending = client(["-q", "SELECT count() FROM scratch.notes WHERE id > 1000"]);
+    const socket = t.gw.policy().gateway.controlSocket;
+    let id: string | undefined;
+    await waitFor(async () => {
+      const res = await controlFetch(socket, "/api/approvals");
+      const { approvals } = (await res.json()) as { approvals: { id: string; rule: string }[] };
+      id = approvals.find((a) => a.rule === "notes-need-a-human-once-a-minute")?.id;
+      return id !== undefined;
+    }, 20_000);
+    expect(id).toBeDefined();
+    const res = await controlFetch(socket, `/api/approvals/${id}/approve`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ operator: "cli:tester", reason: "fine" }),
+    });
+    expect(res.status).toBe(200);
+    const r = await pending;
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("0");
+    const event = t.events.findLast((e) => e.kind === "sql" && e.rule === "notes-need-a-human-once-a-minute");
+    expect(event?.verdict).toBe("allow");
+    expect(event?.operator).toBe("cli:tester");
+  });
 
   test("a read passes with a placeholder password; DROP and INSERT are denied with 497 and the session goes on", async () => {
     const r = await client([
