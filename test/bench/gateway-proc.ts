@@ -36,6 +36,11 @@ process.on("SIGTERM", () => void stop());
 process.on("SIGUSR2", () => Bun.gc(true));
 process.on("SIGINT", () => void stop());
 
+// The soak's experiment with a collection on a timer (SOAK_GC_SECONDS):
+// Bun.gc(false) asks JSC for a collection without waiting for it.
+const gcSeconds = Number(process.env.CLAWPATROL_BENCH_GC_SECONDS ?? 0);
+if (gcSeconds > 0) setInterval(() => Bun.gc(false), gcSeconds * 1000).unref();
+
 // The soak's memory trace (SOAK_TRACE=1 sets this): every 10 s, what JSC
 // says about its heap (size, capacity, extra memory reported by native
 // objects, the most numerous object types) and what mimalloc and libpas

@@ -31,7 +31,9 @@
 // SOAK_WARMUP_SECONDS (samples before this are not in the slope; default
 // 30), SOAK_GC=1 (a full collection in the gateway before each sample),
 // SOAK_TRACE=1 (the gateway writes JSC's heap statistics every 10 s to
-// heap-trace.jsonl in the work directory), SOAK_KEEP=1 (keep the work
+// heap-trace.jsonl in the work directory), SOAK_BUN_FLAGS (bun's flags for
+// the gateway, e.g. --smol), SOAK_GC_SECONDS (the gateway asks for a
+// collection, Bun.gc(false), this often), SOAK_KEEP=1 (keep the work
 // directory), SOAK_LOG_LEVEL (the gateway's, e.g. debug; its log is in the
 // work directory).
 import { BenchFailure, bin, fail, startGatewayProc, startNginx, stopAll, waitForPort, type Proc } from "./servers.ts";
@@ -92,19 +94,20 @@ const SECRET = `sk-soak-${rand(16)}`;
 const PLACEHOLDER = `sk-place-${"0".repeat(32)}`;
 const BODY = '{"ok":true,"answer":"soak"}';
 
-function gatewayConfig(pki: TestPki): string {
-  return `schema_version = 1
-gateway {
-  state_dir = "state"
-  dashboard_listen = "${PUBLIC_API}"
-  proxy { listen = "${PROXY}" }
-  events { jsonl = "events.jsonl" }
+function gatewayConfig(pki: TestPki, tunnel: boolean): string {
+  const wireguard = `
   wireguard {
     mode = "userspace"
     listen = "${WG_HOST}:${WG_PORT}"
     subnet_cidr = "10.87.0.0/24"
     endpoint = "${WG_HOST}:${WG_PORT}"
-  }
+  }`;
+  return `schema_version = 1
+gateway {
+  state_dir = "state"
+  dashboard_listen = "${PUBLIC_API}"
+  proxy { listen = "${PROXY}" }
+  events { jsonl = "events.jsonl" }${tunnel ? wireguard : ""}
 }
 defaults {
   verdict = "allow"
@@ -141,8 +144,10 @@ rule "no-deletes" {
 async function startGateway(gdir: string): Promise<Proc> {
   const env: Record<string, string> = { CLAWPATROL_SECRET_SOAK: SECRET };
   if (process.env.SOAK_LOG_LEVEL) env.CLAWPATROL_LOG_LEVEL = process.env.SOAK_LOG_LEVEL;
+  if (process.env.SOAK_GC_SECONDS) env.CLAWPATROL_BENCH_GC_SECONDS = process.env.SOAK_GC_SECONDS;
   if (TRACE) env.CLAWPATROL_BENCH_HEAP_TRACE = path.join(gdir, "heap-trace.jsonl");
-  const { p, ready } = await startGatewayProc(path.join(gdir, "gateway.hcl"), { env });
+  const bunFlags = (process.env.SOAK_BUN_FLAGS ?? "").split(" ").filter(Boolean);
+  const { p, ready } = await startGatewayProc(path.join(gdir, "gateway.hcl"), { env, bunFlags });
   if (ready.proxy !== PROXY) fail(`clawpatrol listens on ${ready.proxy}, expected ${PROXY}`);
   return p;
 }
@@ -428,9 +433,8 @@ async function main(): Promise<void> {
     const pki = makeTestPki(path.join(dir, "pki"), [HOST, TUNNEL_HOST]);
     const gdir = path.join(dir, "gateway");
     mkdirSync(gdir, { recursive: true });
-    writeFileSync(path.join(gdir, "gateway.hcl"), gatewayConfig(pki));
-    // The tunnel's underlay and upstream addresses exist before the gateway binds WireGuard to one of them.
     const tunnel = VIA.includes("tunnel");
+    writeFileSync(path.join(gdir, "gateway.hcl"), gatewayConfig(pki, tunnel));
     const listen = ["127.0.0.1:443"];
     if (tunnel) {
       const added = Bun.spawnSync([bin("ip"), "addr", "add", `${UPSTREAM_IP}/32`, "dev", "lo"], { stderr: "pipe" });
