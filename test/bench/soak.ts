@@ -378,6 +378,10 @@ const SAMPLE_HEADER = `${"t s".padStart(6)}${"RSS MB".padStart(9)}${"heap MB".pa
 const sampleRow = (s: Sample) =>
   `${fmt(s.t).padStart(6)}${fmt(s.rssMb, 1).padStart(9)}${fmt(s.heapMb, 1).padStart(9)}${fmt(s.flowsOpen).padStart(7)}${fmt(s.pooled).padStart(8)}${fmt(s.handshakes).padStart(6)}${fmt(s.queued).padStart(8)}${fmt(s.externalMb, 1).padStart(8)}${fmt(s.sinkPending).padStart(8)}`;
 
+const PHASE_HEADER = `${"phase".padEnd(32)}${"requests".padStart(10)}${"req/s".padStart(9)}${"p50 ms".padStart(9)}${"p99 ms".padStart(9)}  errors`;
+const phaseRow = (name: string, r: HeyResult) =>
+  `${name.padEnd(32)}${String(r.total).padStart(10)}${fmt(r.rps).padStart(9)}${fmt(r.p50ms, 1).padStart(9)}${fmt(r.p99ms, 1).padStart(9)}  ${kinds(errorsOf(r))}`;
+
 interface WayResult {
   phases: { name: string; r: HeyResult }[];
 }
@@ -413,6 +417,8 @@ async function soakWay(way: Way, seconds: number, gatewayPid: number, socket: st
   await sampler;
   await take();
   phases.push({ name: `${way.via} keep-alive c${N}`, r: steadyResult }, { name: `${way.via} burst c${BURST} under load`, r: hot });
+  // Indented: the summary after every way repeats them unindented.
+  for (const { name, r } of phases) console.log(`  ${phaseRow(name, r)}`);
 
   const after = samples.filter((s) => s.t >= loadStarted + WARMUP_SECONDS);
   const rssSlope = slopePerMinute(after.map((s) => ({ t: s.t, y: s.rssMb })));
@@ -473,13 +479,13 @@ async function main(): Promise<void> {
     const phases: { name: string; r: HeyResult }[] = [];
     for (const way of ways) phases.push(...(await soakWay(way, way.via === "tunnel" ? TUNNEL_SECONDS : SECONDS, gateway.proc.pid, socket)).phases);
 
-    console.log(`\n${"phase".padEnd(32)}${"requests".padStart(10)}${"req/s".padStart(9)}${"p50 ms".padStart(9)}${"p99 ms".padStart(9)}  errors`);
+    console.log(`\n${PHASE_HEADER}`);
     const allErrors = new Map<string, number>();
     for (const { name, r } of phases) {
       const e = errorsOf(r);
       for (const [k, n] of e) allErrors.set(k, (allErrors.get(k) ?? 0) + n);
       served += r.statuses.get(200) ?? 0;
-      console.log(`${name.padEnd(32)}${String(r.total).padStart(10)}${fmt(r.rps).padStart(9)}${fmt(r.p50ms, 1).padStart(9)}${fmt(r.p99ms, 1).padStart(9)}  ${kinds(e)}`);
+      console.log(phaseRow(name, r));
     }
 
     // 3. Stop the gateway (SIGTERM flushes its sinks) and count its events against what nginx served.
