@@ -57,9 +57,10 @@ bench-ssh: deps
 	$(BUN) test/bench/ssh.ts
 
 .PHONY: soak
-## Sustained load and bursts through the explicit proxy against a local nginx (root): errors by kind,
-# p50/p99, RSS and heap every 10 s with the slope after warm-up, events counted against what nginx served.
-# Sizes: SOAK_CONNECTIONS (200), SOAK_BURST, SOAK_SECONDS (120); e.g. SOAK_CONNECTIONS=1000 SOAK_SECONDS=600.
+## Sustained load and bursts through the explicit proxy and through the WireGuard tunnel against a local
+# nginx (root): errors by kind, p50/p99, RSS and heap every 10 s with the slope after warm-up, events
+# counted against what nginx served. Sizes: SOAK_CONNECTIONS (200), SOAK_BURST, SOAK_SECONDS (120),
+# SOAK_VIA (proxy,tunnel); e.g. SOAK_CONNECTIONS=1000 SOAK_SECONDS=600.
 soak: deps
 	bash test/bench/deps.sh
 	$(BUN) test/bench/soak.ts

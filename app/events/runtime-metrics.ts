@@ -30,7 +30,7 @@ export function runtimeMetrics(src: RuntimeSources): string[] {
   }
   if (src.pool) {
     const p = src.pool();
-    gauge("clawpatrol_upstream_pool_idle", "Idle upstream connections kept for reuse (at most 512 per upstream, 60 s each).", [["", p.idle]]);
+    gauge("clawpatrol_upstream_pool_idle", "Idle upstream connections kept for reuse (at most 1024 per upstream, 60 s each).", [["", p.idle]]);
     gauge("clawpatrol_upstream_dials", "Upstream connects and handshakes in progress.", [["", p.dialing]]);
   }
   if (src.handshakes) {

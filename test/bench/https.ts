@@ -30,19 +30,16 @@
 // BENCH_H2 (h2load's connections x streams, default "16x10"; empty skips the HTTP/2 rows), BENCH_CPU_PROF=DIR (run the gateway
 // under `bun --cpu-prof --cpu-prof-md`, profiles written to DIR on exit),
 // BENCH_KEEP=1 (keep the work directory: configs, events, logs).
-import { cpuSeconds, firstLine, machineCpu, tail } from "./proc-stats.ts";
+import { cpuSeconds, machineCpu } from "./proc-stats.ts";
+import { BenchFailure, bin, fail, spawnLogged, startGatewayProc as startGatewayProcess, startNginx as startNginxProcess, stopAll, waitForPort, type Proc } from "./servers.ts";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { makeTestPki, type TestPki } from "../integration/support/pki.ts";
 import { CA_CERT_FILE } from "../../app/tls/ca.ts";
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BUN = process.execPath;
-/** A command from PATH, or from an sbin directory a non-login root shell may lack. */
-const bin = (name: string) => Bun.which(name) ?? (["/usr/sbin", "/sbin"].map((d) => `${d}/${name}`).find((f) => existsSync(f)) ?? name);
 
 // ---------------------------------------------------------------------------
 // Re-run inside a network namespace of our own.
@@ -91,7 +88,6 @@ const H2_HOPS = [
   { listen: "127.0.0.1:9444", proxy: GATEWAY_PROXY, port: H2_PORT },
   { listen: "127.0.0.1:9445", proxy: MITM_PROXY, port: H2_PORT },
 ] as const;
-const NGINX_WORKERS = 1;
 
 const rand = (n: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(n))).toString("hex");
 // Same length, so every path sends the same number of bytes.
@@ -109,117 +105,20 @@ function makeBody(size: number): string {
 const BODY = makeBody(222);
 
 // ---------------------------------------------------------------------------
-// Processes.
-
-interface Proc {
-  name: string;
-  proc: Bun.Subprocess;
-  log: string;
-}
-const procs: Proc[] = [];
-
-function fail(msg: string): never {
-  throw new BenchFailure(msg);
-}
-class BenchFailure extends Error {}
+// Processes (servers.ts starts, logs and stops them).
 
 function run(cmd: string[], opts: { cwd?: string } = {}): { code: number; out: string; err: string } {
   const r = Bun.spawnSync(cmd, { cwd: opts.cwd, stdout: "pipe", stderr: "pipe" });
   return { code: r.exitCode ?? -1, out: r.stdout.toString(), err: r.stderr.toString() };
 }
 
-function spawnLogged(name: string, cmd: string[], logPath: string, env?: Record<string, string | undefined>, stdout: "pipe" | "log" = "log"): Proc {
-  const file = Bun.file(logPath);
-  const proc = Bun.spawn(cmd, {
-    env: env ?? process.env,
-    stdin: "ignore",
-    stdout: stdout === "pipe" ? "pipe" : file,
-    stderr: file,
-  });
-  const p = { name, proc, log: logPath };
-  procs.push(p);
-  return p;
-}
-
-
-async function waitForPort(hostPort: string, p: Proc, timeoutMs = 30_000): Promise<void> {
-  const [host, port] = [hostPort.slice(0, hostPort.lastIndexOf(":")), Number(hostPort.slice(hostPort.lastIndexOf(":") + 1))];
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (p.proc.exitCode !== null) fail(`${p.name} exited (${p.proc.exitCode}) before listening:\n${tail(p.log)}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ host, port }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    await Bun.sleep(50);
-  }
-  fail(`${p.name} did not listen on ${hostPort} within ${timeoutMs} ms:\n${tail(p.log)}`);
-}
-
-
-
-async function stopAll(): Promise<void> {
-  for (const p of procs.reverse()) {
-    if (p.proc.exitCode === null) p.proc.kill("SIGTERM");
-  }
-  await Promise.race([Promise.all(procs.map((p) => p.proc.exited)), Bun.sleep(5000)]);
-  for (const p of procs) if (p.proc.exitCode === null) p.proc.kill("SIGKILL");
-}
-
 // ---------------------------------------------------------------------------
 // The three servers.
 
+/** nginx on localhost:443 (v4 and v6), no access log: its CPU per request is a baseline. */
 function startNginx(dir: string, pki: TestPki): Proc {
-  const ndir = path.join(dir, "nginx");
-  mkdirSync(path.join(ndir, "tmp"), { recursive: true });
-  writeFileSync(path.join(ndir, "leaf.crt"), pki.certPem);
-  writeFileSync(path.join(ndir, "leaf.key"), pki.keyPem, { mode: 0o600 });
-  const tmp = path.join(ndir, "tmp");
-  writeFileSync(
-    path.join(ndir, "nginx.conf"),
-    `daemon off;
-master_process off;
-worker_processes ${NGINX_WORKERS};
-pid ${ndir}/nginx.pid;
-error_log ${ndir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server_tokens off;
-  keepalive_requests 10000000;
-  keepalive_timeout 120s;
-  client_body_temp_path ${tmp}/body;
-  proxy_temp_path ${tmp}/proxy;
-  fastcgi_temp_path ${tmp}/fastcgi;
-  uwsgi_temp_path ${tmp}/uwsgi;
-  scgi_temp_path ${tmp}/scgi;
-  server {
-    listen 127.0.0.1:443 ssl;
-    listen [::1]:443 ssl;
-    listen 127.0.0.1:${H2_PORT} ssl http2;
-    server_name ${HOST};
-    ssl_certificate ${ndir}/leaf.crt;
-    ssl_certificate_key ${ndir}/leaf.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    # 200 only when the real secret arrived: through clawpatrol that proves
-    # injection on every single request of the load.
-    location = ${URL_PATH} {
-      default_type application/json;
-      if ($http_authorization != "Bearer ${SECRET}") {
-        return 401 '{"error":"missing or wrong credential"}';
-      }
-      return 200 '${BODY}';
-    }
-  }
-}
-`,
-  );
-  // Single process (master_process off): its /proc stat is the whole server's CPU.
-  return spawnLogged("nginx", [bin("nginx"), "-e", `${ndir}/error.log`, "-p", ndir, "-c", `${ndir}/nginx.conf`], path.join(ndir, "stdout.log"));
+  // The h2 port speaks HTTP/2 by ALPN (the h2 rows' upstream); 443 stays HTTP/1.1.
+  return startNginxProcess(dir, pki, { listen: ["127.0.0.1:443", "[::1]:443", `127.0.0.1:${H2_PORT} http2`], serverNames: [HOST], urlPath: URL_PATH, secret: SECRET, body: BODY });
 }
 
 function gatewayConfig(pki: TestPki): string {
@@ -260,18 +159,9 @@ async function startGatewayProc(dir: string, pki: TestPki): Promise<Proc> {
   mkdirSync(gdir, { recursive: true });
   const configPath = path.join(gdir, "gateway.hcl");
   writeFileSync(configPath, gatewayConfig(pki));
-  const env: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("CLAWPATROL_")) env[k] = v;
-  env.CLAWPATROL_SECRET_BENCH = SECRET;
-  const prof = CPU_PROF_DIR ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : [];
-  const p = spawnLogged("clawpatrol", [BUN, ...prof, path.join(HERE, "gateway-proc.ts"), configPath], path.join(gdir, "stderr.log"), env, "pipe");
-  const ready = await firstLine(p.proc.stdout as ReadableStream<Uint8Array>, 30_000);
-  if ("error" in ready) {
-    if (ready.error === "timeout") fail(`clawpatrol did not start within 30 s:\n${tail(p.log)}`);
-    fail(`clawpatrol exited (${await p.proc.exited}) before listening:\n${tail(p.log)}`);
-  }
-  const { proxy } = JSON.parse(ready.line) as { proxy: string };
-  if (proxy !== GATEWAY_PROXY) fail(`clawpatrol listens on ${proxy}, expected ${GATEWAY_PROXY}`);
+  const bunFlags = CPU_PROF_DIR ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : [];
+  const { p, ready } = await startGatewayProcess(configPath, { env: { CLAWPATROL_SECRET_BENCH: SECRET }, bunFlags, timeoutMs: 30_000 });
+  if (ready.proxy !== GATEWAY_PROXY) fail(`clawpatrol listens on ${ready.proxy}, expected ${GATEWAY_PROXY}`);
   return p;
 }
 
@@ -487,7 +377,7 @@ const pad = (s: string, n: number, right = false) => (right ? s.padStart(n) : s.
 async function h2Rows(conns: number, streams: number, pids: { gateway: number; mitm: number; nginx: number }, h1Rows: Row[]): Promise<void> {
   const [toH1, toH2, toMitm] = H2_HOPS;
   const h2Paths = [
-    { key: "direct", label: `direct h2 (nginx, ${NGINX_WORKERS} worker)`, port: H2_PORT, auth: SECRET, pid: pids.nginx },
+    { key: "direct", label: "direct h2 (nginx, 1 worker)", port: H2_PORT, auth: SECRET, pid: pids.nginx },
     { key: "clawpatrol", label: "clawpatrol h2 -> HTTP/1.1 upstream", port: toH1.port, auth: PLACEHOLDER, hop: toH1.listen, pid: pids.gateway },
     { key: "clawpatrol-h2", label: "clawpatrol h2 -> h2 upstream", port: toH2.port, auth: PLACEHOLDER, hop: toH2.listen, pid: pids.gateway },
     { key: "mitmproxy", label: "mitmdump h2 -> h2 upstream", port: toMitm.port, auth: SECRET, hop: toMitm.listen, pid: pids.mitm },
@@ -550,20 +440,20 @@ async function main(): Promise<void> {
     const nginx = startNginx(dir, pki);
     const mitm = startMitmdump(dir, pki);
     const gateway = await startGatewayProc(dir, pki);
-    await waitForPort(`127.0.0.1:443`, nginx);
-    await waitForPort(MITM_PROXY, mitm);
+    await waitForPort("127.0.0.1", 443, nginx);
+    await waitForPort(MITM_PROXY.split(":")[0]!, Number(MITM_PROXY.split(":")[1]), mitm);
     const hops = H2 ? H2_HOPS.map((h) => ({ ...h, proc: startHop(`socat-${h.listen}`, h.listen, h.proxy, h.port, dir) })) : [];
     const gatewayCa = path.join(dir, "gateway", "state", CA_CERT_FILE);
     const mitmCa = path.join(dir, "mitmproxy", "mitmproxy-ca-cert.pem");
     for (const f of [gatewayCa, mitmCa]) if (!existsSync(f)) fail(`missing CA certificate ${f}`);
-    for (const h of hops) await waitForPort(h.listen, h.proc);
+    for (const h of hops) await waitForPort(h.listen.split(":")[0]!, Number(h.listen.split(":")[1]), h.proc);
 
     const started = since();
     verifyPaths(pki, gatewayCa, mitmCa);
     if (H2) verifyH2Paths(pki, gatewayCa, mitmCa);
 
     const paths: PathDef[] = [
-      { key: "direct", label: `direct (${nginxVersion}, ${NGINX_WORKERS} worker)`, auth: SECRET, pid: () => nginx.proc.pid },
+      { key: "direct", label: `direct (${nginxVersion}, 1 worker)`, auth: SECRET, pid: () => nginx.proc.pid },
       { key: "clawpatrol", label: "clawpatrol (MITM+CEL+inject)", auth: PLACEHOLDER, proxy: GATEWAY_PROXY, pid: () => gateway.proc.pid },
       { key: "mitmproxy", label: `mitmdump ${mitmVersion}`, auth: SECRET, proxy: MITM_PROXY, pid: () => mitm.proc.pid },
     ];
