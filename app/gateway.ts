@@ -468,13 +468,15 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     });
     // The kill switch closes the stopped devices' run tunnels too, once their
     // wardens have had the moment they need to hear it and end the runs.
+    // Only the runs alive when the switch went on, and only while it stays on
+    // for their device: a release within the grace lets the next run live.
     const runs = tunnel.runs;
     gate.onKill((e) => {
+      const stopped = runs.list().filter((r) => e.scope === ALL_DEVICES || r.device === e.scope);
       const t = setTimeout(() => {
         // A gateway closed in the meantime has no runs (and no database) left.
         if (closed) return;
-        const names = e.scope === ALL_DEVICES ? [...new Set(runs.list().map((r) => r.device))] : [e.scope];
-        for (const n of names) runs.endDevice(n);
+        for (const r of stopped) if (gate.kill.stops(r.device)) runs.end(r.device, r.id, "kill switch");
       }, KILL_TUNNEL_GRACE_MS);
       t.unref?.();
     });
