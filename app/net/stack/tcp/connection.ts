@@ -29,6 +29,7 @@ import { firstLostHole, isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoun
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
 import { probeTimeout } from "./tail-loss-probe.ts";
 import { RetransmissionLog } from "./retransmission-log.ts";
+import { RackOriginals } from "./rack.ts";
 import { createCongestionController, type CongestionAlgorithm, type CongestionController } from "./congestion/index.ts";
 
 export type TcpState =
@@ -80,6 +81,14 @@ export { RFC6928_IW_SEGMENTS } from "./congestion/index.ts";
 export const MSL_MS = 30_000;
 /** RFC 1122 §4.2.3.6: keepalive idle default no less than two hours. */
 export const RFC1122_KEEPALIVE_IDLE_MS = 7_200_000;
+/**
+ * PAWS (RFC 7323 §5.3) accepts a TSval this many ticks behind TS.Recent: a
+ * retransmission that fills the hole at RCV.NXT moves TS.Recent past every
+ * original still in flight, and on a reordering path those arrive after it
+ * (by a few ms) and would be dropped, turning reordering into loss. An old
+ * duplicate from a previous sequence wrap is far older than this.
+ */
+export const PAWS_REORDER_TICKS = 64;
 /** RFC 7323 §2.3: option bytes taken by timestamps on every segment (NOP NOP TS). */
 export const TIMESTAMP_OPTION_LEN = 12;
 
@@ -254,6 +263,16 @@ export class TcpConnection {
   private lostBelow = 0;
   /** This recovery's retransmissions, and which were lost again (retransmission-log.ts). */
   private readonly rtxLog = new RetransmissionLog();
+  /** RACK's time rule for original transmissions (rack.ts), with RACK-TLP on. */
+  private readonly rack = new RackOriginals();
+  /**
+   * RFC 8985 RACK.reordering_seen: an original filled a hole after data
+   * above it arrived, or a recovery proved spurious. Until then reo_wnd is
+   * 0 in recovery and once DupThresh segments are SACKed.
+   */
+  private reorderingSeen = false;
+  /** RFC 8985 RACK.reo_wnd_mult: grows with each recovery found spurious. */
+  private reoWndMult = 1;
   /** TSval of the recovery's first retransmission. */
   private firstRtxTs: number | null = null;
   /** SND.UNA when the recovery began. */
@@ -275,6 +294,8 @@ export class TcpConnection {
   // RTT (RFC 6298).
   srtt: number | null = null;
   rttvar = 0;
+  /** The smallest RTT sample (RFC 8985 RACK.min_RTT). */
+  minRtt: number | null = null;
   rto: number;
   private rttSeq: number | null = null;
   private rttSentAt = 0;
@@ -337,9 +358,10 @@ export class TcpConnection {
     this.cc = createCongestionController(settings.congestionControl, settings.prr);
   }
 
-  /** When the RACK timer next looks for a lost retransmission. */
+  /** When the RACK timer next looks for a lost segment (an original or a retransmission). */
   get rackAt(): number | null {
-    return this.rtxLog.rackAt;
+    const a = this.rtxLog.rackAt, b = this.rack.rackAt;
+    return a === null ? b : b === null ? a : Math.min(a, b);
   }
 
   get cwnd(): number {
@@ -521,7 +543,7 @@ export class TcpConnection {
     min(this.ackPending ? this.ackDueAt : null);
     min(this.rtxExpiresAt);
     min(this.ptoAt);
-    min(this.rtxLog.rackAt);
+    min(this.rackAt);
     min(this.timeWaitExpiresAt);
     if (this.state !== "TIME-WAIT") {
       if (this.settings.idleTimeoutMs !== null) min(this.lastRecvAt + this.settings.idleTimeoutMs);
@@ -558,7 +580,11 @@ export class TcpConnection {
       this.keepaliveSent++;
       this.keepalivePending = true;
     }
-    if (this.rtxLog.rackAt !== null && now >= this.rtxLog.rackAt) this.updateRtxLog(now);
+    const rackAt = this.rackAt;
+    if (rackAt !== null && now >= rackAt) {
+      this.detectLossByTime(now, false);
+      this.maybeEnterSackRecovery(now);
+    }
     if (this.ptoAt !== null && now >= this.ptoAt) {
       this.ptoAt = null;
       this.tlpPending = true;
@@ -657,8 +683,8 @@ export class TcpConnection {
       }
       return;
     }
-    // RFC 7323 §5.3 PAWS.
-    if (this.tsOk && r.timestamp !== null && !(r.flags & TCP_RST) && seqLt(r.timestamp.tsval, this.tsRecent)) {
+    // RFC 7323 §5.3 PAWS, with a little slack for reordering (PAWS_REORDER_TICKS).
+    if (this.tsOk && r.timestamp !== null && !(r.flags & TCP_RST) && seqLt(r.timestamp.tsval + PAWS_REORDER_TICKS, this.tsRecent)) {
       this.sendAckNow();
       return;
     }
@@ -815,7 +841,7 @@ export class TcpConnection {
     }
     if (this.sackOk) {
       if (r.sackBlocks !== null) mergeSackBlocks(this.scoreboard, r.sackBlocks, this.sndUna, this.sndMax);
-      this.updateRtxLog(now);
+      this.detectLossByTime(now, true);
       if (this.tlpHighSeq !== null) this.checkProbe(ack, r.sackBlocks, now);
       this.maybeEnterSackRecovery(now);
       this.tlpLostBelow = null;
@@ -827,9 +853,14 @@ export class TcpConnection {
 
   // ------------------------------------------- SACK loss recovery (RFC 6675)
 
-  /** RFC 6675 IsLost() as a boundary (see scoreboard.ts); in recovery, also everything below lostBelow. */
+  /**
+   * RFC 6675 IsLost() as a boundary (see scoreboard.ts), or RACK's for
+   * originals if it reaches further; in recovery, also everything below lostBelow.
+   */
   lostBoundary(): number {
-    const lost = sackLostBoundary(this.scoreboard, this.sndUna, this.dupThresh, this.sendMss);
+    let lost = sackLostBoundary(this.scoreboard, this.sndUna, this.dupThresh, this.sendMss);
+    const rack = this.rack.lostBelow;
+    if (rack !== null && seqGt(rack, lost) && seqLe(rack, this.sndMax)) lost = rack;
     return this.recoveryKind !== null && seqGt(this.lostBelow, lost) ? this.lostBelow : lost;
   }
 
@@ -843,10 +874,23 @@ export class TcpConnection {
     return Math.max(0, pipe - this.rtxLog.lostBytes(this.sndUna));
   }
 
-  /** Lost retransmissions by sequence, and with RACK by time (reo_wnd = SRTT/4). */
-  private updateRtxLog(now: number): void {
+  /**
+   * Lost retransmissions by sequence, and with RACK by time (reo_wnd =
+   * SRTT/4); with RACK, lost originals by time (RFC 8985 §6.2).
+   */
+  private detectLossByTime(now: number, fromAck: boolean): void {
     const rackWait = this.settings.rackTlp && this.srtt !== null ? this.srtt * 1.25 : null;
     this.rtxLog.update(this.sndUna, this.scoreboard, (this.dupThresh - 1) * this.sendMss, rackWait, now);
+    if (!this.settings.rackTlp) return;
+    if (fromAck) this.rack.onAck(this.sndUna, this.scoreboard, this.recoveryKind !== null ? this.highRxt : null, now);
+    this.rack.detectLoss(this.reoWnd(), now);
+  }
+
+  /** RFC 8985 §6.2 step 4 (RACK_update_reo_wnd), without the D-SACK rounds: a recovery found spurious grows it. */
+  private reoWnd(): number {
+    if (!this.reorderingSeen && (this.recoveryKind !== null || sackedBytes(this.scoreboard) >= DUPACK_THRESHOLD * this.sendMss)) return 0;
+    // Before the first RTT sample, RACK's own (the delivered segment's) stands in.
+    return Math.min((this.reoWndMult * (this.minRtt ?? this.rack.rtt)) / 4, this.srtt ?? this.rack.rtt);
   }
 
   /**
@@ -898,6 +942,7 @@ export class TcpConnection {
     const start = this.recoveryKind !== null ? seqMax(from, this.highRxt) : from;
     if (!seqLt(start, sb[0]!)) return;
     const degree = Math.ceil(seqDiff(highestSacked, start) / this.sendMss);
+    this.reorderingSeen = true;
     if (degree + 1 > this.dupThresh) this.dupThresh = Math.min(degree + 1, MAX_REORDERING);
   }
 
@@ -909,7 +954,7 @@ export class TcpConnection {
    * cwnd and ssthresh, leave recovery, and raise DupThresh by the observed
    * reordering so the next spike does not trigger it again.
    */
-  private detectSpuriousRecovery(ack: number, ts: TcpTimestamp | null): void {
+  private detectSpuriousRecovery(ack: number, ts: TcpTimestamp | null, now: number): void {
     if (this.recoveryKind === null || !this.cc.canUndo || this.firstRtxTs === null) return;
     if (!this.tsOk || ts === null || ts.tsecr === 0 || !seqGt(ack, this.recoveryUna)) return;
     if (!seqLt(ts.tsecr, this.firstRtxTs)) {
@@ -921,6 +966,10 @@ export class TcpConnection {
     const degree = Math.ceil(Math.max(0, seqDiff(highest, this.recoveryUna)) / this.sendMss);
     if (degree + 1 > this.dupThresh) this.dupThresh = Math.min(degree + 1, MAX_REORDERING);
     this.cc.undo();
+    this.reorderingSeen = true;
+    this.reoWndMult++;
+    this.rack.forgetLosses();
+    this.rack.retime(this.highRxt, now);
     this.recoveryKind = null;
     this.inRecovery = false;
     this.rtxLog.clear();
@@ -970,7 +1019,7 @@ export class TcpConnection {
     // Congestion control.
     if (this.sackOk) {
       this.detectReordering(oldUna, ack);
-      this.detectSpuriousRecovery(ack, ts);
+      this.detectSpuriousRecovery(ack, ts, now);
       pruneScoreboard(this.scoreboard, this.sndUna);
     }
     if (this.recoveryKind !== null && seqGe(ack, this.recover)) {
@@ -1036,6 +1085,7 @@ export class TcpConnection {
     }
     if (sample === null) return;
     this.rttSeq = null;
+    if (this.minRtt === null || sample < this.minRtt) this.minRtt = sample;
     if (this.srtt === null) {
       this.srtt = sample; // (2.2)
       this.rttvar = sample / 2;
@@ -1221,6 +1271,7 @@ export class TcpConnection {
     this.tlpPending = false;
     this.ptoAt = null;
     this.rtxLog.rackAt = null;
+    this.rack.stop();
   }
 
   private abortWith(reason: TcpCloseReason): void {
@@ -1505,6 +1556,7 @@ export class TcpConnection {
       this.rttSeq = seq;
       this.rttSentAt = now;
     }
+    if (this.sackOk && this.settings.rackTlp && seqGe(seq, this.sndMax) && segLen > 0) this.rack.onSend(seq, seqAdd(seq, segLen), now);
     this.sndNxt = seqAdd(seq, segLen);
     if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
     if (this.rtxExpiresAt === null) this.rtxExpiresAt = now + this.rto; // (5.1)
