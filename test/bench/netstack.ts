@@ -24,7 +24,8 @@
 //
 // Root only; not part of `make test`. It sets net.ipv4.ip_forward in the
 // root namespace for the run and puts the old value back. SECONDS=N sets
-// each iperf3 run's length (default 5). BENCH_ONLY=loss runs case 5 alone.
+// each iperf3 run's length (default 5). BENCH_ONLY=loss runs case 5 alone,
+// BENCH_ONLY=wg case 4 alone (for profiling: bun --cpu-prof).
 import net from "node:net";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -41,6 +42,7 @@ if (!isRoot) {
 }
 const SECONDS = Number(process.env.SECONDS_PER_RUN ?? process.env.SECONDS ?? 5);
 const ONLY_LOSS = process.env.BENCH_ONLY === "loss";
+const ONLY_WG = process.env.BENCH_ONLY === "wg";
 const LOSS_PCT = Number(process.env.LOSS_PCT ?? 5);
 const N = 100 + (process.pid % 100);
 const DEV_GW = `10.220.${N}.1`; // root side of the dev link
@@ -183,9 +185,12 @@ try {
   void iperfServer;
 
   if (!ONLY_LOSS) {
+    const none: Run = { mbps: NaN, bytes: 0 };
+    let kUp = none, kDown = none, tUp = none, tDown = none, gUp = none, gDown = none;
+    if (!ONLY_WG) {
     // 1. kernel forwarding
     sh(`ip -n ${dev} route add ${SERVER_IP}/32 via ${DEV_GW}`);
-    const [kUp, kDown] = await both(dev, false);
+    [kUp, kDown] = await both(dev, false);
 
     // 2. the same packets, policy-routed into a TUN read by our stack
     const tun = openTun({ name: TUN });
@@ -193,7 +198,6 @@ try {
     for (const scope of ["all", TUN]) writeFileSync(`/proc/sys/net/ipv4/conf/${scope}/rp_filter`, "0");
     const tunStack = attachStack(tun, "10.84.0.1", relayDeps(tempDir("bench-tun")));
     sh(`ip rule add iif ${devLink} lookup ${TABLE} pref ${TABLE} && ip route add default dev ${TUN} table ${TABLE}`);
-    let tUp: Run, tDown: Run;
     try {
       [tUp, tDown] = await both(dev, true);
     } finally {
@@ -203,6 +207,7 @@ try {
       for (const up of upstreams) up.destroy();
     }
     sh(`ip -n ${dev} route del ${SERVER_IP}/32 via ${DEV_GW}`);
+    }
 
     // The device's WireGuard, re-pointed between cases 3 and 4.
     const devKeys = generateKeyPair();
@@ -220,7 +225,7 @@ try {
     sh(`ip addr add 10.86.0.1/24 dev ${WG_GO_IF} && ip link set ${WG_GO_IF} mtu 1420 up`);
     sh(`ip -n ${dev} addr add 10.86.0.2/32 dev wg0`);
     dwg.wg(`set wg0 peer ${goKeys.publicKey} allowed-ips 0.0.0.0/0 endpoint ${DEV_GW}:${WG_PORT_GO}`);
-    const [gUp, gDown] = await both(dev, false);
+    if (!ONLY_WG) [gUp, gDown] = await both(dev, false);
     dwg.wg(`set wg0 peer ${goKeys.publicKey} remove`);
     // the new address first: removing an interface's last IPv4 address flushes its routes
     sh(`ip -n ${dev} addr add 10.85.0.2/32 dev wg0 && ip -n ${dev} addr del 10.86.0.2/32 dev wg0`);
@@ -260,11 +265,13 @@ try {
   }
 
   // 5. gateway sends under loss, through the kernel and through our stack (TUN)
-  const [lossKernel, lossOurs] = await gatewaySendsUnderLoss(dev, topo.hostLink("h"));
-  console.log(`\ngateway sends at ${LOSS_PCT}% loss each way (iperf3 -R, ${SECONDS} s, one stream):`);
-  console.log(line("5 Linux sender (kernel forwarding)", lossKernel));
-  console.log(line("5 our stack sending (TUN)", lossOurs));
-  console.log(`gateway-sends ratio ours/Linux at ${LOSS_PCT}% loss: ${(lossOurs.mbps / lossKernel.mbps).toFixed(3)}   (goal >= 0.5)`);
+  if (!ONLY_WG) {
+    const [lossKernel, lossOurs] = await gatewaySendsUnderLoss(dev, topo.hostLink("h"));
+    console.log(`\ngateway sends at ${LOSS_PCT}% loss each way (iperf3 -R, ${SECONDS} s, one stream):`);
+    console.log(line("5 Linux sender (kernel forwarding)", lossKernel));
+    console.log(line("5 our stack sending (TUN)", lossOurs));
+    console.log(`gateway-sends ratio ours/Linux at ${LOSS_PCT}% loss: ${(lossOurs.mbps / lossKernel.mbps).toFixed(3)}   (goal >= 0.5)`);
+  }
 } finally {
   wgGo?.child.kill("SIGTERM");
   spawnSync("ip", ["link", "del", WG_GO_IF]);

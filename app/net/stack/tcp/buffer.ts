@@ -140,6 +140,17 @@ export class RingBuffer {
     return out;
   }
 
+  /**
+   * `len` bytes starting `offset` bytes after the read position, as a view
+   * of the ring when they do not wrap (else a copy). Valid until the ring
+   * is next written: for a segment emitted at once, not for the application.
+   */
+  view(offset: number, len: number): Uint8Array {
+    if (len === 0) return new Uint8Array(0);
+    const at = (this.start + offset) % this.buf.length;
+    return at + len <= this.buf.length ? this.buf.subarray(at, at + len) : this.peek(offset, len);
+  }
+
   /** Drop `n` bytes from the front. */
   dequeue(n: number): void {
     const k = Math.min(n, this.length);

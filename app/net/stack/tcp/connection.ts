@@ -47,6 +47,7 @@ export type TcpState =
 
 export interface TcpSegment {
   repr: TcpRepr;
+  /** For data from dispatch(): a view of the send ring, valid until the next send() or process(). */
   payload: Uint8Array;
 }
 
@@ -1589,7 +1590,8 @@ export class TcpConnection {
   private dataSegment(seq: number, len: number, now: number): TcpSegment {
     const off = seqDiff(seq, this.bufSeq);
     const dataLen = Math.max(0, Math.min(len, this.sendBuf.length - off));
-    const payload = dataLen > 0 ? this.sendBuf.peek(off, dataLen) : EMPTY;
+    // A view of the send ring: the owner emits the segment before anything writes the ring again.
+    const payload = dataLen > 0 ? this.sendBuf.view(off, dataLen) : EMPTY;
     let flags = TCP_ACK;
     const end = seqAdd(seq, dataLen);
     if (this.finQueued && end === this.finSeq() && (this.state === "FIN-WAIT-1" || this.state === "CLOSING" || this.state === "LAST-ACK")) {
