@@ -30,6 +30,8 @@ import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
 import { probeTimeout } from "./tail-loss-probe.ts";
 import { RetransmissionLog } from "./retransmission-log.ts";
 import { RackOriginals } from "./rack.ts";
+import { RttEstimator } from "./rtt.ts";
+export { CLOCK_GRANULARITY_MS } from "./rtt.ts";
 import { createCongestionController, type CongestionAlgorithm, type CongestionController } from "./congestion/index.ts";
 
 export type TcpState =
@@ -61,8 +63,6 @@ export const RFC6298_INITIAL_RTO_MS = 1000;
 export const RFC6298_MIN_RTO_MS = 1000;
 /** RFC 6298 (2.5): a maximum may be placed on RTO provided it is at least 60 s. */
 export const RFC6298_MAX_RTO_MS = 60_000;
-/** RFC 6298: clock granularity G (we tick in milliseconds). */
-export const CLOCK_GRANULARITY_MS = 1;
 /** RFC 5681 §3.2: fast retransmit after the third duplicate ACK (RFC 6675 DupThresh). */
 export const DUPACK_THRESHOLD = 3;
 /**
@@ -292,14 +292,8 @@ export class TcpConnection {
   /** RFC 2018 §4: a sequence number inside each recently reported block, most recent first. */
   private recentSack: number[] = [];
 
-  // RTT (RFC 6298).
-  srtt: number | null = null;
-  rttvar = 0;
-  /** The smallest RTT sample (RFC 8985 RACK.min_RTT). */
-  minRtt: number | null = null;
-  rto: number;
-  private rttSeq: number | null = null;
-  private rttSentAt = 0;
+  /** RTT and RTO (RFC 6298, rtt.ts). */
+  readonly rtt: RttEstimator;
   /** When new data last went out (the controller hears of idle periods). */
   private lastSendAt: number | null = null;
   /** Consecutive RTO expiries without progress. */
@@ -354,7 +348,7 @@ export class TcpConnection {
     this.recvBuf = new RingBuffer(settings.recvBufferSize);
     this.assembler = new Assembler(settings.maxOutOfOrderRanges);
     this.recvWindowLimit = settings.recvBufferSize;
-    this.rto = settings.rtoInitialMs;
+    this.rtt = new RttEstimator(settings);
     this.lastRecvAt = now;
     this.cc = createCongestionController(settings.congestionControl, settings.prr);
   }
@@ -363,6 +357,22 @@ export class TcpConnection {
   get rackAt(): number | null {
     const a = this.rtxLog.rackAt, b = this.rack.rackAt;
     return a === null ? b : b === null ? a : Math.min(a, b);
+  }
+
+  get srtt(): number | null {
+    return this.rtt.srtt;
+  }
+
+  get rttvar(): number {
+    return this.rtt.rttvar;
+  }
+
+  get minRtt(): number | null {
+    return this.rtt.minRtt;
+  }
+
+  get rto(): number {
+    return this.rtt.rto;
   }
 
   get cwnd(): number {
@@ -630,7 +640,7 @@ export class TcpConnection {
       this.highRxt = this.sndUna;
       this.rtxLog.clear();
       this.lostBelow = this.sndMax;
-      this.rttSeq = null;
+      this.rtt.forget();
     } else {
       if (!synState) {
         this.cc.onRetransmitTimeout(this.flightSize(), this.retransmits === 1, false, now);
@@ -640,9 +650,9 @@ export class TcpConnection {
       this.dupAcks = 0;
       this.recover = this.sndMax;
       this.sndNxt = this.sndUna; // go back: resend from the oldest unacked byte
-      this.rttSeq = null; // Karn: no sample from retransmitted data
+      this.rtt.forget(); // Karn: no sample from retransmitted data
     }
-    this.rto = Math.min(this.rto * 2, this.settings.rtoMaxMs); // (5.5) back off
+    this.rtt.backoff(); // (5.5)
     this.rtxExpiresAt = now + this.rto; // (5.6)
   }
 
@@ -792,7 +802,7 @@ export class TcpConnection {
     this.sndWnd = r.window; // never scaled in a SYN
     this.sndWl1 = this.irs;
     this.sndWl2 = ack;
-    this.takeRttSample(r.timestamp, ack, now);
+    this.rtt.sample(this.tsOk, r.timestamp, ack, now);
     this.rtxExpiresAt = null;
     this.retransmits = 0;
     this.state = "ESTABLISHED";
@@ -924,7 +934,7 @@ export class TcpConnection {
     if (this.tlpLostBelow !== null && seqGt(this.tlpLostBelow, this.lostBelow)) this.lostBelow = this.tlpLostBelow;
     this.ptoAt = null;
     this.entryRtxPending = true;
-    this.rttSeq = null;
+    this.rtt.forget();
   }
 
   /**
@@ -996,7 +1006,7 @@ export class TcpConnection {
       this.recover = this.sndMax;
       this.inRecovery = true;
       this.fastRetransmitPending = true;
-      this.rttSeq = null;
+      this.rtt.forget();
       this.count("fastRecoveries", 1);
     }
   }
@@ -1013,7 +1023,7 @@ export class TcpConnection {
     }
     this.sndUna = ack;
     if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
-    this.takeRttSample(ts, ack, now);
+    this.rtt.sample(this.tsOk, ts, ack, now);
     this.retransmits = 0;
     this.probePending = false;
 
@@ -1073,29 +1083,6 @@ export class TcpConnection {
 
   private finAcked(): boolean {
     return this.finQueued && this.sendBuf.length === 0 && this.sndUna === seqAdd(this.bufSeq, 1);
-  }
-
-  /** RFC 6298 §2 (and RFC 7323 §4.1 when timestamps are on). */
-  private takeRttSample(ts: TcpTimestamp | null, ack: number, now: number): void {
-    let sample: number | null = null;
-    if (this.tsOk && ts !== null && ts.tsecr !== 0) {
-      const d = ((now >>> 0) - ts.tsecr) >>> 0;
-      if (d < 0x7fffffff) sample = d;
-    } else if (this.rttSeq !== null && seqGt(ack, this.rttSeq)) {
-      sample = now - this.rttSentAt;
-    }
-    if (sample === null) return;
-    this.rttSeq = null;
-    if (this.minRtt === null || sample < this.minRtt) this.minRtt = sample;
-    if (this.srtt === null) {
-      this.srtt = sample; // (2.2)
-      this.rttvar = sample / 2;
-    } else {
-      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - sample); // (2.3)
-      this.srtt = 0.875 * this.srtt + 0.125 * sample;
-    }
-    const rto = this.srtt + Math.max(CLOCK_GRANULARITY_MS, 4 * this.rttvar);
-    this.rto = Math.min(Math.max(rto, this.settings.rtoMinMs), this.settings.rtoMaxMs); // (2.4), (2.5)
   }
 
   /** Step 6: place text in the receive ring; in order advances RCV.NXT. */
@@ -1553,10 +1540,7 @@ export class TcpConnection {
       this.count("retransmittedSegments", 1);
       this.count("retransmittedBytes", Math.min(segLen, seqDiff(this.sndMax, seq)));
     }
-    if (this.rttSeq === null && seqGe(seq, this.sndMax) && !this.tsOk) {
-      this.rttSeq = seq;
-      this.rttSentAt = now;
-    }
+    if (seqGe(seq, this.sndMax) && !this.tsOk) this.rtt.time(seq, now);
     if (this.sackOk && this.settings.rackTlp && seqGe(seq, this.sndMax) && segLen > 0) this.rack.onSend(seq, seqAdd(seq, segLen), now);
     this.sndNxt = seqAdd(seq, segLen);
     if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
