@@ -158,8 +158,10 @@ export class RingBuffer {
     this.start = (this.start + k) % this.buf.length;
     this.length -= k;
     // No rewind to 0 when empty: out-of-order bytes may sit past the end.
-    // Empty with none, under a pressed quota: the storage goes back (it grows again with use).
-    if (this.length === 0 && this.pastEnd === 0 && this.account?.pressed) this.release();
+    // Empty with none: a ring that never grew past its first allocation (an
+    // idle or request-sized flow: 10k of them held 80 MB), or any under a
+    // pressed quota, gives its storage back; it grows again with use.
+    if (this.length === 0 && this.pastEnd === 0 && (this.buf.length <= INITIAL_ALLOCATION || this.account?.pressed)) this.release();
   }
 
   clear(): void {
