@@ -27,7 +27,7 @@ import {
 import { Assembler, RingBuffer } from "./buffer.ts";
 import { firstLostHole, isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary, sackPipe, sackedBytes } from "./scoreboard.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
-import { probeTimeout } from "./tail-loss-probe.ts";
+import { TailLossProbe, probeTimeout } from "./tail-loss-probe.ts";
 import { RetransmissionLog } from "./retransmission-log.ts";
 import { RackOriginals } from "./rack.ts";
 import { RttEstimator } from "./rtt.ts";
@@ -300,18 +300,8 @@ export class TcpConnection {
   retransmits = 0;
   rtxExpiresAt: number | null = null;
   private probePending = false;
-  // Tail loss probe (tail-loss-probe.ts).
-  /** When the probe is due. */
-  ptoAt: number | null = null;
-  private tlpPending = false;
-  /** SND.MAX after the probe went out, while it is unanswered (RFC 8985 TLP.end_seq). */
-  private tlpHighSeq: number | null = null;
-  private tlpStart = 0;
-  /** End of the probe's data (a FIN is never SACKed). */
-  private tlpDataEnd = 0;
-  private tlpRetransmitted = false;
-  /** The probe was SACKed above holes: everything un-SACKed below here is lost (RACK's rule). */
-  private tlpLostBelow: number | null = null;
+  /** Tail loss probe bookkeeping (tail-loss-probe.ts). */
+  private readonly tlp = new TailLossProbe();
 
   // Other timers.
   timeWaitExpiresAt: number | null = null;
@@ -373,6 +363,11 @@ export class TcpConnection {
 
   get rto(): number {
     return this.rtt.rto;
+  }
+
+  /** When the tail loss probe is due. */
+  get ptoAt(): number | null {
+    return this.tlp.at;
   }
 
   get cwnd(): number {
@@ -544,7 +539,7 @@ export class TcpConnection {
   /** The earliest time dispatch() has something to do, or null. Infinity never; ≤ now means "now". */
   pollAt(): number | null {
     if (this.state === "CLOSED") return this.pendingRst ? 0 : null;
-    if (this.pendingRst || this.fastRetransmitPending || this.probePending || this.tlpPending || this.keepalivePending || this.immediateAcks.length > 0) return 0;
+    if (this.pendingRst || this.fastRetransmitPending || this.probePending || this.tlp.pending || this.keepalivePending || this.immediateAcks.length > 0) return 0;
     if (this.ackPending && this.ackDueAt === null) return 0;
     if (this.hasSendable()) return 0;
     let t: number | null = null;
@@ -553,7 +548,7 @@ export class TcpConnection {
     };
     min(this.ackPending ? this.ackDueAt : null);
     min(this.rtxExpiresAt);
-    min(this.ptoAt);
+    min(this.tlp.at);
     min(this.rackAt);
     min(this.timeWaitExpiresAt);
     if (this.state !== "TIME-WAIT") {
@@ -596,9 +591,9 @@ export class TcpConnection {
       this.detectLossByTime(now, false);
       this.maybeEnterSackRecovery(now);
     }
-    if (this.ptoAt !== null && now >= this.ptoAt) {
-      this.ptoAt = null;
-      this.tlpPending = true;
+    if (this.tlp.at !== null && now >= this.tlp.at) {
+      this.tlp.at = null;
+      this.tlp.pending = true;
     }
     if (this.rtxExpiresAt !== null && now >= this.rtxExpiresAt) this.onRetransmitTimeout(now);
   }
@@ -607,9 +602,7 @@ export class TcpConnection {
   private onRetransmitTimeout(now: number): void {
     const synState = this.state === "SYN-SENT" || this.state === "SYN-RECEIVED";
     this.retransmits++; // reset by any ACK while the peer's window is zero: probes go on while it answers
-    this.ptoAt = null;
-    this.tlpPending = false;
-    this.tlpHighSeq = null;
+    this.tlp.reset();
     const limit = synState ? this.settings.synRetries : this.settings.maxRetransmissions;
     if (this.retransmits > limit) {
       this.abortWith(synState ? "syn-timeout" : "retransmit-timeout");
@@ -853,9 +846,9 @@ export class TcpConnection {
     if (this.sackOk) {
       if (r.sackBlocks !== null) mergeSackBlocks(this.scoreboard, r.sackBlocks, this.sndUna, this.sndMax);
       this.detectLossByTime(now, true);
-      if (this.tlpHighSeq !== null) this.checkProbe(ack, r.sackBlocks, now);
+      if (this.tlp.highSeq !== null) this.checkProbe(ack, r.sackBlocks, now);
       this.maybeEnterSackRecovery(now);
-      this.tlpLostBelow = null;
+      this.tlp.lostBelow = null;
       // RFC 6937 DeliveredData: the change in SND.UNA plus the change in SACKed bytes.
       if (this.recoveryKind === "fast") this.cc.onRecoveryAck(acked + sackedBytes(this.scoreboard) - sackedBefore, this.pipe());
     }
@@ -917,7 +910,7 @@ export class TcpConnection {
   private maybeEnterSackRecovery(now: number): void {
     if (this.recoveryKind !== null || this.sndMax === this.sndUna || this.sndWnd === 0) return;
     if (this.state === "SYN-RECEIVED" || this.state === "SYN-SENT") return;
-    if (this.dupAcks < this.dupThresh && !seqGt(this.lostBoundary(), this.sndUna) && this.tlpLostBelow === null) return;
+    if (this.dupAcks < this.dupThresh && !seqGt(this.lostBoundary(), this.sndUna) && this.tlp.lostBelow === null) return;
     if (seqLt(this.sndUna, this.recover)) return; // §5: not before HighACK reaches RecoveryPoint
     this.count("fastRecoveries", 1);
     this.firstRtxTs = null;
@@ -931,8 +924,9 @@ export class TcpConnection {
     // (4.3): the segment at HighACK+1 is retransmitted even if IsLost() does not say so yet.
     const firstHoleEnd = this.scoreboard.length > 0 ? this.scoreboard[0]! : this.sndMax;
     this.lostBelow = seqAdd(this.sndUna, Math.min(this.sendMss, seqDiff(firstHoleEnd, this.sndUna)));
-    if (this.tlpLostBelow !== null && seqGt(this.tlpLostBelow, this.lostBelow)) this.lostBelow = this.tlpLostBelow;
-    this.ptoAt = null;
+    const tlpLost = this.tlp.lostBelow;
+    if (tlpLost !== null && seqGt(tlpLost, this.lostBelow)) this.lostBelow = tlpLost;
+    this.tlp.at = null;
     this.entryRtxPending = true;
     this.rtt.forget();
   }
@@ -1183,59 +1177,45 @@ export class TcpConnection {
   /** §7.2: (re)arm the PTO after new data or an ACK, outside recovery, with no probe unanswered. */
   private armProbe(now: number): void {
     const ok = this.settings.rackTlp && this.sackOk && this.srtt !== null && this.recoveryKind === null &&
-      this.tlpHighSeq === null && this.sndMax !== this.sndUna && this.sndWnd > 0 &&
+      this.tlp.highSeq === null && this.sndMax !== this.sndUna && this.sndWnd > 0 &&
       (this.state === "ESTABLISHED" || this.state === "CLOSE-WAIT" || this.state === "FIN-WAIT-1" || this.state === "CLOSING" || this.state === "LAST-ACK");
-    this.ptoAt = ok ? now + probeTimeout(this.srtt!, this.flightSize(), this.sendMss, this.rto) : null;
+    this.tlp.at = ok ? now + probeTimeout(this.srtt!, this.flightSize(), this.sendMss, this.rto) : null;
   }
 
   /** §7.3: one segment of new data if the peer's window takes it (cwnd aside), else the last segment again. */
   private sendTailLossProbe(now: number, out: TcpSegment[]): void {
     if (this.recoveryKind !== null || this.sndMax === this.sndUna || this.sndWnd === 0) return;
-    this.tlpHighSeq = this.sndMax; // set first: sendNew must not re-arm the PTO
+    this.tlp.highSeq = this.sndMax; // set first: sendNew must not re-arm the PTO
     const len = this.sndNxt === this.sndMax ? this.nextSegmentLength(this.sendMss) : null;
+    let start: number;
+    let retransmitted: boolean;
     if (len !== null && len > 0) {
-      this.tlpStart = this.sndNxt;
-      this.tlpRetransmitted = false;
+      start = this.sndNxt;
+      retransmitted = false;
       this.sendNew(len, now, out);
     } else {
-      const start = seqMax(this.sndUna, seqAdd(this.sndMax, -this.sendMss));
+      start = seqMax(this.sndUna, seqAdd(this.sndMax, -this.sendMss));
       const seg = this.dataSegment(start, seqDiff(this.sndMax, start), now);
       const segLen = segmentLength(seg.repr.flags, seg.payload.length);
       if (segLen === 0) {
-        this.tlpHighSeq = null;
+        this.tlp.highSeq = null;
         return;
       }
       out.push(seg);
-      this.tlpStart = start;
-      this.tlpRetransmitted = true;
+      retransmitted = true;
       this.count("retransmittedSegments", 1);
       this.count("retransmittedBytes", segLen);
     }
-    this.tlpHighSeq = this.sndMax;
-    this.tlpDataEnd = seqLt(this.sndMax, this.finSeq()) ? this.sndMax : this.finSeq();
+    this.tlp.sent(start, seqLt(this.sndMax, this.finSeq()) ? this.sndMax : this.finSeq(), this.sndMax, retransmitted);
     this.rtxExpiresAt = now + this.rto;
   }
 
-  /**
-   * §7.4: the probe's answer. Covered by the cumulative ACK: a repaired
-   * loss (the probe was a retransmission and no D-SACK says it was
-   * redundant) still halves the window as a recovery would. SACKed above
-   * holes: everything sent before it and not SACKed is lost.
-   */
+  /** §7.4: the probe's answer; a loss it repaired still reduces the window as a recovery would. */
   private checkProbe(ack: number, sackBlocks: number[] | null, now: number): void {
-    const high = this.tlpHighSeq!;
-    const dsack = sackBlocks !== null && sackBlocks.length >= 2 && seqLe(sackBlocks[1]!, ack) && seqLe(this.tlpStart, sackBlocks[0]!);
-    if (seqGe(ack, high)) {
-      this.tlpHighSeq = null;
-      if (this.tlpRetransmitted && !dsack && this.recoveryKind === null) {
-        this.cc.enterRecovery(this.flightSize() + seqDiff(high, this.tlpStart), now, "sack");
-        this.cc.exitRecovery();
-      }
-      return;
-    }
-    if (this.recoveryKind === null && seqLt(this.sndUna, this.tlpStart) && seqLt(this.tlpStart, this.tlpDataEnd) && isSacked(this.scoreboard, this.tlpStart, this.tlpDataEnd)) {
-      this.tlpHighSeq = null;
-      this.tlpLostBelow = this.tlpStart;
+    const repaired = this.tlp.onAck(ack, sackBlocks, this.sndUna, this.scoreboard, this.recoveryKind !== null);
+    if (repaired !== null && repaired > 0) {
+      this.cc.enterRecovery(this.flightSize() + repaired, now, "sack");
+      this.cc.exitRecovery();
     }
   }
 
@@ -1256,8 +1236,8 @@ export class TcpConnection {
     this.fastRetransmitPending = false;
     this.probePending = false;
     this.keepalivePending = false;
-    this.tlpPending = false;
-    this.ptoAt = null;
+    this.tlp.pending = false;
+    this.tlp.at = null;
     this.rtxLog.rackAt = null;
     this.rack.stop();
   }
@@ -1445,8 +1425,8 @@ export class TcpConnection {
       this.rtxExpiresAt = now + this.rto;
     }
 
-    if (this.tlpPending) {
-      this.tlpPending = false;
+    if (this.tlp.pending) {
+      this.tlp.pending = false;
       this.sendTailLossProbe(now, out);
     }
 
