@@ -49,7 +49,8 @@ const SECONDS = Number(process.env.SECONDS_PER_RUN ?? process.env.SECONDS ?? 5);
 const ONLY_LOSS = process.env.BENCH_ONLY === "loss";
 const ONLY_WG = process.env.BENCH_ONLY === "wg";
 const ONLY_RSS = process.env.BENCH_ONLY === "rss";
-const FLOW_COUNTS = [1000, 10_000];
+/** FLOWS=200 (the smoke test) for a quick case 6. */
+const FLOW_COUNTS = (process.env.FLOWS ?? "1000,10000").split(",").map(Number);
 const FLOW_PORT = 5202;
 const LOSS_PCT = Number(process.env.LOSS_PCT ?? 5);
 const N = 100 + (process.pid % 100);
