@@ -25,7 +25,7 @@ import {
   segmentLength, type TcpRepr, type TcpTimestamp,
 } from "../wire/tcp.ts";
 import { Assembler, RingBuffer } from "./buffer.ts";
-import { firstLostHole, isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary, sackPipe, sackedBytes } from "./scoreboard.ts";
+import { firstLostHole, mergeSackBlocks, pruneScoreboard, sackLostBoundary, sackPipe, sackedBytes } from "./scoreboard.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
 import { TailLossProbe, probeTimeout } from "./tail-loss-probe.ts";
 import { RetransmissionLog } from "./retransmission-log.ts";
