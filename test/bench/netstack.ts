@@ -163,6 +163,7 @@ async function gatewaySendsUnderLoss(dev: string, devLink: string): Promise<[Run
       try {
         const ours = await iperf(dev, true, true);
         console.log(`stack tcp (case 5): ${JSON.stringify({ ...tunStack.stats().tcp, connections: undefined })}`);
+        console.log(`link (case 5): ${JSON.stringify(tun.stats)}  stack drops: ${JSON.stringify(tunStack.stats().drops)}`);
         return [kernel, ours];
       } finally {
         sh(`ip rule del iif ${devLink} lookup ${TABLE} pref ${TABLE}; ip route flush table ${TABLE}`);
