@@ -24,7 +24,13 @@
 //
 // Root only; not part of `make test`. It sets net.ipv4.ip_forward in the
 // root namespace for the run and puts the old value back. SECONDS=N sets
-// each iperf3 run's length (default 5). BENCH_ONLY=loss runs case 5 alone.
+// each iperf3 run's length (default 5). BENCH_ONLY=loss runs case 5 alone,
+// BENCH_ONLY=wg case 4 alone (for profiling: bun --cpu-prof), BENCH_ONLY=rss
+// case 6 alone.
+//
+//   6. RSS of this process (the gateway's stack and relay) with 1,000 and
+//      10,000 concurrent TCP flows through TUN + our stack, each relayed
+//      to a server in srv after one line each way, then held idle.
 import net from "node:net";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -41,6 +47,11 @@ if (!isRoot) {
 }
 const SECONDS = Number(process.env.SECONDS_PER_RUN ?? process.env.SECONDS ?? 5);
 const ONLY_LOSS = process.env.BENCH_ONLY === "loss";
+const ONLY_WG = process.env.BENCH_ONLY === "wg";
+const ONLY_RSS = process.env.BENCH_ONLY === "rss";
+/** FLOWS=200 (the smoke test) for a quick case 6. */
+const FLOW_COUNTS = (process.env.FLOWS ?? "1000,10000").split(",").map(Number);
+const FLOW_PORT = 5202;
 const LOSS_PCT = Number(process.env.LOSS_PCT ?? 5);
 const N = 100 + (process.pid % 100);
 const DEV_GW = `10.220.${N}.1`; // root side of the dev link
@@ -152,6 +163,7 @@ async function gatewaySendsUnderLoss(dev: string, devLink: string): Promise<[Run
       try {
         const ours = await iperf(dev, true, true);
         console.log(`stack tcp (case 5): ${JSON.stringify({ ...tunStack.stats().tcp, connections: undefined })}`);
+        console.log(`link (case 5): ${JSON.stringify(tun.stats)}  stack drops: ${JSON.stringify(tunStack.stats().drops)}`);
         return [kernel, ours];
       } finally {
         sh(`ip rule del iif ${devLink} lookup ${TABLE} pref ${TABLE}; ip route flush table ${TABLE}`);
@@ -165,6 +177,48 @@ async function gatewaySendsUnderLoss(dev: string, devLink: string): Promise<[Run
   } finally {
     nft(`delete table inet ${table}`);
   }
+}
+
+function rssMb(): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync("/proc/self/status", "utf8"));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Case 6: this process's RSS idle, then with each of FLOW_COUNTS flows open through TUN + our stack. */
+async function flowsRss(dev: string, srv: string, devLink: string): Promise<string[]> {
+  const lines: string[] = [];
+  const server = topo.background(["ip", "netns", "exec", srv, process.execPath, path.join(import.meta.dir, "flows-server.ts"), SERVER_IP, String(FLOW_PORT)]);
+  await server.waitForOutput(/listening/, 10_000);
+  sh(`ip -n ${dev} route replace ${SERVER_IP}/32 via ${DEV_GW}`);
+  const tun = openTun({ name: TUN });
+  sh(`ip link set dev ${TUN} addrgenmode none && ip link set dev ${TUN} mtu 1500 up`);
+  for (const scope of ["all", TUN]) writeFileSync(`/proc/sys/net/ipv4/conf/${scope}/rp_filter`, "0");
+  const stack = attachStack(tun, "10.84.0.1", relayDeps(tempDir("bench-rss")));
+  sh(`ip rule add iif ${devLink} lookup ${TABLE} pref ${TABLE} && ip route add default dev ${TUN} table ${TABLE}`);
+  try {
+    Bun.gc(true);
+    lines.push(`6 RSS idle (stack attached, no flows)     ${rssMb().toFixed(0).padStart(6)} MB`);
+    for (const n of FLOW_COUNTS) {
+      const client = topo.background(["ip", "netns", "exec", dev, process.execPath, path.join(import.meta.dir, "flows-client.ts"), SERVER_IP, String(FLOW_PORT), String(n)]);
+      try {
+        await client.waitForOutput(/ready \d+/, 180_000);
+        Bun.gc(true);
+        const flows = stack.stats().tcp.flows;
+        lines.push(`6 RSS with ${String(n).padStart(6)} flows open (${flows} in the stack) ${rssMb().toFixed(0).padStart(6)} MB   (goal 10k <= 300 MB)`);
+      } finally {
+        await client.stop();
+      }
+      if (!(await waitFor(() => stack.stats().tcp.flows === 0, 60_000))) lines.push(`6 (${stack.stats().tcp.flows} flows still closing 60 s after the client ended)`);
+    }
+  } finally {
+    sh(`ip rule del iif ${devLink} lookup ${TABLE} pref ${TABLE}; ip route flush table ${TABLE}`);
+    stack.close();
+    tun.close();
+    for (const up of upstreams) up.destroy();
+    sh(`ip -n ${dev} route del ${SERVER_IP}/32 via ${DEV_GW}`);
+    await server.stop();
+  }
+  return lines;
 }
 
 const forwardFile = "/proc/sys/net/ipv4/ip_forward";
@@ -182,10 +236,13 @@ try {
   await Bun.sleep(300);
   void iperfServer;
 
-  if (!ONLY_LOSS) {
+  if (!ONLY_LOSS && !ONLY_RSS) {
+    const none: Run = { mbps: NaN, bytes: 0 };
+    let kUp = none, kDown = none, tUp = none, tDown = none, gUp = none, gDown = none;
+    if (!ONLY_WG) {
     // 1. kernel forwarding
     sh(`ip -n ${dev} route add ${SERVER_IP}/32 via ${DEV_GW}`);
-    const [kUp, kDown] = await both(dev, false);
+    [kUp, kDown] = await both(dev, false);
 
     // 2. the same packets, policy-routed into a TUN read by our stack
     const tun = openTun({ name: TUN });
@@ -193,7 +250,6 @@ try {
     for (const scope of ["all", TUN]) writeFileSync(`/proc/sys/net/ipv4/conf/${scope}/rp_filter`, "0");
     const tunStack = attachStack(tun, "10.84.0.1", relayDeps(tempDir("bench-tun")));
     sh(`ip rule add iif ${devLink} lookup ${TABLE} pref ${TABLE} && ip route add default dev ${TUN} table ${TABLE}`);
-    let tUp: Run, tDown: Run;
     try {
       [tUp, tDown] = await both(dev, true);
     } finally {
@@ -203,6 +259,7 @@ try {
       for (const up of upstreams) up.destroy();
     }
     sh(`ip -n ${dev} route del ${SERVER_IP}/32 via ${DEV_GW}`);
+    }
 
     // The device's WireGuard, re-pointed between cases 3 and 4.
     const devKeys = generateKeyPair();
@@ -220,7 +277,7 @@ try {
     sh(`ip addr add 10.86.0.1/24 dev ${WG_GO_IF} && ip link set ${WG_GO_IF} mtu 1420 up`);
     sh(`ip -n ${dev} addr add 10.86.0.2/32 dev wg0`);
     dwg.wg(`set wg0 peer ${goKeys.publicKey} allowed-ips 0.0.0.0/0 endpoint ${DEV_GW}:${WG_PORT_GO}`);
-    const [gUp, gDown] = await both(dev, false);
+    if (!ONLY_WG) [gUp, gDown] = await both(dev, false);
     dwg.wg(`set wg0 peer ${goKeys.publicKey} remove`);
     // the new address first: removing an interface's last IPv4 address flushes its routes
     sh(`ip -n ${dev} addr add 10.85.0.2/32 dev wg0 && ip -n ${dev} addr del 10.86.0.2/32 dev wg0`);
@@ -259,12 +316,20 @@ try {
     console.log(`drops: ${JSON.stringify(st.drops)}  wireguard drops: ${JSON.stringify(wst.drops)} udpTxDropped ${wst.udpTxDropped}`);
   }
 
+  // 6. RSS with 1k and 10k flows
+  if (ONLY_RSS || (!ONLY_LOSS && !ONLY_WG)) {
+    console.log(`\nRSS of this process (stack + relay), flows through TUN + our stack, idle after one line each way:`);
+    for (const l of await flowsRss(dev, srv, topo.hostLink("h"))) console.log(l);
+  }
+
   // 5. gateway sends under loss, through the kernel and through our stack (TUN)
-  const [lossKernel, lossOurs] = await gatewaySendsUnderLoss(dev, topo.hostLink("h"));
-  console.log(`\ngateway sends at ${LOSS_PCT}% loss each way (iperf3 -R, ${SECONDS} s, one stream):`);
-  console.log(line("5 Linux sender (kernel forwarding)", lossKernel));
-  console.log(line("5 our stack sending (TUN)", lossOurs));
-  console.log(`gateway-sends ratio ours/Linux at ${LOSS_PCT}% loss: ${(lossOurs.mbps / lossKernel.mbps).toFixed(3)}   (goal >= 0.5)`);
+  if (!ONLY_WG && !ONLY_RSS) {
+    const [lossKernel, lossOurs] = await gatewaySendsUnderLoss(dev, topo.hostLink("h"));
+    console.log(`\ngateway sends at ${LOSS_PCT}% loss each way (iperf3 -R, ${SECONDS} s, one stream):`);
+    console.log(line("5 Linux sender (kernel forwarding)", lossKernel));
+    console.log(line("5 our stack sending (TUN)", lossOurs));
+    console.log(`gateway-sends ratio ours/Linux at ${LOSS_PCT}% loss: ${(lossOurs.mbps / lossKernel.mbps).toFixed(3)}   (goal >= 0.5)`);
+  }
 } finally {
   wgGo?.child.kill("SIGTERM");
   spawnSync("ip", ["link", "del", WG_GO_IF]);

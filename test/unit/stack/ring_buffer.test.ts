@@ -43,3 +43,28 @@ test("a wrapped ring and out-of-order bytes past the end survive a growth", () =
   r.commit(4000);
   expect(Array.from(r.peek(1250, 4000))).toEqual(Array.from(bytes(4000, 5150)));
 });
+
+test("emptied, a ring that never grew past its first 4 KiB gives it back; a grown one keeps its storage", () => {
+  const small = new RingBuffer(256 * 1024);
+  small.enqueue(bytes(6));
+  small.dequeue(3);
+  expect(small.allocated).toBe(4096); // not empty yet
+  small.dequeue(3);
+  expect(small.allocated).toBe(0); // an idle keep-alive flow holds nothing
+  small.enqueue(bytes(5, 9));
+  expect(Array.from(small.peek(0, 5))).toEqual(Array.from(bytes(5, 9)));
+  const bulk = new RingBuffer(256 * 1024);
+  bulk.enqueue(bytes(10_000));
+  bulk.dequeue(10_000);
+  expect(bulk.allocated).toBe(16_384); // a busy flow does not regrow from 4 KiB each time it drains
+});
+
+test("a view of unwrapped bytes shares the ring's storage; wrapped bytes come as a copy", () => {
+  const r = new RingBuffer(8192);
+  r.enqueue(bytes(4000));
+  const v = r.view(10, 100);
+  expect(Array.from(v)).toEqual(Array.from(bytes(100, 10)));
+  r.dequeue(3900);
+  r.enqueue(bytes(200, 4000)); // wraps at 4096
+  expect(Array.from(r.view(0, 300))).toEqual(Array.from(bytes(300, 3900)));
+});

@@ -1,7 +1,7 @@
 // The TCP engine, packet by packet, one describe block per RFC 9293 state.
 import { describe, expect, test } from "bun:test";
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from "../../../app/net/stack/wire/tcp.ts";
-import { TcpConnection } from "../../../app/net/stack/tcp/connection.ts";
+import { PAWS_REORDER_TICKS, TcpConnection } from "../../../app/net/stack/tcp/connection.ts";
 import {
   BUF, LOCAL_PORT, LOCAL_SEQ, REMOTE_PORT, REMOTE_SEQ, SETTINGS, SYN, bytes, closeWait, closing, established,
   expectSegments, expectSilence, finWait1, finWait2, lastAck, seg, synReceived, text, timeWait,
@@ -343,6 +343,16 @@ describe("ESTABLISHED: RST, SYN and sequence checks", () => {
     c.process(seg({ seq: REMOTE_SEQ + 4, timestamp: { tsval: 900, tsecr: 5 } }, "old"), 2);
     expectSegments(c, 2, [{ ack: REMOTE_SEQ + 4 }]);
     expect(text(c.recv())).toBe("new");
+  });
+  test("PAWS leaves slack for reordering: an original a few ticks older than the retransmission that moved TS.Recent is taken", () => {
+    const c = established({}, { timestamp: { tsval: 1000, tsecr: 0 } });
+    // "b" (sent at 1002) overtook "a" (lost, resent at 1010): the retransmission sets TS.Recent to 1010
+    c.process(seg({ seq: REMOTE_SEQ + 2, timestamp: { tsval: 1002, tsecr: 5 } }, "b"), 1);
+    c.process(seg({ timestamp: { tsval: 1010, tsecr: 5 } }, "a"), 2);
+    c.process(seg({ seq: REMOTE_SEQ + 3, timestamp: { tsval: 1003, tsecr: 5 } }, "c"), 3); // sent before the retransmission, arrives after it
+    expect(text(c.recv())).toBe("abc");
+    c.process(seg({ seq: REMOTE_SEQ + 4, timestamp: { tsval: 1010 - PAWS_REORDER_TICKS - 1, tsecr: 5 } }, "d"), 4);
+    expect(c.recvQueued).toBe(0); // beyond the slack: an old duplicate
   });
 });
 

@@ -108,8 +108,74 @@ describe("RACK for retransmissions (RFC 8985 §6.2)", () => {
   });
 });
 
-describe("reordering estimate after a timeout", () => {
-  test("an RTO with DupThresh segments SACKed puts a raised DupThresh back to 3 (as Linux's tcp_enter_loss)", () => {
+describe("RACK for original transmissions (RFC 8985 §6.2)", () => {
+  /** SRTT and min RTT 10 ms from 2 segments sent at 0 and acknowledged at 10; nothing in flight after. */
+  function measured(): TcpConnection {
+    const c = sender(2 * K);
+    c.process(seg({ ack: A(2 * K) }), 10);
+    expect(c.minRtt).toBe(10);
+    return c;
+  }
+
+  test("two segments SACKed above a hole (below DupThresh): it is lost RACK.rtt + min_RTT/4 after it went out, resent then, before the probe, no RTO", () => {
+    const c = measured();
+    c.send(bytes(3 * K));
+    expect(c.dispatch(20).length).toBe(3); // A(2K) is lost, A(3K) and A(4K) arrive
+    c.process(seg({ ack: A(2 * K), sackBlocks: [A(3 * K), A(5 * K)] }), 30);
+    expect(c.recoveryKind).toBeNull(); // 2 of DupThresh 3: RFC 6675 does not call it lost
+    expect(c.rackAt).toBe(20 + 10 + 2.5); // sent with the delivered ones; RACK.rtt 10, reo_wnd 10/4
+    expect(c.ptoAt).toBe(40);
+    expectSilence(c, 32);
+    expectSegments(c, 32.5, [{ seq: A(2 * K), len: K }]);
+    expect(c.recoveryKind).toBe("fast");
+    c.process(seg({ ack: A(5 * K) }), 43);
+    expect(c.sndUna).toBe(c.sndMax);
+    expect(c.recoveryKind).toBeNull();
+    expect(c.rtxStats.retransmitTimeouts).toBe(0);
+    expect(c.rtxStats.retransmittedSegments).toBe(1);
+  });
+
+  test("a segment sent more than reo_wnd before one now SACKed is lost on that ACK, at once", () => {
+    const c = measured();
+    c.send(bytes(K));
+    c.dispatch(20); // A(2K), lost
+    c.send(bytes(K));
+    c.dispatch(25); // A(3K)
+    c.process(seg({ ack: A(2 * K), sackBlocks: [A(3 * K), A(4 * K)] }), 35);
+    expect(c.recoveryKind).toBe("fast"); // 20 + RACK.rtt 10 + 2.5 <= 35
+    expectSegments(c, 35, [{ seq: A(2 * K), len: K }]);
+  });
+
+  test("a hole filled by the late original before its time: no retransmission", () => {
+    const c = measured();
+    c.send(bytes(3 * K));
+    c.dispatch(20);
+    c.process(seg({ ack: A(2 * K), sackBlocks: [A(3 * K), A(5 * K)] }), 30);
+    expect(c.rackAt).toBe(32.5);
+    c.process(seg({ ack: A(5 * K) }), 31); // reordered, not lost
+    expect(c.rackAt).toBeNull();
+    expectSilence(c, 32.5);
+    expect(c.rtxStats.retransmittedSegments).toBe(0);
+  });
+
+  test("off (rackTlp false): the same hole waits for DupThresh or the RTO", () => {
+    const c = established({ sendBufferSize: 65536, rtoMinMs: 1000 }, { mss: K, sackPermitted: true });
+    c.send(bytes(2 * K));
+    c.dispatch(0);
+    c.process(seg({ ack: A(2 * K) }), 10);
+    c.send(bytes(3 * K));
+    c.dispatch(20);
+    c.process(seg({ ack: A(2 * K), sackBlocks: [A(3 * K), A(5 * K)] }), 30);
+    expect(c.rackAt).toBeNull();
+    expectSilence(c, 500);
+    expectSegments(c, c.rtxExpiresAt!, [{ seq: A(2 * K), len: K }]);
+    expect(c.rtxStats.retransmitTimeouts).toBe(1);
+  });
+});
+
+describe("reordering estimate", () => {
+  /** 20 segments out at 0; segment 0 arrives late (after 1 and 2 were SACKed): DupThresh 4, RTT 11. */
+  function reordered(): TcpConnection {
     const c = established({ sendBufferSize: 65536, rackTlp: true, rtoMinMs: 1000 }, { mss: K, sackPermitted: true });
     c.send(bytes(20 * K));
     c.dispatch(0);
@@ -117,13 +183,29 @@ describe("reordering estimate after a timeout", () => {
     c.process(seg({ ack: A(3 * K) }), 11); // segment 0 was late, not lost: the path seems to reorder
     expect(c.dupThresh).toBe(4);
     c.dispatch(11);
-    // the next loss is SACKed around but stays below the raised threshold; the RTO comes
+    return c;
+  }
+
+  test("a hole below a raised DupThresh is still found lost by time (reo_wnd min_RTT/4 once reordering was seen), no RTO", () => {
+    const c = reordered();
+    // 3 segments SACKed above the next loss: below DupThresh 4
+    c.process(seg({ ack: A(3 * K), sackBlocks: [A(4 * K), A(7 * K)] }), 12);
+    expect(c.recoveryKind).toBeNull();
+    expect(c.rackAt).toBe(0 + 12 + 11 / 4); // sent at 0; RACK.rtt 12; reo_wnd min_RTT/4
+    expect(c.dispatch(12).some((s) => s.repr.seq === A(3 * K))).toBe(false); // new data only
+    expectSilence(c, 14.5);
+    expect(c.dispatch(14.75)[0]!.repr.seq).toBe(A(3 * K));
+    expect(c.recoveryKind).toBe("fast");
+    expect(c.rtxStats.retransmitTimeouts).toBe(0);
+  });
+
+  test("an RTO with DupThresh segments SACKed puts a raised DupThresh back to 3 (as Linux's tcp_enter_loss)", () => {
+    const c = reordered();
     c.process(seg({ ack: A(3 * K), sackBlocks: [A(4 * K), A(7 * K)] }), 12);
     c.dispatch(12);
-    expect(c.recoveryKind).toBeNull();
+    expect(c.dispatch(14.75)[0]!.repr.seq).toBe(A(3 * K)); // RACK's retransmission, lost too; nothing sent after it is SACKed
     c.dispatch(c.rtxExpiresAt!);
     expect(c.rtxStats.retransmitTimeouts).toBe(1);
     expect(c.dupThresh).toBe(3);
   });
 });
-

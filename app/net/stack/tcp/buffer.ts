@@ -140,6 +140,17 @@ export class RingBuffer {
     return out;
   }
 
+  /**
+   * `len` bytes starting `offset` bytes after the read position, as a view
+   * of the ring when they do not wrap (else a copy). Valid until the ring
+   * is next written: for a segment emitted at once, not for the application.
+   */
+  view(offset: number, len: number): Uint8Array {
+    if (len === 0) return new Uint8Array(0);
+    const at = (this.start + offset) % this.buf.length;
+    return at + len <= this.buf.length ? this.buf.subarray(at, at + len) : this.peek(offset, len);
+  }
+
   /** Drop `n` bytes from the front. */
   dequeue(n: number): void {
     const k = Math.min(n, this.length);
@@ -147,8 +158,10 @@ export class RingBuffer {
     this.start = (this.start + k) % this.buf.length;
     this.length -= k;
     // No rewind to 0 when empty: out-of-order bytes may sit past the end.
-    // Empty with none, under a pressed quota: the storage goes back (it grows again with use).
-    if (this.length === 0 && this.pastEnd === 0 && this.account?.pressed) this.release();
+    // Empty with none: a ring that never grew past its first allocation (an
+    // idle or request-sized flow: 10k of them held 80 MB), or any under a
+    // pressed quota, gives its storage back; it grows again with use.
+    if (this.length === 0 && this.pastEnd === 0 && (this.buf.length <= INITIAL_ALLOCATION || this.account?.pressed)) this.release();
   }
 
   clear(): void {

@@ -25,10 +25,13 @@ import {
   segmentLength, type TcpRepr, type TcpTimestamp,
 } from "../wire/tcp.ts";
 import { Assembler, RingBuffer } from "./buffer.ts";
-import { firstLostHole, isSacked, mergeSackBlocks, pruneScoreboard, sackLostBoundary, sackPipe, sackedBytes } from "./scoreboard.ts";
+import { firstLostHole, mergeSackBlocks, pruneScoreboard, sackLostBoundary, sackPipe, sackedBytes } from "./scoreboard.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
-import { probeTimeout } from "./tail-loss-probe.ts";
+import { TailLossProbe, probeTimeout } from "./tail-loss-probe.ts";
 import { RetransmissionLog } from "./retransmission-log.ts";
+import { RackOriginals } from "./rack.ts";
+import { RttEstimator } from "./rtt.ts";
+export { CLOCK_GRANULARITY_MS } from "./rtt.ts";
 import { createCongestionController, type CongestionAlgorithm, type CongestionController } from "./congestion/index.ts";
 
 export type TcpState =
@@ -46,6 +49,7 @@ export type TcpState =
 
 export interface TcpSegment {
   repr: TcpRepr;
+  /** For data from dispatch(): a view of the send ring, valid until the next send() or process(). */
   payload: Uint8Array;
 }
 
@@ -59,8 +63,6 @@ export const RFC6298_INITIAL_RTO_MS = 1000;
 export const RFC6298_MIN_RTO_MS = 1000;
 /** RFC 6298 (2.5): a maximum may be placed on RTO provided it is at least 60 s. */
 export const RFC6298_MAX_RTO_MS = 60_000;
-/** RFC 6298: clock granularity G (we tick in milliseconds). */
-export const CLOCK_GRANULARITY_MS = 1;
 /** RFC 5681 §3.2: fast retransmit after the third duplicate ACK (RFC 6675 DupThresh). */
 export const DUPACK_THRESHOLD = 3;
 /**
@@ -80,6 +82,14 @@ export { RFC6928_IW_SEGMENTS } from "./congestion/index.ts";
 export const MSL_MS = 30_000;
 /** RFC 1122 §4.2.3.6: keepalive idle default no less than two hours. */
 export const RFC1122_KEEPALIVE_IDLE_MS = 7_200_000;
+/**
+ * PAWS (RFC 7323 §5.3) accepts a TSval this many ticks behind TS.Recent: a
+ * retransmission that fills the hole at RCV.NXT moves TS.Recent past every
+ * original still in flight, and on a reordering path those arrive after it
+ * (by a few ms) and would be dropped, turning reordering into loss. An old
+ * duplicate from a previous sequence wrap is far older than this.
+ */
+export const PAWS_REORDER_TICKS = 64;
 /** RFC 7323 §2.3: option bytes taken by timestamps on every segment (NOP NOP TS). */
 export const TIMESTAMP_OPTION_LEN = 12;
 
@@ -254,6 +264,16 @@ export class TcpConnection {
   private lostBelow = 0;
   /** This recovery's retransmissions, and which were lost again (retransmission-log.ts). */
   private readonly rtxLog = new RetransmissionLog();
+  /** RACK's time rule for original transmissions (rack.ts), with RACK-TLP on. */
+  private readonly rack = new RackOriginals();
+  /**
+   * RFC 8985 RACK.reordering_seen: an original filled a hole after data
+   * above it arrived, or a recovery proved spurious. Until then reo_wnd is
+   * 0 in recovery and once DupThresh segments are SACKed.
+   */
+  private reorderingSeen = false;
+  /** RFC 8985 RACK.reo_wnd_mult: grows with each recovery found spurious. */
+  private reoWndMult = 1;
   /** TSval of the recovery's first retransmission. */
   private firstRtxTs: number | null = null;
   /** SND.UNA when the recovery began. */
@@ -272,30 +292,16 @@ export class TcpConnection {
   /** RFC 2018 §4: a sequence number inside each recently reported block, most recent first. */
   private recentSack: number[] = [];
 
-  // RTT (RFC 6298).
-  srtt: number | null = null;
-  rttvar = 0;
-  rto: number;
-  private rttSeq: number | null = null;
-  private rttSentAt = 0;
+  /** RTT and RTO (RFC 6298, rtt.ts). */
+  readonly rtt: RttEstimator;
   /** When new data last went out (the controller hears of idle periods). */
   private lastSendAt: number | null = null;
   /** Consecutive RTO expiries without progress. */
   retransmits = 0;
   rtxExpiresAt: number | null = null;
   private probePending = false;
-  // Tail loss probe (tail-loss-probe.ts).
-  /** When the probe is due. */
-  ptoAt: number | null = null;
-  private tlpPending = false;
-  /** SND.MAX after the probe went out, while it is unanswered (RFC 8985 TLP.end_seq). */
-  private tlpHighSeq: number | null = null;
-  private tlpStart = 0;
-  /** End of the probe's data (a FIN is never SACKed). */
-  private tlpDataEnd = 0;
-  private tlpRetransmitted = false;
-  /** The probe was SACKed above holes: everything un-SACKed below here is lost (RACK's rule). */
-  private tlpLostBelow: number | null = null;
+  /** Tail loss probe bookkeeping (tail-loss-probe.ts). */
+  private readonly tlp = new TailLossProbe();
 
   // Other timers.
   timeWaitExpiresAt: number | null = null;
@@ -332,14 +338,36 @@ export class TcpConnection {
     this.recvBuf = new RingBuffer(settings.recvBufferSize);
     this.assembler = new Assembler(settings.maxOutOfOrderRanges);
     this.recvWindowLimit = settings.recvBufferSize;
-    this.rto = settings.rtoInitialMs;
+    this.rtt = new RttEstimator(settings);
     this.lastRecvAt = now;
     this.cc = createCongestionController(settings.congestionControl, settings.prr);
   }
 
-  /** When the RACK timer next looks for a lost retransmission. */
+  /** When the RACK timer next looks for a lost segment (an original or a retransmission). */
   get rackAt(): number | null {
-    return this.rtxLog.rackAt;
+    const a = this.rtxLog.rackAt, b = this.rack.rackAt;
+    return a === null ? b : b === null ? a : Math.min(a, b);
+  }
+
+  get srtt(): number | null {
+    return this.rtt.srtt;
+  }
+
+  get rttvar(): number {
+    return this.rtt.rttvar;
+  }
+
+  get minRtt(): number | null {
+    return this.rtt.minRtt;
+  }
+
+  get rto(): number {
+    return this.rtt.rto;
+  }
+
+  /** When the tail loss probe is due. */
+  get ptoAt(): number | null {
+    return this.tlp.at;
   }
 
   get cwnd(): number {
@@ -511,7 +539,7 @@ export class TcpConnection {
   /** The earliest time dispatch() has something to do, or null. Infinity never; ≤ now means "now". */
   pollAt(): number | null {
     if (this.state === "CLOSED") return this.pendingRst ? 0 : null;
-    if (this.pendingRst || this.fastRetransmitPending || this.probePending || this.tlpPending || this.keepalivePending || this.immediateAcks.length > 0) return 0;
+    if (this.pendingRst || this.fastRetransmitPending || this.probePending || this.tlp.pending || this.keepalivePending || this.immediateAcks.length > 0) return 0;
     if (this.ackPending && this.ackDueAt === null) return 0;
     if (this.hasSendable()) return 0;
     let t: number | null = null;
@@ -520,8 +548,8 @@ export class TcpConnection {
     };
     min(this.ackPending ? this.ackDueAt : null);
     min(this.rtxExpiresAt);
-    min(this.ptoAt);
-    min(this.rtxLog.rackAt);
+    min(this.tlp.at);
+    min(this.rackAt);
     min(this.timeWaitExpiresAt);
     if (this.state !== "TIME-WAIT") {
       if (this.settings.idleTimeoutMs !== null) min(this.lastRecvAt + this.settings.idleTimeoutMs);
@@ -558,10 +586,14 @@ export class TcpConnection {
       this.keepaliveSent++;
       this.keepalivePending = true;
     }
-    if (this.rtxLog.rackAt !== null && now >= this.rtxLog.rackAt) this.updateRtxLog(now);
-    if (this.ptoAt !== null && now >= this.ptoAt) {
-      this.ptoAt = null;
-      this.tlpPending = true;
+    const rackAt = this.rackAt;
+    if (rackAt !== null && now >= rackAt) {
+      this.detectLossByTime(now, false);
+      this.maybeEnterSackRecovery(now);
+    }
+    if (this.tlp.at !== null && now >= this.tlp.at) {
+      this.tlp.at = null;
+      this.tlp.pending = true;
     }
     if (this.rtxExpiresAt !== null && now >= this.rtxExpiresAt) this.onRetransmitTimeout(now);
   }
@@ -570,9 +602,7 @@ export class TcpConnection {
   private onRetransmitTimeout(now: number): void {
     const synState = this.state === "SYN-SENT" || this.state === "SYN-RECEIVED";
     this.retransmits++; // reset by any ACK while the peer's window is zero: probes go on while it answers
-    this.ptoAt = null;
-    this.tlpPending = false;
-    this.tlpHighSeq = null;
+    this.tlp.reset();
     const limit = synState ? this.settings.synRetries : this.settings.maxRetransmissions;
     if (this.retransmits > limit) {
       this.abortWith(synState ? "syn-timeout" : "retransmit-timeout");
@@ -603,7 +633,7 @@ export class TcpConnection {
       this.highRxt = this.sndUna;
       this.rtxLog.clear();
       this.lostBelow = this.sndMax;
-      this.rttSeq = null;
+      this.rtt.forget();
     } else {
       if (!synState) {
         this.cc.onRetransmitTimeout(this.flightSize(), this.retransmits === 1, false, now);
@@ -613,9 +643,9 @@ export class TcpConnection {
       this.dupAcks = 0;
       this.recover = this.sndMax;
       this.sndNxt = this.sndUna; // go back: resend from the oldest unacked byte
-      this.rttSeq = null; // Karn: no sample from retransmitted data
+      this.rtt.forget(); // Karn: no sample from retransmitted data
     }
-    this.rto = Math.min(this.rto * 2, this.settings.rtoMaxMs); // (5.5) back off
+    this.rtt.backoff(); // (5.5)
     this.rtxExpiresAt = now + this.rto; // (5.6)
   }
 
@@ -657,8 +687,8 @@ export class TcpConnection {
       }
       return;
     }
-    // RFC 7323 §5.3 PAWS.
-    if (this.tsOk && r.timestamp !== null && !(r.flags & TCP_RST) && seqLt(r.timestamp.tsval, this.tsRecent)) {
+    // RFC 7323 §5.3 PAWS, with a little slack for reordering (PAWS_REORDER_TICKS).
+    if (this.tsOk && r.timestamp !== null && !(r.flags & TCP_RST) && seqLt(r.timestamp.tsval + PAWS_REORDER_TICKS, this.tsRecent)) {
       this.sendAckNow();
       return;
     }
@@ -765,7 +795,7 @@ export class TcpConnection {
     this.sndWnd = r.window; // never scaled in a SYN
     this.sndWl1 = this.irs;
     this.sndWl2 = ack;
-    this.takeRttSample(r.timestamp, ack, now);
+    this.rtt.sample(this.tsOk, r.timestamp, ack, now);
     this.rtxExpiresAt = null;
     this.retransmits = 0;
     this.state = "ESTABLISHED";
@@ -815,10 +845,10 @@ export class TcpConnection {
     }
     if (this.sackOk) {
       if (r.sackBlocks !== null) mergeSackBlocks(this.scoreboard, r.sackBlocks, this.sndUna, this.sndMax);
-      this.updateRtxLog(now);
-      if (this.tlpHighSeq !== null) this.checkProbe(ack, r.sackBlocks, now);
+      this.detectLossByTime(now, true);
+      if (this.tlp.highSeq !== null) this.checkProbe(ack, r.sackBlocks, now);
       this.maybeEnterSackRecovery(now);
-      this.tlpLostBelow = null;
+      this.tlp.lostBelow = null;
       // RFC 6937 DeliveredData: the change in SND.UNA plus the change in SACKed bytes.
       if (this.recoveryKind === "fast") this.cc.onRecoveryAck(acked + sackedBytes(this.scoreboard) - sackedBefore, this.pipe());
     }
@@ -827,9 +857,14 @@ export class TcpConnection {
 
   // ------------------------------------------- SACK loss recovery (RFC 6675)
 
-  /** RFC 6675 IsLost() as a boundary (see scoreboard.ts); in recovery, also everything below lostBelow. */
+  /**
+   * RFC 6675 IsLost() as a boundary (see scoreboard.ts), or RACK's for
+   * originals if it reaches further; in recovery, also everything below lostBelow.
+   */
   lostBoundary(): number {
-    const lost = sackLostBoundary(this.scoreboard, this.sndUna, this.dupThresh, this.sendMss);
+    let lost = sackLostBoundary(this.scoreboard, this.sndUna, this.dupThresh, this.sendMss);
+    const rack = this.rack.lostBelow;
+    if (rack !== null && seqGt(rack, lost) && seqLe(rack, this.sndMax)) lost = rack;
     return this.recoveryKind !== null && seqGt(this.lostBelow, lost) ? this.lostBelow : lost;
   }
 
@@ -843,10 +878,23 @@ export class TcpConnection {
     return Math.max(0, pipe - this.rtxLog.lostBytes(this.sndUna));
   }
 
-  /** Lost retransmissions by sequence, and with RACK by time (reo_wnd = SRTT/4). */
-  private updateRtxLog(now: number): void {
+  /**
+   * Lost retransmissions by sequence, and with RACK by time (reo_wnd =
+   * SRTT/4); with RACK, lost originals by time (RFC 8985 §6.2).
+   */
+  private detectLossByTime(now: number, fromAck: boolean): void {
     const rackWait = this.settings.rackTlp && this.srtt !== null ? this.srtt * 1.25 : null;
     this.rtxLog.update(this.sndUna, this.scoreboard, (this.dupThresh - 1) * this.sendMss, rackWait, now);
+    if (!this.settings.rackTlp) return;
+    if (fromAck) this.rack.onAck(this.sndUna, this.scoreboard, this.recoveryKind !== null ? this.highRxt : null, now);
+    this.rack.detectLoss(this.reoWnd(), now);
+  }
+
+  /** RFC 8985 §6.2 step 4 (RACK_update_reo_wnd), without the D-SACK rounds: a recovery found spurious grows it. */
+  private reoWnd(): number {
+    if (!this.reorderingSeen && (this.recoveryKind !== null || sackedBytes(this.scoreboard) >= DUPACK_THRESHOLD * this.sendMss)) return 0;
+    // Before the first RTT sample, RACK's own (the delivered segment's) stands in.
+    return Math.min((this.reoWndMult * (this.minRtt ?? this.rack.rtt)) / 4, this.srtt ?? this.rack.rtt);
   }
 
   /**
@@ -862,7 +910,7 @@ export class TcpConnection {
   private maybeEnterSackRecovery(now: number): void {
     if (this.recoveryKind !== null || this.sndMax === this.sndUna || this.sndWnd === 0) return;
     if (this.state === "SYN-RECEIVED" || this.state === "SYN-SENT") return;
-    if (this.dupAcks < this.dupThresh && !seqGt(this.lostBoundary(), this.sndUna) && this.tlpLostBelow === null) return;
+    if (this.dupAcks < this.dupThresh && !seqGt(this.lostBoundary(), this.sndUna) && this.tlp.lostBelow === null) return;
     if (seqLt(this.sndUna, this.recover)) return; // §5: not before HighACK reaches RecoveryPoint
     this.count("fastRecoveries", 1);
     this.firstRtxTs = null;
@@ -876,10 +924,11 @@ export class TcpConnection {
     // (4.3): the segment at HighACK+1 is retransmitted even if IsLost() does not say so yet.
     const firstHoleEnd = this.scoreboard.length > 0 ? this.scoreboard[0]! : this.sndMax;
     this.lostBelow = seqAdd(this.sndUna, Math.min(this.sendMss, seqDiff(firstHoleEnd, this.sndUna)));
-    if (this.tlpLostBelow !== null && seqGt(this.tlpLostBelow, this.lostBelow)) this.lostBelow = this.tlpLostBelow;
-    this.ptoAt = null;
+    const tlpLost = this.tlp.lostBelow;
+    if (tlpLost !== null && seqGt(tlpLost, this.lostBelow)) this.lostBelow = tlpLost;
+    this.tlp.at = null;
     this.entryRtxPending = true;
-    this.rttSeq = null;
+    this.rtt.forget();
   }
 
   /**
@@ -898,6 +947,7 @@ export class TcpConnection {
     const start = this.recoveryKind !== null ? seqMax(from, this.highRxt) : from;
     if (!seqLt(start, sb[0]!)) return;
     const degree = Math.ceil(seqDiff(highestSacked, start) / this.sendMss);
+    this.reorderingSeen = true;
     if (degree + 1 > this.dupThresh) this.dupThresh = Math.min(degree + 1, MAX_REORDERING);
   }
 
@@ -909,7 +959,7 @@ export class TcpConnection {
    * cwnd and ssthresh, leave recovery, and raise DupThresh by the observed
    * reordering so the next spike does not trigger it again.
    */
-  private detectSpuriousRecovery(ack: number, ts: TcpTimestamp | null): void {
+  private detectSpuriousRecovery(ack: number, ts: TcpTimestamp | null, now: number): void {
     if (this.recoveryKind === null || !this.cc.canUndo || this.firstRtxTs === null) return;
     if (!this.tsOk || ts === null || ts.tsecr === 0 || !seqGt(ack, this.recoveryUna)) return;
     if (!seqLt(ts.tsecr, this.firstRtxTs)) {
@@ -921,6 +971,10 @@ export class TcpConnection {
     const degree = Math.ceil(Math.max(0, seqDiff(highest, this.recoveryUna)) / this.sendMss);
     if (degree + 1 > this.dupThresh) this.dupThresh = Math.min(degree + 1, MAX_REORDERING);
     this.cc.undo();
+    this.reorderingSeen = true;
+    this.reoWndMult++;
+    this.rack.forgetLosses();
+    this.rack.retime(this.highRxt, now);
     this.recoveryKind = null;
     this.inRecovery = false;
     this.rtxLog.clear();
@@ -946,7 +1000,7 @@ export class TcpConnection {
       this.recover = this.sndMax;
       this.inRecovery = true;
       this.fastRetransmitPending = true;
-      this.rttSeq = null;
+      this.rtt.forget();
       this.count("fastRecoveries", 1);
     }
   }
@@ -963,14 +1017,14 @@ export class TcpConnection {
     }
     this.sndUna = ack;
     if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
-    this.takeRttSample(ts, ack, now);
+    this.rtt.sample(this.tsOk, ts, ack, now);
     this.retransmits = 0;
     this.probePending = false;
 
     // Congestion control.
     if (this.sackOk) {
       this.detectReordering(oldUna, ack);
-      this.detectSpuriousRecovery(ack, ts);
+      this.detectSpuriousRecovery(ack, ts, now);
       pruneScoreboard(this.scoreboard, this.sndUna);
     }
     if (this.recoveryKind !== null && seqGe(ack, this.recover)) {
@@ -1023,28 +1077,6 @@ export class TcpConnection {
 
   private finAcked(): boolean {
     return this.finQueued && this.sendBuf.length === 0 && this.sndUna === seqAdd(this.bufSeq, 1);
-  }
-
-  /** RFC 6298 §2 (and RFC 7323 §4.1 when timestamps are on). */
-  private takeRttSample(ts: TcpTimestamp | null, ack: number, now: number): void {
-    let sample: number | null = null;
-    if (this.tsOk && ts !== null && ts.tsecr !== 0) {
-      const d = ((now >>> 0) - ts.tsecr) >>> 0;
-      if (d < 0x7fffffff) sample = d;
-    } else if (this.rttSeq !== null && seqGt(ack, this.rttSeq)) {
-      sample = now - this.rttSentAt;
-    }
-    if (sample === null) return;
-    this.rttSeq = null;
-    if (this.srtt === null) {
-      this.srtt = sample; // (2.2)
-      this.rttvar = sample / 2;
-    } else {
-      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - sample); // (2.3)
-      this.srtt = 0.875 * this.srtt + 0.125 * sample;
-    }
-    const rto = this.srtt + Math.max(CLOCK_GRANULARITY_MS, 4 * this.rttvar);
-    this.rto = Math.min(Math.max(rto, this.settings.rtoMinMs), this.settings.rtoMaxMs); // (2.4), (2.5)
   }
 
   /** Step 6: place text in the receive ring; in order advances RCV.NXT. */
@@ -1145,59 +1177,45 @@ export class TcpConnection {
   /** §7.2: (re)arm the PTO after new data or an ACK, outside recovery, with no probe unanswered. */
   private armProbe(now: number): void {
     const ok = this.settings.rackTlp && this.sackOk && this.srtt !== null && this.recoveryKind === null &&
-      this.tlpHighSeq === null && this.sndMax !== this.sndUna && this.sndWnd > 0 &&
+      this.tlp.highSeq === null && this.sndMax !== this.sndUna && this.sndWnd > 0 &&
       (this.state === "ESTABLISHED" || this.state === "CLOSE-WAIT" || this.state === "FIN-WAIT-1" || this.state === "CLOSING" || this.state === "LAST-ACK");
-    this.ptoAt = ok ? now + probeTimeout(this.srtt!, this.flightSize(), this.sendMss, this.rto) : null;
+    this.tlp.at = ok ? now + probeTimeout(this.srtt!, this.flightSize(), this.sendMss, this.rto) : null;
   }
 
   /** §7.3: one segment of new data if the peer's window takes it (cwnd aside), else the last segment again. */
   private sendTailLossProbe(now: number, out: TcpSegment[]): void {
     if (this.recoveryKind !== null || this.sndMax === this.sndUna || this.sndWnd === 0) return;
-    this.tlpHighSeq = this.sndMax; // set first: sendNew must not re-arm the PTO
+    this.tlp.highSeq = this.sndMax; // set first: sendNew must not re-arm the PTO
     const len = this.sndNxt === this.sndMax ? this.nextSegmentLength(this.sendMss) : null;
+    let start: number;
+    let retransmitted: boolean;
     if (len !== null && len > 0) {
-      this.tlpStart = this.sndNxt;
-      this.tlpRetransmitted = false;
+      start = this.sndNxt;
+      retransmitted = false;
       this.sendNew(len, now, out);
     } else {
-      const start = seqMax(this.sndUna, seqAdd(this.sndMax, -this.sendMss));
+      start = seqMax(this.sndUna, seqAdd(this.sndMax, -this.sendMss));
       const seg = this.dataSegment(start, seqDiff(this.sndMax, start), now);
       const segLen = segmentLength(seg.repr.flags, seg.payload.length);
       if (segLen === 0) {
-        this.tlpHighSeq = null;
+        this.tlp.highSeq = null;
         return;
       }
       out.push(seg);
-      this.tlpStart = start;
-      this.tlpRetransmitted = true;
+      retransmitted = true;
       this.count("retransmittedSegments", 1);
       this.count("retransmittedBytes", segLen);
     }
-    this.tlpHighSeq = this.sndMax;
-    this.tlpDataEnd = seqLt(this.sndMax, this.finSeq()) ? this.sndMax : this.finSeq();
+    this.tlp.sent(start, seqLt(this.sndMax, this.finSeq()) ? this.sndMax : this.finSeq(), this.sndMax, retransmitted);
     this.rtxExpiresAt = now + this.rto;
   }
 
-  /**
-   * §7.4: the probe's answer. Covered by the cumulative ACK: a repaired
-   * loss (the probe was a retransmission and no D-SACK says it was
-   * redundant) still halves the window as a recovery would. SACKed above
-   * holes: everything sent before it and not SACKed is lost.
-   */
+  /** §7.4: the probe's answer; a loss it repaired still reduces the window as a recovery would. */
   private checkProbe(ack: number, sackBlocks: number[] | null, now: number): void {
-    const high = this.tlpHighSeq!;
-    const dsack = sackBlocks !== null && sackBlocks.length >= 2 && seqLe(sackBlocks[1]!, ack) && seqLe(this.tlpStart, sackBlocks[0]!);
-    if (seqGe(ack, high)) {
-      this.tlpHighSeq = null;
-      if (this.tlpRetransmitted && !dsack && this.recoveryKind === null) {
-        this.cc.enterRecovery(this.flightSize() + seqDiff(high, this.tlpStart), now, "sack");
-        this.cc.exitRecovery();
-      }
-      return;
-    }
-    if (this.recoveryKind === null && seqLt(this.sndUna, this.tlpStart) && seqLt(this.tlpStart, this.tlpDataEnd) && isSacked(this.scoreboard, this.tlpStart, this.tlpDataEnd)) {
-      this.tlpHighSeq = null;
-      this.tlpLostBelow = this.tlpStart;
+    const repaired = this.tlp.onAck(ack, sackBlocks, this.sndUna, this.scoreboard, this.recoveryKind !== null);
+    if (repaired !== null && repaired > 0) {
+      this.cc.enterRecovery(this.flightSize() + repaired, now, "sack");
+      this.cc.exitRecovery();
     }
   }
 
@@ -1218,9 +1236,10 @@ export class TcpConnection {
     this.fastRetransmitPending = false;
     this.probePending = false;
     this.keepalivePending = false;
-    this.tlpPending = false;
-    this.ptoAt = null;
+    this.tlp.pending = false;
+    this.tlp.at = null;
     this.rtxLog.rackAt = null;
+    this.rack.stop();
   }
 
   private abortWith(reason: TcpCloseReason): void {
@@ -1406,8 +1425,8 @@ export class TcpConnection {
       this.rtxExpiresAt = now + this.rto;
     }
 
-    if (this.tlpPending) {
-      this.tlpPending = false;
+    if (this.tlp.pending) {
+      this.tlp.pending = false;
       this.sendTailLossProbe(now, out);
     }
 
@@ -1501,10 +1520,8 @@ export class TcpConnection {
       this.count("retransmittedSegments", 1);
       this.count("retransmittedBytes", Math.min(segLen, seqDiff(this.sndMax, seq)));
     }
-    if (this.rttSeq === null && seqGe(seq, this.sndMax) && !this.tsOk) {
-      this.rttSeq = seq;
-      this.rttSentAt = now;
-    }
+    if (seqGe(seq, this.sndMax) && !this.tsOk) this.rtt.time(seq, now);
+    if (this.sackOk && this.settings.rackTlp && seqGe(seq, this.sndMax) && segLen > 0) this.rack.onSend(seq, seqAdd(seq, segLen), now);
     this.sndNxt = seqAdd(seq, segLen);
     if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
     if (this.rtxExpiresAt === null) this.rtxExpiresAt = now + this.rto; // (5.1)
@@ -1537,7 +1554,8 @@ export class TcpConnection {
   private dataSegment(seq: number, len: number, now: number): TcpSegment {
     const off = seqDiff(seq, this.bufSeq);
     const dataLen = Math.max(0, Math.min(len, this.sendBuf.length - off));
-    const payload = dataLen > 0 ? this.sendBuf.peek(off, dataLen) : EMPTY;
+    // A view of the send ring: the owner emits the segment before anything writes the ring again.
+    const payload = dataLen > 0 ? this.sendBuf.view(off, dataLen) : EMPTY;
     let flags = TCP_ACK;
     const end = seqAdd(seq, dataLen);
     if (this.finQueued && end === this.finSeq() && (this.state === "FIN-WAIT-1" || this.state === "CLOSING" || this.state === "LAST-ACK")) {

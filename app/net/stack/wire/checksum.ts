@@ -20,6 +20,16 @@ export function onesSum(data: Uint8Array, initial = 0): number {
   return sum;
 }
 
+/** onesSum over data[start, end) without a subarray (per-packet paths). */
+export function onesSumRange(data: Uint8Array, start: number, end: number, initial = 0): number {
+  let sum = initial;
+  const even = start + ((end - start) & ~1);
+  let i = start;
+  for (; i < even; i += 2) sum += (data[i]! << 8) | data[i + 1]!;
+  if (i < end) sum += data[i]! << 8;
+  return sum;
+}
+
 /** Fold an unfolded sum to 16 bits (end-around carry). */
 export function fold(sum: number): number {
   while (sum > 0xffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);

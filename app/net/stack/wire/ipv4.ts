@@ -1,6 +1,6 @@
 // IPv4 header (RFC 791 §3.1). Options are validated for length and skipped.
-import { checksum, verifies } from "./checksum.ts";
-import { drop, viewOf, type Parsed } from "./result.ts";
+import { fold, onesSumRange } from "./checksum.ts";
+import { drop, get16, put16, type Parsed } from "./result.ts";
 
 export const IPV4_HEADER_LEN = 20;
 export const IPV4_VERSION = 4;
@@ -35,24 +35,23 @@ export function isFragment(r: Ipv4Repr): boolean {
  */
 export function parse(bytes: Uint8Array): Parsed<Ipv4Repr> {
   if (bytes.length < IPV4_HEADER_LEN) return drop("ipv4: truncated");
-  const v = viewOf(bytes);
-  const b0 = v.getUint8(0);
+  const b0 = bytes[0]!;
   if (b0 >> 4 !== IPV4_VERSION) return drop("ipv4: bad-version");
   const ihl = (b0 & 0x0f) * 4;
   if (ihl < IPV4_HEADER_LEN || ihl > bytes.length) return drop("ipv4: bad-ihl");
-  const total = v.getUint16(2);
+  const total = get16(bytes, 2);
   if (total < ihl || total > bytes.length) return drop("ipv4: bad-total-length");
-  if (!verifies(bytes.subarray(0, ihl))) return drop("ipv4: bad-checksum");
-  const frag = v.getUint16(6);
+  if (fold(onesSumRange(bytes, 0, ihl)) !== 0xffff) return drop("ipv4: bad-checksum");
+  const frag = get16(bytes, 6);
   return {
     ok: true,
     repr: {
       src: bytes.slice(12, 16),
       dst: bytes.slice(16, 20),
-      protocol: v.getUint8(9),
-      ttl: v.getUint8(8),
-      tos: v.getUint8(1),
-      ident: v.getUint16(4),
+      protocol: bytes[9]!,
+      ttl: bytes[8]!,
+      tos: bytes[1]!,
+      ident: get16(bytes, 4),
       dontFragment: (frag & FLAG_DF) !== 0,
       moreFragments: (frag & FLAG_MF) !== 0,
       fragmentOffset: (frag & OFFSET_MASK) * IPV4_FRAGMENT_UNIT,
@@ -72,19 +71,20 @@ export function emit(repr: Ipv4Repr, payload: Uint8Array): Uint8Array {
 
 /** Write the 20-byte header for `payloadLen` bytes of payload into `out[0..20)`. */
 export function emitHeader(repr: Ipv4Repr, payloadLen: number, out: Uint8Array): void {
-  const v = viewOf(out);
-  v.setUint8(0, (IPV4_VERSION << 4) | (IPV4_HEADER_LEN / 4));
-  v.setUint8(1, repr.tos);
-  v.setUint16(2, IPV4_HEADER_LEN + payloadLen);
-  v.setUint16(4, repr.ident);
+  out[0] = (IPV4_VERSION << 4) | (IPV4_HEADER_LEN / 4);
+  out[1] = repr.tos;
+  put16(out, 2, IPV4_HEADER_LEN + payloadLen);
+  put16(out, 4, repr.ident);
   let frag = (repr.fragmentOffset / IPV4_FRAGMENT_UNIT) & OFFSET_MASK;
   if (repr.dontFragment) frag |= FLAG_DF;
   if (repr.moreFragments) frag |= FLAG_MF;
-  v.setUint16(6, frag);
-  v.setUint8(8, repr.ttl);
-  v.setUint8(9, repr.protocol);
-  v.setUint16(10, 0);
-  out.set(repr.src.subarray(0, 4), 12);
-  out.set(repr.dst.subarray(0, 4), 16);
-  v.setUint16(10, checksum(out.subarray(0, IPV4_HEADER_LEN)));
+  put16(out, 6, frag);
+  out[8] = repr.ttl;
+  out[9] = repr.protocol;
+  put16(out, 10, 0);
+  for (let i = 0; i < 4; i++) {
+    out[12 + i] = repr.src[i]!;
+    out[16 + i] = repr.dst[i]!;
+  }
+  put16(out, 10, ~fold(onesSumRange(out, 0, IPV4_HEADER_LEN)) & 0xffff);
 }

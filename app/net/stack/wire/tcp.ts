@@ -2,7 +2,7 @@
 // timestamps; RFC 2018 SACK). Parse verifies the checksum over the
 // pseudo-header; emit computes it.
 import { IPPROTO_TCP, checksum, fold, onesSum, pseudoHeaderSum } from "./checksum.ts";
-import { drop, viewOf, type Parsed } from "./result.ts";
+import { drop, get16, get32, put16, put32, type Parsed } from "./result.ts";
 
 export const TCP_HEADER_LEN = 20;
 /** RFC 9293 §3.1: Data Offset is 4 bits of 32-bit words, so 60 bytes at most. */
@@ -89,19 +89,18 @@ export function flagString(flags: number): string {
  */
 export function parse(bytes: Uint8Array, src: Uint8Array, dst: Uint8Array, verifyChecksum = true): Parsed<TcpRepr> {
   if (bytes.length < TCP_HEADER_LEN) return drop("tcp: truncated");
-  const v = viewOf(bytes);
-  const hlen = (v.getUint8(12) >> 4) * 4;
+  const hlen = (bytes[12]! >> 4) * 4;
   if (hlen < TCP_HEADER_LEN || hlen > bytes.length) return drop("tcp: bad-offset");
   if (verifyChecksum && fold(onesSum(bytes, pseudoHeaderSum(src, dst, IPPROTO_TCP, bytes.length))) !== 0xffff)
     return drop("tcp: bad-checksum");
   const repr: TcpRepr = {
-    srcPort: v.getUint16(0),
-    dstPort: v.getUint16(2),
-    seq: v.getUint32(4),
-    ack: v.getUint32(8),
-    flags: v.getUint8(13),
-    window: v.getUint16(14),
-    urgent: v.getUint16(18),
+    srcPort: get16(bytes, 0),
+    dstPort: get16(bytes, 2),
+    seq: get32(bytes, 4),
+    ack: get32(bytes, 8),
+    flags: bytes[13]!,
+    window: get16(bytes, 14),
+    urgent: get16(bytes, 18),
     mss: null,
     windowScale: null,
     sackPermitted: false,
@@ -110,22 +109,22 @@ export function parse(bytes: Uint8Array, src: Uint8Array, dst: Uint8Array, verif
   };
   let i = TCP_HEADER_LEN;
   while (i < hlen) {
-    const kind = v.getUint8(i);
+    const kind = bytes[i]!;
     if (kind === TCPOPT_EOL) break;
     if (kind === TCPOPT_NOP) {
       i++;
       continue;
     }
     if (i + 1 >= hlen) return drop("tcp: bad-option");
-    const len = v.getUint8(i + 1);
+    const len = bytes[i + 1]!;
     if (len < 2 || i + len > hlen) return drop("tcp: bad-option");
     // Known options with a wrong length are ignored, as Linux does.
     switch (kind) {
       case TCPOPT_MSS:
-        if (len === 4) repr.mss = v.getUint16(i + 2);
+        if (len === 4) repr.mss = get16(bytes, i + 2);
         break;
       case TCPOPT_WINDOW_SCALE:
-        if (len === 3) repr.windowScale = Math.min(v.getUint8(i + 2), TCP_MAX_WINDOW_SHIFT);
+        if (len === 3) repr.windowScale = Math.min(bytes[i + 2]!, TCP_MAX_WINDOW_SHIFT);
         break;
       case TCPOPT_SACK_PERMITTED:
         if (len === 2) repr.sackPermitted = true;
@@ -133,12 +132,12 @@ export function parse(bytes: Uint8Array, src: Uint8Array, dst: Uint8Array, verif
       case TCPOPT_SACK:
         if (len >= 10 && (len - 2) % 8 === 0) {
           const blocks: number[] = [];
-          for (let j = i + 2; j < i + len; j += 8) blocks.push(v.getUint32(j), v.getUint32(j + 4));
+          for (let j = i + 2; j < i + len; j += 8) blocks.push(get32(bytes, j), get32(bytes, j + 4));
           repr.sackBlocks = blocks;
         }
         break;
       case TCPOPT_TIMESTAMP:
-        if (len === 10) repr.timestamp = { tsval: v.getUint32(i + 2), tsecr: v.getUint32(i + 6) };
+        if (len === 10) repr.timestamp = { tsval: get32(bytes, i + 2), tsecr: get32(bytes, i + 6) };
         break;
     }
     i += len;
@@ -186,64 +185,63 @@ export function emit(repr: TcpRepr, payload: Uint8Array, src: Uint8Array, dst: U
 export function emitInto(repr: TcpRepr, payload: Uint8Array, src: Uint8Array, dst: Uint8Array, out: Uint8Array): void {
   const hlen = headerLength(repr);
   if (hlen > TCP_MAX_HEADER_LEN) throw new Error("tcp: options exceed 40 bytes");
-  const v = viewOf(out);
-  v.setUint16(0, repr.srcPort);
-  v.setUint16(2, repr.dstPort);
-  v.setUint32(4, repr.seq >>> 0);
-  v.setUint32(8, repr.ack >>> 0);
-  v.setUint8(12, (hlen / 4) << 4);
-  v.setUint8(13, repr.flags & 0xff);
-  v.setUint16(14, repr.window);
-  v.setUint16(16, 0);
-  v.setUint16(18, repr.urgent);
+  put16(out, 0, repr.srcPort);
+  put16(out, 2, repr.dstPort);
+  put32(out, 4, repr.seq >>> 0);
+  put32(out, 8, repr.ack >>> 0);
+  out[12] = (hlen / 4) << 4;
+  out[13] = repr.flags & 0xff;
+  put16(out, 14, repr.window);
+  put16(out, 16, 0);
+  put16(out, 18, repr.urgent);
   let i = TCP_HEADER_LEN;
   if (repr.mss !== null) {
-    v.setUint8(i, TCPOPT_MSS);
-    v.setUint8(i + 1, 4);
-    v.setUint16(i + 2, repr.mss);
+    out[i] = TCPOPT_MSS;
+    out[i + 1] = 4;
+    put16(out, i + 2, repr.mss);
     i += 4;
   }
   if (repr.timestamp !== null) {
     if (repr.sackPermitted) {
-      v.setUint8(i, TCPOPT_SACK_PERMITTED);
-      v.setUint8(i + 1, 2);
+      out[i] = TCPOPT_SACK_PERMITTED;
+      out[i + 1] = 2;
     } else {
-      v.setUint8(i, TCPOPT_NOP);
-      v.setUint8(i + 1, TCPOPT_NOP);
+      out[i] = TCPOPT_NOP;
+      out[i + 1] = TCPOPT_NOP;
     }
-    v.setUint8(i + 2, TCPOPT_TIMESTAMP);
-    v.setUint8(i + 3, 10);
-    v.setUint32(i + 4, repr.timestamp.tsval >>> 0);
-    v.setUint32(i + 8, repr.timestamp.tsecr >>> 0);
+    out[i + 2] = TCPOPT_TIMESTAMP;
+    out[i + 3] = 10;
+    put32(out, i + 4, repr.timestamp.tsval >>> 0);
+    put32(out, i + 8, repr.timestamp.tsecr >>> 0);
     i += 12;
   } else if (repr.sackPermitted) {
-    v.setUint8(i, TCPOPT_NOP);
-    v.setUint8(i + 1, TCPOPT_NOP);
-    v.setUint8(i + 2, TCPOPT_SACK_PERMITTED);
-    v.setUint8(i + 3, 2);
+    out[i] = TCPOPT_NOP;
+    out[i + 1] = TCPOPT_NOP;
+    out[i + 2] = TCPOPT_SACK_PERMITTED;
+    out[i + 3] = 2;
     i += 4;
   }
   if (repr.windowScale !== null) {
-    v.setUint8(i, TCPOPT_NOP);
-    v.setUint8(i + 1, TCPOPT_WINDOW_SCALE);
-    v.setUint8(i + 2, 3);
-    v.setUint8(i + 3, repr.windowScale);
+    out[i] = TCPOPT_NOP;
+    out[i + 1] = TCPOPT_WINDOW_SCALE;
+    out[i + 2] = 3;
+    out[i + 3] = repr.windowScale;
     i += 4;
   }
   const blocks = sackBlockCount(repr);
   if (blocks > 0) {
-    v.setUint8(i, TCPOPT_NOP);
-    v.setUint8(i + 1, TCPOPT_NOP);
-    v.setUint8(i + 2, TCPOPT_SACK);
-    v.setUint8(i + 3, 2 + 8 * blocks);
+    out[i] = TCPOPT_NOP;
+    out[i + 1] = TCPOPT_NOP;
+    out[i + 2] = TCPOPT_SACK;
+    out[i + 3] = 2 + 8 * blocks;
     i += 4;
     const sb = repr.sackBlocks!;
     for (let b = 0; b < blocks; b++) {
-      v.setUint32(i, sb[2 * b]! >>> 0);
-      v.setUint32(i + 4, sb[2 * b + 1]! >>> 0);
+      put32(out, i, sb[2 * b]! >>> 0);
+      put32(out, i + 4, sb[2 * b + 1]! >>> 0);
       i += 8;
     }
   }
   out.set(payload, hlen);
-  v.setUint16(16, checksum(out, pseudoHeaderSum(src, dst, IPPROTO_TCP, out.length)));
+  put16(out, 16, checksum(out, pseudoHeaderSum(src, dst, IPPROTO_TCP, out.length)));
 }
