@@ -10,7 +10,7 @@
 // --node-modules DIR, a copy made so, e.g. image/build.sh's cache), the Bun
 // runtime as bin/bun, and VERSION. V defaults to package.json's version plus
 // the commit and date (0.1.0+20261207.abc1234).
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { packBundle } from "../app/update/bundle.ts";
@@ -40,6 +40,8 @@ const version = flag("version") ?? `${pkg.version}+${new Date().toISOString().sl
 const outDir = flag("out") ?? path.join(REPO, "dist");
 
 const tree = mkdtempSync(path.join(os.tmpdir(), "clawpatrol-bundle-"));
+// mkdtemp's 0700 would travel as the tree's "." mode: the units' user must enter it.
+chmodSync(tree, 0o755);
 try {
   for (const p of ["app", "config", "package.json", "package-lock.json", "image/libexec"]) cpSync(path.join(REPO, p), path.join(tree, p), { recursive: true });
   const clients = existsSync(path.join(REPO, "dist")) ? readdirSync(path.join(REPO, "dist")).filter((n) => /^clawpatrol-linux-[a-z0-9]+(\.sha256)?$/.test(n)) : [];
