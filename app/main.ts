@@ -84,11 +84,12 @@ operator commands:
                             and private keys stay encrypted under the master key, which goes in
                             only with --include-key, and then the archive is encrypted with a
                             passphrase (--passphrase-file, else CLAWPATROL_BACKUP_PASSPHRASE)
-  update BUNDLE|URL [--root DIR] [--keys DIR]
+  update BUNDLE|URL [--root DIR] [--keys DIR] [--wait SECONDS]
                             verify a bundle (checksum, signature by a key in DIR, default
                             /etc/clawpatrol/update-keys), install it beside the running version
                             under ROOT (default /opt/clawpatrol), switch, restart the roles, and
-                            switch back by itself when they do not come up healthy
+                            switch back by itself when they do not come up healthy (within
+                            --wait, default 90 s)
   update keygen DIR         a signing key pair for make bundle (update.key, update.pub)
   restore FILE [--key MASTER_KEY_FILE] [--passphrase-file F]
                             put a backup into the state directory (the gateway stopped); files

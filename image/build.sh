@@ -4,9 +4,10 @@
 #   dist/clawpatrol-appliance.raw    UEFI, GPT: ESP (systemd-boot + a UKI) + ext4 root
 #   dist/clawpatrol-appliance.qcow2  the same disk, compressed
 #
-# 1. stage the extra tree: Bun, /opt/clawpatrol (app/, config/, production
-#    node_modules from package-lock.json, dist/ with the client binaries from
-#    `make client`), the units from systemd/, image/files/
+# 1. stage the extra tree: /opt/clawpatrol/versions/V (app/, config/,
+#    production node_modules from package-lock.json, bin/bun, dist/ with the
+#    client binaries from `make client`) and current -> versions/V, the units
+#    from systemd/, image/files/
 # 2. mkosi 14 builds a Debian bookworm directory tree (Format=directory),
 #    reusing its cached package install between runs (Incremental)
 # 3. the disk is assembled without mounting anything (the build machines
@@ -46,11 +47,21 @@ for c in node_modules/@oven/bun-linux-x64/bin/bun node_modules/bun/bin/bun.exe n
 done
 [ -n "$BUN" ] || die "no Bun binary under node_modules/ (run: npm ci)"
 BUN_VERSION=$("$BUN" --version)
+# The app is installed as the first version beside which bundle updates
+# (`clawpatrol-gateway update`) install theirs: /opt/clawpatrol/versions/V
+# holds app/, config/, node_modules, bin/bun, dist/, image/libexec and the
+# smoke files, /opt/clawpatrol/current points at it and the units run from
+# current/. V is the string `make bundle` would give this checkout.
+APP_VERSION=${IMAGE_APP_VERSION:-$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' package.json | head -1)+$(date -u +%Y%m%d).$(git rev-parse --short HEAD 2>/dev/null || echo nogit)}
 EXTRA=$WORK/extra
 rm -rf "$EXTRA"
-mkdir -p "$EXTRA/usr/local/bin" "$EXTRA/opt/clawpatrol/image/libexec" "$EXTRA/opt/clawpatrol/test/image/smoke" \
+APP=$EXTRA/opt/clawpatrol/versions/$APP_VERSION
+mkdir -p "$EXTRA/usr/local/bin" "$APP/bin" "$APP/image/libexec" "$APP/test/image/smoke" \
   "$EXTRA/usr/lib/systemd/system" "$EXTRA/usr/lib/sysusers.d"
-install -m 0755 "$BUN" "$EXTRA/usr/local/bin/bun"
+install -m 0755 "$BUN" "$APP/bin/bun"
+ln -s "versions/$APP_VERSION" "$EXTRA/opt/clawpatrol/current"
+# `bun` on the PATH is the running version's.
+ln -s /opt/clawpatrol/current/bin/bun "$EXTRA/usr/local/bin/bun"
 
 # Production dependencies only, installed from the lockfile; reused while the
 # lockfile is unchanged.
@@ -66,12 +77,12 @@ if [ ! -d "$PROD/node_modules" ]; then
   rm -rf "$PROD/node_modules/typescript" "$PROD/node_modules/@types" "$PROD/node_modules/bun-types" \
     "$PROD/node_modules/undici-types" "$PROD/node_modules/.bin/tsc" "$PROD/node_modules/.bin/tsserver"
 fi
-APP=$EXTRA/opt/clawpatrol
-cp -a app config package.json "$APP/"
+cp -a app config package.json package-lock.json "$APP/"
 cp -a "$PROD/node_modules" "$APP/node_modules"
 install -m 0644 image/libexec/*.ts "$APP/image/libexec/"
 install -m 0644 test/image/smoke/upstream.ts "$APP/test/image/smoke/upstream.ts"
 install -m 0755 test/image/smoke/smoke.sh "$APP/test/image/smoke/smoke.sh"
+install -m 0644 test/image/smoke/restore.sh "$APP/test/image/smoke/restore.sh"
 # The client binaries the gateway serves at /download/... (dist/ beside app/).
 # `make client` cross-compiles arm64 with a Bun runtime it downloads once into
 # Bun's cache; without that runtime cached (and no network), x64 only.
@@ -97,13 +108,13 @@ done
 install -m 0644 systemd/*.service test/image/smoke/clawpatrol-smoke.service "$EXTRA/usr/lib/systemd/system/"
 install -m 0644 systemd/clawpatrol.sysusers "$EXTRA/usr/lib/sysusers.d/clawpatrol.conf"
 cp -a image/files/. "$EXTRA/"
-printf 'clawpatrol %s (git %s%s), bun %s, built %s\n' \
-  "$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' package.json | head -1)" \
+echo "$APP_VERSION" >"$APP/VERSION"
+printf 'clawpatrol %s (git %s%s), bun %s, built %s\n' "$APP_VERSION" \
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   "$(git diff --quiet HEAD -- app config 2>/dev/null || echo ', with local changes')" \
-  "$BUN_VERSION" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$APP/VERSION"
+  "$BUN_VERSION" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$APP/BUILD"
 chown -R root:root "$EXTRA"
-step "staged: bun $BUN_VERSION, app $(du -sh "$APP" | cut -f1) ($(du -sh "$APP/node_modules" | cut -f1) node_modules)"
+step "staged: $APP_VERSION, bun $BUN_VERSION, app $(du -sh "$APP" | cut -f1) ($(du -sh "$APP/node_modules" | cut -f1) node_modules)"
 
 # --- 2. the OS tree with mkosi ----------------------------------------------------
 MIRROR=$(grep -rhoE 'https?://[^ ]*debian\.org/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -1 || true)
@@ -138,7 +149,7 @@ rm -f "$WORK/mkosi.rc"
   grep --line-buffered -v -E '^(Get:|Hit:|Ign:|Selecting|Preparing|Unpacking|Setting up|Processing|\(Reading database|I: (Retrieving|Validating|Extracting|Unpacking|Configuring)|W: |debconf:|dpkg: warning)' |
   sed -u 's/^/  mkosi: /' || true
 [ "$(cat "$WORK/mkosi.rc" 2>/dev/null)" = 0 ] || die "mkosi failed (full log: $WORK/mkosi.log)"
-[ -x "$TREE/usr/local/bin/bun" ] && [ -f "$TREE/usr/lib/systemd/system/clawpatrol-gateway.service" ] ||
+[ -x "$TREE/opt/clawpatrol/current/bin/bun" ] && [ -f "$TREE/usr/lib/systemd/system/clawpatrol-gateway.service" ] ||
   die "mkosi did not produce the tree (see the output above)"
 echo "$CACHE_KEY" >"$WORK/cache-key"
 step "tree: $(du -sh "$TREE" | cut -f1)"

@@ -1,4 +1,4 @@
-// `clawpatrol-gateway update BUNDLE|URL [--root DIR] [--keys DIR]` and
+// `clawpatrol-gateway update BUNDLE|URL [--root DIR] [--keys DIR] [--wait S]` and
 // `update keygen DIR`: the appliance's side of bundle updates. The bundle is
 // read (or fetched over https), verified against every `*.pub` in the keys
 // directory, installed beside the running version under ROOT, and switched
@@ -26,14 +26,17 @@ async function run(argv: string[], timeoutMs = 60_000): Promise<{ code: number; 
 }
 
 /** Restart with systemd; healthy when every unit is active and the gateway answers on its control socket. */
-export function systemdHooks(controlSocket: string, log: (line: string) => void): InstallHooks {
+export function systemdHooks(controlSocket: string, log: (line: string) => void, healthMs = HEALTH_MS): InstallHooks {
   return {
     async restart() {
+      // A version that crashed at start has run into the units' start limit
+      // (StartLimitBurst): systemd would refuse the restart back to the good one.
+      await run(["systemctl", "reset-failed", ...UNITS], 30_000);
       const r = await run(["systemctl", "restart", ...UNITS], 120_000);
       if (r.code !== 0) log(`systemctl restart: ${r.out}`);
     },
     async healthy() {
-      const end = Date.now() + HEALTH_MS;
+      const end = Date.now() + healthMs;
       while (Date.now() < end) {
         const active = await run(["systemctl", "is-active", ...UNITS], 10_000);
         if (active.code === 0) {
@@ -87,10 +90,14 @@ export async function updateCommand(rest: string[], flags: Map<string, string>, 
     return 0;
   }
   const source = rest[0];
-  if (!source) throw new BundleError("update BUNDLE|URL [--root DIR] [--keys DIR]");
+  if (!source) throw new BundleError("update BUNDLE|URL [--root DIR] [--keys DIR] [--wait SECONDS]");
   const { header, payload } = openBundle(await readBundle(source), trustedKeys(flags.get("keys") ?? DEFAULT_KEYS));
   out(`bundle ${header.version}: checksum and signature (key ${header.keyId}) verified`);
-  const r = await installBundle(flags.get("root") ?? DEFAULT_ROOT, header.version, payload, systemdHooks(controlSocket, out));
+  // --wait SECONDS: how long the roles get to become healthy (slow machines; default 90).
+  const wait = flags.get("wait");
+  if (wait !== undefined && !/^[1-9][0-9]{0,4}$/.test(wait)) throw new BundleError("--wait takes seconds (1-99999)");
+  const healthMs = wait !== undefined ? Number(wait) * 1000 : HEALTH_MS;
+  const r = await installBundle(flags.get("root") ?? DEFAULT_ROOT, header.version, payload, systemdHooks(controlSocket, out, healthMs));
   if (r.ok) {
     out(`updated to ${r.version} (from ${r.previous ?? "none"})`);
     return 0;

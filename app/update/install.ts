@@ -10,7 +10,7 @@
 // 5. keep the running and the previous version, and at most KEEP in all
 // The restart and health checks are passed in: systemd and the control
 // socket on the appliance, child processes in tests.
-import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { BundleError } from "./bundle.ts";
@@ -53,6 +53,8 @@ async function unpack(payload: Buffer, into: string): Promise<void> {
   clearTimeout(timer);
   rmSync(tarball, { force: true });
   if (code !== 0) throw new BundleError(`the bundle's payload does not unpack: ${err.trim().split("\n")[0] ?? `tar exited ${code}`}`);
+  // The tar's "." carries the packer's mode (mkdtemp makes it 0700): the units' user must enter the tree.
+  chmodSync(into, 0o755);
   if (!existsSync(path.join(into, "app", "main.ts"))) throw new BundleError("the bundle holds no app/main.ts");
 }
 

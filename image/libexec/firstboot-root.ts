@@ -1,13 +1,13 @@
 // The two root steps of clawpatrol-firstboot.service (see firstboot.ts).
-// They run as root without capabilities (`!` skips only User=), inside the
-// unit's sandbox, and touch only what root owns:
+// They run as root with only CAP_CHOWN (`!` skips only User=), inside the
+// unit's sandbox, and touch only /etc/clawpatrol:
 //   user-data     copy cloud-init user data meant for clawpatrol (cloud-init
 //                 keeps it root-only) into the unit's private /tmp
 //   apply-config  write the public_url step 2 handed over into the config
 //                 file, only if the result still loads
 // Both report problems and exit 0: settings never stop a first boot.
 // Kept apart from firstboot.ts so that the user-data step loads almost nothing.
-import { chmodSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { APPLY_FILE, HANDOFF_ENV, USER_DATA_FILE, applianceConfigPath, findUserData, parseSettings, readHandoff, setPublicUrl, writeHandoff } from "./settings.ts";
 
@@ -34,7 +34,10 @@ async function applyConfig(handoff: string, configPath: string): Promise<void> {
   const tmp = path.join(path.dirname(configPath), `.${path.basename(configPath)}.firstboot`);
   try {
     writeFileSync(tmp, next);
-    chmodSync(tmp, statSync(configPath).mode & 0o777);
+    const was = statSync(configPath);
+    chmodSync(tmp, was.mode & 0o777);
+    // The owner stays (on the appliance the service user, whose dashboard edits the file).
+    if (was.uid !== statSync(tmp).uid || was.gid !== statSync(tmp).gid) chownSync(tmp, was.uid, was.gid);
     // Loaded only here: the user-data step stays light.
     const { loadPolicy, formatConfigError } = await import("../../app/policy/load.ts");
     const loaded = await loadPolicy(tmp);

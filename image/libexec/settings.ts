@@ -9,6 +9,8 @@
 //   #clawpatrol-config                           (user data only)
 //   public_url = "https://gateway.example.com"   # devices and chat callbacks reach it here
 //   operator   = "alice"                         # the first operator (admin); default "admin"
+//   ssh_authorized_keys = ["ssh-ed25519 AAAA… me@laptop"]   # the `admin` shell account (access.ts)
+//   update_keys = ["-----BEGIN PUBLIC KEY-----\n…"]         # Ed25519 keys bundles must be signed by
 //
 // Bad input is an error naming its source and line; the caller reports it and
 // goes on with the defaults, so a typo never stops the CA from being made.
@@ -20,6 +22,10 @@ import { validOperatorName } from "../../app/store/operators.ts";
 export interface InitialSettings {
   publicUrl?: string;
   operator?: string;
+  /** OpenSSH public key lines for the `admin` account. */
+  sshAuthorizedKeys?: string[];
+  /** PEM (SPKI) Ed25519 public keys trusted for update bundles. */
+  updateKeys?: string[];
 }
 
 export type SettingsResult = { ok: true; settings: InitialSettings } | { ok: false; error: string };
@@ -35,7 +41,16 @@ export const USER_DATA_PATHS = [
 /** More is not a settings file. */
 const MAX_BYTES = 64 * 1024;
 
-const KEYS: Record<string, keyof InitialSettings> = { public_url: "publicUrl", operator: "operator" };
+const KEYS: Record<string, keyof InitialSettings> = {
+  public_url: "publicUrl",
+  operator: "operator",
+  ssh_authorized_keys: "sshAuthorizedKeys",
+  update_keys: "updateKeys",
+};
+const LIST_FIELDS = new Set<keyof InitialSettings>(["sshAuthorizedKeys", "updateKeys"]);
+/** One OpenSSH public key: type, base64 blob, optional comment; no options (from= command=), one line. */
+export const SSH_KEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?$/;
+const PEM_KEY_RE = /^-----BEGIN PUBLIC KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PUBLIC KEY-----\s*$/;
 // The same check the config's gateway.public_url gets (app/policy/build.ts).
 const URL_RE = /^https?:\/\/[^\s/]+(\/.*)?$/;
 
@@ -83,12 +98,27 @@ export function parseSettings(text: string, source: string): SettingsResult {
     const field = KEYS[key];
     if (!field) return fail(`${at}unknown key "${key}" (known: ${Object.keys(KEYS).join(", ")})`);
     if (settings[field] !== undefined) return fail(`${at}${key} given twice`);
+    if (LIST_FIELDS.has(field)) {
+      const list = typeof value === "string" ? [value] : value;
+      if (!Array.isArray(list) || list.some((v) => typeof v !== "string")) return fail(`${at}${key} must be a string or a list of strings`);
+      const items = (list as string[]).map((v) => v.trim());
+      const re = field === "sshAuthorizedKeys" ? SSH_KEY_RE : PEM_KEY_RE;
+      const bad = items.findIndex((v) => !re.test(v));
+      if (bad >= 0) {
+        const what = field === "sshAuthorizedKeys" ? "an OpenSSH public key line (TYPE BASE64 [COMMENT])" : "a PEM public key (-----BEGIN PUBLIC KEY-----)";
+        return fail(`${at}${key}[${bad}] is not ${what}`);
+      }
+      if (field === "sshAuthorizedKeys") settings.sshAuthorizedKeys = items;
+      else settings.updateKeys = items;
+      continue;
+    }
     if (typeof value !== "string") return fail(`${at}${key} must be a string`);
     if (field === "publicUrl" && !URL_RE.test(value)) return fail(`${at}public_url must be an http(s) URL, not ${JSON.stringify(value)}`);
     if (field === "operator" && !validOperatorName(value)) {
       return fail(`${at}operator must be 1-64 letters, digits or _.@- (starting with a letter or digit), not ${JSON.stringify(value)}`);
     }
-    settings[field] = field === "publicUrl" ? value.replace(/\/+$/, "") : value;
+    if (field === "publicUrl") settings.publicUrl = value.replace(/\/+$/, "");
+    else settings.operator = value;
   }
   return { ok: true, settings };
 }

@@ -20,6 +20,8 @@ declare -A CEILING=(
   # 1.8: AF_NETLINK, to read the machine's addresses for the certificate it mints (dashboard_tls)
   [clawpatrol-dashboard.service]=1.8
   [clawpatrol-firstboot.service]=2.0
+  # root, but no capabilities, no network, writing only /etc/ssh and the update keys
+  [clawpatrol-access.service]=2.0
 )
 units=(systemd/*.service test/image/smoke/clawpatrol-smoke.service)
 fail=0
@@ -31,7 +33,7 @@ trap 'rm -rf "$scratch"' EXIT
 # stand-ins for the binaries they run.
 TREE=${IMAGE_WORK:-dist/.work}/root
 root=$scratch/root
-mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system" "$root/usr/local/bin" "$root/usr/bin" "$root/opt/clawpatrol/test/image/smoke"
+mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system" "$root/usr/local/bin" "$root/usr/bin" "$root/opt/clawpatrol/current/test/image/smoke" "$root/opt/clawpatrol/current/bin"
 if [ -d "$TREE/usr/lib/systemd/system" ]; then
   cp -a "$TREE/usr/lib/systemd/system" "$root/usr/lib/systemd/"
   echo "units: stock units from the image tree $TREE"
@@ -40,7 +42,7 @@ else
   echo "units: stock units from the host (run make image to check against the image's)"
 fi
 rm -f "$root"/usr/lib/systemd/system/clawpatrol-*.service
-for f in usr/local/bin/bun usr/bin/curl usr/bin/systemctl opt/clawpatrol/test/image/smoke/smoke.sh; do
+for f in opt/clawpatrol/current/bin/bun usr/bin/curl usr/bin/systemctl usr/bin/sh opt/clawpatrol/current/test/image/smoke/smoke.sh; do
   printf '#!/bin/sh\n' >"$root/$f"; chmod +x "$root/$f"
 done
 ln -s usr/bin "$root/bin" 2>/dev/null || true
@@ -72,7 +74,7 @@ for u in "$scratch"/units/*.service; do
   fi
 done
 # The image enables every service (a unit shipped but never started is a bug).
-for name in clawpatrol-gateway clawpatrol-dnsvip clawpatrol-dashboard clawpatrol-firstboot; do
+for name in clawpatrol-gateway clawpatrol-dnsvip clawpatrol-dashboard clawpatrol-firstboot clawpatrol-access; do
   if sed -n '/^systemctl enable/,/[^\\]$/p' image/mkosi.postinst | grep -q "$name.service"; then
     echo "units: PASS enabled $name.service (image/mkosi.postinst)"
   else

@@ -43,7 +43,7 @@ describe("parseSettings", () => {
 
   test("bad input: an error naming the source and the line", () => {
     const cases: Array<[string, RegExp]> = [
-      [`public_url = "https://a"\nfoo = "x"`, /^settings from credential clawpatrol.settings: line 2: unknown key "foo" \(known: public_url, operator\)$/],
+      [`public_url = "https://a"\nfoo = "x"`, /^settings from credential clawpatrol.settings: line 2: unknown key "foo" \(known: public_url, operator, ssh_authorized_keys, update_keys\)$/],
       [`public_url = "ftp://a"`, /line 1: public_url must be an http\(s\) URL, not "ftp:\/\/a"/],
       [`public_url = https://a`, /line 1: public_url must be a double-quoted string/],
       [`operator = "-bad name"`, /line 1: operator must be 1-64 letters/],
@@ -64,7 +64,7 @@ describe("parseSettings", () => {
     }
     // User data: line numbers count the header line.
     const r = parseSettings(`#clawpatrol-config\noperator = "ok"\nnope = "x"`, "cloud-init user data /seed/user-data");
-    expect(r).toEqual({ ok: false, error: `settings from cloud-init user data /seed/user-data: line 3: unknown key "nope" (known: public_url, operator)` });
+    expect(r).toEqual({ ok: false, error: `settings from cloud-init user data /seed/user-data: line 3: unknown key "nope" (known: public_url, operator, ssh_authorized_keys, update_keys)` });
   });
 });
 
