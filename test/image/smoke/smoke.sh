@@ -582,7 +582,7 @@ read -r writable canapply < <(echo "$view" | json writable canApply)
 body=$(echo "$view" | bun -e 'Bun.stdin.text().then((t)=>{const v=JSON.parse(t); v.files[0].text += "\n# smoke: edited from the dashboard\n"; console.log(JSON.stringify({version: v.version, files: v.files}))})' 2>&1)
 applied=$(api POST /api/config/apply -H "x-csrf-token: $csrf" --data-binary "$body")
 if [ "$writable $canapply" = "true true" ] && echo "$applied" | grep -q '"ok":true' && grep -q '^# smoke: edited from the dashboard' "$CONF" &&
-  [ "$(stat -c '%U:%G %a' "$CONF")" = "clawpatrol:clawpatrol 640" ] && [ "$(stat -c '%U:%G %a' /etc/clawpatrol/update-keys)" = "root:root 755" ] &&
+  stat -c '%U:%G %a' "$CONF" | grep -qE '^clawpatrol:clawpatrol 6[04]0$' && [ "$(stat -c '%U:%G %a' /etc/clawpatrol/update-keys)" = "root:root 755" ] &&
   systemctl is-active --quiet clawpatrol-gateway.service; then
   pass config-apply "the Config page's apply wrote $CONF ($(stat -c '%U:%G %a' "$CONF")) and the gateway reloaded: $(echo "$applied" | cut -c1-120 | oneline)"
 else
