@@ -11,7 +11,7 @@ const K = 1000;
 
 /** SACK, RACK-TLP on, RTO far (1 s minimum) so a probe cannot be confused with it; `n` bytes sent at t=0. */
 function sender(n: number): TcpConnection {
-  const c = established({ sendBufferSize: 65536, rackTlp: true, rtoMinMs: 1000 }, { mss: K, sackPermitted: true });
+  const c = established({ sendBufferSize: 65536, rackTlp: true, rackOriginals: true, rtoMinMs: 1000 }, { mss: K, sackPermitted: true });
   c.send(bytes(n));
   expect(c.dispatch(0).length).toBe(Math.ceil(n / K));
   return c;
@@ -83,7 +83,7 @@ describe("tail loss probe (RFC 8985 §7)", () => {
 
 describe("RACK for retransmissions (RFC 8985 §6.2)", () => {
   test("a lost retransmission: once a segment sent after it is SACKed and SRTT + reo_wnd have passed, it goes again, no RTO", () => {
-    const c = established({ sendBufferSize: 65536, rackTlp: true, rtoMinMs: 1000 }, { mss: K, sackPermitted: true });
+    const c = established({ sendBufferSize: 65536, rackTlp: true, rackOriginals: true, rtoMinMs: 1000 }, { mss: K, sackPermitted: true });
     c.send(bytes(30 * K));
     c.dispatch(0); // segments 0-9
     c.process(seg({ ack: A(K) }), 10); // RTT 10 ms; segment 1 lost
@@ -176,7 +176,7 @@ describe("RACK for original transmissions (RFC 8985 §6.2)", () => {
 describe("reordering estimate", () => {
   /** 20 segments out at 0; segment 0 arrives late (after 1 and 2 were SACKed): DupThresh 4, RTT 11. */
   function reordered(): TcpConnection {
-    const c = established({ sendBufferSize: 65536, rackTlp: true, rtoMinMs: 1000 }, { mss: K, sackPermitted: true });
+    const c = established({ sendBufferSize: 65536, rackTlp: true, rackOriginals: true, rtoMinMs: 1000 }, { mss: K, sackPermitted: true });
     c.send(bytes(20 * K));
     c.dispatch(0);
     c.process(seg({ ack: A(0), sackBlocks: [A(K), A(3 * K)] }), 10);
