@@ -5,8 +5,8 @@
 //                      means registering a new account
 //   acme/dashboard.key the served certificate's key, written before
 //   acme/dashboard.crt the chain the CA issued (leaf first)
-import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { writeAtomically } from "../store/write-atomically.ts";
 import path from "node:path";
 import nodeTls from "node:tls";
 import { canonicalLeafName } from "../tls/leaf.ts";
@@ -79,19 +79,4 @@ export function saveAcmeCertificate(stateDir: string, certPem: string, keyPem: s
   mkdirSync(acmeDir(stateDir), { recursive: true, mode: 0o700 });
   writeAtomically(path.join(acmeDir(stateDir), ACME_KEY_FILE), keyPem, 0o600);
   writeAtomically(path.join(acmeDir(stateDir), ACME_CERT_FILE), certPem, 0o644);
-}
-
-function writeAtomically(file: string, data: string, mode: number): void {
-  const temp = `${file}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
-  try {
-    writeFileSync(temp, data, { mode, flag: "wx" });
-    renameSync(temp, file);
-  } catch (e) {
-    try {
-      unlinkSync(temp);
-    } catch {
-      /* never written */
-    }
-    throw e;
-  }
 }

@@ -9,7 +9,8 @@
 //   3. Otherwise mint a fresh key and certificate and swap both files in
 //      (temp file + rename, key 0600): a reader never sees half a pair.
 import { randomBytes } from "node:crypto";
-import { readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { writeAtomically } from "../store/write-atomically.ts";
 import os from "node:os";
 import path from "node:path";
 import type { CertificateAuthority } from "./ca.ts";
@@ -177,19 +178,4 @@ async function mint(ca: CertificateAuthority, names: string[], now: number): Pro
   });
   const certPem = `${cert.toString("pem")}\n${ca.certPem.trim()}\n`;
   return { certPem, keyPem: await privateKeyToPem(keys.privateKey), notAfter: cert.notAfter.getTime() };
-}
-
-function writeAtomically(file: string, data: string, mode: number): void {
-  const temp = `${file}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
-  try {
-    writeFileSync(temp, data, { mode, flag: "wx" });
-    renameSync(temp, file);
-  } catch (e) {
-    try {
-      unlinkSync(temp);
-    } catch {
-      /* never written */
-    }
-    throw e;
-  }
 }
